@@ -1,0 +1,331 @@
+//! The two connection drivers behind one internal interface.
+//!
+//! [`Driver::conn`] hands out a [`Conn`], which implements `redis::aio::ConnectionLike`, so
+//! commands, pipelines and `redis::Script` invocations run the same way over both.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
+use tokio::sync::Notify;
+
+use super::config::{ConnectionConfig, DriverKind};
+use crate::error::{Error, ErrorCode, Result};
+
+/// A connection handed out by a [`Driver`]; cheap to create, used for one operation.
+pub(crate) enum Conn {
+    Multiplexed(MultiplexedConnection, u64),
+    Pooled(deadpool_redis::Connection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Multiplexed(c, _) => c.req_packed_command(cmd),
+            Self::Pooled(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Multiplexed(c, _) => c.req_packed_commands(pipeline, offset, count),
+            Self::Pooled(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Multiplexed(c, _) => c.get_db(),
+            Self::Pooled(c) => c.get_db(),
+        }
+    }
+}
+
+/// One of the two drivers.
+pub(crate) enum Driver {
+    Multiplexed(Arc<Multiplexed>),
+    Pool(deadpool_redis::Pool),
+}
+
+impl Driver {
+    pub(crate) async fn connect(name: &str, cfg: &ConnectionConfig) -> Result<Self> {
+        match cfg.driver {
+            DriverKind::Multiplexed => Ok(Self::Multiplexed(Multiplexed::start(name, cfg).await?)),
+            DriverKind::Pool { max_size } => {
+                let manager = deadpool_redis::Manager::new_with_config(
+                    cfg.to_connection_info(),
+                    connection_config(cfg, Some(cfg.command_timeout)),
+                )
+                .map_err(|e| connect_error(name, cfg, e))?;
+                let pool = deadpool_redis::Pool::builder(manager)
+                    .max_size(max_size.max(1))
+                    .runtime(deadpool_redis::Runtime::Tokio1)
+                    .create_timeout(Some(cfg.connect_timeout))
+                    .wait_timeout(Some(cfg.command_timeout))
+                    .recycle_timeout(Some(cfg.command_timeout))
+                    .build()
+                    .map_err(|e| {
+                        Error::new(ErrorCode::ConfigInvalid, format!("cannot build the pool: {e}"))
+                            .with_context("client", name)
+                    })?;
+                if !cfg.lazy {
+                    // Fail fast with a clear error when the server is unreachable.
+                    let mut conn = pool.get().await.map_err(|e| pool_error(name, cfg, e))?;
+                    redis::cmd("PING")
+                        .query_async::<()>(&mut *conn)
+                        .await
+                        .map_err(|e| connect_error(name, cfg, e))?;
+                }
+                Ok(Self::Pool(pool))
+            }
+        }
+    }
+
+    /// A connection for one operation. With the multiplexed driver this fails at once with
+    /// [`ErrorCode::ConnectionClosed`] while the connection is being re-established.
+    pub(crate) async fn conn(&self, name: &str, cfg: &ConnectionConfig) -> Result<Conn> {
+        match self {
+            Self::Multiplexed(m) => m.get().map(|(c, generation)| Conn::Multiplexed(c, generation)),
+            Self::Pool(pool) => pool
+                .get()
+                .await
+                .map(Conn::Pooled)
+                .map_err(|e| pool_error(name, cfg, e)),
+        }
+    }
+
+    /// Tells the driver that an operation failed, so it can notice a dropped connection.
+    pub(crate) fn observe_error(&self, conn: &Conn, err: &redis::RedisError) {
+        if let (Self::Multiplexed(m), Conn::Multiplexed(_, generation)) = (self, conn) {
+            if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
+                m.mark_down(*generation, err.to_string());
+            }
+        }
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        match self {
+            Self::Multiplexed(m) => m.is_connected(),
+            Self::Pool(_) => true,
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        match self {
+            Self::Multiplexed(m) => m.shutdown(),
+            Self::Pool(pool) => pool.close(),
+        }
+    }
+}
+
+pub(crate) fn connection_config(
+    cfg: &ConnectionConfig,
+    response_timeout: Option<Duration>,
+) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(cfg.connect_timeout))
+        .set_response_timeout(response_timeout)
+}
+
+pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::RedisError) -> Error {
+    let code = if err.is_timeout() {
+        ErrorCode::ConnectionTimeout
+    } else {
+        match Error::from_redis(err.clone()).code() {
+            ErrorCode::ConnectionAuthFailed => ErrorCode::ConnectionAuthFailed,
+            _ if err.to_string().to_ascii_lowercase().contains("tls") => ErrorCode::ConnectionTls,
+            _ => ErrorCode::ConnectionFailed,
+        }
+    };
+    let what = match code {
+        ErrorCode::ConnectionAuthFailed => "authentication failed: check the user name and password",
+        ErrorCode::ConnectionTimeout => "connecting timed out",
+        ErrorCode::ConnectionTls => "the TLS handshake failed",
+        _ => "cannot connect",
+    };
+    Error::new(code, format!("{what} ({err})"))
+        .with_context("client", name)
+        .with_context("server", cfg.to_string())
+        .with_source(err)
+}
+
+fn pool_error(name: &str, cfg: &ConnectionConfig, err: deadpool_redis::PoolError) -> Error {
+    match err {
+        deadpool_redis::PoolError::Backend(e) => connect_error(name, cfg, e),
+        deadpool_redis::PoolError::Timeout(kind) => Error::new(
+            ErrorCode::ConnectionTimeout,
+            format!("no pooled connection available in time ({kind:?})"),
+        )
+        .with_context("client", name),
+        other => Error::new(ErrorCode::ConnectionFailed, format!("pool error: {other}"))
+            .with_context("client", name),
+    }
+}
+
+struct State {
+    conn: Option<MultiplexedConnection>,
+    generation: u64,
+    last_error: Option<String>,
+}
+
+/// One shared multiplexed connection, re-established in the background with backoff.
+pub(crate) struct Multiplexed {
+    name: String,
+    cfg: ConnectionConfig,
+    client: redis::Client,
+    state: RwLock<State>,
+    down: Arc<Notify>,
+    stopped: AtomicBool,
+    reconnects: AtomicU64,
+}
+
+impl Multiplexed {
+    async fn start(name: &str, cfg: &ConnectionConfig) -> Result<Arc<Self>> {
+        let client = redis::Client::open(cfg.to_connection_info())
+            .map_err(|e| connect_error(name, cfg, e))?;
+        let this = Arc::new(Self {
+            name: name.to_owned(),
+            cfg: cfg.clone(),
+            client,
+            state: RwLock::new(State {
+                conn: None,
+                generation: 0,
+                last_error: Some("not connected yet".to_owned()),
+            }),
+            down: Arc::new(Notify::new()),
+            stopped: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
+        });
+        if !cfg.lazy {
+            let conn = this.open().await?;
+            this.install(conn);
+        }
+        tokio::spawn(Self::reconnect_loop(Arc::downgrade(&this), this.down.clone()));
+        Ok(this)
+    }
+
+    async fn open(&self) -> Result<MultiplexedConnection> {
+        let config = connection_config(&self.cfg, Some(self.cfg.command_timeout));
+        let fut = self.client.get_multiplexed_async_connection_with_config(&config);
+        match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(connect_error(&self.name, &self.cfg, e)),
+            Err(_) => Err(Error::new(
+                ErrorCode::ConnectionTimeout,
+                format!("connecting timed out after {:?}", self.cfg.connect_timeout),
+            )
+            .with_context("client", self.name.clone())
+            .with_context("server", self.cfg.to_string())),
+        }
+    }
+
+    fn install(&self, conn: MultiplexedConnection) {
+        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.conn = Some(conn);
+        state.generation += 1;
+        state.last_error = None;
+    }
+
+    fn get(&self) -> Result<(MultiplexedConnection, u64)> {
+        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &state.conn {
+            Some(conn) => Ok((conn.clone(), state.generation)),
+            None => {
+                let why = state.last_error.clone().unwrap_or_default();
+                drop(state);
+                self.down.notify_one();
+                Err(Error::new(
+                    ErrorCode::ConnectionClosed,
+                    format!("the connection is down and being re-established (last error: {why})"),
+                )
+                .with_context("client", self.name.clone())
+                .with_context("server", self.cfg.to_string()))
+            }
+        }
+    }
+
+    fn mark_down(&self, generation: u64, why: String) {
+        {
+            let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if state.conn.is_none() || state.generation != generation {
+                return;
+            }
+            state.conn = None;
+            state.last_error = Some(why.clone());
+        }
+        tracing::warn!(client = %self.name, error = %why, "redis connection lost; reconnecting in the background");
+        self.down.notify_one();
+    }
+
+    fn shutdown(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.conn = None;
+        state.last_error = Some("the runtime was shut down".to_owned());
+        drop(state);
+        self.down.notify_one();
+    }
+
+    async fn reconnect_loop(this: std::sync::Weak<Self>, down: Arc<Notify>) {
+        loop {
+            let connected = match this.upgrade() {
+                None => return,
+                Some(me) if me.stopped.load(Ordering::SeqCst) => return,
+                Some(me) => me.is_connected(),
+            };
+            if connected {
+                // Only a weak reference is held while waiting; `Drop` wakes us to exit.
+                down.notified().await;
+                continue;
+            }
+            let mut attempt: u32 = 0;
+            loop {
+                let Some(me) = this.upgrade() else { return };
+                if me.stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                match me.open().await {
+                    Ok(conn) => {
+                        me.install(conn);
+                        me.reconnects.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(client = %me.name, attempts = attempt + 1, "redis connection established");
+                        break;
+                    }
+                    Err(e) => {
+                        let delay = me.cfg.reconnect.delay(attempt, rand::Rng::random::<f64>(&mut rand::rng()));
+                        tracing::debug!(client = %me.name, error = %e, ?delay, "reconnect attempt failed");
+                        me.state
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .last_error = Some(e.to_string());
+                        drop(me);
+                        tokio::time::sleep(delay).await;
+                        attempt = attempt.saturating_add(1);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .conn
+            .is_some()
+    }
+}
+
+impl Drop for Multiplexed {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.down.notify_one();
+    }
+}

@@ -1,0 +1,241 @@
+//! Named clients and the one instrumented command path every Redis call takes.
+
+mod config;
+mod driver;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use redis::{Cmd, FromRedisValue, Pipeline, Script, ToRedisArgs};
+use tracing::Instrument as _;
+
+pub use config::{ConnectionConfig, DriverKind, ReconnectPolicy};
+pub(crate) use driver::{Conn, Driver};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::metrics::{CommandLabels, DurationLabels, ErrorLabels, Metrics};
+
+/// One named Redis client: a driver plus the instrumented command path.
+///
+/// Every call through a `Client` gets a `tracing` span named `redis.command` with the
+/// OpenTelemetry database attributes (`db.system.name = "redis"`, `db.operation.name`,
+/// `server.address`, `server.port`, `db.namespace`), is cut off after the command timeout,
+/// and is counted in `redisx_commands_total`, `redisx_command_duration_seconds` and, on
+/// failure, `redisx_errors_total`. Cloning is cheap.
+///
+/// ```no_run
+/// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+/// let client = rx.client();
+/// let _: () = client.query(redis::cmd("SET").arg("greeting").arg("hello")).await?;
+/// let v: Option<String> = client.query(redis::cmd("GET").arg("greeting")).await?;
+/// assert_eq!(v.as_deref(), Some("hello"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    name: Arc<str>,
+    cfg: ConnectionConfig,
+    driver: Driver,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("name", &self.inner.name)
+            .field("server", &self.inner.cfg.to_string())
+            .field("driver", &self.inner.cfg.driver)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub(crate) async fn connect(
+        name: &str,
+        cfg: ConnectionConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let driver = Driver::connect(name, &cfg).await?;
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                name: Arc::from(name),
+                cfg,
+                driver,
+                metrics,
+            }),
+        })
+    }
+
+    /// The client's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The connection settings (the password stays hidden in `Debug`/`Display`).
+    pub fn config(&self) -> &ConnectionConfig {
+        &self.inner.cfg
+    }
+
+    /// Whether the client currently holds a live connection (always `true` for the pool driver,
+    /// which connects per checkout).
+    pub fn is_connected(&self) -> bool {
+        self.inner.driver.is_connected()
+    }
+
+    /// Runs one command and converts its reply.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let name = command_name(cmd);
+        self.query_named(name, cmd).await
+    }
+
+    /// Runs a pipeline (one round trip) and converts its replies.
+    pub async fn query_pipeline<T: FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T> {
+        self.run("PIPELINE", async |conn| pipeline.query_async(conn).await)
+            .await
+    }
+
+    /// Sends `PING` and returns the round-trip time.
+    pub async fn ping(&self) -> Result<std::time::Duration> {
+        let start = Instant::now();
+        let _: String = self.query_named("PING", &redis::cmd("PING")).await?;
+        Ok(start.elapsed())
+    }
+
+    pub(crate) async fn query_named<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        self.run(name, async |conn| cmd.query_async(conn).await).await
+    }
+
+    /// Runs a Lua script by `EVALSHA`, loading it on `NOSCRIPT` and retrying once.
+    pub(crate) async fn eval<T, K, A>(&self, script: &Script, keys: &[K], args: &[A]) -> Result<T>
+    where
+        T: FromRedisValue,
+        K: ToRedisArgs,
+        A: ToRedisArgs,
+    {
+        self.run("EVALSHA", async |conn| {
+            let mut inv = script.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            for a in args {
+                inv.arg(a);
+            }
+            inv.invoke_async(conn).await
+        })
+        .await
+    }
+
+    /// Loads a script into the server's script cache (`SCRIPT LOAD`).
+    pub(crate) async fn load_script(&self, script: &Script) -> Result<()> {
+        self.run("SCRIPT", async |conn| {
+            script.prepare_invoke().load_async(conn).await.map(drop)
+        })
+        .await
+    }
+
+    /// The one command path: connection, span, timeout, metrics, error classification.
+    async fn run<T, F>(&self, command: &'static str, op: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    {
+        let inner = &*self.inner;
+        let span = tracing::info_span!(
+            target: "redisx::command",
+            "redis.command",
+            otel.name = command,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = command,
+            db.namespace = inner.cfg.db,
+            server.address = %inner.cfg.host,
+            server.port = inner.cfg.port,
+            redisx.client = %inner.name,
+            error.type = tracing::field::Empty,
+        );
+        let start = Instant::now();
+        let result = async {
+            let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
+            match tokio::time::timeout(inner.cfg.command_timeout, op(&mut conn)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => {
+                    inner.driver.observe_error(&conn, &e);
+                    Err(Error::from_redis(e))
+                }
+                Err(_) => Err(Error::new(
+                    ErrorCode::OperationTimeout,
+                    format!(
+                        "no reply within the command timeout of {:?}",
+                        inner.cfg.command_timeout
+                    ),
+                )),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let elapsed = start.elapsed().as_secs_f64();
+        let m = &inner.metrics;
+        m.command_duration
+            .get_or_create(&DurationLabels {
+                command,
+                client: inner.name.clone(),
+            })
+            .observe(elapsed);
+        let status = if result.is_ok() { "ok" } else { "error" };
+        m.commands
+            .get_or_create(&CommandLabels {
+                command,
+                client: inner.name.clone(),
+                status,
+            })
+            .inc();
+        result.map_err(|e| {
+            let code = e.code().as_str();
+            span.record("error.type", code);
+            m.errors
+                .get_or_create(&ErrorLabels {
+                    client: inner.name.clone(),
+                    error_type: code,
+                })
+                .inc();
+            let e = e.with_context("client", inner.name.to_string());
+            if e.context_value("command").is_none() {
+                e.with_context("command", command)
+            } else {
+                e
+            }
+        })
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.inner.driver.shutdown();
+    }
+}
+
+/// A `'static` command name for metric labels, taken from the first argument of `cmd`.
+fn command_name(cmd: &Cmd) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "GET", "SET", "DEL", "UNLINK", "MGET", "MSET", "EXISTS", "EXPIRE", "PEXPIRE", "TTL",
+        "PTTL", "INCR", "INCRBY", "DECR", "DECRBY", "HGET", "HSET", "HDEL", "HGETALL", "HMGET",
+        "SADD", "SREM", "SMEMBERS", "SCARD", "ZADD", "ZREM", "ZRANGE", "ZCARD", "LPUSH", "RPUSH",
+        "LPOP", "RPOP", "LRANGE", "PUBLISH", "SCAN", "PING", "INFO", "EVAL", "EVALSHA", "SCRIPT",
+        "XADD", "XREADGROUP", "XACK", "XGROUP", "XAUTOCLAIM", "XPENDING", "XRANGE", "XDEL",
+        "FLUSHDB", "FLUSHALL", "DBSIZE", "TYPE", "GETDEL", "GETEX", "SETNX", "SETEX", "PSETEX",
+        "ACL", "AUTH", "SELECT", "CLIENT", "CONFIG", "KEYS",
+    ];
+    let Some(redis::Arg::Simple(first)) = cmd.args_iter().next() else {
+        return "OTHER";
+    };
+    KNOWN
+        .iter()
+        .find(|k| k.as_bytes().eq_ignore_ascii_case(first))
+        .copied()
+        .unwrap_or("OTHER")
+}

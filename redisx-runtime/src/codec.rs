@@ -1,0 +1,196 @@
+//! Codecs: how values become bytes in Redis.
+//!
+//! Two codecs ship: [`Bincode`] (the default: compact and fast; `bincode` pinned at `=2.0.1`)
+//! and [`Json`] (readable with `redis-cli`, and by services in other languages). Stored values
+//! carry a one-byte header naming their format and version ([`Codec::FORMAT`]); an entry with
+//! another header, or one that fails to decode, is reported as
+//! [`ErrorCode::CacheDeserialization`], which the cache treats as a miss (and removes the entry)
+//! — never a panic.
+//!
+//! ```
+//! use redisx_runtime::{Codec, Bincode, Json};
+//! let bytes = Bincode::encode(&(1u32, "one")).unwrap();
+//! let back: (u32, String) = Bincode::decode(&bytes).unwrap();
+//! assert_eq!(back, (1, "one".to_owned()));
+//! assert_eq!(Json::encode(&[1, 2]).unwrap(), b"[1,2]");
+//! ```
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// A serialization format for stored values.
+pub trait Codec {
+    /// The format byte written before every value stored with this codec.
+    const FORMAT: u8;
+    /// A short name (`"bincode"`, `"json"`), used in errors.
+    const NAME: &'static str;
+
+    /// Appends the encoded value to `out`.
+    fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()>;
+
+    /// Encodes a value into a new buffer.
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Self::encode_into(value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes a value; trailing bytes are an error.
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T>;
+}
+
+/// The bincode codec (bincode 2, standard config: varint integers, little endian).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bincode;
+
+/// The JSON codec (`serde_json`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json;
+
+fn ser_error(codec: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::CacheSerialization,
+        format!("cannot encode the value as {codec}: {e}"),
+    )
+}
+
+fn de_error(codec: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::CacheDeserialization,
+        format!("cannot decode the stored value as {codec}: {e}"),
+    )
+}
+
+impl Codec for Bincode {
+    const FORMAT: u8 = 0x01;
+    const NAME: &'static str = "bincode";
+
+    fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+        struct VecWriter<'a>(&'a mut Vec<u8>);
+        impl bincode::enc::write::Writer for VecWriter<'_> {
+            fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+                self.0.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+        bincode::serde::encode_into_writer(value, VecWriter(out), bincode::config::standard())
+            .map_err(|e| ser_error(Self::NAME, e))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        let (value, read) =
+            bincode::serde::decode_from_slice::<T, _>(bytes, bincode::config::standard())
+                .map_err(|e| de_error(Self::NAME, e))?;
+        if read != bytes.len() {
+            return Err(de_error(
+                Self::NAME,
+                format!("{} trailing bytes", bytes.len() - read),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+impl Codec for Json {
+    const FORMAT: u8 = 0x02;
+    const NAME: &'static str = "json";
+
+    fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+        serde_json::to_writer(out, value).map_err(|e| ser_error(Self::NAME, e))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| de_error(Self::NAME, e))
+    }
+}
+
+/// A codec chosen at run time (in config or per call site).
+///
+/// ```
+/// use redisx_runtime::CodecKind;
+/// let c = CodecKind::Json;
+/// let bytes = c.encode(&42u8).unwrap();
+/// assert_eq!(c.decode::<u8>(&bytes).unwrap(), 42);
+/// assert_eq!(CodecKind::from_format(c.format()), Some(CodecKind::Json));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CodecKind {
+    /// [`Bincode`] (default).
+    #[default]
+    Bincode,
+    /// [`Json`].
+    Json,
+}
+
+impl CodecKind {
+    /// The format byte of this codec.
+    pub const fn format(self) -> u8 {
+        match self {
+            Self::Bincode => Bincode::FORMAT,
+            Self::Json => Json::FORMAT,
+        }
+    }
+
+    /// The codec of a format byte, if it is one redisx knows.
+    pub const fn from_format(format: u8) -> Option<Self> {
+        match format {
+            Bincode::FORMAT => Some(Self::Bincode),
+            Json::FORMAT => Some(Self::Json),
+            _ => None,
+        }
+    }
+
+    /// The codec's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Bincode => Bincode::NAME,
+            Self::Json => Json::NAME,
+        }
+    }
+
+    /// Appends the encoded value to `out`.
+    pub fn encode_into<T: Serialize + ?Sized>(self, value: &T, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            Self::Bincode => Bincode::encode_into(value, out),
+            Self::Json => Json::encode_into(value, out),
+        }
+    }
+
+    /// Encodes a value.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encode_into(value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes a value.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T> {
+        match self {
+            Self::Bincode => Bincode::decode(bytes),
+            Self::Json => Json::decode(bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut bytes = Bincode::encode(&7u32).unwrap();
+        bytes.push(0);
+        let err = Bincode::decode::<u32>(&bytes).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::CacheDeserialization);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"{"] {
+            assert!(Bincode::decode::<(String, u64)>(bytes).is_err());
+            assert!(Json::decode::<(String, u64)>(bytes).is_err());
+        }
+    }
+}

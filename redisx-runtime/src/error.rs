@@ -1,0 +1,383 @@
+//! The one error type of redisx, with a stable [`ErrorCode`] per failure.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+
+/// The `Result` type of redisx.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A stable code for every failure redisx reports.
+///
+/// Codes are grouped in families (connection, operation, config, cache, lock, rate limit,
+/// idempotency, stream); [`ErrorCode::family`] names the family and [`ErrorCode::as_str`] gives
+/// the code as a stable string (`"CONN_TIMEOUT"`), suitable for logs, metrics and API responses.
+///
+/// ```
+/// use redisx_runtime::ErrorCode;
+/// assert_eq!(ErrorCode::ConnectionTimeout.as_str(), "CONN_TIMEOUT");
+/// assert_eq!(ErrorCode::ConnectionTimeout.family(), "connection");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Connecting to Redis failed (refused, unreachable, handshake failed).
+    ConnectionFailed,
+    /// Connecting to Redis did not finish within the connect timeout.
+    ConnectionTimeout,
+    /// Redis rejected the credentials (`WRONGPASS`, `NOAUTH`, `NOPERM` on `AUTH`).
+    ConnectionAuthFailed,
+    /// The TLS handshake or TLS configuration failed.
+    ConnectionTls,
+    /// The connection is down; redisx is reconnecting in the background.
+    ConnectionClosed,
+    /// A command did not answer within the command timeout.
+    OperationTimeout,
+    /// Redis answered a command with an error.
+    OperationFailed,
+    /// A Lua script failed.
+    ScriptError,
+    /// Redis is in read-only mode (a replica) or refuses writes.
+    OperationReadOnly,
+    /// Redis is out of memory (`OOM`).
+    OperationOutOfMemory,
+    /// A configuration value is invalid (bad URL, bad option).
+    ConfigInvalid,
+    /// `install()` was called while another runtime is installed.
+    ConfigAlreadyInstalled,
+    /// No runtime is installed and none was given.
+    ConfigNotInstalled,
+    /// A named client does not exist.
+    ConfigUnknownClient,
+    /// A key is empty, too long or contains control characters.
+    CacheKeyInvalid,
+    /// A value could not be serialized.
+    CacheSerialization,
+    /// A stored value could not be deserialized (or had an unknown header).
+    CacheDeserialization,
+    /// The loader of a cache entry failed.
+    CacheLoaderFailed,
+    /// Waiting for another instance to fill a cache entry timed out.
+    CacheStampedeTimeout,
+    /// Writing a cache entry failed.
+    CacheSetFailed,
+    /// Deleting a cache entry failed.
+    CacheDeleteFailed,
+    /// Invalidating a tag failed.
+    CacheTagInvalidationFailed,
+    /// A lock could not be acquired.
+    LockAcquisitionFailed,
+    /// A lock could not be acquired within the wait timeout.
+    LockAcquisitionTimeout,
+    /// A lock is held by another owner.
+    LockNotOwned,
+    /// Extending a lock failed.
+    LockExtensionFailed,
+    /// A lock expired while it was held.
+    LockExpired,
+    /// A rate limit was exceeded.
+    RateLimitExceeded,
+    /// A rate-limit script failed.
+    RateLimitScriptError,
+    /// An idempotency key is invalid.
+    IdempotencyKeyInvalid,
+    /// A request with the same idempotency key is still being processed.
+    IdempotencyInProgress,
+    /// A previous request with the same idempotency key failed.
+    IdempotencyPreviousFailed,
+    /// The request does not match the fingerprint stored for its idempotency key.
+    IdempotencyFingerprintMismatch,
+    /// Creating or reading a consumer group failed.
+    StreamConsumerGroupError,
+    /// Acknowledging a stream message failed.
+    StreamAckFailed,
+    /// Reading from a stream failed.
+    StreamReadFailed,
+    /// Publishing to a stream failed.
+    StreamPublishFailed,
+    /// An error that fits no other code.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The stable string form of the code, e.g. `"CACHE_KEY_INVALID"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectionFailed => "CONN_FAILED",
+            Self::ConnectionTimeout => "CONN_TIMEOUT",
+            Self::ConnectionAuthFailed => "CONN_AUTH_FAILED",
+            Self::ConnectionTls => "CONN_TLS_ERROR",
+            Self::ConnectionClosed => "CONN_CLOSED",
+            Self::OperationTimeout => "OP_TIMEOUT",
+            Self::OperationFailed => "OP_FAILED",
+            Self::ScriptError => "OP_SCRIPT_ERROR",
+            Self::OperationReadOnly => "OP_READONLY",
+            Self::OperationOutOfMemory => "OP_OUT_OF_MEMORY",
+            Self::ConfigInvalid => "CFG_INVALID",
+            Self::ConfigAlreadyInstalled => "CFG_ALREADY_INSTALLED",
+            Self::ConfigNotInstalled => "CFG_NOT_INSTALLED",
+            Self::ConfigUnknownClient => "CFG_UNKNOWN_CLIENT",
+            Self::CacheKeyInvalid => "CACHE_KEY_INVALID",
+            Self::CacheSerialization => "CACHE_SERIALIZATION_FAILED",
+            Self::CacheDeserialization => "CACHE_DESERIALIZATION_FAILED",
+            Self::CacheLoaderFailed => "CACHE_LOADER_FAILED",
+            Self::CacheStampedeTimeout => "CACHE_STAMPEDE_TIMEOUT",
+            Self::CacheSetFailed => "CACHE_SET_FAILED",
+            Self::CacheDeleteFailed => "CACHE_DELETE_FAILED",
+            Self::CacheTagInvalidationFailed => "CACHE_TAG_INVALIDATION_FAILED",
+            Self::LockAcquisitionFailed => "LOCK_ACQUISITION_FAILED",
+            Self::LockAcquisitionTimeout => "LOCK_ACQUISITION_TIMEOUT",
+            Self::LockNotOwned => "LOCK_NOT_OWNED",
+            Self::LockExtensionFailed => "LOCK_EXTENSION_FAILED",
+            Self::LockExpired => "LOCK_EXPIRED",
+            Self::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
+            Self::RateLimitScriptError => "RATE_LIMIT_SCRIPT_ERROR",
+            Self::IdempotencyKeyInvalid => "IDEMPOTENCY_KEY_INVALID",
+            Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
+            Self::IdempotencyPreviousFailed => "IDEMPOTENCY_PREVIOUS_FAILED",
+            Self::IdempotencyFingerprintMismatch => "IDEMPOTENCY_FINGERPRINT_MISMATCH",
+            Self::StreamConsumerGroupError => "STREAM_CONSUMER_GROUP_ERROR",
+            Self::StreamAckFailed => "STREAM_ACK_FAILED",
+            Self::StreamReadFailed => "STREAM_READ_FAILED",
+            Self::StreamPublishFailed => "STREAM_PUBLISH_FAILED",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    /// The family of the code: `"connection"`, `"operation"`, `"config"`, `"cache"`, `"lock"`,
+    /// `"rate_limit"`, `"idempotency"`, `"stream"` or `"internal"`.
+    pub const fn family(self) -> &'static str {
+        match self {
+            Self::ConnectionFailed
+            | Self::ConnectionTimeout
+            | Self::ConnectionAuthFailed
+            | Self::ConnectionTls
+            | Self::ConnectionClosed => "connection",
+            Self::OperationTimeout
+            | Self::OperationFailed
+            | Self::ScriptError
+            | Self::OperationReadOnly
+            | Self::OperationOutOfMemory => "operation",
+            Self::ConfigInvalid
+            | Self::ConfigAlreadyInstalled
+            | Self::ConfigNotInstalled
+            | Self::ConfigUnknownClient => "config",
+            Self::CacheKeyInvalid
+            | Self::CacheSerialization
+            | Self::CacheDeserialization
+            | Self::CacheLoaderFailed
+            | Self::CacheStampedeTimeout
+            | Self::CacheSetFailed
+            | Self::CacheDeleteFailed
+            | Self::CacheTagInvalidationFailed => "cache",
+            Self::LockAcquisitionFailed
+            | Self::LockAcquisitionTimeout
+            | Self::LockNotOwned
+            | Self::LockExtensionFailed
+            | Self::LockExpired => "lock",
+            Self::RateLimitExceeded | Self::RateLimitScriptError => "rate_limit",
+            Self::IdempotencyKeyInvalid
+            | Self::IdempotencyInProgress
+            | Self::IdempotencyPreviousFailed
+            | Self::IdempotencyFingerprintMismatch => "idempotency",
+            Self::StreamConsumerGroupError
+            | Self::StreamAckFailed
+            | Self::StreamReadFailed
+            | Self::StreamPublishFailed => "stream",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every fallible redisx call: a stable [`ErrorCode`], a message, the context it
+/// happened in (client, command, key) and the underlying cause.
+///
+/// ```
+/// use redisx_runtime::{Error, ErrorCode};
+/// let err = Error::new(ErrorCode::CacheKeyInvalid, "key is empty").with_context("key", "");
+/// assert_eq!(err.code(), ErrorCode::CacheKeyInvalid);
+/// assert!(!err.is_retryable());
+/// assert_eq!(err.to_string(), "CACHE_KEY_INVALID: key is empty (key=``)");
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    code: ErrorCode,
+    message: Cow<'static, str>,
+    context: Vec<(&'static str, String)>,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// A new error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                code,
+                message: message.into(),
+                context: Vec::new(),
+                source: None,
+            }),
+        }
+    }
+
+    /// Adds a piece of context (`client`, `command`, `key`, ...), shown in `Display`.
+    #[must_use]
+    pub fn with_context(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.inner.context.push((name, value.into()));
+        self
+    }
+
+    /// Sets the underlying cause, returned by [`std::error::Error::source`].
+    #[must_use]
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        self.inner.code
+    }
+
+    /// The message, without code or context.
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// The context pairs attached to this error, in the order they were added.
+    pub fn context(&self) -> &[(&'static str, String)] {
+        &self.inner.context
+    }
+
+    /// The value of one context entry, if present.
+    pub fn context_value(&self, name: &str) -> Option<&str> {
+        self.inner
+            .context
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether retrying the same call later may succeed: connection problems, timeouts,
+    /// a busy or loading server, a stampede wait that timed out, a lock or idempotency key
+    /// held by someone else.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.inner.code,
+            ErrorCode::ConnectionFailed
+                | ErrorCode::ConnectionTimeout
+                | ErrorCode::ConnectionClosed
+                | ErrorCode::OperationTimeout
+                | ErrorCode::OperationReadOnly
+                | ErrorCode::CacheStampedeTimeout
+                | ErrorCode::LockAcquisitionFailed
+                | ErrorCode::LockAcquisitionTimeout
+                | ErrorCode::RateLimitExceeded
+                | ErrorCode::IdempotencyInProgress
+        ) || self
+            .inner
+            .source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<redis::RedisError>())
+            .is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    redis::ErrorKind::Server(
+                        redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
+                    )
+                )
+            })
+    }
+
+    /// Builds an error from a Redis error, classifying it into a code.
+    pub(crate) fn from_redis(err: redis::RedisError) -> Self {
+        let code = classify(&err);
+        Self::new(code, redis_message(&err)).with_source(err)
+    }
+}
+
+fn redis_message(err: &redis::RedisError) -> String {
+    // The Display of a RedisError never contains the password of a connection URL.
+    err.to_string()
+}
+
+fn classify(err: &redis::RedisError) -> ErrorCode {
+    use redis::{ErrorKind, ServerErrorKind};
+    if err.is_timeout() {
+        return ErrorCode::OperationTimeout;
+    }
+    match err.kind() {
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            ErrorCode::ConnectionAuthFailed
+        }
+        ErrorKind::Server(ServerErrorKind::NoScript) => ErrorCode::ScriptError,
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => ErrorCode::OperationReadOnly,
+        ErrorKind::InvalidClientConfig => ErrorCode::ConfigInvalid,
+        _ => match err.code() {
+            Some("OOM") => ErrorCode::OperationOutOfMemory,
+            Some("NOAUTH" | "WRONGPASS") => ErrorCode::ConnectionAuthFailed,
+            Some(_) if err.to_string().contains("script") => ErrorCode::ScriptError,
+            Some(_) => ErrorCode::OperationFailed,
+            None if err.is_connection_refusal()
+                || err.is_connection_dropped()
+                || err.is_io_error()
+                || err.is_unrecoverable_error() =>
+            {
+                ErrorCode::ConnectionFailed
+            }
+            None => ErrorCode::OperationFailed,
+        },
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.inner.code, self.inner.message)?;
+        if !self.inner.context.is_empty() {
+            f.write_str(" (")?;
+            for (i, (name, value)) in self.inner.context.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{name}=`{value}`")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("code", &self.inner.code)
+            .field("message", &self.inner.message)
+            .field("context", &self.inner.context)
+            .field("source", &self.inner.source)
+            .finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        Self::from_redis(err)
+    }
+}

@@ -1,0 +1,39 @@
+//! The runtime behind [redisx](https://docs.rs/redisx): connections, the instrumented command
+//! path, keys, codecs, Lua scripts and the plugins.
+//!
+//! Applications depend on the `redisx` facade, which re-exports everything public here
+//! together with the attribute macros. This crate is versioned in lockstep with the facade and
+//! the macros (they pin each other with `=`).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redisx_runtime::{ConnectionConfig, RedisX};
+//!
+//! # async fn start() -> redisx_runtime::Result<()> {
+//! let rx = RedisX::builder()
+//!     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+//!     .key_prefix("myapp:")
+//!     .build()
+//!     .await?;
+//! rx.cache().set("user:1", &"Ada".to_owned(), Some(Duration::from_secs(300))).await?;
+//! println!("{}", rx.metrics_text());
+//! # Ok(()) }
+//! ```
+#![doc(test(attr(deny(warnings))))]
+
+pub mod cache;
+mod client;
+pub mod codec;
+mod error;
+pub mod key;
+pub mod metrics;
+#[doc(hidden)]
+pub mod private;
+mod runtime;
+mod script;
+
+pub use cache::{Cache, CacheConfig, CacheMode, CacheStats};
+pub use client::{Client, ConnectionConfig, DriverKind, ReconnectPolicy};
+pub use codec::{Bincode, Codec, CodecKind, Json};
+pub use error::{Error, ErrorCode, Result};
+pub use runtime::{RedisX, RedisXBuilder};

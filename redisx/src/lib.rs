@@ -1,0 +1,61 @@
+//! # redisx
+//!
+//! Redis for Rust services, beyond get/set: a two-tier cache (in-process L1 in front of Redis),
+//! with locks, rate limiting, idempotency and stream consumers to follow, as attributes on
+//! `async fn`s that expand into calls to one runtime, configured once at startup and observable
+//! through Prometheus metrics and `tracing` spans with OpenTelemetry attributes.
+//!
+//! ```no_run
+//! use redisx::{cached, ConnectionConfig, RedisX};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct User {
+//!     id: u64,
+//!     name: String,
+//! }
+//!
+//! #[derive(Debug)]
+//! struct AppError;
+//!
+//! #[cached(key = "user:{id}", ttl = "5m")]
+//! async fn user(id: u64) -> Result<User, AppError> {
+//!     // The database query runs only on a cache miss.
+//!     Ok(User { id, name: "Ada".into() })
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let rx = RedisX::builder()
+//!         .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+//!         .key_prefix("myapp:")
+//!         .build()
+//!         .await?;
+//!     rx.install()?;
+//!     let u = user(42).await.expect("loader failed"); // miss: runs the body, caches the value
+//!     let u = user(42).await.expect("loader failed"); // hit: answered from L1
+//!     println!("{}", u.name);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## What is where
+//! - [`RedisX`]: the runtime handle ([`RedisX::builder`], [`RedisX::install`]).
+//! - [`ConnectionConfig`]: one Redis server (URL, TLS, ACL user, timeouts, reconnect, driver).
+//! - [`Cache`] (`rx.cache()`): the cache service; [`cached`] is sugar over
+//!   [`Cache::get_or_load`].
+//! - [`Error`] / [`ErrorCode`]: one error type with stable codes.
+//! - [`metrics`]: the Prometheus metric set; [`RedisX::metrics_text`] renders it.
+//!
+//! ## Feature flags
+//! None yet: TLS (rustls) and both connection drivers are always built in.
+#![doc(test(attr(deny(warnings))))]
+
+pub use redisx_macros::{cache_evict, cache_put, cached};
+pub use redisx_runtime::*;
+
+/// What the attribute macros expand to. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use redisx_runtime::private::*;
+}

@@ -1,0 +1,254 @@
+//! Tests of the test harness itself: servers start, answer, restart on the same port, and never
+//! outlive their handle or the test process.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redisx_tests::{RedisServer, unique_prefix};
+
+/// Whether a process with this pid is alive (a zombie counts as dead).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+fn wait_dead(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    !alive(pid)
+}
+
+async fn ping(url: &str) -> redis::RedisResult<String> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("PING").query_async(&mut conn).await
+}
+
+#[tokio::test]
+async fn starts_and_answers_ping() {
+    let server = RedisServer::start_owned();
+    assert!(server.is_owned());
+    assert!(server.url().starts_with("redis://127.0.0.1:"));
+    assert_eq!(server.url(), format!("redis://127.0.0.1:{}", server.port()));
+    assert_ne!(server.port(), 6379);
+    assert_eq!(ping(&server.url()).await.unwrap(), "PONG");
+}
+
+#[tokio::test]
+async fn start_uses_redis_url_when_set_else_owns_a_server() {
+    let server = RedisServer::start();
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            assert!(!server.is_owned());
+            assert_eq!(server.url(), url.trim());
+        }
+        _ => assert!(server.is_owned()),
+    }
+    assert_eq!(ping(&server.url()).await.unwrap(), "PONG");
+}
+
+#[tokio::test]
+async fn restart_keeps_the_port_and_empties_the_server() {
+    let mut server = RedisServer::start_owned();
+    let port = server.port();
+    let first_pid = server.pid().unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}k", unique_prefix("restart"));
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    server.restart();
+    assert_eq!(server.port(), port);
+    let second_pid = server.pid().unwrap();
+    assert_ne!(first_pid, second_pid);
+    assert!(wait_dead(first_pid, Duration::from_secs(1)));
+    assert_eq!(ping(&server.url()).await.unwrap(), "PONG");
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let value: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, None, "no persistence: a restarted server is empty");
+}
+
+#[tokio::test]
+async fn kill_then_start_again() {
+    let mut server = RedisServer::start_owned();
+    let pid = server.pid().unwrap();
+    server.kill();
+    assert!(!server.is_running());
+    assert_eq!(server.pid(), None);
+    assert!(!alive(pid));
+    assert!(ping(&server.url()).await.is_err());
+    server.start_again();
+    assert!(server.is_running());
+    assert_eq!(ping(&server.url()).await.unwrap(), "PONG");
+}
+
+#[test]
+fn drop_kills_the_process() {
+    let server = RedisServer::start_owned();
+    let pid = server.pid().unwrap();
+    assert!(alive(pid));
+    drop(server);
+    assert!(!alive(pid), "redis-server {pid} survived its handle");
+}
+
+#[test]
+fn a_panicking_test_still_stops_its_server() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let result = std::thread::spawn(move || {
+        let server = RedisServer::start_owned();
+        tx.send(server.pid().unwrap()).unwrap();
+        panic!("test failure while the server runs");
+    })
+    .join();
+    assert!(result.is_err());
+    let pid = rx.recv().unwrap();
+    assert!(!alive(pid), "redis-server {pid} survived a panicking test");
+}
+
+#[tokio::test]
+async fn password_and_acl_users() {
+    let server = RedisServer::builder()
+        .password("s3cret pass")
+        .acl_user("alice", "alice-pw", ["~*", "&*", "+@all"])
+        .acl_user("reader", "reader-pw", ["~*", "+get", "+ping"])
+        .start();
+    let err = ping(&server.url()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("NOAUTH") || err.to_string().contains("uthentication"),
+        "{err}"
+    );
+    assert_eq!(
+        ping(&server.url_with_auth("", "s3cret pass"))
+            .await
+            .unwrap(),
+        "PONG"
+    );
+    assert_eq!(
+        ping(&server.url_with_auth("alice", "alice-pw"))
+            .await
+            .unwrap(),
+        "PONG"
+    );
+    assert!(ping(&server.url_with_auth("alice", "wrong")).await.is_err());
+
+    let client = redis::Client::open(server.url_with_auth("reader", "reader-pw")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let denied: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut conn)
+        .await;
+    let denied = denied.unwrap_err().to_string();
+    assert!(
+        denied.contains("NOPERM") || denied.contains("permission"),
+        "{denied}"
+    );
+}
+
+#[tokio::test]
+async fn acl_users_survive_restart() {
+    let mut server = RedisServer::builder()
+        .acl_user("bob", "bob-pw", ["~*", "+@all"])
+        .start();
+    server.restart();
+    assert_eq!(
+        ping(&server.url_with_auth("bob", "bob-pw")).await.unwrap(),
+        "PONG"
+    );
+}
+
+#[test]
+fn extra_args_reach_the_server() {
+    let server = RedisServer::builder().arg("--maxmemory").arg("7mb").start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(reply, ["maxmemory", &(7 * 1024 * 1024).to_string()]);
+}
+
+#[test]
+fn parallel_servers_get_distinct_ports() {
+    let servers: Vec<RedisServer> = (0..4).map(|_| RedisServer::start_owned()).collect();
+    let mut ports: Vec<u16> = servers.iter().map(RedisServer::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 4);
+}
+
+const ORPHAN_CHILD_ENV: &str = "REDISX_HARNESS_ORPHAN_CHILD";
+
+/// Run by `a_killed_test_process_leaves_no_orphan` in a child process: starts a server, prints
+/// its pid, then waits to be killed.
+#[test]
+#[ignore = "helper: run in a child process by a_killed_test_process_leaves_no_orphan"]
+fn orphan_child_helper() {
+    if std::env::var_os(ORPHAN_CHILD_ENV).is_none() {
+        return;
+    }
+    let server = RedisServer::start_owned();
+    println!("REDIS_PID {}", server.pid().unwrap());
+    std::thread::sleep(Duration::from_secs(60));
+    drop(server);
+}
+
+#[test]
+fn a_killed_test_process_leaves_no_orphan() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "orphan_child_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ORPHAN_CHILD_ENV, "1")
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut pid = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        // libtest prints "test orphan_child_helper ... " before the helper's own output.
+        if let Some((_, p)) = line.split_once("REDIS_PID ") {
+            pid = Some(p.trim().parse::<u32>().unwrap());
+            break;
+        }
+    }
+    let pid = pid.expect("the helper did not report a redis-server pid");
+    assert!(alive(pid));
+    child.kill().unwrap(); // SIGKILL: no unwinding, no Drop
+    child.wait().unwrap();
+    assert!(
+        wait_dead(pid, Duration::from_secs(5)),
+        "redis-server {pid} outlived the SIGKILLed test process"
+    );
+}
