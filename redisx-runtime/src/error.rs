@@ -381,3 +381,11 @@ impl From<redis::RedisError> for Error {
         Self::from_redis(err)
     }
 }
+
+/// Lets `std::io::Error` be the error type of a loader passed to
+/// [`Cache::get_or_load`](crate::Cache::get_or_load).
+impl From<Error> for std::io::Error {
+    fn from(err: Error) -> Self {
+        std::io::Error::other(err)
+    }
+}

@@ -5,7 +5,6 @@
 //! User keys are validated: not empty, at most [`MAX_KEY_LEN`] bytes (configurable), and no
 //! control characters.
 
-
 use crate::error::{Error, ErrorCode, Result};
 
 /// The default longest user key, in bytes.
@@ -27,7 +26,10 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
     if key.len() > max_len {
         return Err(Error::new(
             ErrorCode::CacheKeyInvalid,
-            format!("the key is {} bytes long; the limit is {max_len}", key.len()),
+            format!(
+                "the key is {} bytes long; the limit is {max_len}",
+                key.len()
+            ),
         )
         .with_context("key", format!("{}…", truncate(key, 64))));
     }

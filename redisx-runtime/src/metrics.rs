@@ -105,7 +105,8 @@ impl Metrics {
         let hits = Family::<LayerLabels, Counter>::default();
         let misses = Family::<LayerLabels, Counter>::default();
         let loads = Family::<StatusLabels, Counter>::default();
-        let layer = |f: &Family<LayerLabels, Counter>, layer| f.get_or_create_owned(&LayerLabels { layer });
+        let layer =
+            |f: &Family<LayerLabels, Counter>, layer| f.get_or_create_owned(&LayerLabels { layer });
         let cache = CacheMetrics {
             l1_hits: layer(&hits, "l1"),
             l2_hits: layer(&hits, "l2"),

@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::cache::CacheMode;
-use crate::cache::{Cache, CallOptions};
 use crate::cache::l1::KeyBuf;
+use crate::cache::{Cache, EntryOptions};
 pub use crate::codec::CodecKind;
 pub use crate::runtime::RedisX;
 
@@ -91,14 +91,17 @@ impl CachedSpec {
         self.name
     }
 
-    fn options(&self) -> CallOptions {
+    fn options(&self, tags: Vec<String>) -> EntryOptions {
         let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
-        CallOptions {
-            ttl: ms(self.ttl_ms),
-            l1_ttl: ms(self.l1_ttl_ms),
-            mode: self.mode,
-            codec: self.codec,
-        }
+        let mut o = EntryOptions::new();
+        o.ttl = ms(self.ttl_ms);
+        o.l1_ttl = ms(self.l1_ttl_ms);
+        o.swr = ms(self.swr_ms);
+        o.stale_if_error = ms(self.stale_if_error_ms);
+        o.mode = self.mode;
+        o.codec = self.codec;
+        o.tags = tags;
+        o
     }
 }
 
@@ -133,13 +136,17 @@ fn resolve(runtime: Option<&RedisX>) -> Option<&RedisX> {
     }
 }
 
+fn render_tags(tags: &[fmt::Arguments<'_>]) -> Vec<String> {
+    tags.iter().map(|t| fmt::format(*t)).collect()
+}
+
 enum State<T> {
     Hit(T),
     Bypass,
     Miss {
         cache: Cache,
         key: String,
-        opts: CallOptions,
+        opts: EntryOptions,
     },
 }
 
@@ -162,25 +169,36 @@ pub fn cached<T>(
 where
     T: Clone + 'static,
 {
-    let _ = tags; // Tags are indexed by the full cache plugin.
     if !enabled {
-        return CachedCall { state: State::Bypass };
+        return CachedCall {
+            state: State::Bypass,
+        };
     }
     let Some(rt) = resolve(runtime) else {
-        return CachedCall { state: State::Bypass };
+        return CachedCall {
+            state: State::Bypass,
+        };
     };
-    let opts = spec.options();
     let buf = KeyBuf::render(key);
     let cache = rt.cache();
-    if let Some(v) = cache.l1_get::<T>(buf.as_str(), opts.mode) {
-        return CachedCall { state: State::Hit(v) };
+    if let Some(v) = cache.l1_get::<T>(buf.as_str(), spec.mode) {
+        return CachedCall {
+            state: State::Hit(v),
+        };
     }
     CachedCall {
         state: State::Miss {
             cache: cache.clone(),
             key: buf.into_string(),
-            opts,
+            opts: spec.options(render_tags(tags)),
         },
+    }
+}
+
+fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
     }
 }
 
@@ -196,27 +214,194 @@ where
         match self.state {
             State::Hit(v) => v,
             State::Bypass => body.await,
-            State::Miss { cache, key, opts } => {
-                let r: Result<T, std::convert::Infallible> = cache
-                    .load_through(&key, opts, async { Ok(body.await) }, unless)
-                    .await;
-                match r {
-                    Ok(v) => v,
-                    Err(never) => match never {},
-                }
-            }
+            State::Miss { cache, key, opts } => infallible(
+                cache
+                    .load_through(&key, &opts, async { Ok(body.await) }, unless, |_| None)
+                    .await,
+            ),
         }
     }
 
     /// Runs a function returning `Result`: only `Ok` values are cached; errors pass through.
     pub async fn run_result<E, F>(self, body: F, unless: impl FnOnce(&T) -> bool) -> Result<T, E>
     where
+        E: 'static,
         F: Future<Output = Result<T, E>>,
     {
         match self.state {
             State::Hit(v) => Ok(v),
             State::Bypass => body.await,
-            State::Miss { cache, key, opts } => cache.load_through(&key, opts, body, unless).await,
+            State::Miss { cache, key, opts } => {
+                cache
+                    .load_through(&key, &opts, body, unless, |_| None)
+                    .await
+            }
         }
+    }
+
+    /// [`run`](Self::run) with stale-while-revalidate: the body may run in the background,
+    /// so it must be `Send + 'static`.
+    pub async fn run_swr<F>(self, body: F, unless: impl FnOnce(&T) -> bool + Send + 'static) -> T
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        match self.state {
+            State::Hit(v) => v,
+            State::Bypass => body.await,
+            State::Miss { cache, key, opts } => infallible(
+                cache
+                    .load_swr(&key, &opts, async { Ok(body.await) }, unless, |_| None)
+                    .await,
+            ),
+        }
+    }
+
+    /// [`run_result`](Self::run_result) with stale-while-revalidate: the body may run in the
+    /// background, so it must be `Send + 'static`.
+    pub async fn run_result_swr<E, F>(
+        self,
+        body: F,
+        unless: impl FnOnce(&T) -> bool + Send + 'static,
+    ) -> Result<T, E>
+    where
+        E: Send + 'static,
+        F: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        match self.state {
+            State::Hit(v) => Ok(v),
+            State::Bypass => body.await,
+            State::Miss { cache, key, opts } => {
+                cache.load_swr(&key, &opts, body, unless, |_| None).await
+            }
+        }
+    }
+}
+
+/// When `#[cache_evict]` evicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictWhen {
+    /// Before the body runs.
+    Before,
+    /// After the body returned (for `Result`, only after `Ok`).
+    After,
+}
+
+/// A `#[cache_evict]` call; see [`cache_evict`].
+pub struct EvictCall {
+    cache: Option<Cache>,
+    when: EvictWhen,
+    keys: Vec<String>,
+    tags: Vec<String>,
+}
+
+/// The synchronous half of `#[cache_evict]`: renders the keys and tags.
+pub fn cache_evict(
+    runtime: Option<&RedisX>,
+    when: EvictWhen,
+    keys: &[fmt::Arguments<'_>],
+    tags: &[fmt::Arguments<'_>],
+) -> EvictCall {
+    EvictCall {
+        cache: resolve(runtime).map(|rt| rt.cache().clone()),
+        when,
+        keys: render_tags(keys),
+        tags: render_tags(tags),
+    }
+}
+
+impl EvictCall {
+    async fn evict(&self) {
+        let Some(cache) = &self.cache else { return };
+        if !self.keys.is_empty() {
+            if let Err(e) = cache.delete_many(&self.keys).await {
+                tracing::warn!(keys = ?self.keys, error = %e, "#[cache_evict] could not delete keys");
+            }
+        }
+        if !self.tags.is_empty() {
+            if let Err(e) = cache.invalidate_tags(&self.tags).await {
+                tracing::warn!(tags = ?self.tags, error = %e, "#[cache_evict] could not invalidate tags");
+            }
+        }
+    }
+
+    /// Runs a function with any return type (`After`: evicts once it returned).
+    pub async fn run<F: Future>(self, body: F) -> F::Output {
+        if self.when == EvictWhen::Before {
+            self.evict().await;
+            return body.await;
+        }
+        let out = body.await;
+        self.evict().await;
+        out
+    }
+
+    /// Runs a function returning `Result` (`After`: evicts only after `Ok`).
+    pub async fn run_result<T, E, F>(self, body: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        if self.when == EvictWhen::Before {
+            self.evict().await;
+            return body.await;
+        }
+        let out = body.await;
+        if out.is_ok() {
+            self.evict().await;
+        }
+        out
+    }
+}
+
+/// A `#[cache_put]` call; see [`cache_put`].
+pub struct PutCall<T> {
+    target: Option<(Cache, String, EntryOptions)>,
+    _value: std::marker::PhantomData<fn() -> T>,
+}
+
+/// The synchronous half of `#[cache_put]`: renders the key and tags.
+pub fn cache_put<T>(
+    spec: &'static CachedSpec,
+    runtime: Option<&RedisX>,
+    key: fmt::Arguments<'_>,
+    tags: &[fmt::Arguments<'_>],
+) -> PutCall<T> {
+    PutCall {
+        target: resolve(runtime).map(|rt| {
+            (
+                rt.cache().clone(),
+                fmt::format(key),
+                spec.options(render_tags(tags)),
+            )
+        }),
+        _value: std::marker::PhantomData,
+    }
+}
+
+impl<T> PutCall<T>
+where
+    T: Serialize + Clone + Send + Sync + 'static,
+{
+    async fn put(&self, value: &T) {
+        if let Some((cache, key, opts)) = &self.target {
+            if let Err(e) = cache.set_with(key, value, opts).await {
+                tracing::warn!(key, error = %e, "#[cache_put] could not write the value");
+            }
+        }
+    }
+
+    /// Runs the body and writes its value.
+    pub async fn run<F: Future<Output = T>>(self, body: F) -> T {
+        let v = body.await;
+        self.put(&v).await;
+        v
+    }
+
+    /// Runs the body and writes its `Ok` value.
+    pub async fn run_result<E, F: Future<Output = Result<T, E>>>(self, body: F) -> Result<T, E> {
+        let v = body.await;
+        if let Ok(v) = &v {
+            self.put(v).await;
+        }
+        v
     }
 }

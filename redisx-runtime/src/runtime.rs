@@ -111,7 +111,10 @@ impl RedisX {
             names.sort_unstable();
             Error::new(
                 ErrorCode::ConfigUnknownClient,
-                format!("no client named `{name}`; the clients are: {}", names.join(", ")),
+                format!(
+                    "no client named `{name}`; the clients are: {}",
+                    names.join(", ")
+                ),
             )
         })
     }
@@ -147,6 +150,7 @@ impl RedisX {
         if self.inner.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.inner.cache.stop();
         for client in self.inner.clients.values() {
             client.shutdown();
         }
@@ -244,9 +248,10 @@ impl RedisXBuilder {
             let client = Client::connect(&name, cfg, metrics.clone()).await?;
             if !lazy {
                 for s in crate::script::ALL {
-                    client.load_script(&s.script).await.map_err(|e| {
-                        e.with_context("script", s.name)
-                    })?;
+                    client
+                        .load_script(&s.script)
+                        .await
+                        .map_err(|e| e.with_context("script", s.name))?;
                 }
             }
             clients.insert(name, client);
@@ -273,6 +278,7 @@ impl RedisXBuilder {
             cache_client,
             metrics.cache.clone(),
         );
+        cache.start().await?;
         Ok(RedisX {
             inner: Arc::new(Inner {
                 clients,

@@ -20,6 +20,14 @@ macro_rules! lua {
 }
 
 lua!(CACHE_DEL_IF_EQ, "cache/del_if_eq.lua");
+lua!(CACHE_WRITE, "cache/write.lua");
+lua!(CACHE_RELEASE, "cache/release.lua");
+lua!(CACHE_TAG_CLAIM, "cache/tag_claim.lua");
 
-/// Every script, for preloading.
-pub(crate) static ALL: &[&LuaScript] = &[&CACHE_DEL_IF_EQ];
+/// Every script, for preloading (and reloading after `NOSCRIPT` in a pipeline).
+pub(crate) static ALL: &[&LuaScript] = &[
+    &CACHE_DEL_IF_EQ,
+    &CACHE_WRITE,
+    &CACHE_RELEASE,
+    &CACHE_TAG_CLAIM,
+];

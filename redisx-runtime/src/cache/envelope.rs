@@ -10,7 +10,7 @@
 //! Anything else (another header, a short entry, bytes that do not decode) is a corrupt entry:
 //! the cache reports a miss and removes it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,13 +33,6 @@ pub(crate) struct Envelope<T> {
     pub(crate) expires_at: u64,
 }
 
-impl<T> Envelope<T> {
-    /// How long the entry remains fresh, seen at `now` (unix ms).
-    pub(crate) fn fresh_for(&self, now: u64) -> Duration {
-        Duration::from_millis(self.stale_at.min(self.expires_at).saturating_sub(now))
-    }
-}
-
 pub(crate) fn encode<T: Serialize + ?Sized>(
     codec: CodecKind,
     value: &T,
@@ -54,11 +47,25 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     Ok(out)
 }
 
+/// Reads `(stale_at, expires_at)` from the first [`HEADER_LEN`] bytes of an entry; `None`
+/// for a lock marker or anything that is not an entry.
+pub(crate) fn decode_header(bytes: &[u8]) -> Option<(u64, u64)> {
+    if bytes.len() < HEADER_LEN || CodecKind::from_format(bytes[0]).is_none() {
+        return None;
+    }
+    let stale_at = u64::from_le_bytes(bytes[1..9].try_into().ok()?);
+    let expires_at = u64::from_le_bytes(bytes[9..17].try_into().ok()?);
+    Some((stale_at, expires_at))
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<T>> {
     if bytes.len() < HEADER_LEN {
         return Err(Error::new(
             ErrorCode::CacheDeserialization,
-            format!("the stored entry is {} bytes, shorter than its header", bytes.len()),
+            format!(
+                "the stored entry is {} bytes, shorter than its header",
+                bytes.len()
+            ),
         ));
     }
     let Some(codec) = CodecKind::from_format(bytes[0]) else {

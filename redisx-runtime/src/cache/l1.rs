@@ -10,17 +10,45 @@ use std::time::{Duration, Instant};
 pub(crate) struct L1Entry {
     pub(crate) value: Arc<dyn Any + Send + Sync>,
     pub(crate) expires_at: Instant,
+    weight: u32,
+}
+
+/// Weighs entries by count (1 each) or by their approximate size in bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct EntryWeighter {
+    by_bytes: bool,
+}
+
+impl quick_cache::Weighter<Box<str>, L1Entry> for EntryWeighter {
+    fn weight(&self, _key: &Box<str>, val: &L1Entry) -> u64 {
+        if self.by_bytes {
+            u64::from(val.weight.max(1))
+        } else {
+            1
+        }
+    }
 }
 
 pub(crate) struct L1 {
-    cache: quick_cache::sync::Cache<Box<str>, L1Entry>,
+    cache: quick_cache::sync::Cache<Box<str>, L1Entry, EntryWeighter>,
 }
 
 impl L1 {
-    pub(crate) fn new(max_entries: usize) -> Self {
-        Self {
-            cache: quick_cache::sync::Cache::new(max_entries.max(1)),
-        }
+    /// An L1 bounded by `max_entries`, or by `max_bytes` of approximate entry size.
+    pub(crate) fn new(max_entries: usize, max_bytes: Option<u64>) -> Self {
+        let cache = match max_bytes {
+            Some(bytes) => quick_cache::sync::Cache::with_weighter(
+                max_entries.max(1),
+                bytes.max(1),
+                EntryWeighter { by_bytes: true },
+            ),
+            None => quick_cache::sync::Cache::with_weighter(
+                max_entries.max(1),
+                max_entries.max(1) as u64,
+                EntryWeighter { by_bytes: false },
+            ),
+        };
+        Self { cache }
     }
 
     /// The value under `key` if present, unexpired and of type `T`.
@@ -34,17 +62,40 @@ impl L1 {
         entry.value.downcast_ref::<T>().cloned()
     }
 
-    pub(crate) fn insert<T: Send + Sync + 'static>(&self, key: &str, value: T, ttl: Duration) {
+    /// Inserts a value for `ttl`; `size_hint` is its approximate size in bytes (for the
+    /// weight budget). A zero ttl removes the key instead.
+    pub(crate) fn insert<T: Send + Sync + 'static>(
+        &self,
+        key: &str,
+        value: T,
+        ttl: Duration,
+        size_hint: usize,
+    ) {
         if ttl.is_zero() {
+            self.cache.remove(key);
             return;
         }
+        let weight = u32::try_from(size_hint + key.len() + 64).unwrap_or(u32::MAX);
         self.cache.insert(
             Box::from(key),
             L1Entry {
                 value: Arc::new(value),
                 expires_at: Instant::now() + ttl,
+                weight,
             },
         );
+    }
+
+    /// Removes every entry whose key matches `pred`.
+    pub(crate) fn retain_keys(&self, keep: impl Fn(&str) -> bool) {
+        self.cache.retain(|k, _| keep(k));
+    }
+
+    /// Whether an unexpired entry is stored under `key` (of any type).
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.cache
+            .get(key)
+            .is_some_and(|e| e.expires_at > Instant::now())
     }
 
     pub(crate) fn remove(&self, key: &str) -> bool {
@@ -138,12 +189,30 @@ mod tests {
 
     #[test]
     fn l1_expires_and_checks_type() {
-        let l1 = L1::new(10);
-        l1.insert("a", 5u32, Duration::from_secs(60));
+        let l1 = L1::new(10, None);
+        l1.insert("a", 5u32, Duration::from_secs(60), 4);
         let now = Instant::now();
         assert_eq!(l1.get::<u32>("a", now), Some(5));
         assert_eq!(l1.get::<u64>("a", now), None);
         assert_eq!(l1.get::<u32>("a", now + Duration::from_secs(61)), None);
         assert_eq!(l1.len(), 0);
+    }
+
+    #[test]
+    fn l1_weight_budget_evicts() {
+        let l1 = L1::new(1000, Some(10_000));
+        for i in 0..1000 {
+            l1.insert(
+                &format!("k{i}"),
+                vec![0u8; 1000],
+                Duration::from_secs(60),
+                1000,
+            );
+        }
+        assert!(
+            l1.len() < 20,
+            "{} entries kept within a 10 kB budget",
+            l1.len()
+        );
     }
 }

@@ -1,34 +1,69 @@
 //! The two-tier cache: L1 in process (`quick_cache`), L2 in Redis.
 //!
 //! Reads go L1, then L2 (an L2 hit fills L1), then the loader; a loaded value is written to
-//! both tiers. An L1 entry never outlives its L2 entry. Cache failures fail open: a read error
-//! is a miss, a write error is logged and counted, and the caller only ever sees its own
-//! loader's errors. Keys are stored as `{app prefix}{cache prefix}{key}` (`cache:` by default).
+//! both tiers. On top of that:
+//!
+//! * **Stampede protection across instances.** A miss costs two round trips: one atomic
+//!   read-or-lock (`SET key <marker> NX PX <lock ttl> GET`: it returns the entry, or places a
+//!   regeneration lock in the entry's own slot), and one script that writes the value, indexes
+//!   its tags, releases the lock and publishes the change. Callers of the same key in one
+//!   runtime share one load; callers in other instances wait for the lock holder's write,
+//!   woken by pub/sub (a bounded poll is only the fallback), then read it.
+//! * **Stale-while-revalidate**: within the SWR window a stale value is served at once and
+//!   one caller across all instances refreshes it through the normal write path.
+//! * **Stale-if-error**: within its window, a failing loader is answered with the old value.
+//! * **Tags**: index sets per tag; invalidation claims the set atomically and deletes its keys
+//!   per cluster slot, evicts local L1 and tells the other instances.
+//! * **Cross-instance L1 invalidation**: every delete, overwrite, fill and tag invalidation is
+//!   published on one channel per prefix; each instance evicts its L1 (ignoring its own
+//!   messages), resubscribes after a reconnect, and the L1 ttl bounds any lost message.
+//!
+//! Failure never reaches the caller: reads fail open (a Redis error is a miss), writes are
+//! logged and counted, corrupt entries are misses and are removed, and a loader that panics
+//! propagates to its own caller while the callers waiting for it load for themselves.
+//!
+//! Keys are stored as `{app prefix}{cache prefix}{key}` (`cache:` by default); tag indexes as
+//! `{app prefix}{cache prefix}_tag:{tag}`, refresh locks as `..._lock:{key}` (user keys may not
+//! start with `_tag:` or `_lock:`).
 //!
 //! ```no_run
 //! # use std::time::Duration;
+//! use redisx_runtime::cache::EntryOptions;
 //! # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
 //! let cache = rx.cache();
 //! cache.set("greeting", &"hello".to_owned(), Some(Duration::from_secs(60))).await?;
 //! let v: Option<String> = cache.get("greeting").await?;
 //! assert_eq!(v.as_deref(), Some("hello"));
+//!
+//! let opts = EntryOptions::new().ttl(Duration::from_secs(300)).tags(["users"]);
 //! let n = cache
-//!     .get_or_load("answer", None, || async { Ok::<_, std::io::Error>(42u64) })
+//!     .get_or_load_with("user:1", &opts, || async { Ok::<_, redisx_runtime::Error>(42u64) })
 //!     .await?;
 //! assert_eq!(n, 42);
+//! cache.invalidate_tags(&["users"]).await?;
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod envelope;
+mod flight;
+mod invalidation;
 pub(crate) mod l1;
 
+use std::any::Any;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tracing::Instrument as _;
+
+pub use config::{
+    CacheConfig, CacheMode, EntryOptions, StaleIfErrorPredicate, StampedeConfig, StampedeFallback,
+};
 
 use crate::client::Client;
 use crate::codec::CodecKind;
@@ -36,173 +71,17 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::key::{self, KeyBuilder};
 use crate::metrics::CacheMetrics;
 use crate::script;
+use envelope::Envelope;
+use flight::{Flights, Join};
+use invalidation::Waiters;
 use l1::L1;
 
-/// Which tiers a cache (or one call site) uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CacheMode {
-    /// L1 in front of L2 (default).
-    #[default]
-    L1L2,
-    /// Only the in-process tier; needs no Redis at all.
-    L1Only,
-    /// Only Redis.
-    L2Only,
-}
-
-impl CacheMode {
-    const fn uses_l1(self) -> bool {
-        matches!(self, Self::L1L2 | Self::L1Only)
-    }
-
-    const fn uses_l2(self) -> bool {
-        matches!(self, Self::L1L2 | Self::L2Only)
-    }
-}
-
-/// Configuration of the cache plugin. Defaults follow the original toolkit.
-///
-/// ```
-/// use std::time::Duration;
-/// use redisx_runtime::{CacheConfig, CacheMode, CodecKind};
-/// let cfg = CacheConfig::default()
-///     .l1_max_entries(10_000)
-///     .l1_ttl(Duration::from_secs(30))
-///     .default_ttl(Duration::from_secs(600))
-///     .codec(CodecKind::Json);
-/// assert_eq!(cfg.mode_value(), CacheMode::L1L2);
-/// assert_eq!(cfg.key_prefix_value(), "cache:");
-/// ```
-#[derive(Debug, Clone)]
-pub struct CacheConfig {
-    pub(crate) mode: CacheMode,
-    pub(crate) l1_max_entries: usize,
-    pub(crate) l1_ttl: Duration,
-    pub(crate) default_ttl: Duration,
-    pub(crate) max_ttl: Duration,
-    pub(crate) key_prefix: String,
-    pub(crate) codec: CodecKind,
-    pub(crate) client: Option<String>,
-    pub(crate) max_key_len: usize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            mode: CacheMode::L1L2,
-            l1_max_entries: 1000,
-            l1_ttl: Duration::from_secs(60),
-            default_ttl: Duration::from_secs(3600),
-            max_ttl: Duration::from_secs(86_400),
-            key_prefix: "cache:".to_owned(),
-            codec: CodecKind::Bincode,
-            client: None,
-            max_key_len: key::MAX_KEY_LEN,
-        }
-    }
-}
-
-impl CacheConfig {
-    /// Which tiers to use (default [`CacheMode::L1L2`]).
-    #[must_use]
-    pub fn mode(mut self, mode: CacheMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// The largest number of L1 entries (default 1000).
-    #[must_use]
-    pub fn l1_max_entries(mut self, n: usize) -> Self {
-        self.l1_max_entries = n;
-        self
-    }
-
-    /// The longest time an entry stays in L1 (default 60 s); an entry never outlives its L2
-    /// entry either.
-    #[must_use]
-    pub fn l1_ttl(mut self, ttl: Duration) -> Self {
-        self.l1_ttl = ttl;
-        self
-    }
-
-    /// The ttl of entries whose call site gives none (default 1 h).
-    #[must_use]
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
-        self
-    }
-
-    /// The largest ttl accepted (default 24 h); a larger one is an error, not a silent clamp.
-    #[must_use]
-    pub fn max_ttl(mut self, ttl: Duration) -> Self {
-        self.max_ttl = ttl;
-        self
-    }
-
-    /// The prefix of cache keys after the app prefix (default `cache:`).
-    #[must_use]
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.key_prefix = prefix.into();
-        self
-    }
-
-    /// The codec of stored values (default [`CodecKind::Bincode`]).
-    #[must_use]
-    pub fn codec(mut self, codec: CodecKind) -> Self {
-        self.codec = codec;
-        self
-    }
-
-    /// Use the named client instead of the default one.
-    #[must_use]
-    pub fn client(mut self, name: impl Into<String>) -> Self {
-        self.client = Some(name.into());
-        self
-    }
-
-    /// The longest user key in bytes (default 1024).
-    #[must_use]
-    pub fn max_key_len(mut self, n: usize) -> Self {
-        self.max_key_len = n;
-        self
-    }
-
-    /// The configured mode.
-    pub fn mode_value(&self) -> CacheMode {
-        self.mode
-    }
-
-    /// The configured key prefix.
-    pub fn key_prefix_value(&self) -> &str {
-        &self.key_prefix
-    }
-
-    pub(crate) fn validate(&self) -> Result<()> {
-        let bad = |msg: String| Err(Error::new(ErrorCode::ConfigInvalid, msg));
-        if self.default_ttl.is_zero() {
-            return bad("cache `default_ttl` must be greater than zero".into());
-        }
-        if self.default_ttl > self.max_ttl {
-            return bad(format!(
-                "cache `default_ttl` ({:?}) exceeds `max_ttl` ({:?})",
-                self.default_ttl, self.max_ttl
-            ));
-        }
-        if self.mode.uses_l1() && self.l1_max_entries == 0 {
-            return bad("cache `l1_max_entries` must be at least 1 when L1 is used".into());
-        }
-        Ok(())
-    }
-}
-
-/// Per-call options of a cache operation (what `#[cached]` passes from its arguments).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct CallOptions {
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) l1_ttl: Option<Duration>,
-    pub(crate) mode: Option<CacheMode>,
-    pub(crate) codec: Option<CodecKind>,
-}
+/// The first byte of a regeneration lock marker stored in an entry's key.
+const MARKER: u8 = 0xFE;
+/// How often a waiter re-reads when no pub/sub message woke it (fallback only).
+const POLL_FALLBACK: Duration = Duration::from_millis(250);
+/// Keys per `UNLINK` and per invalidation message.
+const CHUNK: usize = 1000;
 
 /// Counters of one cache, as returned by [`Cache::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -220,6 +99,12 @@ pub struct CacheStats {
     pub loads: u64,
     /// Loader runs that failed.
     pub load_errors: u64,
+    /// Loads avoided because another caller (here or in another instance) was loading.
+    pub stampedes_prevented: u64,
+    /// Stale values served (stale-while-revalidate and stale-if-error).
+    pub stale_served: u64,
+    /// Background refreshes started (stale-while-revalidate).
+    pub refreshes: u64,
     /// Entries that failed to decode and were removed.
     pub corrupt_entries: u64,
     /// Cache operations that failed (Redis errors) and were failed open.
@@ -236,8 +121,25 @@ struct Counters {
     l2_misses: AtomicU64,
     loads: AtomicU64,
     load_errors: AtomicU64,
+    stampedes_prevented: AtomicU64,
+    stale_served: AtomicU64,
+    refreshes: AtomicU64,
     corrupt: AtomicU64,
     errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The result of [`Cache::warmup`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WarmupReport {
+    /// Entries now in the cache (loaded, or already present).
+    pub warmed: u64,
+    /// Entries whose loader failed (or panicked).
+    pub failed: u64,
 }
 
 /// The cache service of a runtime: `rx.cache()`. Cheap to clone.
@@ -246,13 +148,24 @@ pub struct Cache {
     inner: Arc<CacheInner>,
 }
 
-struct CacheInner {
+pub(crate) struct CacheInner {
     cfg: CacheConfig,
     keys: KeyBuilder,
     l1: L1,
     client: Option<Client>,
     metrics: CacheMetrics,
     counters: Counters,
+    flights: Flights,
+    waiters: Waiters,
+    origin: String,
+    channel: String,
+    stop: Arc<Notify>,
+}
+
+impl Drop for CacheInner {
+    fn drop(&mut self) {
+        self.stop.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for Cache {
@@ -265,6 +178,92 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// Per-call settings with every default applied.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    ttl: Duration,
+    l1_ttl: Duration,
+    swr: Duration,
+    sie: Duration,
+    mode: CacheMode,
+    codec: CodecKind,
+}
+
+/// What one L2 read found.
+enum Read<T> {
+    /// Nothing stored; if a marker was offered, this caller now holds the lock.
+    Miss,
+    /// Another caller's regeneration lock.
+    Locked,
+    Fresh(Envelope<T>),
+    /// Past its freshness, inside the SWR window.
+    Stale(Envelope<T>),
+    /// Past the SWR window, kept for stale-if-error.
+    Expired(Envelope<T>),
+    Corrupt(Vec<u8>, Error),
+}
+
+/// The regeneration lock a loading caller holds.
+enum Lock {
+    None,
+    /// A marker in the entry's own key.
+    Marker(Vec<u8>),
+    /// A separate refresh lock key (the entry exists, stale).
+    Refresh(String, Vec<u8>),
+}
+
+/// Releases a lock when a load is abandoned (loader panicked or the caller was cancelled).
+struct LockGuard {
+    cache: Weak<CacheInner>,
+    key: String,
+    lock: Lock,
+}
+
+impl LockGuard {
+    fn take(&mut self) -> Lock {
+        std::mem::replace(&mut self.lock, Lock::None)
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let lock = self.take();
+        if matches!(lock, Lock::None) {
+            return;
+        }
+        let (Some(inner), Ok(handle)) =
+            (self.cache.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let key = std::mem::take(&mut self.key);
+        handle.spawn(async move {
+            Cache { inner }.release(&key, lock).await;
+        });
+    }
+}
+
+/// The outcome of the shared fetch path.
+pub(crate) enum Fetched<T, E, Fut> {
+    Done(Result<T, E>),
+    /// A stale value inside the SWR window; the loader was not started.
+    Stale {
+        value: T,
+        loader: Fut,
+    },
+}
+
+fn new_marker() -> Vec<u8> {
+    let mut m = Vec::with_capacity(17);
+    m.push(MARKER);
+    m.extend_from_slice(&rand::random::<u128>().to_le_bytes());
+    m
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Cache {
     pub(crate) fn new(
         cfg: CacheConfig,
@@ -273,7 +272,8 @@ impl Cache {
         metrics: CacheMetrics,
     ) -> Self {
         let keys = KeyBuilder::new(app_prefix, &cfg.key_prefix);
-        let l1 = L1::new(cfg.l1_max_entries);
+        let l1 = L1::new(cfg.l1_max_entries, cfg.l1_max_bytes);
+        let channel = format!("{}__events", keys.prefix());
         Self {
             inner: Arc::new(CacheInner {
                 cfg,
@@ -282,8 +282,34 @@ impl Cache {
                 client,
                 metrics,
                 counters: Counters::default(),
+                flights: Flights::default(),
+                waiters: Waiters::default(),
+                origin: format!("{:016x}", rand::random::<u64>()),
+                channel,
+                stop: Arc::new(Notify::new()),
             }),
         }
+    }
+
+    /// Starts the invalidation listener (when the cache uses Redis) and waits until it is
+    /// subscribed, so that a runtime returned by `build()` never misses a message.
+    pub(crate) async fn start(&self) -> Result<()> {
+        let Some(client) = &self.inner.client else {
+            return Ok(());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        invalidation::spawn(
+            Arc::downgrade(&self.inner),
+            client.config().clone(),
+            self.inner.channel.clone(),
+            self.inner.stop.clone(),
+            tx,
+        );
+        rx.await.unwrap_or(Ok(()))
+    }
+
+    pub(crate) fn stop(&self) {
+        self.inner.stop.notify_waiters();
     }
 
     /// The configuration this cache runs with.
@@ -296,53 +322,237 @@ impl Cache {
         self.inner.keys.full(key)
     }
 
-    /// Reads a value: L1, then L2 (an L2 hit fills L1). A corrupt entry is removed and reported
-    /// as `None`.
+    /// The pub/sub channel this cache publishes its changes on.
+    pub fn invalidation_channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    // ------------------------------------------------------------------ public API
+
+    /// Reads a value: L1, then L2 (an L2 hit fills L1). A stale value inside its SWR window
+    /// is returned; a corrupt entry is removed and reported as `None`.
     pub async fn get<T>(&self, key: &str) -> Result<Option<T>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         self.validate_key(key)?;
-        let opts = CallOptions::default();
-        if let Some(v) = self.l1_get::<T>(key, opts.mode) {
+        let r = self.resolve(&EntryOptions::default())?;
+        let span = tracing::info_span!(
+            "cache.get",
+            cache.key = key,
+            cache.layer = tracing::field::Empty,
+            cache.hit = tracing::field::Empty
+        );
+        if let Some(v) = self.l1_get::<T>(key, Some(r.mode)) {
+            span.record("cache.layer", "l1");
+            span.record("cache.hit", true);
             return Ok(Some(v));
         }
-        self.l2_get::<T>(key, opts).await
+        let Some(client) = self.l2_client(r.mode) else {
+            span.record("cache.hit", false);
+            return Ok(None);
+        };
+        let full = self.full_key(key);
+        let read = self
+            .read::<T>(client, &full, None, &r)
+            .instrument(span.clone())
+            .await?;
+        span.record("cache.layer", "l2");
+        Ok(match read {
+            Read::Fresh(env) => {
+                span.record("cache.hit", true);
+                self.fill_l1(key, &env, &r, 0);
+                Some(env.value)
+            }
+            Read::Stale(env) => {
+                span.record("cache.hit", true);
+                Some(env.value)
+            }
+            Read::Corrupt(bytes, e) => {
+                span.record("cache.hit", false);
+                self.remove_corrupt(&full, bytes, &e).await;
+                None
+            }
+            Read::Miss | Read::Locked | Read::Expired(_) => {
+                span.record("cache.hit", false);
+                None
+            }
+        })
     }
 
-    /// Writes a value to L2 and L1 with `ttl` (or the default ttl).
+    /// Reads many values with one `MGET` (L1 first). The result has one slot per key.
+    pub async fn get_many<T, K>(&self, keys: &[K]) -> Result<Vec<Option<T>>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        K: AsRef<str>,
+    {
+        let r = self.resolve(&EntryOptions::default())?;
+        let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let k = k.as_ref();
+            self.validate_key(k)?;
+            let v = self.l1_get::<T>(k, Some(r.mode));
+            if v.is_none() {
+                missing.push(i);
+            }
+            out.push(v);
+        }
+        let Some(client) = self.l2_client(r.mode) else {
+            return Ok(out);
+        };
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let mut cmd = redis::cmd("MGET");
+        for &i in &missing {
+            cmd.arg(self.full_key(keys[i].as_ref()));
+        }
+        let values: Vec<Option<Vec<u8>>> = client.query_named("MGET", &cmd).await?;
+        let now = envelope::now_ms();
+        for (&i, bytes) in missing.iter().zip(values) {
+            let key = keys[i].as_ref();
+            match self.classify::<T>(bytes, now) {
+                Read::Fresh(env) => {
+                    self.fill_l1(key, &env, &r, 0);
+                    out[i] = Some(env.value);
+                }
+                Read::Stale(env) => out[i] = Some(env.value),
+                Read::Corrupt(bytes, e) => {
+                    self.remove_corrupt(&self.full_key(key), bytes, &e).await
+                }
+                Read::Miss | Read::Locked | Read::Expired(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a value to L2 and L1 with `ttl` (or the default ttl), replacing any entry, and
+    /// tells the other instances to drop their L1 copy.
     pub async fn set<T>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
-        self.validate_key(key)?;
-        let opts = CallOptions {
-            ttl,
-            ..CallOptions::default()
-        };
-        self.write(key, value, opts).await
+        let mut opts = EntryOptions::default();
+        opts.ttl = ttl;
+        self.set_with(key, value, &opts).await
     }
 
-    /// Deletes a value from both tiers; `true` if L2 held it (or, in L1-only mode, L1 did).
-    pub async fn delete(&self, key: &str) -> Result<bool> {
+    /// Writes a value with full options (ttl, tags, windows, codec, tiers).
+    pub async fn set_with<T>(&self, key: &str, value: &T, opts: &EntryOptions) -> Result<()>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+    {
         self.validate_key(key)?;
-        let in_l1 = self.inner.l1.remove(key);
-        self.update_l1_gauge();
-        match self.l2_client(None) {
-            Some(client) => {
-                let n: u64 = client
-                    .query_named("DEL", redis::cmd("DEL").arg(self.full_key(key)))
-                    .await
-                    .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, key))?;
-                Ok(n > 0)
-            }
-            None => Ok(in_l1),
+        self.validate_tags(&opts.tags)?;
+        let r = self.resolve(opts)?;
+        let span = tracing::info_span!(
+            "cache.set",
+            cache.key = key,
+            cache.ttl_ms = millis(r.ttl),
+            cache.tags = opts.tags.len()
+        );
+        let size = self
+            .write(key, value, &r, &opts.tags, &Lock::None)
+            .instrument(span)
+            .await?
+            .1;
+        if r.mode.uses_l1() {
+            self.l1_insert(
+                key,
+                value.clone(),
+                r,
+                envelope::now_ms() + millis(r.ttl),
+                size,
+            );
         }
+        Ok(())
+    }
+
+    /// Writes many values in one pipelined round trip (tags indexed), then one invalidation
+    /// message for all of them.
+    pub async fn set_many<T, K, I>(&self, items: I, opts: &EntryOptions) -> Result<()>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+        K: AsRef<str>,
+        I: IntoIterator<Item = (K, T)>,
+    {
+        self.validate_tags(&opts.tags)?;
+        let r = self.resolve(opts)?;
+        let items: Vec<(K, T)> = items.into_iter().collect();
+        for (k, _) in &items {
+            self.validate_key(k.as_ref())?;
+        }
+        let now = envelope::now_ms();
+        if let Some(client) = self.l2_client(r.mode) {
+            let (stale_at, expires_at, px) = self.timing(&r, now);
+            let mut pipe = redis::pipe();
+            for (k, v) in &items {
+                let bytes = envelope::encode(r.codec, v, stale_at, expires_at)?;
+                self.index_tags(&mut pipe, k.as_ref(), &opts.tags);
+                pipe.cmd("SET")
+                    .arg(self.full_key(k.as_ref()))
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(px)
+                    .ignore();
+            }
+            for chunk in items.chunks(CHUNK) {
+                let msg = invalidation::keys_message(
+                    &self.inner.origin,
+                    chunk.iter().map(|(k, _)| k.as_ref()),
+                );
+                pipe.cmd("PUBLISH")
+                    .arg(&self.inner.channel)
+                    .arg(msg)
+                    .ignore();
+            }
+            client
+                .query_pipeline::<()>(&pipe)
+                .await
+                .map_err(|e| with_code(e, ErrorCode::CacheSetFailed, "set_many"))?;
+        }
+        if r.mode.uses_l1() {
+            for (k, v) in items {
+                self.l1_insert(k.as_ref(), v, r, now + millis(r.ttl), 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a value from both tiers and from the other instances' L1; `true` if L2 held
+    /// it (or, without Redis, L1 did).
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self.delete_many(&[key]).await? > 0)
+    }
+
+    /// Deletes many keys in one pipelined round trip; returns how many existed.
+    pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
+        let mut removed_l1 = 0u64;
+        for k in keys {
+            self.validate_key(k.as_ref())?;
+            if self.inner.l1.remove(k.as_ref()) {
+                removed_l1 += 1;
+            }
+        }
+        self.update_l1_gauge();
+        let Some(client) = self.inner.client.as_ref() else {
+            return Ok(removed_l1);
+        };
+        let span = tracing::info_span!("cache.invalidate", cache.keys = keys.len());
+        let full: Vec<String> = keys.iter().map(|k| self.full_key(k.as_ref())).collect();
+        let user: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        self.unlink_and_publish(client, &full, &user)
+            .instrument(span)
+            .await
+            .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "delete"))
     }
 
     /// Returns the cached value or runs `loader`, caching its `Ok` value with `ttl` (or the
-    /// default ttl). Loader errors pass through untouched (and are not cached); cache errors
-    /// fail open (the loader runs and the caller never sees them).
+    /// default ttl), with stampede protection across instances. Loader errors pass through
+    /// untouched (and are not cached); cache errors fail open (the loader runs and the caller
+    /// never sees them). The only redisx error `E` can receive is
+    /// [`ErrorCode::CacheStampedeTimeout`], with [`StampedeFallback::Error`].
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
         key: &str,
@@ -351,31 +561,194 @@ impl Cache {
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: From<Error> + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let opts = CallOptions {
-            ttl,
-            ..CallOptions::default()
-        };
-        if let Some(v) = self.l1_get::<T>(key, opts.mode) {
-            return Ok(v);
+        let mut opts = EntryOptions::default();
+        opts.ttl = ttl;
+        self.load_through(key, &opts, loader(), |_| false, |e| Some(E::from(e)))
+            .await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) with full options. With an SWR window (here or in
+    /// the config), a stale value is returned at once and the loader runs in the background,
+    /// so it must be `Send + 'static`.
+    pub async fn get_or_load_with<T, E, F, Fut>(
+        &self,
+        key: &str,
+        opts: &EntryOptions,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        self.load_swr(key, opts, loader(), |_| false, |e| Some(E::from(e)))
+            .await
+    }
+
+    /// Whether a fresh (or SWR-stale) value is stored under `key`. Reads only the entry's
+    /// header (`GETRANGE`). Fails open: `false` on a Redis error.
+    pub async fn has(&self, key: &str) -> bool {
+        if self.validate_key(key).is_err() {
+            return false;
         }
-        self.load_through(key, opts, loader(), |_| false).await
+        if self.inner.l1.contains(key) {
+            return true;
+        }
+        matches!(self.header(key).await, Some((_, expires_at)) if expires_at > envelope::now_ms())
+    }
+
+    /// How long the value under `key` stays fresh; `None` when absent, stale or on a Redis
+    /// error.
+    pub async fn ttl(&self, key: &str) -> Option<Duration> {
+        if self.validate_key(key).is_err() {
+            return None;
+        }
+        let (stale_at, _) = self.header(key).await?;
+        let now = envelope::now_ms();
+        (stale_at > now).then(|| Duration::from_millis(stale_at - now))
+    }
+
+    /// Deletes every entry carrying any of `tags`, in every instance's L1 too; returns how
+    /// many L2 entries were deleted. Each tag index is claimed atomically (Lua), its keys are
+    /// deleted one cluster slot per `UNLINK`.
+    pub async fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> Result<u64> {
+        for t in tags {
+            config::validate_tag(t.as_ref())?;
+        }
+        let Some(client) = self.inner.client.as_ref() else {
+            // Without Redis there is no tag index; L1 entries expire by ttl.
+            return Ok(0);
+        };
+        let span = tracing::info_span!("cache.invalidate", cache.tags = tags.len());
+        async {
+            let mut pipe = redis::pipe();
+            for t in tags {
+                pipe.invoke_script(&script::CACHE_TAG_CLAIM.script.key(self.tag_key(t.as_ref())));
+            }
+            let claimed: Vec<Vec<String>> = client.query_pipeline(&pipe).await?;
+            let mut user: Vec<String> = claimed.into_iter().flatten().collect();
+            user.sort_unstable();
+            user.dedup();
+            let full: Vec<String> = user.iter().map(|k| self.full_key(k)).collect();
+            let refs: Vec<&str> = user.iter().map(String::as_str).collect();
+            for k in &refs {
+                self.inner.l1.remove(k);
+            }
+            self.update_l1_gauge();
+            self.unlink_and_publish(client, &full, &refs).await
+        }
+        .instrument(span)
+        .await
+        .map_err(|e| with_code(e, ErrorCode::CacheTagInvalidationFailed, "invalidate_tags"))
+    }
+
+    /// Deletes every entry whose user key matches a Redis glob `pattern` (`user:*`), found
+    /// with `SCAN` (never `KEYS`); returns how many were deleted.
+    pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
+        let Some(client) = self.inner.client.as_ref() else {
+            let matcher = Glob::new(pattern);
+            let before = self.inner.l1.len();
+            self.inner.l1.retain_keys(|k| !matcher.matches(k));
+            self.update_l1_gauge();
+            return Ok((before - self.inner.l1.len()) as u64);
+        };
+        let full = self.scan(client, pattern).await?;
+        let prefix_len = self.inner.keys.prefix().len();
+        let (full, user): (Vec<String>, Vec<String>) = full
+            .into_iter()
+            .filter_map(|f| {
+                let u = f[prefix_len..].to_owned();
+                (!self.is_internal(&u)).then_some((f, u))
+            })
+            .unzip();
+        let refs: Vec<&str> = user.iter().map(String::as_str).collect();
+        for k in &refs {
+            self.inner.l1.remove(k);
+        }
+        self.update_l1_gauge();
+        self.unlink_and_publish(client, &full, &refs)
+            .await
+            .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"))
+    }
+
+    /// Deletes every key under this cache's prefix (entries, tag indexes, locks) and every
+    /// instance's L1; keys outside the prefix are untouched. Returns how many were deleted.
+    pub async fn clear(&self) -> Result<u64> {
+        self.inner.l1.clear();
+        self.update_l1_gauge();
+        let Some(client) = self.inner.client.as_ref() else {
+            return Ok(0);
+        };
+        let full = self.scan(client, "*").await?;
+        let deleted = self.unlink(client, &full).await?;
+        let msg = invalidation::clear_message(&self.inner.origin);
+        client
+            .query_named::<i64>(
+                "PUBLISH",
+                redis::cmd("PUBLISH").arg(&self.inner.channel).arg(msg),
+            )
+            .await?;
+        Ok(deleted)
+    }
+
+    /// Loads `entries` (key and loader) with at most `concurrency` loads at a time, through
+    /// the normal path (an entry already cached is not reloaded).
+    pub async fn warmup<T, E, F, Fut, I>(
+        &self,
+        entries: I,
+        opts: &EntryOptions,
+        concurrency: usize,
+    ) -> WarmupReport
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        I: IntoIterator<Item = (String, F)>,
+    {
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for (key, loader) in entries {
+            let cache = self.clone();
+            let opts = opts.clone();
+            let permit = sem.clone().acquire_owned().await.expect("never closed");
+            set.spawn(async move {
+                let _permit = permit;
+                cache.get_or_load_with(&key, &opts, loader).await.is_ok()
+            });
+        }
+        let mut report = WarmupReport::default();
+        while let Some(r) = set.join_next().await {
+            if matches!(r, Ok(true)) {
+                report.warmed += 1;
+            } else {
+                report.failed += 1;
+            }
+        }
+        report
     }
 
     /// Counters of this cache since the runtime started.
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CacheStats {
-            l1_hits: c.l1_hits.load(Ordering::Relaxed),
-            l1_misses: c.l1_misses.load(Ordering::Relaxed),
-            l2_hits: c.l2_hits.load(Ordering::Relaxed),
-            l2_misses: c.l2_misses.load(Ordering::Relaxed),
-            loads: c.loads.load(Ordering::Relaxed),
-            load_errors: c.load_errors.load(Ordering::Relaxed),
-            corrupt_entries: c.corrupt.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
+            l1_hits: l(&c.l1_hits),
+            l1_misses: l(&c.l1_misses),
+            l2_hits: l(&c.l2_hits),
+            l2_misses: l(&c.l2_misses),
+            loads: l(&c.loads),
+            load_errors: l(&c.load_errors),
+            stampedes_prevented: l(&c.stampedes_prevented),
+            stale_served: l(&c.stale_served),
+            refreshes: l(&c.refreshes),
+            corrupt_entries: l(&c.corrupt),
+            errors: l(&c.errors),
             l1_entries: self.inner.l1.len() as u64,
         }
     }
@@ -385,16 +758,89 @@ impl Cache {
         self.inner.l1.len()
     }
 
-    /// Empties L1 of this instance (L2 is untouched).
+    /// Empties L1 of this instance (L2 and other instances are untouched).
     pub fn clear_l1(&self) {
         self.inner.l1.clear();
         self.update_l1_gauge();
     }
 
-    // ----- internals shared with `__private` -----
+    // ------------------------------------------------------------------ internals
 
     fn validate_key(&self, key: &str) -> Result<()> {
-        key::validate(key, self.inner.cfg.max_key_len)
+        key::validate(key, self.inner.cfg.max_key_len)?;
+        if self.is_internal(key) {
+            return Err(Error::new(
+                ErrorCode::CacheKeyInvalid,
+                format!(
+                    "keys starting with `{}` or `{}` are reserved for the cache's own use",
+                    self.inner.cfg.tag_index_prefix, self.inner.cfg.lock_prefix
+                ),
+            )
+            .with_context("key", key));
+        }
+        Ok(())
+    }
+
+    fn is_internal(&self, key: &str) -> bool {
+        key.starts_with(&self.inner.cfg.tag_index_prefix)
+            || key.starts_with(&self.inner.cfg.lock_prefix)
+    }
+
+    fn validate_tags(&self, tags: &[String]) -> Result<()> {
+        if tags.len() > self.inner.cfg.max_tags_per_key {
+            return Err(Error::new(
+                ErrorCode::CacheKeyInvalid,
+                format!(
+                    "{} tags given; an entry may carry at most {}",
+                    tags.len(),
+                    self.inner.cfg.max_tags_per_key
+                ),
+            ));
+        }
+        tags.iter().try_for_each(|t| config::validate_tag(t))
+    }
+
+    fn tag_key(&self, tag: &str) -> String {
+        let mut k = self.inner.keys.full(&self.inner.cfg.tag_index_prefix);
+        k.push_str(tag);
+        k
+    }
+
+    fn refresh_key(&self, key: &str) -> String {
+        let mut k = self.inner.keys.full(&self.inner.cfg.lock_prefix);
+        k.push_str(key);
+        k
+    }
+
+    fn resolve(&self, opts: &EntryOptions) -> Result<Resolved> {
+        let cfg = &self.inner.cfg;
+        let ttl = opts.ttl.unwrap_or(cfg.default_ttl);
+        if ttl.is_zero() {
+            return Err(Error::new(
+                ErrorCode::ConfigInvalid,
+                "a cache ttl must be greater than zero",
+            ));
+        }
+        if ttl > cfg.max_ttl {
+            return Err(Error::new(
+                ErrorCode::ConfigInvalid,
+                format!(
+                    "ttl {ttl:?} exceeds the cache's max_ttl of {:?}",
+                    cfg.max_ttl
+                ),
+            ));
+        }
+        Ok(Resolved {
+            ttl,
+            l1_ttl: opts.l1_ttl.unwrap_or(cfg.l1_ttl).min(cfg.l1_ttl).min(ttl),
+            swr: opts.swr.or(cfg.swr).unwrap_or(Duration::ZERO),
+            sie: opts
+                .stale_if_error
+                .or(cfg.stale_if_error)
+                .unwrap_or(Duration::ZERO),
+            mode: self.mode(opts.mode),
+            codec: opts.codec.unwrap_or(cfg.codec),
+        })
     }
 
     fn mode(&self, call: Option<CacheMode>) -> CacheMode {
@@ -406,170 +852,318 @@ impl Cache {
         }
     }
 
-    fn l2_client(&self, call: Option<CacheMode>) -> Option<&Client> {
-        if self.mode(call).uses_l2() {
+    fn l2_client(&self, mode: CacheMode) -> Option<&Client> {
+        if mode.uses_l2() {
             self.inner.client.as_ref()
         } else {
             None
         }
     }
 
+    /// `(stale_at, expires_at, redis px)` of an entry written at `now`.
+    fn timing(&self, r: &Resolved, now: u64) -> (u64, u64, u64) {
+        let stale_at = now + millis(r.ttl);
+        let expires_at = stale_at + millis(r.swr);
+        let px = millis(r.ttl) + millis(r.swr) + millis(r.sie);
+        (stale_at, expires_at, px.max(1))
+    }
+
     /// The L1 probe of the hit path: no allocation, no await.
     #[inline]
-    pub(crate) fn l1_get<T: Clone + 'static>(&self, key: &str, mode: Option<CacheMode>) -> Option<T> {
+    pub(crate) fn l1_get<T: Clone + 'static>(
+        &self,
+        key: &str,
+        mode: Option<CacheMode>,
+    ) -> Option<T> {
         if !self.mode(mode).uses_l1() {
             return None;
         }
         let c = &self.inner.counters;
         if let Some(v) = self.inner.l1.get::<T>(key, Instant::now()) {
-            c.l1_hits.fetch_add(1, Ordering::Relaxed);
+            bump(&c.l1_hits);
             self.inner.metrics.l1_hits.inc();
             Some(v)
         } else {
-            c.l1_misses.fetch_add(1, Ordering::Relaxed);
+            bump(&c.l1_misses);
             self.inner.metrics.l1_misses.inc();
             None
         }
     }
 
-    async fn l2_get<T>(&self, key: &str, opts: CallOptions) -> Result<Option<T>>
-    where
-        T: DeserializeOwned + Clone + Send + Sync + 'static,
-    {
-        let Some(client) = self.l2_client(opts.mode) else {
-            return Ok(None);
-        };
-        let full = self.full_key(key);
-        let bytes: Option<Vec<u8>> = client.query_named("GET", redis::cmd("GET").arg(&full)).await?;
-        let c = &self.inner.counters;
-        let Some(bytes) = bytes else {
-            c.l2_misses.fetch_add(1, Ordering::Relaxed);
-            self.inner.metrics.l2_misses.inc();
-            return Ok(None);
-        };
-        match envelope::decode::<T>(&bytes) {
-            Ok(env) => {
-                c.l2_hits.fetch_add(1, Ordering::Relaxed);
-                self.inner.metrics.l2_hits.inc();
-                let now = envelope::now_ms();
-                if self.mode(opts.mode).uses_l1() {
-                    let ttl = self.l1_ttl(opts).min(env.fresh_for(now));
-                    self.inner.l1.insert(key, env.value.clone(), ttl);
-                    self.update_l1_gauge();
-                }
-                Ok(Some(env.value))
-            }
-            Err(e) => {
-                c.corrupt.fetch_add(1, Ordering::Relaxed);
-                c.l2_misses.fetch_add(1, Ordering::Relaxed);
-                self.inner.metrics.l2_misses.inc();
-                tracing::warn!(key = %full, error = %e, "corrupt cache entry; treating it as a miss and removing it");
-                // Best effort, and only while it still holds the bytes we read: a writer that
-                // replaced it meanwhile must not lose its value.
-                let removed = client
-                    .eval::<u64, _, _>(&script::CACHE_DEL_IF_EQ.script, &[&full], &[&bytes])
-                    .await;
-                if let Err(del) = removed {
-                    tracing::debug!(key = %full, error = %del, "could not remove the corrupt entry");
-                }
-                Ok(None)
-            }
-        }
-    }
-
-    fn ttl(&self, opts: CallOptions) -> Result<Duration> {
-        let ttl = opts.ttl.unwrap_or(self.inner.cfg.default_ttl);
-        if ttl > self.inner.cfg.max_ttl {
-            return Err(Error::new(
-                ErrorCode::ConfigInvalid,
-                format!(
-                    "ttl {ttl:?} exceeds the cache's max_ttl of {:?}",
-                    self.inner.cfg.max_ttl
-                ),
-            ));
-        }
-        if ttl.is_zero() {
-            return Err(Error::new(ErrorCode::ConfigInvalid, "ttl must be greater than zero"));
-        }
-        Ok(ttl)
-    }
-
-    fn l1_ttl(&self, opts: CallOptions) -> Duration {
-        let ttl = opts.ttl.unwrap_or(self.inner.cfg.default_ttl);
-        opts.l1_ttl.unwrap_or(self.inner.cfg.l1_ttl).min(ttl)
-    }
-
-    async fn write<T>(&self, key: &str, value: &T, opts: CallOptions) -> Result<()>
-    where
-        T: Serialize + Clone + Send + Sync + 'static,
-    {
-        let ttl = self.ttl(opts)?;
-        if let Some(client) = self.l2_client(opts.mode) {
-            let now = envelope::now_ms();
-            let expires_at = now + u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-            let codec = opts.codec.unwrap_or(self.inner.cfg.codec);
-            let bytes = envelope::encode(codec, value, expires_at, expires_at)?;
-            let px = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-            client
-                .query_named::<()>(
-                    "SET",
-                    redis::cmd("SET").arg(self.full_key(key)).arg(bytes).arg("PX").arg(px),
-                )
-                .await
-                .map_err(|e| with_code(e, ErrorCode::CacheSetFailed, key))?;
-        }
-        if self.mode(opts.mode).uses_l1() {
-            self.inner.l1.insert(key, value.clone(), self.l1_ttl(opts));
-            self.update_l1_gauge();
-        }
-        Ok(())
-    }
-
-    /// The miss path: L2, then the loader, then write-back. Cache errors fail open.
-    pub(crate) async fn load_through<T, E, Fut>(
+    fn l1_insert<T: Send + Sync + 'static>(
         &self,
         key: &str,
-        opts: CallOptions,
-        loader: Fut,
-        unless: impl FnOnce(&T) -> bool,
-    ) -> Result<T, E>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        if let Err(e) = self.validate_key(key) {
-            self.fail_open("read", key, &e);
-            return loader.await;
+        value: T,
+        r: Resolved,
+        stale_at: u64,
+        size: usize,
+    ) {
+        let fresh = Duration::from_millis(stale_at.saturating_sub(envelope::now_ms()));
+        self.inner.l1.insert(key, value, r.l1_ttl.min(fresh), size);
+        self.update_l1_gauge();
+    }
+
+    fn fill_l1<T: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        env: &Envelope<T>,
+        r: &Resolved,
+        size: usize,
+    ) {
+        if r.mode.uses_l1() {
+            self.l1_insert(key, env.value.clone(), *r, env.stale_at, size);
         }
-        match self.l2_get::<T>(key, opts).await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => self.fail_open("read", key, &e),
+    }
+
+    fn classify<T: DeserializeOwned>(&self, bytes: Option<Vec<u8>>, now: u64) -> Read<T> {
+        let Some(bytes) = bytes else {
+            bump(&self.inner.counters.l2_misses);
+            self.inner.metrics.l2_misses.inc();
+            return Read::Miss;
+        };
+        if bytes.first() == Some(&MARKER) {
+            return Read::Locked;
         }
-        let c = &self.inner.counters;
-        c.loads.fetch_add(1, Ordering::Relaxed);
-        let value = match loader.await {
-            Ok(v) => {
-                self.inner.metrics.loads_ok.inc();
-                v
+        match envelope::decode::<T>(&bytes) {
+            Ok(env) if now < env.stale_at => {
+                bump(&self.inner.counters.l2_hits);
+                self.inner.metrics.l2_hits.inc();
+                Read::Fresh(env)
             }
+            Ok(env) if now < env.expires_at => Read::Stale(env),
+            Ok(env) => Read::Expired(env),
             Err(e) => {
-                c.load_errors.fetch_add(1, Ordering::Relaxed);
-                self.inner.metrics.loads_error.inc();
-                return Err(e);
+                bump(&self.inner.counters.corrupt);
+                bump(&self.inner.counters.l2_misses);
+                self.inner.metrics.l2_misses.inc();
+                Read::Corrupt(bytes, e)
+            }
+        }
+    }
+
+    /// One L2 read. With `marker`, a miss atomically places it as the regeneration lock
+    /// (`SET key marker NX PX lock_ttl GET`): one round trip for read-or-lock.
+    async fn read<T: DeserializeOwned>(
+        &self,
+        client: &Client,
+        full: &str,
+        marker: Option<&[u8]>,
+        _r: &Resolved,
+    ) -> Result<Read<T>> {
+        let bytes: Option<Vec<u8>> = match marker {
+            Some(m) => {
+                let px = millis(self.inner.cfg.stampede.lock_ttl).max(1);
+                client
+                    .query_named(
+                        "SET",
+                        redis::cmd("SET")
+                            .arg(full)
+                            .arg(m)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(px)
+                            .arg("GET"),
+                    )
+                    .await?
+            }
+            None => {
+                client
+                    .query_named("GET", redis::cmd("GET").arg(full))
+                    .await?
             }
         };
-        if !unless(&value) {
-            if let Err(e) = self.write(key, &value, opts).await {
-                self.inner.metrics.write_errors.inc();
-                self.fail_open("write", key, &e);
+        Ok(self.classify(bytes, envelope::now_ms()))
+    }
+
+    async fn remove_corrupt(&self, full: &str, bytes: Vec<u8>, why: &Error) {
+        let Some(client) = self.inner.client.as_ref() else {
+            return;
+        };
+        tracing::warn!(key = %full, error = %why, "corrupt cache entry; treating it as a miss and removing it");
+        // Only while it still holds the bytes we read: a writer that replaced it meanwhile
+        // keeps its value.
+        let removed = client
+            .eval::<u64, _, _>(&script::CACHE_DEL_IF_EQ.script, &[full], &[bytes])
+            .await;
+        if let Err(e) = removed {
+            tracing::debug!(key = %full, error = %e, "could not remove the corrupt entry");
+        }
+    }
+
+    /// Reads only the header of an entry: `(stale_at, expires_at)`.
+    async fn header(&self, key: &str) -> Option<(u64, u64)> {
+        let client = self.l2_client(self.mode(None))?;
+        let bytes: Option<Vec<u8>> = client
+            .query_named(
+                "GETRANGE",
+                redis::cmd("GETRANGE")
+                    .arg(self.full_key(key))
+                    .arg(0)
+                    .arg(envelope::HEADER_LEN - 1),
+            )
+            .await
+            .ok()?;
+        envelope::decode_header(&bytes?)
+    }
+
+    fn index_tags(&self, pipe: &mut redis::Pipeline, key: &str, tags: &[String]) {
+        let ttl = millis(self.inner.cfg.max_ttl);
+        for t in tags {
+            let tk = self.tag_key(t);
+            pipe.cmd("SADD").arg(&tk).arg(key).ignore();
+            pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).ignore();
+        }
+    }
+
+    /// The write path: tag index entries, then the entry (compare-and-set against `lock`),
+    /// the lock release and the invalidation message, in one pipelined round trip.
+    /// Returns whether the entry was written and its encoded size.
+    async fn write<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        r: &Resolved,
+        tags: &[String],
+        lock: &Lock,
+    ) -> Result<(bool, usize)> {
+        let Some(client) = self.l2_client(r.mode) else {
+            return Ok((true, 0));
+        };
+        let (stale_at, expires_at, px) = self.timing(r, envelope::now_ms());
+        let bytes = envelope::encode(r.codec, value, stale_at, expires_at)?;
+        let size = bytes.len();
+        let token: &[u8] = match lock {
+            Lock::Marker(m) => m,
+            Lock::None | Lock::Refresh(..) => b"",
+        };
+        let msg = invalidation::keys_message(&self.inner.origin, [key]);
+        let mut pipe = redis::pipe();
+        self.index_tags(&mut pipe, key, tags);
+        pipe.invoke_script(
+            script::CACHE_WRITE
+                .script
+                .key(self.full_key(key))
+                .arg(token)
+                .arg(bytes)
+                .arg(px)
+                .arg(&self.inner.channel)
+                .arg(msg),
+        );
+        if let Lock::Refresh(lock_key, token) = lock {
+            pipe.invoke_script(
+                script::CACHE_RELEASE
+                    .script
+                    .key(lock_key)
+                    .arg(token.as_slice())
+                    .arg(&self.inner.channel)
+                    .arg(""),
+            )
+            .ignore();
+        }
+        let (written,): (u8,) = client
+            .query_pipeline(&pipe)
+            .await
+            .map_err(|e| with_code(e, ErrorCode::CacheSetFailed, key))?;
+        Ok((written == 1, size))
+    }
+
+    /// Gives a lock up and wakes the callers waiting for it.
+    async fn release(&self, key: &str, lock: Lock) {
+        let Some(client) = self.inner.client.as_ref() else {
+            return;
+        };
+        let (lock_key, token) = match lock {
+            Lock::None => return,
+            Lock::Marker(m) => (self.full_key(key), m),
+            Lock::Refresh(k, t) => (k, t),
+        };
+        let msg = invalidation::keys_message(&self.inner.origin, [key]);
+        let r = client
+            .eval::<u8, _, _>(
+                &script::CACHE_RELEASE.script,
+                &[lock_key.as_str()],
+                &[
+                    token.as_slice(),
+                    self.inner.channel.as_bytes(),
+                    msg.as_bytes(),
+                ],
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(key, error = %e, "could not release a cache regeneration lock; it expires by itself");
+        }
+    }
+
+    async fn unlink(&self, client: &Client, full: &[String]) -> Result<u64> {
+        if full.is_empty() {
+            return Ok(0);
+        }
+        // One UNLINK per cluster slot (and at most CHUNK keys each): cluster-safe, atomic per call.
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<&str>> =
+            std::collections::BTreeMap::new();
+        for k in full {
+            by_slot.entry(key::slot(k)).or_default().push(k);
+        }
+        let mut pipe = redis::pipe();
+        for keys in by_slot.values() {
+            for chunk in keys.chunks(CHUNK) {
+                pipe.cmd("UNLINK").arg(chunk);
             }
         }
-        Ok(value)
+        let counts: Vec<u64> = client.query_pipeline(&pipe).await?;
+        Ok(counts.iter().sum())
+    }
+
+    async fn unlink_and_publish(
+        &self,
+        client: &Client,
+        full: &[String],
+        user: &[&str],
+    ) -> Result<u64> {
+        let deleted = self.unlink(client, full).await?;
+        if !user.is_empty() {
+            let mut pipe = redis::pipe();
+            for chunk in user.chunks(CHUNK) {
+                let msg = invalidation::keys_message(&self.inner.origin, chunk.iter().copied());
+                pipe.cmd("PUBLISH")
+                    .arg(&self.inner.channel)
+                    .arg(msg)
+                    .ignore();
+            }
+            client.query_pipeline::<()>(&pipe).await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn scan(&self, client: &Client, pattern: &str) -> Result<Vec<String>> {
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        let pat = format!("{}{pattern}", glob_escape(self.inner.keys.prefix()));
+        loop {
+            let (next, keys): (u64, Vec<String>) = client
+                .query_named(
+                    "SCAN",
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pat)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            out.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     fn fail_open(&self, op: &'static str, key: &str, err: &Error) {
-        self.inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+        bump(&self.inner.counters.errors);
         tracing::warn!(op, key, error = %err, "cache operation failed; continuing without the cache");
     }
 
@@ -578,6 +1172,496 @@ impl Cache {
             .metrics
             .l1_entries
             .set(i64::try_from(self.inner.l1.len()).unwrap_or(i64::MAX));
+    }
+
+    // ------------------------------------------------------------------ the load path
+
+    /// `get_or_load` without an SWR refresh: a stale value is reloaded in the foreground.
+    pub(crate) async fn load_through<T, E, Fut>(
+        &self,
+        key: &str,
+        opts: &EntryOptions,
+        loader: Fut,
+        unless: impl FnOnce(&T) -> bool,
+        on_timeout: impl FnOnce(Error) -> Option<E>,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: 'static,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self
+            .fetch(key, opts, loader, false, unless, on_timeout)
+            .await
+        {
+            Fetched::Done(r) => r,
+            Fetched::Stale { .. } => {
+                unreachable!("fetch never answers Stale when allow_stale is false")
+            }
+        }
+    }
+
+    /// `get_or_load` with an SWR refresh in the background.
+    pub(crate) async fn load_swr<T, E, Fut>(
+        &self,
+        key: &str,
+        opts: &EntryOptions,
+        loader: Fut,
+        unless: impl FnOnce(&T) -> bool + Send + 'static,
+        on_timeout: impl FnOnce(Error) -> Option<E>,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        // `unless` is needed by the fetch and, for a stale hit, by the refresh: share it.
+        let unless = std::sync::Mutex::new(Some(unless));
+        let take = || unless.lock().ok().and_then(|mut u| u.take());
+        let first = |v: &T| take().is_some_and(|f| f(v));
+        match self.fetch(key, opts, loader, true, first, on_timeout).await {
+            Fetched::Done(r) => r,
+            Fetched::Stale { value, loader } => {
+                let unless = take();
+                self.spawn_refresh(key, opts, loader, unless);
+                Ok(value)
+            }
+        }
+    }
+
+    fn spawn_refresh<T, E, Fut, U>(
+        &self,
+        key: &str,
+        opts: &EntryOptions,
+        loader: Fut,
+        unless: Option<U>,
+    ) where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        U: FnOnce(&T) -> bool + Send + 'static,
+    {
+        let Some(client) = self.inner.client.clone() else {
+            return;
+        };
+        let Ok(r) = self.resolve(opts) else { return };
+        let cache = self.clone();
+        let key = key.to_owned();
+        let tags = opts.tags.clone();
+        tokio::spawn(async move {
+            let lock_key = cache.refresh_key(&key);
+            let token = new_marker();
+            let px = millis(cache.inner.cfg.stampede.lock_ttl).max(1);
+            let got: Result<Option<String>> = client
+                .query_named(
+                    "SET",
+                    redis::cmd("SET")
+                        .arg(&lock_key)
+                        .arg(token.as_slice())
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(px),
+                )
+                .await;
+            match got {
+                Ok(Some(_)) => {}
+                Ok(None) => return, // another instance is refreshing
+                Err(e) => return cache.fail_open("refresh", &key, &e),
+            }
+            bump(&cache.inner.counters.refreshes);
+            let mut guard = LockGuard {
+                cache: Arc::downgrade(&cache.inner),
+                key: key.clone(),
+                lock: Lock::Refresh(lock_key, token),
+            };
+            bump(&cache.inner.counters.loads);
+            match loader.await {
+                Ok(v) => {
+                    cache.inner.metrics.loads_ok.inc();
+                    if unless.is_some_and(|u| u(&v)) {
+                        return; // the guard releases the lock
+                    }
+                    let lock = guard.take();
+                    match cache.write(&key, &v, &r, &tags, &lock).await {
+                        Ok((_, size)) => {
+                            if r.mode.uses_l1() {
+                                let stale_at = envelope::now_ms() + millis(r.ttl);
+                                cache.l1_insert(&key, v, r, stale_at, size);
+                            }
+                        }
+                        Err(e) => {
+                            cache.inner.metrics.write_errors.inc();
+                            cache.fail_open("refresh write", &key, &e);
+                            cache.release(&key, lock).await;
+                        }
+                    }
+                }
+                Err(_) => {
+                    bump(&cache.inner.counters.load_errors);
+                    cache.inner.metrics.loads_error.inc();
+                    tracing::warn!(
+                        key,
+                        error_type = std::any::type_name::<E>(),
+                        "background refresh failed; the stale value stays until its window ends"
+                    );
+                }
+            }
+        });
+    }
+
+    /// The shared miss path: in-process single-flight, then the distributed read-or-lock,
+    /// waiting, loading and writing.
+    async fn fetch<T, E, Fut>(
+        &self,
+        key: &str,
+        opts: &EntryOptions,
+        loader: Fut,
+        allow_stale: bool,
+        unless: impl FnOnce(&T) -> bool,
+        on_timeout: impl FnOnce(Error) -> Option<E>,
+    ) -> Fetched<T, E, Fut>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: 'static,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let r = match self
+            .validate_key(key)
+            .and_then(|()| self.validate_tags(&opts.tags))
+            .and_then(|()| self.resolve(opts))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail_open("read", key, &e);
+                return Fetched::Done(loader.await);
+            }
+        };
+        // One load per key per runtime.
+        let leader = match self.inner.flights.join(key) {
+            Join::Leader(l) => l,
+            Join::Follower(rx) => {
+                bump(&self.inner.counters.stampedes_prevented);
+                self.inner.metrics.stampede_prevented.inc();
+                if let Some(v) = flight::follow(rx).await {
+                    if let Some(v) = v.downcast_ref::<T>() {
+                        return Fetched::Done(Ok(v.clone()));
+                    }
+                }
+                // The leader failed, panicked or was cancelled: load for ourselves.
+                return Fetched::Done(loader.await);
+            }
+        };
+        let span = tracing::info_span!(
+            "cache.get",
+            cache.key = key,
+            cache.layer = tracing::field::Empty,
+            cache.hit = tracing::field::Empty
+        );
+        let outcome = self
+            .fetch_leader(key, &r, &opts.tags, loader, allow_stale, unless, on_timeout)
+            .instrument(span)
+            .await;
+        match &outcome {
+            Fetched::Done(Ok(v)) | Fetched::Stale { value: v, .. } => {
+                leader.complete(Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>)
+            }
+            Fetched::Done(Err(_)) => leader.fail(),
+        }
+        outcome
+    }
+
+    #[allow(clippy::too_many_lines, clippy::too_many_arguments)]
+    async fn fetch_leader<T, E, Fut>(
+        &self,
+        key: &str,
+        r: &Resolved,
+        tags: &[String],
+        loader: Fut,
+        allow_stale: bool,
+        unless: impl FnOnce(&T) -> bool,
+        on_timeout: impl FnOnce(Error) -> Option<E>,
+    ) -> Fetched<T, E, Fut>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: 'static,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let span = tracing::Span::current();
+        let stampede = &self.inner.cfg.stampede;
+        let mut lock = Lock::None;
+        let mut stale: Option<T> = None;
+        if let Some(client) = self.l2_client(r.mode) {
+            let full = self.full_key(key);
+            let deadline = Instant::now() + stampede.wait_timeout;
+            let mut waiter: Option<Arc<Notify>> = None;
+            let mut corrupt_retries = 0;
+            let mut waited = false;
+            loop {
+                let marker = stampede.enabled.then(new_marker);
+                let read = match self.read::<T>(client, &full, marker.as_deref(), r).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        self.fail_open("read", key, &e);
+                        break;
+                    }
+                };
+                match read {
+                    Read::Miss => {
+                        if let Some(m) = marker {
+                            lock = Lock::Marker(m);
+                        }
+                        break;
+                    }
+                    Read::Fresh(env) => {
+                        span.record("cache.layer", "l2");
+                        span.record("cache.hit", true);
+                        if waited {
+                            bump(&self.inner.counters.stampedes_prevented);
+                            self.inner.metrics.stampede_prevented.inc();
+                        }
+                        self.fill_l1(key, &env, r, 0);
+                        if let Some(w) = waiter {
+                            self.inner.waiters.unregister(&full, &w);
+                        }
+                        return Fetched::Done(Ok(env.value));
+                    }
+                    Read::Stale(env) if allow_stale && r.swr > Duration::ZERO => {
+                        span.record("cache.layer", "l2");
+                        span.record("cache.hit", true);
+                        bump(&self.inner.counters.stale_served);
+                        self.inner.metrics.stale_served.inc();
+                        if let Some(w) = waiter {
+                            self.inner.waiters.unregister(&full, &w);
+                        }
+                        return Fetched::Stale {
+                            value: env.value,
+                            loader,
+                        };
+                    }
+                    Read::Stale(env) | Read::Expired(env) => {
+                        // The entry exists but must be reloaded; keep it for stale-if-error.
+                        stale = Some(env.value);
+                        if !stampede.enabled {
+                            break;
+                        }
+                        let lock_key = self.refresh_key(key);
+                        let token = new_marker();
+                        let px = millis(stampede.lock_ttl).max(1);
+                        let got: Result<Option<String>> = client
+                            .query_named(
+                                "SET",
+                                redis::cmd("SET")
+                                    .arg(&lock_key)
+                                    .arg(token.as_slice())
+                                    .arg("NX")
+                                    .arg("PX")
+                                    .arg(px),
+                            )
+                            .await;
+                        match got {
+                            Ok(Some(_)) => {
+                                lock = Lock::Refresh(lock_key, token);
+                                break;
+                            }
+                            Ok(None) => {} // someone else reloads it: wait below
+                            Err(e) => {
+                                self.fail_open("lock", key, &e);
+                                break;
+                            }
+                        }
+                    }
+                    Read::Corrupt(bytes, e) => {
+                        self.remove_corrupt(&full, bytes, &e).await;
+                        corrupt_retries += 1;
+                        if corrupt_retries > 2 {
+                            break;
+                        }
+                        continue;
+                    }
+                    Read::Locked => {}
+                }
+                // Another caller holds the lock: wait for its write (pub/sub), then re-read.
+                let notify = match &waiter {
+                    Some(n) => n.clone(),
+                    None => {
+                        // Register before re-reading, so no fill can slip between the two.
+                        let n = self.inner.waiters.register(&full);
+                        waiter = Some(n);
+                        waited = true;
+                        continue;
+                    }
+                };
+                let now = Instant::now();
+                if now >= deadline {
+                    if let Some(w) = waiter.take() {
+                        self.inner.waiters.unregister(&full, &w);
+                    }
+                    let err = Error::new(
+                        ErrorCode::CacheStampedeTimeout,
+                        format!(
+                            "waited {:?} for another instance to load the key",
+                            stampede.wait_timeout
+                        ),
+                    )
+                    .with_context("key", key);
+                    tracing::warn!(
+                        key,
+                        "cache stampede wait timed out; falling back to {:?}",
+                        stampede.fallback
+                    );
+                    if stampede.fallback == StampedeFallback::Error {
+                        if let Some(e) = on_timeout(err) {
+                            return Fetched::Done(Err(e));
+                        }
+                    }
+                    break;
+                }
+                let wait = (deadline - now).min(POLL_FALLBACK);
+                let _ = tokio::time::timeout(wait, notify.notified()).await;
+            }
+            if let Some(w) = waiter {
+                self.inner.waiters.unregister(&full, &w);
+            }
+        }
+        span.record("cache.hit", false);
+        // Load. The guard gives the lock back if the loader panics or we are cancelled.
+        let mut guard = LockGuard {
+            cache: Arc::downgrade(&self.inner),
+            key: key.to_owned(),
+            lock,
+        };
+        bump(&self.inner.counters.loads);
+        let value = match loader.await {
+            Ok(v) => {
+                self.inner.metrics.loads_ok.inc();
+                v
+            }
+            Err(e) => {
+                bump(&self.inner.counters.load_errors);
+                self.inner.metrics.loads_error.inc();
+                let lock = guard.take();
+                self.release(key, lock).await;
+                if let Some(s) = stale {
+                    if r.sie > Duration::ZERO && self.serve_stale_on(&e) {
+                        bump(&self.inner.counters.stale_served);
+                        self.inner.metrics.stale_served.inc();
+                        tracing::warn!(
+                            key,
+                            error_type = std::any::type_name::<E>(),
+                            "loader failed; serving the stale value (stale-if-error)"
+                        );
+                        return Fetched::Done(Ok(s));
+                    }
+                }
+                return Fetched::Done(Err(e));
+            }
+        };
+        let lock = guard.take();
+        if unless(&value) {
+            self.release(key, lock).await;
+            return Fetched::Done(Ok(value));
+        }
+        match self.write(key, &value, r, tags, &lock).await {
+            Ok((true, size)) => {
+                if r.mode.uses_l1() {
+                    let stale_at = envelope::now_ms() + millis(r.ttl);
+                    self.l1_insert(key, value.clone(), *r, stale_at, size);
+                }
+            }
+            Ok((false, _)) => {
+                tracing::debug!(
+                    key,
+                    "the entry changed while loading (invalidated or lock expired); not writing it back"
+                );
+            }
+            Err(e) => {
+                self.inner.metrics.write_errors.inc();
+                self.fail_open("write", key, &e);
+                self.release(key, lock).await;
+            }
+        }
+        Fetched::Done(Ok(value))
+    }
+
+    fn serve_stale_on<E: 'static>(&self, err: &E) -> bool {
+        match &self.inner.cfg.stale_if_error_when {
+            Some(pred) => pred(err as &dyn Any),
+            None => true,
+        }
+    }
+}
+
+impl CacheInner {
+    fn on_message(this: &Arc<Self>, payload: &str) {
+        match invalidation::parse(payload) {
+            Some(invalidation::Message::Keys { origin, keys }) => {
+                let evict = origin != this.origin && this.cfg.invalidation;
+                for k in keys {
+                    if evict {
+                        this.l1.remove(k);
+                    }
+                    this.waiters.wake(&this.keys.full(k));
+                }
+                if evict {
+                    this.metrics
+                        .l1_entries
+                        .set(i64::try_from(this.l1.len()).unwrap_or(i64::MAX));
+                }
+            }
+            Some(invalidation::Message::Clear { origin }) => {
+                if origin != this.origin {
+                    this.l1.clear();
+                }
+                this.waiters.wake_all();
+            }
+            None => tracing::debug!(payload, "ignoring an unknown cache invalidation message"),
+        }
+    }
+}
+
+/// Escapes the glob characters of a literal for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A Redis-style glob matcher (`*`, `?`, `[abc]`, `\x`), for L1-only pattern invalidation.
+struct Glob {
+    pat: Vec<char>,
+}
+
+impl Glob {
+    fn new(p: &str) -> Self {
+        Self {
+            pat: p.chars().collect(),
+        }
+    }
+
+    fn matches(&self, s: &str) -> bool {
+        let s: Vec<char> = s.chars().collect();
+        glob_match(&self.pat, &s)
+    }
+}
+
+fn glob_match(p: &[char], s: &[char]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some('*') => (0..=s.len()).any(|i| glob_match(&p[1..], &s[i..])),
+        Some('?') => !s.is_empty() && glob_match(&p[1..], &s[1..]),
+        Some('[') => {
+            let Some(end) = p.iter().position(|&c| c == ']') else {
+                return !s.is_empty() && s[0] == '[' && glob_match(&p[1..], &s[1..]);
+            };
+            !s.is_empty() && p[1..end].contains(&s[0]) && glob_match(&p[end + 1..], &s[1..])
+        }
+        Some('\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && glob_match(&p[2..], &s[1..]),
+        Some(&c) => !s.is_empty() && s[0] == c && glob_match(&p[1..], &s[1..]),
     }
 }
 
@@ -589,5 +1673,24 @@ fn with_code(err: Error, code: ErrorCode, key: &str) -> Error {
         code
     };
     let msg = err.message().to_owned();
-    Error::new(code, msg).with_context("key", key).with_source(err)
+    Error::new(code, msg)
+        .with_context("key", key)
+        .with_source(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_redis() {
+        let g = |p: &str, s: &str| Glob::new(p).matches(s);
+        assert!(g("user:*", "user:1"));
+        assert!(!g("user:*", "users"));
+        assert!(g("a?c", "abc"));
+        assert!(g("[ab]x", "bx"));
+        assert!(!g("[ab]x", "cx"));
+        assert!(g("a\\*", "a*"));
+        assert_eq!(glob_escape("a*b[1]"), "a\\*b\\[1\\]");
+    }
 }

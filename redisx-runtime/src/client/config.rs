@@ -160,7 +160,10 @@ impl ConnectionConfig {
             .host_str()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| bad("missing host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let mut cfg = Self::new(host, parsed.port().unwrap_or(6379));
         cfg.tls = tls;
         if !parsed.username().is_empty() {
@@ -181,13 +184,15 @@ impl ConnectionConfig {
             match &*k {
                 "insecure" => cfg.tls_insecure = v == "true" || v == "1",
                 "db" => {
-                    cfg.db = v
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|db| *db >= 0)
-                        .ok_or_else(|| bad(&format!("database `{v}` is not a non-negative number")))?;
+                    cfg.db = v.parse::<i64>().ok().filter(|db| *db >= 0).ok_or_else(|| {
+                        bad(&format!("database `{v}` is not a non-negative number"))
+                    })?;
                 }
-                other => return Err(bad(&format!("unknown query parameter `{other}`; expected `db` or `insecure`"))),
+                other => {
+                    return Err(bad(&format!(
+                        "unknown query parameter `{other}`; expected `db` or `insecure`"
+                    )));
+                }
             }
         }
         Ok(cfg)

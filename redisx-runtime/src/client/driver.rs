@@ -72,8 +72,11 @@ impl Driver {
                     .recycle_timeout(Some(cfg.command_timeout))
                     .build()
                     .map_err(|e| {
-                        Error::new(ErrorCode::ConfigInvalid, format!("cannot build the pool: {e}"))
-                            .with_context("client", name)
+                        Error::new(
+                            ErrorCode::ConfigInvalid,
+                            format!("cannot build the pool: {e}"),
+                        )
+                        .with_context("client", name)
                     })?;
                 if !cfg.lazy {
                     // Fail fast with a clear error when the server is unreachable.
@@ -92,7 +95,9 @@ impl Driver {
     /// [`ErrorCode::ConnectionClosed`] while the connection is being re-established.
     pub(crate) async fn conn(&self, name: &str, cfg: &ConnectionConfig) -> Result<Conn> {
         match self {
-            Self::Multiplexed(m) => m.get().map(|(c, generation)| Conn::Multiplexed(c, generation)),
+            Self::Multiplexed(m) => m
+                .get()
+                .map(|(c, generation)| Conn::Multiplexed(c, generation)),
             Self::Pool(pool) => pool
                 .get()
                 .await
@@ -145,7 +150,9 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
         }
     };
     let what = match code {
-        ErrorCode::ConnectionAuthFailed => "authentication failed: check the user name and password",
+        ErrorCode::ConnectionAuthFailed => {
+            "authentication failed: check the user name and password"
+        }
         ErrorCode::ConnectionTimeout => "connecting timed out",
         ErrorCode::ConnectionTls => "the TLS handshake failed",
         _ => "cannot connect",
@@ -207,13 +214,18 @@ impl Multiplexed {
             let conn = this.open().await?;
             this.install(conn);
         }
-        tokio::spawn(Self::reconnect_loop(Arc::downgrade(&this), this.down.clone()));
+        tokio::spawn(Self::reconnect_loop(
+            Arc::downgrade(&this),
+            this.down.clone(),
+        ));
         Ok(this)
     }
 
     async fn open(&self) -> Result<MultiplexedConnection> {
         let config = connection_config(&self.cfg, Some(self.cfg.command_timeout));
-        let fut = self.client.get_multiplexed_async_connection_with_config(&config);
+        let fut = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
         match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(connect_error(&self.name, &self.cfg, e)),
@@ -227,14 +239,20 @@ impl Multiplexed {
     }
 
     fn install(&self, conn: MultiplexedConnection) {
-        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.conn = Some(conn);
         state.generation += 1;
         state.last_error = None;
     }
 
     fn get(&self) -> Result<(MultiplexedConnection, u64)> {
-        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match &state.conn {
             Some(conn) => Ok((conn.clone(), state.generation)),
             None => {
@@ -253,7 +271,10 @@ impl Multiplexed {
 
     fn mark_down(&self, generation: u64, why: String) {
         {
-            let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut state = self
+                .state
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if state.conn.is_none() || state.generation != generation {
                 return;
             }
@@ -266,7 +287,10 @@ impl Multiplexed {
 
     fn shutdown(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.conn = None;
         state.last_error = Some("the runtime was shut down".to_owned());
         drop(state);
@@ -299,7 +323,10 @@ impl Multiplexed {
                         break;
                     }
                     Err(e) => {
-                        let delay = me.cfg.reconnect.delay(attempt, rand::Rng::random::<f64>(&mut rand::rng()));
+                        let delay = me
+                            .cfg
+                            .reconnect
+                            .delay(attempt, rand::Rng::random::<f64>(&mut rand::rng()));
                         tracing::debug!(client = %me.name, error = %e, ?delay, "reconnect attempt failed");
                         me.state
                             .write()

@@ -93,9 +93,24 @@ impl Client {
     }
 
     /// Runs a pipeline (one round trip) and converts its replies.
+    ///
+    /// A pipeline that runs redisx scripts by `EVALSHA` and meets `NOSCRIPT` (the server lost
+    /// its script cache, e.g. after a restart) reloads them and is sent once more.
     pub async fn query_pipeline<T: FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T> {
-        self.run("PIPELINE", async |conn| pipeline.query_async(conn).await)
-            .await
+        self.run("PIPELINE", async |conn| {
+            match pipeline.query_async(conn).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    for s in crate::script::ALL {
+                        s.script.prepare_invoke().load_async(conn).await?;
+                    }
+                    pipeline.query_async(conn).await
+                }
+                other => other,
+            }
+        })
+        .await
     }
 
     /// Sends `PING` and returns the round-trip time.
@@ -110,7 +125,8 @@ impl Client {
         name: &'static str,
         cmd: &Cmd,
     ) -> Result<T> {
-        self.run(name, async |conn| cmd.query_async(conn).await).await
+        self.run(name, async |conn| cmd.query_async(conn).await)
+            .await
     }
 
     /// Runs a Lua script by `EVALSHA`, loading it on `NOSCRIPT` and retrying once.
@@ -222,13 +238,69 @@ impl Client {
 /// A `'static` command name for metric labels, taken from the first argument of `cmd`.
 fn command_name(cmd: &Cmd) -> &'static str {
     const KNOWN: &[&str] = &[
-        "GET", "SET", "DEL", "UNLINK", "MGET", "MSET", "EXISTS", "EXPIRE", "PEXPIRE", "TTL",
-        "PTTL", "INCR", "INCRBY", "DECR", "DECRBY", "HGET", "HSET", "HDEL", "HGETALL", "HMGET",
-        "SADD", "SREM", "SMEMBERS", "SCARD", "ZADD", "ZREM", "ZRANGE", "ZCARD", "LPUSH", "RPUSH",
-        "LPOP", "RPOP", "LRANGE", "PUBLISH", "SCAN", "PING", "INFO", "EVAL", "EVALSHA", "SCRIPT",
-        "XADD", "XREADGROUP", "XACK", "XGROUP", "XAUTOCLAIM", "XPENDING", "XRANGE", "XDEL",
-        "FLUSHDB", "FLUSHALL", "DBSIZE", "TYPE", "GETDEL", "GETEX", "SETNX", "SETEX", "PSETEX",
-        "ACL", "AUTH", "SELECT", "CLIENT", "CONFIG", "KEYS",
+        "GET",
+        "SET",
+        "DEL",
+        "UNLINK",
+        "MGET",
+        "MSET",
+        "EXISTS",
+        "EXPIRE",
+        "PEXPIRE",
+        "TTL",
+        "PTTL",
+        "INCR",
+        "INCRBY",
+        "DECR",
+        "DECRBY",
+        "HGET",
+        "HSET",
+        "HDEL",
+        "HGETALL",
+        "HMGET",
+        "SADD",
+        "SREM",
+        "SMEMBERS",
+        "SCARD",
+        "ZADD",
+        "ZREM",
+        "ZRANGE",
+        "ZCARD",
+        "LPUSH",
+        "RPUSH",
+        "LPOP",
+        "RPOP",
+        "LRANGE",
+        "PUBLISH",
+        "SCAN",
+        "PING",
+        "INFO",
+        "EVAL",
+        "EVALSHA",
+        "SCRIPT",
+        "XADD",
+        "XREADGROUP",
+        "XACK",
+        "XGROUP",
+        "XAUTOCLAIM",
+        "XPENDING",
+        "XRANGE",
+        "XDEL",
+        "FLUSHDB",
+        "FLUSHALL",
+        "DBSIZE",
+        "TYPE",
+        "GETDEL",
+        "GETEX",
+        "SETNX",
+        "SETEX",
+        "PSETEX",
+        "ACL",
+        "AUTH",
+        "SELECT",
+        "CLIENT",
+        "CONFIG",
+        "KEYS",
     ];
     let Some(redis::Arg::Simple(first)) = cmd.args_iter().next() else {
         return "OTHER";

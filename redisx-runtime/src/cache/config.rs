@@ -1,0 +1,452 @@
+//! Configuration of the cache plugin and per-entry options.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::CodecKind;
+use crate::error::{Error, ErrorCode, Result};
+use crate::key;
+
+/// Which tiers a cache (or one call site) uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// L1 in front of L2 (default).
+    #[default]
+    L1L2,
+    /// Only the in-process tier; needs no Redis at all.
+    L1Only,
+    /// Only Redis.
+    L2Only,
+}
+
+impl CacheMode {
+    pub(crate) const fn uses_l1(self) -> bool {
+        matches!(self, Self::L1L2 | Self::L1Only)
+    }
+
+    pub(crate) const fn uses_l2(self) -> bool {
+        matches!(self, Self::L1L2 | Self::L2Only)
+    }
+}
+
+/// What a caller does when another instance holds the regeneration lock for longer than
+/// [`StampedeConfig::wait_timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StampedeFallback {
+    /// Run the loader anyway (default).
+    #[default]
+    Load,
+    /// Fail with [`ErrorCode::CacheStampedeTimeout`] (for `get_or_load`; an attribute on a
+    /// function whose error type cannot hold a redisx error loads instead).
+    Error,
+}
+
+/// Distributed stampede protection: one caller across all instances loads a missing key; the
+/// others wait for its write (woken by pub/sub) and read it.
+///
+/// ```
+/// use std::time::Duration;
+/// use redisx_runtime::cache::{StampedeConfig, StampedeFallback};
+/// let s = StampedeConfig::default();
+/// assert!(s.enabled);
+/// assert_eq!(s.lock_ttl, Duration::from_secs(5));
+/// assert_eq!(s.wait_timeout, Duration::from_secs(10));
+/// assert_eq!(s.fallback, StampedeFallback::Load);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StampedeConfig {
+    /// On by default.
+    pub enabled: bool,
+    /// How long a regeneration lock lives if its holder dies (default 5 s).
+    pub lock_ttl: Duration,
+    /// How long a caller waits for another instance's load (default 10 s).
+    pub wait_timeout: Duration,
+    /// What to do when the wait times out (default [`StampedeFallback::Load`]).
+    pub fallback: StampedeFallback,
+}
+
+impl Default for StampedeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lock_ttl: Duration::from_secs(5),
+            wait_timeout: Duration::from_secs(10),
+            fallback: StampedeFallback::Load,
+        }
+    }
+}
+
+/// A predicate deciding whether a loader error may be answered with a stale value.
+/// It receives the loader's error as `&dyn Any`; downcast it to your error type.
+pub type StaleIfErrorPredicate = Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>;
+
+/// Configuration of the cache plugin. Defaults follow the original toolkit.
+///
+/// ```
+/// use std::time::Duration;
+/// use redisx_runtime::{CacheConfig, CacheMode, CodecKind};
+/// let cfg = CacheConfig::default()
+///     .l1_max_entries(10_000)
+///     .l1_ttl(Duration::from_secs(30))
+///     .default_ttl(Duration::from_secs(600))
+///     .swr(Duration::from_secs(30))
+///     .stale_if_error(Duration::from_secs(3600))
+///     .codec(CodecKind::Json);
+/// assert_eq!(cfg.mode_value(), CacheMode::L1L2);
+/// assert_eq!(cfg.key_prefix_value(), "cache:");
+/// ```
+#[derive(Clone)]
+pub struct CacheConfig {
+    pub(crate) mode: CacheMode,
+    pub(crate) l1_max_entries: usize,
+    pub(crate) l1_max_bytes: Option<u64>,
+    pub(crate) l1_ttl: Duration,
+    pub(crate) default_ttl: Duration,
+    pub(crate) max_ttl: Duration,
+    pub(crate) key_prefix: String,
+    pub(crate) codec: CodecKind,
+    pub(crate) client: Option<String>,
+    pub(crate) max_key_len: usize,
+    pub(crate) stampede: StampedeConfig,
+    pub(crate) swr: Option<Duration>,
+    pub(crate) stale_if_error: Option<Duration>,
+    pub(crate) stale_if_error_when: Option<StaleIfErrorPredicate>,
+    pub(crate) tag_index_prefix: String,
+    pub(crate) lock_prefix: String,
+    pub(crate) max_tags_per_key: usize,
+    pub(crate) invalidation: bool,
+}
+
+impl fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("mode", &self.mode)
+            .field("l1_max_entries", &self.l1_max_entries)
+            .field("l1_max_bytes", &self.l1_max_bytes)
+            .field("l1_ttl", &self.l1_ttl)
+            .field("default_ttl", &self.default_ttl)
+            .field("max_ttl", &self.max_ttl)
+            .field("key_prefix", &self.key_prefix)
+            .field("codec", &self.codec)
+            .field("client", &self.client)
+            .field("max_key_len", &self.max_key_len)
+            .field("stampede", &self.stampede)
+            .field("swr", &self.swr)
+            .field("stale_if_error", &self.stale_if_error)
+            .field(
+                "stale_if_error_when",
+                &self.stale_if_error_when.as_ref().map(|_| "fn"),
+            )
+            .field("tag_index_prefix", &self.tag_index_prefix)
+            .field("max_tags_per_key", &self.max_tags_per_key)
+            .field("invalidation", &self.invalidation)
+            .finish()
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            mode: CacheMode::L1L2,
+            l1_max_entries: 1000,
+            l1_max_bytes: None,
+            l1_ttl: Duration::from_secs(60),
+            default_ttl: Duration::from_secs(3600),
+            max_ttl: Duration::from_secs(86_400),
+            key_prefix: "cache:".to_owned(),
+            codec: CodecKind::Bincode,
+            client: None,
+            max_key_len: key::MAX_KEY_LEN,
+            stampede: StampedeConfig::default(),
+            swr: None,
+            stale_if_error: None,
+            stale_if_error_when: None,
+            tag_index_prefix: "_tag:".to_owned(),
+            lock_prefix: "_lock:".to_owned(),
+            max_tags_per_key: 10,
+            invalidation: true,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Which tiers to use (default [`CacheMode::L1L2`]). [`CacheMode::L1Only`] needs no Redis.
+    #[must_use]
+    pub fn mode(mut self, mode: CacheMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The largest number of L1 entries (default 1000).
+    #[must_use]
+    pub fn l1_max_entries(mut self, n: usize) -> Self {
+        self.l1_max_entries = n;
+        self
+    }
+
+    /// Bounds L1 by weight instead of entry count: the sum of the entries' encoded sizes
+    /// (plus their keys) stays under `bytes`.
+    #[must_use]
+    pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
+        self.l1_max_bytes = Some(bytes);
+        self
+    }
+
+    /// The longest time an entry stays in L1 (default 60 s). An L1 entry never outlives the
+    /// freshness of its L2 entry either, and other instances evict it on change (pub/sub); this
+    /// ttl is the bound if such a message is lost.
+    #[must_use]
+    pub fn l1_ttl(mut self, ttl: Duration) -> Self {
+        self.l1_ttl = ttl;
+        self
+    }
+
+    /// The ttl of entries whose call site gives none (default 1 h).
+    #[must_use]
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// The largest ttl accepted (default 24 h); a larger one is an error, not a silent clamp.
+    /// Tag indexes live this long after their last write.
+    #[must_use]
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.max_ttl = ttl;
+        self
+    }
+
+    /// The prefix of cache keys after the app prefix (default `cache:`).
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// The codec of stored values (default [`CodecKind::Bincode`]).
+    #[must_use]
+    pub fn codec(mut self, codec: CodecKind) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Use the named client instead of the default one.
+    #[must_use]
+    pub fn client(mut self, name: impl Into<String>) -> Self {
+        self.client = Some(name.into());
+        self
+    }
+
+    /// The longest user key in bytes (default 1024).
+    #[must_use]
+    pub fn max_key_len(mut self, n: usize) -> Self {
+        self.max_key_len = n;
+        self
+    }
+
+    /// Stampede protection settings (on by default).
+    #[must_use]
+    pub fn stampede(mut self, stampede: StampedeConfig) -> Self {
+        self.stampede = stampede;
+        self
+    }
+
+    /// Turns stale-while-revalidate on for every entry: for `window` after an entry stops
+    /// being fresh, readers get the stale value at once while one caller across all instances
+    /// refreshes it in the background. Off by default; call sites can turn it on alone.
+    #[must_use]
+    pub fn swr(mut self, window: Duration) -> Self {
+        self.swr = Some(window);
+        self
+    }
+
+    /// Turns stale-if-error on: for `window` after an entry expires, a failing loader is
+    /// answered with the old value (the error is logged and counted). Off by default.
+    #[must_use]
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = Some(window);
+        self
+    }
+
+    /// Serve stale values only for loader errors this predicate accepts (it receives the
+    /// error as `&dyn Any`; downcast it to your error type).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redisx_runtime::CacheConfig;
+    /// #[derive(Debug)]
+    /// enum DbError { Timeout, NotFound }
+    /// let cfg = CacheConfig::default()
+    ///     .stale_if_error(Duration::from_secs(3600))
+    ///     .stale_if_error_when(|e| matches!(e.downcast_ref::<DbError>(), Some(DbError::Timeout)));
+    /// # let _ = (cfg, DbError::NotFound);
+    /// ```
+    #[must_use]
+    pub fn stale_if_error_when(
+        mut self,
+        predicate: impl Fn(&dyn Any) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.stale_if_error_when = Some(Arc::new(predicate));
+        self
+    }
+
+    /// The prefix of tag index sets after the cache prefix (default `_tag:`). User keys may
+    /// not start with it.
+    #[must_use]
+    pub fn tag_index_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.tag_index_prefix = prefix.into();
+        self
+    }
+
+    /// The most tags one entry may carry (default 10).
+    #[must_use]
+    pub fn max_tags_per_key(mut self, n: usize) -> Self {
+        self.max_tags_per_key = n;
+        self
+    }
+
+    /// Cross-instance L1 invalidation over pub/sub (default on; only used with L1 and L2).
+    #[must_use]
+    pub fn invalidation(mut self, on: bool) -> Self {
+        self.invalidation = on;
+        self
+    }
+
+    /// The configured mode.
+    pub fn mode_value(&self) -> CacheMode {
+        self.mode
+    }
+
+    /// The configured key prefix.
+    pub fn key_prefix_value(&self) -> &str {
+        &self.key_prefix
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::new(ErrorCode::ConfigInvalid, msg));
+        if self.default_ttl.is_zero() {
+            return bad("cache `default_ttl` must be greater than zero".into());
+        }
+        if self.default_ttl > self.max_ttl {
+            return bad(format!(
+                "cache `default_ttl` ({:?}) exceeds `max_ttl` ({:?})",
+                self.default_ttl, self.max_ttl
+            ));
+        }
+        if self.mode.uses_l1() && self.l1_max_entries == 0 {
+            return bad("cache `l1_max_entries` must be at least 1 when L1 is used".into());
+        }
+        if self.stampede.enabled && self.stampede.lock_ttl.as_millis() < 1 {
+            return bad("cache stampede `lock_ttl` must be at least 1 ms".into());
+        }
+        if self.tag_index_prefix.is_empty() {
+            return bad("cache `tag_index_prefix` must not be empty".into());
+        }
+        key::validate_prefix(&self.key_prefix)?;
+        key::validate_prefix(&self.tag_index_prefix)?;
+        Ok(())
+    }
+}
+
+/// Options of one cache entry (or one call site): ttl, tags, SWR and stale-if-error windows,
+/// tiers, codec. Unset fields take the cache's defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use redisx_runtime::cache::EntryOptions;
+/// let opts = EntryOptions::new()
+///     .ttl(Duration::from_secs(300))
+///     .tags(["users", "user:42"])
+///     .swr(Duration::from_secs(30));
+/// assert_eq!(opts.tag_list(), ["users", "user:42"]);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct EntryOptions {
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) l1_ttl: Option<Duration>,
+    pub(crate) swr: Option<Duration>,
+    pub(crate) stale_if_error: Option<Duration>,
+    pub(crate) mode: Option<CacheMode>,
+    pub(crate) codec: Option<CodecKind>,
+    pub(crate) tags: Vec<String>,
+}
+
+impl EntryOptions {
+    /// Options with every field at the cache's default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long the entry is fresh.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// How long the entry may stay in L1 (never longer than `ttl` or the cache's L1 ttl).
+    #[must_use]
+    pub fn l1_ttl(mut self, ttl: Duration) -> Self {
+        self.l1_ttl = Some(ttl);
+        self
+    }
+
+    /// Stale-while-revalidate window after the entry stops being fresh.
+    #[must_use]
+    pub fn swr(mut self, window: Duration) -> Self {
+        self.swr = Some(window);
+        self
+    }
+
+    /// Stale-if-error window after the entry expires.
+    #[must_use]
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = Some(window);
+        self
+    }
+
+    /// Which tiers to use.
+    #[must_use]
+    pub fn mode(mut self, mode: CacheMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The codec of this entry.
+    #[must_use]
+    pub fn codec(mut self, codec: CodecKind) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// The tags of this entry, for [`Cache::invalidate_tags`](crate::Cache::invalidate_tags).
+    #[must_use]
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The tags set so far.
+    pub fn tag_list(&self) -> &[String] {
+        &self.tags
+    }
+}
+
+/// Checks one tag: not empty, at most 128 bytes, no whitespace or control characters.
+pub(crate) fn validate_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() || tag.len() > 128 || tag.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(Error::new(
+            ErrorCode::CacheKeyInvalid,
+            "a tag must be 1 to 128 bytes without whitespace or control characters",
+        )
+        .with_context("tag", tag.escape_debug().to_string()));
+    }
+    Ok(())
+}

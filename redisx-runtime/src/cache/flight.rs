@@ -1,0 +1,106 @@
+//! In-process single-flight: callers of one key in one runtime share one load.
+//!
+//! The first caller of a key becomes the leader; later callers follow and receive the leader's
+//! value. A leader that fails, panics or is cancelled marks its flight failed (in `Drop`), so
+//! followers never hang: each then loads for itself.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub(crate) enum FlightState {
+    Running,
+    Done(Arc<dyn Any + Send + Sync>),
+    Failed,
+}
+
+#[derive(Default)]
+pub(crate) struct Flights {
+    map: Mutex<HashMap<Box<str>, watch::Sender<FlightState>>>,
+}
+
+pub(crate) enum Join<'a> {
+    Leader(Leader<'a>),
+    Follower(watch::Receiver<FlightState>),
+}
+
+impl Flights {
+    pub(crate) fn join(&self, key: &str) -> Join<'_> {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = map.get(key) {
+            return Join::Follower(tx.subscribe());
+        }
+        let (tx, _rx) = watch::channel(FlightState::Running);
+        map.insert(Box::from(key), tx);
+        Join::Leader(Leader {
+            flights: self,
+            key: Box::from(key),
+            finished: false,
+        })
+    }
+
+    fn finish(&self, key: &str, state: FlightState) {
+        let tx = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+        if let Some(tx) = tx {
+            // Followers may all be gone; that is fine.
+            let _ = tx.send(state);
+        }
+    }
+}
+
+/// The leader's handle: publishes the outcome to followers exactly once.
+pub(crate) struct Leader<'a> {
+    flights: &'a Flights,
+    key: Box<str>,
+    finished: bool,
+}
+
+impl Leader<'_> {
+    pub(crate) fn complete(mut self, value: Arc<dyn Any + Send + Sync>) {
+        self.finished = true;
+        self.flights.finish(&self.key, FlightState::Done(value));
+    }
+
+    pub(crate) fn fail(mut self) {
+        self.finished = true;
+        self.flights.finish(&self.key, FlightState::Failed);
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.flights.finish(&self.key, FlightState::Failed);
+        }
+    }
+}
+
+/// Waits for the leader's outcome; `None` when it failed, panicked or was cancelled.
+pub(crate) async fn follow(
+    mut rx: watch::Receiver<FlightState>,
+) -> Option<Arc<dyn Any + Send + Sync>> {
+    loop {
+        match &*rx.borrow_and_update() {
+            FlightState::Done(v) => return Some(v.clone()),
+            FlightState::Failed => return None,
+            FlightState::Running => {}
+        }
+        if rx.changed().await.is_err() {
+            // The sender is gone; its last value tells what happened.
+            return match &*rx.borrow() {
+                FlightState::Done(v) => Some(v.clone()),
+                _ => None,
+            };
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Cross-instance invalidation over pub/sub, and the waiters woken by it.
+//!
+//! Every delete, overwrite, fill and tag invalidation of a cache prefix is published on one
+//! channel, `{app prefix}{cache prefix}__events`. A message is
+//!
+//! ```text
+//! k<origin>\n<key>\n<key>...   these keys changed: evict them from L1, wake their waiters
+//! c<origin>                    the whole prefix was cleared: empty L1
+//! ```
+//!
+//! where `<origin>` identifies the publishing runtime, so that an instance ignores its own
+//! evictions (its L1 is already up to date) while still waking its waiters. The listener runs
+//! on its own connection, resubscribes after a reconnect and then empties L1, since messages
+//! may have been lost while it was away; the L1 ttl bounds staleness in between.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::sync::{Notify, oneshot};
+
+use super::CacheInner;
+use crate::client::ConnectionConfig;
+use crate::error::{Error, ErrorCode, Result};
+
+/// Builds a "keys changed" message.
+pub(crate) fn keys_message<'a>(origin: &str, keys: impl IntoIterator<Item = &'a str>) -> String {
+    let mut msg = String::with_capacity(64);
+    msg.push('k');
+    msg.push_str(origin);
+    for k in keys {
+        msg.push('\n');
+        msg.push_str(k);
+    }
+    msg
+}
+
+/// Builds a "prefix cleared" message.
+pub(crate) fn clear_message(origin: &str) -> String {
+    format!("c{origin}")
+}
+
+pub(crate) enum Message<'a> {
+    Keys {
+        origin: &'a str,
+        keys: std::str::Split<'a, char>,
+    },
+    Clear {
+        origin: &'a str,
+    },
+}
+
+pub(crate) fn parse(payload: &str) -> Option<Message<'_>> {
+    let (head, rest) = payload.split_once('\n').unwrap_or((payload, ""));
+    let kind = head.chars().next()?;
+    let origin = &head[kind.len_utf8()..];
+    match kind {
+        'k' if !rest.is_empty() => Some(Message::Keys {
+            origin,
+            keys: rest.split('\n'),
+        }),
+        'c' => Some(Message::Clear { origin }),
+        _ => None,
+    }
+}
+
+/// Callers in this runtime waiting for another instance to fill a key.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    map: Mutex<HashMap<Box<str>, Arc<Notify>>>,
+}
+
+impl Waiters {
+    pub(crate) fn register(&self, key: &str) -> Arc<Notify> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(Box::from(key))
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn unregister(&self, key: &str, notify: &Arc<Notify>) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map
+            .get(key)
+            .is_some_and(|n| Arc::ptr_eq(n, notify) && Arc::strong_count(n) <= 2)
+        {
+            map.remove(key);
+        }
+    }
+
+    pub(crate) fn wake(&self, key: &str) {
+        let notify = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned();
+        if let Some(n) = notify {
+            n.notify_waiters();
+        }
+    }
+
+    pub(crate) fn wake_all(&self) {
+        let all: Vec<_> = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for n in all {
+            n.notify_waiters();
+        }
+    }
+}
+
+/// Starts the listener; resolves `ready` once the first subscription is in place.
+pub(crate) fn spawn(
+    cache: Weak<CacheInner>,
+    cfg: ConnectionConfig,
+    channel: String,
+    stop: Arc<Notify>,
+    ready: oneshot::Sender<Result<()>>,
+) {
+    tokio::spawn(listen(cache, cfg, channel, stop, ready));
+}
+
+async fn subscribe(cfg: &ConnectionConfig, channel: &str) -> Result<redis::aio::PubSub> {
+    let client = redis::Client::open(cfg.to_connection_info())?;
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    match tokio::time::timeout(cfg.connect_timeout, connect).await {
+        Ok(r) => r.map_err(|e| Error::from(e).with_context("channel", channel.to_owned())),
+        Err(_) => Err(Error::new(
+            ErrorCode::ConnectionTimeout,
+            "subscribing to the cache invalidation channel timed out",
+        )
+        .with_context("channel", channel.to_owned())),
+    }
+}
+
+async fn listen(
+    cache: Weak<CacheInner>,
+    cfg: ConnectionConfig,
+    channel: String,
+    stop: Arc<Notify>,
+    ready: oneshot::Sender<Result<()>>,
+) {
+    let mut ready = Some(ready);
+    let mut attempt: u32 = 0;
+    let mut subscribed_before = false;
+    loop {
+        let pubsub = tokio::select! {
+            r = subscribe(&cfg, &channel) => r,
+            () = stop.notified() => return,
+        };
+        let pubsub = match pubsub {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(tx) = ready.take() {
+                    if !cfg.lazy {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                    let _ = tx.send(Ok(()));
+                }
+                let delay = cfg.reconnect.delay(attempt, rand::random_range(0.0..=1.0));
+                attempt = attempt.saturating_add(1);
+                tracing::debug!(%channel, error = %e, ?delay, "cache invalidation listener: subscribe failed");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => continue,
+                    () = stop.notified() => return,
+                }
+            }
+        };
+        attempt = 0;
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(Ok(()));
+        }
+        if subscribed_before {
+            // Messages may have been lost while we were away: start L1 afresh.
+            let Some(inner) = cache.upgrade() else { return };
+            inner.l1.clear();
+            inner.waiters.wake_all();
+            tracing::info!(%channel, "cache invalidation listener resubscribed; L1 cleared");
+        }
+        subscribed_before = true;
+        let mut stream = pubsub.into_on_message();
+        loop {
+            let msg = tokio::select! {
+                m = stream.next() => m,
+                () = stop.notified() => return,
+            };
+            let Some(msg) = msg else { break };
+            let Some(inner) = cache.upgrade() else { return };
+            match std::str::from_utf8(msg.get_payload_bytes()) {
+                Ok(payload) => CacheInner::on_message(&inner, payload),
+                Err(_) => {
+                    tracing::warn!(%channel, "ignoring a non-UTF-8 cache invalidation message")
+                }
+            }
+        }
+        tracing::warn!(%channel, "cache invalidation listener lost its connection; resubscribing");
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            () = stop.notified() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_roundtrip() {
+        let m = keys_message("abc", ["user:1", "user:2"]);
+        match parse(&m) {
+            Some(Message::Keys { origin, keys }) => {
+                assert_eq!(origin, "abc");
+                assert_eq!(keys.collect::<Vec<_>>(), ["user:1", "user:2"]);
+            }
+            _ => panic!("not a keys message"),
+        }
+        assert!(matches!(
+            parse(&clear_message("o")),
+            Some(Message::Clear { origin: "o" })
+        ));
+        assert!(parse("").is_none());
+        assert!(parse("x123").is_none());
+        assert!(parse("kabc").is_none());
+    }
+}
