@@ -567,6 +567,9 @@ impl Cache {
     {
         let mut opts = EntryOptions::default();
         opts.ttl = ttl;
+        if let Some(v) = self.l1_get::<T>(key, None) {
+            return Ok(v);
+        }
         self.load_through(key, &opts, loader(), |_| false, |e| Some(E::from(e)))
             .await
     }
@@ -586,6 +589,9 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
+        if let Some(v) = self.l1_get::<T>(key, opts.mode) {
+            return Ok(v);
+        }
         self.load_swr(key, opts, loader(), |_| false, |e| Some(E::from(e)))
             .await
     }

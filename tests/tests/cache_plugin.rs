@@ -1,0 +1,516 @@
+//! The full cache plugin against real Redis. Two `RedisX` runtimes on one server stand for two
+//! instances of a service.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redisx::cache::{EntryOptions, StampedeConfig};
+use redisx::{CacheConfig, CacheMode, ConnectionConfig, Error, ErrorCode, RedisX};
+use redisx_tests::{RedisServer, unique_prefix};
+
+async fn runtime(url: &str, prefix: &str, cache: CacheConfig) -> RedisX {
+    RedisX::builder()
+        .client("default", ConnectionConfig::from_url(url).expect("url"))
+        .key_prefix(prefix)
+        .cache(cache)
+        .build()
+        .await
+        .expect("runtime builds")
+}
+
+async fn pair(server: &RedisServer, test: &str, cache: CacheConfig) -> (RedisX, RedisX) {
+    let prefix = unique_prefix(test);
+    let a = runtime(&server.url(), &prefix, cache.clone()).await;
+    let b = runtime(&server.url(), &prefix, cache).await;
+    (a, b)
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Polls `f` every 2 ms until it is true or `within` has passed; returns whether it became true.
+async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousand_callers_over_two_runtimes_load_once() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, "stampede", CacheConfig::default()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let rt = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let calls = calls.clone();
+        tasks.push(tokio::spawn(async move {
+            rt.cache()
+                .get_or_load("cold", None, || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, Error>(String::from("loaded"))
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "loaded");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one loader call");
+    let prevented = a.cache().stats().stampedes_prevented + b.cache().stats().stampedes_prevented;
+    assert!(prevented >= 999, "stampedes prevented: {prevented}");
+    assert!(a.metrics_text().contains("redisx_cache_stampede_prevented_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_through_a_reaches_b_l1_within_100ms() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, "l1_update", CacheConfig::default()).await;
+    a.cache().set("user:1", &"v1".to_owned(), None).await.unwrap();
+    // B reads it once: now it answers from its L1.
+    assert_eq!(b.cache().get::<String>("user:1").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(b.cache().stats().l2_hits, 1);
+    assert_eq!(b.cache().get::<String>("user:1").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(b.cache().stats().l1_hits, 1);
+
+    a.cache().set("user:1", &"v2".to_owned(), None).await.unwrap();
+    let seen = eventually(Duration::from_millis(100), || async {
+        b.cache().get::<String>("user:1").await.unwrap().as_deref() == Some("v2")
+    })
+    .await;
+    assert!(seen, "B still serves the old value from L1 after 100 ms");
+
+    // Delete too.
+    assert!(b.cache().get::<String>("user:1").await.unwrap().is_some());
+    assert!(a.cache().delete("user:1").await.unwrap());
+    let gone = eventually(Duration::from_millis(100), || async {
+        b.cache().get::<String>("user:1").await.unwrap().is_none()
+    })
+    .await;
+    assert!(gone, "B still serves a deleted value after 100 ms");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_invalidation_through_a_reaches_b_l1_within_100ms() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, "l1_tags", CacheConfig::default()).await;
+    let opts = EntryOptions::new().tags(["users"]);
+    for i in 0..5 {
+        a.cache().set_with(&format!("u:{i}"), &i, &opts).await.unwrap();
+        assert_eq!(b.cache().get::<i32>(&format!("u:{i}")).await.unwrap(), Some(i));
+    }
+    assert_eq!(b.cache().l1_len(), 5);
+    assert_eq!(a.cache().invalidate_tags(&["users"]).await.unwrap(), 5);
+    let evicted = eventually(Duration::from_millis(100), || async { b.cache().l1_len() == 0 }).await;
+    assert!(evicted, "B's L1 still holds {} tagged entries", b.cache().l1_len());
+    for i in 0..5 {
+        assert_eq!(b.cache().get::<i32>(&format!("u:{i}")).await.unwrap(), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swr_serves_stale_at_once_and_refreshes_once_across_instances() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, "swr", CacheConfig::default()).await;
+    let opts = EntryOptions::new()
+        .ttl(Duration::from_millis(300))
+        .swr(Duration::from_secs(30));
+    let v1 = a
+        .cache()
+        .get_or_load_with("cfg", &opts, || async { Ok::<_, Error>(1u32) })
+        .await
+        .unwrap();
+    assert_eq!(v1, 1);
+    tokio::time::sleep(Duration::from_millis(400)).await; // now stale, inside the SWR window
+
+    let refreshes = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let rt = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let opts = opts.clone();
+        let refreshes = refreshes.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let v = rt
+                .cache()
+                .get_or_load_with("cfg", &opts, move || async move {
+                    refreshes.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok::<_, Error>(2u32)
+                })
+                .await
+                .unwrap();
+            (v, started.elapsed())
+        }));
+    }
+    for t in tasks {
+        let (v, took) = t.await.unwrap();
+        assert_eq!(v, 1, "the stale value is served");
+        assert!(took < Duration::from_millis(200), "a stale hit waited for the refresh ({took:?})");
+    }
+    let fresh = eventually(Duration::from_secs(3), || async {
+        a.cache().get::<u32>("cfg").await.unwrap() == Some(2)
+            && b.cache().get::<u32>("cfg").await.unwrap() == Some(2)
+    })
+    .await;
+    assert!(fresh, "the refreshed value never arrived");
+    assert_eq!(refreshes.load(Ordering::SeqCst), 1, "exactly one refresh across both runtimes");
+    let stats = a.cache().stats();
+    assert!(stats.stale_served >= 1);
+}
+
+#[derive(Debug)]
+struct Flaky;
+
+impl From<Error> for Flaky {
+    fn from(_: Error) -> Self {
+        Flaky
+    }
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_within_the_window_and_errors_after_it() {
+    let server = RedisServer::start();
+    let rx = runtime(&server.url(), &unique_prefix("sie"), CacheConfig::default()).await;
+    let opts = EntryOptions::new()
+        .ttl(Duration::from_millis(200))
+        .stale_if_error(Duration::from_millis(800));
+    let cache = rx.cache();
+    let v = cache
+        .get_or_load_with("rate", &opts, || async { Ok::<_, Flaky>(7u8) })
+        .await
+        .unwrap();
+    assert_eq!(v, 7);
+    tokio::time::sleep(Duration::from_millis(300)).await; // expired, inside the window
+    let v = cache
+        .get_or_load_with("rate", &opts, || async { Err::<u8, _>(Flaky) })
+        .await
+        .expect("the stale value is served while the loader fails");
+    assert_eq!(v, 7);
+    assert_eq!(cache.stats().stale_served, 1);
+    assert!(rx.metrics_text().contains("redisx_cache_stale_served_total 1"));
+    tokio::time::sleep(Duration::from_millis(900)).await; // past the window
+    let r = cache
+        .get_or_load_with("rate", &opts, || async { Err::<u8, _>(Flaky) })
+        .await;
+    assert!(r.is_err(), "past the window the loader's error passes through");
+    // A predicate can refuse to serve stale values.
+    let picky = runtime(
+        &server.url(),
+        &unique_prefix("sie_pred"),
+        CacheConfig::default().stale_if_error_when(|e| e.downcast_ref::<Flaky>().is_none()),
+    )
+    .await;
+    picky
+        .cache()
+        .get_or_load_with("k", &opts, || async { Ok::<_, Flaky>(1u8) })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = picky
+        .cache()
+        .get_or_load_with("k", &opts, || async { Err::<u8, _>(Flaky) })
+        .await;
+    assert!(r.is_err(), "the predicate refused this error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_invalidation_removes_every_tagged_key_and_nothing_else() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("tags10k");
+    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let cache = rx.cache();
+    let tagged: Vec<(String, u32)> = (0..10_000).map(|i| (format!("item:{i}"), i)).collect();
+    cache
+        .set_many(tagged.clone(), &EntryOptions::new().tags(["bulk"]))
+        .await
+        .unwrap();
+    let others: Vec<(String, u32)> = (0..200).map(|i| (format!("other:{i}"), i)).collect();
+    cache
+        .set_many(others.clone(), &EntryOptions::new().tags(["keep"]))
+        .await
+        .unwrap();
+    cache.set("plain", &1u32, None).await.unwrap();
+
+    let deleted = cache.invalidate_tags(&["bulk"]).await.unwrap();
+    assert_eq!(deleted, 10_000);
+
+    let mut conn = raw(&server).await;
+    let keys: Vec<String> = tagged.iter().map(|(k, _)| cache.full_key(k)).collect();
+    for chunk in keys.chunks(1000) {
+        let n: u64 = redis::cmd("EXISTS").arg(chunk).query_async(&mut conn).await.unwrap();
+        assert_eq!(n, 0, "a tagged key survived");
+    }
+    let other_keys: Vec<String> = others.iter().map(|(k, _)| cache.full_key(k)).collect();
+    let n: u64 = redis::cmd("EXISTS").arg(&other_keys).query_async(&mut conn).await.unwrap();
+    assert_eq!(n, 200, "an untagged key was deleted");
+    assert_eq!(cache.get::<u32>("plain").await.unwrap(), Some(1));
+    let got: Vec<Option<u32>> = cache.get_many(&["other:0", "other:199", "item:5"]).await.unwrap();
+    assert_eq!(got, [Some(0), Some(199), None]);
+    // The index itself is gone; the other tag's index is intact.
+    let tag_index: bool = redis::cmd("EXISTS")
+        .arg(format!("{prefix}cache:_tag:bulk"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!tag_index);
+    assert_eq!(cache.invalidate_tags(&["keep"]).await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn corrupt_bytes_are_a_miss_and_are_replaced() {
+    let server = RedisServer::start();
+    let rx = runtime(&server.url(), &unique_prefix("corrupt"), CacheConfig::default()).await;
+    let cache = rx.cache();
+    let mut conn = raw(&server).await;
+    for garbage in [&b"\x01garbage"[..], b"", b"\xff\xff", b"{\"not\":\"an entry\"}"] {
+        let () = redis::cmd("SET")
+            .arg(cache.full_key("bad"))
+            .arg(garbage)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        cache.clear_l1();
+        assert_eq!(cache.get::<String>("bad").await.unwrap(), None);
+        let v = cache
+            .get_or_load("bad", None, || async { Ok::<_, Error>("fresh".to_owned()) })
+            .await
+            .unwrap();
+        assert_eq!(v, "fresh");
+        cache.clear_l1();
+        assert_eq!(cache.get::<String>("bad").await.unwrap().as_deref(), Some("fresh"));
+    }
+    assert!(cache.stats().corrupt_entries >= 4);
+    // A value of another type under the same key is also a miss, not a panic (bincode is not
+    // self-describing, so this holds where the bytes cannot be read as the other type).
+    cache.set("typed", &"text".to_owned(), None).await.unwrap();
+    cache.clear_l1();
+    assert_eq!(cache.get::<Vec<String>>("typed").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_calls_answer_from_the_function_and_caching_resumes() {
+    let mut server = RedisServer::start_owned();
+    let rx = RedisX::builder()
+        .client(
+            "default",
+            ConnectionConfig::from_url(&server.url())
+                .unwrap()
+                .command_timeout(Duration::from_millis(500))
+                .reconnect(redisx::ReconnectPolicy {
+                    initial: Duration::from_millis(50),
+                    max: Duration::from_millis(200),
+                    ..redisx::ReconnectPolicy::default()
+                }),
+        )
+        .key_prefix(unique_prefix("killed"))
+        .cache(CacheConfig::default().mode(CacheMode::L2Only))
+        .build()
+        .await
+        .unwrap();
+    let cache = rx.cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let load = |calls: Arc<AtomicUsize>| async move {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, Error>(5u32)
+    };
+    assert_eq!(cache.get_or_load("k", None, || load(calls.clone())).await.unwrap(), 5);
+    assert_eq!(cache.get_or_load("k", None, || load(calls.clone())).await.unwrap(), 5);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    server.kill();
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(cache.get_or_load("k", None, || load(calls.clone())).await.unwrap(), 5);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 6, "every call ran the function");
+    assert!(cache.stats().errors > 0);
+
+    server.start_again();
+    let resumed = eventually(Duration::from_secs(10), || async {
+        let before = calls.load(Ordering::SeqCst);
+        cache.get_or_load("k", None, || load(calls.clone())).await.unwrap();
+        cache.get_or_load("k", None, || load(calls.clone())).await.unwrap();
+        calls.load(Ordering::SeqCst) == before + 1
+    })
+    .await;
+    assert!(resumed, "caching did not resume after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_loader_does_not_poison_its_waiters() {
+    let server = RedisServer::start();
+    let (a, b) = pair(
+        &server,
+        "panic",
+        CacheConfig::default().stampede(StampedeConfig {
+            lock_ttl: Duration::from_secs(30),
+            ..StampedeConfig::default()
+        }),
+    )
+    .await;
+    let leader = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.cache()
+                .get_or_load("p", None, || async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    panic!("loader exploded");
+                    #[allow(unreachable_code)]
+                    Ok::<u32, Error>(0)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let follower_here = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.cache()
+                .get_or_load("p", None, || async { Ok::<_, Error>(1u32) })
+                .await
+        })
+    };
+    let follower_there = tokio::spawn(async move {
+        let started = Instant::now();
+        let v = b
+            .cache()
+            .get_or_load("p", None, || async { Ok::<_, Error>(2u32) })
+            .await;
+        (v, started.elapsed())
+    });
+    let err = leader.await.unwrap_err();
+    assert!(err.is_panic(), "the panic reaches its own caller");
+    assert!(follower_here.await.unwrap().is_ok());
+    let (v, took) = follower_there.await.unwrap();
+    assert!(v.is_ok());
+    // The lock was released when the loader panicked, long before its 30 s ttl.
+    assert!(took < Duration::from_secs(5), "the other instance waited {took:?}");
+}
+
+#[tokio::test]
+async fn invalidation_during_a_load_wins() {
+    let server = RedisServer::start();
+    let rx = runtime(&server.url(), &unique_prefix("inval_load"), CacheConfig::default()).await;
+    let cache = rx.cache().clone();
+    let c2 = cache.clone();
+    let load = tokio::spawn(async move {
+        c2.get_or_load("race", None, || async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Ok::<_, Error>("old".to_owned())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache.delete("race").await.unwrap();
+    assert_eq!(load.await.unwrap().unwrap(), "old", "the caller still gets its value");
+    cache.clear_l1();
+    assert_eq!(
+        cache.get::<String>("race").await.unwrap(),
+        None,
+        "a value loaded before an invalidation must not be written back"
+    );
+}
+
+#[tokio::test]
+async fn service_api_round_trip() {
+    let server = RedisServer::start();
+    let rx = runtime(&server.url(), &unique_prefix("api"), CacheConfig::default()).await;
+    let cache = rx.cache();
+    assert!(!cache.has("a").await);
+    cache.set("a", &1u64, Some(Duration::from_secs(60))).await.unwrap();
+    assert!(cache.has("a").await);
+    let ttl = cache.ttl("a").await.unwrap();
+    assert!(ttl > Duration::from_secs(58) && ttl <= Duration::from_secs(60), "{ttl:?}");
+    cache
+        .set_many([("b", 2u64), ("c", 3u64)], &EntryOptions::new())
+        .await
+        .unwrap();
+    cache.clear_l1();
+    assert_eq!(
+        cache.get_many::<u64, _>(&["a", "b", "c", "d"]).await.unwrap(),
+        [Some(1), Some(2), Some(3), None]
+    );
+    assert_eq!(cache.delete_many(&["a", "b", "zzz"]).await.unwrap(), 2);
+    cache.set("user:1", &1u64, None).await.unwrap();
+    cache.set("user:2", &2u64, None).await.unwrap();
+    cache.set("order:1", &3u64, None).await.unwrap();
+    assert_eq!(cache.invalidate_pattern("user:*").await.unwrap(), 2);
+    assert_eq!(cache.get::<u64>("order:1").await.unwrap(), Some(3));
+
+    let report = cache
+        .warmup(
+            (0..50).map(|i| (format!("w:{i}"), move || async move { Ok::<_, Error>(i) })),
+            &EntryOptions::new(),
+            8,
+        )
+        .await;
+    assert_eq!(report.warmed, 50);
+    assert_eq!(cache.get::<i32>("w:49").await.unwrap(), Some(49));
+
+    // clear() removes only this prefix.
+    let other = runtime(&server.url(), &unique_prefix("api_other"), CacheConfig::default()).await;
+    other.cache().set("x", &1u8, None).await.unwrap();
+    assert!(cache.clear().await.unwrap() >= 51);
+    assert_eq!(cache.get::<u64>("order:1").await.unwrap(), None);
+    other.cache().clear_l1();
+    assert_eq!(other.cache().get::<u8>("x").await.unwrap(), Some(1));
+
+    // Bad input: clear errors, nothing written.
+    let err = cache.set("bad\nkey", &1u8, None).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CacheKeyInvalid);
+    let err = cache.set("_tag:x", &1u8, None).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CacheKeyInvalid);
+    let err = cache
+        .set("k", &1u8, Some(Duration::from_secs(2 * 86_400)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+    let too_many = EntryOptions::new().tags((0..11).map(|i| format!("t{i}")));
+    let err = cache.set_with("k", &1u8, &too_many).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CacheKeyInvalid);
+}
+
+#[tokio::test]
+async fn l1_only_needs_no_redis() {
+    let rx = RedisX::builder()
+        .cache(CacheConfig::default().mode(CacheMode::L1Only))
+        .build()
+        .await
+        .expect("an L1-only runtime builds without any Redis client");
+    let calls = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let v = rx
+            .cache()
+            .get_or_load("k", None, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Error>(9u8)
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, 9);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(rx.cache().delete("k").await.unwrap());
+    let err = RedisX::builder().build().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
+}
