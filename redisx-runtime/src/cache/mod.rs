@@ -113,16 +113,10 @@ pub struct CacheStats {
     pub l1_entries: u64,
 }
 
+/// Counters that have no Prometheus twin (the others are read from the metric handles, so
+/// the hit path increments one atomic, not two).
 #[derive(Default)]
 struct Counters {
-    l1_hits: AtomicU64,
-    l1_misses: AtomicU64,
-    l2_hits: AtomicU64,
-    l2_misses: AtomicU64,
-    loads: AtomicU64,
-    load_errors: AtomicU64,
-    stampedes_prevented: AtomicU64,
-    stale_served: AtomicU64,
     refreshes: AtomicU64,
     corrupt: AtomicU64,
     errors: AtomicU64,
@@ -742,16 +736,17 @@ impl Cache {
     /// Counters of this cache since the runtime started.
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.counters;
+        let m = &self.inner.metrics;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CacheStats {
-            l1_hits: l(&c.l1_hits),
-            l1_misses: l(&c.l1_misses),
-            l2_hits: l(&c.l2_hits),
-            l2_misses: l(&c.l2_misses),
-            loads: l(&c.loads),
-            load_errors: l(&c.load_errors),
-            stampedes_prevented: l(&c.stampedes_prevented),
-            stale_served: l(&c.stale_served),
+            l1_hits: m.l1_hits.get(),
+            l1_misses: m.l1_misses.get(),
+            l2_hits: m.l2_hits.get(),
+            l2_misses: m.l2_misses.get(),
+            loads: m.loads_ok.get() + m.loads_error.get(),
+            load_errors: m.loads_error.get(),
+            stampedes_prevented: m.stampede_prevented.get(),
+            stale_served: m.stale_served.get(),
             refreshes: l(&c.refreshes),
             corrupt_entries: l(&c.corrupt),
             errors: l(&c.errors),
@@ -884,13 +879,10 @@ impl Cache {
         if !self.mode(mode).uses_l1() {
             return None;
         }
-        let c = &self.inner.counters;
         if let Some(v) = self.inner.l1.get::<T>(key, Instant::now()) {
-            bump(&c.l1_hits);
             self.inner.metrics.l1_hits.inc();
             Some(v)
         } else {
-            bump(&c.l1_misses);
             self.inner.metrics.l1_misses.inc();
             None
         }
@@ -923,7 +915,6 @@ impl Cache {
 
     fn classify<T: DeserializeOwned>(&self, bytes: Option<Vec<u8>>, now: u64) -> Read<T> {
         let Some(bytes) = bytes else {
-            bump(&self.inner.counters.l2_misses);
             self.inner.metrics.l2_misses.inc();
             return Read::Miss;
         };
@@ -932,7 +923,6 @@ impl Cache {
         }
         match envelope::decode::<T>(&bytes) {
             Ok(env) if now < env.stale_at => {
-                bump(&self.inner.counters.l2_hits);
                 self.inner.metrics.l2_hits.inc();
                 Read::Fresh(env)
             }
@@ -940,7 +930,6 @@ impl Cache {
             Ok(env) => Read::Expired(env),
             Err(e) => {
                 bump(&self.inner.counters.corrupt);
-                bump(&self.inner.counters.l2_misses);
                 self.inner.metrics.l2_misses.inc();
                 Read::Corrupt(bytes, e)
             }
@@ -1280,7 +1269,6 @@ impl Cache {
                 key: key.clone(),
                 lock: Lock::Refresh(lock_key, token),
             };
-            bump(&cache.inner.counters.loads);
             match loader.await {
                 Ok(v) => {
                     cache.inner.metrics.loads_ok.inc();
@@ -1303,7 +1291,6 @@ impl Cache {
                     }
                 }
                 Err(_) => {
-                    bump(&cache.inner.counters.load_errors);
                     cache.inner.metrics.loads_error.inc();
                     tracing::warn!(
                         key,
@@ -1346,7 +1333,6 @@ impl Cache {
         let leader = match self.inner.flights.join(key) {
             Join::Leader(l) => l,
             Join::Follower(rx) => {
-                bump(&self.inner.counters.stampedes_prevented);
                 self.inner.metrics.stampede_prevented.inc();
                 if let Some(v) = flight::follow(rx).await {
                     if let Some(v) = v.downcast_ref::<T>() {
@@ -1422,7 +1408,6 @@ impl Cache {
                         span.record("cache.layer", "l2");
                         span.record("cache.hit", true);
                         if waited {
-                            bump(&self.inner.counters.stampedes_prevented);
                             self.inner.metrics.stampede_prevented.inc();
                         }
                         self.fill_l1(key, &env, r, 0);
@@ -1434,7 +1419,6 @@ impl Cache {
                     Read::Stale(env) if allow_stale && r.swr > Duration::ZERO => {
                         span.record("cache.layer", "l2");
                         span.record("cache.hit", true);
-                        bump(&self.inner.counters.stale_served);
                         self.inner.metrics.stale_served.inc();
                         if let Some(w) = waiter {
                             self.inner.waiters.unregister(&full, &w);
@@ -1536,20 +1520,17 @@ impl Cache {
             key: key.to_owned(),
             lock,
         };
-        bump(&self.inner.counters.loads);
         let value = match loader.await {
             Ok(v) => {
                 self.inner.metrics.loads_ok.inc();
                 v
             }
             Err(e) => {
-                bump(&self.inner.counters.load_errors);
                 self.inner.metrics.loads_error.inc();
                 let lock = guard.take();
                 self.release(key, lock).await;
                 if let Some(s) = stale {
                     if r.sie > Duration::ZERO && self.serve_stale_on(&e) {
-                        bump(&self.inner.counters.stale_served);
                         self.inner.metrics.stale_served.inc();
                         tracing::warn!(
                             key,
