@@ -326,7 +326,6 @@ fn classify(err: &redis::RedisError) -> ErrorCode {
             Some("OOM") => ErrorCode::OperationOutOfMemory,
             Some("NOAUTH" | "WRONGPASS") => ErrorCode::ConnectionAuthFailed,
             Some(_) if err.to_string().contains("script") => ErrorCode::ScriptError,
-            Some(_) => ErrorCode::OperationFailed,
             None if err.is_connection_refusal()
                 || err.is_connection_dropped()
                 || err.is_io_error()
@@ -334,7 +333,7 @@ fn classify(err: &redis::RedisError) -> ErrorCode {
             {
                 ErrorCode::ConnectionFailed
             }
-            None => ErrorCode::OperationFailed,
+            _ => ErrorCode::OperationFailed,
         },
     }
 }

@@ -122,17 +122,16 @@ pub fn args_hash<A: Serialize + ?Sized>(args: &A) -> u64 {
 static WARNED_NO_RUNTIME: AtomicBool = AtomicBool::new(false);
 
 fn resolve(runtime: Option<&RedisX>) -> Option<&RedisX> {
-    match runtime {
-        Some(rt) => Some(rt),
-        None => {
-            let global = RedisX::global_ref();
-            if global.is_none() && !WARNED_NO_RUNTIME.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "no redisx runtime is installed (call `rx.install()` at startup or pass `runtime = ...`); cached functions run uncached"
-                );
-            }
-            global
+    if let Some(rt) = runtime {
+        Some(rt)
+    } else {
+        let global = RedisX::global_ref();
+        if global.is_none() && !WARNED_NO_RUNTIME.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "no redisx runtime is installed (call `rx.install()` at startup or pass `runtime = ...`); cached functions run uncached"
+            );
         }
+        global
     }
 }
 
@@ -312,15 +311,15 @@ pub fn cache_evict(
 impl EvictCall {
     async fn evict(&self) {
         let Some(cache) = &self.cache else { return };
-        if !self.keys.is_empty() {
-            if let Err(e) = cache.delete_many(&self.keys).await {
-                tracing::warn!(keys = ?self.keys, error = %e, "#[cache_evict] could not delete keys");
-            }
+        if !self.keys.is_empty()
+            && let Err(e) = cache.delete_many(&self.keys).await
+        {
+            tracing::warn!(keys = ?self.keys, error = %e, "#[cache_evict] could not delete keys");
         }
-        if !self.tags.is_empty() {
-            if let Err(e) = cache.invalidate_tags(&self.tags).await {
-                tracing::warn!(tags = ?self.tags, error = %e, "#[cache_evict] could not invalidate tags");
-            }
+        if !self.tags.is_empty()
+            && let Err(e) = cache.invalidate_tags(&self.tags).await
+        {
+            tracing::warn!(tags = ?self.tags, error = %e, "#[cache_evict] could not invalidate tags");
         }
     }
 
@@ -382,10 +381,10 @@ where
     T: Serialize + Clone + Send + Sync + 'static,
 {
     async fn put(&self, value: &T) {
-        if let Some((cache, key, opts)) = &self.target {
-            if let Err(e) = cache.set_with(key, value, opts).await {
-                tracing::warn!(key, error = %e, "#[cache_put] could not write the value");
-            }
+        if let Some((cache, key, opts)) = &self.target
+            && let Err(e) = cache.set_with(key, value, opts).await
+        {
+            tracing::warn!(key, error = %e, "#[cache_put] could not write the value");
         }
     }
 

@@ -140,6 +140,7 @@ impl fmt::Debug for CacheConfig {
                 &self.stale_if_error_when.as_ref().map(|_| "fn"),
             )
             .field("tag_index_prefix", &self.tag_index_prefix)
+            .field("lock_prefix", &self.lock_prefix)
             .field("max_tags_per_key", &self.max_tags_per_key)
             .field("invalidation", &self.invalidation)
             .finish()

@@ -205,7 +205,7 @@ async fn listen(
             match std::str::from_utf8(msg.get_payload_bytes()) {
                 Ok(payload) => CacheInner::on_message(&inner, payload),
                 Err(_) => {
-                    tracing::warn!(%channel, "ignoring a non-UTF-8 cache invalidation message")
+                    tracing::warn!(%channel, "ignoring a non-UTF-8 cache invalidation message");
                 }
             }
         }

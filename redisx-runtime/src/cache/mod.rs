@@ -413,7 +413,7 @@ impl Cache {
                 }
                 Read::Stale(env) => out[i] = Some(env.value),
                 Read::Corrupt(bytes, e) => {
-                    self.remove_corrupt(&self.full_key(key), bytes, &e).await
+                    self.remove_corrupt(&self.full_key(key), bytes, &e).await;
                 }
                 Read::Miss | Read::Locked | Read::Expired(_) => {}
             }
@@ -427,8 +427,10 @@ impl Cache {
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
-        let mut opts = EntryOptions::default();
-        opts.ttl = ttl;
+        let opts = EntryOptions {
+            ttl,
+            ..EntryOptions::default()
+        };
         self.set_with(key, value, &opts).await
     }
 
@@ -479,7 +481,7 @@ impl Cache {
         }
         let now = envelope::now_ms();
         if let Some(client) = self.l2_client(r.mode) {
-            let (stale_at, expires_at, px) = self.timing(&r, now);
+            let (stale_at, expires_at, px) = Self::timing(&r, now);
             let mut pipe = redis::pipe();
             for (k, v) in &items {
                 let bytes = envelope::encode(r.codec, v, stale_at, expires_at)?;
@@ -559,8 +561,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut opts = EntryOptions::default();
-        opts.ttl = ttl;
+        let opts = EntryOptions {
+            ttl,
+            ..EntryOptions::default()
+        };
         if let Some(v) = self.l1_get::<T>(key, None) {
             return Ok(v);
         }
@@ -698,6 +702,9 @@ impl Cache {
 
     /// Loads `entries` (key and loader) with at most `concurrency` loads at a time, through
     /// the normal path (an entry already cached is not reloaded).
+    ///
+    /// # Panics
+    /// Never: the semaphore it waits on is never closed.
     pub async fn warmup<T, E, F, Fut, I>(
         &self,
         entries: I,
@@ -848,8 +855,7 @@ impl Cache {
         match (self.inner.cfg.mode, call) {
             // A cache configured without Redis can never use L2.
             (CacheMode::L1Only, _) => CacheMode::L1Only,
-            (_, Some(m)) => m,
-            (m, None) => m,
+            (_, Some(m)) | (m, None) => m,
         }
     }
 
@@ -862,7 +868,7 @@ impl Cache {
     }
 
     /// `(stale_at, expires_at, redis px)` of an entry written at `now`.
-    fn timing(&self, r: &Resolved, now: u64) -> (u64, u64, u64) {
+    fn timing(r: &Resolved, now: u64) -> (u64, u64, u64) {
         let stale_at = now + millis(r.ttl);
         let expires_at = stale_at + millis(r.swr);
         let px = millis(r.ttl) + millis(r.swr) + millis(r.sie);
@@ -1024,7 +1030,7 @@ impl Cache {
         let Some(client) = self.l2_client(r.mode) else {
             return Ok((true, 0));
         };
-        let (stale_at, expires_at, px) = self.timing(r, envelope::now_ms());
+        let (stale_at, expires_at, px) = Self::timing(r, envelope::now_ms());
         let bytes = envelope::encode(r.codec, value, stale_at, expires_at)?;
         let size = bytes.len();
         let token: &[u8] = match lock {
@@ -1269,35 +1275,32 @@ impl Cache {
                 key: key.clone(),
                 lock: Lock::Refresh(lock_key, token),
             };
-            match loader.await {
-                Ok(v) => {
-                    cache.inner.metrics.loads_ok.inc();
-                    if unless.is_some_and(|u| u(&v)) {
-                        return; // the guard releases the lock
-                    }
-                    let lock = guard.take();
-                    match cache.write(&key, &v, &r, &tags, &lock).await {
-                        Ok((_, size)) => {
-                            if r.mode.uses_l1() {
-                                let stale_at = envelope::now_ms() + millis(r.ttl);
-                                cache.l1_insert(&key, v, r, stale_at, size);
-                            }
-                        }
-                        Err(e) => {
-                            cache.inner.metrics.write_errors.inc();
-                            cache.fail_open("refresh write", &key, &e);
-                            cache.release(&key, lock).await;
+            if let Ok(v) = loader.await {
+                cache.inner.metrics.loads_ok.inc();
+                if unless.is_some_and(|u| u(&v)) {
+                    return; // the guard releases the lock
+                }
+                let lock = guard.take();
+                match cache.write(&key, &v, &r, &tags, &lock).await {
+                    Ok((_, size)) => {
+                        if r.mode.uses_l1() {
+                            let stale_at = envelope::now_ms() + millis(r.ttl);
+                            cache.l1_insert(&key, v, r, stale_at, size);
                         }
                     }
+                    Err(e) => {
+                        cache.inner.metrics.write_errors.inc();
+                        cache.fail_open("refresh write", &key, &e);
+                        cache.release(&key, lock).await;
+                    }
                 }
-                Err(_) => {
-                    cache.inner.metrics.loads_error.inc();
-                    tracing::warn!(
-                        key,
-                        error_type = std::any::type_name::<E>(),
-                        "background refresh failed; the stale value stays until its window ends"
-                    );
-                }
+            } else {
+                cache.inner.metrics.loads_error.inc();
+                tracing::warn!(
+                    key,
+                    error_type = std::any::type_name::<E>(),
+                    "background refresh failed; the stale value stays until its window ends"
+                );
             }
         });
     }
@@ -1330,14 +1333,14 @@ impl Cache {
             }
         };
         // One load per key per runtime.
-        let leader = match self.inner.flights.join(key) {
+        let flight_leader = match self.inner.flights.join(key) {
             Join::Leader(l) => l,
             Join::Follower(rx) => {
                 self.inner.metrics.stampede_prevented.inc();
-                if let Some(v) = flight::follow(rx).await {
-                    if let Some(v) = v.downcast_ref::<T>() {
-                        return Fetched::Done(Ok(v.clone()));
-                    }
+                if let Some(v) = flight::follow(rx).await
+                    && let Some(v) = v.downcast_ref::<T>()
+                {
+                    return Fetched::Done(Ok(v.clone()));
                 }
                 // The leader failed, panicked or was cancelled: load for ourselves.
                 return Fetched::Done(loader.await);
@@ -1355,9 +1358,9 @@ impl Cache {
             .await;
         match &outcome {
             Fetched::Done(Ok(v)) | Fetched::Stale { value: v, .. } => {
-                leader.complete(Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>)
+                flight_leader.complete(Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>);
             }
-            Fetched::Done(Err(_)) => leader.fail(),
+            Fetched::Done(Err(_)) => flight_leader.fail(),
         }
         outcome
     }
@@ -1387,7 +1390,7 @@ impl Cache {
             let deadline = Instant::now() + stampede.wait_timeout;
             let mut waiter: Option<Arc<Notify>> = None;
             let mut corrupt_retries = 0;
-            let mut waited = false;
+            let mut has_waited = false;
             loop {
                 let marker = stampede.enabled.then(new_marker);
                 let read = match self.read::<T>(client, &full, marker.as_deref(), r).await {
@@ -1407,7 +1410,7 @@ impl Cache {
                     Read::Fresh(env) => {
                         span.record("cache.layer", "l2");
                         span.record("cache.hit", true);
-                        if waited {
+                        if has_waited {
                             self.inner.metrics.stampede_prevented.inc();
                         }
                         self.fill_l1(key, &env, r, 0);
@@ -1471,15 +1474,14 @@ impl Cache {
                     Read::Locked => {}
                 }
                 // Another caller holds the lock: wait for its write (pub/sub), then re-read.
-                let notify = match &waiter {
-                    Some(n) => n.clone(),
-                    None => {
-                        // Register before re-reading, so no fill can slip between the two.
-                        let n = self.inner.waiters.register(&full);
-                        waiter = Some(n);
-                        waited = true;
-                        continue;
-                    }
+                let notify = if let Some(n) = &waiter {
+                    n.clone()
+                } else {
+                    // Register before re-reading, so no fill can slip between the two.
+                    let n = self.inner.waiters.register(&full);
+                    waiter = Some(n);
+                    has_waited = true;
+                    continue;
                 };
                 let now = Instant::now();
                 if now >= deadline {
@@ -1499,10 +1501,10 @@ impl Cache {
                         "cache stampede wait timed out; falling back to {:?}",
                         stampede.fallback
                     );
-                    if stampede.fallback == StampedeFallback::Error {
-                        if let Some(e) = on_timeout(err) {
-                            return Fetched::Done(Err(e));
-                        }
+                    if stampede.fallback == StampedeFallback::Error
+                        && let Some(e) = on_timeout(err)
+                    {
+                        return Fetched::Done(Err(e));
                     }
                     break;
                 }
@@ -1529,16 +1531,17 @@ impl Cache {
                 self.inner.metrics.loads_error.inc();
                 let lock = guard.take();
                 self.release(key, lock).await;
-                if let Some(s) = stale {
-                    if r.sie > Duration::ZERO && self.serve_stale_on(&e) {
-                        self.inner.metrics.stale_served.inc();
-                        tracing::warn!(
-                            key,
-                            error_type = std::any::type_name::<E>(),
-                            "loader failed; serving the stale value (stale-if-error)"
-                        );
-                        return Fetched::Done(Ok(s));
-                    }
+                if let Some(s) = stale
+                    && r.sie > Duration::ZERO
+                    && self.serve_stale_on(&e)
+                {
+                    self.inner.metrics.stale_served.inc();
+                    tracing::warn!(
+                        key,
+                        error_type = std::any::type_name::<E>(),
+                        "loader failed; serving the stale value (stale-if-error)"
+                    );
+                    return Fetched::Done(Ok(s));
                 }
                 return Fetched::Done(Err(e));
             }

@@ -108,10 +108,10 @@ impl Driver {
 
     /// Tells the driver that an operation failed, so it can notice a dropped connection.
     pub(crate) fn observe_error(&self, conn: &Conn, err: &redis::RedisError) {
-        if let (Self::Multiplexed(m), Conn::Multiplexed(_, generation)) = (self, conn) {
-            if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
-                m.mark_down(*generation, err.to_string());
-            }
+        if let (Self::Multiplexed(m), Conn::Multiplexed(_, generation)) = (self, conn)
+            && (err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error())
+        {
+            m.mark_down(*generation, &err.to_string());
         }
     }
 
@@ -253,23 +253,22 @@ impl Multiplexed {
             .state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &state.conn {
-            Some(conn) => Ok((conn.clone(), state.generation)),
-            None => {
-                let why = state.last_error.clone().unwrap_or_default();
-                drop(state);
-                self.down.notify_one();
-                Err(Error::new(
-                    ErrorCode::ConnectionClosed,
-                    format!("the connection is down and being re-established (last error: {why})"),
-                )
-                .with_context("client", self.name.clone())
-                .with_context("server", self.cfg.to_string()))
-            }
+        if let Some(conn) = &state.conn {
+            Ok((conn.clone(), state.generation))
+        } else {
+            let why = state.last_error.clone().unwrap_or_default();
+            drop(state);
+            self.down.notify_one();
+            Err(Error::new(
+                ErrorCode::ConnectionClosed,
+                format!("the connection is down and being re-established (last error: {why})"),
+            )
+            .with_context("client", self.name.clone())
+            .with_context("server", self.cfg.to_string()))
         }
     }
 
-    fn mark_down(&self, generation: u64, why: String) {
+    fn mark_down(&self, generation: u64, why: &str) {
         {
             let mut state = self
                 .state
@@ -279,7 +278,7 @@ impl Multiplexed {
                 return;
             }
             state.conn = None;
-            state.last_error = Some(why.clone());
+            state.last_error = Some(why.to_owned());
         }
         tracing::warn!(client = %self.name, error = %why, "redis connection lost; reconnecting in the background");
         self.down.notify_one();
