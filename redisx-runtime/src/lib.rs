@@ -9,6 +9,7 @@
 //! use std::time::Duration;
 //! use redisx_runtime::{ConnectionConfig, RedisX};
 //!
+//! # #[allow(dead_code)]
 //! # async fn start() -> redisx_runtime::Result<()> {
 //! let rx = RedisX::builder()
 //!     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)

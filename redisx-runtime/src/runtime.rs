@@ -19,6 +19,7 @@ static GLOBAL: OnceLock<RedisX> = OnceLock::new();
 /// ```no_run
 /// use redisx_runtime::{CacheConfig, ConnectionConfig, RedisX};
 ///
+/// # #[allow(dead_code)]
 /// # async fn start() -> redisx_runtime::Result<()> {
 /// let rx = RedisX::builder()
 ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)

@@ -29,6 +29,7 @@
 //! ```no_run
 //! # use std::time::Duration;
 //! use redisx_runtime::cache::EntryOptions;
+//! # #[allow(dead_code)]
 //! # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
 //! let cache = rx.cache();
 //! cache.set("greeting", &"hello".to_owned(), Some(Duration::from_secs(60))).await?;

@@ -24,6 +24,7 @@ use crate::metrics::{CommandLabels, DurationLabels, ErrorLabels, Metrics};
 /// failure, `redisx_errors_total`. Cloning is cheap.
 ///
 /// ```no_run
+/// # #[allow(dead_code)]
 /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
 /// let client = rx.client();
 /// let _: () = client.query(redis::cmd("SET").arg("greeting").arg("hello")).await?;
