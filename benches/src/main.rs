@@ -1,1 +1,260 @@
-fn main() {}
+//! The redisx benchmark program (see `shared/docs/BENCHMARKS.md` in the project docs).
+//!
+//! ```text
+//! cargo run --release -p redisx-bench -- <suite> [--redis URL] [--quick]
+//! ```
+//!
+//! Suites: `cache`, `locks`, `rate-limit`, `idempotency`, `streams`, `all`. Without `--redis` the
+//! program starts its own throwaway `redis-server` on a free loopback port through the test
+//! harness (`redisx-tests`) and stops it at the end. It pins itself and that server to CPU 0 (a
+//! loopback round trip costs 3–4× more when client and server wake each other across CPUs) and
+//! drives sequential benches from a `current_thread` tokio runtime. It prints a human table on
+//! stderr and one JSON object per comparison on stdout:
+//!
+//! ```text
+//! {"bench":"cache.l1_hit","unit":"ns/op","ours":82.0,"baseline":"quick_cache get + clone","baseline_value":61.0,"ratio":1.34}
+//! ```
+
+mod cache;
+mod measure;
+
+use std::process::{Command, ExitCode, Stdio};
+
+use measure::{Comparison, Settings};
+use redisx_tests::RedisServer;
+
+/// The CPU the benchmark and its server run on.
+const CPU: usize = 0;
+
+/// The suites this program knows, in `all` order.
+const SUITES: &[&str] = &["cache", "locks", "rate-limit", "idempotency", "streams"];
+
+/// Everything a suite needs to know about the run.
+pub(crate) struct Context {
+    /// The Redis server to measure against.
+    pub(crate) url: String,
+    /// A key prefix of this run (`rxb<pid>:`); every key the benchmark writes starts with it.
+    pub(crate) prefix: String,
+    /// Rounds and round length.
+    pub(crate) settings: Settings,
+    /// CPUs available before pinning (threads of the multi-thread benches).
+    pub(crate) cores: usize,
+    /// The CPU list to give multi-thread workers back (`0-N`), when this process is pinned.
+    pub(crate) all_cpus: Option<String>,
+}
+
+struct Args {
+    suite: String,
+    redis: Option<String>,
+    quick: bool,
+}
+
+const USAGE: &str = "usage: redisx-bench <cache|locks|rate-limit|idempotency|streams|all> \
+                     [--redis URL] [--quick]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut suite = None;
+    let mut redis = None;
+    let mut quick = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--redis" => {
+                redis = Some(args.next().ok_or("`--redis` needs a URL")?);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            _ if arg.starts_with("--redis=") => {
+                redis = Some(arg["--redis=".len()..].to_owned());
+            }
+            _ if arg.starts_with('-') => return Err(format!("unknown option `{arg}`")),
+            _ if suite.is_none() => suite = Some(arg),
+            _ => return Err(format!("unexpected argument `{arg}`")),
+        }
+    }
+    let suite = suite.ok_or("no suite given")?;
+    if suite != "all" && !SUITES.contains(&suite.as_str()) {
+        return Err(format!(
+            "unknown suite `{suite}`; expected one of `cache`, `locks`, `rate-limit`, \
+             `idempotency`, `streams`, `all`"
+        ));
+    }
+    Ok(Args {
+        suite,
+        redis,
+        quick,
+    })
+}
+
+/// Pins this process's main thread to `cpu` with `taskset -p` (threads created later inherit
+/// it); `Err` says why that was not possible.
+fn pin_self(cpu: usize) -> Result<(), String> {
+    let status = Command::new("taskset")
+        .args([
+            "-p",
+            "-c",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run `taskset`: {e}"))?;
+    if status.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`taskset -p` failed: {}",
+            String::from_utf8_lossy(&status.stderr).trim()
+        ))
+    }
+}
+
+/// Gives the calling thread the CPUs in `cpus` (a `taskset` list such as `0-1`): used by the
+/// worker threads of multi-thread benches, which would otherwise inherit the pin to one CPU.
+pub(crate) fn unpin_current_thread(cpus: &str) {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let ok = tid.is_some_and(|tid| {
+        Command::new("taskset")
+            .args(["-p", "-c", cpus, &tid])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !ok {
+        eprintln!("warning: could not unpin a worker thread; it stays on CPU {CPU}");
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let missing: Vec<&str> = SUITES
+        .iter()
+        .copied()
+        .filter(|s| *s != "cache" && (args.suite == "all" || args.suite == *s))
+        .collect();
+    for suite in &missing {
+        eprintln!("suite `{suite}`: not implemented yet");
+    }
+    if args.suite != "all" && args.suite != "cache" {
+        return ExitCode::FAILURE;
+    }
+
+    // Count CPUs before pinning: afterwards the affinity mask says 1.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let pinned = match pin_self(CPU) {
+        Ok(()) => {
+            eprintln!("pinned the benchmark to CPU {CPU}");
+            true
+        }
+        Err(e) => {
+            eprintln!("pinning not possible ({e}): figures are unpinned and noisier");
+            false
+        }
+    };
+
+    // Started after pinning, so that no harness thread runs elsewhere.
+    let server = if let Some(url) = &args.redis {
+        eprintln!("using the Redis server at {url} (not pinned by this program)");
+        None
+    } else {
+        let server = RedisServer::builder().pin_to_cpu(CPU).start();
+        match server.pinned_cpu() {
+            Some(cpu) => eprintln!(
+                "started redis-server on port {}, pinned to CPU {cpu}",
+                server.port()
+            ),
+            None => eprintln!(
+                "started redis-server on port {}; pinning it was not possible (no `taskset`)",
+                server.port()
+            ),
+        }
+        Some(server)
+    };
+    let url = args
+        .redis
+        .clone()
+        .or_else(|| server.as_ref().map(RedisServer::url))
+        .expect("a server URL");
+    let ctx = Context {
+        url,
+        prefix: format!("rxb{}:", std::process::id()),
+        settings: if args.quick {
+            Settings::quick()
+        } else {
+            Settings::full()
+        },
+        cores,
+        all_cpus: (pinned && cores > 1).then(|| format!("0-{}", cores - 1)),
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current_thread tokio runtime");
+    let comparisons: Vec<Comparison> = rt.block_on(async {
+        let results = cache::run(&ctx).await;
+        if args.redis.is_some() {
+            cleanup(&ctx).await;
+        }
+        results
+    });
+    drop(rt);
+    measure::print_table(&comparisons);
+    if !pinned {
+        eprintln!("note: this run was not pinned; the pinned ratio is the figure that counts");
+    }
+    drop(server);
+    ExitCode::SUCCESS
+}
+
+/// Deletes every key this run wrote to a server it does not own.
+async fn cleanup(ctx: &Context) {
+    let Ok(client) = redis::Client::open(ctx.url.as_str()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let pattern = format!("{}*", ctx.prefix);
+    let mut cursor: u64 = 0;
+    let mut deleted = 0_usize;
+    loop {
+        let Ok((next, keys)): redis::RedisResult<(u64, Vec<Vec<u8>>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+        else {
+            break;
+        };
+        if !keys.is_empty() {
+            deleted += keys.len();
+            let _: redis::RedisResult<()> =
+                redis::cmd("UNLINK").arg(keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    eprintln!(
+        "removed {deleted} benchmark keys ({pattern}) from {}",
+        ctx.url
+    );
+}

@@ -55,6 +55,7 @@ impl Unit {
         }
     }
 
+    #[allow(clippy::cast_precision_loss, reason = "op counts stay far below 2^52")]
     fn per_op(self, elapsed: Duration, ops: u64) -> f64 {
         let nanos = elapsed.as_secs_f64() * 1e9 / ops.max(1) as f64;
         match self {

@@ -20,20 +20,62 @@ pub(crate) struct Kw {
     pub(crate) example: &'static str,
 }
 
-pub(crate) const KEY: Kw = Kw { name: "key", example: r#"key = "user:{id}""# };
-pub(crate) const KEYS: Kw = Kw { name: "keys", example: r#"keys = ["user:{id}"]"# };
-pub(crate) const TTL: Kw = Kw { name: "ttl", example: r#"ttl = "5m""# };
-pub(crate) const L1_TTL: Kw = Kw { name: "l1_ttl", example: r#"l1_ttl = "30s""# };
-pub(crate) const TAGS: Kw = Kw { name: "tags", example: r#"tags = ["users", "user:{id}"]"# };
-pub(crate) const SWR: Kw = Kw { name: "swr", example: r#"swr = "30s""# };
-pub(crate) const STALE_IF_ERROR: Kw = Kw { name: "stale_if_error", example: r#"stale_if_error = "1h""# };
-pub(crate) const MODE: Kw = Kw { name: "mode", example: r#"mode = "l1_only""# };
-pub(crate) const UNLESS: Kw = Kw { name: "unless", example: "unless = |value| value.is_empty()" };
-pub(crate) const CONDITION: Kw = Kw { name: "condition", example: "condition = |id| *id != 0" };
-pub(crate) const CODEC: Kw = Kw { name: "codec", example: "codec = Json" };
-pub(crate) const WHEN: Kw = Kw { name: "when", example: r#"when = "before""# };
-pub(crate) const CRATE: Kw = Kw { name: "crate", example: r#"crate = "my_app::redisx""# };
-pub(crate) const RUNTIME: Kw = Kw { name: "runtime", example: "runtime = &self.redisx" };
+pub(crate) const KEY: Kw = Kw {
+    name: "key",
+    example: r#"key = "user:{id}""#,
+};
+pub(crate) const KEYS: Kw = Kw {
+    name: "keys",
+    example: r#"keys = ["user:{id}"]"#,
+};
+pub(crate) const TTL: Kw = Kw {
+    name: "ttl",
+    example: r#"ttl = "5m""#,
+};
+pub(crate) const L1_TTL: Kw = Kw {
+    name: "l1_ttl",
+    example: r#"l1_ttl = "30s""#,
+};
+pub(crate) const TAGS: Kw = Kw {
+    name: "tags",
+    example: r#"tags = ["users", "user:{id}"]"#,
+};
+pub(crate) const SWR: Kw = Kw {
+    name: "swr",
+    example: r#"swr = "30s""#,
+};
+pub(crate) const STALE_IF_ERROR: Kw = Kw {
+    name: "stale_if_error",
+    example: r#"stale_if_error = "1h""#,
+};
+pub(crate) const MODE: Kw = Kw {
+    name: "mode",
+    example: r#"mode = "l1_only""#,
+};
+pub(crate) const UNLESS: Kw = Kw {
+    name: "unless",
+    example: "unless = |value| value.is_empty()",
+};
+pub(crate) const CONDITION: Kw = Kw {
+    name: "condition",
+    example: "condition = |id| *id != 0",
+};
+pub(crate) const CODEC: Kw = Kw {
+    name: "codec",
+    example: "codec = Json",
+};
+pub(crate) const WHEN: Kw = Kw {
+    name: "when",
+    example: r#"when = "before""#,
+};
+pub(crate) const CRATE: Kw = Kw {
+    name: "crate",
+    example: r#"crate = "my_app::redisx""#,
+};
+pub(crate) const RUNTIME: Kw = Kw {
+    name: "runtime",
+    example: "runtime = &self.redisx",
+};
 
 /// The most tags one call site may attach (the runtime's default limit per key).
 pub(crate) const MAX_TAGS: usize = 10;
@@ -81,7 +123,10 @@ pub(crate) fn unknown(name: &Ident, accepted: &[Kw]) -> syn::Error {
         .join(", ");
     syn::Error::new(
         name.span(),
-        format!("unknown argument `{}`; expected one of {list}", name.unraw()),
+        format!(
+            "unknown argument `{}`; expected one of {list}",
+            name.unraw()
+        ),
     )
 }
 
@@ -95,7 +140,11 @@ pub(crate) struct Once<T> {
 
 impl<T> Once<T> {
     pub(crate) const fn new(kw: Kw) -> Self {
-        Self { kw, seen: false, value: None }
+        Self {
+            kw,
+            seen: false,
+            value: None,
+        }
     }
 
     /// Whether `arg` is this keyword.
@@ -111,7 +160,10 @@ impl<T> Once<T> {
         read: impl FnOnce(Kw, &Expr) -> syn::Result<T>,
     ) {
         if self.seen {
-            diag.error(arg.name.span(), format!("`{}` is given twice", self.kw.name));
+            diag.error(
+                arg.name.span(),
+                format!("`{}` is given twice", self.kw.name),
+            );
             return;
         }
         self.seen = true;
@@ -119,7 +171,10 @@ impl<T> Once<T> {
             Some(value) => self.value = diag.ok(read(self.kw, value)),
             None => diag.error(
                 arg.name.span(),
-                format!("`{}` needs a value, e.g. `{}`", self.kw.name, self.kw.example),
+                format!(
+                    "`{}` needs a value, e.g. `{}`",
+                    self.kw.name, self.kw.example
+                ),
             ),
         }
     }
@@ -148,7 +203,9 @@ fn ungroup(mut expr: &Expr) -> &Expr {
 
 fn as_lit_str(expr: &Expr) -> Option<&LitStr> {
     match ungroup(expr) {
-        Expr::Lit(syn::ExprLit { lit: Lit::Str(lit), .. }) => Some(lit),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Some(lit),
         _ => None,
     }
 }
@@ -158,7 +215,10 @@ pub(crate) fn lit_str(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
     as_lit_str(expr).cloned().ok_or_else(|| {
         syn::Error::new(
             expr.span(),
-            format!("`{}` must be a string literal, e.g. `{}`", kw.name, kw.example),
+            format!(
+                "`{}` must be a string literal, e.g. `{}`",
+                kw.name, kw.example
+            ),
         )
     })
 }
@@ -167,7 +227,10 @@ pub(crate) fn lit_str(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
 pub(crate) fn key(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
     let lit = lit_str(kw, expr)?;
     if lit.value().is_empty() {
-        return Err(syn::Error::new(lit.span(), format!("`{}` must not be empty", kw.name)));
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{}` must not be empty", kw.name),
+        ));
     }
     Ok(lit)
 }
@@ -189,7 +252,10 @@ pub(crate) fn lit_str_list(kw: Kw, expr: &Expr, limit: bool) -> syn::Result<Vec<
     for elem in &array.elems {
         match as_lit_str(elem) {
             Some(lit) if lit.value().is_empty() => {
-                diag.error(lit.span(), format!("an entry of `{}` must not be empty", kw.name));
+                diag.error(
+                    lit.span(),
+                    format!("an entry of `{}` must not be empty", kw.name),
+                );
             }
             Some(lit) => items.push(lit.clone()),
             None => diag.error(
@@ -230,7 +296,13 @@ pub(crate) fn duration(kw: Kw, expr: &Expr) -> syn::Result<Duration> {
     let lit = lit_str(kw, expr)?;
     let text = lit.value();
     let message = match duration::parse_ms(&text) {
-        Ok(ms) => return Ok(Duration { ms, text, span: lit.span() }),
+        Ok(ms) => {
+            return Ok(Duration {
+                ms,
+                text,
+                span: lit.span(),
+            });
+        }
         Err(DurationError::Invalid) => format!(
             "invalid duration `{text}`; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `\"30s\"`"
         ),
@@ -240,7 +312,7 @@ pub(crate) fn duration(kw: Kw, expr: &Expr) -> syn::Result<Duration> {
     Err(syn::Error::new(lit.span(), message))
 }
 
-/// Like [`duration`], and at most [`duration::MAX_TTL_MS`].
+/// Like [`duration()`], and at most [`crate::duration::MAX_TTL_MS`].
 pub(crate) fn ttl(kw: Kw, expr: &Expr) -> syn::Result<Duration> {
     let ttl = duration(kw, expr)?;
     if ttl.ms > duration::MAX_TTL_MS {
@@ -260,7 +332,9 @@ pub(crate) fn ttl(kw: Kw, expr: &Expr) -> syn::Result<Duration> {
 /// The name of a choice given as a string literal (`"json"`) or a path (`Json`).
 fn choice_name(expr: &Expr) -> Option<(String, Span)> {
     match ungroup(expr) {
-        Expr::Lit(syn::ExprLit { lit: Lit::Str(lit), .. }) => Some((lit.value(), lit.span())),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Some((lit.value(), lit.span())),
         Expr::Path(path) if path.qself.is_none() => {
             let segment = path.path.segments.last()?;
             segment
@@ -280,6 +354,17 @@ pub(crate) fn choice<T: Copy>(
     options: &[(&str, T)],
     shown: &str,
 ) -> syn::Result<T> {
+    choice_named(kw, kw.name, expr, options, shown)
+}
+
+/// [`choice`], with `what` naming the value in "unknown {what} `x`" (`mode`, `` `when` value``).
+pub(crate) fn choice_named<T: Copy>(
+    kw: Kw,
+    what: &str,
+    expr: &Expr,
+    options: &[(&str, T)],
+    shown: &str,
+) -> syn::Result<T> {
     let Some((name, span)) = choice_name(expr) else {
         return Err(syn::Error::new(
             expr.span(),
@@ -290,12 +375,7 @@ pub(crate) fn choice<T: Copy>(
         .iter()
         .find(|(option, _)| *option == name)
         .map(|&(_, value)| value)
-        .ok_or_else(|| {
-            syn::Error::new(
-                span,
-                format!("unknown {} `{name}`; expected {shown}", kw.name),
-            )
-        })
+        .ok_or_else(|| syn::Error::new(span, format!("unknown {what} `{name}`; expected {shown}")))
 }
 
 /// The codec of stored values.
@@ -373,19 +453,19 @@ impl ToTokens for Callable {
 /// `crate = "path"` (as tokio-macros' `crate` argument), or a bare path.
 pub(crate) fn crate_path(kw: Kw, expr: &Expr) -> syn::Result<Path> {
     match ungroup(expr) {
-        Expr::Lit(syn::ExprLit { lit: Lit::Str(lit), .. }) => {
-            lit.parse::<Path>().map_err(|_| {
-                syn::Error::new(
-                    lit.span(),
-                    format!(
-                        "`{}` must name a path, e.g. `{}`; `{}` is not a path",
-                        kw.name,
-                        kw.example,
-                        lit.value()
-                    ),
-                )
-            })
-        }
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => lit.parse::<Path>().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!(
+                    "`{}` must name a path, e.g. `{}`; `{}` is not a path",
+                    kw.name,
+                    kw.example,
+                    lit.value()
+                ),
+            )
+        }),
         Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => Ok(path.path.clone()),
         _ => Err(syn::Error::new(
             expr.span(),
@@ -397,19 +477,51 @@ pub(crate) fn crate_path(kw: Kw, expr: &Expr) -> syn::Result<Path> {
     }
 }
 
-/// The arguments every attribute accepts: `crate = "path"` and `runtime = expr`.
+/// The arguments every attribute accepts: `crate = "path"` and `runtime = expr`; also tracks
+/// whether every argument was understood.
 pub(crate) struct Common {
     krate: Once<Path>,
     runtime: Once<Expr>,
+    incomplete: bool,
 }
 
 impl Default for Common {
     fn default() -> Self {
-        Self { krate: Once::new(CRATE), runtime: Once::new(RUNTIME) }
+        Self {
+            krate: Once::new(CRATE),
+            runtime: Once::new(RUNTIME),
+            incomplete: false,
+        }
     }
 }
 
 impl Common {
+    /// Splits `tokens` into arguments ([`parse_raw`]); on a syntax error, records it and
+    /// returns no arguments.
+    pub(crate) fn parse_raw(
+        &mut self,
+        diag: &mut Diag,
+        tokens: TokenStream,
+        example: &str,
+    ) -> Vec<RawArg> {
+        let raw = diag.ok(parse_raw(tokens, example));
+        self.incomplete |= raw.is_none();
+        raw.unwrap_or_default()
+    }
+
+    /// Records "unknown argument" for `arg`.
+    pub(crate) fn reject(&mut self, diag: &mut Diag, arg: &RawArg, accepted: &[Kw]) {
+        self.incomplete = true;
+        diag.push(unknown(&arg.name, accepted));
+    }
+
+    /// Whether an argument was not understood (a syntax error or an unknown name). A check for
+    /// a missing argument is then skipped: the user most likely misspelled it, and one mistake
+    /// should give one message.
+    pub(crate) fn incomplete(&self) -> bool {
+        self.incomplete
+    }
+
     /// Takes `arg` if it is `crate` or `runtime`; returns whether it did.
     pub(crate) fn accept(&mut self, diag: &mut Diag, arg: &RawArg) -> bool {
         if self.krate.matches(arg) {
@@ -423,18 +535,20 @@ impl Common {
     }
 
     pub(crate) fn build(self) -> Paths {
-        let krate = match self.krate.into_value() {
-            Some(path) => path.to_token_stream(),
-            None => quote!(::redisx),
-        };
-        let runtime = match self.runtime.into_value() {
-            Some(expr) => quote_spanned! {expr.span()=>
-                ::core::option::Option::Some(
-                    <_ as ::core::borrow::Borrow<#krate::__private::RedisX>>::borrow(&(#expr))
-                )
+        let krate = self
+            .krate
+            .into_value()
+            .map_or_else(|| quote!(::redisx), |path| path.to_token_stream());
+        let runtime = self.runtime.into_value().map_or_else(
+            || quote!(::core::option::Option::None),
+            |expr| {
+                quote_spanned! {expr.span()=>
+                    ::core::option::Option::Some(
+                        <_ as ::core::borrow::Borrow<#krate::__private::RedisX>>::borrow(&(#expr))
+                    )
+                }
             },
-            None => quote!(::core::option::Option::None),
-        };
+        );
         Paths { krate, runtime }
     }
 }
@@ -474,7 +588,10 @@ mod tests {
             messages(parse_raw(quote!("user:{id}"), r#"key = "user:{id}""#)),
             [r#"expected arguments of the form `name = value`, e.g. `key = "user:{id}"`"#]
         );
-        assert_eq!(messages(parse_raw(quote!(a = 1 b = 2), "")), ["expected `,`"]);
+        assert_eq!(
+            messages(parse_raw(quote!(a = 1 b = 2), "")),
+            ["expected `,`"]
+        );
     }
 
     #[test]
@@ -502,7 +619,10 @@ mod tests {
         let mut diag = Diag::default();
         let mut ttl = Once::new(TTL);
         ttl.set(&mut diag, &parse_raw(quote!(ttl), "").unwrap()[0], duration);
-        assert_eq!(messages(diag.finish()), [r#"`ttl` needs a value, e.g. `ttl = "5m"`"#]);
+        assert_eq!(
+            messages(diag.finish()),
+            [r#"`ttl` needs a value, e.g. `ttl = "5m"`"#]
+        );
     }
 
     #[test]
@@ -510,9 +630,14 @@ mod tests {
         assert_eq!(duration(TTL, &expr(quote!("150ms"))).unwrap().ms, 150);
         assert_eq!(
             messages(duration(TTL, &expr(quote!("5 minutes")))),
-            ["invalid duration `5 minutes`; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `\"30s\"`"]
+            [
+                "invalid duration `5 minutes`; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `\"30s\"`"
+            ]
         );
-        assert_eq!(messages(duration(SWR, &expr(quote!("0s")))), ["`swr` must be greater than zero"]);
+        assert_eq!(
+            messages(duration(SWR, &expr(quote!("0s")))),
+            ["`swr` must be greater than zero"]
+        );
         assert_eq!(
             messages(duration(TTL, &expr(quote!("99999999999999999999d")))),
             ["duration `99999999999999999999d` is too large"]
@@ -543,7 +668,9 @@ mod tests {
                 r#"an entry of `tags` must be a string literal, e.g. `tags = ["users", "user:{id}"]`"#
             ]
         );
-        let eleven = expr(quote!(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]));
+        let eleven = expr(quote!([
+            "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"
+        ]));
         assert_eq!(
             messages(lit_str_list(TAGS, &eleven, true)),
             ["too many `tags`: 11 given, the maximum is 10"]
@@ -553,16 +680,28 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(key(KEY, &expr(quote!("user:{id}"))).unwrap().value(), "user:{id}");
-        assert_eq!(messages(key(KEY, &expr(quote!("")))), ["`key` must not be empty"]);
+        assert_eq!(
+            key(KEY, &expr(quote!("user:{id}"))).unwrap().value(),
+            "user:{id}"
+        );
+        assert_eq!(
+            messages(key(KEY, &expr(quote!("")))),
+            ["`key` must not be empty"]
+        );
     }
 
     #[test]
     fn codecs() {
         assert_eq!(codec(CODEC, &expr(quote!(Json))).unwrap(), Codec::Json);
-        assert_eq!(codec(CODEC, &expr(quote!(redisx::Bincode))).unwrap(), Codec::Bincode);
+        assert_eq!(
+            codec(CODEC, &expr(quote!(redisx::Bincode))).unwrap(),
+            Codec::Bincode
+        );
         assert_eq!(codec(CODEC, &expr(quote!("json"))).unwrap(), Codec::Json);
-        assert_eq!(codec(CODEC, &expr(quote!("bincode"))).unwrap(), Codec::Bincode);
+        assert_eq!(
+            codec(CODEC, &expr(quote!("bincode"))).unwrap(),
+            Codec::Bincode
+        );
         assert_eq!(
             messages(codec(CODEC, &expr(quote!(Xml)))),
             ["unknown codec `Xml`; expected `Json` or `Bincode`"]
@@ -575,11 +714,19 @@ mod tests {
 
     #[test]
     fn callables() {
-        assert!(matches!(callable(UNLESS, &expr(quote!(Vec::is_empty))), Ok(Callable::Path(_))));
-        assert!(matches!(callable(UNLESS, &expr(quote!(|v| v.is_empty()))), Ok(Callable::Closure(_))));
+        assert!(matches!(
+            callable(UNLESS, &expr(quote!(Vec::is_empty))),
+            Ok(Callable::Path(_))
+        ));
+        assert!(matches!(
+            callable(UNLESS, &expr(quote!(|v| v.is_empty()))),
+            Ok(Callable::Closure(_))
+        ));
         assert_eq!(
             messages(callable(UNLESS, &expr(quote!("is_empty")))),
-            ["`unless` must be a function path or a closure, e.g. `unless = |value| value.is_empty()`"]
+            [
+                "`unless` must be a function path or a closure, e.g. `unless = |value| value.is_empty()`"
+            ]
         );
     }
 
@@ -590,7 +737,9 @@ mod tests {
         assert!(crate_path(CRATE, &expr(quote!(rx))).is_ok());
         assert_eq!(
             messages(crate_path(CRATE, &expr(quote!("not a path")))),
-            [r#"`crate` must name a path, e.g. `crate = "my_app::redisx"`; `not a path` is not a path"#]
+            [
+                r#"`crate` must name a path, e.g. `crate = "my_app::redisx"`; `not a path` is not a path"#
+            ]
         );
         assert_eq!(
             messages(crate_path(CRATE, &expr(quote!(1)))),
@@ -602,6 +751,9 @@ mod tests {
     fn common_defaults() {
         let paths = Common::default().build();
         assert_eq!(paths.krate.to_string(), ":: redisx");
-        assert_eq!(paths.runtime.to_string(), ":: core :: option :: Option :: None");
+        assert_eq!(
+            paths.runtime.to_string(),
+            ":: core :: option :: Option :: None"
+        );
     }
 }

@@ -10,11 +10,23 @@ use crate::func::{self, Func, Params, local};
 use crate::key_template::{self, Template};
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Ident, LitStr};
 
 /// What `#[cached]` accepts, in the order messages list it.
 const ACCEPTED: &[Kw] = &[
-    KEY, TTL, L1_TTL, TAGS, SWR, STALE_IF_ERROR, MODE, UNLESS, CONDITION, CODEC, CRATE, RUNTIME,
+    KEY,
+    TTL,
+    L1_TTL,
+    TAGS,
+    SWR,
+    STALE_IF_ERROR,
+    MODE,
+    UNLESS,
+    CONDITION,
+    CODEC,
+    CRATE,
+    RUNTIME,
 ];
 
 /// The entry point behind `#[cached]`.
@@ -25,7 +37,10 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 fn build(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut diag = Diag::default();
     let args = Args::parse(args, &mut diag);
-    let func = func::parse(item, "cached")?;
+    let func = match func::parse(item, "cached") {
+        Ok(func) => func,
+        Err(error) => return Err(diag.fail(error)),
+    };
     func.require_async("cached", &mut diag);
     let model = Model::validate(args, &func, &mut diag);
     diag.finish()?;
@@ -86,10 +101,7 @@ impl Args {
             codec: Once::new(CODEC),
             common: Common::default(),
         };
-        let Some(raw) = diag.ok(args::parse_raw(tokens, KEY.example)) else {
-            return args;
-        };
-        for arg in &raw {
+        for arg in &args.common.parse_raw(diag, tokens, KEY.example) {
             if args.key.matches(arg) {
                 args.key.set(diag, arg, args::key);
             } else if args.ttl.matches(arg) {
@@ -97,7 +109,8 @@ impl Args {
             } else if args.l1_ttl.matches(arg) {
                 args.l1_ttl.set(diag, arg, args::ttl);
             } else if args.tags.matches(arg) {
-                args.tags.set(diag, arg, |kw, expr| args::lit_str_list(kw, expr, true));
+                args.tags
+                    .set(diag, arg, |kw, expr| args::lit_str_list(kw, expr, true));
             } else if args.swr.matches(arg) {
                 args.swr.set(diag, arg, args::duration);
             } else if args.stale_if_error.matches(arg) {
@@ -111,7 +124,7 @@ impl Args {
             } else if args.codec.matches(arg) {
                 args.codec.set(diag, arg, args::codec);
             } else if !args.common.accept(diag, arg) {
-                diag.push(args::unknown(&arg.name, ACCEPTED));
+                args.common.reject(diag, arg, ACCEPTED);
             }
         }
         args
@@ -196,16 +209,16 @@ fn templates(lits: &[LitStr], params: &Params, diag: &mut Diag) -> Vec<Template>
 impl Model {
     fn validate(args: Args, func: &Func, diag: &mut Diag) -> Self {
         let params = func.params();
-        if let (Some(l1_ttl), Some(ttl)) = (args.l1_ttl.get(), args.ttl.get()) {
-            if l1_ttl.ms > ttl.ms {
-                diag.error(
-                    l1_ttl.span,
-                    format!(
-                        "`l1_ttl` of {} exceeds `ttl` of {}; an L1 entry must not outlive its L2 entry",
-                        l1_ttl.text, ttl.text
-                    ),
-                );
-            }
+        if let (Some(l1_ttl), Some(ttl)) = (args.l1_ttl.get(), args.ttl.get())
+            && l1_ttl.ms > ttl.ms
+        {
+            diag.error(
+                l1_ttl.span,
+                format!(
+                    "`l1_ttl` of {} exceeds `ttl` of {}; an L1 entry must not outlive its L2 entry",
+                    l1_ttl.text, ttl.text
+                ),
+            );
         }
         let paths = args.common.build();
         let mut spec = Spec::new(func.name());
@@ -242,13 +255,15 @@ impl Model {
 /// `(f)(&a, &b)` for a path (argument coercions apply); for a closure, a call through a local
 /// generic fn so the closure's parameter types are inferred from the arguments (an immediately
 /// called closure gets no such help and would need every type written out).
-pub(crate) fn condition_call(condition: &Callable, params: &Params) -> TokenStream {
+fn condition_call(condition: &Callable, params: &Params) -> TokenStream {
     let names = &params.names;
     let span = condition.span();
     match condition {
         Callable::Path(path) => quote_spanned!(span=> (#path)(#(&#names),*)),
         Callable::Closure(closure) => {
-            let helper = local("__redisx_condition");
+            // Spanned to the closure (not mixed-site) so that an arity or type mismatch is
+            // reported at the closure; the fn lives in its own block, so it shadows nothing.
+            let helper = Ident::new("__redisx_condition", span);
             let tys: Vec<Ident> = (0..names.len()).map(|i| format_ident!("__A{i}")).collect();
             let vals: Vec<Ident> = (0..names.len()).map(|i| format_ident!("__a{i}")).collect();
             quote_spanned! {span=>
@@ -272,13 +287,9 @@ fn unless_arg(unless: Option<&Callable>, krate: &TokenStream) -> TokenStream {
         Some(Callable::Closure(closure)) => closure.to_token_stream(),
         Some(Callable::Path(path)) => {
             let value = local("__redisx_v");
-            quote_spanned!(path.span=> |#value| (#path)(#value))
+            quote_spanned!(path.span()=> |#value| (#path)(#value))
         }
     }
-}
-
-trait PathSpan {
-    fn span(&self) -> Span;
 }
 
 /// Builds the new body of the function.
@@ -298,24 +309,23 @@ fn expand(func: &Func, model: &Model) -> TokenStream {
         }
     };
 
-    let key = match &model.key {
-        Some(template) => template.to_token_stream(),
-        None => {
-            let hash = local("__redisx_args_hash");
-            let names = &model.params.names;
-            body.extend(quote! {
-                let #hash = #krate::__private::args_hash(&(#(&#names,)*));
-            });
-            let name = LitStr::new(&model.spec.name, Span::call_site());
-            if model.params.receiver {
-                quote! {
-                    ::core::format_args!("{}::{}::{}:{:016x}", ::core::module_path!(),
-                        ::core::any::type_name::<Self>(), #name, #hash)
-                }
-            } else {
-                quote! {
-                    ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), #name, #hash)
-                }
+    let key = if let Some(template) = &model.key {
+        template.to_token_stream()
+    } else {
+        let hash = local("__redisx_args_hash");
+        let names = &model.params.names;
+        body.extend(quote! {
+            let #hash = #krate::__private::args_hash(&(#(&#names,)*));
+        });
+        let name = LitStr::new(&model.spec.name, Span::call_site());
+        if model.params.receiver {
+            quote! {
+                ::core::format_args!("{}::{}::{}:{:016x}", ::core::module_path!(),
+                    ::core::any::type_name::<Self>(), #name, #hash)
+            }
+        } else {
+            quote! {
+                ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), #name, #hash)
             }
         }
     };
@@ -325,9 +335,327 @@ fn expand(func: &Func, model: &Model) -> TokenStream {
             &#spec, #runtime, #enabled, #key, &[#(#tags),*]);
     });
 
-    let run = func.run_method();
     let future = func.body_future();
     let unless = unless_arg(model.unless.as_ref(), krate);
-    body.extend(quote!(#call.#run(#future, #unless).await));
+    body.extend(func.run_call(&quote!(#future, #unless)));
     func.with_body(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The expansion, or the error messages.
+    fn run(args: TokenStream, item: TokenStream) -> Result<TokenStream, Vec<String>> {
+        build(args, item).map_err(|error| error.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    fn errors(args: TokenStream, item: TokenStream) -> Vec<String> {
+        run(args, item).expect_err("expected errors")
+    }
+
+    /// The body future with its return edge (see `Func::body_future`).
+    fn future(ty: &TokenStream, block: &TokenStream) -> TokenStream {
+        quote! {
+            async move {
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::let_with_type_underscore,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let __redisx_ret: #ty = loop {};
+                    return __redisx_ret;
+                }
+                #block
+            }
+        }
+    }
+
+    fn assert_expands(args: TokenStream, item: TokenStream, expected: &TokenStream) {
+        assert_eq!(run(args, item).unwrap().to_string(), expected.to_string());
+    }
+
+    #[test]
+    fn expands_contract_example() {
+        let future = future(&quote!(Result<User, AppError>), &quote!({ load(id).await }));
+        assert_expands(
+            quote!(key = "user:{id}", ttl = "5m", tags = ["users", "user:{id}"]),
+            quote!(
+                async fn user(id: u64) -> Result<User, AppError> {
+                    load(id).await
+                }
+            ),
+            &quote! {
+                async fn user(id: u64) -> Result<User, AppError> {
+                    static __REDISX_SPEC: ::redisx::__private::CachedSpec =
+                        ::redisx::__private::CachedSpec::new("user").ttl_ms(300000);
+                    let __redisx_call = ::redisx::__private::cached::<_>(
+                        &__REDISX_SPEC, ::core::option::Option::None, true,
+                        ::core::format_args!("user:{}", id),
+                        &[::core::format_args!("users"), ::core::format_args!("user:{}", id)]);
+                    __redisx_call.run_result(
+                        #future,
+                        ::redisx::__private::never).await
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn expands_every_option() {
+        let future = future(&quote!(Vec<u8>), &quote!({ self.go(q).await }));
+        assert_expands(
+            quote!(
+                key = "{self.tenant}:{q.id}",
+                ttl = "1h",
+                l1_ttl = "30s",
+                swr = "30s",
+                stale_if_error = "1h",
+                mode = "l1_only",
+                codec = "json",
+                unless = Vec::is_empty,
+                condition = |q| q.id != 0,
+                crate = "rx",
+                runtime = &self.rx
+            ),
+            quote!(
+                pub async fn find(&self, q: Query) -> Vec<u8> {
+                    self.go(q).await
+                }
+            ),
+            &quote! {
+                pub async fn find(&self, q: Query) -> Vec<u8> {
+                    static __REDISX_SPEC: rx::__private::CachedSpec =
+                        rx::__private::CachedSpec::new("find").ttl_ms(3600000).l1_ttl_ms(30000)
+                            .swr_ms(30000).stale_if_error_ms(3600000)
+                            .mode(rx::__private::CacheMode::L1Only)
+                            .codec(rx::__private::CodecKind::Json);
+                    let __redisx_enabled: bool = {
+                        fn __redisx_condition<__A0: ?::core::marker::Sized, __F: ::core::ops::FnOnce(&__A0) -> bool>(
+                            f: __F, __a0: &__A0
+                        ) -> bool {
+                            f(__a0)
+                        }
+                        __redisx_condition(|q| q.id != 0, &q)
+                    };
+                    let __redisx_call = rx::__private::cached::<_>(
+                        &__REDISX_SPEC,
+                        ::core::option::Option::Some(
+                            <_ as ::core::borrow::Borrow<rx::__private::RedisX>>::borrow(&(&self.rx))
+                        ),
+                        __redisx_enabled,
+                        ::core::format_args!("{}:{}", self.tenant, q.id),
+                        &[]);
+                    __redisx_call.run(
+                        #future,
+                        |__redisx_v| (Vec::is_empty)(__redisx_v)).await
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn expands_auto_key() {
+        let future = future(&quote!(()), &quote!({}));
+        assert_expands(
+            quote!(),
+            quote!(
+                async fn f(a: u8, (b, _): (u8, u8)) {}
+            ),
+            &quote! {
+                async fn f(a: u8, (b, _): (u8, u8)) {
+                    static __REDISX_SPEC: ::redisx::__private::CachedSpec =
+                        ::redisx::__private::CachedSpec::new("f");
+                    let __redisx_args_hash = ::redisx::__private::args_hash(&(&a, &b,));
+                    let __redisx_call = ::redisx::__private::cached::<_>(
+                        &__REDISX_SPEC, ::core::option::Option::None, true,
+                        ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), "f", __redisx_args_hash),
+                        &[]);
+                    __redisx_call.run(
+                        #future,
+                        ::redisx::__private::never).await
+                }
+            },
+        );
+        let method = run(
+            quote!(),
+            quote!(
+                async fn g(&self) -> impl Sized {
+                    1
+                }
+            ),
+        )
+        .unwrap()
+        .to_string();
+        assert!(
+            method.contains(
+                &quote!(::core::format_args!(
+                    "{}::{}::{}:{:016x}",
+                    ::core::module_path!(),
+                    ::core::any::type_name::<Self>(),
+                    "g",
+                    __redisx_args_hash
+                ))
+                .to_string()
+            )
+        );
+        assert!(method.contains(&quote!(args_hash(&())).to_string()));
+        // `impl Trait` cannot annotate a `let`.
+        assert!(
+            method
+                .contains(&quote!(.run(async move { 1 }, ::redisx::__private::never)).to_string())
+        );
+    }
+
+    #[test]
+    fn unknown_and_duplicate_arguments() {
+        let item = quote!(
+            async fn f(id: u64) -> u64 {
+                id
+            }
+        );
+        assert_eq!(
+            errors(quote!(tll = "5m"), item.clone()),
+            [
+                "unknown argument `tll`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `crate`, `runtime`"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(ttl = "5m", ttl = "1m"), item.clone()),
+            ["`ttl` is given twice"]
+        );
+        assert_eq!(
+            errors(
+                quote!(crate = "a", crate = "b", runtime = x, runtime = y),
+                item
+            ),
+            ["`crate` is given twice", "`runtime` is given twice"]
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_together() {
+        assert_eq!(
+            errors(
+                quote!(
+                    key = "user:{x}",
+                    ttl = "5 minutes",
+                    bogus = 1,
+                    mode = "l3",
+                    tags = [1]
+                ),
+                quote!(
+                    fn f(id: u64) -> u64 {
+                        id
+                    }
+                )
+            ),
+            [
+                "invalid duration `5 minutes`; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `\"30s\"`",
+                "unknown argument `bogus`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `crate`, `runtime`",
+                r#"unknown mode `l3`; expected one of `"l1_l2"`, `"l1_only"` or `"l2_only"`"#,
+                r#"an entry of `tags` must be a string literal, e.g. `tags = ["users", "user:{id}"]`"#,
+                "`#[cached]` requires an `async fn`",
+                "unknown parameter `x` in key template; the function's only parameter is `id`",
+            ]
+        );
+    }
+
+    #[test]
+    fn ttl_limits() {
+        let item = quote!(
+            async fn f() -> u8 {
+                1
+            }
+        );
+        assert_eq!(
+            errors(quote!(ttl = "2d"), item.clone()),
+            ["`ttl` of 2d exceeds the maximum of 24h"]
+        );
+        assert_eq!(
+            errors(quote!(ttl = "0s"), item.clone()),
+            ["`ttl` must be greater than zero"]
+        );
+        assert_eq!(
+            errors(quote!(ttl = "5m", l1_ttl = "1h"), item.clone()),
+            ["`l1_ttl` of 1h exceeds `ttl` of 5m; an L1 entry must not outlive its L2 entry"]
+        );
+        assert!(run(quote!(ttl = "5m", l1_ttl = "5m"), item.clone()).is_ok());
+        assert!(run(quote!(l1_ttl = "1h"), item).is_ok());
+    }
+
+    #[test]
+    fn value_shapes() {
+        let item = quote!(
+            async fn f(id: u64) -> u64 {
+                id
+            }
+        );
+        assert_eq!(
+            errors(quote!(unless = "x", condition = 1), item.clone()),
+            [
+                "`unless` must be a function path or a closure, e.g. `unless = |value| value.is_empty()`",
+                "`condition` must be a function path or a closure, e.g. `condition = |id| *id != 0`",
+            ]
+        );
+        assert_eq!(
+            errors(quote!(codec = Xml), item.clone()),
+            ["unknown codec `Xml`; expected `Json` or `Bincode`"]
+        );
+        assert_eq!(
+            errors(quote!(key = ""), item.clone()),
+            ["`key` must not be empty"]
+        );
+        assert_eq!(
+            errors(quote!(key), item.clone()),
+            [r#"`key` needs a value, e.g. `key = "user:{id}"`"#]
+        );
+        assert_eq!(
+            errors(quote!("user:{id}"), item),
+            [r#"expected arguments of the form `name = value`, e.g. `key = "user:{id}"`"#]
+        );
+    }
+
+    #[test]
+    fn not_a_function() {
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    struct S;
+                )
+            ),
+            ["`#[cached]` can only be applied to an `async fn` with a body"]
+        );
+        assert_eq!(
+            errors(
+                quote!(tll = "1m"),
+                quote!(
+                    async fn f(&self);
+                )
+            ),
+            [
+                "unknown argument `tll`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `crate`, `runtime`",
+                "`#[cached]` can only be applied to an `async fn` with a body",
+            ]
+        );
+    }
+
+    #[test]
+    fn recovers_by_emitting_the_item() {
+        let item = quote!(
+            async fn f(id: u64) -> u64 {
+                id
+            }
+        );
+        let out = cached(quote!(tll = "5m"), item.clone()).to_string();
+        assert!(out.starts_with(&item.to_string()));
+        assert!(out.contains("compile_error"));
+    }
 }

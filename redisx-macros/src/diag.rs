@@ -7,7 +7,10 @@ use std::fmt::Display;
 /// The expansion, or on error the user's item unchanged followed by the errors (tokio-macros'
 /// `token_stream_with_error`): the function still exists, so one mistake gives one message and
 /// not a cascade of "cannot find function" errors at every caller.
-pub(crate) fn or_item_with_errors(item: TokenStream, expansion: syn::Result<TokenStream>) -> TokenStream {
+pub(crate) fn or_item_with_errors(
+    item: TokenStream,
+    expansion: syn::Result<TokenStream>,
+) -> TokenStream {
     match expansion {
         Ok(tokens) => tokens,
         Err(error) => {
@@ -43,9 +46,16 @@ impl Diag {
         result.map_err(|error| self.push(error)).ok()
     }
 
-    /// Whether no error has been recorded.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.errors.is_none()
+    /// Every recorded error followed by `last`, combined into one: for a failure that ends
+    /// the analysis early.
+    pub(crate) fn fail(self, last: syn::Error) -> syn::Error {
+        match self.errors {
+            Some(mut errors) => {
+                errors.combine(last);
+                errors
+            }
+            None => last,
+        }
     }
 
     /// `Ok(())` when nothing was recorded, else every error combined into one.
@@ -61,16 +71,17 @@ mod tests {
 
     #[test]
     fn empty_is_ok() {
-        let diag = Diag::default();
-        assert!(diag.is_empty());
-        assert!(diag.finish().is_ok());
+        assert!(Diag::default().finish().is_ok());
     }
 
     #[test]
     fn keeps_every_error_in_order() {
         let mut diag = Diag::default();
         diag.error(Span::call_site(), "first");
-        assert_eq!(diag.ok::<u8>(Err(syn::Error::new(Span::call_site(), "second"))), None);
+        assert_eq!(
+            diag.ok::<u8>(Err(syn::Error::new(Span::call_site(), "second"))),
+            None
+        );
         assert_eq!(diag.ok(Ok(7)), Some(7));
         let messages: Vec<String> = diag
             .finish()

@@ -69,8 +69,24 @@ mod tests {
     #[test]
     fn invalid() {
         for text in [
-            "", "5", "s", "ms", "5 minutes", "5 m", " 5m", "5m ", "5min", "5M", "-5s", "+5s", "1.5s",
-            "1h30m", "5sec", "five s", "5_000ms", "5µs",
+            "",
+            "5",
+            "s",
+            "ms",
+            "5 minutes",
+            "5 m",
+            " 5m",
+            "5m ",
+            "5min",
+            "5M",
+            "-5s",
+            "+5s",
+            "1.5s",
+            "1h30m",
+            "5sec",
+            "five s",
+            "5_000ms",
+            "5µs",
         ] {
             assert_eq!(parse_ms(text), Err(DurationError::Invalid), "{text:?}");
         }
@@ -86,8 +102,14 @@ mod tests {
     #[test]
     fn overflow() {
         assert_eq!(parse_ms("18446744073709551615ms"), Ok(u64::MAX));
-        assert_eq!(parse_ms("18446744073709551616ms"), Err(DurationError::Overflow));
-        assert_eq!(parse_ms("18446744073709551615s"), Err(DurationError::Overflow));
+        assert_eq!(
+            parse_ms("18446744073709551616ms"),
+            Err(DurationError::Overflow)
+        );
+        assert_eq!(
+            parse_ms("18446744073709551615s"),
+            Err(DurationError::Overflow)
+        );
         assert_eq!(parse_ms("213503982335d"), Err(DurationError::Overflow));
         assert_eq!(
             parse_ms("99999999999999999999999999999999d"),

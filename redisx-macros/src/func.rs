@@ -3,9 +3,10 @@
 
 use crate::diag::Diag;
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{ToTokens, TokenStreamExt, format_ident, quote};
+use quote::{ToTokens, TokenStreamExt, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, Pat, ReturnType, Signature, Type, Visibility, braced, token};
 
 /// A function item (free or in an `impl` block). The body is kept as raw tokens: it is never
@@ -28,7 +29,14 @@ impl Parse for Func {
         let brace = braced!(content in input);
         let inner_attrs = content.call(Attribute::parse_inner)?;
         let body = content.parse()?;
-        Ok(Self { outer_attrs, vis, sig, brace, inner_attrs, body })
+        Ok(Self {
+            outer_attrs,
+            vis,
+            sig,
+            brace,
+            inner_attrs,
+            body,
+        })
     }
 }
 
@@ -53,7 +61,11 @@ impl Params {
         if self.receiver {
             names.push("`self`".to_owned());
         }
-        names.extend(self.names.iter().map(|ident| format!("`{}`", ident.unraw())));
+        names.extend(
+            self.names
+                .iter()
+                .map(|ident| format!("`{}`", ident.unraw())),
+        );
         match names.len() {
             0 => "the function has no parameters".to_owned(),
             1 => format!("the function's only parameter is {}", names[0]),
@@ -73,7 +85,10 @@ fn bindings(pat: &Pat, out: &mut Vec<Ident>) {
         Pat::Tuple(pat) => pat.elems.iter().for_each(|pat| bindings(pat, out)),
         Pat::TupleStruct(pat) => pat.elems.iter().for_each(|pat| bindings(pat, out)),
         Pat::Slice(pat) => pat.elems.iter().for_each(|pat| bindings(pat, out)),
-        Pat::Struct(pat) => pat.fields.iter().for_each(|field| bindings(&field.pat, out)),
+        Pat::Struct(pat) => pat
+            .fields
+            .iter()
+            .for_each(|field| bindings(&field.pat, out)),
         Pat::Reference(pat) => bindings(&pat.pat, out),
         Pat::Type(pat) => bindings(&pat.pat, out),
         Pat::Paren(pat) => bindings(&pat.pat, out),
@@ -88,18 +103,20 @@ pub(crate) enum Output<'a> {
     /// `-> Ty`.
     Type {
         ty: &'a Type,
-        /// The last path segment is `Result` (`Result<T, E>`, `io::Result<T>`, ...).
-        is_result: bool,
         /// The type mentions `impl Trait`, so it cannot annotate a `let`.
         has_impl: bool,
     },
 }
 
+/// The last path segment is `Result` (`Result<T, E>`, `io::Result<T>`, ...). An alias with
+/// another name (`AppResult<T>`) is not recognised: the check is syntactic.
 fn is_result(ty: &Type) -> bool {
     match ty {
-        Type::Path(path) if path.qself.is_none() => {
-            path.path.segments.last().is_some_and(|segment| segment.ident == "Result")
-        }
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "Result"),
         Type::Group(group) => is_result(&group.elem),
         Type::Paren(paren) => is_result(&paren.elem),
         _ => false,
@@ -124,7 +141,10 @@ impl Func {
     /// Records "`#[attr]` requires an `async fn`" (at the `fn` token) when it is not one.
     pub(crate) fn require_async(&self, attr: &str, diag: &mut Diag) {
         if self.sig.asyncness.is_none() {
-            diag.error(self.sig.fn_token.span, format!("`#[{attr}]` requires an `async fn`"));
+            diag.error(
+                self.sig.fn_token.span,
+                format!("`#[{attr}]` requires an `async fn`"),
+            );
         }
     }
 
@@ -133,7 +153,10 @@ impl Func {
     }
 
     pub(crate) fn params(&self) -> Params {
-        let mut params = Params { receiver: false, names: Vec::new() };
+        let mut params = Params {
+            receiver: false,
+            names: Vec::new(),
+        };
         for input in &self.sig.inputs {
             match input {
                 FnArg::Receiver(_) => params.receiver = true,
@@ -148,35 +171,74 @@ impl Func {
             ReturnType::Default => Output::Unit,
             ReturnType::Type(_, ty) => Output::Type {
                 ty,
-                is_result: is_result(ty),
                 has_impl: has_impl(ty.to_token_stream()),
             },
         }
     }
 
-    /// `run_result` for a `Result` return type, else `run`.
-    pub(crate) fn run_method(&self) -> Ident {
-        match self.output() {
-            Output::Type { is_result: true, .. } => format_ident!("run_result"),
-            _ => format_ident!("run"),
+    /// The return type's span, or the function name's when there is none.
+    fn output_span(&self) -> Span {
+        match &self.sig.output {
+            ReturnType::Type(_, ty) => ty.span(),
+            ReturnType::Default => self.sig.ident.span(),
         }
     }
 
-    /// The original body as a future whose output is the declared return type:
-    /// `async move { let __redisx_ret: Ty = { body }; __redisx_ret }`.
-    pub(crate) fn body_future(&self) -> TokenStream {
-        let ret = local("__redisx_ret");
-        let mut block = TokenStream::new();
-        self.brace.surround(&mut block, |tokens| self.body.to_tokens(tokens));
-        let annotation = match self.output() {
-            Output::Unit => quote!(: ()),
-            Output::Type { has_impl: true, .. } => TokenStream::new(),
-            Output::Type { ty, .. } => quote!(: #ty),
+    /// `run_result` for a `Result` return type, else `run`.
+    pub(crate) fn run_method(&self) -> Ident {
+        let name = match &self.sig.output {
+            ReturnType::Type(_, ty) if is_result(ty) => "run_result",
+            _ => "run",
         };
-        quote! {
+        Ident::new(name, self.output_span())
+    }
+
+    /// `__redisx_call.run(args).await` (or `run_result`). The method name is spanned to the
+    /// return type, so an unmet bound on the returned value (not `Serialize`, ...) shows the
+    /// return type as "required by a bound introduced by this call".
+    pub(crate) fn run_call(&self, args: &TokenStream) -> TokenStream {
+        let call = local("__redisx_call");
+        let run = self.run_method();
+        quote!(#call.#run(#args).await)
+    }
+
+    /// The original body as a future whose output is the declared return type.
+    ///
+    /// The body stays last and untouched; before it, a never-taken `return` of a value of the
+    /// declared type (the "return edge" of tracing-attributes, spanned to the return type)
+    /// fixes the block's output type first, so `return` and `?` in the body resolve against
+    /// the declared type and a mismatch is reported at the user's expression with "return type
+    /// inferred to be `T` here" pointing at the signature. Nothing follows the body, so a body
+    /// that diverges (`todo!()`, a `loop` left only by `return`) gives no "unreachable
+    /// expression" warning, and the `allow` covers only the edge, never the user's code.
+    /// A return type with `impl Trait` cannot be written in a `let`, so it gets no edge.
+    pub(crate) fn body_future(&self) -> TokenStream {
+        let mut block = TokenStream::new();
+        self.brace
+            .surround(&mut block, |tokens| self.body.to_tokens(tokens));
+        let (ty, span) = match self.output() {
+            Output::Type { has_impl: true, .. } => return quote!(async move #block),
+            Output::Type { ty, .. } => (ty.to_token_stream(), ty.span()),
+            Output::Unit => (quote!(()), self.sig.ident.span()),
+        };
+        let ret = Ident::new("__redisx_ret", Span::mixed_site().located_at(span));
+        quote_spanned! {span=>
             async move {
-                let #ret #annotation = #block;
-                #ret
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::let_with_type_underscore,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let #ret: #ty = loop {};
+                    return #ret;
+                }
+                #block
             }
         }
     }
@@ -219,7 +281,17 @@ mod tests {
 
     #[test]
     fn params_and_patterns() {
-        let f = func(quote!(async fn f(&self, a: u8, mut b: u8, (c, _): (u8, u8), _: u8, Point { x, y: r#type }: Point) {}));
+        let f = func(quote!(
+            async fn f(
+                &self,
+                a: u8,
+                mut b: u8,
+                (c, _): (u8, u8),
+                _: u8,
+                Point { x, y: r#type }: Point,
+            ) {
+            }
+        ));
         let params = f.params();
         assert!(params.receiver);
         assert_eq!(names(&params), ["a", "b", "c", "x", "r#type"]);
@@ -228,27 +300,82 @@ mod tests {
             params.describe(),
             "the function's parameters are `self`, `a`, `b`, `c`, `x`, `type`"
         );
-        assert_eq!(func(quote!(fn f() {})).params().describe(), "the function has no parameters");
         assert_eq!(
-            func(quote!(fn f(id: u64) {})).params().describe(),
+            func(quote!(
+                fn f() {}
+            ))
+            .params()
+            .describe(),
+            "the function has no parameters"
+        );
+        assert_eq!(
+            func(quote!(
+                fn f(id: u64) {}
+            ))
+            .params()
+            .describe(),
             "the function's only parameter is `id`"
         );
     }
 
     #[test]
     fn outputs() {
-        let kind = |tokens| match func(tokens).output() {
-            Output::Unit => "unit",
-            Output::Type { is_result: true, has_impl: false, .. } => "result",
-            Output::Type { is_result: false, has_impl: false, .. } => "plain",
-            Output::Type { has_impl: true, .. } => "impl",
+        let kind = |tokens| {
+            let f = func(tokens);
+            match (f.output(), f.run_method().to_string().as_str()) {
+                (Output::Unit, "run") => "unit",
+                (
+                    Output::Type {
+                        has_impl: false, ..
+                    },
+                    "run_result",
+                ) => "result",
+                (
+                    Output::Type {
+                        has_impl: false, ..
+                    },
+                    "run",
+                ) => "plain",
+                (Output::Type { has_impl: true, .. }, "run") => "impl",
+                _ => "unexpected",
+            }
         };
-        assert_eq!(kind(quote!(async fn f() {})), "unit");
-        assert_eq!(kind(quote!(async fn f() -> () {})), "plain");
-        assert_eq!(kind(quote!(async fn f() -> Result<u8, E> {})), "result");
-        assert_eq!(kind(quote!(async fn f() -> std::io::Result<u8> {})), "result");
-        assert_eq!(kind(quote!(async fn f() -> Option<Result<u8, E>> {})), "plain");
-        assert_eq!(kind(quote!(async fn f() -> Vec<impl Display> {})), "impl");
+        assert_eq!(
+            kind(quote!(
+                async fn f() {}
+            )),
+            "unit"
+        );
+        assert_eq!(
+            kind(quote!(
+                async fn f() -> () {}
+            )),
+            "plain"
+        );
+        assert_eq!(
+            kind(quote!(
+                async fn f() -> Result<u8, E> {}
+            )),
+            "result"
+        );
+        assert_eq!(
+            kind(quote!(
+                async fn f() -> std::io::Result<u8> {}
+            )),
+            "result"
+        );
+        assert_eq!(
+            kind(quote!(
+                async fn f() -> Option<Result<u8, E>> {}
+            )),
+            "plain"
+        );
+        assert_eq!(
+            kind(quote!(
+                async fn f() -> Vec<impl Display> {}
+            )),
+            "impl"
+        );
     }
 
     #[test]
@@ -267,13 +394,40 @@ mod tests {
         );
         assert_eq!(
             f.body_future().to_string(),
-            quote!(async move { let __redisx_ret: T = { x }; __redisx_ret }).to_string()
+            quote!(async move {
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::let_with_type_underscore,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let __redisx_ret: T = loop {};
+                    return __redisx_ret;
+                }
+                { x }
+            })
+            .to_string()
         );
     }
 
     #[test]
     fn not_a_function() {
-        let error = parse(quote!(struct S;), "cached").err().unwrap();
-        assert_eq!(error.to_string(), "`#[cached]` can only be applied to an `async fn` with a body");
+        let error = parse(
+            quote!(
+                struct S;
+            ),
+            "cached",
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            error.to_string(),
+            "`#[cached]` can only be applied to an `async fn` with a body"
+        );
     }
 }

@@ -91,7 +91,10 @@ fn placeholder(inner: &str) -> Result<Placeholder, SyntaxError> {
     if !is_ident(root) || !members.iter().all(|m| is_ident(m) || is_index(m)) {
         return Err(SyntaxError::Invalid(inner.to_owned()));
     }
-    Ok(Placeholder { root: root.to_owned(), members })
+    Ok(Placeholder {
+        root: root.to_owned(),
+        members,
+    })
 }
 
 /// Splits `text` into a format string and placeholders.
@@ -118,7 +121,10 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         }
     }
     format.push_str(rest);
-    Ok(Parsed { format, placeholders })
+    Ok(Parsed {
+        format,
+        placeholders,
+    })
 }
 
 /// A checked template, ready to expand to `::core::format_args!(..)`.
@@ -178,7 +184,11 @@ pub(crate) fn resolve(lit: &LitStr, params: &Params) -> syn::Result<Template> {
         args.push(arg);
     }
     diag.finish()?;
-    Ok(Template { span, format: parsed.format, args })
+    Ok(Template {
+        span,
+        format: parsed.format,
+        args,
+    })
 }
 
 fn respan(tokens: TokenStream, span: Span) -> TokenStream {
@@ -215,16 +225,30 @@ mod tests {
 
     #[test]
     fn plain_and_placeholders() {
-        assert_eq!(parse("users").unwrap(), Parsed { format: "users".into(), placeholders: vec![] });
+        assert_eq!(
+            parse("users").unwrap(),
+            Parsed {
+                format: "users".into(),
+                placeholders: vec![]
+            }
+        );
         assert_eq!(
             parse("user:{id}").unwrap(),
-            Parsed { format: "user:{}".into(), placeholders: vec![ph("id", &[])] }
+            Parsed {
+                format: "user:{}".into(),
+                placeholders: vec![ph("id", &[])]
+            }
         );
         assert_eq!(
             parse("{req.user.id}:{pair.0}-{_x}{é}").unwrap(),
             Parsed {
                 format: "{}:{}-{}{}".into(),
-                placeholders: vec![ph("req", &["user", "id"]), ph("pair", &["0"]), ph("_x", &[]), ph("é", &[])]
+                placeholders: vec![
+                    ph("req", &["user", "id"]),
+                    ph("pair", &["0"]),
+                    ph("_x", &[]),
+                    ph("é", &[])
+                ]
             }
         );
     }
@@ -243,7 +267,9 @@ mod tests {
         assert_eq!(parse("user:{id"), Err(SyntaxError::Unclosed));
         assert_eq!(parse("user:id}"), Err(SyntaxError::UnmatchedClose));
         assert_eq!(parse("{}}"), Err(SyntaxError::Empty));
-        for bad in ["id:?", " id", "id ", "0", "a-b", "a.", ".a", "a..b", "a{b", "a.b c", "a.0x"] {
+        for bad in [
+            "id:?", " id", "id ", "0", "a-b", "a.", ".a", "a..b", "a{b", "a.b c", "a.0x",
+        ] {
             assert_eq!(
                 parse(&format!("{{{bad}}}")),
                 Err(SyntaxError::Invalid(bad.to_owned())),
@@ -259,7 +285,10 @@ mod tests {
     fn params(receiver: bool, names: &[&str]) -> Params {
         Params {
             receiver,
-            names: names.iter().map(|n| Ident::new(n, Span::call_site())).collect(),
+            names: names
+                .iter()
+                .map(|n| Ident::new(n, Span::call_site()))
+                .collect(),
         }
     }
 

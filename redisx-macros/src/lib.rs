@@ -1,1 +1,161 @@
-//! placeholder
+//! Attribute macros of [redisx](https://docs.rs/redisx): `#[cached]`, `#[cache_evict]` and
+//! `#[cache_put]`.
+//!
+//! Use them through the `redisx` crate (`use redisx::cached;`), never from this crate directly:
+//! the expansions call `::redisx::__private`, and the `redisx` facade pins this crate to the
+//! exact version of the runtime it was built for. The `redisx` documentation has compiling
+//! examples; the examples here are shown as text because a proc-macro crate cannot depend on
+//! the facade it expands to.
+//!
+//! Every attribute keeps the function's signature exactly as written and replaces only its body,
+//! so the attributes work on free functions and on methods in `impl` blocks. Arguments are checked
+//! at compile time: unknown or repeated arguments, malformed durations, key templates naming a
+//! parameter the function does not have, and a function that is not `async` are compile errors
+//! pointing at the offending token.
+//!
+//! # Common arguments
+//!
+//! - `crate = "path"`: the path of the `redisx` crate when it is renamed or re-exported
+//!   (default `::redisx`), e.g. `crate = "my_app::redisx"`.
+//! - `runtime = expr`: the `RedisX` to use instead of the installed default; any expression
+//!   whose value borrows as a `RedisX` (`RedisX`, `&RedisX`, `Arc<RedisX>`, ...), evaluated on
+//!   every call, e.g. `runtime = &self.redisx`.
+//!
+//! # Key templates
+//!
+//! Keys and tags are string literals in which `{name}` is replaced by the `Display` of a
+//! parameter: `"user:{id}"`, `"{req.user.id}"` (a field path), `"{self.tenant}:{id}"` (a field
+//! of the receiver). `{{` and `}}` are literal braces. Each name is checked against the
+//! function's parameters at compile time.
+//!
+//! # Durations
+//!
+//! Durations are string literals: a whole number followed by `ms`, `s`, `m`, `h` or `d`
+//! (`"150ms"`, `"30s"`, `"5m"`, `"1h"`, `"1d"`). Zero is an error; a `ttl` is at most `"24h"`.
+
+mod args;
+mod cache_evict;
+mod cache_put;
+mod cached;
+mod diag;
+mod duration;
+mod func;
+mod key_template;
+
+use proc_macro::TokenStream;
+
+/// Caches the result of an `async fn` in the two-tier cache (L1 in process, L2 in Redis).
+///
+/// On a call, the key is rendered from the arguments; a fresh entry is returned without running
+/// the function, otherwise the function runs once (concurrent callers of the same key share the
+/// load) and its value is stored. On a function returning `Result<T, E>` (any type whose last
+/// path segment is `Result`), only `Ok` values are cached and errors pass through untouched;
+/// on any other return type every value is cached. Cache errors fail open: the function runs
+/// and the caller never sees a Redis error. The returned value must be
+/// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`.
+///
+/// # Arguments
+///
+/// All are optional.
+///
+/// - `key = "user:{id}"`: the key template (see the crate docs). Without it, the key is the
+///   function's path plus a stable hash of its serialized arguments (the receiver is not
+///   hashed; a method's key includes the `Self` type), so every argument must then be
+///   `Serialize`.
+/// - `ttl = "5m"`: how long the entry lives in Redis (default: the runtime's `CacheConfig`);
+///   at most `"24h"`.
+/// - `l1_ttl = "30s"`: how long the entry lives in the in-process L1; at most `ttl`.
+/// - `tags = ["users", "user:{id}"]`: tag templates, at most 10; invalidating a tag drops every
+///   entry carrying it.
+/// - `swr = "30s"`: stale-while-revalidate window: after `ttl`, a stale value is served for this
+///   long while one refresh runs in the background.
+/// - `stale_if_error = "1h"`: when the function fails within this window after expiry, the
+///   stale value is served instead of the error.
+/// - `mode = "l1_l2"`: where entries live: `"l1_l2"` (default), `"l1_only"` or `"l2_only"`.
+/// - `unless = path_or_closure`: called with `&T` (the `Ok` value for a `Result`) after the
+///   function ran; `true` means the value is returned but not cached.
+/// - `condition = path_or_closure`: called with a reference to each argument (not the
+///   receiver) before anything else; `false` bypasses the cache for this call.
+/// - `codec = Json`: the codec of stored values: `Bincode` (default) or `Json` (also
+///   `"bincode"` / `"json"`).
+/// - `crate = "path"`, `runtime = expr`: see the crate docs.
+///
+/// # Example
+///
+/// ```text
+/// use redisx::cached;
+///
+/// #[cached(key = "user:{id}", ttl = "5m", tags = ["users", "user:{id}"])]
+/// async fn user(id: u64) -> Result<User, AppError> {
+///     db::load_user(id).await
+/// }
+///
+/// impl Repo {
+///     #[cached(key = "{self.tenant}:order:{id}", ttl = "30s", unless = |o: &Order| o.is_open())]
+///     async fn order(&self, id: u64) -> Order { self.load(id).await }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    cached::cached(args.into(), item.into()).into()
+}
+
+/// Evicts cache entries (by key and/or by tag) when an `async fn` runs.
+///
+/// By default the entries are evicted after the function returned; on a function returning
+/// `Result<T, E>` only after an `Ok`. With `when = "before"` they are evicted before the body
+/// runs, whatever it returns.
+///
+/// # Arguments
+///
+/// At least one of `keys` and `tags` is required.
+///
+/// - `keys = ["user:{id}"]`: key templates (see the crate docs) of entries to delete.
+/// - `tags = ["users", "user:{id}"]`: tag templates; every entry carrying one is deleted.
+/// - `when = "after"`: `"after"` (default) or `"before"`.
+/// - `crate = "path"`, `runtime = expr`: see the crate docs.
+///
+/// # Example
+///
+/// ```text
+/// use redisx::cache_evict;
+///
+/// #[cache_evict(keys = ["user:{id}"], tags = ["users"])]
+/// async fn delete_user(id: u64) -> Result<(), AppError> {
+///     db::delete_user(id).await
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
+    cache_evict::cache_evict(args.into(), item.into()).into()
+}
+
+/// Always runs an `async fn` and writes its result to the cache under `key`, for the readers
+/// that use `#[cached]` with the same key.
+///
+/// On a function returning `Result<T, E>` only `Ok` values are written. The value must be
+/// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`.
+///
+/// # Arguments
+///
+/// - `key = "user:{user.id}"` (required): the key template (see the crate docs).
+/// - `ttl = "5m"`: how long the entry lives in Redis (default: the runtime's `CacheConfig`);
+///   at most `"24h"`.
+/// - `tags = ["users"]`: tag templates, at most 10.
+/// - `codec = Json`: `Bincode` (default) or `Json`; use the codec the readers use.
+/// - `crate = "path"`, `runtime = expr`: see the crate docs.
+///
+/// # Example
+///
+/// ```text
+/// use redisx::cache_put;
+///
+/// #[cache_put(key = "user:{user.id}", ttl = "5m", tags = ["users"])]
+/// async fn save_user(user: User) -> Result<User, AppError> {
+///     db::save_user(user).await
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
+    cache_put::cache_put(args.into(), item.into()).into()
+}

@@ -23,6 +23,7 @@ lua!(CACHE_DEL_IF_EQ, "cache/del_if_eq.lua");
 lua!(CACHE_WRITE, "cache/write.lua");
 lua!(CACHE_RELEASE, "cache/release.lua");
 lua!(CACHE_TAG_CLAIM, "cache/tag_claim.lua");
+lua!(CACHE_FLAG_WAITER, "cache/flag_waiter.lua");
 
 /// Every script, for preloading (and reloading after `NOSCRIPT` in a pipeline).
 pub(crate) static ALL: &[&LuaScript] = &[
@@ -30,4 +31,5 @@ pub(crate) static ALL: &[&LuaScript] = &[
     &CACHE_WRITE,
     &CACHE_RELEASE,
     &CACHE_TAG_CLAIM,
+    &CACHE_FLAG_WAITER,
 ];

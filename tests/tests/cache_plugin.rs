@@ -77,21 +77,36 @@ async fn thousand_callers_over_two_runtimes_load_once() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one loader call");
     let prevented = a.cache().stats().stampedes_prevented + b.cache().stats().stampedes_prevented;
     assert!(prevented >= 999, "stampedes prevented: {prevented}");
-    assert!(a.metrics_text().contains("redisx_cache_stampede_prevented_total"));
+    assert!(
+        a.metrics_text()
+            .contains("redisx_cache_stampede_prevented_total")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_through_a_reaches_b_l1_within_100ms() {
     let server = RedisServer::start();
     let (a, b) = pair(&server, "l1_update", CacheConfig::default()).await;
-    a.cache().set("user:1", &"v1".to_owned(), None).await.unwrap();
+    a.cache()
+        .set("user:1", &"v1".to_owned(), None)
+        .await
+        .unwrap();
     // B reads it once: now it answers from its L1.
-    assert_eq!(b.cache().get::<String>("user:1").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(
+        b.cache().get::<String>("user:1").await.unwrap().as_deref(),
+        Some("v1")
+    );
     assert_eq!(b.cache().stats().l2_hits, 1);
-    assert_eq!(b.cache().get::<String>("user:1").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(
+        b.cache().get::<String>("user:1").await.unwrap().as_deref(),
+        Some("v1")
+    );
     assert_eq!(b.cache().stats().l1_hits, 1);
 
-    a.cache().set("user:1", &"v2".to_owned(), None).await.unwrap();
+    a.cache()
+        .set("user:1", &"v2".to_owned(), None)
+        .await
+        .unwrap();
     let seen = eventually(Duration::from_millis(100), || async {
         b.cache().get::<String>("user:1").await.unwrap().as_deref() == Some("v2")
     })
@@ -114,13 +129,26 @@ async fn tag_invalidation_through_a_reaches_b_l1_within_100ms() {
     let (a, b) = pair(&server, "l1_tags", CacheConfig::default()).await;
     let opts = EntryOptions::new().tags(["users"]);
     for i in 0..5 {
-        a.cache().set_with(&format!("u:{i}"), &i, &opts).await.unwrap();
-        assert_eq!(b.cache().get::<i32>(&format!("u:{i}")).await.unwrap(), Some(i));
+        a.cache()
+            .set_with(&format!("u:{i}"), &i, &opts)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.cache().get::<i32>(&format!("u:{i}")).await.unwrap(),
+            Some(i)
+        );
     }
     assert_eq!(b.cache().l1_len(), 5);
     assert_eq!(a.cache().invalidate_tags(&["users"]).await.unwrap(), 5);
-    let evicted = eventually(Duration::from_millis(100), || async { b.cache().l1_len() == 0 }).await;
-    assert!(evicted, "B's L1 still holds {} tagged entries", b.cache().l1_len());
+    let evicted = eventually(Duration::from_millis(100), || async {
+        b.cache().l1_len() == 0
+    })
+    .await;
+    assert!(
+        evicted,
+        "B's L1 still holds {} tagged entries",
+        b.cache().l1_len()
+    );
     for i in 0..5 {
         assert_eq!(b.cache().get::<i32>(&format!("u:{i}")).await.unwrap(), None);
     }
@@ -164,7 +192,10 @@ async fn swr_serves_stale_at_once_and_refreshes_once_across_instances() {
     for t in tasks {
         let (v, took) = t.await.unwrap();
         assert_eq!(v, 1, "the stale value is served");
-        assert!(took < Duration::from_millis(200), "a stale hit waited for the refresh ({took:?})");
+        assert!(
+            took < Duration::from_millis(200),
+            "a stale hit waited for the refresh ({took:?})"
+        );
     }
     let fresh = eventually(Duration::from_secs(3), || async {
         a.cache().get::<u32>("cfg").await.unwrap() == Some(2)
@@ -172,7 +203,11 @@ async fn swr_serves_stale_at_once_and_refreshes_once_across_instances() {
     })
     .await;
     assert!(fresh, "the refreshed value never arrived");
-    assert_eq!(refreshes.load(Ordering::SeqCst), 1, "exactly one refresh across both runtimes");
+    assert_eq!(
+        refreshes.load(Ordering::SeqCst),
+        1,
+        "exactly one refresh across both runtimes"
+    );
     let stats = a.cache().stats();
     assert!(stats.stale_served >= 1);
 }
@@ -206,12 +241,18 @@ async fn stale_if_error_serves_within_the_window_and_errors_after_it() {
         .expect("the stale value is served while the loader fails");
     assert_eq!(v, 7);
     assert_eq!(cache.stats().stale_served, 1);
-    assert!(rx.metrics_text().contains("redisx_cache_stale_served_total 1"));
+    assert!(
+        rx.metrics_text()
+            .contains("redisx_cache_stale_served_total 1")
+    );
     tokio::time::sleep(Duration::from_millis(900)).await; // past the window
     let r = cache
         .get_or_load_with("rate", &opts, || async { Err::<u8, _>(Flaky) })
         .await;
-    assert!(r.is_err(), "past the window the loader's error passes through");
+    assert!(
+        r.is_err(),
+        "past the window the loader's error passes through"
+    );
     // A predicate can refuse to serve stale values.
     let picky = runtime(
         &server.url(),
@@ -256,14 +297,25 @@ async fn tag_invalidation_removes_every_tagged_key_and_nothing_else() {
     let mut conn = raw(&server).await;
     let keys: Vec<String> = tagged.iter().map(|(k, _)| cache.full_key(k)).collect();
     for chunk in keys.chunks(1000) {
-        let n: u64 = redis::cmd("EXISTS").arg(chunk).query_async(&mut conn).await.unwrap();
+        let n: u64 = redis::cmd("EXISTS")
+            .arg(chunk)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(n, 0, "a tagged key survived");
     }
     let other_keys: Vec<String> = others.iter().map(|(k, _)| cache.full_key(k)).collect();
-    let n: u64 = redis::cmd("EXISTS").arg(&other_keys).query_async(&mut conn).await.unwrap();
+    let n: u64 = redis::cmd("EXISTS")
+        .arg(&other_keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(n, 200, "an untagged key was deleted");
     assert_eq!(cache.get::<u32>("plain").await.unwrap(), Some(1));
-    let got: Vec<Option<u32>> = cache.get_many(&["other:0", "other:199", "item:5"]).await.unwrap();
+    let got: Vec<Option<u32>> = cache
+        .get_many(&["other:0", "other:199", "item:5"])
+        .await
+        .unwrap();
     assert_eq!(got, [Some(0), Some(199), None]);
     // The index itself is gone; the other tag's index is intact.
     let tag_index: bool = redis::cmd("EXISTS")
@@ -278,10 +330,20 @@ async fn tag_invalidation_removes_every_tagged_key_and_nothing_else() {
 #[tokio::test]
 async fn corrupt_bytes_are_a_miss_and_are_replaced() {
     let server = RedisServer::start();
-    let rx = runtime(&server.url(), &unique_prefix("corrupt"), CacheConfig::default()).await;
+    let rx = runtime(
+        &server.url(),
+        &unique_prefix("corrupt"),
+        CacheConfig::default(),
+    )
+    .await;
     let cache = rx.cache();
     let mut conn = raw(&server).await;
-    for garbage in [&b"\x01garbage"[..], b"", b"\xff\xff", b"{\"not\":\"an entry\"}"] {
+    for garbage in [
+        &b"\x01garbage"[..],
+        b"",
+        b"\xff\xff",
+        b"{\"not\":\"an entry\"}",
+    ] {
         let () = redis::cmd("SET")
             .arg(cache.full_key("bad"))
             .arg(garbage)
@@ -296,7 +358,10 @@ async fn corrupt_bytes_are_a_miss_and_are_replaced() {
             .unwrap();
         assert_eq!(v, "fresh");
         cache.clear_l1();
-        assert_eq!(cache.get::<String>("bad").await.unwrap().as_deref(), Some("fresh"));
+        assert_eq!(
+            cache.get::<String>("bad").await.unwrap().as_deref(),
+            Some("fresh")
+        );
     }
     assert!(cache.stats().corrupt_entries >= 4);
     // A value of another type under the same key is also a miss, not a panic (bincode is not
@@ -332,24 +397,52 @@ async fn redis_killed_calls_answer_from_the_function_and_caching_resumes() {
         calls.fetch_add(1, Ordering::SeqCst);
         Ok::<_, Error>(5u32)
     };
-    assert_eq!(cache.get_or_load("k", None, || load(calls.clone())).await.unwrap(), 5);
-    assert_eq!(cache.get_or_load("k", None, || load(calls.clone())).await.unwrap(), 5);
+    assert_eq!(
+        cache
+            .get_or_load("k", None, || load(calls.clone()))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        cache
+            .get_or_load("k", None, || load(calls.clone()))
+            .await
+            .unwrap(),
+        5
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     server.kill();
     for _ in 0..5 {
         let started = Instant::now();
-        assert_eq!(cache.get_or_load("k", None, || load(calls.clone())).await.unwrap(), 5);
+        assert_eq!(
+            cache
+                .get_or_load("k", None, || load(calls.clone()))
+                .await
+                .unwrap(),
+            5
+        );
         assert!(started.elapsed() < Duration::from_secs(2));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 6, "every call ran the function");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        6,
+        "every call ran the function"
+    );
     assert!(cache.stats().errors > 0);
 
     server.start_again();
     let resumed = eventually(Duration::from_secs(10), || async {
         let before = calls.load(Ordering::SeqCst);
-        cache.get_or_load("k", None, || load(calls.clone())).await.unwrap();
-        cache.get_or_load("k", None, || load(calls.clone())).await.unwrap();
+        cache
+            .get_or_load("k", None, || load(calls.clone()))
+            .await
+            .unwrap();
+        cache
+            .get_or_load("k", None, || load(calls.clone()))
+            .await
+            .unwrap();
         calls.load(Ordering::SeqCst) == before + 1
     })
     .await;
@@ -382,7 +475,7 @@ async fn a_panicking_loader_does_not_poison_its_waiters() {
         })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let follower_here = {
+    let same_instance = {
         let a = a.clone();
         tokio::spawn(async move {
             a.cache()
@@ -390,7 +483,7 @@ async fn a_panicking_loader_does_not_poison_its_waiters() {
                 .await
         })
     };
-    let follower_there = tokio::spawn(async move {
+    let other_instance = tokio::spawn(async move {
         let started = Instant::now();
         let v = b
             .cache()
@@ -400,17 +493,25 @@ async fn a_panicking_loader_does_not_poison_its_waiters() {
     });
     let err = leader.await.unwrap_err();
     assert!(err.is_panic(), "the panic reaches its own caller");
-    assert!(follower_here.await.unwrap().is_ok());
-    let (v, took) = follower_there.await.unwrap();
+    assert!(same_instance.await.unwrap().is_ok());
+    let (v, took) = other_instance.await.unwrap();
     assert!(v.is_ok());
     // The lock was released when the loader panicked, long before its 30 s ttl.
-    assert!(took < Duration::from_secs(5), "the other instance waited {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the other instance waited {took:?}"
+    );
 }
 
 #[tokio::test]
 async fn invalidation_during_a_load_wins() {
     let server = RedisServer::start();
-    let rx = runtime(&server.url(), &unique_prefix("inval_load"), CacheConfig::default()).await;
+    let rx = runtime(
+        &server.url(),
+        &unique_prefix("inval_load"),
+        CacheConfig::default(),
+    )
+    .await;
     let cache = rx.cache().clone();
     let c2 = cache.clone();
     let load = tokio::spawn(async move {
@@ -422,7 +523,11 @@ async fn invalidation_during_a_load_wins() {
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     cache.delete("race").await.unwrap();
-    assert_eq!(load.await.unwrap().unwrap(), "old", "the caller still gets its value");
+    assert_eq!(
+        load.await.unwrap().unwrap(),
+        "old",
+        "the caller still gets its value"
+    );
     cache.clear_l1();
     assert_eq!(
         cache.get::<String>("race").await.unwrap(),
@@ -437,17 +542,26 @@ async fn service_api_round_trip() {
     let rx = runtime(&server.url(), &unique_prefix("api"), CacheConfig::default()).await;
     let cache = rx.cache();
     assert!(!cache.has("a").await);
-    cache.set("a", &1u64, Some(Duration::from_secs(60))).await.unwrap();
+    cache
+        .set("a", &1u64, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
     assert!(cache.has("a").await);
     let ttl = cache.ttl("a").await.unwrap();
-    assert!(ttl > Duration::from_secs(58) && ttl <= Duration::from_secs(60), "{ttl:?}");
+    assert!(
+        ttl > Duration::from_secs(58) && ttl <= Duration::from_secs(60),
+        "{ttl:?}"
+    );
     cache
         .set_many([("b", 2u64), ("c", 3u64)], &EntryOptions::new())
         .await
         .unwrap();
     cache.clear_l1();
     assert_eq!(
-        cache.get_many::<u64, _>(&["a", "b", "c", "d"]).await.unwrap(),
+        cache
+            .get_many::<u64, _>(&["a", "b", "c", "d"])
+            .await
+            .unwrap(),
         [Some(1), Some(2), Some(3), None]
     );
     assert_eq!(cache.delete_many(&["a", "b", "zzz"]).await.unwrap(), 2);
@@ -468,7 +582,12 @@ async fn service_api_round_trip() {
     assert_eq!(cache.get::<i32>("w:49").await.unwrap(), Some(49));
 
     // clear() removes only this prefix.
-    let other = runtime(&server.url(), &unique_prefix("api_other"), CacheConfig::default()).await;
+    let other = runtime(
+        &server.url(),
+        &unique_prefix("api_other"),
+        CacheConfig::default(),
+    )
+    .await;
     other.cache().set("x", &1u8, None).await.unwrap();
     assert!(cache.clear().await.unwrap() >= 51);
     assert_eq!(cache.get::<u64>("order:1").await.unwrap(), None);
@@ -513,4 +632,45 @@ async fn l1_only_needs_no_redis() {
     assert!(rx.cache().delete("k").await.unwrap());
     let err = RedisX::builder().build().await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
+}
+
+/// The number of `command` calls a runtime has sent, read from its Prometheus metrics.
+fn commands_sent(rx: &RedisX, command: &str) -> u64 {
+    let needle =
+        format!("redisx_commands_total{{command=\"{command}\",client=\"default\",status=\"ok\"}} ");
+    rx.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(needle.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_in_other_instances_are_woken_by_pubsub_not_polling() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, "wake", CacheConfig::default()).await;
+    let loading = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.cache()
+                .get_or_load("slow", None, || async {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    Ok::<_, Error>(1u8)
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let reads_before = commands_sent(&b, "SET");
+    let v = b
+        .cache()
+        .get_or_load("slow", None, || async { Ok::<_, Error>(2u8) })
+        .await
+        .unwrap();
+    assert_eq!(v, 1, "B waited for A's value instead of loading its own");
+    assert_eq!(loading.await.unwrap().unwrap(), 1);
+    // One read that found the lock, one after the wake-up: a polling waiter (every 250 ms)
+    // would have read about six times during the 1.5 s load.
+    let reads = commands_sent(&b, "SET") - reads_before;
+    assert!(reads <= 3, "B read {reads} times while waiting");
+    assert_eq!(b.cache().stats().stampedes_prevented, 1);
 }

@@ -252,3 +252,50 @@ fn a_killed_test_process_leaves_no_orphan() {
         "redis-server {pid} outlived the SIGKILLed test process"
     );
 }
+
+const URL_CHILD_ENV: &str = "REDISX_HARNESS_URL_CHILD";
+
+/// Run by `a_redis_url_handle_points_there_and_refuses_process_control` with `REDIS_URL` set.
+#[test]
+#[ignore = "helper: run in a child process by a_redis_url_handle_points_there_and_refuses_process_control"]
+fn redis_url_child_helper() {
+    if std::env::var_os(URL_CHILD_ENV).is_none() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    assert!(!server.is_owned());
+    assert_eq!(server.url(), "redis://127.0.0.1:6999/0");
+    assert_eq!(server.port(), 6999);
+    assert_eq!(server.pid(), None);
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.kill()));
+    let message = refused.expect_err("kill must refuse a REDIS_URL handle");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("start_owned"), "{message}");
+    // start_owned ignores REDIS_URL.
+    assert!(RedisServer::start_owned().is_owned());
+    println!("URL_CHILD_OK");
+}
+
+#[test]
+fn a_redis_url_handle_points_there_and_refuses_process_control() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "redis_url_child_helper",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(URL_CHILD_ENV, "1")
+        .env("REDIS_URL", "redis://127.0.0.1:6999/0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("URL_CHILD_OK"),
+        "helper failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -279,7 +279,7 @@ impl CacheConfig {
     /// use redisx_runtime::CacheConfig;
     /// #[derive(Debug)]
     /// enum DbError { Timeout, NotFound }
-/// # let _ = DbError::NotFound; let _ = DbError::Timeout;
+    /// # let _ = DbError::NotFound; let _ = DbError::Timeout;
     /// let cfg = CacheConfig::default()
     ///     .stale_if_error(Duration::from_secs(3600))
     ///     .stale_if_error_when(|e| matches!(e.downcast_ref::<DbError>(), Some(DbError::Timeout)));

@@ -79,8 +79,11 @@ use l1::L1;
 
 /// The first byte of a regeneration lock marker stored in an entry's key.
 const MARKER: u8 = 0xFE;
-/// How often a waiter re-reads when no pub/sub message woke it (fallback only).
-const POLL_FALLBACK: Duration = Duration::from_millis(250);
+/// How often a waiter re-reads when no pub/sub message woke it: half the lock ttl, within
+/// these bounds. It is only the safety net for a lost message or a lock holder that died
+/// (its marker expires silently); every normal wake-up comes over pub/sub.
+const POLL_FALLBACK_MIN: Duration = Duration::from_millis(50);
+const POLL_FALLBACK_MAX: Duration = Duration::from_secs(2);
 /// Keys per `UNLINK` and per invalidation message.
 const CHUNK: usize = 1000;
 
@@ -1401,6 +1404,7 @@ impl Cache {
                         break;
                     }
                 };
+                let marker_locked = matches!(read, Read::Locked);
                 match read {
                     Read::Miss => {
                         if let Some(m) = marker {
@@ -1475,15 +1479,32 @@ impl Cache {
                     Read::Locked => {}
                 }
                 // Another caller holds the lock: wait for its write (pub/sub), then re-read.
+                // Register first, then flag the marker, so no wake-up can slip in between.
                 let notify = if let Some(n) = &waiter {
                     n.clone()
                 } else {
-                    // Register before re-reading, so no fill can slip between the two.
                     let n = self.inner.waiters.register(&full);
-                    waiter = Some(n);
+                    waiter = Some(n.clone());
                     has_waited = true;
-                    continue;
+                    n
                 };
+                if marker_locked {
+                    let flagged: Result<u8> = client
+                        .eval(
+                            &script::CACHE_FLAG_WAITER.script,
+                            &[full.as_str()],
+                            &[] as &[&str],
+                        )
+                        .await;
+                    match flagged {
+                        Ok(1) => {}
+                        Ok(_) => continue, // filled or released meanwhile: re-read now
+                        Err(e) => {
+                            self.fail_open("wait", key, &e);
+                            break;
+                        }
+                    }
+                }
                 let now = Instant::now();
                 if now >= deadline {
                     if let Some(w) = waiter.take() {
@@ -1509,7 +1530,8 @@ impl Cache {
                     }
                     break;
                 }
-                let wait = (deadline - now).min(POLL_FALLBACK);
+                let poll = (stampede.lock_ttl / 2).clamp(POLL_FALLBACK_MIN, POLL_FALLBACK_MAX);
+                let wait = (deadline - now).min(poll);
                 let _ = tokio::time::timeout(wait, notify.notified()).await;
             }
             if let Some(w) = waiter {
