@@ -220,6 +220,9 @@ impl Model {
                 ),
             );
         }
+        if args.swr.get().is_some() {
+            borrowed_args_with_swr(func, diag);
+        }
         let paths = args.common.build();
         let mut spec = Spec::new(func.name());
         spec.ttl_ms = args.ttl.get().map(|d| d.ms);
@@ -248,6 +251,29 @@ impl Model {
             params,
             unless: args.unless.into_value(),
             condition: args.condition.into_value(),
+        }
+    }
+}
+
+/// With `swr` the body may run in the background after the caller got its stale value, so it
+/// cannot borrow from the caller: a borrowed receiver or a reference parameter is an error at
+/// that token (instead of a lifetime error deep inside the expansion).
+fn borrowed_args_with_swr(func: &Func, diag: &mut Diag) {
+    for input in &func.sig.inputs {
+        match input {
+            syn::FnArg::Receiver(r) if r.reference.is_some() => {
+                diag.error(
+                    r.span(),
+                    "`swr` refreshes in the background, so the function cannot borrow `self`; take `self` by value (e.g. a cheap `Clone` handle) or drop `swr`",
+                );
+            }
+            syn::FnArg::Typed(pat) if matches!(*pat.ty, syn::Type::Reference(_)) => {
+                diag.error(
+                    pat.ty.span(),
+                    "`swr` refreshes in the background, so the function's parameters must be owned; take this argument by value or drop `swr`",
+                );
+            }
+            _ => {}
         }
     }
 }
@@ -337,7 +363,11 @@ fn expand(func: &Func, model: &Model) -> TokenStream {
 
     let future = func.body_future();
     let unless = unless_arg(model.unless.as_ref(), krate);
-    body.extend(func.run_call(&quote!(#future, #unless)));
+    if model.spec.swr_ms.is_some() {
+        body.extend(func.run_swr_call(&quote!(#future, #unless)));
+    } else {
+        body.extend(func.run_call(&quote!(#future, #unless)));
+    }
     func.with_body(&body)
 }
 
@@ -452,7 +482,7 @@ mod tests {
                         __redisx_enabled,
                         ::core::format_args!("{}:{}", self.tenant, q.id),
                         &[]);
-                    __redisx_call.run(
+                    __redisx_call.run_swr(
                         #future,
                         |__redisx_v| (Vec::is_empty)(__redisx_v)).await
                 }

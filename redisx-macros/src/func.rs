@@ -202,6 +202,15 @@ impl Func {
         quote!(#call.#run(#args).await)
     }
 
+    /// Like [`Func::run_call`], with `_swr` appended to the method name: the variant whose body
+    /// may run in the background (stale-while-revalidate), so it must be `Send + 'static`.
+    pub(crate) fn run_swr_call(&self, args: &TokenStream) -> TokenStream {
+        let call = local("__redisx_call");
+        let base = self.run_method();
+        let run = Ident::new(&format!("{base}_swr"), base.span());
+        quote!(#call.#run(#args).await)
+    }
+
     /// The original body as a future whose output is the declared return type.
     ///
     /// The body stays last and untouched; before it, a never-taken `return` of a value of the

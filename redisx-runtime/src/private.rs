@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 pub use crate::cache::CacheMode;
 use crate::cache::l1::KeyBuf;
-use crate::cache::{Cache, EntryOptions};
+use crate::cache::{Cache, Cacheable, EntryOptions};
 pub use crate::codec::CodecKind;
 pub use crate::runtime::RedisX;
 
@@ -158,16 +157,13 @@ pub struct CachedCall<T> {
 /// allocating and probes L1. The returned call owns everything it needs (no borrow of the
 /// arguments), so the caller's future stays `Send`.
 #[inline]
-pub fn cached<T>(
+pub fn cached<T: Cacheable>(
     spec: &'static CachedSpec,
     runtime: Option<&RedisX>,
     enabled: bool,
     key: fmt::Arguments<'_>,
     tags: &[fmt::Arguments<'_>],
-) -> CachedCall<T>
-where
-    T: Clone + 'static,
-{
+) -> CachedCall<T> {
     if !enabled {
         return CachedCall {
             state: State::Bypass,
@@ -201,10 +197,7 @@ fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
     }
 }
 
-impl<T> CachedCall<T>
-where
-    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-{
+impl<T: Cacheable> CachedCall<T> {
     /// Runs a function whose every return value is cached.
     pub async fn run<F>(self, body: F, unless: impl FnOnce(&T) -> bool) -> T
     where

@@ -32,9 +32,9 @@
 //!         .build()
 //!         .await?;
 //!     rx.install()?;
-//!     let u = user(42).await.expect("loader failed"); // miss: runs the body, caches the value
-//!     let u = user(42).await.expect("loader failed"); // hit: answered from L1
-//!     println!("{}", u.name);
+//!     let first = user(42).await.expect("loader failed"); // miss: runs the body, caches it
+//!     let again = user(42).await.expect("loader failed"); // hit: answered from L1
+//!     assert_eq!((first.id, first.name), (again.id, again.name));
 //!     Ok(())
 //! }
 //! ```

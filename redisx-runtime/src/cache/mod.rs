@@ -87,6 +87,25 @@ const POLL_FALLBACK_MAX: Duration = Duration::from_secs(2);
 /// Keys per `UNLINK` and per invalidation message.
 const CHUNK: usize = 1000;
 
+/// What a cached value must be: serializable both ways (it is stored in Redis), `Clone` (each
+/// L1 hit hands out a clone) and shareable across threads. Implemented for every such type.
+///
+/// ```
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct User { id: u64 }
+/// fn assert_cacheable<T: redisx_runtime::cache::Cacheable>() {}
+/// assert_cacheable::<User>();
+/// assert_cacheable::<Vec<String>>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached",
+    label = "this type is stored in the cache",
+    note = "a cached value must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`: derive `serde::Serialize`, `serde::Deserialize` and `Clone` for it"
+)]
+pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
+
 /// Counters of one cache, as returned by [`Cache::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
