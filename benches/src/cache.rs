@@ -122,11 +122,21 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
         part.iter().for_each(emit);
         all.extend(part);
     };
-    done(l1_hit(ctx, &rx).await);
-    done(l1_hit_mt(ctx, &rx).await);
-    done(l2_hit(ctx, &rx).await);
-    done(miss(ctx, &rx).await);
-    done(stampede(ctx).await);
+    if ctx.selected("cache.l1_hit") {
+        done(l1_hit(ctx, &rx).await);
+    }
+    if ctx.selected("cache.l1_hit_mt") {
+        done(l1_hit_mt(ctx, &rx).await);
+    }
+    if ctx.selected("cache.l2_hit") {
+        done(l2_hit(ctx, &rx).await);
+    }
+    if ctx.selected("cache.miss") {
+        done(miss(ctx, &rx).await);
+    }
+    if ctx.selected("cache.stampede") {
+        done(stampede(ctx).await);
+    }
     rx.shutdown().await;
     all
 }

@@ -41,27 +41,44 @@ pub(crate) struct Context {
     pub(crate) cores: usize,
     /// The CPU list to give multi-thread workers back (`0-N`), when this process is pinned.
     pub(crate) all_cpus: Option<String>,
+    /// Run only these benches (`--only cache.l2_hit,cache.miss`); all when `None`.
+    pub(crate) only: Option<Vec<String>>,
+}
+
+impl Context {
+    /// Whether the bench `name` is selected by `--only`.
+    pub(crate) fn selected(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
 }
 
 struct Args {
     suite: String,
     redis: Option<String>,
     quick: bool,
+    only: Option<Vec<String>>,
 }
 
 const USAGE: &str = "usage: redisx-bench <cache|locks|rate-limit|idempotency|streams|all> \
-                     [--redis URL] [--quick]";
+                     [--redis URL] [--quick] [--only BENCH[,BENCH..]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut suite = None;
     let mut redis = None;
     let mut quick = false;
+    let mut only = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--redis" => {
                 redis = Some(args.next().ok_or("`--redis` needs a URL")?);
+            }
+            "--only" => {
+                let list = args.next().ok_or("`--only` needs bench names")?;
+                only = Some(list.split(',').map(str::to_owned).collect());
             }
             "-h" | "--help" => return Err(String::new()),
             _ if arg.starts_with("--redis=") => {
@@ -83,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
         suite,
         redis,
         quick,
+        only,
     })
 }
 
@@ -198,6 +216,7 @@ fn main() -> ExitCode {
         },
         cores,
         all_cpus: (pinned && cores > 1).then(|| format!("0-{}", cores - 1)),
+        only: args.only.clone(),
     };
 
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -45,15 +45,15 @@ impl Flights {
         })
     }
 
-    fn finish(&self, key: &str, state: FlightState) {
+    fn finish(&self, key: &str, state: impl FnOnce() -> FlightState) {
         let tx = self
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
-        if let Some(tx) = tx {
-            // Followers may all be gone; that is fine.
-            let _ = tx.send(state);
+        // Only build the outcome (a clone of the value) when someone follows.
+        if let Some(tx) = tx.filter(|tx| tx.receiver_count() > 0) {
+            let _ = tx.send(state());
         }
     }
 }
@@ -66,21 +66,23 @@ pub(crate) struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    pub(crate) fn complete(mut self, value: Arc<dyn Any + Send + Sync>) {
+    /// Hands the value to the followers; `value` runs only if there are any.
+    pub(crate) fn complete(mut self, value: impl FnOnce() -> Arc<dyn Any + Send + Sync>) {
         self.finished = true;
-        self.flights.finish(&self.key, FlightState::Done(value));
+        self.flights
+            .finish(&self.key, || FlightState::Done(value()));
     }
 
     pub(crate) fn fail(mut self) {
         self.finished = true;
-        self.flights.finish(&self.key, FlightState::Failed);
+        self.flights.finish(&self.key, || FlightState::Failed);
     }
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.flights.finish(&self.key, FlightState::Failed);
+            self.flights.finish(&self.key, || FlightState::Failed);
         }
     }
 }

@@ -1355,7 +1355,68 @@ impl Cache {
                 return Fetched::Done(loader.await);
             }
         };
-        // One load per key per runtime.
+        let span = tracing::info_span!(
+            "cache.get",
+            cache.key = key,
+            cache.layer = tracing::field::Empty,
+            cache.hit = tracing::field::Empty
+        );
+        // The first read needs no coordination: a hit (the common case) returns at once,
+        // without touching the single-flight registry.
+        let mut first = None;
+        if let Some(client) = self.l2_client(r.mode) {
+            let full = self.full_key(key);
+            let marker = self.inner.cfg.stampede.enabled.then(new_marker);
+            let read = self
+                .read::<T>(client, &full, marker.as_deref(), &r)
+                .instrument(span.clone())
+                .await;
+            match read {
+                Ok(Read::Fresh(env)) => {
+                    span.record("cache.layer", "l2");
+                    span.record("cache.hit", true);
+                    self.fill_l1(key, &env, &r, 0);
+                    return Fetched::Done(Ok(env.value));
+                }
+                Ok(Read::Stale(env)) if allow_stale && r.swr > Duration::ZERO => {
+                    span.record("cache.layer", "l2");
+                    span.record("cache.hit", true);
+                    self.inner.metrics.stale_served.inc();
+                    return Fetched::Stale {
+                        value: env.value,
+                        loader,
+                    };
+                }
+                Ok(Read::Miss) if marker.is_some() => {
+                    // This caller now holds the regeneration lock, so it must load (anyone
+                    // else, here or elsewhere, waits for it). Local callers follow it unless
+                    // one of them already leads a wait.
+                    let flight_leader = match self.inner.flights.join(key) {
+                        Join::Leader(l) => Some(l),
+                        Join::Follower(_) => None,
+                    };
+                    let outcome = self
+                        .fetch_leader(
+                            key,
+                            &r,
+                            &opts.tags,
+                            loader,
+                            allow_stale,
+                            unless,
+                            on_timeout,
+                            Some((marker, Ok(Read::Miss))),
+                        )
+                        .instrument(span)
+                        .await;
+                    if let Some(l) = flight_leader {
+                        Self::finish_flight(l, &outcome);
+                    }
+                    return outcome;
+                }
+                other => first = Some((marker, other)),
+            }
+        }
+        // One load (or one wait for another instance's load) per key per runtime.
         let flight_leader = match self.inner.flights.join(key) {
             Join::Leader(l) => l,
             Join::Follower(rx) => {
@@ -1369,23 +1430,33 @@ impl Cache {
                 return Fetched::Done(loader.await);
             }
         };
-        let span = tracing::info_span!(
-            "cache.get",
-            cache.key = key,
-            cache.layer = tracing::field::Empty,
-            cache.hit = tracing::field::Empty
-        );
         let outcome = self
-            .fetch_leader(key, &r, &opts.tags, loader, allow_stale, unless, on_timeout)
+            .fetch_leader(
+                key,
+                &r,
+                &opts.tags,
+                loader,
+                allow_stale,
+                unless,
+                on_timeout,
+                first,
+            )
             .instrument(span)
             .await;
-        match &outcome {
-            Fetched::Done(Ok(v)) | Fetched::Stale { value: v, .. } => {
-                flight_leader.complete(Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>);
-            }
-            Fetched::Done(Err(_)) => flight_leader.fail(),
-        }
+        Self::finish_flight(flight_leader, &outcome);
         outcome
+    }
+
+    fn finish_flight<T, E, Fut>(leader: flight::Leader<'_>, outcome: &Fetched<T, E, Fut>)
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        match outcome {
+            Fetched::Done(Ok(v)) | Fetched::Stale { value: v, .. } => {
+                leader.complete(|| Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>);
+            }
+            Fetched::Done(Err(_)) => leader.fail(),
+        }
     }
 
     #[allow(clippy::too_many_lines, clippy::too_many_arguments)]
@@ -1398,6 +1469,7 @@ impl Cache {
         allow_stale: bool,
         unless: impl FnOnce(&T) -> bool,
         on_timeout: impl FnOnce(Error) -> Option<E>,
+        mut first: Option<(Option<Vec<u8>>, Result<Read<T>>)>,
     ) -> Fetched<T, E, Fut>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -1415,8 +1487,15 @@ impl Cache {
             let mut corrupt_retries = 0;
             let mut has_waited = false;
             loop {
-                let marker = stampede.enabled.then(new_marker);
-                let read = match self.read::<T>(client, &full, marker.as_deref(), r).await {
+                let (marker, read) = match first.take() {
+                    Some(done) => done,
+                    None => {
+                        let marker = stampede.enabled.then(new_marker);
+                        let read = self.read::<T>(client, &full, marker.as_deref(), r).await;
+                        (marker, read)
+                    }
+                };
+                let read = match read {
                     Ok(read) => read,
                     Err(e) => {
                         self.fail_open("read", key, &e);

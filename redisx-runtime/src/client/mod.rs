@@ -42,6 +42,14 @@ struct ClientInner {
     cfg: ConnectionConfig,
     driver: Driver,
     metrics: Arc<Metrics>,
+    cmd_metrics: std::sync::RwLock<Vec<(&'static str, CmdMetrics)>>,
+}
+
+/// The metric handles of one command on one client.
+struct CmdMetrics {
+    ok: prometheus_client::metrics::counter::Counter,
+    err: prometheus_client::metrics::counter::Counter,
+    duration: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl std::fmt::Debug for Client {
@@ -67,6 +75,7 @@ impl Client {
                 cfg,
                 driver,
                 metrics,
+                cmd_metrics: std::sync::RwLock::new(Vec::new()),
             }),
         })
     }
@@ -178,45 +187,36 @@ impl Client {
             error.type = tracing::field::Empty,
         );
         let start = Instant::now();
+        // The command timeout is enforced by the connection itself (its response timeout is
+        // the command timeout, for both drivers), so no second timer is armed here.
         let result = async {
             let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
-            match tokio::time::timeout(inner.cfg.command_timeout, op(&mut conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => {
-                    inner.driver.observe_error(&conn, &e);
-                    Err(Error::from_redis(e))
+            op(&mut conn).await.map_err(|e| {
+                inner.driver.observe_error(&conn, &e);
+                if e.is_timeout() {
+                    Error::new(
+                        ErrorCode::OperationTimeout,
+                        format!(
+                            "no reply within the command timeout of {:?}",
+                            inner.cfg.command_timeout
+                        ),
+                    )
+                    .with_source(e)
+                } else {
+                    Error::from_redis(e)
                 }
-                Err(_) => Err(Error::new(
-                    ErrorCode::OperationTimeout,
-                    format!(
-                        "no reply within the command timeout of {:?}",
-                        inner.cfg.command_timeout
-                    ),
-                )),
-            }
+            })
         }
         .instrument(span.clone())
         .await;
         let elapsed = start.elapsed().as_secs_f64();
-        let m = &inner.metrics;
-        m.command_duration
-            .get_or_create(&DurationLabels {
-                command,
-                client: inner.name.clone(),
-            })
-            .observe(elapsed);
-        let status = if result.is_ok() { "ok" } else { "error" };
-        m.commands
-            .get_or_create(&CommandLabels {
-                command,
-                client: inner.name.clone(),
-                status,
-            })
-            .inc();
+        self.record(command, elapsed, result.is_ok());
         result.map_err(|e| {
             let code = e.code().as_str();
             span.record("error.type", code);
-            m.errors
+            inner
+                .metrics
+                .errors
                 .get_or_create(&ErrorLabels {
                     client: inner.name.clone(),
                     error_type: code,
@@ -229,6 +229,63 @@ impl Client {
                 e
             }
         })
+    }
+
+    /// Counts one command and records its duration, through handles resolved once per
+    /// command name (the hot path takes a read lock and compares a few pointers, instead of
+    /// hashing label sets).
+    fn record(&self, command: &'static str, seconds: f64, ok: bool) {
+        let inner = &*self.inner;
+        let find = |list: &[(&'static str, CmdMetrics)]| {
+            list.iter()
+                .find(|(c, _)| std::ptr::eq(*c, command) || *c == command)
+                .map(|(_, m)| {
+                    m.duration.observe(seconds);
+                    if ok {
+                        m.ok.inc()
+                    } else {
+                        m.err.inc()
+                    };
+                })
+        };
+        let cached = inner
+            .cmd_metrics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if find(&cached).is_some() {
+            return;
+        }
+        drop(cached);
+        let m = &inner.metrics;
+        let handles = CmdMetrics {
+            ok: m.commands.get_or_create_owned(&CommandLabels {
+                command,
+                client: inner.name.clone(),
+                status: "ok",
+            }),
+            err: m.commands.get_or_create_owned(&CommandLabels {
+                command,
+                client: inner.name.clone(),
+                status: "error",
+            }),
+            duration: m.command_duration.get_or_create_owned(&DurationLabels {
+                command,
+                client: inner.name.clone(),
+            }),
+        };
+        let mut list = inner
+            .cmd_metrics
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if find(&list).is_none() {
+            handles.duration.observe(seconds);
+            if ok {
+                handles.ok.inc()
+            } else {
+                handles.err.inc()
+            };
+            list.push((command, handles));
+        }
     }
 
     pub(crate) fn shutdown(&self) {
