@@ -34,7 +34,7 @@ const L1_KEYS: u64 = 100_000;
 /// Keys of the L2 benches (Redis round trips dominate; the key count barely matters there).
 const L2_KEYS: u64 = 10_000;
 /// Capacity of every in-process cache: all keys fit, nothing is evicted while measuring.
-const CAPACITY: usize = 200_000;
+const CAPACITY: usize = 300_000;
 /// TTL of every entry written by the suite.
 const TTL: Duration = Duration::from_secs(3600);
 /// Concurrent callers of the stampede bench.
@@ -89,6 +89,13 @@ async fn ours_l1(rx: &RedisX, i: u64) -> User {
     user(i)
 }
 
+/// Ours with an `Arc` value (how a service caches anything bigger than a few fields): a hit
+/// clones the `Arc`, not the `User`.
+#[redisx::cached(key = "bench:arc:{i}", ttl = "1h", runtime = rx)]
+async fn ours_l1_arc(rx: &RedisX, i: u64) -> Arc<User> {
+    Arc::new(user(i))
+}
+
 /// Ours, L2 only: every hit is a `GET` and a decode.
 #[redisx::cached(key = "bench:l2:{i}", ttl = "1h", mode = "l2_only", runtime = rx)]
 async fn ours_l2(rx: &RedisX, i: u64) -> User {
@@ -111,6 +118,61 @@ async fn peer_l1(i: u64) -> User {
     user(i)
 }
 
+/// The peer with the same `Arc` value as [`ours_l1_arc`].
+#[allow(
+    clippy::unused_async,
+    reason = "the async form of the peer's #[cached] is what is measured"
+)]
+#[peer_cached(
+    max_size = 200_000,
+    key = "String",
+    convert = r#"{ format!("bench:{i}") }"#,
+    companions = false
+)]
+async fn peer_l1_arc(i: u64) -> Arc<User> {
+    Arc::new(user(i))
+}
+
+/// The value type of an L1 bench: what each side returns on a hit.
+trait L1Value: Clone + Send + Sync + 'static {
+    /// The bench name.
+    const BENCH: &'static str;
+    /// Ours: the `#[redisx::cached]` function.
+    fn ours(rx: &RedisX, i: u64) -> impl Future<Output = Self> + Send + '_;
+    /// The `cached` crate's `#[cached]` function.
+    fn peer(i: u64) -> impl Future<Output = Self> + Send;
+    /// What the floor hands out for a hit on its `Arc<User>` entry.
+    fn from_floor(hit: &Arc<User>) -> Self;
+}
+
+/// `Arc<User>` values: a hit costs the cache's own work plus an `Arc` clone.
+impl L1Value for Arc<User> {
+    const BENCH: &'static str = "cache.l1_hit";
+    fn ours(rx: &RedisX, i: u64) -> impl Future<Output = Self> + Send + '_ {
+        ours_l1_arc(rx, i)
+    }
+    fn peer(i: u64) -> impl Future<Output = Self> + Send {
+        peer_l1_arc(i)
+    }
+    fn from_floor(hit: &Arc<User>) -> Self {
+        Arc::clone(hit)
+    }
+}
+
+/// Owned `User` values: every side also pays a deep clone (two `String`s) per hit.
+impl L1Value for User {
+    const BENCH: &'static str = "cache.l1_hit_owned";
+    fn ours(rx: &RedisX, i: u64) -> impl Future<Output = Self> + Send + '_ {
+        ours_l1(rx, i)
+    }
+    fn peer(i: u64) -> impl Future<Output = Self> + Send {
+        peer_l1(i)
+    }
+    fn from_floor(hit: &Arc<User>) -> Self {
+        User::clone(hit)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Runs the suite; returns every comparison, each already printed as a JSON line when its
@@ -123,7 +185,10 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
         all.extend(part);
     };
     if ctx.selected("cache.l1_hit") {
-        done(l1_hit(ctx, &rx).await);
+        done(l1_hit::<Arc<User>>(ctx, &rx).await);
+    }
+    if ctx.selected("cache.l1_hit_owned") {
+        done(l1_hit::<User>(ctx, &rx).await);
     }
     if ctx.selected("cache.l1_hit_mt") {
         done(l1_hit_mt(ctx, &rx).await);
@@ -185,12 +250,12 @@ fn stage(what: &str) {
 // ---------------------------------------------------------------------------------------------
 // cache.l1_hit
 
-async fn l1_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
-    stage("l1_hit: warming 100k keys in every cache");
+async fn l1_hit<V: L1Value>(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
+    stage(&format!("{}: warming 100k keys in every cache", V::BENCH));
     let order = random_order(L1_KEYS, 1);
     for i in 0..L1_KEYS {
-        black_box(ours_l1(rx, i).await);
-        black_box(peer_l1(i).await);
+        black_box(V::ours(rx, i).await);
+        black_box(V::peer(i).await);
     }
     let floor: Arc<quick_cache::sync::Cache<String, Arc<User>>> =
         Arc::new(quick_cache::sync::Cache::new(CAPACITY));
@@ -209,7 +274,7 @@ async fn l1_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
             async move {
                 let start = Instant::now();
                 for n in 0..ops {
-                    black_box(ours_l1(&rx, at(&order, n)).await);
+                    black_box(V::ours(&rx, at(&order, n)).await);
                 }
                 start.elapsed()
             }
@@ -223,7 +288,7 @@ async fn l1_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
                 let hit = floor
                     .get(stack_key(&mut buf, at(&order, n)))
                     .expect("warmed");
-                black_box(User::clone(&hit));
+                black_box(V::from_floor(&hit));
             });
             async move { d }
         })
@@ -235,7 +300,7 @@ async fn l1_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
             async move {
                 let start = Instant::now();
                 for n in 0..ops {
-                    black_box(peer_l1(at(&order, n)).await);
+                    black_box(V::peer(at(&order, n)).await);
                 }
                 start.elapsed()
             }
@@ -249,20 +314,20 @@ async fn l1_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
                 let hit = moka
                     .get(stack_key(&mut buf, at(&order, n)))
                     .expect("warmed");
-                black_box(User::clone(&hit));
+                black_box(V::from_floor(&hit));
             });
             async move { d }
         })
     };
     let result = compare(
-        "cache.l1_hit",
+        V::BENCH,
         Unit::NsPerOp,
         &ctx.settings,
         ours,
         vec![floor_side, peer_side, moka_side],
     )
     .await;
-    check_only_l1(rx, before, "cache.l1_hit");
+    check_only_l1(rx, before, V::BENCH);
     result
 }
 
@@ -371,8 +436,8 @@ async fn l1_hit_mt(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
     for i in 0..L1_KEYS {
         floor.insert(format!("bench:{i}"), Arc::new(user(i)));
         // Warm (no-ops when cache.l1_hit ran first).
-        black_box(ours_l1(rx, i).await);
-        black_box(peer_l1(i).await);
+        black_box(ours_l1_arc(rx, i).await);
+        black_box(peer_l1_arc(i).await);
     }
     let before = rx.cache().stats();
     let tasks = threads as u64;
@@ -387,7 +452,7 @@ async fn l1_hit_mt(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
                 let (rx, order) = (rx.clone(), Arc::clone(&order));
                 async move {
                     for n in offset..offset + share {
-                        black_box(ours_l1(&rx, at(&order, n)).await);
+                        black_box(ours_l1_arc(&rx, at(&order, n)).await);
                     }
                 }
             },
@@ -407,7 +472,7 @@ async fn l1_hit_mt(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
                         let hit = floor
                             .get(stack_key(&mut buf, at(&order, n)))
                             .expect("warmed");
-                        black_box(User::clone(&hit));
+                        black_box(Arc::clone(&hit));
                     }
                 }
             },
@@ -423,7 +488,7 @@ async fn l1_hit_mt(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
                 let order = Arc::clone(&order);
                 async move {
                     for n in offset..offset + share {
-                        black_box(peer_l1(at(&order, n)).await);
+                        black_box(peer_l1_arc(at(&order, n)).await);
                     }
                 }
             },

@@ -17,10 +17,13 @@
 //! ([`RedisXBuilder::registry`](crate::RedisXBuilder::registry)) so that redisx metrics sit beside
 //! the application's own; [`RedisX::metrics_text`](crate::RedisX::metrics_text) renders it.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -56,11 +59,6 @@ pub(crate) struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct LayerLabels {
-    pub(crate) layer: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StatusLabels {
     pub(crate) status: &'static str,
 }
@@ -78,13 +76,81 @@ pub(crate) struct Metrics {
     pub(crate) cache: CacheMetrics,
 }
 
+/// A counter striped over cache lines: each thread increments its own slot, so threads
+/// hitting L1 at the same time never fight over one atomic. Read by summing the slots.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct Striped(Arc<[Slot; STRIPES]>);
+
+const STRIPES: usize = 16;
+
+#[derive(Default, Debug)]
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+thread_local! {
+    static STRIPE: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
+    };
+}
+
+impl Striped {
+    #[inline]
+    pub(crate) fn inc(&self) {
+        let i = STRIPE.with(|s| *s);
+        self.0[i].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Exports the striped hit and miss counters as `redisx_cache_hits_total{layer}` and
+/// `redisx_cache_misses_total{layer}` at scrape time.
+#[derive(Debug)]
+struct HitsCollector {
+    l1_hits: Striped,
+    l2_hits: Striped,
+    l1_misses: Striped,
+    l2_misses: Striped,
+}
+
+impl Collector for HitsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let families = [
+            (
+                "cache_hits",
+                "Cache hits, by layer",
+                &self.l1_hits,
+                &self.l2_hits,
+            ),
+            (
+                "cache_misses",
+                "Cache misses, by layer",
+                &self.l1_misses,
+                &self.l2_misses,
+            ),
+        ];
+        for (name, help, l1, l2) in families {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (layer, counter) in [("l1", l1), ("l2", l2)] {
+                let labels = [("layer", layer)];
+                let family = metric.encode_family(&labels)?;
+                ConstCounter::new(counter.get()).encode(family)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The cache plugin's metric handles (pre-resolved so the hit path does no label lookup).
 #[derive(Clone)]
 pub(crate) struct CacheMetrics {
-    pub(crate) l1_hits: Counter,
-    pub(crate) l2_hits: Counter,
-    pub(crate) l1_misses: Counter,
-    pub(crate) l2_misses: Counter,
+    pub(crate) l1_hits: Striped,
+    pub(crate) l2_hits: Striped,
+    pub(crate) l1_misses: Striped,
+    pub(crate) l2_misses: Striped,
     pub(crate) stampede_prevented: Counter,
     pub(crate) stale_served: Counter,
     pub(crate) loads_ok: Counter,
@@ -102,16 +168,12 @@ impl Metrics {
                 duration_histogram as fn() -> Histogram,
             );
         let errors = Family::<ErrorLabels, Counter>::default();
-        let hits = Family::<LayerLabels, Counter>::default();
-        let misses = Family::<LayerLabels, Counter>::default();
         let loads = Family::<StatusLabels, Counter>::default();
-        let layer =
-            |f: &Family<LayerLabels, Counter>, layer| f.get_or_create_owned(&LayerLabels { layer });
         let cache = CacheMetrics {
-            l1_hits: layer(&hits, "l1"),
-            l2_hits: layer(&hits, "l2"),
-            l1_misses: layer(&misses, "l1"),
-            l2_misses: layer(&misses, "l2"),
+            l1_hits: Striped::default(),
+            l2_hits: Striped::default(),
+            l1_misses: Striped::default(),
+            l2_misses: Striped::default(),
             stampede_prevented: Counter::default(),
             stale_served: Counter::default(),
             loads_ok: loads.get_or_create_owned(&StatusLabels { status: "ok" }),
@@ -139,8 +201,12 @@ impl Metrics {
                 "Errors of Redis commands, by client and error type",
                 errors.clone(),
             );
-            r.register("cache_hits", "Cache hits, by layer", hits);
-            r.register("cache_misses", "Cache misses, by layer", misses);
+            r.register_collector(Box::new(HitsCollector {
+                l1_hits: cache.l1_hits.clone(),
+                l2_hits: cache.l2_hits.clone(),
+                l1_misses: cache.l1_misses.clone(),
+                l2_misses: cache.l2_misses.clone(),
+            }));
             r.register(
                 "cache_stampede_prevented",
                 "Cache loads avoided because another caller was already loading the key",
@@ -181,5 +247,47 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &reg)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn striped_counters_are_exported_with_the_redisx_prefix() {
+        let m = Metrics::new(None);
+        m.cache.l1_hits.inc();
+        m.cache.l1_hits.inc();
+        m.cache.l2_misses.inc();
+        let text = m.render();
+        assert!(
+            text.contains("redisx_cache_hits_total{layer=\"l1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redisx_cache_hits_total{layer=\"l2\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redisx_cache_misses_total{layer=\"l2\"} 1"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE redisx_cache_hits counter").count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn striped_counter_sums_across_threads() {
+        let c = Striped::default();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..1000).for_each(|_| c.inc()));
+            }
+        });
+        assert_eq!(c.get(), 4000);
     }
 }

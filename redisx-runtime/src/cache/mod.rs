@@ -220,6 +220,9 @@ enum Read<T> {
     Corrupt(Vec<u8>, Error),
 }
 
+/// A read already done before coordination: the marker it offered, and what it found.
+type FirstRead<T> = (Option<Vec<u8>>, Result<Read<T>>);
+
 /// The regeneration lock a loading caller holds.
 enum Lock {
     None,
@@ -1469,7 +1472,7 @@ impl Cache {
         allow_stale: bool,
         unless: impl FnOnce(&T) -> bool,
         on_timeout: impl FnOnce(Error) -> Option<E>,
-        mut first: Option<(Option<Vec<u8>>, Result<Read<T>>)>,
+        mut first: Option<FirstRead<T>>,
     ) -> Fetched<T, E, Fut>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -1487,13 +1490,12 @@ impl Cache {
             let mut corrupt_retries = 0;
             let mut has_waited = false;
             loop {
-                let (marker, read) = match first.take() {
-                    Some(done) => done,
-                    None => {
-                        let marker = stampede.enabled.then(new_marker);
-                        let read = self.read::<T>(client, &full, marker.as_deref(), r).await;
-                        (marker, read)
-                    }
+                let (marker, read) = if let Some(done) = first.take() {
+                    done
+                } else {
+                    let marker = stampede.enabled.then(new_marker);
+                    let read = self.read::<T>(client, &full, marker.as_deref(), r).await;
+                    (marker, read)
                 };
                 let read = match read {
                     Ok(read) => read,

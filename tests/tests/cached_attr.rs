@@ -1,0 +1,551 @@
+//! `#[cached]` (with `#[cache_evict]` and `#[cache_put]`) end to end against real Redis.
+//!
+//! Every test builds its own runtime and hands it to its functions with `runtime = ...` (a
+//! `static OnceLock<RedisX>` per test module, or `&self.rx` on a method); nothing is installed,
+//! so the tests run in parallel and a function without `runtime` runs uncached. Loader calls
+//! are counted with an `AtomicUsize` per function.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redisx::{
+    CacheConfig, ConnectionConfig, ReconnectPolicy, RedisX, cache_evict, cache_put, cached,
+};
+use redisx_tests::{RedisServer, unique_prefix};
+
+async fn build(server: &RedisServer, test: &str) -> RedisX {
+    build_with(ConnectionConfig::from_url(&server.url()).unwrap(), test).await
+}
+
+async fn build_with(cfg: ConnectionConfig, test: &str) -> RedisX {
+    RedisX::builder()
+        .client("default", cfg)
+        .key_prefix(unique_prefix(test))
+        .cache(CacheConfig::default())
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Stores the test's runtime in its module's cell, and returns it.
+fn set(cell: &'static OnceLock<RedisX>, rx: RedisX) -> &'static RedisX {
+    assert!(cell.set(rx).is_ok(), "each test sets its runtime once");
+    cell.get().unwrap()
+}
+
+/// Whether the cache entry of `key` exists in Redis (read with a raw connection).
+async fn in_redis(server: &RedisServer, rx: &RedisX, key: &str) -> bool {
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("EXISTS")
+        .arg(rx.cache().full_key(key))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+fn loads(counter: &AtomicUsize) -> usize {
+    counter.load(Ordering::SeqCst)
+}
+
+mod miss_then_hit {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(key = "user:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn user(id: u64) -> Result<String, String> {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("user-{id}"))
+    }
+
+    #[tokio::test]
+    async fn the_second_call_is_a_hit_from_l1_then_from_redis() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_hit").await);
+        assert_eq!(user(1).await.unwrap(), "user-1");
+        assert_eq!(loads(&LOADS), 1, "a miss runs the function");
+        assert!(
+            in_redis(&server, rx, "user:1").await,
+            "stored under its key"
+        );
+        assert_eq!(user(1).await.unwrap(), "user-1");
+        assert_eq!(loads(&LOADS), 1, "the second call is a hit");
+        assert_eq!(rx.cache().stats().l1_hits, 1);
+        rx.cache().clear_l1();
+        assert_eq!(user(1).await.unwrap(), "user-1");
+        assert_eq!(loads(&LOADS), 1, "an L2 hit after L1 was emptied");
+        assert_eq!(user(2).await.unwrap(), "user-2");
+        assert_eq!(loads(&LOADS), 2, "another key is another entry");
+    }
+}
+
+mod ttl_expiry {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(key = "rate:{currency}", ttl = "1s", runtime = RT.get().expect("set by the test"))]
+    async fn rate(currency: &str) -> f64 {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        if currency == "EUR" { 1.0 } else { 0.5 }
+    }
+
+    #[tokio::test]
+    async fn the_function_runs_again_after_the_ttl() {
+        let server = RedisServer::start();
+        set(&RT, build(&server, "attr_ttl").await);
+        assert!((rate("EUR").await - 1.0).abs() < f64::EPSILON);
+        assert!((rate("EUR").await - 1.0).abs() < f64::EPSILON);
+        assert_eq!(loads(&LOADS), 1);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!((rate("EUR").await - 1.0).abs() < f64::EPSILON);
+        assert_eq!(loads(&LOADS), 2, "the entry expired after 1 s");
+        assert!((rate("EUR").await - 1.0).abs() < f64::EPSILON);
+        assert_eq!(loads(&LOADS), 2, "and was cached again");
+    }
+}
+
+mod err_not_cached {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Fails on its first call, succeeds afterwards.
+    #[cached(key = "flaky:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn flaky(id: u64) -> Result<u64, String> {
+        let n = LOADS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 {
+            return Err(format!("attempt {n} failed"));
+        }
+        Ok(id * 2)
+    }
+
+    #[tokio::test]
+    async fn an_err_passes_through_and_is_not_cached_then_ok_is() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_err").await);
+        assert_eq!(
+            flaky(4).await,
+            Err("attempt 1 failed".to_owned()),
+            "the error passes through untouched"
+        );
+        assert_eq!(loads(&LOADS), 1);
+        assert!(
+            !in_redis(&server, rx, "flaky:4").await,
+            "nothing (no value, no lock) is left in Redis after an error"
+        );
+        assert_eq!(flaky(4).await, Ok(8));
+        assert_eq!(loads(&LOADS), 2, "the error was not cached");
+        assert_eq!(flaky(4).await, Ok(8));
+        assert_eq!(loads(&LOADS), 2, "the Ok value was cached");
+    }
+}
+
+mod plain_return_type {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Not a `Result`: every value is cached, `None` too.
+    #[cached(key = "find:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn find(id: u64) -> Option<u64> {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        (id > 0).then_some(id)
+    }
+
+    #[tokio::test]
+    async fn every_value_is_cached_none_too() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_plain").await);
+        assert_eq!(find(0).await, None);
+        assert_eq!(find(0).await, None);
+        assert_eq!(loads(&LOADS), 1, "`None` is a value like any other");
+        assert_eq!(find(3).await, Some(3));
+        rx.cache().clear_l1();
+        assert_eq!(find(3).await, Some(3));
+        assert_eq!(find(0).await, None);
+        assert_eq!(loads(&LOADS), 2, "both read back from Redis");
+    }
+}
+
+mod method_in_impl {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Order {
+        tenant: String,
+        id: u64,
+    }
+
+    struct Repo {
+        rx: RedisX,
+        tenant: String,
+        loads: AtomicUsize,
+    }
+
+    impl Repo {
+        #[cached(key = "{self.tenant}:order:{id}", ttl = "1m", runtime = &self.rx)]
+        async fn order(&self, id: u64) -> Result<Order, String> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            Ok(Order {
+                tenant: self.tenant.clone(),
+                id,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_method_with_self_in_its_key_caches_per_receiver() {
+        let server = RedisServer::start();
+        let rx = build(&server, "attr_method").await;
+        let repo = |tenant: &str| Repo {
+            rx: rx.clone(),
+            tenant: tenant.to_owned(),
+            loads: AtomicUsize::new(0),
+        };
+        let (acme, globex) = (repo("acme"), repo("globex"));
+        assert_eq!(acme.order(1).await.unwrap().tenant, "acme");
+        assert_eq!(acme.order(1).await.unwrap().tenant, "acme");
+        assert_eq!(loads(&acme.loads), 1);
+        assert_eq!(
+            globex.order(1).await.unwrap().tenant,
+            "globex",
+            "another receiver is another key"
+        );
+        assert_eq!(loads(&globex.loads), 1);
+        assert!(in_redis(&server, &rx, "acme:order:1").await);
+        assert!(in_redis(&server, &rx, "globex:order:1").await);
+    }
+}
+
+mod param_named_key {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(key = "k:{key}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn by_key(key: String) -> String {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        key + "!"
+    }
+
+    #[tokio::test]
+    async fn a_parameter_named_key_is_rendered_into_the_key() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_key").await);
+        assert_eq!(by_key("a".to_owned()).await, "a!");
+        assert_eq!(by_key("a".to_owned()).await, "a!");
+        assert_eq!(by_key("b".to_owned()).await, "b!");
+        assert_eq!(loads(&LOADS), 2);
+        assert!(in_redis(&server, rx, "k:a").await);
+        assert!(in_redis(&server, rx, "k:b").await);
+    }
+}
+
+mod tags_and_evict {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(key = "user:{id}", ttl = "1m", tags = ["users", "user:{id}"], runtime = RT.get().expect("set by the test"))]
+    async fn user(id: u64) -> String {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        format!("user-{id}")
+    }
+
+    #[cache_evict(tags = ["user:{id}"], runtime = RT.get().expect("set by the test"))]
+    async fn touch_user(id: u64) {
+        let _ = id;
+    }
+
+    #[cache_evict(tags = ["users"], runtime = RT.get().expect("set by the test"))]
+    async fn reset_users() {}
+
+    /// Evicts by key, only after `Ok`.
+    #[cache_evict(keys = ["user:{id}"], runtime = RT.get().expect("set by the test"))]
+    async fn delete_user(id: u64) -> Result<(), String> {
+        if id == 0 {
+            return Err("user 0 cannot be deleted".to_owned());
+        }
+        Ok(())
+    }
+
+    async fn read_all(ids: &[u64]) {
+        for id in ids {
+            assert_eq!(user(*id).await, format!("user-{id}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn evicting_a_tag_or_key_makes_the_next_call_a_miss() {
+        let server = RedisServer::start();
+        set(&RT, build(&server, "attr_tags").await);
+        read_all(&[0, 1, 2]).await;
+        read_all(&[0, 1, 2]).await;
+        assert_eq!(loads(&LOADS), 3);
+
+        touch_user(1).await;
+        read_all(&[0, 1, 2]).await;
+        assert_eq!(loads(&LOADS), 4, "only user 1 carried the tag `user:1`");
+
+        reset_users().await;
+        read_all(&[0, 1, 2]).await;
+        assert_eq!(loads(&LOADS), 7, "every entry carried the tag `users`");
+
+        delete_user(2).await.unwrap();
+        read_all(&[0, 1, 2]).await;
+        assert_eq!(loads(&LOADS), 8, "the key of user 2 was deleted");
+
+        assert!(delete_user(0).await.is_err());
+        read_all(&[0, 1, 2]).await;
+        assert_eq!(loads(&LOADS), 8, "an Err does not evict");
+    }
+}
+
+mod put_overwrites {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(key = "name:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn name(id: u64) -> String {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        format!("loaded-{id}")
+    }
+
+    #[cache_put(key = "name:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn rename(id: u64, new_name: String) -> String {
+        let _ = id;
+        new_name
+    }
+
+    /// Writes only an `Ok`.
+    #[cache_put(key = "name:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn try_rename(id: u64, new_name: String) -> Result<String, String> {
+        let _ = id;
+        if new_name.is_empty() {
+            return Err("a name cannot be empty".to_owned());
+        }
+        Ok(new_name)
+    }
+
+    #[tokio::test]
+    async fn cache_put_overwrites_what_cached_reads() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_put").await);
+        assert_eq!(name(1).await, "loaded-1");
+        assert_eq!(rename(1, "Ada".to_owned()).await, "Ada");
+        assert_eq!(name(1).await, "Ada", "the put value replaced L1");
+        rx.cache().clear_l1();
+        assert_eq!(name(1).await, "Ada", "and L2");
+        assert!(try_rename(1, String::new()).await.is_err());
+        assert_eq!(name(1).await, "Ada", "an Err is not written");
+        assert_eq!(try_rename(1, "Grace".to_owned()).await.unwrap(), "Grace");
+        assert_eq!(name(1).await, "Grace");
+        // A put for a key nobody read yet fills it.
+        assert_eq!(rename(2, "Edsger".to_owned()).await, "Edsger");
+        assert_eq!(name(2).await, "Edsger");
+        assert_eq!(loads(&LOADS), 1, "only the first read ran the function");
+    }
+}
+
+mod condition_and_unless {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static COND_LOADS: AtomicUsize = AtomicUsize::new(0);
+    static UNLESS_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Id 0 bypasses the cache.
+    #[cached(key = "cond:{id}", ttl = "1m", condition = |id: &u64| *id != 0, runtime = RT.get().expect("set by the test"))]
+    async fn conditional(id: u64) -> u64 {
+        COND_LOADS.fetch_add(1, Ordering::SeqCst);
+        id
+    }
+
+    /// Empty values are returned but not cached.
+    #[cached(key = "unless:{id}", ttl = "1m", unless = |v: &String| v.is_empty(), runtime = RT.get().expect("set by the test"))]
+    async fn maybe_empty(id: u64) -> String {
+        UNLESS_LOADS.fetch_add(1, Ordering::SeqCst);
+        if id == 0 {
+            String::new()
+        } else {
+            id.to_string()
+        }
+    }
+
+    #[tokio::test]
+    async fn condition_false_bypasses_and_unless_true_does_not_cache() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_cond").await);
+        assert_eq!(conditional(0).await, 0);
+        assert_eq!(conditional(0).await, 0);
+        assert_eq!(loads(&COND_LOADS), 2, "condition false: every call runs");
+        assert!(!in_redis(&server, rx, "cond:0").await);
+        assert_eq!(conditional(5).await, 5);
+        assert_eq!(conditional(5).await, 5);
+        assert_eq!(loads(&COND_LOADS), 3, "condition true: cached");
+
+        assert_eq!(maybe_empty(0).await, "");
+        assert_eq!(maybe_empty(0).await, "");
+        assert_eq!(loads(&UNLESS_LOADS), 2, "unless true: not cached");
+        assert!(!in_redis(&server, rx, "unless:0").await);
+        assert_eq!(maybe_empty(7).await, "7");
+        assert_eq!(maybe_empty(7).await, "7");
+        assert_eq!(loads(&UNLESS_LOADS), 3, "unless false: cached");
+    }
+}
+
+mod auto_key {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// No `key`: the key is the function's path plus a hash of the arguments.
+    #[cached(ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn search(query: String, page: u32) -> Vec<String> {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        vec![query, page.to_string()]
+    }
+
+    #[tokio::test]
+    async fn different_arguments_are_different_entries() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_auto").await);
+        let s = |q: &str, p| search(q.to_owned(), p);
+        assert_eq!(s("a", 1).await, ["a", "1"]);
+        assert_eq!(s("a", 1).await, ["a", "1"]);
+        assert_eq!(loads(&LOADS), 1);
+        assert_eq!(s("a", 2).await, ["a", "2"]);
+        assert_eq!(loads(&LOADS), 2, "another page is another key");
+        assert_eq!(s("b", 1).await, ["b", "1"]);
+        assert_eq!(loads(&LOADS), 3, "another query is another key");
+        // The hash is stable: the same arguments find the entry in Redis again.
+        rx.cache().clear_l1();
+        assert_eq!(s("a", 1).await, ["a", "1"]);
+        assert_eq!(s("b", 1).await, ["b", "1"]);
+        assert_eq!(loads(&LOADS), 3);
+        assert_eq!(rx.cache().stats().l2_hits, 2);
+    }
+}
+
+mod json_codec {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+
+    #[cached(key = "json:{id}", ttl = "1m", codec = Json, runtime = RT.get().expect("set by the test"))]
+    async fn tags_of(id: u64) -> Vec<String> {
+        vec![format!("t{id}")]
+    }
+
+    #[tokio::test]
+    async fn codec_json_stores_json() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_json").await);
+        assert_eq!(tags_of(3).await, ["t3"]);
+        let mut conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let bytes: Vec<u8> = redis::cmd("GET")
+            .arg(rx.cache().full_key("json:3"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(bytes[0], redisx::CodecKind::Json.format());
+        assert_eq!(&bytes[17..], br#"["t3"]"#);
+    }
+}
+
+mod no_runtime {
+    use super::*;
+
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// No `runtime`, and this test binary installs none.
+    #[cached(key = "none:{id}", ttl = "1m")]
+    async fn uncached(id: u64) -> u64 {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        id
+    }
+
+    #[tokio::test]
+    async fn without_an_installed_runtime_the_function_runs_uncached() {
+        assert!(RedisX::global().is_none());
+        assert_eq!(uncached(1).await, 1);
+        assert_eq!(uncached(1).await, 1);
+        assert_eq!(loads(&LOADS), 2);
+    }
+}
+
+mod redis_killed {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// L2 only, so that every hit comes from Redis.
+    #[cached(key = "k:{id}", ttl = "1m", mode = "l2_only", runtime = RT.get().expect("set by the test"))]
+    async fn value(id: u64) -> u64 {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        id + 100
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_keep_answering_and_caching_resumes_after_restart() {
+        let mut server = RedisServer::start_owned();
+        let cfg = ConnectionConfig::from_url(&server.url())
+            .unwrap()
+            .connect_timeout(Duration::from_millis(500))
+            .command_timeout(Duration::from_millis(500))
+            .reconnect(ReconnectPolicy {
+                initial: Duration::from_millis(50),
+                max: Duration::from_millis(200),
+                ..ReconnectPolicy::default()
+            });
+        set(&RT, build_with(cfg, "attr_killed").await);
+        assert_eq!(value(1).await, 101);
+        assert_eq!(value(1).await, 101);
+        assert_eq!(loads(&LOADS), 1);
+
+        server.kill();
+        for i in 1..=5 {
+            let started = Instant::now();
+            assert_eq!(value(1).await, 101);
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(2), "call {i} took {took:?}");
+            assert_eq!(loads(&LOADS), 1 + i, "call {i} ran the function");
+        }
+
+        server.start_again();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let before = loads(&LOADS);
+            assert_eq!(value(1).await, 101);
+            assert_eq!(value(1).await, 101);
+            if loads(&LOADS) == before + 1 {
+                break; // the second call was a hit again
+            }
+            assert!(
+                Instant::now() < deadline,
+                "caching did not resume within 10 s of the restart"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
