@@ -356,9 +356,22 @@ fn expand(func: &Func, model: &Model) -> TokenStream {
         }
     };
     let tags = &model.tags;
+    // The L1 storage of the value type, picked by autoref specialization (an `Arc<U>` is
+    // stored as the `Arc` itself); a type that cannot be named gets the general form.
+    let erasure = if let Some(value) = func.value_type() {
+        quote! {
+            {
+                #[allow(unused_imports)]
+                use #krate::__private::{ProbeAny as _, ProbeArc as _};
+                (&&#krate::__private::ErasureProbe::<#value>::new()).erasure()
+            }
+        }
+    } else {
+        quote!(#krate::__private::Erasure::boxed())
+    };
     body.extend(quote! {
         let #call = #krate::__private::cached::<_>(
-            &#spec, #runtime, #enabled, #key, &[#(#tags),*]);
+            &#spec, #runtime, #enabled, #key, &[#(#tags),*], #erasure);
     });
 
     let future = func.body_future();
@@ -407,6 +420,17 @@ mod tests {
         }
     }
 
+    /// The L1 erasure argument for the value type `value`.
+    fn erasure(krate: &TokenStream, value: &TokenStream) -> TokenStream {
+        quote! {
+            {
+                #[allow(unused_imports)]
+                use #krate::__private::{ProbeAny as _, ProbeArc as _};
+                (&&#krate::__private::ErasureProbe::<#value>::new()).erasure()
+            }
+        }
+    }
+
     fn assert_expands(args: TokenStream, item: TokenStream, expected: &TokenStream) {
         assert_eq!(run(args, item).unwrap().to_string(), expected.to_string());
     }
@@ -414,6 +438,7 @@ mod tests {
     #[test]
     fn expands_contract_example() {
         let future = future(&quote!(Result<User, AppError>), &quote!({ load(id).await }));
+        let erasure = erasure(&quote!(::redisx), &quote!(User));
         assert_expands(
             quote!(key = "user:{id}", ttl = "5m", tags = ["users", "user:{id}"]),
             quote!(
@@ -428,7 +453,8 @@ mod tests {
                     let __redisx_call = ::redisx::__private::cached::<_>(
                         &__REDISX_SPEC, ::core::option::Option::None, true,
                         ::core::format_args!("user:{}", id),
-                        &[::core::format_args!("users"), ::core::format_args!("user:{}", id)]);
+                        &[::core::format_args!("users"), ::core::format_args!("user:{}", id)],
+                        #erasure);
                     __redisx_call.run_result(
                         #future,
                         ::redisx::__private::never).await
@@ -440,6 +466,7 @@ mod tests {
     #[test]
     fn expands_every_option() {
         let future = future(&quote!(Vec<u8>), &quote!({ self.go(q).await }));
+        let erasure = erasure(&quote!(rx), &quote!(Vec<u8>));
         assert_expands(
             quote!(
                 key = "{self.tenant}:{q.id}",
@@ -455,12 +482,12 @@ mod tests {
                 runtime = &self.rx
             ),
             quote!(
-                pub async fn find(&self, q: Query) -> Vec<u8> {
+                pub async fn find(self, q: Query) -> Vec<u8> {
                     self.go(q).await
                 }
             ),
             &quote! {
-                pub async fn find(&self, q: Query) -> Vec<u8> {
+                pub async fn find(self, q: Query) -> Vec<u8> {
                     static __REDISX_SPEC: rx::__private::CachedSpec =
                         rx::__private::CachedSpec::new("find").ttl_ms(3600000).l1_ttl_ms(30000)
                             .swr_ms(30000).stale_if_error_ms(3600000)
@@ -481,7 +508,8 @@ mod tests {
                         ),
                         __redisx_enabled,
                         ::core::format_args!("{}:{}", self.tenant, q.id),
-                        &[]);
+                        &[],
+                        #erasure);
                     __redisx_call.run_swr(
                         #future,
                         |__redisx_v| (Vec::is_empty)(__redisx_v)).await
@@ -493,6 +521,7 @@ mod tests {
     #[test]
     fn expands_auto_key() {
         let future = future(&quote!(()), &quote!({}));
+        let erasure = erasure(&quote!(::redisx), &quote!(()));
         assert_expands(
             quote!(),
             quote!(
@@ -506,7 +535,8 @@ mod tests {
                     let __redisx_call = ::redisx::__private::cached::<_>(
                         &__REDISX_SPEC, ::core::option::Option::None, true,
                         ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), "f", __redisx_args_hash),
-                        &[]);
+                        &[],
+                        #erasure);
                     __redisx_call.run(
                         #future,
                         ::redisx::__private::never).await

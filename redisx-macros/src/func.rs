@@ -123,6 +123,25 @@ fn is_result(ty: &Type) -> bool {
     }
 }
 
+/// The `T` of `Result<T, ..>` (the first type argument of the last segment).
+fn result_ok_type(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => {
+            let segment = path.path.segments.last()?;
+            let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
+                return None;
+            };
+            args.args.iter().find_map(|arg| match arg {
+                syn::GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+        }
+        Type::Group(group) => result_ok_type(&group.elem),
+        Type::Paren(paren) => result_ok_type(&paren.elem),
+        _ => None,
+    }
+}
+
 fn has_impl(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|token| match token {
         TokenTree::Ident(ident) => ident == "impl",
@@ -173,6 +192,19 @@ impl Func {
                 ty,
                 has_impl: has_impl(ty.to_token_stream()),
             },
+        }
+    }
+
+    /// The type of the cached value: `T` of a `Result<T, E>` return type, else the return type
+    /// (`()` without one). `None` when it cannot be named (`impl Trait`).
+    pub(crate) fn value_type(&self) -> Option<TokenStream> {
+        match self.output() {
+            Output::Unit => Some(quote!(())),
+            Output::Type { has_impl: true, .. } => None,
+            Output::Type { ty, .. } if is_result(ty) => {
+                result_ok_type(ty).map(ToTokens::to_token_stream)
+            }
+            Output::Type { ty, .. } => Some(ty.to_token_stream()),
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use crate::cache::CacheMode;
+pub use crate::cache::Erasure;
 use crate::cache::l1::KeyBuf;
 use crate::cache::{Cache, Cacheable, EntryOptions};
 pub use crate::codec::CodecKind;
@@ -104,6 +105,54 @@ impl CachedSpec {
     }
 }
 
+/// Picks the L1 [`Erasure`] of a call site's value type by autoref specialization: the macro
+/// expands `(&&ErasureProbe::<T>::new()).erasure()` with [`ProbeArc`] and [`ProbeAny`] in
+/// scope; an `Arc<U>` finds [`ProbeArc`] first and is stored as the `Arc` itself.
+pub struct ErasureProbe<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> ErasureProbe<T> {
+    /// The probe of `T`.
+    pub const fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for ErasureProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The probe's choice for `Arc<U>` values.
+pub trait ProbeArc {
+    /// The value type.
+    type Value;
+    /// The erasure for that value type.
+    fn erasure(&self) -> Erasure<Self::Value>;
+}
+
+impl<U: Send + Sync + 'static> ProbeArc for &ErasureProbe<std::sync::Arc<U>> {
+    type Value = std::sync::Arc<U>;
+    fn erasure(&self) -> Erasure<Self::Value> {
+        Erasure::arc()
+    }
+}
+
+/// The probe's choice for every other value type.
+pub trait ProbeAny {
+    /// The value type.
+    type Value;
+    /// The erasure for that value type.
+    fn erasure(&self) -> Erasure<Self::Value>;
+}
+
+impl<T: Clone + Send + Sync + 'static> ProbeAny for ErasureProbe<T> {
+    type Value = T;
+    fn erasure(&self) -> Erasure<T> {
+        Erasure::boxed()
+    }
+}
+
 /// The default `unless`: cache every value.
 pub fn never<T: ?Sized>(_: &T) -> bool {
     false
@@ -145,6 +194,7 @@ enum State<T> {
         cache: Cache,
         key: String,
         opts: EntryOptions,
+        erasure: Erasure<T>,
     },
 }
 
@@ -163,6 +213,7 @@ pub fn cached<T: Cacheable>(
     enabled: bool,
     key: fmt::Arguments<'_>,
     tags: &[fmt::Arguments<'_>],
+    erasure: Erasure<T>,
 ) -> CachedCall<T> {
     if !enabled {
         return CachedCall {
@@ -176,7 +227,7 @@ pub fn cached<T: Cacheable>(
     };
     let buf = KeyBuf::render(key);
     let cache = rt.cache();
-    if let Some(v) = cache.l1_get::<T>(buf.as_str(), spec.mode) {
+    if let Some(v) = cache.l1_get::<T>(buf.as_str(), spec.mode, erasure) {
         return CachedCall {
             state: State::Hit(v),
         };
@@ -186,6 +237,7 @@ pub fn cached<T: Cacheable>(
             cache: cache.clone(),
             key: buf.into_string(),
             opts: spec.options(render_tags(tags)),
+            erasure,
         },
     }
 }
@@ -206,9 +258,21 @@ impl<T: Cacheable> CachedCall<T> {
         match self.state {
             State::Hit(v) => v,
             State::Bypass => body.await,
-            State::Miss { cache, key, opts } => infallible(
+            State::Miss {
+                cache,
+                key,
+                opts,
+                erasure,
+            } => infallible(
                 cache
-                    .load_through(&key, &opts, async { Ok(body.await) }, unless, |_| None)
+                    .load_through(
+                        &key,
+                        &opts,
+                        async { Ok(body.await) },
+                        unless,
+                        |_| None,
+                        erasure,
+                    )
                     .await,
             ),
         }
@@ -223,9 +287,14 @@ impl<T: Cacheable> CachedCall<T> {
         match self.state {
             State::Hit(v) => Ok(v),
             State::Bypass => body.await,
-            State::Miss { cache, key, opts } => {
+            State::Miss {
+                cache,
+                key,
+                opts,
+                erasure,
+            } => {
                 cache
-                    .load_through(&key, &opts, body, unless, |_| None)
+                    .load_through(&key, &opts, body, unless, |_| None, erasure)
                     .await
             }
         }
@@ -240,9 +309,21 @@ impl<T: Cacheable> CachedCall<T> {
         match self.state {
             State::Hit(v) => v,
             State::Bypass => body.await,
-            State::Miss { cache, key, opts } => infallible(
+            State::Miss {
+                cache,
+                key,
+                opts,
+                erasure,
+            } => infallible(
                 cache
-                    .load_swr(&key, &opts, async { Ok(body.await) }, unless, |_| None)
+                    .load_swr(
+                        &key,
+                        &opts,
+                        async { Ok(body.await) },
+                        unless,
+                        |_| None,
+                        erasure,
+                    )
                     .await,
             ),
         }
@@ -262,8 +343,15 @@ impl<T: Cacheable> CachedCall<T> {
         match self.state {
             State::Hit(v) => Ok(v),
             State::Bypass => body.await,
-            State::Miss { cache, key, opts } => {
-                cache.load_swr(&key, &opts, body, unless, |_| None).await
+            State::Miss {
+                cache,
+                key,
+                opts,
+                erasure,
+            } => {
+                cache
+                    .load_swr(&key, &opts, body, unless, |_| None, erasure)
+                    .await
             }
         }
     }

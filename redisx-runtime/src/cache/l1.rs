@@ -5,6 +5,56 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How values of one type are stored in L1 (type-erased) and taken out again.
+///
+/// The default boxes the value in an `Arc<dyn Any>`. A value that already is an `Arc<U>` is
+/// stored as that `Arc` itself ([`Erasure::arc`], chosen per call site by `#[cached]`), so a
+/// hit clones one `Arc` and touches one allocation, exactly as a plain `quick_cache` of
+/// `Arc<U>` would, instead of following a second pointer.
+pub struct Erasure<T> {
+    erase: fn(T) -> Arc<dyn Any + Send + Sync>,
+    unerase: fn(&Arc<dyn Any + Send + Sync>) -> Option<T>,
+}
+
+impl<T> Clone for Erasure<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Erasure<T> {}
+
+impl<T> std::fmt::Debug for Erasure<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Erasure")
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Erasure<T> {
+    /// Any type: boxed in an `Arc<dyn Any>`.
+    pub fn boxed() -> Self {
+        Self {
+            erase: |v| Arc::new(v),
+            unerase: |a| a.downcast_ref::<T>().cloned(),
+        }
+    }
+}
+
+impl<U: Send + Sync + 'static> Erasure<Arc<U>> {
+    /// An `Arc<U>`: stored as the `Arc` itself. Also reads entries stored boxed.
+    pub fn arc() -> Self {
+        Self {
+            erase: |v| v,
+            unerase: |a| {
+                Arc::clone(a)
+                    .downcast::<U>()
+                    .ok()
+                    .or_else(|| a.downcast_ref::<Arc<U>>().cloned())
+            },
+        }
+    }
+}
+
 /// One decoded value in L1.
 #[derive(Clone)]
 pub(crate) struct L1Entry {
@@ -53,23 +103,24 @@ impl L1 {
 
     /// The value under `key` if present, unexpired and of type `T`.
     #[inline]
-    pub(crate) fn get<T: Clone + 'static>(&self, key: &str, now: Instant) -> Option<T> {
+    pub(crate) fn get<T>(&self, key: &str, now: Instant, erasure: Erasure<T>) -> Option<T> {
         let entry = self.cache.get(key)?;
         if entry.expires_at <= now {
             self.cache.remove(key);
             return None;
         }
-        entry.value.downcast_ref::<T>().cloned()
+        (erasure.unerase)(&entry.value)
     }
 
     /// Inserts a value for `ttl`; `size_hint` is its approximate size in bytes (for the
     /// weight budget). A zero ttl removes the key instead.
-    pub(crate) fn insert<T: Send + Sync + 'static>(
+    pub(crate) fn insert<T>(
         &self,
         key: &str,
         value: T,
         ttl: Duration,
         size_hint: usize,
+        erasure: Erasure<T>,
     ) {
         if ttl.is_zero() {
             self.cache.remove(key);
@@ -79,7 +130,7 @@ impl L1 {
         self.cache.insert(
             Box::from(key),
             L1Entry {
-                value: Arc::new(value),
+                value: (erasure.erase)(value),
                 expires_at: Instant::now() + ttl,
                 weight,
             },
@@ -190,12 +241,48 @@ mod tests {
     #[test]
     fn l1_expires_and_checks_type() {
         let l1 = L1::new(10, None);
-        l1.insert("a", 5u32, Duration::from_secs(60), 4);
+        l1.insert("a", 5u32, Duration::from_secs(60), 4, Erasure::boxed());
         let now = Instant::now();
-        assert_eq!(l1.get::<u32>("a", now), Some(5));
-        assert_eq!(l1.get::<u64>("a", now), None);
-        assert_eq!(l1.get::<u32>("a", now + Duration::from_secs(61)), None);
+        assert_eq!(l1.get("a", now, Erasure::<u32>::boxed()), Some(5));
+        assert_eq!(l1.get("a", now, Erasure::<u64>::boxed()), None);
+        assert_eq!(
+            l1.get("a", now + Duration::from_secs(61), Erasure::<u32>::boxed()),
+            None
+        );
         assert_eq!(l1.len(), 0);
+    }
+
+    #[test]
+    fn arc_values_are_stored_as_the_arc_and_read_either_way() {
+        let l1 = L1::new(10, None);
+        let now = Instant::now();
+        let v = Arc::new(String::from("x"));
+        l1.insert(
+            "arc",
+            Arc::clone(&v),
+            Duration::from_secs(60),
+            1,
+            Erasure::arc(),
+        );
+        let got = l1.get("arc", now, Erasure::<Arc<String>>::arc()).unwrap();
+        assert!(Arc::ptr_eq(&got, &v), "the same allocation, no copy");
+        // The boxed reader of the inner type sees it too.
+        assert_eq!(
+            l1.get("arc", now, Erasure::<String>::boxed()).as_deref(),
+            Some("x")
+        );
+        // An entry stored boxed is read by the Arc reader.
+        l1.insert(
+            "boxed",
+            Arc::clone(&v),
+            Duration::from_secs(60),
+            1,
+            Erasure::boxed(),
+        );
+        assert!(
+            l1.get("boxed", now, Erasure::<Arc<String>>::arc())
+                .is_some()
+        );
     }
 
     #[test]
@@ -207,6 +294,7 @@ mod tests {
                 vec![0u8; 1000],
                 Duration::from_secs(60),
                 1000,
+                Erasure::boxed(),
             );
         }
         assert!(

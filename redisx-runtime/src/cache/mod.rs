@@ -75,6 +75,7 @@ use crate::script;
 use envelope::Envelope;
 use flight::{Flights, Join};
 use invalidation::Waiters;
+pub use l1::Erasure;
 use l1::L1;
 
 /// The first byte of a regeneration lock marker stored in an entry's key.
@@ -363,7 +364,7 @@ impl Cache {
             cache.layer = tracing::field::Empty,
             cache.hit = tracing::field::Empty
         );
-        if let Some(v) = self.l1_get::<T>(key, Some(r.mode)) {
+        if let Some(v) = self.l1_get::<T>(key, Some(r.mode), Erasure::boxed()) {
             span.record("cache.layer", "l1");
             span.record("cache.hit", true);
             return Ok(Some(v));
@@ -381,7 +382,7 @@ impl Cache {
         Ok(match read {
             Read::Fresh(env) => {
                 span.record("cache.hit", true);
-                self.fill_l1(key, &env, &r, 0);
+                self.fill_l1(key, &env, &r, 0, Erasure::boxed());
                 Some(env.value)
             }
             Read::Stale(env) => {
@@ -412,7 +413,7 @@ impl Cache {
         for (i, k) in keys.iter().enumerate() {
             let k = k.as_ref();
             self.validate_key(k)?;
-            let v = self.l1_get::<T>(k, Some(r.mode));
+            let v = self.l1_get::<T>(k, Some(r.mode), Erasure::boxed());
             if v.is_none() {
                 missing.push(i);
             }
@@ -434,7 +435,7 @@ impl Cache {
             let key = keys[i].as_ref();
             match self.classify::<T>(bytes, now) {
                 Read::Fresh(env) => {
-                    self.fill_l1(key, &env, &r, 0);
+                    self.fill_l1(key, &env, &r, 0, Erasure::boxed());
                     out[i] = Some(env.value);
                 }
                 Read::Stale(env) => out[i] = Some(env.value),
@@ -486,6 +487,7 @@ impl Cache {
                 r,
                 envelope::now_ms() + millis(r.ttl),
                 size,
+                Erasure::boxed(),
             );
         }
         Ok(())
@@ -536,7 +538,7 @@ impl Cache {
         }
         if r.mode.uses_l1() {
             for (k, v) in items {
-                self.l1_insert(k.as_ref(), v, r, now + millis(r.ttl), 0);
+                self.l1_insert(k.as_ref(), v, r, now + millis(r.ttl), 0, Erasure::boxed());
             }
         }
         Ok(())
@@ -591,11 +593,18 @@ impl Cache {
             ttl,
             ..EntryOptions::default()
         };
-        if let Some(v) = self.l1_get::<T>(key, None) {
+        if let Some(v) = self.l1_get::<T>(key, None, Erasure::boxed()) {
             return Ok(v);
         }
-        self.load_through(key, &opts, loader(), |_| false, |e| Some(E::from(e)))
-            .await
+        self.load_through(
+            key,
+            &opts,
+            loader(),
+            |_| false,
+            |e| Some(E::from(e)),
+            Erasure::boxed(),
+        )
+        .await
     }
 
     /// [`get_or_load`](Self::get_or_load) with full options. With an SWR window (here or in
@@ -613,11 +622,18 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        if let Some(v) = self.l1_get::<T>(key, opts.mode) {
+        if let Some(v) = self.l1_get::<T>(key, opts.mode, Erasure::boxed()) {
             return Ok(v);
         }
-        self.load_swr(key, opts, loader(), |_| false, |e| Some(E::from(e)))
-            .await
+        self.load_swr(
+            key,
+            opts,
+            loader(),
+            |_| false,
+            |e| Some(E::from(e)),
+            Erasure::boxed(),
+        )
+        .await
     }
 
     /// Whether a fresh (or SWR-stale) value is stored under `key`. Reads only the entry's
@@ -903,15 +919,16 @@ impl Cache {
 
     /// The L1 probe of the hit path: no allocation, no await.
     #[inline]
-    pub(crate) fn l1_get<T: Clone + 'static>(
+    pub(crate) fn l1_get<T>(
         &self,
         key: &str,
         mode: Option<CacheMode>,
+        erasure: Erasure<T>,
     ) -> Option<T> {
         if !self.mode(mode).uses_l1() {
             return None;
         }
-        if let Some(v) = self.inner.l1.get::<T>(key, Instant::now()) {
+        if let Some(v) = self.inner.l1.get(key, Instant::now(), erasure) {
             self.inner.metrics.l1_hits.inc();
             Some(v)
         } else {
@@ -920,28 +937,32 @@ impl Cache {
         }
     }
 
-    fn l1_insert<T: Send + Sync + 'static>(
+    fn l1_insert<T>(
         &self,
         key: &str,
         value: T,
         r: Resolved,
         stale_at: u64,
         size: usize,
+        erasure: Erasure<T>,
     ) {
         let fresh = Duration::from_millis(stale_at.saturating_sub(envelope::now_ms()));
-        self.inner.l1.insert(key, value, r.l1_ttl.min(fresh), size);
+        self.inner
+            .l1
+            .insert(key, value, r.l1_ttl.min(fresh), size, erasure);
         self.update_l1_gauge();
     }
 
-    fn fill_l1<T: Clone + Send + Sync + 'static>(
+    fn fill_l1<T: Clone>(
         &self,
         key: &str,
         env: &Envelope<T>,
         r: &Resolved,
         size: usize,
+        erasure: Erasure<T>,
     ) {
         if r.mode.uses_l1() {
-            self.l1_insert(key, env.value.clone(), *r, env.stale_at, size);
+            self.l1_insert(key, env.value.clone(), *r, env.stale_at, size, erasure);
         }
     }
 
@@ -1211,6 +1232,7 @@ impl Cache {
         loader: Fut,
         unless: impl FnOnce(&T) -> bool,
         on_timeout: impl FnOnce(Error) -> Option<E>,
+        erasure: Erasure<T>,
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -1218,7 +1240,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         match self
-            .fetch(key, opts, loader, false, unless, on_timeout)
+            .fetch(key, opts, loader, false, unless, on_timeout, erasure)
             .await
         {
             Fetched::Done(r) => r,
@@ -1236,6 +1258,7 @@ impl Cache {
         loader: Fut,
         unless: impl FnOnce(&T) -> bool + Send + 'static,
         on_timeout: impl FnOnce(Error) -> Option<E>,
+        erasure: Erasure<T>,
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -1246,11 +1269,14 @@ impl Cache {
         let unless = std::sync::Mutex::new(Some(unless));
         let take = || unless.lock().ok().and_then(|mut u| u.take());
         let first = |v: &T| take().is_some_and(|f| f(v));
-        match self.fetch(key, opts, loader, true, first, on_timeout).await {
+        match self
+            .fetch(key, opts, loader, true, first, on_timeout, erasure)
+            .await
+        {
             Fetched::Done(r) => r,
             Fetched::Stale { value, loader } => {
                 let unless = take();
-                self.spawn_refresh(key, opts, loader, unless);
+                self.spawn_refresh(key, opts, loader, unless, erasure);
                 Ok(value)
             }
         }
@@ -1262,6 +1288,7 @@ impl Cache {
         opts: &EntryOptions,
         loader: Fut,
         unless: Option<U>,
+        erasure: Erasure<T>,
     ) where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         E: Send + 'static,
@@ -1311,7 +1338,7 @@ impl Cache {
                     Ok((_, size)) => {
                         if r.mode.uses_l1() {
                             let stale_at = envelope::now_ms() + millis(r.ttl);
-                            cache.l1_insert(&key, v, r, stale_at, size);
+                            cache.l1_insert(&key, v, r, stale_at, size, erasure);
                         }
                     }
                     Err(e) => {
@@ -1333,6 +1360,7 @@ impl Cache {
 
     /// The shared miss path: in-process single-flight, then the distributed read-or-lock,
     /// waiting, loading and writing.
+    #[allow(clippy::too_many_arguments)]
     async fn fetch<T, E, Fut>(
         &self,
         key: &str,
@@ -1341,6 +1369,7 @@ impl Cache {
         allow_stale: bool,
         unless: impl FnOnce(&T) -> bool,
         on_timeout: impl FnOnce(Error) -> Option<E>,
+        erasure: Erasure<T>,
     ) -> Fetched<T, E, Fut>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -1378,7 +1407,7 @@ impl Cache {
                 Ok(Read::Fresh(env)) => {
                     span.record("cache.layer", "l2");
                     span.record("cache.hit", true);
-                    self.fill_l1(key, &env, &r, 0);
+                    self.fill_l1(key, &env, &r, 0, erasure);
                     return Fetched::Done(Ok(env.value));
                 }
                 Ok(Read::Stale(env)) if allow_stale && r.swr > Duration::ZERO => {
@@ -1408,6 +1437,7 @@ impl Cache {
                             unless,
                             on_timeout,
                             Some((marker, Ok(Read::Miss))),
+                            erasure,
                         )
                         .instrument(span)
                         .await;
@@ -1443,6 +1473,7 @@ impl Cache {
                 unless,
                 on_timeout,
                 first,
+                erasure,
             )
             .instrument(span)
             .await;
@@ -1473,6 +1504,7 @@ impl Cache {
         unless: impl FnOnce(&T) -> bool,
         on_timeout: impl FnOnce(Error) -> Option<E>,
         mut first: Option<FirstRead<T>>,
+        erasure: Erasure<T>,
     ) -> Fetched<T, E, Fut>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -1518,7 +1550,7 @@ impl Cache {
                         if has_waited {
                             self.inner.metrics.stampede_prevented.inc();
                         }
-                        self.fill_l1(key, &env, r, 0);
+                        self.fill_l1(key, &env, r, 0, erasure);
                         if let Some(w) = waiter {
                             self.inner.waiters.unregister(&full, &w);
                         }
@@ -1678,7 +1710,7 @@ impl Cache {
             Ok((true, size)) => {
                 if r.mode.uses_l1() {
                     let stale_at = envelope::now_ms() + millis(r.ttl);
-                    self.l1_insert(key, value.clone(), *r, stale_at, size);
+                    self.l1_insert(key, value.clone(), *r, stale_at, size, erasure);
                 }
             }
             Ok((false, _)) => {
