@@ -549,3 +549,43 @@ mod redis_killed {
         }
     }
 }
+
+mod arc_values {
+    use super::*;
+    use std::sync::Arc;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(key = "doc:{id}", runtime = RT.get().expect("set by the test"))]
+    async fn doc(id: u64) -> Result<Arc<String>, String> {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        Ok(Arc::new(format!("doc-{id}")))
+    }
+
+    #[tokio::test]
+    async fn an_l1_hit_hands_out_the_same_arc() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_arc").await);
+        let first = doc(7).await.unwrap();
+        let again = doc(7).await.unwrap();
+        assert_eq!(loads(&LOADS), 1);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "an L1 hit clones the stored Arc, never the value"
+        );
+        // The service API reads the same entry through L2 and L1 alike.
+        assert_eq!(
+            rx.cache()
+                .get::<Arc<String>>("doc:7")
+                .await
+                .unwrap()
+                .as_deref()
+                .map(String::as_str),
+            Some("doc-7")
+        );
+        rx.cache().clear_l1();
+        assert_eq!(doc(7).await.unwrap().as_str(), "doc-7");
+        assert_eq!(loads(&LOADS), 1, "an L2 hit decodes a new Arc");
+    }
+}
