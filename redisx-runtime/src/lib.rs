@@ -22,6 +22,19 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+/// Awaits a future inside `span`, but only wraps it (moving it into an `Instrumented`) when the
+/// span is enabled: with no subscriber listening, the future is awaited in place.
+macro_rules! traced {
+    ($fut:expr, $span:expr) => {{
+        let span: &::tracing::Span = &$span;
+        if span.is_disabled() {
+            $fut.await
+        } else {
+            ::tracing::Instrument::instrument($fut, span.clone()).await
+        }
+    }};
+}
+
 pub mod cache;
 mod client;
 pub mod codec;

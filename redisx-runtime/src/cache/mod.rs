@@ -374,10 +374,7 @@ impl Cache {
             return Ok(None);
         };
         let full = self.full_key(key);
-        let read = self
-            .read::<T>(client, &full, None, &r)
-            .instrument(span.clone())
-            .await?;
+        let read = traced!(self.read::<T>(client, &full, None, &r), span)?;
         span.record("cache.layer", "l2");
         Ok(match read {
             Read::Fresh(env) => {
@@ -475,11 +472,7 @@ impl Cache {
             cache.ttl_ms = millis(r.ttl),
             cache.tags = opts.tags.len()
         );
-        let size = self
-            .write(key, value, &r, &opts.tags, &Lock::None)
-            .instrument(span)
-            .await?
-            .1;
+        let size = traced!(self.write(key, value, &r, &opts.tags, &Lock::None), span)?.1;
         if r.mode.uses_l1() {
             self.l1_insert(
                 key,
@@ -1085,33 +1078,35 @@ impl Cache {
             Lock::None | Lock::Refresh(..) => b"",
         };
         let msg = invalidation::keys_message(&self.inner.origin, [key]);
-        let mut pipe = redis::pipe();
-        self.index_tags(&mut pipe, key, tags);
-        pipe.invoke_script(
-            script::CACHE_WRITE
-                .script
-                .key(self.full_key(key))
-                .arg(token)
-                .arg(bytes)
-                .arg(px)
-                .arg(&self.inner.channel)
-                .arg(msg),
-        );
-        if let Lock::Refresh(lock_key, token) = lock {
-            pipe.invoke_script(
-                script::CACHE_RELEASE
-                    .script
-                    .key(lock_key)
-                    .arg(token.as_slice())
-                    .arg(&self.inner.channel)
-                    .arg(""),
-            )
-            .ignore();
+        let full = self.full_key(key);
+        let mut invocation = script::CACHE_WRITE.script.key(full);
+        invocation
+            .arg(token)
+            .arg(bytes)
+            .arg(px)
+            .arg(&self.inner.channel)
+            .arg(msg);
+        let written: u8 = if tags.is_empty() && !matches!(lock, Lock::Refresh(..)) {
+            // The common case is one script: sent as a plain EVALSHA, not a pipeline.
+            client.invoke(&invocation).await
+        } else {
+            let mut pipe = redis::pipe();
+            self.index_tags(&mut pipe, key, tags);
+            pipe.invoke_script(&invocation);
+            if let Lock::Refresh(lock_key, token) = lock {
+                pipe.invoke_script(
+                    script::CACHE_RELEASE
+                        .script
+                        .key(lock_key)
+                        .arg(token.as_slice())
+                        .arg(&self.inner.channel)
+                        .arg(""),
+                )
+                .ignore();
+            }
+            client.query_pipeline::<(u8,)>(&pipe).await.map(|(w,)| w)
         }
-        let (written,): (u8,) = client
-            .query_pipeline(&pipe)
-            .await
-            .map_err(|e| with_code(e, ErrorCode::CacheSetFailed, key))?;
+        .map_err(|e| with_code(e, ErrorCode::CacheSetFailed, key))?;
         Ok((written == 1, size))
     }
 
@@ -1399,10 +1394,7 @@ impl Cache {
         if let Some(client) = self.l2_client(r.mode) {
             let full = self.full_key(key);
             let marker = self.inner.cfg.stampede.enabled.then(new_marker);
-            let read = self
-                .read::<T>(client, &full, marker.as_deref(), &r)
-                .instrument(span.clone())
-                .await;
+            let read = traced!(self.read::<T>(client, &full, marker.as_deref(), &r), span);
             match read {
                 Ok(Read::Fresh(env)) => {
                     span.record("cache.layer", "l2");
@@ -1427,8 +1419,8 @@ impl Cache {
                         Join::Leader(l) => Some(l),
                         Join::Follower(_) => None,
                     };
-                    let outcome = self
-                        .fetch_leader(
+                    let outcome = traced!(
+                        self.fetch_leader(
                             key,
                             &r,
                             &opts.tags,
@@ -1438,9 +1430,9 @@ impl Cache {
                             on_timeout,
                             Some((marker, Ok(Read::Miss))),
                             erasure,
-                        )
-                        .instrument(span)
-                        .await;
+                        ),
+                        span
+                    );
                     if let Some(l) = flight_leader {
                         Self::finish_flight(l, &outcome);
                     }
@@ -1463,8 +1455,8 @@ impl Cache {
                 return Fetched::Done(loader.await);
             }
         };
-        let outcome = self
-            .fetch_leader(
+        let outcome = traced!(
+            self.fetch_leader(
                 key,
                 &r,
                 &opts.tags,
@@ -1474,9 +1466,9 @@ impl Cache {
                 on_timeout,
                 first,
                 erasure,
-            )
-            .instrument(span)
-            .await;
+            ),
+            span
+        );
         Self::finish_flight(flight_leader, &outcome);
         outcome
     }

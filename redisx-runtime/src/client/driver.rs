@@ -98,8 +98,9 @@ impl Driver {
             Self::Multiplexed(m) => m
                 .get()
                 .map(|(c, generation)| Conn::Multiplexed(c, generation)),
-            Self::Pool(pool) => pool
-                .get()
+            // Boxed: the pool's checkout future is several kilobytes, and every command's
+            // future would otherwise carry (and move) it, even on the multiplexed driver.
+            Self::Pool(pool) => Box::pin(pool.get())
                 .await
                 .map(Conn::Pooled)
                 .map_err(|e| pool_error(name, cfg, e)),

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use redis::{Cmd, FromRedisValue, Pipeline, Script, ToRedisArgs};
-use tracing::Instrument as _;
 
 pub use config::{ConnectionConfig, DriverKind, ReconnectPolicy};
 pub(crate) use driver::{Conn, Driver};
@@ -159,6 +158,15 @@ impl Client {
         .await
     }
 
+    /// Runs a prepared script invocation by `EVALSHA`, loading it on `NOSCRIPT`.
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        self.run("EVALSHA", async |conn| invocation.invoke_async(conn).await)
+            .await
+    }
+
     /// Loads a script into the server's script cache (`SCRIPT LOAD`).
     pub(crate) async fn load_script(&self, script: &Script) -> Result<()> {
         self.run("SCRIPT", async |conn| {
@@ -189,26 +197,27 @@ impl Client {
         let start = Instant::now();
         // The command timeout is enforced by the connection itself (its response timeout is
         // the command timeout, for both drivers), so no second timer is armed here.
-        let result = async {
-            let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
-            op(&mut conn).await.map_err(|e| {
-                inner.driver.observe_error(&conn, &e);
-                if e.is_timeout() {
-                    Error::new(
-                        ErrorCode::OperationTimeout,
-                        format!(
-                            "no reply within the command timeout of {:?}",
-                            inner.cfg.command_timeout
-                        ),
-                    )
-                    .with_source(e)
-                } else {
-                    Error::from_redis(e)
-                }
-            })
-        }
-        .instrument(span.clone())
-        .await;
+        let result = traced!(
+            async {
+                let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
+                op(&mut conn).await.map_err(|e| {
+                    inner.driver.observe_error(&conn, &e);
+                    if e.is_timeout() {
+                        Error::new(
+                            ErrorCode::OperationTimeout,
+                            format!(
+                                "no reply within the command timeout of {:?}",
+                                inner.cfg.command_timeout
+                            ),
+                        )
+                        .with_source(e)
+                    } else {
+                        Error::from_redis(e)
+                    }
+                })
+            },
+            span
+        );
         let elapsed = start.elapsed().as_secs_f64();
         self.record(command, elapsed, result.is_ok());
         result.map_err(|e| {
