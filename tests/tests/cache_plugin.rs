@@ -674,3 +674,52 @@ async fn waiters_in_other_instances_are_woken_by_pubsub_not_polling() {
     assert!(reads <= 3, "B read {reads} times while waiting");
     assert_eq!(b.cache().stats().stampedes_prevented, 1);
 }
+
+/// After a run of hits the first read is a plain `GET` (no lock); a cold key must still be
+/// loaded exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cold_key_after_many_hits_still_loads_once() {
+    let server = RedisServer::start();
+    let (a, b) = pair(
+        &server,
+        "predicted_hit",
+        CacheConfig::default().mode(CacheMode::L2Only),
+    )
+    .await;
+    for rt in [&a, &b] {
+        rt.cache().set("warm", &1u32, None).await.unwrap();
+        for _ in 0..32 {
+            assert_eq!(
+                rt.cache()
+                    .get_or_load("warm", None, || async { Ok::<_, Error>(0u32) })
+                    .await
+                    .unwrap(),
+                1
+            );
+        }
+    }
+    let before = commands_sent(&a, "GET");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let rt = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let calls = calls.clone();
+        tasks.push(tokio::spawn(async move {
+            rt.cache()
+                .get_or_load("cold", None, || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok::<_, Error>(7u32)
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 7);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one loader call");
+    assert!(
+        commands_sent(&a, "GET") > before,
+        "the first reads were plain GETs"
+    );
+}

@@ -175,6 +175,7 @@ pub(crate) struct CacheInner {
     counters: Counters,
     flights: Flights,
     waiters: Waiters,
+    reads: ReadPredictor,
     origin: String,
     channel: String,
     stop: Arc<Notify>,
@@ -219,6 +220,35 @@ enum Read<T> {
     /// Past the SWR window, kept for stale-if-error.
     Expired(Envelope<T>),
     Corrupt(Vec<u8>, Error),
+}
+
+/// Whether the next L2 read will probably hit: a saturating score, +1 per hit and -4 per miss,
+/// in 0..=16. At 8 and above the first read is a plain `GET` (a hit costs what a `GET` costs);
+/// below it the read also takes the regeneration lock (`SET .. NX GET`), so that a miss costs
+/// two round trips. A wrong guess costs one extra round trip on that miss, and after two
+/// misses in a row the reads take the lock again.
+#[derive(Default)]
+struct ReadPredictor(std::sync::atomic::AtomicU32);
+
+impl ReadPredictor {
+    const MAX: u32 = 16;
+    const THRESHOLD: u32 = 8;
+
+    fn expect_hit(&self) -> bool {
+        self.0.load(Ordering::Relaxed) >= Self::THRESHOLD
+    }
+
+    fn record(&self, hit: bool) {
+        let score = self.0.load(Ordering::Relaxed);
+        let next = if hit {
+            (score + 1).min(Self::MAX)
+        } else {
+            score.saturating_sub(4)
+        };
+        if next != score {
+            self.0.store(next, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A read already done before coordination: the marker it offered, and what it found.
@@ -305,6 +335,7 @@ impl Cache {
                 counters: Counters::default(),
                 flights: Flights::default(),
                 waiters: Waiters::default(),
+                reads: ReadPredictor::default(),
                 origin: format!("{:016x}", rand::random::<u64>()),
                 channel,
                 stop: Arc::new(Notify::new()),
@@ -1393,8 +1424,15 @@ impl Cache {
         let mut first = None;
         if let Some(client) = self.l2_client(r.mode) {
             let full = self.full_key(key);
-            let marker = self.inner.cfg.stampede.enabled.then(new_marker);
+            // Take the lock with the read only when reads have been missing lately: a plain
+            // `GET` is cheaper, and a call site that mostly hits would pay for the lock
+            // option on every hit (see `ReadPredictor`).
+            let marker = (self.inner.cfg.stampede.enabled && !self.inner.reads.expect_hit())
+                .then(new_marker);
             let read = traced!(self.read::<T>(client, &full, marker.as_deref(), &r), span);
+            self.inner
+                .reads
+                .record(matches!(read, Ok(Read::Fresh(_) | Read::Stale(_))));
             match read {
                 Ok(Read::Fresh(env)) => {
                     span.record("cache.layer", "l2");
@@ -1438,6 +1476,9 @@ impl Cache {
                     }
                     return outcome;
                 }
+                // A plain read that found nothing took no lock: the coordinated path reads
+                // again with the lock option.
+                Ok(Read::Miss) => {}
                 other => first = Some((marker, other)),
             }
         }
