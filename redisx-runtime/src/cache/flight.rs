@@ -17,9 +17,11 @@ pub(crate) enum FlightState {
     Failed,
 }
 
+/// The running flights by key. A flight gets its channel only when a follower arrives, so a
+/// load nobody else waits for costs one map insert and remove.
 #[derive(Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<Box<str>, watch::Sender<FlightState>>>,
+    map: Mutex<HashMap<Box<str>, Option<watch::Sender<FlightState>>>>,
 }
 
 pub(crate) enum Join<'a> {
@@ -28,19 +30,19 @@ pub(crate) enum Join<'a> {
 }
 
 impl Flights {
-    pub(crate) fn join(&self, key: &str) -> Join<'_> {
+    pub(crate) fn join<'a>(&'a self, key: &'a str) -> Join<'a> {
         let mut map = self
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = map.get(key) {
+        if let Some(slot) = map.get_mut(key) {
+            let tx = slot.get_or_insert_with(|| watch::channel(FlightState::Running).0);
             return Join::Follower(tx.subscribe());
         }
-        let (tx, _rx) = watch::channel(FlightState::Running);
-        map.insert(Box::from(key), tx);
+        map.insert(Box::from(key), None);
         Join::Leader(Leader {
             flights: self,
-            key: Box::from(key),
+            key,
             finished: false,
         })
     }
@@ -50,7 +52,8 @@ impl Flights {
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
+            .remove(key)
+            .flatten();
         // Only build the outcome (a clone of the value) when someone follows.
         if let Some(tx) = tx.filter(|tx| tx.receiver_count() > 0) {
             let _ = tx.send(state());
@@ -61,7 +64,7 @@ impl Flights {
 /// The leader's handle: publishes the outcome to followers exactly once.
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
-    key: Box<str>,
+    key: &'a str,
     finished: bool,
 }
 
@@ -69,20 +72,19 @@ impl Leader<'_> {
     /// Hands the value to the followers; `value` runs only if there are any.
     pub(crate) fn complete(mut self, value: impl FnOnce() -> Arc<dyn Any + Send + Sync>) {
         self.finished = true;
-        self.flights
-            .finish(&self.key, || FlightState::Done(value()));
+        self.flights.finish(self.key, || FlightState::Done(value()));
     }
 
     pub(crate) fn fail(mut self) {
         self.finished = true;
-        self.flights.finish(&self.key, || FlightState::Failed);
+        self.flights.finish(self.key, || FlightState::Failed);
     }
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.flights.finish(&self.key, || FlightState::Failed);
+            self.flights.finish(self.key, || FlightState::Failed);
         }
     }
 }

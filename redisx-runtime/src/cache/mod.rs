@@ -1419,8 +1419,22 @@ impl Cache {
             cache.layer = tracing::field::Empty,
             cache.hit = tracing::field::Empty
         );
-        // The first read needs no coordination: a hit (the common case) returns at once,
-        // without touching the single-flight registry.
+        // One load (or one wait for another instance's load) per key per runtime: callers
+        // that arrive while a read or load of the key runs share its outcome, so a stampede
+        // of callers costs one L2 read, not one each.
+        let flight_leader = match self.inner.flights.join(key) {
+            Join::Leader(l) => l,
+            Join::Follower(rx) => {
+                self.inner.metrics.stampede_prevented.inc();
+                if let Some(v) = flight::follow(rx).await
+                    && let Some(v) = v.downcast_ref::<T>()
+                {
+                    return Fetched::Done(Ok(v.clone()));
+                }
+                // The leader failed, panicked or was cancelled: load for ourselves.
+                return Fetched::Done(loader.await);
+            }
+        };
         let mut first = None;
         if let Some(client) = self.l2_client(r.mode) {
             let full = self.full_key(key);
@@ -1438,64 +1452,27 @@ impl Cache {
                     span.record("cache.layer", "l2");
                     span.record("cache.hit", true);
                     self.fill_l1(key, &env, &r, 0, erasure);
+                    flight_leader
+                        .complete(|| Arc::new(env.value.clone()) as Arc<dyn Any + Send + Sync>);
                     return Fetched::Done(Ok(env.value));
                 }
                 Ok(Read::Stale(env)) if allow_stale && r.swr > Duration::ZERO => {
                     span.record("cache.layer", "l2");
                     span.record("cache.hit", true);
                     self.inner.metrics.stale_served.inc();
+                    flight_leader
+                        .complete(|| Arc::new(env.value.clone()) as Arc<dyn Any + Send + Sync>);
                     return Fetched::Stale {
                         value: env.value,
                         loader,
                     };
                 }
-                Ok(Read::Miss) if marker.is_some() => {
-                    // This caller now holds the regeneration lock, so it must load (anyone
-                    // else, here or elsewhere, waits for it). Local callers follow it unless
-                    // one of them already leads a wait.
-                    let flight_leader = match self.inner.flights.join(key) {
-                        Join::Leader(l) => Some(l),
-                        Join::Follower(_) => None,
-                    };
-                    let outcome = traced!(
-                        self.fetch_leader(
-                            key,
-                            &r,
-                            &opts.tags,
-                            loader,
-                            allow_stale,
-                            unless,
-                            on_timeout,
-                            Some((marker, Ok(Read::Miss))),
-                            erasure,
-                        ),
-                        span
-                    );
-                    if let Some(l) = flight_leader {
-                        Self::finish_flight(l, &outcome);
-                    }
-                    return outcome;
-                }
                 // A plain read that found nothing took no lock: the coordinated path reads
                 // again with the lock option.
-                Ok(Read::Miss) => {}
+                Ok(Read::Miss) if marker.is_none() => {}
                 other => first = Some((marker, other)),
             }
         }
-        // One load (or one wait for another instance's load) per key per runtime.
-        let flight_leader = match self.inner.flights.join(key) {
-            Join::Leader(l) => l,
-            Join::Follower(rx) => {
-                self.inner.metrics.stampede_prevented.inc();
-                if let Some(v) = flight::follow(rx).await
-                    && let Some(v) = v.downcast_ref::<T>()
-                {
-                    return Fetched::Done(Ok(v.clone()));
-                }
-                // The leader failed, panicked or was cancelled: load for ourselves.
-                return Fetched::Done(loader.await);
-            }
-        };
         let outcome = traced!(
             self.fetch_leader(
                 key,
