@@ -431,6 +431,19 @@ async fn redis_killed_calls_answer_from_the_function_and_caching_resumes() {
         "every call ran the function"
     );
     assert!(cache.stats().errors > 0);
+    // The service API fails open too: reads miss, writes succeed for the caller (logged and
+    // counted); a delete reports the failure, since a stale entry may survive it.
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), None);
+    cache
+        .set("k", &9u32, None)
+        .await
+        .expect("a write never fails the caller");
+    assert!(
+        rx.metrics_text()
+            .contains("redisx_cache_write_errors_total")
+    );
+    let err = cache.delete("k").await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
 
     server.start_again();
     let resumed = eventually(Duration::from_secs(10), || async {

@@ -383,6 +383,9 @@ impl Cache {
 
     /// Reads a value: L1, then L2 (an L2 hit fills L1). A stale value inside its SWR window
     /// is returned; a corrupt entry is removed and reported as `None`.
+    ///
+    /// Fails open: when Redis cannot answer, the read is a miss (`Ok(None)`), logged and
+    /// counted in [`CacheStats::errors`]. Only a malformed key is an error.
     pub async fn get<T>(&self, key: &str) -> Result<Option<T>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -405,7 +408,13 @@ impl Cache {
             return Ok(None);
         };
         let full = self.full_key(key);
-        let read = traced!(self.read::<T>(client, &full, None, &r), span)?;
+        let read = match traced!(self.read::<T>(client, &full, None, &r), span) {
+            Ok(read) => read,
+            Err(e) => {
+                self.fail_open("read", key, &e);
+                return Ok(None);
+            }
+        };
         span.record("cache.layer", "l2");
         Ok(match read {
             Read::Fresh(env) => {
@@ -430,6 +439,7 @@ impl Cache {
     }
 
     /// Reads many values with one `MGET` (L1 first). The result has one slot per key.
+    /// Fails open like [`get`](Self::get): without Redis, only L1 answers.
     pub async fn get_many<T, K>(&self, keys: &[K]) -> Result<Vec<Option<T>>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -457,7 +467,13 @@ impl Cache {
         for &i in &missing {
             cmd.arg(self.full_key(keys[i].as_ref()));
         }
-        let values: Vec<Option<Vec<u8>>> = client.query_named("MGET", &cmd).await?;
+        let values: Vec<Option<Vec<u8>>> = match client.query_named("MGET", &cmd).await {
+            Ok(values) => values,
+            Err(e) => {
+                self.fail_open("read", "get_many", &e);
+                return Ok(out);
+            }
+        };
         let now = envelope::now_ms();
         for (&i, bytes) in missing.iter().zip(values) {
             let key = keys[i].as_ref();
@@ -477,7 +493,8 @@ impl Cache {
     }
 
     /// Writes a value to L2 and L1 with `ttl` (or the default ttl), replacing any entry, and
-    /// tells the other instances to drop their L1 copy.
+    /// tells the other instances to drop their L1 copy. See [`set_with`](Self::set_with) for
+    /// failures.
     pub async fn set<T>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -490,6 +507,10 @@ impl Cache {
     }
 
     /// Writes a value with full options (ttl, tags, windows, codec, tiers).
+    ///
+    /// A write never fails the caller because of Redis: a failed L2 write is logged and
+    /// counted (`redisx_cache_write_errors_total`), and this instance's L1 still gets the
+    /// value. Invalid input (key, tags, ttl) is an error and writes nothing.
     pub async fn set_with<T>(&self, key: &str, value: &T, opts: &EntryOptions) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -503,7 +524,14 @@ impl Cache {
             cache.ttl_ms = millis(r.ttl),
             cache.tags = opts.tags.len()
         );
-        let size = traced!(self.write(key, value, &r, &opts.tags, &Lock::None), span)?.1;
+        let size = match traced!(self.write(key, value, &r, &opts.tags, &Lock::None), span) {
+            Ok((_, size)) => size,
+            Err(e) => {
+                self.inner.metrics.write_errors.inc();
+                self.fail_open("write", key, &e);
+                0
+            }
+        };
         if r.mode.uses_l1() {
             self.l1_insert(
                 key,
@@ -518,7 +546,8 @@ impl Cache {
     }
 
     /// Writes many values in one pipelined round trip (tags indexed), then one invalidation
-    /// message for all of them.
+    /// message for all of them. Like [`set_with`](Self::set_with), a Redis failure is logged
+    /// and counted, never returned.
     pub async fn set_many<T, K, I>(&self, items: I, opts: &EntryOptions) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -555,10 +584,10 @@ impl Cache {
                     .arg(msg)
                     .ignore();
             }
-            client
-                .query_pipeline::<()>(&pipe)
-                .await
-                .map_err(|e| with_code(e, ErrorCode::CacheSetFailed, "set_many"))?;
+            if let Err(e) = client.query_pipeline::<()>(&pipe).await {
+                self.inner.metrics.write_errors.inc();
+                self.fail_open("write", "set_many", &e);
+            }
         }
         if r.mode.uses_l1() {
             for (k, v) in items {
@@ -570,6 +599,10 @@ impl Cache {
 
     /// Deletes a value from both tiers and from the other instances' L1; `true` if L2 held
     /// it (or, without Redis, L1 did).
+    ///
+    /// Unlike reads and writes, deletes and invalidations report Redis failures: a stale
+    /// entry that could not be removed must not pass unnoticed. This instance's L1 is evicted
+    /// either way.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         Ok(self.delete_many(&[key]).await? > 0)
     }
