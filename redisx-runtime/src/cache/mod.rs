@@ -1174,6 +1174,26 @@ impl Cache {
         Ok((written == 1, size))
     }
 
+    /// Takes the refresh lock of an entry that exists but must be reloaded (`SET NX PX` on
+    /// its own key); `None` when another caller holds it.
+    async fn take_refresh_lock(&self, client: &Client, key: &str) -> Result<Option<Lock>> {
+        let lock_key = self.refresh_key(key);
+        let token = new_marker();
+        let px = millis(self.inner.cfg.stampede.lock_ttl).max(1);
+        let got: Option<String> = client
+            .query_named(
+                "SET",
+                redis::cmd("SET")
+                    .arg(&lock_key)
+                    .arg(token.as_slice())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(px),
+            )
+            .await?;
+        Ok(got.map(|_| Lock::Refresh(lock_key, token)))
+    }
+
     /// Gives a lock up and wakes the callers waiting for it.
     async fn release(&self, key: &str, lock: Lock) {
         let Some(client) = self.inner.client.as_ref() else {
@@ -1362,30 +1382,16 @@ impl Cache {
         let key = key.to_owned();
         let tags = opts.tags.clone();
         tokio::spawn(async move {
-            let lock_key = cache.refresh_key(&key);
-            let token = new_marker();
-            let px = millis(cache.inner.cfg.stampede.lock_ttl).max(1);
-            let got: Result<Option<String>> = client
-                .query_named(
-                    "SET",
-                    redis::cmd("SET")
-                        .arg(&lock_key)
-                        .arg(token.as_slice())
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(px),
-                )
-                .await;
-            match got {
-                Ok(Some(_)) => {}
+            let lock = match cache.take_refresh_lock(&client, &key).await {
+                Ok(Some(lock)) => lock,
                 Ok(None) => return, // another instance is refreshing
                 Err(e) => return cache.fail_open("refresh", &key, &e),
-            }
+            };
             bump(&cache.inner.counters.refreshes);
             let mut guard = LockGuard {
                 cache: Arc::downgrade(&cache.inner),
                 key: key.clone(),
-                lock: Lock::Refresh(lock_key, token),
+                lock,
             };
             if let Ok(v) = loader.await {
                 cache.inner.metrics.loads_ok.inc();
@@ -1617,23 +1623,9 @@ impl Cache {
                         if !stampede.enabled {
                             break;
                         }
-                        let lock_key = self.refresh_key(key);
-                        let token = new_marker();
-                        let px = millis(stampede.lock_ttl).max(1);
-                        let got: Result<Option<String>> = client
-                            .query_named(
-                                "SET",
-                                redis::cmd("SET")
-                                    .arg(&lock_key)
-                                    .arg(token.as_slice())
-                                    .arg("NX")
-                                    .arg("PX")
-                                    .arg(px),
-                            )
-                            .await;
-                        match got {
-                            Ok(Some(_)) => {
-                                lock = Lock::Refresh(lock_key, token);
+                        match self.take_refresh_lock(client, key).await {
+                            Ok(Some(refresh)) => {
+                                lock = refresh;
                                 break;
                             }
                             Ok(None) => {} // someone else reloads it: wait below
