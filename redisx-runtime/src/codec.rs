@@ -63,6 +63,15 @@ fn de_error(codec: &str, e: impl std::fmt::Display) -> Error {
     )
 }
 
+/// The largest value bincode may claim while decoding: Redis's own limit for a value. Without
+/// a limit, corrupt (or old-schema) bytes that claim a huge length would make bincode try to
+/// allocate it and abort the process; with it they are an error, hence a miss.
+const DECODE_LIMIT: usize = 512 * 1024 * 1024;
+
+fn decode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
 impl Codec for Bincode {
     const FORMAT: u8 = 0x01;
     const NAME: &'static str = "bincode";
@@ -80,9 +89,8 @@ impl Codec for Bincode {
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-        let (value, read) =
-            bincode::serde::decode_from_slice::<T, _>(bytes, bincode::config::standard())
-                .map_err(|e| de_error(Self::NAME, e))?;
+        let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, decode_config())
+            .map_err(|e| de_error(Self::NAME, e))?;
         if read != bytes.len() {
             return Err(de_error(
                 Self::NAME,
@@ -184,6 +192,20 @@ mod tests {
         bytes.push(0);
         let err = Bincode::decode::<u32>(&bytes).unwrap_err();
         assert_eq!(err.code(), ErrorCode::CacheDeserialization);
+    }
+
+    #[test]
+    fn a_huge_claimed_length_is_an_error_not_an_abort() {
+        // An old schema's u64 (a timestamp, say) read where a String now stands: the varint
+        // claims a length of about 2^60 bytes.
+        let bytes = Bincode::encode(&(u64::MAX >> 4, 0u8)).unwrap();
+        assert_eq!(
+            Bincode::decode::<String>(&bytes).unwrap_err().code(),
+            ErrorCode::CacheDeserialization
+        );
+        let bytes = Bincode::encode(&(1u64 << 40)).unwrap();
+        assert!(Bincode::decode::<Vec<u8>>(&bytes).is_err());
+        assert!(Bincode::decode::<(String, String)>(&bytes).is_err());
     }
 
     #[test]

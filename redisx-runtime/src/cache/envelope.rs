@@ -31,6 +31,19 @@ pub(crate) struct Envelope<T> {
     pub(crate) value: T,
     pub(crate) stale_at: u64,
     pub(crate) expires_at: u64,
+    pub(crate) format: u8,
+}
+
+impl<T> Envelope<T> {
+    /// The entry's first [`HEADER_LEN`] bytes, as stored: they identify this version of the
+    /// entry (a rewrite changes its timestamps), for compare-and-set writes.
+    pub(crate) fn header(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = self.format;
+        h[1..9].copy_from_slice(&self.stale_at.to_le_bytes());
+        h[9..17].copy_from_slice(&self.expires_at.to_le_bytes());
+        h
+    }
 }
 
 pub(crate) fn encode<T: Serialize + ?Sized>(
@@ -81,6 +94,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<T>> {
         value,
         stale_at,
         expires_at,
+        format: bytes[0],
     })
 }
 
@@ -95,6 +109,7 @@ mod tests {
             let env: Envelope<(String, u8)> = decode(&bytes).unwrap();
             assert_eq!(env.value, ("a".to_owned(), 1));
             assert_eq!((env.stale_at, env.expires_at), (10, 20));
+            assert_eq!(&env.header()[..], &bytes[..HEADER_LEN]);
         }
     }
 

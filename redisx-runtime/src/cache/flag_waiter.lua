@@ -5,6 +5,7 @@
 -- so a load nobody waits for costs no pub/sub traffic.
 --
 -- KEYS[1]  the full entry key
+-- ARGV     none
 -- Returns  1 if the key holds a lock marker (now flagged), 0 otherwise (the entry was filled
 --          or the lock released: re-read at once).
 -- Atomicity: one key; the check and the APPEND (which keeps the key's ttl) run as one script.

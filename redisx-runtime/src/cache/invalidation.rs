@@ -14,6 +14,7 @@
 //! may have been lost while it was away; the L1 ttl bounds staleness in between.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -68,11 +69,31 @@ pub(crate) fn parse(payload: &str) -> Option<Message<'_>> {
 /// Callers in this runtime waiting for another instance to fill a key.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    map: Mutex<HashMap<Box<str>, Arc<Notify>>>,
+    map: Mutex<HashMap<Box<str>, Arc<WaitSlot>>>,
+}
+
+/// One key's wake-ups: a generation counter, bumped by every wake-up, beside the `Notify`. A
+/// waiter notes the generation before it reads; if the generation moved by the time its
+/// `Notified` is armed, a wake-up already came and it reads again instead of sleeping.
+#[derive(Default)]
+pub(crate) struct WaitSlot {
+    pub(crate) notify: Notify,
+    generation: AtomicU64,
+}
+
+impl WaitSlot {
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn wake(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
 }
 
 impl Waiters {
-    pub(crate) fn register(&self, key: &str) -> Arc<Notify> {
+    pub(crate) fn register(&self, key: &str) -> Arc<WaitSlot> {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -81,7 +102,7 @@ impl Waiters {
             .clone()
     }
 
-    pub(crate) fn unregister(&self, key: &str, notify: &Arc<Notify>) {
+    pub(crate) fn unregister(&self, key: &str, notify: &Arc<WaitSlot>) {
         let mut map = self
             .map
             .lock()
@@ -102,7 +123,7 @@ impl Waiters {
             .get(key)
             .cloned();
         if let Some(n) = notify {
-            n.notify_waiters();
+            n.wake();
         }
     }
 
@@ -115,7 +136,7 @@ impl Waiters {
             .cloned()
             .collect();
         for n in all {
-            n.notify_waiters();
+            n.wake();
         }
     }
 }

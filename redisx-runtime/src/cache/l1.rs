@@ -81,6 +81,10 @@ impl quick_cache::Weighter<Box<str>, L1Entry> for EntryWeighter {
 
 pub(crate) struct L1 {
     cache: quick_cache::sync::Cache<Box<str>, L1Entry, EntryWeighter>,
+    /// Bumped by every eviction for invalidation (`remove`, `clear`, `retain_keys`). A fill
+    /// that read L2 before an eviction carries the older epoch and is dropped, so a read
+    /// that overlapped a delete never puts the deleted value back into L1.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl L1 {
@@ -98,7 +102,19 @@ impl L1 {
                 EntryWeighter { by_bytes: false },
             ),
         };
-        Self { cache }
+        Self {
+            cache,
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The invalidation epoch; pass it to [`L1::insert`] as `since` for a value read before.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The value under `key` if present, unexpired and of type `T`.
@@ -113,7 +129,9 @@ impl L1 {
     }
 
     /// Inserts a value for `ttl`; `size_hint` is its approximate size in bytes (for the
-    /// weight budget). A zero ttl removes the key instead.
+    /// weight budget). A zero ttl removes the key instead. With `since` (the epoch seen
+    /// before the value was read or written), nothing is inserted if an invalidation came in
+    /// between.
     pub(crate) fn insert<T>(
         &self,
         key: &str,
@@ -121,9 +139,13 @@ impl L1 {
         ttl: Duration,
         size_hint: usize,
         erasure: Erasure<T>,
+        since: Option<u64>,
     ) {
         if ttl.is_zero() {
             self.cache.remove(key);
+            return;
+        }
+        if since.is_some_and(|e| e != self.epoch()) {
             return;
         }
         let weight = u32::try_from(size_hint + key.len() + 64).unwrap_or(u32::MAX);
@@ -139,6 +161,7 @@ impl L1 {
 
     /// Removes every entry whose key matches `pred`.
     pub(crate) fn retain_keys(&self, keep: impl Fn(&str) -> bool) {
+        self.bump();
         self.cache.retain(|k, _| keep(k));
     }
 
@@ -150,10 +173,12 @@ impl L1 {
     }
 
     pub(crate) fn remove(&self, key: &str) -> bool {
+        self.bump();
         self.cache.remove(key).is_some()
     }
 
     pub(crate) fn clear(&self) {
+        self.bump();
         self.cache.clear();
     }
 
@@ -241,7 +266,14 @@ mod tests {
     #[test]
     fn l1_expires_and_checks_type() {
         let l1 = L1::new(10, None);
-        l1.insert("a", 5u32, Duration::from_secs(60), 4, Erasure::boxed());
+        l1.insert(
+            "a",
+            5u32,
+            Duration::from_secs(60),
+            4,
+            Erasure::boxed(),
+            None,
+        );
         let now = Instant::now();
         assert_eq!(l1.get("a", now, Erasure::<u32>::boxed()), Some(5));
         assert_eq!(l1.get("a", now, Erasure::<u64>::boxed()), None);
@@ -263,6 +295,7 @@ mod tests {
             Duration::from_secs(60),
             1,
             Erasure::arc(),
+            None,
         );
         let got = l1.get("arc", now, Erasure::<Arc<String>>::arc()).unwrap();
         assert!(Arc::ptr_eq(&got, &v), "the same allocation, no copy");
@@ -278,11 +311,37 @@ mod tests {
             Duration::from_secs(60),
             1,
             Erasure::boxed(),
+            None,
         );
         assert!(
             l1.get("boxed", now, Erasure::<Arc<String>>::arc())
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_fill_older_than_an_eviction_is_dropped() {
+        let l1 = L1::new(10, None);
+        let seen = l1.epoch();
+        l1.remove("other");
+        l1.insert(
+            "k",
+            1u8,
+            Duration::from_secs(60),
+            1,
+            Erasure::boxed(),
+            Some(seen),
+        );
+        assert_eq!(l1.len(), 0, "an invalidation came in between");
+        l1.insert(
+            "k",
+            1u8,
+            Duration::from_secs(60),
+            1,
+            Erasure::boxed(),
+            Some(l1.epoch()),
+        );
+        assert_eq!(l1.len(), 1);
     }
 
     #[test]
@@ -295,6 +354,7 @@ mod tests {
                 Duration::from_secs(60),
                 1000,
                 Erasure::boxed(),
+                None,
             );
         }
         assert!(

@@ -85,6 +85,8 @@ const MARKER: u8 = 0xFE;
 /// (its marker expires silently); every normal wake-up comes over pub/sub.
 const POLL_FALLBACK_MIN: Duration = Duration::from_millis(50);
 const POLL_FALLBACK_MAX: Duration = Duration::from_secs(2);
+/// How many failed in-process leaders a caller follows before it loads for itself.
+const MAX_FAILED_LEADERS: u32 = 3;
 /// Keys per `UNLINK` and per invalidation message.
 const CHUNK: usize = 1000;
 
@@ -183,7 +185,7 @@ pub(crate) struct CacheInner {
 
 impl Drop for CacheInner {
     fn drop(&mut self) {
-        self.stop.notify_waiters();
+        self.stop.notify_one();
     }
 }
 
@@ -259,8 +261,9 @@ enum Lock {
     None,
     /// A marker in the entry's own key.
     Marker(Vec<u8>),
-    /// A separate refresh lock key (the entry exists, stale).
-    Refresh(String, Vec<u8>),
+    /// A separate refresh lock (key, token), taken for an entry that exists but is stale;
+    /// the write only happens while the entry still starts with the header that was read.
+    Refresh(String, Vec<u8>, [u8; envelope::HEADER_LEN]),
 }
 
 /// Releases a lock when a load is abandoned (loader panicked or the caller was cancelled).
@@ -301,6 +304,8 @@ pub(crate) enum Fetched<T, E, Fut> {
     Stale {
         value: T,
         loader: Fut,
+        /// The stale entry's header, for the refresh's compare-and-set write.
+        header: [u8; envelope::HEADER_LEN],
     },
 }
 
@@ -361,7 +366,7 @@ impl Cache {
     }
 
     pub(crate) fn stop(&self) {
-        self.inner.stop.notify_waiters();
+        self.inner.stop.notify_one();
     }
 
     /// The configuration this cache runs with.
@@ -408,6 +413,7 @@ impl Cache {
             return Ok(None);
         };
         let full = self.full_key(key);
+        let since = self.inner.l1.epoch();
         let read = match traced!(self.read::<T>(client, &full, None, &r), span) {
             Ok(read) => read,
             Err(e) => {
@@ -419,7 +425,7 @@ impl Cache {
         Ok(match read {
             Read::Fresh(env) => {
                 span.record("cache.hit", true);
-                self.fill_l1(key, &env, &r, 0, Erasure::boxed());
+                self.fill_l1(key, &env, &r, 0, Erasure::boxed(), since);
                 Some(env.value)
             }
             Read::Stale(env) => {
@@ -467,6 +473,7 @@ impl Cache {
         for &i in &missing {
             cmd.arg(self.full_key(keys[i].as_ref()));
         }
+        let since = self.inner.l1.epoch();
         let values: Vec<Option<Vec<u8>>> = match client.query_named("MGET", &cmd).await {
             Ok(values) => values,
             Err(e) => {
@@ -479,7 +486,7 @@ impl Cache {
             let key = keys[i].as_ref();
             match self.classify::<T>(bytes, now) {
                 Read::Fresh(env) => {
-                    self.fill_l1(key, &env, &r, 0, Erasure::boxed());
+                    self.fill_l1(key, &env, &r, 0, Erasure::boxed(), since);
                     out[i] = Some(env.value);
                 }
                 Read::Stale(env) => out[i] = Some(env.value),
@@ -524,12 +531,16 @@ impl Cache {
             cache.ttl_ms = millis(r.ttl),
             cache.tags = opts.tags.len()
         );
+        let since = self.inner.l1.epoch();
         let size = match traced!(self.write(key, value, &r, &opts.tags, &Lock::None), span) {
             Ok((_, size)) => size,
             Err(e) => {
+                // An L1 entry must not outlive (or differ from) its L2 entry: drop ours.
                 self.inner.metrics.write_errors.inc();
                 self.fail_open("write", key, &e);
-                0
+                self.inner.l1.remove(key);
+                self.update_l1_gauge();
+                return Ok(());
             }
         };
         if r.mode.uses_l1() {
@@ -540,6 +551,7 @@ impl Cache {
                 envelope::now_ms() + millis(r.ttl),
                 size,
                 Erasure::boxed(),
+                Some(since),
             );
         }
         Ok(())
@@ -561,12 +573,13 @@ impl Cache {
             self.validate_key(k.as_ref())?;
         }
         let now = envelope::now_ms();
+        let since = self.inner.l1.epoch();
         if let Some(client) = self.l2_client(r.mode) {
             let (stale_at, expires_at, px) = Self::timing(&r, now);
             let mut pipe = redis::pipe();
             for (k, v) in &items {
                 let bytes = envelope::encode(r.codec, v, stale_at, expires_at)?;
-                self.index_tags(&mut pipe, k.as_ref(), &opts.tags);
+                self.index_tags(&mut pipe, k.as_ref(), &opts.tags, px);
                 pipe.cmd("SET")
                     .arg(self.full_key(k.as_ref()))
                     .arg(bytes)
@@ -585,13 +598,27 @@ impl Cache {
                     .ignore();
             }
             if let Err(e) = client.query_pipeline::<()>(&pipe).await {
+                // An L1 entry must not outlive (or differ from) its L2 entry: drop ours.
                 self.inner.metrics.write_errors.inc();
                 self.fail_open("write", "set_many", &e);
+                for (k, _) in &items {
+                    self.inner.l1.remove(k.as_ref());
+                }
+                self.update_l1_gauge();
+                return Ok(());
             }
         }
         if r.mode.uses_l1() {
             for (k, v) in items {
-                self.l1_insert(k.as_ref(), v, r, now + millis(r.ttl), 0, Erasure::boxed());
+                self.l1_insert(
+                    k.as_ref(),
+                    v,
+                    r,
+                    now + millis(r.ttl),
+                    0,
+                    Erasure::boxed(),
+                    Some(since),
+                );
             }
         }
         Ok(())
@@ -789,6 +816,8 @@ impl Cache {
         };
         let full = self.scan(client, "*").await?;
         let deleted = self.unlink(client, &full).await?;
+        self.inner.l1.clear();
+        self.update_l1_gauge();
         let msg = invalidation::clear_message(&self.inner.origin);
         client
             .query_named::<i64>(
@@ -994,6 +1023,7 @@ impl Cache {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn l1_insert<T>(
         &self,
         key: &str,
@@ -1002,11 +1032,12 @@ impl Cache {
         stale_at: u64,
         size: usize,
         erasure: Erasure<T>,
+        since: Option<u64>,
     ) {
         let fresh = Duration::from_millis(stale_at.saturating_sub(envelope::now_ms()));
         self.inner
             .l1
-            .insert(key, value, r.l1_ttl.min(fresh), size, erasure);
+            .insert(key, value, r.l1_ttl.min(fresh), size, erasure, since);
         self.update_l1_gauge();
     }
 
@@ -1017,9 +1048,18 @@ impl Cache {
         r: &Resolved,
         size: usize,
         erasure: Erasure<T>,
+        since: u64,
     ) {
         if r.mode.uses_l1() {
-            self.l1_insert(key, env.value.clone(), *r, env.stale_at, size, erasure);
+            self.l1_insert(
+                key,
+                env.value.clone(),
+                *r,
+                env.stale_at,
+                size,
+                erasure,
+                Some(since),
+            );
         }
     }
 
@@ -1111,12 +1151,16 @@ impl Cache {
         envelope::decode_header(&bytes?)
     }
 
-    fn index_tags(&self, pipe: &mut redis::Pipeline, key: &str, tags: &[String]) {
-        let ttl = millis(self.inner.cfg.max_ttl);
+    /// Adds `key` to its tags' indexes. An index lives at least `max_ttl` and at least as
+    /// long as the entry (`entry_px`, which includes the SWR and stale-if-error windows):
+    /// `PEXPIRE .. NX` sets it on a new index, `PEXPIRE .. GT` only ever extends it.
+    fn index_tags(&self, pipe: &mut redis::Pipeline, key: &str, tags: &[String], entry_px: u64) {
+        let ttl = millis(self.inner.cfg.max_ttl).max(entry_px);
         for t in tags {
             let tk = self.tag_key(t);
             pipe.cmd("SADD").arg(&tk).arg(key).ignore();
-            pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).ignore();
+            pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).arg("NX").ignore();
+            pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).arg("GT").ignore();
         }
     }
 
@@ -1139,7 +1183,8 @@ impl Cache {
         let size = bytes.len();
         let token: &[u8] = match lock {
             Lock::Marker(m) => m,
-            Lock::None | Lock::Refresh(..) => b"",
+            Lock::Refresh(_, _, header) => header,
+            Lock::None => b"",
         };
         let msg = invalidation::keys_message(&self.inner.origin, [key]);
         let full = self.full_key(key);
@@ -1155,9 +1200,9 @@ impl Cache {
             client.invoke(&invocation).await
         } else {
             let mut pipe = redis::pipe();
-            self.index_tags(&mut pipe, key, tags);
+            self.index_tags(&mut pipe, key, tags, px);
             pipe.invoke_script(&invocation);
-            if let Lock::Refresh(lock_key, token) = lock {
+            if let Lock::Refresh(lock_key, token, _) = lock {
                 pipe.invoke_script(
                     script::CACHE_RELEASE
                         .script
@@ -1176,7 +1221,12 @@ impl Cache {
 
     /// Takes the refresh lock of an entry that exists but must be reloaded (`SET NX PX` on
     /// its own key); `None` when another caller holds it.
-    async fn take_refresh_lock(&self, client: &Client, key: &str) -> Result<Option<Lock>> {
+    async fn take_refresh_lock(
+        &self,
+        client: &Client,
+        key: &str,
+        header: [u8; envelope::HEADER_LEN],
+    ) -> Result<Option<Lock>> {
         let lock_key = self.refresh_key(key);
         let token = new_marker();
         let px = millis(self.inner.cfg.stampede.lock_ttl).max(1);
@@ -1191,7 +1241,7 @@ impl Cache {
                     .arg(px),
             )
             .await?;
-        Ok(got.map(|_| Lock::Refresh(lock_key, token)))
+        Ok(got.map(|_| Lock::Refresh(lock_key, token, header)))
     }
 
     /// Gives a lock up and wakes the callers waiting for it.
@@ -1202,7 +1252,7 @@ impl Cache {
         let (lock_key, token) = match lock {
             Lock::None => return,
             Lock::Marker(m) => (self.full_key(key), m),
-            Lock::Refresh(k, t) => (k, t),
+            Lock::Refresh(k, t, _) => (k, t),
         };
         let msg = invalidation::keys_message(&self.inner.origin, [key]);
         let r = client
@@ -1248,6 +1298,12 @@ impl Cache {
         user: &[&str],
     ) -> Result<u64> {
         let deleted = self.unlink(client, full).await?;
+        // Evict again: a read that started before the UNLINK may have refilled L1 meanwhile
+        // (its fill is dropped by the epoch; this catches one that already landed).
+        for k in user {
+            self.inner.l1.remove(k);
+        }
+        self.update_l1_gauge();
         if !user.is_empty() {
             let mut pipe = redis::pipe();
             for chunk in user.chunks(CHUNK) {
@@ -1353,9 +1409,13 @@ impl Cache {
             .await
         {
             Fetched::Done(r) => r,
-            Fetched::Stale { value, loader } => {
+            Fetched::Stale {
+                value,
+                loader,
+                header,
+            } => {
                 let unless = take();
-                self.spawn_refresh(key, opts, loader, unless, erasure);
+                self.spawn_refresh(key, opts, loader, unless, erasure, header);
                 Ok(value)
             }
         }
@@ -1368,6 +1428,7 @@ impl Cache {
         loader: Fut,
         unless: Option<U>,
         erasure: Erasure<T>,
+        header: [u8; envelope::HEADER_LEN],
     ) where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         E: Send + 'static,
@@ -1382,30 +1443,50 @@ impl Cache {
         let key = key.to_owned();
         let tags = opts.tags.clone();
         tokio::spawn(async move {
-            let lock = match cache.take_refresh_lock(&client, &key).await {
+            let lock = match cache.take_refresh_lock(&client, &key, header).await {
                 Ok(Some(lock)) => lock,
                 Ok(None) => return, // another instance is refreshing
                 Err(e) => return cache.fail_open("refresh", &key, &e),
             };
-            bump(&cache.inner.counters.refreshes);
             let mut guard = LockGuard {
                 cache: Arc::downgrade(&cache.inner),
                 key: key.clone(),
                 lock,
             };
+            // Another instance may have refreshed (and released the lock) between our read
+            // and our lock: refresh only the entry we saw stale.
+            let now: Result<Vec<u8>> = client
+                .query_named(
+                    "GETRANGE",
+                    redis::cmd("GETRANGE")
+                        .arg(cache.full_key(&key))
+                        .arg(0)
+                        .arg(envelope::HEADER_LEN - 1),
+                )
+                .await;
+            if !matches!(&now, Ok(h) if h[..] == header[..]) {
+                return; // the guard releases the lock
+            }
+            bump(&cache.inner.counters.refreshes);
             if let Ok(v) = loader.await {
                 cache.inner.metrics.loads_ok.inc();
                 if unless.is_some_and(|u| u(&v)) {
                     return; // the guard releases the lock
                 }
+                // The lock stays in the guard during the write: if this task is cancelled
+                // there, the guard still gives it back.
+                let since = cache.inner.l1.epoch();
+                let written = cache.write(&key, &v, &r, &tags, &guard.lock).await;
                 let lock = guard.take();
-                match cache.write(&key, &v, &r, &tags, &lock).await {
-                    Ok((_, size)) => {
+                match written {
+                    // The write's pipeline released the refresh lock either way.
+                    Ok((true, size)) => {
                         if r.mode.uses_l1() {
                             let stale_at = envelope::now_ms() + millis(r.ttl);
-                            cache.l1_insert(&key, v, r, stale_at, size, erasure);
+                            cache.l1_insert(&key, v, r, stale_at, size, erasure, Some(since));
                         }
                     }
+                    Ok((false, _)) => {}
                     Err(e) => {
                         cache.inner.metrics.write_errors.inc();
                         cache.fail_open("refresh write", &key, &e);
@@ -1461,17 +1542,25 @@ impl Cache {
         // One load (or one wait for another instance's load) per key per runtime: callers
         // that arrive while a read or load of the key runs share its outcome, so a stampede
         // of callers costs one L2 read, not one each.
-        let flight_leader = match self.inner.flights.join(key) {
-            Join::Leader(l) => l,
-            Join::Follower(rx) => {
-                self.inner.metrics.stampede_prevented.inc();
-                if let Some(v) = flight::follow(rx).await
-                    && let Some(v) = v.downcast_ref::<T>()
-                {
-                    return Fetched::Done(Ok(v.clone()));
+        let mut failed_leaders = 0;
+        let flight_leader = loop {
+            match self.inner.flights.join(key) {
+                Join::Leader(l) => break l,
+                Join::Follower(rx) => {
+                    if let Some(v) = flight::follow(rx).await
+                        && let Some(v) = v.downcast_ref::<T>()
+                    {
+                        self.inner.metrics.stampede_prevented.inc();
+                        return Fetched::Done(Ok(v.clone()));
+                    }
+                    // The leader failed, panicked or was cancelled: one of its followers
+                    // leads next. After a few failed leaders in a row, load for ourselves
+                    // rather than queue behind a failing loader.
+                    failed_leaders += 1;
+                    if failed_leaders >= MAX_FAILED_LEADERS {
+                        return Fetched::Done(loader.await);
+                    }
                 }
-                // The leader failed, panicked or was cancelled: load for ourselves.
-                return Fetched::Done(loader.await);
             }
         };
         let mut first = None;
@@ -1482,6 +1571,7 @@ impl Cache {
             // option on every hit (see `ReadPredictor`).
             let marker = (self.inner.cfg.stampede.enabled && !self.inner.reads.expect_hit())
                 .then(new_marker);
+            let since = self.inner.l1.epoch();
             let read = traced!(self.read::<T>(client, &full, marker.as_deref(), &r), span);
             self.inner
                 .reads
@@ -1490,7 +1580,7 @@ impl Cache {
                 Ok(Read::Fresh(env)) => {
                     span.record("cache.layer", "l2");
                     span.record("cache.hit", true);
-                    self.fill_l1(key, &env, &r, 0, erasure);
+                    self.fill_l1(key, &env, &r, 0, erasure, since);
                     flight_leader
                         .complete(|| Arc::new(env.value.clone()) as Arc<dyn Any + Send + Sync>);
                     return Fetched::Done(Ok(env.value));
@@ -1501,9 +1591,11 @@ impl Cache {
                     self.inner.metrics.stale_served.inc();
                     flight_leader
                         .complete(|| Arc::new(env.value.clone()) as Arc<dyn Any + Send + Sync>);
+                    let header = env.header();
                     return Fetched::Stale {
                         value: env.value,
                         loader,
+                        header,
                     };
                 }
                 // A plain read that found nothing took no lock: the coordinated path reads
@@ -1567,10 +1659,14 @@ impl Cache {
         if let Some(client) = self.l2_client(r.mode) {
             let full = self.full_key(key);
             let deadline = Instant::now() + stampede.wait_timeout;
-            let mut waiter: Option<Arc<Notify>> = None;
+            let mut waiter: Option<Arc<invalidation::WaitSlot>> = None;
             let mut corrupt_retries = 0;
             let mut has_waited = false;
             loop {
+                // The wake-up generation before this read (see `WaitSlot`), and the L1 epoch
+                // (a fill after an invalidation that overlapped the read is dropped).
+                let seen = waiter.as_ref().map(|w| w.generation());
+                let since = self.inner.l1.epoch();
                 let (marker, read) = if let Some(done) = first.take() {
                     done
                 } else {
@@ -1599,7 +1695,7 @@ impl Cache {
                         if has_waited {
                             self.inner.metrics.stampede_prevented.inc();
                         }
-                        self.fill_l1(key, &env, r, 0, erasure);
+                        self.fill_l1(key, &env, r, 0, erasure, since);
                         if let Some(w) = waiter {
                             self.inner.waiters.unregister(&full, &w);
                         }
@@ -1612,18 +1708,21 @@ impl Cache {
                         if let Some(w) = waiter {
                             self.inner.waiters.unregister(&full, &w);
                         }
+                        let header = env.header();
                         return Fetched::Stale {
                             value: env.value,
                             loader,
+                            header,
                         };
                     }
                     Read::Stale(env) | Read::Expired(env) => {
                         // The entry exists but must be reloaded; keep it for stale-if-error.
+                        let header = env.header();
                         stale = Some(env.value);
                         if !stampede.enabled {
                             break;
                         }
-                        match self.take_refresh_lock(client, key).await {
+                        match self.take_refresh_lock(client, key, header).await {
                             Ok(Some(refresh)) => {
                                 lock = refresh;
                                 break;
@@ -1647,13 +1746,19 @@ impl Cache {
                 }
                 // Another caller holds the lock: wait for its write (pub/sub), then re-read.
                 // Register first, then flag the marker, so no wake-up can slip in between.
-                let notify = if let Some(n) = &waiter {
-                    n.clone()
+                let (slot, seen) = if let (Some(n), Some(seen)) = (&waiter, seen) {
+                    (n.clone(), seen)
                 } else {
                     let n = self.inner.waiters.register(&full);
+                    let seen = n.generation();
                     waiter = Some(n.clone());
                     has_waited = true;
-                    n
+                    if !marker_locked {
+                        // A refresh holder publishes its write unflagged: read again now
+                        // that we are registered, so its wake-up cannot slip by.
+                        continue;
+                    }
+                    (n, seen)
                 };
                 if marker_locked {
                     let flagged: Result<u8> = client
@@ -1699,7 +1804,12 @@ impl Cache {
                 }
                 let poll = (stampede.lock_ttl / 2).clamp(POLL_FALLBACK_MIN, POLL_FALLBACK_MAX);
                 let wait = (deadline - now).min(poll);
-                let _ = tokio::time::timeout(wait, notify.notified()).await;
+                let notified = slot.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if slot.generation() == seen {
+                    let _ = tokio::time::timeout(wait, notified).await;
+                }
             }
             if let Some(w) = waiter {
                 self.inner.waiters.unregister(&full, &w);
@@ -1736,16 +1846,21 @@ impl Cache {
                 return Fetched::Done(Err(e));
             }
         };
-        let lock = guard.take();
         if unless(&value) {
+            let lock = guard.take();
             self.release(key, lock).await;
             return Fetched::Done(Ok(value));
         }
-        match self.write(key, &value, r, tags, &lock).await {
+        // The lock stays in the guard during the write: a caller cancelled there still gives
+        // it back (the guard releases it in the background).
+        let since = self.inner.l1.epoch();
+        let written = self.write(key, &value, r, tags, &guard.lock).await;
+        let lock = guard.take();
+        match written {
             Ok((true, size)) => {
                 if r.mode.uses_l1() {
                     let stale_at = envelope::now_ms() + millis(r.ttl);
-                    self.l1_insert(key, value.clone(), *r, stale_at, size, erasure);
+                    self.l1_insert(key, value.clone(), *r, stale_at, size, erasure, Some(since));
                 }
             }
             Ok((false, _)) => {

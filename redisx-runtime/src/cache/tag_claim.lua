@@ -1,6 +1,7 @@
 -- tag_claim.lua: take the member list of a tag index and delete the index, atomically.
 --
 -- KEYS[1]  the tag index set ({prefix}_tag:{tag})
+-- ARGV     none
 -- Returns  the members (user keys) the index held; empty if it did not exist.
 -- Atomicity: one key. Members added after the claim land in a new index and survive this
 -- invalidation (they were written after it started); none is lost between read and delete.

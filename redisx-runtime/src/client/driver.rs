@@ -3,7 +3,7 @@
 //! [`Driver::conn`] hands out a [`Conn`], which implements `redis::aio::ConnectionLike`, so
 //! commands, pipelines and `redis::Script` invocations run the same way over both.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -108,11 +108,31 @@ impl Driver {
     }
 
     /// Tells the driver that an operation failed, so it can notice a dropped connection.
+    ///
+    /// A connection that stays open but stops answering (a network partition, a stopped
+    /// server) never reports an I/O error; after [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a
+    /// row it is treated as dropped and re-established.
     pub(crate) fn observe_error(&self, conn: &Conn, err: &redis::RedisError) {
-        if let (Self::Multiplexed(m), Conn::Multiplexed(_, generation)) = (self, conn)
-            && (err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error())
+        if let (Self::Multiplexed(m), Conn::Multiplexed(_, generation)) = (self, conn) {
+            if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
+                m.mark_down(*generation, &err.to_string());
+            } else if err.is_timeout() {
+                let n = m.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= TIMEOUTS_BEFORE_RECONNECT {
+                    m.timeouts.store(0, Ordering::Relaxed);
+                    m.mark_down(*generation, &format!("{n} commands in a row timed out"));
+                }
+            }
+        }
+    }
+
+    /// Tells the driver that an operation succeeded (resets the timeout count).
+    #[inline]
+    pub(crate) fn observe_ok(&self) {
+        if let Self::Multiplexed(m) = self
+            && m.timeouts.load(Ordering::Relaxed) != 0
         {
-            m.mark_down(*generation, &err.to_string());
+            m.timeouts.store(0, Ordering::Relaxed);
         }
     }
 
@@ -192,7 +212,11 @@ pub(crate) struct Multiplexed {
     down: Arc<Notify>,
     stopped: AtomicBool,
     reconnects: AtomicU64,
+    timeouts: AtomicU32,
 }
+
+/// Consecutive command timeouts after which a multiplexed connection is re-established.
+pub(crate) const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
 impl Multiplexed {
     async fn start(name: &str, cfg: &ConnectionConfig) -> Result<Arc<Self>> {
@@ -210,6 +234,7 @@ impl Multiplexed {
             down: Arc::new(Notify::new()),
             stopped: AtomicBool::new(false),
             reconnects: AtomicU64::new(0),
+            timeouts: AtomicU32::new(0),
         });
         if !cfg.lazy {
             let conn = this.open().await?;

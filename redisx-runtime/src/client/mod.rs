@@ -200,21 +200,24 @@ impl Client {
         let result = traced!(
             async {
                 let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
-                op(&mut conn).await.map_err(|e| {
-                    inner.driver.observe_error(&conn, &e);
-                    if e.is_timeout() {
-                        Error::new(
-                            ErrorCode::OperationTimeout,
-                            format!(
-                                "no reply within the command timeout of {:?}",
-                                inner.cfg.command_timeout
-                            ),
-                        )
-                        .with_source(e)
-                    } else {
-                        Error::from_redis(e)
-                    }
-                })
+                op(&mut conn)
+                    .await
+                    .inspect(|_| inner.driver.observe_ok())
+                    .map_err(|e| {
+                        inner.driver.observe_error(&conn, &e);
+                        if e.is_timeout() {
+                            Error::new(
+                                ErrorCode::OperationTimeout,
+                                format!(
+                                    "no reply within the command timeout of {:?}",
+                                    inner.cfg.command_timeout
+                                ),
+                            )
+                            .with_source(e)
+                        } else {
+                            Error::from_redis(e)
+                        }
+                    })
             },
             span
         );
