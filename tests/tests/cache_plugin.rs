@@ -91,17 +91,15 @@ async fn an_update_through_a_reaches_b_l1_within_100ms() {
         .set("user:1", &"v1".to_owned(), None)
         .await
         .unwrap();
-    // B reads it once: now it answers from its L1.
-    assert_eq!(
-        b.cache().get::<String>("user:1").await.unwrap().as_deref(),
-        Some("v1")
-    );
-    assert_eq!(b.cache().stats().l2_hits, 1);
-    assert_eq!(
-        b.cache().get::<String>("user:1").await.unwrap().as_deref(),
-        Some("v1")
-    );
-    assert_eq!(b.cache().stats().l1_hits, 1);
+    // B reads it until it answers from its L1 (A's notification of that first set may reach
+    // B after B's first read and evict what it filled: that is the mechanism under test).
+    let in_l1 = eventually(Duration::from_secs(2), || async {
+        let before = b.cache().stats().l1_hits;
+        let v = b.cache().get::<String>("user:1").await.unwrap();
+        v.as_deref() == Some("v1") && b.cache().stats().l1_hits > before
+    })
+    .await;
+    assert!(in_l1, "B never answered from its L1");
 
     a.cache()
         .set("user:1", &"v2".to_owned(), None)
@@ -133,12 +131,20 @@ async fn tag_invalidation_through_a_reaches_b_l1_within_100ms() {
             .set_with(&format!("u:{i}"), &i, &opts)
             .await
             .unwrap();
-        assert_eq!(
-            b.cache().get::<i32>(&format!("u:{i}")).await.unwrap(),
-            Some(i)
-        );
     }
-    assert_eq!(b.cache().l1_len(), 5);
+    // B reads them until all five sit in its L1 (A's notifications of those sets may evict
+    // B's first fills).
+    let filled = eventually(Duration::from_secs(2), || async {
+        for i in 0..5 {
+            assert_eq!(
+                b.cache().get::<i32>(&format!("u:{i}")).await.unwrap(),
+                Some(i)
+            );
+        }
+        b.cache().l1_len() == 5
+    })
+    .await;
+    assert!(filled, "B's L1 never held the five entries");
     assert_eq!(a.cache().invalidate_tags(&["users"]).await.unwrap(), 5);
     let evicted = eventually(Duration::from_millis(100), || async {
         b.cache().l1_len() == 0
