@@ -220,7 +220,7 @@ pub fn cached<T: Cacheable>(
             state: State::Bypass,
         };
     }
-    let Some(rt) = resolve(runtime) else {
+    let Some(rt) = resolve(runtime).filter(|rt| !rt.is_shut_down()) else {
         return CachedCall {
             state: State::Bypass,
         };

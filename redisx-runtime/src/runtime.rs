@@ -146,12 +146,14 @@ impl RedisX {
     }
 
     /// Closes every connection and stops background tasks. Afterwards Redis calls fail with
-    /// [`ErrorCode::ConnectionClosed`], and cached functions run uncached. Idempotent.
+    /// [`ErrorCode::ConnectionClosed`], L1 is emptied and cached functions run uncached.
+    /// Idempotent.
     pub async fn shutdown(&self) {
         if self.inner.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
         self.inner.cache.stop();
+        self.inner.cache.clear_l1();
         for client in self.inner.clients.values() {
             client.shutdown();
         }

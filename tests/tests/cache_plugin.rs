@@ -649,6 +649,18 @@ async fn l1_only_needs_no_redis() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(rx.cache().delete("k").await.unwrap());
+    // Tags work without Redis too: the index lives in process.
+    let tagged = EntryOptions::new().tags(["users"]);
+    for i in 0..3u8 {
+        rx.cache()
+            .set_with(&format!("u:{i}"), &i, &tagged)
+            .await
+            .unwrap();
+    }
+    rx.cache().set("other", &9u8, None).await.unwrap();
+    assert_eq!(rx.cache().invalidate_tags(&["users"]).await.unwrap(), 3);
+    assert_eq!(rx.cache().get::<u8>("u:1").await.unwrap(), None);
+    assert_eq!(rx.cache().get::<u8>("other").await.unwrap(), Some(9));
     let err = RedisX::builder().build().await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
 }

@@ -1,7 +1,8 @@
 //! Cross-instance invalidation over pub/sub, and the waiters woken by it.
 //!
-//! Every delete, overwrite, fill and tag invalidation of a cache prefix is published on one
-//! channel, `{app prefix}{cache prefix}__events`. A message is
+//! Every delete, overwrite and tag invalidation of a cache prefix is published on one channel,
+//! `{app prefix}{cache prefix}__events`, and so is a fill that another instance flagged as
+//! awaited (`flag_waiter.lua`). A message is
 //!
 //! ```text
 //! k<origin>\n<key>\n<key>...   these keys changed: evict them from L1, wake their waiters

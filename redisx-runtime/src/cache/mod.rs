@@ -5,22 +5,32 @@
 //!
 //! * **Stampede protection across instances.** A miss costs two round trips: one atomic
 //!   read-or-lock (`SET key <marker> NX PX <lock ttl> GET`: it returns the entry, or places a
-//!   regeneration lock in the entry's own slot), and one script that writes the value, indexes
-//!   its tags, releases the lock and publishes the change. Callers of the same key in one
-//!   runtime share one load; callers in other instances wait for the lock holder's write,
-//!   woken by pub/sub (a bounded poll is only the fallback), then read it.
+//!   regeneration lock in the entry's own key), and one round trip that indexes the entry's
+//!   tags (pipelined commands: tag indexes live in other cluster slots) and runs `write.lua`,
+//!   which writes the value only while this caller's lock is still there (releasing it) and
+//!   wakes the waiters. While recent reads mostly hit, the first read is a plain `GET`
+//!   instead (a hit then costs exactly a `GET`; a miss after such a read takes one more round
+//!   trip). Callers of the same key in one runtime share one read and one load; callers in
+//!   other instances flag the lock and wait for the holder's write, woken by pub/sub (a
+//!   bounded poll is only the fallback), then read it.
 //! * **Stale-while-revalidate**: within the SWR window a stale value is served at once and
 //!   one caller across all instances refreshes it through the normal write path.
 //! * **Stale-if-error**: within its window, a failing loader is answered with the old value.
 //! * **Tags**: index sets per tag; invalidation claims the set atomically and deletes its keys
 //!   per cluster slot, evicts local L1 and tells the other instances.
-//! * **Cross-instance L1 invalidation**: every delete, overwrite, fill and tag invalidation is
-//!   published on one channel per prefix; each instance evicts its L1 (ignoring its own
-//!   messages), resubscribes after a reconnect, and the L1 ttl bounds any lost message.
+//! * **Cross-instance L1 invalidation**: every delete, overwrite and tag invalidation is
+//!   published on one channel per prefix (a fill only when another instance waits for it:
+//!   no instance can hold a copy of a missing entry); each instance evicts its L1 (ignoring
+//!   its own messages), resubscribes after a reconnect, and the L1 ttl bounds any lost
+//!   message. A read that overlapped an invalidation never refills L1 with the old value.
 //!
-//! Failure never reaches the caller: reads fail open (a Redis error is a miss), writes are
-//! logged and counted, corrupt entries are misses and are removed, and a loader that panics
-//! propagates to its own caller while the callers waiting for it load for themselves.
+//! Failure: reads fail open (a Redis error is a miss), writes never fail the caller (logged
+//! and counted), corrupt entries are misses and are removed; deletes and invalidations do
+//! report Redis errors. A loader that panics propagates to its own caller and gives its lock
+//! back at once; the callers waiting for it take over the load.
+//!
+//! Known limit: an entry overwritten without a tag it had stays in that tag's index until the
+//! index expires, so invalidating the old tag also deletes it (a miss, never a stale value).
 //!
 //! Keys are stored as `{app prefix}{cache prefix}{key}` (`cache:` by default); tag indexes as
 //! `{app prefix}{cache prefix}_tag:{tag}`, refresh locks as `..._lock:{key}` (user keys may not
@@ -178,6 +188,9 @@ pub(crate) struct CacheInner {
     flights: Flights,
     waiters: Waiters,
     reads: ReadPredictor,
+    /// Without Redis (L1 only), the tag index lives here: tag -> keys.
+    local_tags:
+        std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<Box<str>>>>,
     origin: String,
     channel: String,
     stop: Arc<Notify>,
@@ -341,6 +354,7 @@ impl Cache {
                 flights: Flights::default(),
                 waiters: Waiters::default(),
                 reads: ReadPredictor::default(),
+                local_tags: std::sync::Mutex::default(),
                 origin: format!("{:016x}", rand::random::<u64>()),
                 channel,
                 stop: Arc::new(Notify::new()),
@@ -554,6 +568,7 @@ impl Cache {
                 Some(since),
             );
         }
+        self.index_local_tags(key, &opts.tags);
         Ok(())
     }
 
@@ -597,7 +612,13 @@ impl Cache {
                     .arg(msg)
                     .ignore();
             }
-            if let Err(e) = client.query_pipeline::<()>(&pipe).await {
+            let span = tracing::info_span!(
+                "cache.set",
+                cache.keys = items.len(),
+                cache.ttl_ms = millis(r.ttl),
+                cache.tags = opts.tags.len()
+            );
+            if let Err(e) = traced!(client.query_pipeline::<()>(&pipe), span) {
                 // An L1 entry must not outlive (or differ from) its L2 entry: drop ours.
                 self.inner.metrics.write_errors.inc();
                 self.fail_open("write", "set_many", &e);
@@ -607,6 +628,9 @@ impl Cache {
                 self.update_l1_gauge();
                 return Ok(());
             }
+        }
+        for (k, _) in &items {
+            self.index_local_tags(k.as_ref(), &opts.tags);
         }
         if r.mode.uses_l1() {
             for (k, v) in items {
@@ -751,8 +775,21 @@ impl Cache {
             config::validate_tag(t.as_ref())?;
         }
         let Some(client) = self.inner.client.as_ref() else {
-            // Without Redis there is no tag index; L1 entries expire by ttl.
-            return Ok(0);
+            // Without Redis the tag index is in process.
+            let keys: Vec<Box<str>> = {
+                let mut index = self
+                    .inner
+                    .local_tags
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                tags.iter()
+                    .filter_map(|t| index.remove(t.as_ref()))
+                    .flatten()
+                    .collect()
+            };
+            let removed = keys.iter().filter(|k| self.inner.l1.remove(k)).count();
+            self.update_l1_gauge();
+            return Ok(removed as u64);
         };
         let span = tracing::info_span!("cache.invalidate", cache.tags = tags.len());
         async {
@@ -787,7 +824,8 @@ impl Cache {
             self.update_l1_gauge();
             return Ok((before - self.inner.l1.len()) as u64);
         };
-        let full = self.scan(client, pattern).await?;
+        let span = tracing::info_span!("cache.invalidate", cache.pattern = pattern);
+        let full = traced!(self.scan(client, pattern), span)?;
         let prefix_len = self.inner.keys.prefix().len();
         let (full, user): (Vec<String>, Vec<String>) = full
             .into_iter()
@@ -801,8 +839,7 @@ impl Cache {
             self.inner.l1.remove(k);
         }
         self.update_l1_gauge();
-        self.unlink_and_publish(client, &full, &refs)
-            .await
+        traced!(self.unlink_and_publish(client, &full, &refs), span)
             .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"))
     }
 
@@ -814,8 +851,9 @@ impl Cache {
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(0);
         };
-        let full = self.scan(client, "*").await?;
-        let deleted = self.unlink(client, &full).await?;
+        let span = tracing::info_span!("cache.invalidate", cache.clear = true);
+        let full = traced!(self.scan(client, "*"), span)?;
+        let deleted = traced!(self.unlink(client, &full), span)?;
         self.inner.l1.clear();
         self.update_l1_gauge();
         let msg = invalidation::clear_message(&self.inner.origin);
@@ -934,6 +972,35 @@ impl Cache {
             ));
         }
         tags.iter().try_for_each(|t| config::validate_tag(t))
+    }
+
+    /// Indexes `key` under `tags` in process (L1-only caches). The index is pruned of keys L1
+    /// no longer holds whenever it grows past a few times L1's capacity, so it stays bounded.
+    fn index_local_tags(&self, key: &str, tags: &[String]) {
+        if tags.is_empty() || self.inner.client.is_some() {
+            return;
+        }
+        let mut index = self
+            .inner
+            .local_tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for t in tags {
+            index.entry(t.clone()).or_default().insert(Box::from(key));
+        }
+        let bound = self.inner.cfg.l1_max_entries.saturating_mul(4).max(64);
+        if index
+            .values()
+            .map(std::collections::HashSet::len)
+            .sum::<usize>()
+            > bound
+        {
+            let l1 = &self.inner.l1;
+            index.retain(|_, keys| {
+                keys.retain(|k| l1.contains(k));
+                !keys.is_empty()
+            });
+        }
     }
 
     fn tag_key(&self, tag: &str) -> String {
@@ -1861,6 +1928,7 @@ impl Cache {
                 if r.mode.uses_l1() {
                     let stale_at = envelope::now_ms() + millis(r.ttl);
                     self.l1_insert(key, value.clone(), *r, stale_at, size, erasure, Some(since));
+                    self.index_local_tags(key, tags);
                 }
             }
             Ok((false, _)) => {
