@@ -25,7 +25,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -144,6 +144,42 @@ impl Collector for HitsCollector {
     }
 }
 
+/// Exports `redisx_cache_l1_entries`, read at scrape time.
+struct L1SizeCollector<F>(F);
+
+impl<F> std::fmt::Debug for L1SizeCollector<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("L1SizeCollector")
+    }
+}
+
+impl<F: Fn() -> Option<u64> + Send + Sync + 'static> Collector for L1SizeCollector<F> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let Some(len) = (self.0)() else {
+            return Ok(());
+        };
+        let metric = encoder.encode_descriptor(
+            "cache_l1_entries",
+            "Entries in the in-process L1 cache",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::try_from(len).unwrap_or(i64::MAX)).encode(metric)
+    }
+}
+
+/// Registers the L1 size gauge of one cache; `len` returns `None` once the cache is gone.
+pub(crate) fn register_l1_size(
+    registry: &SharedRegistry,
+    len: impl Fn() -> Option<u64> + Send + Sync + 'static,
+) {
+    registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .sub_registry_with_prefix("redisx")
+        .register_collector(Box::new(L1SizeCollector(len)));
+}
+
 /// The cache plugin's metric handles (pre-resolved so the hit path does no label lookup).
 #[derive(Clone)]
 pub(crate) struct CacheMetrics {
@@ -156,7 +192,6 @@ pub(crate) struct CacheMetrics {
     pub(crate) loads_ok: Counter,
     pub(crate) loads_error: Counter,
     pub(crate) write_errors: Counter,
-    pub(crate) l1_entries: Gauge,
 }
 
 impl Metrics {
@@ -179,7 +214,6 @@ impl Metrics {
             loads_ok: loads.get_or_create_owned(&StatusLabels { status: "ok" }),
             loads_error: loads.get_or_create_owned(&StatusLabels { status: "error" }),
             write_errors: Counter::default(),
-            l1_entries: Gauge::default(),
         };
         {
             let mut reg = registry
@@ -222,11 +256,6 @@ impl Metrics {
                 "cache_write_errors",
                 "Cache writes that failed (logged; never fail the caller)",
                 cache.write_errors.clone(),
-            );
-            r.register(
-                "cache_l1_entries",
-                "Entries in the in-process L1 cache",
-                cache.l1_entries.clone(),
             );
         }
         Self {

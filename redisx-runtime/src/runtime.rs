@@ -280,6 +280,7 @@ impl RedisXBuilder {
             &self.key_prefix,
             cache_client,
             metrics.cache.clone(),
+            &metrics.registry,
         );
         cache.start().await?;
         Ok(RedisX {

@@ -754,3 +754,22 @@ async fn a_cold_key_after_many_hits_still_loads_once() {
         "the first reads were plain GETs"
     );
 }
+
+#[tokio::test]
+async fn the_l1_size_gauge_is_read_at_scrape_time() {
+    let rx = RedisX::builder()
+        .cache(CacheConfig::default().mode(CacheMode::L1Only))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..7u8 {
+        rx.cache().set(&format!("k{i}"), &i, None).await.unwrap();
+    }
+    assert!(
+        rx.metrics_text().contains("redisx_cache_l1_entries 7"),
+        "{}",
+        rx.metrics_text()
+    );
+    rx.cache().delete("k0").await.unwrap();
+    assert!(rx.metrics_text().contains("redisx_cache_l1_entries 6"));
+}

@@ -181,7 +181,7 @@ pub struct Cache {
 pub(crate) struct CacheInner {
     cfg: CacheConfig,
     keys: KeyBuilder,
-    l1: L1,
+    l1: Arc<L1>,
     client: Option<Client>,
     metrics: CacheMetrics,
     counters: Counters,
@@ -339,9 +339,16 @@ impl Cache {
         app_prefix: &str,
         client: Option<Client>,
         metrics: CacheMetrics,
+        registry: &crate::metrics::SharedRegistry,
     ) -> Self {
         let keys = KeyBuilder::new(app_prefix, &cfg.key_prefix);
-        let l1 = L1::new(cfg.l1_max_entries, cfg.l1_max_bytes);
+        let l1 = Arc::new(L1::new(cfg.l1_max_entries, cfg.l1_max_bytes));
+        // The L1 size gauge is read at scrape time: counting the shards on every insert
+        // would cost more than the insert.
+        let weak = Arc::downgrade(&l1);
+        crate::metrics::register_l1_size(registry, move || {
+            weak.upgrade().map(|l1| l1.len() as u64)
+        });
         let channel = format!("{}__events", keys.prefix());
         Self {
             inner: Arc::new(CacheInner {
@@ -553,7 +560,6 @@ impl Cache {
                 self.inner.metrics.write_errors.inc();
                 self.fail_open("write", key, &e);
                 self.inner.l1.remove(key);
-                self.update_l1_gauge();
                 return Ok(());
             }
         };
@@ -625,7 +631,6 @@ impl Cache {
                 for (k, _) in &items {
                     self.inner.l1.remove(k.as_ref());
                 }
-                self.update_l1_gauge();
                 return Ok(());
             }
         }
@@ -667,7 +672,6 @@ impl Cache {
                 removed_l1 += 1;
             }
         }
-        self.update_l1_gauge();
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(removed_l1);
         };
@@ -788,7 +792,6 @@ impl Cache {
                     .collect()
             };
             let removed = keys.iter().filter(|k| self.inner.l1.remove(k)).count();
-            self.update_l1_gauge();
             return Ok(removed as u64);
         };
         let span = tracing::info_span!("cache.invalidate", cache.tags = tags.len());
@@ -806,7 +809,6 @@ impl Cache {
             for k in &refs {
                 self.inner.l1.remove(k);
             }
-            self.update_l1_gauge();
             self.unlink_and_publish(client, &full, &refs).await
         }
         .instrument(span)
@@ -821,7 +823,6 @@ impl Cache {
             let matcher = Glob::new(pattern);
             let before = self.inner.l1.len();
             self.inner.l1.retain_keys(|k| !matcher.matches(k));
-            self.update_l1_gauge();
             return Ok((before - self.inner.l1.len()) as u64);
         };
         let span = tracing::info_span!("cache.invalidate", cache.pattern = pattern);
@@ -838,7 +839,6 @@ impl Cache {
         for k in &refs {
             self.inner.l1.remove(k);
         }
-        self.update_l1_gauge();
         traced!(self.unlink_and_publish(client, &full, &refs), span)
             .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"))
     }
@@ -847,7 +847,6 @@ impl Cache {
     /// instance's L1; keys outside the prefix are untouched. Returns how many were deleted.
     pub async fn clear(&self) -> Result<u64> {
         self.inner.l1.clear();
-        self.update_l1_gauge();
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(0);
         };
@@ -855,7 +854,6 @@ impl Cache {
         let full = traced!(self.scan(client, "*"), span)?;
         let deleted = traced!(self.unlink(client, &full), span)?;
         self.inner.l1.clear();
-        self.update_l1_gauge();
         let msg = invalidation::clear_message(&self.inner.origin);
         client
             .query_named::<i64>(
@@ -935,7 +933,6 @@ impl Cache {
     /// Empties L1 of this instance (L2 and other instances are untouched).
     pub fn clear_l1(&self) {
         self.inner.l1.clear();
-        self.update_l1_gauge();
     }
 
     // ------------------------------------------------------------------ internals
@@ -1105,7 +1102,6 @@ impl Cache {
         self.inner
             .l1
             .insert(key, value, r.l1_ttl.min(fresh), size, erasure, since);
-        self.update_l1_gauge();
     }
 
     fn fill_l1<T: Clone>(
@@ -1370,7 +1366,6 @@ impl Cache {
         for k in user {
             self.inner.l1.remove(k);
         }
-        self.update_l1_gauge();
         if !user.is_empty() {
             let mut pipe = redis::pipe();
             for chunk in user.chunks(CHUNK) {
@@ -1415,13 +1410,6 @@ impl Cache {
     fn fail_open(&self, op: &'static str, key: &str, err: &Error) {
         bump(&self.inner.counters.errors);
         tracing::warn!(op, key, error = %err, "cache operation failed; continuing without the cache");
-    }
-
-    fn update_l1_gauge(&self) {
-        self.inner
-            .metrics
-            .l1_entries
-            .set(i64::try_from(self.inner.l1.len()).unwrap_or(i64::MAX));
     }
 
     // ------------------------------------------------------------------ the load path
@@ -1964,11 +1952,6 @@ impl CacheInner {
                         this.l1.remove(k);
                     }
                     this.waiters.wake(&this.keys.full(k));
-                }
-                if evict {
-                    this.metrics
-                        .l1_entries
-                        .set(i64::try_from(this.l1.len()).unwrap_or(i64::MAX));
                 }
             }
             Some(invalidation::Message::Clear { origin }) => {
