@@ -773,3 +773,47 @@ async fn the_l1_size_gauge_is_read_at_scrape_time() {
     rx.cache().delete("k0").await.unwrap();
     assert!(rx.metrics_text().contains("redisx_cache_l1_entries 6"));
 }
+
+/// Regression: a stale-while-revalidate refresh that was loading while the entry was deleted
+/// must not write its value back (it compares the entry header it read).
+#[tokio::test]
+async fn a_refresh_does_not_resurrect_a_deleted_entry() {
+    let server = RedisServer::start();
+    let rx = runtime(
+        &server.url(),
+        &unique_prefix("swr_delete"),
+        CacheConfig::default(),
+    )
+    .await;
+    let cache = rx.cache();
+    let opts = EntryOptions::new()
+        .ttl(Duration::from_millis(200))
+        .swr(Duration::from_secs(30));
+    cache
+        .get_or_load_with("doc", &opts, || async { Ok::<_, Error>(1u32) })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // stale now
+    let v = cache
+        .get_or_load_with("doc", &opts, || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, Error>(2u32)
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, 1, "the stale value is served while the refresh loads");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        cache.delete("doc").await.unwrap(),
+        "deleted while the refresh loads"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // the refresh has finished
+    let mut conn = raw(&server).await;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(cache.full_key("doc"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "the refresh wrote its value back after the delete");
+    assert_eq!(cache.get::<u32>("doc").await.unwrap(), None);
+}
