@@ -19,7 +19,7 @@ pub use crate::codec::CodecKind;
 pub use crate::runtime::RedisX;
 
 /// The compile-time options of one `#[cached]` / `#[cache_put]` call site.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct CachedSpec {
     name: &'static str,
     ttl_ms: u64,
@@ -28,6 +28,8 @@ pub struct CachedSpec {
     stale_if_error_ms: u64,
     mode: Option<CacheMode>,
     codec: Option<CodecKind>,
+    /// Set once this call site has warned that its ttl exceeds the cache's `max_ttl`.
+    warned: AtomicBool,
 }
 
 impl CachedSpec {
@@ -41,6 +43,7 @@ impl CachedSpec {
             stale_if_error_ms: 0,
             mode: None,
             codec: None,
+            warned: AtomicBool::new(false),
         }
     }
 
@@ -225,6 +228,22 @@ pub fn cached<T: Cacheable>(
             state: State::Bypass,
         };
     };
+    // The macro rejects a ttl over 24 h; a cache configured with a smaller `max_ttl` can only
+    // be checked here. Such a call site runs uncached and says so once, not on every call.
+    let max_ttl = rt.cache().config().max_ttl;
+    if spec.ttl_ms > 0 && Duration::from_millis(spec.ttl_ms) > max_ttl {
+        if !spec.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                function = spec.name,
+                ttl = ?Duration::from_millis(spec.ttl_ms),
+                ?max_ttl,
+                "the ttl of this #[cached] function exceeds the cache's max_ttl; it runs uncached"
+            );
+        }
+        return CachedCall {
+            state: State::Bypass,
+        };
+    }
     let buf = KeyBuf::render(key);
     let cache = rt.cache();
     if let Some(v) = cache.l1_get::<T>(buf.as_str(), spec.mode, erasure) {

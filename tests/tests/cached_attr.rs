@@ -589,3 +589,43 @@ mod arc_values {
         assert_eq!(loads(&LOADS), 1, "an L2 hit decodes a new Arc");
     }
 }
+
+mod ttl_over_configured_max {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(key = "long:{id}", ttl = "1h", runtime = RT.get().expect("set by the test"))]
+    async fn long_lived(id: u64) -> u64 {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        id
+    }
+
+    /// The macro accepts up to 24 h; a cache configured with a smaller `max_ttl` rejects the
+    /// call site at run time: it runs uncached (never with a clamped ttl), warning once.
+    #[tokio::test]
+    async fn a_ttl_above_the_configured_max_runs_uncached() {
+        let server = RedisServer::start();
+        let rx = RedisX::builder()
+            .client(
+                "default",
+                ConnectionConfig::from_url(&server.url()).unwrap(),
+            )
+            .key_prefix(unique_prefix("attr_max_ttl"))
+            .cache(
+                CacheConfig::default()
+                    .default_ttl(Duration::from_secs(60))
+                    .max_ttl(Duration::from_secs(60)),
+            )
+            .build()
+            .await
+            .unwrap();
+        let rx = set(&RT, rx);
+        for _ in 0..3 {
+            assert_eq!(long_lived(5).await, 5);
+        }
+        assert_eq!(loads(&LOADS), 3, "every call ran the function");
+        assert!(!in_redis(&server, rx, "long:5").await, "nothing was cached");
+    }
+}
