@@ -435,7 +435,7 @@ impl Cache {
         };
         let full = self.full_key(key);
         let since = self.inner.l1.epoch();
-        let read = match traced!(self.read::<T>(client, &full, None, &r), span) {
+        let read = match traced!(self.read::<T>(client, &full, None), span) {
             Ok(read) => read,
             Err(e) => {
                 self.fail_open("read", key, &e);
@@ -1156,7 +1156,6 @@ impl Cache {
         client: &Client,
         full: &str,
         marker: Option<&[u8]>,
-        _r: &Resolved,
     ) -> Result<Read<T>> {
         let bytes: Option<Vec<u8>> = match marker {
             Some(m) => {
@@ -1627,7 +1626,7 @@ impl Cache {
             let marker = (self.inner.cfg.stampede.enabled && !self.inner.reads.expect_hit())
                 .then(new_marker);
             let since = self.inner.l1.epoch();
-            let read = traced!(self.read::<T>(client, &full, marker.as_deref(), &r), span);
+            let read = traced!(self.read::<T>(client, &full, marker.as_deref()), span);
             self.inner
                 .reads
                 .record(matches!(read, Ok(Read::Fresh(_) | Read::Stale(_))));
@@ -1726,7 +1725,7 @@ impl Cache {
                     done
                 } else {
                     let marker = stampede.enabled.then(new_marker);
-                    let read = self.read::<T>(client, &full, marker.as_deref(), r).await;
+                    let read = self.read::<T>(client, &full, marker.as_deref()).await;
                     (marker, read)
                 };
                 let read = match read {

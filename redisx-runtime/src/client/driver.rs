@@ -3,7 +3,7 @@
 //! [`Driver::conn`] hands out a [`Conn`], which implements `redis::aio::ConnectionLike`, so
 //! commands, pipelines and `redis::Script` invocations run the same way over both.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -211,7 +211,6 @@ pub(crate) struct Multiplexed {
     state: RwLock<State>,
     down: Arc<Notify>,
     stopped: AtomicBool,
-    reconnects: AtomicU64,
     timeouts: AtomicU32,
 }
 
@@ -233,7 +232,6 @@ impl Multiplexed {
             }),
             down: Arc::new(Notify::new()),
             stopped: AtomicBool::new(false),
-            reconnects: AtomicU64::new(0),
             timeouts: AtomicU32::new(0),
         });
         if !cfg.lazy {
@@ -343,7 +341,6 @@ impl Multiplexed {
                 match me.open().await {
                     Ok(conn) => {
                         me.install(conn);
-                        me.reconnects.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(client = %me.name, attempts = attempt + 1, "redis connection established");
                         break;
                     }
