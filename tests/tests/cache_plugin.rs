@@ -555,6 +555,114 @@ async fn invalidation_during_a_load_wins() {
     );
 }
 
+/// A load that outlives an invalidation must not clobber the lock of the caller that loads
+/// after it: that caller's marker (with its waiter flag) is put back, its write lands, and its
+/// waiter is woken by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_load_leaves_the_next_loaders_lock_intact() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("relock");
+    let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let c = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let first = {
+        let a = a.cache().clone();
+        tokio::spawn(async move {
+            a.get_or_load("k", None, || async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<_, Error>("old".to_owned())
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.cache().delete("k").await.unwrap();
+    // B misses and takes the lock while A still loads.
+    let second = {
+        let b = b.cache().clone();
+        tokio::spawn(async move {
+            b.get_or_load("k", None, || async {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                Ok::<_, Error>("new".to_owned())
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // C finds B's lock, flags it and waits for B's write.
+    let c_loads = Arc::new(AtomicUsize::new(0));
+    let waiter = {
+        let (c, c_loads) = (c.cache().clone(), Arc::clone(&c_loads));
+        tokio::spawn(async move {
+            c.get_or_load("k", None, || async move {
+                c_loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Error>("c".to_owned())
+            })
+            .await
+        })
+    };
+    assert_eq!(first.await.unwrap().unwrap(), "old");
+    // A's write found B's flagged marker: nothing of A's is visible, B's lock is still held.
+    let mut conn = raw(&server).await;
+    let held: Vec<u8> = redis::cmd("GET")
+        .arg(format!("{prefix}cache:k"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        held.first(),
+        Some(&0xFE),
+        "B's lock marker is back in place"
+    );
+    assert_eq!(held.last(), Some(&b'w'), "with C's waiter flag");
+    assert_eq!(second.await.unwrap().unwrap(), "new");
+    assert_eq!(waiter.await.unwrap().unwrap(), "new", "C got B's value");
+    assert_eq!(c_loads.load(Ordering::SeqCst), 0, "C did not load");
+    a.cache().clear_l1();
+    assert_eq!(
+        a.cache().get::<String>("k").await.unwrap().as_deref(),
+        Some("new")
+    );
+}
+
+/// An explicit `set` while a load runs wins over the load: the loaded value is never stored,
+/// and the set's entry keeps its expiry.
+#[tokio::test]
+async fn an_explicit_set_during_a_load_is_not_overwritten_by_it() {
+    let server = RedisServer::start();
+    let rx = runtime(
+        &server.url(),
+        &unique_prefix("set_load"),
+        CacheConfig::default(),
+    )
+    .await;
+    let cache = rx.cache().clone();
+    let c2 = cache.clone();
+    let load = tokio::spawn(async move {
+        c2.get_or_load("k", None, || async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Ok::<_, Error>("loaded".to_owned())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache
+        .set("k", &"explicit".to_owned(), Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(load.await.unwrap().unwrap(), "loaded");
+    cache.clear_l1();
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap().as_deref(),
+        Some("explicit")
+    );
+    let ttl = cache.ttl("k").await.unwrap();
+    assert!(
+        ttl > Duration::from_secs(55) && ttl <= Duration::from_secs(60),
+        "the set's expiry is kept: {ttl:?}"
+    );
+}
+
 #[tokio::test]
 async fn service_api_round_trip() {
     let server = RedisServer::start();

@@ -1256,7 +1256,8 @@ impl Cache {
             .arg(bytes)
             .arg(px)
             .arg(&self.inner.channel)
-            .arg(msg);
+            .arg(msg)
+            .arg(millis(self.inner.cfg.stampede.lock_ttl).max(1));
         let written: u8 = if tags.is_empty() && !matches!(lock, Lock::Refresh(..)) {
             // The common case is one script: sent as a plain EVALSHA, not a pipeline.
             client.invoke(&invocation).await
