@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt::{self, Write as _};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use std::time::{Duration, Instant};
 /// `Arc<U>` would, instead of following a second pointer.
 pub struct Erasure<T> {
     erase: fn(T) -> Arc<dyn Any + Send + Sync>,
-    unerase: fn(&Arc<dyn Any + Send + Sync>) -> Option<T>,
+    /// Takes the entry's `Arc` (already cloned out of the cache) by value, so an `Arc` value
+    /// is handed out without a second reference count round trip.
+    unerase: fn(Arc<dyn Any + Send + Sync>) -> Option<T>,
 }
 
 impl<T> Clone for Erasure<T> {
@@ -45,11 +48,9 @@ impl<U: Send + Sync + 'static> Erasure<Arc<U>> {
     pub fn arc() -> Self {
         Self {
             erase: |v| v,
-            unerase: |a| {
-                Arc::clone(a)
-                    .downcast::<U>()
-                    .ok()
-                    .or_else(|| a.downcast_ref::<Arc<U>>().cloned())
+            unerase: |a| match a.downcast::<U>() {
+                Ok(u) => Some(u),
+                Err(a) => a.downcast_ref::<Arc<U>>().cloned(),
             },
         }
     }
@@ -69,8 +70,8 @@ pub(crate) struct EntryWeighter {
     by_bytes: bool,
 }
 
-impl quick_cache::Weighter<Box<str>, L1Entry> for EntryWeighter {
-    fn weight(&self, _key: &Box<str>, val: &L1Entry) -> u64 {
+impl quick_cache::Weighter<L1Key, L1Entry> for EntryWeighter {
+    fn weight(&self, _key: &L1Key, val: &L1Entry) -> u64 {
         if self.by_bytes {
             u64::from(val.weight.max(1))
         } else {
@@ -80,7 +81,7 @@ impl quick_cache::Weighter<Box<str>, L1Entry> for EntryWeighter {
 }
 
 pub(crate) struct L1 {
-    cache: quick_cache::sync::Cache<Box<str>, L1Entry, EntryWeighter>,
+    cache: quick_cache::sync::Cache<L1Key, L1Entry, EntryWeighter>,
     /// Bumped by every eviction for invalidation (`remove`, `clear`, `retain_keys`). A fill
     /// that read L2 before an eviction carries the older epoch and is dropped, so a read
     /// that overlapped a delete never puts the deleted value back into L1.
@@ -120,12 +121,12 @@ impl L1 {
     /// The value under `key` if present, unexpired and of type `T`.
     #[inline]
     pub(crate) fn get<T>(&self, key: &str, now: Instant, erasure: Erasure<T>) -> Option<T> {
-        let entry = self.cache.get(key)?;
+        let entry = self.cache.get(&Probe(key))?;
         if entry.expires_at <= now {
-            self.cache.remove(key);
+            self.cache.remove(&Probe(key));
             return None;
         }
-        (erasure.unerase)(&entry.value)
+        (erasure.unerase)(entry.value)
     }
 
     /// Inserts a value for `ttl`; `size_hint` is its approximate size in bytes (for the
@@ -142,7 +143,7 @@ impl L1 {
         since: Option<u64>,
     ) {
         if ttl.is_zero() {
-            self.cache.remove(key);
+            self.cache.remove(&Probe(key));
             return;
         }
         if since.is_some_and(|e| e != self.epoch()) {
@@ -150,7 +151,7 @@ impl L1 {
         }
         let weight = u32::try_from(size_hint + key.len() + 64).unwrap_or(u32::MAX);
         self.cache.insert(
-            Box::from(key),
+            L1Key::new(key),
             L1Entry {
                 value: (erasure.erase)(value),
                 expires_at: Instant::now() + ttl,
@@ -162,19 +163,19 @@ impl L1 {
     /// Removes every entry whose key matches `pred`.
     pub(crate) fn retain_keys(&self, keep: impl Fn(&str) -> bool) {
         self.bump();
-        self.cache.retain(|k, _| keep(k));
+        self.cache.retain(|k, _| keep(k.as_str()));
     }
 
     /// Whether an unexpired entry is stored under `key` (of any type).
     pub(crate) fn contains(&self, key: &str) -> bool {
         self.cache
-            .get(key)
+            .get(&Probe(key))
             .is_some_and(|e| e.expires_at > Instant::now())
     }
 
     pub(crate) fn remove(&self, key: &str) -> bool {
         self.bump();
-        self.cache.remove(key).is_some()
+        self.cache.remove(&Probe(key)).is_some()
     }
 
     pub(crate) fn clear(&self) {
@@ -184,6 +185,87 @@ impl L1 {
 
     pub(crate) fn len(&self) -> usize {
         self.cache.len()
+    }
+}
+
+/// Key bytes an [`L1Key`] holds in place.
+const INLINE_KEY: usize = 22;
+
+/// An L1 key. Keys of up to [`INLINE_KEY`] bytes (most keys without the prefixes) live inside
+/// the cache entry itself, so a lookup compares them without following a pointer to a
+/// separately allocated string: one fewer memory access per hit on a large L1. Longer keys
+/// are boxed. The variant is a pure function of the length, so equal keys always have equal
+/// representations.
+#[derive(Clone)]
+pub(crate) enum L1Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<str>),
+}
+
+impl L1Key {
+    fn new(key: &str) -> Self {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key.as_bytes());
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "key.len() <= INLINE_KEY, which fits in u8"
+            )]
+            Self::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Heap(Box::from(key))
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // A whole `&str` was copied in, so this is valid UTF-8.
+            Self::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or(""),
+            Self::Heap(s) => s,
+        }
+    }
+}
+
+impl PartialEq for L1Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for L1Key {}
+
+/// Hashes the key bytes only, exactly as [`Probe`] does.
+impl Hash for L1Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+    }
+}
+
+/// A lookup of an [`L1Key`] by `&str`, without building one.
+struct Probe<'a>(&'a str);
+
+/// Hashes the key bytes only, exactly as [`L1Key`] does.
+impl Hash for Probe<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.0.as_bytes());
+    }
+}
+
+impl quick_cache::Equivalent<L1Key> for Probe<'_> {
+    #[inline]
+    fn equivalent(&self, key: &L1Key) -> bool {
+        self.0.as_bytes() == key.as_bytes()
     }
 }
 
@@ -261,6 +343,37 @@ mod tests {
         let k = KeyBuf::render(format_args!("user:{id}"));
         assert_eq!(k.as_str(), "user:5");
         assert_eq!(k.into_string(), "user:5");
+    }
+
+    #[test]
+    fn keys_inline_and_boxed_are_found_and_kept_apart() {
+        let l1 = L1::new(100, None);
+        let short = "k:1";
+        let edge = "x".repeat(INLINE_KEY);
+        let long = "y".repeat(INLINE_KEY + 1);
+        let prefix_of_edge = "x".repeat(INLINE_KEY - 1);
+        for (i, k) in [short, &edge, &long, &prefix_of_edge, ""]
+            .into_iter()
+            .enumerate()
+        {
+            l1.insert(k, i, Duration::from_secs(60), 1, Erasure::boxed(), None);
+        }
+        assert!(matches!(L1Key::new(&edge), L1Key::Inline { .. }));
+        assert!(matches!(L1Key::new(&long), L1Key::Heap(_)));
+        let now = Instant::now();
+        for (i, k) in [short, &edge, &long, &prefix_of_edge, ""]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(l1.get(k, now, Erasure::<usize>::boxed()), Some(i), "{k:?}");
+        }
+        assert_eq!(l1.get("k:2", now, Erasure::<usize>::boxed()), None);
+        assert_eq!(l1.get("k:1\0", now, Erasure::<usize>::boxed()), None);
+        l1.retain_keys(|k| k != long.as_str() && k != short);
+        assert_eq!(l1.len(), 3);
+        assert!(l1.contains(&edge) && !l1.contains(&long) && !l1.contains(short));
+        assert!(l1.remove(&edge));
+        assert!(!l1.contains(&edge));
     }
 
     #[test]
