@@ -701,58 +701,7 @@ async fn miss(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
             }
         })
     };
-    // Our protocol sent raw: the same two commands (read-or-lock, then `write.lua`) with the
-    // same arguments, through redis-rs directly. Ours against it is the client's own cost;
-    // it against the floor is what the lock and the compare-and-write script cost Redis.
-    let protocol_side = {
-        let (conn, fresh, prefix) = (conn.clone(), Rc::clone(&fresh), ctx.prefix.clone());
-        let write = Rc::new(redis::Script::new(include_str!(
-            "../../redisx-runtime/src/cache/write.lua"
-        )));
-        Side::new("raw SET NX GET + write.lua", move |ops| {
-            let (mut conn, fresh, prefix) = (conn.clone(), Rc::clone(&fresh), prefix.clone());
-            let write = Rc::clone(&write);
-            async move {
-                let first = fresh.get();
-                fresh.set(first + ops);
-                let marker = [0xFE_u8; 17];
-                let channel = format!("{prefix}cache:__events");
-                let start = Instant::now();
-                for i in first..first + ops {
-                    let key = format!("{prefix}protocol:miss:{i}");
-                    let got: Option<Vec<u8>> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&marker[..])
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(5000)
-                        .arg("GET")
-                        .query_async(&mut conn)
-                        .await
-                        .expect("SET NX GET");
-                    assert!(got.is_none(), "the protocol's key {key} was not fresh");
-                    let u = user(i);
-                    let mut bytes = vec![0x01_u8; 17];
-                    bincode::serde::encode_into_std_write(&u, &mut bytes, bincode_config())
-                        .expect("encodes");
-                    let written: u8 = write
-                        .key(&key)
-                        .arg(&marker[..])
-                        .arg(bytes)
-                        .arg(ttl_ms())
-                        .arg(&channel)
-                        .arg(format!("kbench\n{key}"))
-                        .arg(5000)
-                        .invoke_async(&mut conn)
-                        .await
-                        .expect("write.lua");
-                    assert_eq!(written, 1, "the protocol's write found its marker");
-                    black_box(u);
-                }
-                start.elapsed()
-            }
-        })
-    };
+    let protocol_side = protocol_miss(ctx, &conn, &fresh);
     compare(
         "cache.miss",
         Unit::UsPerOp,
@@ -761,6 +710,59 @@ async fn miss(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
         vec![floor_side, peer_side, protocol_side],
     )
     .await
+}
+
+/// Our miss protocol sent raw: the same two commands (read-or-lock, then `write.lua`) with the
+/// same arguments, through redis-rs directly. Ours against it is the client's own cost; it
+/// against the floor is what the lock and the compare-and-write script cost Redis.
+fn protocol_miss(ctx: &Context, conn: &MultiplexedConnection, fresh: &Rc<Cell<u64>>) -> Side {
+    let (conn, fresh, prefix) = (conn.clone(), Rc::clone(fresh), ctx.prefix.clone());
+    let write = Rc::new(redis::Script::new(include_str!(
+        "../../redisx-runtime/src/cache/write.lua"
+    )));
+    Side::new("raw SET NX GET + write.lua", move |ops| {
+        let (mut conn, fresh, prefix) = (conn.clone(), Rc::clone(&fresh), prefix.clone());
+        let write = Rc::clone(&write);
+        async move {
+            let first = fresh.get();
+            fresh.set(first + ops);
+            let marker = [0xFE_u8; 17];
+            let channel = format!("{prefix}cache:__events");
+            let start = Instant::now();
+            for i in first..first + ops {
+                let key = format!("{prefix}protocol:miss:{i}");
+                let got: Option<Vec<u8>> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&marker[..])
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(5000)
+                    .arg("GET")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("SET NX GET");
+                assert!(got.is_none(), "the protocol's key {key} was not fresh");
+                let u = user(i);
+                let mut bytes = vec![0x01_u8; 17];
+                bincode::serde::encode_into_std_write(&u, &mut bytes, bincode_config())
+                    .expect("encodes");
+                let written: u8 = write
+                    .key(&key)
+                    .arg(&marker[..])
+                    .arg(bytes)
+                    .arg(ttl_ms())
+                    .arg(&channel)
+                    .arg(format!("kbench\n{key}"))
+                    .arg(5000)
+                    .invoke_async(&mut conn)
+                    .await
+                    .expect("write.lua");
+                assert_eq!(written, 1, "the protocol's write found its marker");
+                black_box(u);
+            }
+            start.elapsed()
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
