@@ -753,7 +753,6 @@ fn protocol_miss(ctx: &Context, conn: &MultiplexedConnection, fresh: &Rc<Cell<u6
                     .arg(ttl_ms())
                     .arg(&channel)
                     .arg(format!("kbench\n{key}"))
-                    .arg(5000)
                     .invoke_async(&mut conn)
                     .await
                     .expect("write.lua");

@@ -555,40 +555,78 @@ async fn invalidation_during_a_load_wins() {
     );
 }
 
-/// A load that outlives an invalidation must not clobber the lock of the caller that loads
-/// after it: that caller's marker (with its waiter flag) is put back, its write lands, and its
-/// waiter is woken by it.
+/// Reads the raw bytes under `key` until `done` accepts them (or 10 s pass: then panics).
+async fn raw_until(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    what: &str,
+    done: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(conn).await.unwrap();
+        if let Some(v) = v
+            && done(&v)
+        {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{key} never held {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
+}
+
+/// A lock marker: 0xFE and a 16-byte token (17 bytes), plus "w" once a waiter flagged it.
+fn is_marker(v: &[u8]) -> bool {
+    v.first() == Some(&0xFE) && v.len() == 17
+}
+
+/// A load that outlives an invalidation must not touch the lock of the caller that loads
+/// after it: that caller's marker (with its waiter flag, and its ttl) stays exactly as it
+/// was, its write lands, and its waiter is woken by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stale_load_leaves_the_next_loaders_lock_intact() {
     let server = RedisServer::start();
     let prefix = unique_prefix("relock");
+    let key = format!("{prefix}cache:k");
+    let mut conn = raw(&server).await;
     let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
     let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
     let c = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+
+    // A locks and loads until released.
+    let (release_a, a_go) = tokio::sync::oneshot::channel::<()>();
     let first = {
         let a = a.cache().clone();
         tokio::spawn(async move {
             a.get_or_load("k", None, || async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                a_go.await.unwrap();
                 Ok::<_, Error>("old".to_owned())
             })
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let a_marker = raw_until(&mut conn, &key, "A's marker", is_marker).await;
+    // An invalidation removes A's lock; B misses and takes its own.
     a.cache().delete("k").await.unwrap();
-    // B misses and takes the lock while A still loads.
+    let (release_b, b_go) = tokio::sync::oneshot::channel::<()>();
     let second = {
         let b = b.cache().clone();
         tokio::spawn(async move {
             b.get_or_load("k", None, || async {
-                tokio::time::sleep(Duration::from_millis(600)).await;
+                b_go.await.unwrap();
                 Ok::<_, Error>("new".to_owned())
             })
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b_marker = raw_until(&mut conn, &key, "B's marker", |v| {
+        is_marker(v) && v != a_marker.as_slice()
+    })
+    .await;
     // C finds B's lock, flags it and waits for B's write.
     let c_loads = Arc::new(AtomicUsize::new(0));
     let waiter = {
@@ -601,20 +639,33 @@ async fn a_stale_load_leaves_the_next_loaders_lock_intact() {
             .await
         })
     };
-    assert_eq!(first.await.unwrap().unwrap(), "old");
-    // A's write found B's flagged marker: nothing of A's is visible, B's lock is still held.
-    let mut conn = raw(&server).await;
+    let mut flagged = b_marker.clone();
+    flagged.push(b'w');
+    raw_until(&mut conn, &key, "B's flagged marker", |v| v == flagged).await;
+    let ttl_before = pttl(&mut conn, &key).await;
+
+    release_a.send(()).unwrap();
+    assert_eq!(
+        first.await.unwrap().unwrap(),
+        "old",
+        "A's caller gets its value"
+    );
     let held: Vec<u8> = redis::cmd("GET")
-        .arg(format!("{prefix}cache:k"))
+        .arg(&key)
         .query_async(&mut conn)
         .await
         .unwrap();
     assert_eq!(
-        held.first(),
-        Some(&0xFE),
-        "B's lock marker is back in place"
+        held, flagged,
+        "B's flagged marker is untouched by A's write"
     );
-    assert_eq!(held.last(), Some(&b'w'), "with C's waiter flag");
+    let ttl_after = pttl(&mut conn, &key).await;
+    assert!(
+        ttl_after > 0 && ttl_after <= ttl_before,
+        "B's lock keeps its own ttl: {ttl_before} ms before A's write, {ttl_after} ms after"
+    );
+
+    release_b.send(()).unwrap();
     assert_eq!(second.await.unwrap().unwrap(), "new");
     assert_eq!(waiter.await.unwrap().unwrap(), "new", "C got B's value");
     assert_eq!(c_loads.load(Ordering::SeqCst), 0, "C did not load");
@@ -626,40 +677,57 @@ async fn a_stale_load_leaves_the_next_loaders_lock_intact() {
 }
 
 /// An explicit `set` while a load runs wins over the load: the loaded value is never stored,
-/// and the set's entry keeps its expiry.
+/// and the set's entry keeps its value and its Redis expiry.
 #[tokio::test]
 async fn an_explicit_set_during_a_load_is_not_overwritten_by_it() {
     let server = RedisServer::start();
-    let rx = runtime(
-        &server.url(),
-        &unique_prefix("set_load"),
-        CacheConfig::default(),
-    )
-    .await;
+    let prefix = unique_prefix("set_load");
+    let key = format!("{prefix}cache:k");
+    let mut conn = raw(&server).await;
+    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
     let cache = rx.cache().clone();
-    let c2 = cache.clone();
-    let load = tokio::spawn(async move {
-        c2.get_or_load("k", None, || async {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            Ok::<_, Error>("loaded".to_owned())
+    let (release, go) = tokio::sync::oneshot::channel::<()>();
+    let load = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", None, || async {
+                    go.await.unwrap();
+                    Ok::<_, Error>("loaded".to_owned())
+                })
+                .await
         })
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    raw_until(&mut conn, &key, "the loader's marker", is_marker).await;
     cache
         .set("k", &"explicit".to_owned(), Some(Duration::from_secs(60)))
         .await
         .unwrap();
-    assert_eq!(load.await.unwrap().unwrap(), "loaded");
+    let set_bytes = raw_until(&mut conn, &key, "the set's entry", |v| !is_marker(v)).await;
+    release.send(()).unwrap();
+    assert_eq!(
+        load.await.unwrap().unwrap(),
+        "loaded",
+        "the caller gets its value"
+    );
+    let held: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        held, set_bytes,
+        "the set's entry is untouched by the load's write"
+    );
+    let ttl = pttl(&mut conn, &key).await;
+    assert!(
+        ttl > 55_000 && ttl <= 60_000,
+        "the set's Redis expiry is kept: {ttl} ms"
+    );
     cache.clear_l1();
     assert_eq!(
         cache.get::<String>("k").await.unwrap().as_deref(),
         Some("explicit")
-    );
-    let ttl = cache.ttl("k").await.unwrap();
-    assert!(
-        ttl > Duration::from_secs(55) && ttl <= Duration::from_secs(60),
-        "the set's expiry is kept: {ttl:?}"
     );
 }
 

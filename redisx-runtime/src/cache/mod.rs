@@ -8,8 +8,7 @@
 //!   regeneration lock in the entry's own key), and one round trip that indexes the entry's
 //!   tags (pipelined commands: tag indexes live in other cluster slots) and runs `write.lua`,
 //!   which writes the value only while this caller's lock is still there (releasing it) and
-//!   wakes the waiters (one `SET .. XX GET` in the common case; whatever else it replaced is
-//!   put back inside the script). While recent reads mostly hit, the first read is a plain `GET`
+//!   wakes the waiters. While recent reads mostly hit, the first read is a plain `GET`
 //!   instead (a hit then costs exactly a `GET`; a miss after such a read takes one more round
 //!   trip). Callers of the same key in one runtime share one read and one load; callers in
 //!   other instances flag the lock and wait for the holder's write, woken by pub/sub (a
@@ -1257,8 +1256,7 @@ impl Cache {
             .arg(bytes)
             .arg(px)
             .arg(&self.inner.channel)
-            .arg(msg)
-            .arg(millis(self.inner.cfg.stampede.lock_ttl).max(1));
+            .arg(msg);
         let written: u8 = if tags.is_empty() && !matches!(lock, Lock::Refresh(..)) {
             // The common case is one script: sent as a plain EVALSHA, not a pipeline.
             client.invoke(&invocation).await
