@@ -564,8 +564,7 @@ async fn raw_until(
 ) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(conn).await.unwrap();
-        if let Some(v) = v
+        if let Some(v) = raw_get(conn, key).await
             && done(&v)
         {
             return v;
@@ -573,6 +572,34 @@ async fn raw_until(
         assert!(Instant::now() < deadline, "{key} never held {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+async fn raw_get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
+    redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
+}
+
+/// Starts `get_or_load(key)` on `cache` with a loader that returns `value` once the returned
+/// sender fires (if the sender is dropped instead, the loader fails).
+fn gated_load(
+    cache: &redisx::cache::Cache,
+    key: &'static str,
+    value: &'static str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<String, Error>>,
+) {
+    let (release, go) = tokio::sync::oneshot::channel::<()>();
+    let cache = cache.clone();
+    let task = tokio::spawn(async move {
+        cache
+            .get_or_load(key, None, || async move {
+                go.await
+                    .map_err(|_| Error::new(ErrorCode::Internal, "the test dropped the gate"))?;
+                Ok::<_, Error>(value.to_owned())
+            })
+            .await
+    });
+    (release, task)
 }
 
 async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
@@ -598,31 +625,11 @@ async fn a_stale_load_leaves_the_next_loaders_lock_intact() {
     let c = runtime(&server.url(), &prefix, CacheConfig::default()).await;
 
     // A locks and loads until released.
-    let (release_a, a_go) = tokio::sync::oneshot::channel::<()>();
-    let first = {
-        let a = a.cache().clone();
-        tokio::spawn(async move {
-            a.get_or_load("k", None, || async {
-                a_go.await.unwrap();
-                Ok::<_, Error>("old".to_owned())
-            })
-            .await
-        })
-    };
+    let (release_a, first) = gated_load(a.cache(), "k", "old");
     let a_marker = raw_until(&mut conn, &key, "A's marker", is_marker).await;
     // An invalidation removes A's lock; B misses and takes its own.
     a.cache().delete("k").await.unwrap();
-    let (release_b, b_go) = tokio::sync::oneshot::channel::<()>();
-    let second = {
-        let b = b.cache().clone();
-        tokio::spawn(async move {
-            b.get_or_load("k", None, || async {
-                b_go.await.unwrap();
-                Ok::<_, Error>("new".to_owned())
-            })
-            .await
-        })
-    };
+    let (release_b, second) = gated_load(b.cache(), "k", "new");
     let b_marker = raw_until(&mut conn, &key, "B's marker", |v| {
         is_marker(v) && v != a_marker.as_slice()
     })
@@ -650,13 +657,9 @@ async fn a_stale_load_leaves_the_next_loaders_lock_intact() {
         "old",
         "A's caller gets its value"
     );
-    let held: Vec<u8> = redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     assert_eq!(
-        held, flagged,
+        raw_get(&mut conn, &key).await.as_ref(),
+        Some(&flagged),
         "B's flagged marker is untouched by A's write"
     );
     let ttl_after = pttl(&mut conn, &key).await;
@@ -686,18 +689,7 @@ async fn an_explicit_set_during_a_load_is_not_overwritten_by_it() {
     let mut conn = raw(&server).await;
     let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
     let cache = rx.cache().clone();
-    let (release, go) = tokio::sync::oneshot::channel::<()>();
-    let load = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_load("k", None, || async {
-                    go.await.unwrap();
-                    Ok::<_, Error>("loaded".to_owned())
-                })
-                .await
-        })
-    };
+    let (release, load) = gated_load(&cache, "k", "loaded");
     raw_until(&mut conn, &key, "the loader's marker", is_marker).await;
     cache
         .set("k", &"explicit".to_owned(), Some(Duration::from_secs(60)))
@@ -710,13 +702,9 @@ async fn an_explicit_set_during_a_load_is_not_overwritten_by_it() {
         "loaded",
         "the caller gets its value"
     );
-    let held: Vec<u8> = redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     assert_eq!(
-        held, set_bytes,
+        raw_get(&mut conn, &key).await.as_ref(),
+        Some(&set_bytes),
         "the set's entry is untouched by the load's write"
     );
     let ttl = pttl(&mut conn, &key).await;
