@@ -18,10 +18,14 @@ pub(crate) enum FlightState {
 }
 
 /// The running flights by key. A flight gets its channel only when a follower arrives, so a
-/// load nobody else waits for costs one map insert and remove.
+/// load nobody else waits for costs one map insert and remove. The map only ever holds the
+/// keys loading right now, so it is hashed with `quick_cache`'s fast randomly seeded hasher
+/// (the one L1 uses) rather than the std `SipHash`: every read hashes its key three times here.
 #[derive(Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<Box<str>, Option<watch::Sender<FlightState>>>>,
+    map: Mutex<
+        HashMap<Box<str>, Option<watch::Sender<FlightState>>, quick_cache::DefaultHashBuilder>,
+    >,
 }
 
 pub(crate) enum Join<'a> {
