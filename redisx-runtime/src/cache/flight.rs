@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -20,7 +21,8 @@ pub(crate) enum FlightState {
 /// The running flights by key. A flight gets its channel only when a follower arrives, so a
 /// load nobody else waits for costs one map insert and remove. The map only ever holds the
 /// keys loading right now, so it is hashed with `quick_cache`'s fast randomly seeded hasher
-/// (the one L1 uses) rather than the std `SipHash`: every read hashes its key three times here.
+/// (the one L1 uses) rather than the std `SipHash`: every read hashes its key twice here
+/// (one lookup-or-insert, one remove).
 #[derive(Default)]
 pub(crate) struct Flights {
     map: Mutex<
@@ -39,16 +41,22 @@ impl Flights {
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(slot) = map.get_mut(key) {
-            let tx = slot.get_or_insert_with(|| watch::channel(FlightState::Running).0);
-            return Join::Follower(tx.subscribe());
+        match map.entry(Box::from(key)) {
+            Entry::Occupied(mut slot) => {
+                let tx = slot
+                    .get_mut()
+                    .get_or_insert_with(|| watch::channel(FlightState::Running).0);
+                Join::Follower(tx.subscribe())
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(None);
+                Join::Leader(Leader {
+                    flights: self,
+                    key,
+                    finished: false,
+                })
+            }
         }
-        map.insert(Box::from(key), None);
-        Join::Leader(Leader {
-            flights: self,
-            key,
-            finished: false,
-        })
     }
 
     fn finish(&self, key: &str, state: impl FnOnce() -> FlightState) {
