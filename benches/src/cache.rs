@@ -727,7 +727,6 @@ fn protocol_miss(ctx: &Context, conn: &MultiplexedConnection, fresh: &Rc<Cell<u6
             let first = fresh.get();
             fresh.set(first + ops);
             let marker = [0xFE_u8; 17];
-            let channel = format!("{prefix}cache:__events");
             let start = Instant::now();
             for i in first..first + ops {
                 let key = format!("{prefix}protocol:miss:{i}");
@@ -746,13 +745,12 @@ fn protocol_miss(ctx: &Context, conn: &MultiplexedConnection, fresh: &Rc<Cell<u6
                 let mut bytes = vec![0x01_u8; 17];
                 bincode::serde::encode_into_std_write(&u, &mut bytes, bincode_config())
                     .expect("encodes");
+                // As ours: a write under a lock marker sends no channel (nobody waited).
                 let written: u8 = write
                     .key(&key)
                     .arg(&marker[..])
                     .arg(bytes)
                     .arg(ttl_ms())
-                    .arg(&channel)
-                    .arg(format!("kbench\n{key}"))
                     .invoke_async(&mut conn)
                     .await
                     .expect("write.lua");

@@ -33,7 +33,10 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
         )
         .with_context("key", format!("{}…", truncate(key, 64))));
     }
-    if let Some((i, c)) = key.char_indices().find(|(_, c)| c.is_control()) {
+    // Control characters are C0 and DEL (single bytes) and C1 (U+0080..=U+009F, encoded as
+    // 0xC2 0x80..=0x9F): a byte scan finds any candidate, the char scan only runs then.
+    let suspect = key.bytes().any(|b| b < 0x20 || b == 0x7F || b == 0xC2);
+    if suspect && let Some((i, c)) = key.char_indices().find(|(_, c)| c.is_control()) {
         return Err(Error::new(
             ErrorCode::CacheKeyInvalid,
             format!("the key contains the control character {c:?} at byte {i}"),
@@ -206,5 +209,25 @@ mod tests {
         assert_eq!(slot("123456789"), 0x31C3);
         assert_eq!(slot("foo"), 12182);
         assert_eq!(slot("bar"), 5061);
+    }
+
+    #[test]
+    fn validate_rejects_exactly_the_control_characters() {
+        // Every char up to U+07FF (all one- and two-byte encodings, C0, DEL and C1 among
+        // them), in the middle of a key, plus a few wider ones.
+        let wide = ['\u{2028}', '\u{FEFF}', '\u{1F600}'];
+        for c in (0..=0x7FF_u32).filter_map(char::from_u32).chain(wide) {
+            let key = format!("user:{c}:1");
+            let verdict = validate(&key, 64);
+            assert_eq!(
+                verdict.is_err(),
+                c.is_control(),
+                "{c:?} (U+{:04X})",
+                c as u32
+            );
+            if let Err(e) = verdict {
+                assert!(e.to_string().contains("at byte 5"), "{e}");
+            }
+        }
     }
 }

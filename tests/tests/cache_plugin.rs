@@ -839,32 +839,50 @@ fn commands_sent(rx: &RedisX, command: &str) -> u64 {
         .map_or(0, |v| v.trim().parse().unwrap())
 }
 
+/// A caller in another instance that waits for a load is woken by the loader's write (the
+/// wake-up message), not by its fallback poll. Event-driven: B is known to sleep once its
+/// waiter flag is on the lock, and A's load ends only when the test releases it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_in_other_instances_are_woken_by_pubsub_not_polling() {
     let server = RedisServer::start();
-    let (a, b) = pair(&server, "wake", CacheConfig::default()).await;
-    let loading = tokio::spawn({
-        let a = a.clone();
+    let prefix = unique_prefix("wake");
+    let key = format!("{prefix}cache:slow");
+    let mut conn = raw(&server).await;
+    let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+
+    let (release_a, loading) = gated_load(a.cache(), "slow", "from a");
+    raw_until(&mut conn, &key, "A's marker", is_marker).await;
+    let reads_before = commands_sent(&b, "SET");
+    let waiting = tokio::spawn({
+        let b = b.clone();
         async move {
-            a.cache()
+            b.cache()
                 .get_or_load("slow", None, || async {
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
-                    Ok::<_, Error>(1u8)
+                    Ok::<_, Error>("from b".to_owned())
                 })
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let reads_before = commands_sent(&b, "SET");
-    let v = b
-        .cache()
-        .get_or_load("slow", None, || async { Ok::<_, Error>(2u8) })
+    // B found the lock and flagged it: from here it sleeps until it is woken, or until its
+    // fallback poll (the default lock ttl of 5 s halved, at most 2 s) comes due.
+    raw_until(&mut conn, &key, "B's waiter flag", |v| {
+        v.len() == 18 && v[0] == 0xFE && v[17] == b'w'
+    })
+    .await;
+    release_a.send(()).unwrap();
+    assert_eq!(loading.await.unwrap().unwrap(), "from a");
+    let v = tokio::time::timeout(Duration::from_secs(1), waiting)
         .await
+        .expect("B was not woken by A's write (it would have slept until its fallback poll)")
+        .unwrap()
         .unwrap();
-    assert_eq!(v, 1, "B waited for A's value instead of loading its own");
-    assert_eq!(loading.await.unwrap().unwrap(), 1);
-    // One read that found the lock, one after the wake-up: a polling waiter (every 250 ms)
-    // would have read about six times during the 1.5 s load.
+    assert_eq!(
+        v, "from a",
+        "B waited for A's value instead of loading its own"
+    );
+    // One read that found the lock, one after the wake-up (a third only if the lock changed
+    // hands in between).
     let reads = commands_sent(&b, "SET") - reads_before;
     assert!(reads <= 3, "B read {reads} times while waiting");
     assert_eq!(b.cache().stats().stampedes_prevented, 1);

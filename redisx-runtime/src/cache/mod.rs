@@ -267,32 +267,45 @@ impl ReadPredictor {
 }
 
 /// A read already done before coordination: the marker it offered, and what it found.
-type FirstRead<T> = (Option<Vec<u8>>, Result<Read<T>>);
+type FirstRead<T> = (Option<Marker>, Result<Read<T>>);
 
 /// The regeneration lock a loading caller holds.
 enum Lock {
     None,
     /// A marker in the entry's own key.
-    Marker(Vec<u8>),
+    Marker(Marker),
     /// A separate refresh lock (key, token), taken for an entry that exists but is stale;
     /// the write only happens while the entry still starts with the header that was read.
-    Refresh(String, Vec<u8>, [u8; envelope::HEADER_LEN]),
+    Refresh(String, Marker, [u8; envelope::HEADER_LEN]),
 }
 
+/// What [`Cache::write`] did.
+struct Written {
+    /// Whether the entry was stored (false: the lock or the entry changed meanwhile).
+    stored: bool,
+    /// The encoded entry's size in bytes (0 without L2).
+    size: usize,
+    /// When the written entry goes stale (epoch milliseconds).
+    stale_at: u64,
+}
+
+/// A regeneration lock's token: [`MARKER`] and 16 random bytes.
+type Marker = [u8; 17];
+
 /// Releases a lock when a load is abandoned (loader panicked or the caller was cancelled).
-struct LockGuard {
+struct LockGuard<'a> {
     cache: Weak<CacheInner>,
-    key: String,
+    key: &'a str,
     lock: Lock,
 }
 
-impl LockGuard {
+impl LockGuard<'_> {
     fn take(&mut self) -> Lock {
         std::mem::replace(&mut self.lock, Lock::None)
     }
 }
 
-impl Drop for LockGuard {
+impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         let lock = self.take();
         if matches!(lock, Lock::None) {
@@ -303,7 +316,7 @@ impl Drop for LockGuard {
         else {
             return;
         };
-        let key = std::mem::take(&mut self.key);
+        let key = self.key.to_owned();
         handle.spawn(async move {
             Cache { inner }.release(&key, lock).await;
         });
@@ -322,10 +335,9 @@ pub(crate) enum Fetched<T, E, Fut> {
     },
 }
 
-fn new_marker() -> Vec<u8> {
-    let mut m = Vec::with_capacity(17);
-    m.push(MARKER);
-    m.extend_from_slice(&rand::random::<u128>().to_le_bytes());
+fn new_marker() -> Marker {
+    let mut m = [MARKER; 17];
+    m[1..].copy_from_slice(&rand::random::<u128>().to_le_bytes());
     m
 }
 
@@ -553,8 +565,12 @@ impl Cache {
             cache.tags = opts.tags.len()
         );
         let since = self.inner.l1.epoch();
-        let size = match traced!(self.write(key, value, &r, &opts.tags, &Lock::None), span) {
-            Ok((_, size)) => size,
+        let written = traced!(
+            self.write(key, None, value, &r, &opts.tags, &Lock::None),
+            span
+        );
+        let (size, stale_at) = match written {
+            Ok(w) => (w.size, w.stale_at),
             Err(e) => {
                 // An L1 entry must not outlive (or differ from) its L2 entry: drop ours.
                 self.inner.metrics.write_errors.inc();
@@ -568,7 +584,7 @@ impl Cache {
                 key,
                 value.clone(),
                 r,
-                envelope::now_ms() + millis(r.ttl),
+                stale_at,
                 size,
                 Erasure::boxed(),
                 Some(since),
@@ -1228,36 +1244,46 @@ impl Cache {
 
     /// The write path: tag index entries, then the entry (compare-and-set against `lock`),
     /// the lock release and the invalidation message, in one pipelined round trip.
-    /// Returns whether the entry was written and its encoded size.
+    /// `full` is the entry's full key when the caller already built it.
+    /// Returns whether the entry was written, its encoded size and its `stale_at`.
+    #[allow(clippy::too_many_arguments)]
     async fn write<T: Serialize>(
         &self,
         key: &str,
+        full: Option<&str>,
         value: &T,
         r: &Resolved,
         tags: &[String],
         lock: &Lock,
-    ) -> Result<(bool, usize)> {
+    ) -> Result<Written> {
+        let now = envelope::now_ms();
+        let (stale_at, expires_at, px) = Self::timing(r, now);
         let Some(client) = self.l2_client(r.mode) else {
-            return Ok((true, 0));
+            return Ok(Written {
+                stored: true,
+                size: 0,
+                stale_at,
+            });
         };
-        let (stale_at, expires_at, px) = Self::timing(r, envelope::now_ms());
         let bytes = envelope::encode(r.codec, value, stale_at, expires_at)?;
         let size = bytes.len();
-        let token: &[u8] = match lock {
-            Lock::Marker(m) => m,
-            Lock::Refresh(_, _, header) => header,
-            Lock::None => b"",
+        let mut invocation = match full {
+            Some(full) => script::CACHE_WRITE.script.key(full),
+            None => script::CACHE_WRITE.script.key(self.full_key(key)),
         };
-        let msg = invalidation::keys_message(&self.inner.origin, [key]);
-        let full = self.full_key(key);
-        let mut invocation = script::CACHE_WRITE.script.key(full);
-        invocation
-            .arg(token)
-            .arg(bytes)
-            .arg(px)
-            .arg(&self.inner.channel)
-            .arg(msg);
-        let written: u8 = if tags.is_empty() && !matches!(lock, Lock::Refresh(..)) {
+        match lock {
+            // No channel: the script answers 2 when a waiter flagged the marker, and the
+            // wake-up is published below. An entry that was missing has no L1 copies.
+            Lock::Marker(m) => invocation.arg(&m[..]).arg(bytes).arg(px),
+            Lock::Refresh(_, _, header) => invocation.arg(&header[..]).arg(bytes).arg(px),
+            Lock::None => invocation.arg(&b""[..]).arg(bytes).arg(px),
+        };
+        if !matches!(lock, Lock::Marker(_)) {
+            invocation
+                .arg(&self.inner.channel)
+                .arg(invalidation::keys_message(&self.inner.origin, [key]));
+        }
+        let answer: u8 = if tags.is_empty() && !matches!(lock, Lock::Refresh(..)) {
             // The common case is one script: sent as a plain EVALSHA, not a pipeline.
             client.invoke(&invocation).await
         } else {
@@ -1269,7 +1295,7 @@ impl Cache {
                     script::CACHE_RELEASE
                         .script
                         .key(lock_key)
-                        .arg(token.as_slice())
+                        .arg(&token[..])
                         .arg(&self.inner.channel)
                         .arg(""),
                 )
@@ -1278,7 +1304,25 @@ impl Cache {
             client.query_pipeline::<(u8,)>(&pipe).await.map(|(w,)| w)
         }
         .map_err(|e| with_code(e, ErrorCode::CacheSetFailed, key))?;
-        Ok((written == 1, size))
+        if answer == 2 {
+            // Callers in other instances wait for this write: wake them. Should this fail,
+            // they notice the value at their bounded fallback poll.
+            let msg = invalidation::keys_message(&self.inner.origin, [key]);
+            let published: Result<u64> = client
+                .query_named(
+                    "PUBLISH",
+                    redis::cmd("PUBLISH").arg(&self.inner.channel).arg(msg),
+                )
+                .await;
+            if let Err(e) = published {
+                tracing::debug!(key, error = %e, "could not wake the instances waiting for a cache fill; they poll");
+            }
+        }
+        Ok(Written {
+            stored: answer != 0,
+            size,
+            stale_at,
+        })
     }
 
     /// Takes the refresh lock of an entry that exists but must be reloaded (`SET NX PX` on
@@ -1504,7 +1548,7 @@ impl Cache {
             };
             let mut guard = LockGuard {
                 cache: Arc::downgrade(&cache.inner),
-                key: key.clone(),
+                key: &key,
                 lock,
             };
             // Another instance may have refreshed (and released the lock) between our read
@@ -1530,17 +1574,20 @@ impl Cache {
                 // The lock stays in the guard during the write: if this task is cancelled
                 // there, the guard still gives it back.
                 let since = cache.inner.l1.epoch();
-                let written = cache.write(&key, &v, &r, &tags, &guard.lock).await;
+                let written = cache.write(&key, None, &v, &r, &tags, &guard.lock).await;
                 let lock = guard.take();
                 match written {
                     // The write's pipeline released the refresh lock either way.
-                    Ok((true, size)) => {
+                    Ok(Written {
+                        stored: true,
+                        size,
+                        stale_at,
+                    }) => {
                         if r.mode.uses_l1() {
-                            let stale_at = envelope::now_ms() + millis(r.ttl);
                             cache.l1_insert(&key, v, r, stale_at, size, erasure, Some(since));
                         }
                     }
-                    Ok((false, _)) => {}
+                    Ok(Written { stored: false, .. }) => {}
                     Err(e) => {
                         cache.inner.metrics.write_errors.inc();
                         cache.fail_open("refresh write", &key, &e);
@@ -1618,15 +1665,19 @@ impl Cache {
             }
         };
         let mut first = None;
-        if let Some(client) = self.l2_client(r.mode) {
-            let full = self.full_key(key);
+        // Built once: the read, the wait and the write all use it.
+        let full = self.l2_client(r.mode).map(|_| self.full_key(key));
+        if let (Some(client), Some(full)) = (self.l2_client(r.mode), full.as_deref()) {
             // Take the lock with the read only when reads have been missing lately: a plain
             // `GET` is cheaper, and a call site that mostly hits would pay for the lock
             // option on every hit (see `ReadPredictor`).
             let marker = (self.inner.cfg.stampede.enabled && !self.inner.reads.expect_hit())
                 .then(new_marker);
             let since = self.inner.l1.epoch();
-            let read = traced!(self.read::<T>(client, &full, marker.as_deref()), span);
+            let read = traced!(
+                self.read::<T>(client, full, marker.as_ref().map(|m| &m[..])),
+                span
+            );
             self.inner
                 .reads
                 .record(matches!(read, Ok(Read::Fresh(_) | Read::Stale(_))));
@@ -1661,6 +1712,7 @@ impl Cache {
         let outcome = traced!(
             self.fetch_leader(
                 key,
+                full.as_deref(),
                 &r,
                 &opts.tags,
                 loader,
@@ -1692,6 +1744,7 @@ impl Cache {
     async fn fetch_leader<T, E, Fut>(
         &self,
         key: &str,
+        full: Option<&str>,
         r: &Resolved,
         tags: &[String],
         loader: Fut,
@@ -1710,8 +1763,7 @@ impl Cache {
         let stampede = &self.inner.cfg.stampede;
         let mut lock = Lock::None;
         let mut stale: Option<T> = None;
-        if let Some(client) = self.l2_client(r.mode) {
-            let full = self.full_key(key);
+        if let (Some(client), Some(full)) = (self.l2_client(r.mode), full) {
             let deadline = Instant::now() + stampede.wait_timeout;
             let mut waiter: Option<Arc<invalidation::WaitSlot>> = None;
             let mut corrupt_retries = 0;
@@ -1725,7 +1777,9 @@ impl Cache {
                     done
                 } else {
                     let marker = stampede.enabled.then(new_marker);
-                    let read = self.read::<T>(client, &full, marker.as_deref()).await;
+                    let read = self
+                        .read::<T>(client, full, marker.as_ref().map(|m| &m[..]))
+                        .await;
                     (marker, read)
                 };
                 let read = match read {
@@ -1751,7 +1805,7 @@ impl Cache {
                         }
                         self.fill_l1(key, &env, r, 0, erasure, since);
                         if let Some(w) = waiter {
-                            self.inner.waiters.unregister(&full, &w);
+                            self.inner.waiters.unregister(full, &w);
                         }
                         return Fetched::Done(Ok(env.value));
                     }
@@ -1760,7 +1814,7 @@ impl Cache {
                         span.record("cache.hit", true);
                         self.inner.metrics.stale_served.inc();
                         if let Some(w) = waiter {
-                            self.inner.waiters.unregister(&full, &w);
+                            self.inner.waiters.unregister(full, &w);
                         }
                         let header = env.header();
                         return Fetched::Stale {
@@ -1789,7 +1843,7 @@ impl Cache {
                         }
                     }
                     Read::Corrupt(bytes, e) => {
-                        self.remove_corrupt(&full, bytes, &e).await;
+                        self.remove_corrupt(full, bytes, &e).await;
                         corrupt_retries += 1;
                         if corrupt_retries > 2 {
                             break;
@@ -1803,7 +1857,7 @@ impl Cache {
                 let (slot, seen) = if let (Some(n), Some(seen)) = (&waiter, seen) {
                     (n.clone(), seen)
                 } else {
-                    let n = self.inner.waiters.register(&full);
+                    let n = self.inner.waiters.register(full);
                     let seen = n.generation();
                     waiter = Some(n.clone());
                     has_waited = true;
@@ -1816,11 +1870,7 @@ impl Cache {
                 };
                 if marker_locked {
                     let flagged: Result<u8> = client
-                        .eval(
-                            &script::CACHE_FLAG_WAITER.script,
-                            &[full.as_str()],
-                            &[] as &[&str],
-                        )
+                        .eval(&script::CACHE_FLAG_WAITER.script, &[full], &[] as &[&str])
                         .await;
                     match flagged {
                         Ok(1) => {}
@@ -1834,7 +1884,7 @@ impl Cache {
                 let now = Instant::now();
                 if now >= deadline {
                     if let Some(w) = waiter.take() {
-                        self.inner.waiters.unregister(&full, &w);
+                        self.inner.waiters.unregister(full, &w);
                     }
                     let err = Error::new(
                         ErrorCode::CacheStampedeTimeout,
@@ -1866,14 +1916,14 @@ impl Cache {
                 }
             }
             if let Some(w) = waiter {
-                self.inner.waiters.unregister(&full, &w);
+                self.inner.waiters.unregister(full, &w);
             }
         }
         span.record("cache.hit", false);
         // Load. The guard gives the lock back if the loader panics or we are cancelled.
         let mut guard = LockGuard {
             cache: Arc::downgrade(&self.inner),
-            key: key.to_owned(),
+            key,
             lock,
         };
         let value = match loader.await {
@@ -1908,17 +1958,20 @@ impl Cache {
         // The lock stays in the guard during the write: a caller cancelled there still gives
         // it back (the guard releases it in the background).
         let since = self.inner.l1.epoch();
-        let written = self.write(key, &value, r, tags, &guard.lock).await;
+        let written = self.write(key, full, &value, r, tags, &guard.lock).await;
         let lock = guard.take();
         match written {
-            Ok((true, size)) => {
+            Ok(Written {
+                stored: true,
+                size,
+                stale_at,
+            }) => {
                 if r.mode.uses_l1() {
-                    let stale_at = envelope::now_ms() + millis(r.ttl);
                     self.l1_insert(key, value.clone(), *r, stale_at, size, erasure, Some(since));
                     self.index_local_tags(key, tags);
                 }
             }
-            Ok((false, _)) => {
+            Ok(Written { stored: false, .. }) => {
                 tracing::debug!(
                     key,
                     "the entry changed while loading (invalidated or lock expired); not writing it back"
