@@ -839,6 +839,106 @@ fn commands_sent(rx: &RedisX, command: &str) -> u64 {
         .map_or(0, |v| v.trim().parse().unwrap())
 }
 
+/// An entry rewritten without a tag it had is not deleted by that tag's invalidation, in
+/// Redis or in another instance's L1; an entry that still carries the tag is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retagged_entry_survives_the_invalidation_of_its_old_tag() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, "retag", CacheConfig::default()).await;
+    let tagged = |t: &str| EntryOptions::new().tags([t.to_owned()]);
+    a.cache()
+        .set_with("moved", &1u32, &tagged("old"))
+        .await
+        .unwrap();
+    a.cache()
+        .set_with("stays", &2u32, &tagged("old"))
+        .await
+        .unwrap();
+    a.cache()
+        .set_with("untagged", &3u32, &tagged("old"))
+        .await
+        .unwrap();
+    // B holds L1 copies of all three.
+    for (k, v) in [("moved", 1u32), ("stays", 2), ("untagged", 3)] {
+        assert_eq!(b.cache().get::<u32>(k).await.unwrap(), Some(v));
+    }
+    // Rewritten: one with another tag, one with none (through the load path).
+    a.cache()
+        .set_with("moved", &10u32, &tagged("new"))
+        .await
+        .unwrap();
+    a.cache().delete("untagged").await.unwrap();
+    let loaded: u32 = a
+        .cache()
+        .get_or_load("untagged", None, || async { Ok::<_, Error>(30) })
+        .await
+        .unwrap();
+    assert_eq!(loaded, 30);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.cache().get::<u32>("moved").await.unwrap() == Some(10)
+                && b.cache().get::<u32>("untagged").await.unwrap() == Some(30)
+        })
+        .await,
+        "B never saw the rewrites"
+    );
+
+    assert_eq!(a.cache().invalidate_tags(&["old"]).await.unwrap(), 1);
+    for rt in [&a, &b] {
+        assert_eq!(rt.cache().get::<u32>("moved").await.unwrap(), Some(10));
+        assert_eq!(rt.cache().get::<u32>("untagged").await.unwrap(), Some(30));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.cache().get::<u32>("stays").await.unwrap().is_none()
+        })
+        .await,
+        "the entry still tagged `old` survived in B"
+    );
+    assert_eq!(a.cache().get::<u32>("stays").await.unwrap(), None);
+    // The new tag still reaches the moved entry.
+    assert_eq!(a.cache().invalidate_tags(&["new"]).await.unwrap(), 1);
+    assert_eq!(a.cache().get::<u32>("moved").await.unwrap(), None);
+}
+
+/// The same without Redis: the in-process tag index follows rewrites.
+#[tokio::test]
+async fn a_retagged_entry_survives_in_an_l1_only_cache() {
+    let rx = RedisX::builder()
+        .cache(CacheConfig::default().mode(CacheMode::L1Only))
+        .build()
+        .await
+        .unwrap();
+    let cache = rx.cache();
+    let tagged = |t: &[&str]| EntryOptions::new().tags(t.iter().map(|t| (*t).to_owned()));
+    cache
+        .set_with("moved", &1u32, &tagged(&["old", "both"]))
+        .await
+        .unwrap();
+    cache
+        .set_with("stays", &2u32, &tagged(&["old"]))
+        .await
+        .unwrap();
+    cache
+        .set_with("untagged", &3u32, &tagged(&["old"]))
+        .await
+        .unwrap();
+    cache
+        .set_with("moved", &10u32, &tagged(&["new", "both"]))
+        .await
+        .unwrap();
+    cache.set("untagged", &30u32, None).await.unwrap();
+
+    assert_eq!(cache.invalidate_tags(&["old"]).await.unwrap(), 1);
+    assert_eq!(cache.get::<u32>("stays").await.unwrap(), None);
+    assert_eq!(cache.get::<u32>("moved").await.unwrap(), Some(10));
+    assert_eq!(cache.get::<u32>("untagged").await.unwrap(), Some(30));
+    assert_eq!(cache.invalidate_tags(&["both"]).await.unwrap(), 1);
+    assert_eq!(cache.get::<u32>("moved").await.unwrap(), None);
+    // Invalidated keys left every index: `new` has nothing left to delete.
+    assert_eq!(cache.invalidate_tags(&["new"]).await.unwrap(), 0);
+}
+
 /// A caller in another instance that waits for a load is woken by the loader's write (the
 /// wake-up message), not by its fallback poll. Event-driven: B is known to sleep once its
 /// waiter flag is on the lock, and A's load ends only when the test releases it.

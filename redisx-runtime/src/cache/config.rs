@@ -302,7 +302,8 @@ impl CacheConfig {
         self
     }
 
-    /// The most tags one entry may carry (default 10).
+    /// The most tags one entry may carry (default 10; at most 255, the most an entry's tag
+    /// section holds).
     #[must_use]
     pub fn max_tags_per_key(mut self, n: usize) -> Self {
         self.max_tags_per_key = n;

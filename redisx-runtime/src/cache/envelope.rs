@@ -1,11 +1,17 @@
 //! The stored form of a cache entry in L2.
 //!
 //! ```text
-//! byte 0      format/version header: the codec's format byte (0x01 bincode, 0x02 json)
+//! byte 0      format/version header: the codec's format byte (0x01 bincode, 0x02 json),
+//!             with bit 0x40 set when a tag section follows the header
 //! bytes 1..9  stale_at, unix ms, little endian (== expires_at when SWR is off)
 //! bytes 9..17 expires_at, unix ms, little endian
-//! bytes 17..  the value, encoded by the codec
+//! [tagged]    one count byte, then per tag one length byte and the tag's bytes
+//! then        the value, encoded by the codec
 //! ```
+//!
+//! The tag section lets a tag invalidation (`tag_delete.lua`) delete only the entries that
+//! still carry the tag: an entry rewritten without it since it was indexed stays. An entry
+//! without tags has no section, so untagged entries cost nothing.
 //!
 //! Anything else (another header, a short entry, bytes that do not decode) is a corrupt entry:
 //! the cache reports a miss and removes it.
@@ -19,6 +25,16 @@ use crate::codec::CodecKind;
 use crate::error::{Error, ErrorCode, Result};
 
 pub(crate) const HEADER_LEN: usize = 17;
+
+/// Set in the format byte when a tag section follows the header.
+pub(crate) const TAGGED: u8 = 0x40;
+
+/// The most bytes a tag section can take: a count byte, then at most [`MAX_TAGS`] tags of at
+/// most 128 bytes, each after its length byte. `tag_delete.lua` reads no further than this.
+pub(crate) const MAX_TAG_SECTION: usize = 1 + MAX_TAGS * (1 + 128);
+
+/// The most tags one entry can carry (its count is one byte).
+pub(crate) const MAX_TAGS: usize = 255;
 
 /// Unix time in milliseconds.
 pub(crate) fn now_ms() -> u64 {
@@ -51,19 +67,80 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,
     stale_at: u64,
     expires_at: u64,
+    tags: &[String],
 ) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(64);
-    out.push(codec.format());
+    let section: usize = tags.iter().map(|t| 1 + t.len()).sum();
+    let mut out = Vec::with_capacity(64 + section);
+    out.push(if tags.is_empty() {
+        codec.format()
+    } else {
+        codec.format() | TAGGED
+    });
     out.extend_from_slice(&stale_at.to_le_bytes());
     out.extend_from_slice(&expires_at.to_le_bytes());
+    if !tags.is_empty() {
+        let count = u8::try_from(tags.len()).map_err(|_| {
+            Error::new(
+                ErrorCode::CacheSerialization,
+                format!(
+                    "an entry carries at most {MAX_TAGS} tags, not {}",
+                    tags.len()
+                ),
+            )
+        })?;
+        out.push(count);
+        for t in tags {
+            let len = u8::try_from(t.len()).map_err(|_| {
+                Error::new(
+                    ErrorCode::CacheSerialization,
+                    format!("a tag is at most 128 bytes, not {}", t.len()),
+                )
+            })?;
+            out.push(len);
+            out.extend_from_slice(t.as_bytes());
+        }
+    }
     codec.encode_into(value, &mut out)?;
     Ok(out)
+}
+
+/// The value bytes after a tag section (`body` starts at the section's count byte).
+fn skip_tags(body: &[u8]) -> Result<&[u8]> {
+    let corrupt = || {
+        Error::new(
+            ErrorCode::CacheDeserialization,
+            "the stored entry's tag section runs past its end",
+        )
+    };
+    let (&count, mut rest) = body.split_first().ok_or_else(corrupt)?;
+    for _ in 0..count {
+        let (&len, after) = rest.split_first().ok_or_else(corrupt)?;
+        rest = after.get(usize::from(len)..).ok_or_else(corrupt)?;
+    }
+    Ok(rest)
+}
+
+/// The tags an entry carries (empty for an untagged one); `None` if it is not an entry.
+#[cfg(test)]
+pub(crate) fn tags_of(bytes: &[u8]) -> Option<Vec<String>> {
+    if bytes.len() < HEADER_LEN || bytes[0] & TAGGED == 0 {
+        return (bytes.len() >= HEADER_LEN).then(Vec::new);
+    }
+    let (&count, mut rest) = bytes[HEADER_LEN..].split_first()?;
+    let mut tags = Vec::new();
+    for _ in 0..count {
+        let (&len, after) = rest.split_first()?;
+        let tag = after.get(..usize::from(len))?;
+        tags.push(String::from_utf8(tag.to_vec()).ok()?);
+        rest = &after[usize::from(len)..];
+    }
+    Some(tags)
 }
 
 /// Reads `(stale_at, expires_at)` from the first [`HEADER_LEN`] bytes of an entry; `None`
 /// for a lock marker or anything that is not an entry.
 pub(crate) fn decode_header(bytes: &[u8]) -> Option<(u64, u64)> {
-    if bytes.len() < HEADER_LEN || CodecKind::from_format(bytes[0]).is_none() {
+    if bytes.len() < HEADER_LEN || CodecKind::from_format(bytes[0] & !TAGGED).is_none() {
         return None;
     }
     let stale_at = u64::from_le_bytes(bytes[1..9].try_into().ok()?);
@@ -81,7 +158,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<T>> {
             ),
         ));
     }
-    let Some(codec) = CodecKind::from_format(bytes[0]) else {
+    let Some(codec) = CodecKind::from_format(bytes[0] & !TAGGED) else {
         return Err(Error::new(
             ErrorCode::CacheDeserialization,
             format!("unknown format header 0x{:02x}", bytes[0]),
@@ -89,7 +166,12 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<T>> {
     };
     let stale_at = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
     let expires_at = u64::from_le_bytes(bytes[9..17].try_into().expect("8 bytes"));
-    let value = codec.decode(&bytes[HEADER_LEN..])?;
+    let body = if bytes[0] & TAGGED == 0 {
+        &bytes[HEADER_LEN..]
+    } else {
+        skip_tags(&bytes[HEADER_LEN..])?
+    };
+    let value = codec.decode(body)?;
     Ok(Envelope {
         value,
         stale_at,
@@ -105,7 +187,7 @@ mod tests {
     #[test]
     fn roundtrip_both_codecs() {
         for codec in [CodecKind::Bincode, CodecKind::Json] {
-            let bytes = encode(codec, &("a", 1u8), 10, 20).unwrap();
+            let bytes = encode(codec, &("a", 1u8), 10, 20, &[]).unwrap();
             let env: Envelope<(String, u8)> = decode(&bytes).unwrap();
             assert_eq!(env.value, ("a".to_owned(), 1));
             assert_eq!((env.stale_at, env.expires_at), (10, 20));
@@ -117,11 +199,43 @@ mod tests {
     fn corrupt_entries_are_errors() {
         assert!(decode::<u8>(b"").is_err());
         assert!(decode::<u8>(b"\x07aaaaaaaaaaaaaaaaaaaa").is_err());
-        let mut ok = encode(CodecKind::Bincode, &1u8, 1, 1).unwrap();
+        let mut ok = encode(CodecKind::Bincode, &1u8, 1, 1, &[]).unwrap();
         ok.truncate(HEADER_LEN);
         assert_eq!(
             decode::<u8>(&ok).err().map(|e| e.code()),
             Some(ErrorCode::CacheDeserialization)
         );
+    }
+
+    #[test]
+    fn tagged_entries_roundtrip_and_name_their_tags() {
+        let tags = vec!["users".to_owned(), "user:7".to_owned(), "x".repeat(128)];
+        for codec in [CodecKind::Bincode, CodecKind::Json] {
+            let bytes = encode(codec, &("a", 1u8), 10, 20, &tags).unwrap();
+            assert_eq!(bytes[0], codec.format() | TAGGED);
+            assert_eq!(tags_of(&bytes), Some(tags.clone()));
+            let env: Envelope<(String, u8)> = decode(&bytes).unwrap();
+            assert_eq!(env.value, ("a".to_owned(), 1));
+            assert_eq!((env.stale_at, env.expires_at), (10, 20));
+            assert_eq!(&env.header()[..], &bytes[..HEADER_LEN]);
+            assert_eq!(decode_header(&bytes), Some((10, 20)));
+            // Cut anywhere inside the tag section: corrupt, never a panic.
+            let section_end = HEADER_LEN + 1 + tags.iter().map(|t| 1 + t.len()).sum::<usize>();
+            for cut in HEADER_LEN..section_end {
+                assert_eq!(
+                    decode::<(String, u8)>(&bytes[..cut])
+                        .err()
+                        .map(|e| e.code()),
+                    Some(ErrorCode::CacheDeserialization),
+                    "cut at {cut}"
+                );
+            }
+        }
+        let untagged = encode(CodecKind::Bincode, &1u8, 1, 1, &[]).unwrap();
+        assert_eq!(tags_of(&untagged), Some(vec![]));
+        let too_long = vec!["y".repeat(256)];
+        assert!(encode(CodecKind::Bincode, &1u8, 1, 1, &too_long).is_err());
+        let too_many: Vec<String> = (0..256).map(|i| i.to_string()).collect();
+        assert!(encode(CodecKind::Bincode, &1u8, 1, 1, &too_many).is_err());
     }
 }

@@ -62,6 +62,7 @@ mod invalidation;
 pub(crate) mod l1;
 
 use std::any::Any;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -188,9 +189,8 @@ pub(crate) struct CacheInner {
     flights: Flights,
     waiters: Waiters,
     reads: ReadPredictor,
-    /// Without Redis (L1 only), the tag index lives here: tag -> keys.
-    local_tags:
-        std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<Box<str>>>>,
+    /// Without Redis (L1 only), the tag index lives here.
+    local_tags: std::sync::Mutex<LocalTags>,
     origin: String,
     channel: String,
     stop: Arc<Notify>,
@@ -277,6 +277,65 @@ enum Lock {
     /// A separate refresh lock (key, token), taken for an entry that exists but is stale;
     /// the write only happens while the entry still starts with the header that was read.
     Refresh(String, Marker, [u8; envelope::HEADER_LEN]),
+}
+
+/// The in-process tag index of an L1-only cache: both directions, so that a rewrite with
+/// other tags (or none) leaves the indexes of the tags it no longer carries.
+#[derive(Default)]
+struct LocalTags {
+    by_tag: HashMap<String, HashSet<Box<str>>>,
+    by_key: HashMap<Box<str>, Box<[String]>>,
+}
+
+impl LocalTags {
+    /// Records that `key` now carries exactly `tags`.
+    fn set(&mut self, key: &str, tags: &[String]) {
+        self.forget(key);
+        if !tags.is_empty() {
+            for t in tags {
+                self.by_tag
+                    .entry(t.clone())
+                    .or_default()
+                    .insert(Box::from(key));
+            }
+            self.by_key.insert(Box::from(key), tags.into());
+        }
+    }
+
+    /// Drops `key` from every index.
+    fn forget(&mut self, key: &str) {
+        if let Some(old) = self.by_key.remove(key) {
+            for t in &old {
+                if let Some(keys) = self.by_tag.get_mut(t) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        self.by_tag.remove(t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes every key carrying one of `tags` out of the index.
+    fn take<S: AsRef<str>>(&mut self, tags: &[S]) -> Vec<Box<str>> {
+        let keys: Vec<Box<str>> = tags
+            .iter()
+            .filter_map(|t| self.by_tag.remove(t.as_ref()))
+            .flatten()
+            .collect();
+        for k in &keys {
+            self.forget(k);
+        }
+        keys
+    }
+
+    /// Keeps only the keys `alive` says are still cached.
+    fn prune(&mut self, alive: impl Fn(&str) -> bool) {
+        let dead: Vec<Box<str>> = self.by_key.keys().filter(|k| !alive(k)).cloned().collect();
+        for k in dead {
+            self.forget(&k);
+        }
+    }
 }
 
 /// What [`Cache::write`] did.
@@ -615,7 +674,7 @@ impl Cache {
             let (stale_at, expires_at, px) = Self::timing(&r, now);
             let mut pipe = redis::pipe();
             for (k, v) in &items {
-                let bytes = envelope::encode(r.codec, v, stale_at, expires_at)?;
+                let bytes = envelope::encode(r.codec, v, stale_at, expires_at, &opts.tags)?;
                 self.index_tags(&mut pipe, k.as_ref(), &opts.tags, px);
                 pipe.cmd("SET")
                     .arg(self.full_key(k.as_ref()))
@@ -788,25 +847,32 @@ impl Cache {
     }
 
     /// Deletes every entry carrying any of `tags`, in every instance's L1 too; returns how
-    /// many L2 entries were deleted. Each tag index is claimed atomically (Lua), its keys are
-    /// deleted one cluster slot per `UNLINK`.
+    /// many entries were deleted. Each tag index is claimed atomically (Lua); then one script
+    /// per cluster slot deletes the indexed entries that still carry one of the tags (an
+    /// entry rewritten since without them stays).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::cache::EntryOptions;
+    /// let cache = rx.cache();
+    /// cache.set_with("user:1", &"Ada", &EntryOptions::new().tags(["users"])).await?;
+    /// assert_eq!(cache.invalidate_tags(&["users"]).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> Result<u64> {
         for t in tags {
             config::validate_tag(t.as_ref())?;
         }
         let Some(client) = self.inner.client.as_ref() else {
             // Without Redis the tag index is in process.
-            let keys: Vec<Box<str>> = {
-                let mut index = self
-                    .inner
-                    .local_tags
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                tags.iter()
-                    .filter_map(|t| index.remove(t.as_ref()))
-                    .flatten()
-                    .collect()
-            };
+            let keys = self
+                .inner
+                .local_tags
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(tags);
             let removed = keys.iter().filter(|k| self.inner.l1.remove(k)).count();
             return Ok(removed as u64);
         };
@@ -820,12 +886,11 @@ impl Cache {
             let mut user: Vec<String> = claimed.into_iter().flatten().collect();
             user.sort_unstable();
             user.dedup();
-            let full: Vec<String> = user.iter().map(|k| self.full_key(k)).collect();
             let refs: Vec<&str> = user.iter().map(String::as_str).collect();
             for k in &refs {
                 self.inner.l1.remove(k);
             }
-            self.unlink_and_publish(client, &full, &refs).await
+            self.delete_tagged(client, &refs, tags).await
         }
         .instrument(span)
         .await
@@ -974,23 +1039,24 @@ impl Cache {
     }
 
     fn validate_tags(&self, tags: &[String]) -> Result<()> {
-        if tags.len() > self.inner.cfg.max_tags_per_key {
+        let max = self.inner.cfg.max_tags_per_key.min(envelope::MAX_TAGS);
+        if tags.len() > max {
             return Err(Error::new(
                 ErrorCode::CacheKeyInvalid,
                 format!(
-                    "{} tags given; an entry may carry at most {}",
-                    tags.len(),
-                    self.inner.cfg.max_tags_per_key
+                    "{} tags given; an entry may carry at most {max}",
+                    tags.len()
                 ),
             ));
         }
         tags.iter().try_for_each(|t| config::validate_tag(t))
     }
 
-    /// Indexes `key` under `tags` in process (L1-only caches). The index is pruned of keys L1
-    /// no longer holds whenever it grows past a few times L1's capacity, so it stays bounded.
+    /// Indexes `key` under exactly `tags` in process (L1-only caches), dropping it from the
+    /// tags its previous value carried. The index is pruned of keys L1 no longer holds
+    /// whenever it tracks more than a few times L1's capacity, so it stays bounded.
     fn index_local_tags(&self, key: &str, tags: &[String]) {
-        if tags.is_empty() || self.inner.client.is_some() {
+        if self.inner.client.is_some() {
             return;
         }
         let mut index = self
@@ -998,21 +1064,14 @@ impl Cache {
             .local_tags
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for t in tags {
-            index.entry(t.clone()).or_default().insert(Box::from(key));
+        if tags.is_empty() && index.by_key.is_empty() {
+            return;
         }
+        index.set(key, tags);
         let bound = self.inner.cfg.l1_max_entries.saturating_mul(4).max(64);
-        if index
-            .values()
-            .map(std::collections::HashSet::len)
-            .sum::<usize>()
-            > bound
-        {
+        if index.by_key.len() > bound {
             let l1 = &self.inner.l1;
-            index.retain(|_, keys| {
-                keys.retain(|k| l1.contains(k));
-                !keys.is_empty()
-            });
+            index.prune(|k| l1.contains(k));
         }
     }
 
@@ -1265,7 +1324,7 @@ impl Cache {
                 stale_at,
             });
         };
-        let bytes = envelope::encode(r.codec, value, stale_at, expires_at)?;
+        let bytes = envelope::encode(r.codec, value, stale_at, expires_at, tags)?;
         let size = bytes.len();
         let mut invocation = match full {
             Some(full) => script::CACHE_WRITE.script.key(full),
@@ -1404,7 +1463,13 @@ impl Cache {
         user: &[&str],
     ) -> Result<u64> {
         let deleted = self.unlink(client, full).await?;
-        // Evict again: a read that started before the UNLINK may have refilled L1 meanwhile
+        self.evict_and_publish(client, user).await?;
+        Ok(deleted)
+    }
+
+    /// After a delete in L2: evicts `user` keys from this L1 and tells the other instances.
+    async fn evict_and_publish(&self, client: &Client, user: &[&str]) -> Result<()> {
+        // Evict again: a read that started before the delete may have refilled L1 meanwhile
         // (its fill is dropped by the epoch; this catches one that already landed).
         for k in user {
             self.inner.l1.remove(k);
@@ -1420,7 +1485,53 @@ impl Cache {
             }
             client.query_pipeline::<()>(&pipe).await?;
         }
-        Ok(deleted)
+        Ok(())
+    }
+
+    /// Deletes those of `user` keys whose entries still carry one of `tags` (or hold a lock
+    /// marker), one `tag_delete.lua` per cluster slot and chunk, all pipelined; then evicts
+    /// and publishes exactly the deleted keys. Returns how many were deleted.
+    async fn delete_tagged<S: AsRef<str>>(
+        &self,
+        client: &Client,
+        user: &[&str],
+        tags: &[S],
+    ) -> Result<u64> {
+        if user.is_empty() {
+            return Ok(0);
+        }
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<(String, &str)>> =
+            std::collections::BTreeMap::new();
+        for k in user {
+            let full = self.full_key(k);
+            by_slot.entry(key::slot(&full)).or_default().push((full, k));
+        }
+        let chunks: Vec<&[(String, &str)]> = by_slot
+            .values()
+            .flat_map(|keys| keys.chunks(CHUNK))
+            .collect();
+        let limit = envelope::HEADER_LEN + envelope::MAX_TAG_SECTION;
+        let mut pipe = redis::pipe();
+        for chunk in &chunks {
+            let mut invocation = script::CACHE_TAG_DELETE.script.prepare_invoke();
+            for (full, _) in *chunk {
+                invocation.key(full.as_str());
+            }
+            invocation.arg(limit);
+            for t in tags {
+                invocation.arg(t.as_ref());
+            }
+            pipe.invoke_script(&invocation);
+        }
+        let positions: Vec<Vec<usize>> = client.query_pipeline(&pipe).await?;
+        let deleted: Vec<&str> = chunks
+            .iter()
+            .zip(&positions)
+            .flat_map(|(chunk, at)| at.iter().filter_map(|&i| chunk.get(i.checked_sub(1)?)))
+            .map(|(_, user)| *user)
+            .collect();
+        self.evict_and_publish(client, &deleted).await?;
+        Ok(deleted.len() as u64)
     }
 
     async fn scan(&self, client: &Client, pattern: &str) -> Result<Vec<String>> {
