@@ -901,6 +901,45 @@ async fn a_retagged_entry_survives_the_invalidation_of_its_old_tag() {
     assert_eq!(a.cache().get::<u32>("moved").await.unwrap(), None);
 }
 
+/// An entry in the format before tag sections (no 0x40 bit) cannot say which tags it carries:
+/// a tag invalidation that indexed it deletes it, as it always did.
+#[tokio::test]
+async fn an_entry_without_a_tag_section_is_deleted_by_its_tag() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("oldformat");
+    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = raw(&server).await;
+    let later = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+        + 3_600_000;
+    let mut old = vec![0x01_u8];
+    old.extend_from_slice(&later.to_le_bytes());
+    old.extend_from_slice(&later.to_le_bytes());
+    old.push(5); // bincode of 5u32
+    let full = rx.cache().full_key("legacy");
+    let () = redis::cmd("SET")
+        .arg(&full)
+        .arg(&old)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: u64 = redis::cmd("SADD")
+        .arg(format!("{prefix}cache:_tag:old"))
+        .arg("legacy")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rx.cache().get::<u32>("legacy").await.unwrap(), Some(5));
+    assert_eq!(rx.cache().invalidate_tags(&["old"]).await.unwrap(), 1);
+    assert_eq!(raw_get(&mut conn, &full).await, None);
+    assert_eq!(rx.cache().get::<u32>("legacy").await.unwrap(), None);
+}
+
 /// The same without Redis: the in-process tag index follows rewrites.
 #[tokio::test]
 async fn a_retagged_entry_survives_in_an_l1_only_cache() {

@@ -467,8 +467,10 @@ mod json_codec {
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert_eq!(bytes[0], redisx::CodecKind::Json.format());
-        assert_eq!(&bytes[17..], br#"["t3"]"#);
+        // The JSON format byte with the tag-section bit, the header, a tag count of 0, JSON.
+        assert_eq!(bytes[0], redisx::CodecKind::Json.format() | 0x40);
+        assert_eq!(bytes[17], 0);
+        assert_eq!(&bytes[18..], br#"["t3"]"#);
     }
 }
 

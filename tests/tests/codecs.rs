@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 /// The envelope header: format byte, `stale_at` and `expires_at` (unix ms, little endian).
 const HEADER_LEN: usize = 17;
+/// Set in the format byte: a tag section (a count byte, then the tags) follows the header.
+const TAGGED: u8 = 0x40;
+/// Where the value starts in an untagged entry: after the header and a tag count of 0.
+const BODY: usize = HEADER_LEN + 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Profile {
@@ -89,9 +93,13 @@ async fn json_config_stores_json_that_anyone_can_read() {
     let cache = rx.cache();
     cache.set("p", &ada(), None).await.unwrap();
     let bytes = stored(&server, &cache.full_key("p")).await.expect("stored");
-    assert_eq!(bytes[0], CodecKind::Json.format(), "the JSON format byte");
+    assert_eq!(
+        bytes[0],
+        CodecKind::Json.format() | TAGGED,
+        "the JSON format byte"
+    );
     let json: serde_json::Value =
-        serde_json::from_slice(&bytes[HEADER_LEN..]).expect("the body after the header is JSON");
+        serde_json::from_slice(&bytes[BODY..]).expect("the body after the header is JSON");
     assert_eq!(json, serde_json::to_value(ada()).unwrap());
     assert_eq!(json["name"], "Ada");
     cache.clear_l1();
@@ -112,14 +120,11 @@ async fn bincode_is_the_default_and_stores_bincode() {
     let bytes = stored(&server, &cache.full_key("p")).await.expect("stored");
     assert_eq!(
         bytes[0],
-        CodecKind::Bincode.format(),
+        CodecKind::Bincode.format() | TAGGED,
         "the bincode format byte"
     );
-    assert_eq!(
-        Bincode::decode::<Profile>(&bytes[HEADER_LEN..]).unwrap(),
-        ada()
-    );
-    assert!(serde_json::from_slice::<serde_json::Value>(&bytes[HEADER_LEN..]).is_err());
+    assert_eq!(Bincode::decode::<Profile>(&bytes[BODY..]).unwrap(), ada());
+    assert!(serde_json::from_slice::<serde_json::Value>(&bytes[BODY..]).is_err());
     cache.clear_l1();
     assert_eq!(cache.get::<Profile>("p").await.unwrap(), Some(ada()));
 }
@@ -139,10 +144,10 @@ async fn a_per_entry_codec_overrides_the_config() {
     cache.set("b", &grace(), None).await.unwrap();
     let j = stored(&server, &cache.full_key("j")).await.unwrap();
     let b = stored(&server, &cache.full_key("b")).await.unwrap();
-    assert_eq!(j[0], CodecKind::Json.format());
-    assert_eq!(b[0], CodecKind::Bincode.format());
+    assert_eq!(j[0], CodecKind::Json.format() | TAGGED);
+    assert_eq!(b[0], CodecKind::Bincode.format() | TAGGED);
     assert_eq!(
-        serde_json::from_slice::<Profile>(&j[HEADER_LEN..]).unwrap(),
+        serde_json::from_slice::<Profile>(&j[BODY..]).unwrap(),
         ada()
     );
 
@@ -165,9 +170,9 @@ async fn a_per_entry_codec_overrides_the_config() {
         .unwrap();
     assert_eq!(loaded, grace());
     let bytes = stored(&server, &cache.full_key("loaded")).await.unwrap();
-    assert_eq!(bytes[0], CodecKind::Json.format());
+    assert_eq!(bytes[0], CodecKind::Json.format() | TAGGED);
     assert_eq!(
-        serde_json::from_slice::<Profile>(&bytes[HEADER_LEN..]).unwrap(),
+        serde_json::from_slice::<Profile>(&bytes[BODY..]).unwrap(),
         grace()
     );
 }
@@ -286,7 +291,7 @@ async fn a_json_entry_is_read_by_its_header_under_a_bincode_config() {
     writer.cache().set("p", &ada(), None).await.unwrap();
     let full = reader.cache().full_key("p");
     let json_entry = stored(&server, &full).await.unwrap();
-    assert_eq!(json_entry[0], CodecKind::Json.format());
+    assert_eq!(json_entry[0], CodecKind::Json.format() | TAGGED);
 
     let calls = AtomicUsize::new(0);
     let v = reader
@@ -306,7 +311,7 @@ async fn a_json_entry_is_read_by_its_header_under_a_bincode_config() {
     let now = stored(&server, &full).await.unwrap();
     assert_eq!(
         now[0],
-        CodecKind::Bincode.format(),
+        CodecKind::Bincode.format() | TAGGED,
         "new writes use the reader's codec"
     );
     writer.cache().clear_l1();

@@ -1,17 +1,19 @@
 //! The stored form of a cache entry in L2.
 //!
 //! ```text
-//! byte 0      format/version header: the codec's format byte (0x01 bincode, 0x02 json),
-//!             with bit 0x40 set when a tag section follows the header
+//! byte 0      format/version header: the codec's format byte (0x01 bincode, 0x02 json)
+//!             with bit 0x40 set: a tag section follows the header
 //! bytes 1..9  stale_at, unix ms, little endian (== expires_at when SWR is off)
 //! bytes 9..17 expires_at, unix ms, little endian
-//! [tagged]    one count byte, then per tag one length byte and the tag's bytes
+//! byte 17     the tag count (0 for an untagged entry), then per tag one length byte and
+//!             the tag's bytes
 //! then        the value, encoded by the codec
 //! ```
 //!
 //! The tag section lets a tag invalidation (`tag_delete.lua`) delete only the entries that
-//! still carry the tag: an entry rewritten without it since it was indexed stays. An entry
-//! without tags has no section, so untagged entries cost nothing.
+//! still carry the tag: an entry rewritten without it since it was indexed stays. It costs an
+//! untagged entry one byte. Entries without the 0x40 bit (the format before tag sections)
+//! still decode, and a tag invalidation deletes them as it always did.
 //!
 //! Anything else (another header, a short entry, bytes that do not decode) is a corrupt entry:
 //! the cache reports a miss and removes it.
@@ -28,10 +30,6 @@ pub(crate) const HEADER_LEN: usize = 17;
 
 /// Set in the format byte when a tag section follows the header.
 pub(crate) const TAGGED: u8 = 0x40;
-
-/// The most bytes a tag section can take: a count byte, then at most [`MAX_TAGS`] tags of at
-/// most 128 bytes, each after its length byte. `tag_delete.lua` reads no further than this.
-pub(crate) const MAX_TAG_SECTION: usize = 1 + MAX_TAGS * (1 + 128);
 
 /// The most tags one entry can carry (its count is one byte).
 pub(crate) const MAX_TAGS: usize = 255;
@@ -71,14 +69,10 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
 ) -> Result<Vec<u8>> {
     let section: usize = tags.iter().map(|t| 1 + t.len()).sum();
     let mut out = Vec::with_capacity(64 + section);
-    out.push(if tags.is_empty() {
-        codec.format()
-    } else {
-        codec.format() | TAGGED
-    });
+    out.push(codec.format() | TAGGED);
     out.extend_from_slice(&stale_at.to_le_bytes());
     out.extend_from_slice(&expires_at.to_le_bytes());
-    if !tags.is_empty() {
+    {
         let count = u8::try_from(tags.len()).map_err(|_| {
             Error::new(
                 ErrorCode::CacheSerialization,
@@ -120,7 +114,8 @@ fn skip_tags(body: &[u8]) -> Result<&[u8]> {
     Ok(rest)
 }
 
-/// The tags an entry carries (empty for an untagged one); `None` if it is not an entry.
+/// The tags an entry carries (empty for an untagged one or one without a tag section);
+/// `None` if it is not an entry.
 #[cfg(test)]
 pub(crate) fn tags_of(bytes: &[u8]) -> Option<Vec<String>> {
     if bytes.len() < HEADER_LEN || bytes[0] & TAGGED == 0 {
@@ -213,6 +208,7 @@ mod tests {
         for codec in [CodecKind::Bincode, CodecKind::Json] {
             let bytes = encode(codec, &("a", 1u8), 10, 20, &tags).unwrap();
             assert_eq!(bytes[0], codec.format() | TAGGED);
+            assert_eq!(usize::from(bytes[HEADER_LEN]), tags.len());
             assert_eq!(tags_of(&bytes), Some(tags.clone()));
             let env: Envelope<(String, u8)> = decode(&bytes).unwrap();
             assert_eq!(env.value, ("a".to_owned(), 1));
@@ -232,7 +228,18 @@ mod tests {
             }
         }
         let untagged = encode(CodecKind::Bincode, &1u8, 1, 1, &[]).unwrap();
+        assert_eq!(untagged[0], CodecKind::Bincode.format() | TAGGED);
+        assert_eq!(
+            untagged[HEADER_LEN], 0,
+            "an untagged entry has an empty section"
+        );
         assert_eq!(tags_of(&untagged), Some(vec![]));
+        // An entry without a section (the earlier format) still decodes.
+        let mut old = untagged.clone();
+        old[0] = CodecKind::Bincode.format();
+        old.remove(HEADER_LEN);
+        assert_eq!(decode::<u8>(&old).unwrap().value, 1);
+        assert_eq!(decode_header(&old), Some((1, 1)));
         let too_long = vec!["y".repeat(256)];
         assert!(encode(CodecKind::Bincode, &1u8, 1, 1, &too_long).is_err());
         let too_many: Vec<String> = (0..256).map(|i| i.to_string()).collect();

@@ -132,7 +132,7 @@ impl L1 {
     /// Inserts a value for `ttl`; `size_hint` is its approximate size in bytes (for the
     /// weight budget). A zero ttl removes the key instead. With `since` (the epoch seen
     /// before the value was read or written), nothing is inserted if an invalidation came in
-    /// between.
+    /// between. Returns whether the value was inserted.
     pub(crate) fn insert<T>(
         &self,
         key: &str,
@@ -141,13 +141,13 @@ impl L1 {
         size_hint: usize,
         erasure: Erasure<T>,
         since: Option<u64>,
-    ) {
+    ) -> bool {
         if ttl.is_zero() {
             self.cache.remove(&Probe(key));
-            return;
+            return false;
         }
         if since.is_some_and(|e| e != self.epoch()) {
-            return;
+            return false;
         }
         let weight = u32::try_from(size_hint + key.len() + 64).unwrap_or(u32::MAX);
         self.cache.insert(
@@ -158,6 +158,7 @@ impl L1 {
                 weight,
             },
         );
+        true
     }
 
     /// Removes every entry whose key matches `pred`.

@@ -16,8 +16,10 @@
 //! * **Stale-while-revalidate**: within the SWR window a stale value is served at once and
 //!   one caller across all instances refreshes it through the normal write path.
 //! * **Stale-if-error**: within its window, a failing loader is answered with the old value.
-//! * **Tags**: index sets per tag; invalidation claims the set atomically and deletes its keys
-//!   per cluster slot, evicts local L1 and tells the other instances.
+//! * **Tags**: index sets per tag, and every entry names its own tags; invalidation claims
+//!   the set atomically, deletes (per cluster slot) the entries that still carry the tag, so
+//!   an entry rewritten since without it stays, evicts local L1 and tells the other
+//!   instances.
 //! * **Cross-instance L1 invalidation**: every delete, overwrite and tag invalidation is
 //!   published on one channel per prefix (a fill only when another instance waits for it:
 //!   no instance can hold a copy of a missing entry); each instance evicts its L1 (ignoring
@@ -28,9 +30,6 @@
 //! and counted), corrupt entries are misses and are removed; deletes and invalidations do
 //! report Redis errors. A loader that panics propagates to its own caller and gives its lock
 //! back at once; the callers waiting for it take over the load.
-//!
-//! Known limit: an entry overwritten without a tag it had stays in that tag's index until the
-//! index expires, so invalidating the old tag also deletes it (a miss, never a stale value).
 //!
 //! Keys are stored as `{app prefix}{cache prefix}{key}` (`cache:` by default); tag indexes as
 //! `{app prefix}{cache prefix}_tag:{tag}`, refresh locks as `..._lock:{key}` (user keys may not
@@ -647,9 +646,9 @@ impl Cache {
                 size,
                 Erasure::boxed(),
                 Some(since),
+                &opts.tags,
             );
         }
-        self.index_local_tags(key, &opts.tags);
         Ok(())
     }
 
@@ -709,9 +708,6 @@ impl Cache {
                 return Ok(());
             }
         }
-        for (k, _) in &items {
-            self.index_local_tags(k.as_ref(), &opts.tags);
-        }
         if r.mode.uses_l1() {
             for (k, v) in items {
                 self.l1_insert(
@@ -722,6 +718,7 @@ impl Cache {
                     0,
                     Erasure::boxed(),
                     Some(since),
+                    &opts.tags,
                 );
             }
         }
@@ -1052,29 +1049,6 @@ impl Cache {
         tags.iter().try_for_each(|t| config::validate_tag(t))
     }
 
-    /// Indexes `key` under exactly `tags` in process (L1-only caches), dropping it from the
-    /// tags its previous value carried. The index is pruned of keys L1 no longer holds
-    /// whenever it tracks more than a few times L1's capacity, so it stays bounded.
-    fn index_local_tags(&self, key: &str, tags: &[String]) {
-        if self.inner.client.is_some() {
-            return;
-        }
-        let mut index = self
-            .inner
-            .local_tags
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if tags.is_empty() && index.by_key.is_empty() {
-            return;
-        }
-        index.set(key, tags);
-        let bound = self.inner.cfg.l1_max_entries.saturating_mul(4).max(64);
-        if index.by_key.len() > bound {
-            let l1 = &self.inner.l1;
-            index.prune(|k| l1.contains(k));
-        }
-    }
-
     fn tag_key(&self, tag: &str) -> String {
         let mut k = self.inner.keys.full(&self.inner.cfg.tag_index_prefix);
         k.push_str(tag);
@@ -1162,6 +1136,10 @@ impl Cache {
         }
     }
 
+    /// Inserts into L1. In an L1-only cache the key's tags are recorded in the same step,
+    /// under the tag index's lock and only when the value was inserted, so the index always
+    /// names exactly the tags of the value L1 holds (two racing writes of one key cannot
+    /// leave one's value under the other's tags).
     #[allow(clippy::too_many_arguments)]
     fn l1_insert<T>(
         &self,
@@ -1172,11 +1150,30 @@ impl Cache {
         size: usize,
         erasure: Erasure<T>,
         since: Option<u64>,
+        tags: &[String],
     ) {
         let fresh = Duration::from_millis(stale_at.saturating_sub(envelope::now_ms()));
-        self.inner
-            .l1
-            .insert(key, value, r.l1_ttl.min(fresh), size, erasure, since);
+        let ttl = r.l1_ttl.min(fresh);
+        if self.inner.client.is_some() {
+            self.inner.l1.insert(key, value, ttl, size, erasure, since);
+            return;
+        }
+        let mut index = self
+            .inner
+            .local_tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inserted = self.inner.l1.insert(key, value, ttl, size, erasure, since);
+        if inserted && (!tags.is_empty() || !index.by_key.is_empty()) {
+            index.set(key, tags);
+            // Keys L1 dropped since (evicted, expired) are pruned whenever the index tracks
+            // more than a few times L1's capacity, so it stays bounded.
+            let bound = self.inner.cfg.l1_max_entries.saturating_mul(4).max(64);
+            if index.by_key.len() > bound {
+                let l1 = &self.inner.l1;
+                index.prune(|k| l1.contains(k));
+            }
+        }
     }
 
     fn fill_l1<T: Clone>(
@@ -1197,6 +1194,8 @@ impl Cache {
                 size,
                 erasure,
                 Some(since),
+                // A fill from L2: the cache has Redis, whose index holds the tags.
+                &[],
             );
         }
     }
@@ -1490,7 +1489,8 @@ impl Cache {
 
     /// Deletes those of `user` keys whose entries still carry one of `tags` (or hold a lock
     /// marker), one `tag_delete.lua` per cluster slot and chunk, all pipelined; then evicts
-    /// and publishes exactly the deleted keys. Returns how many were deleted.
+    /// and publishes the deleted keys and those Redis no longer held (another instance may
+    /// still have an L1 copy of an entry Redis evicted). Returns how many were deleted.
     async fn delete_tagged<S: AsRef<str>>(
         &self,
         client: &Client,
@@ -1510,28 +1510,32 @@ impl Cache {
             .values()
             .flat_map(|keys| keys.chunks(CHUNK))
             .collect();
-        let limit = envelope::HEADER_LEN + envelope::MAX_TAG_SECTION;
         let mut pipe = redis::pipe();
         for chunk in &chunks {
             let mut invocation = script::CACHE_TAG_DELETE.script.prepare_invoke();
             for (full, _) in *chunk {
                 invocation.key(full.as_str());
             }
-            invocation.arg(limit);
             for t in tags {
                 invocation.arg(t.as_ref());
             }
             pipe.invoke_script(&invocation);
         }
-        let positions: Vec<Vec<usize>> = client.query_pipeline(&pipe).await?;
-        let deleted: Vec<&str> = chunks
-            .iter()
-            .zip(&positions)
-            .flat_map(|(chunk, at)| at.iter().filter_map(|&i| chunk.get(i.checked_sub(1)?)))
-            .map(|(_, user)| *user)
-            .collect();
-        self.evict_and_publish(client, &deleted).await?;
-        Ok(deleted.len() as u64)
+        let answers: Vec<(Vec<usize>, Vec<usize>)> = client.query_pipeline(&pipe).await?;
+        let mut deleted = 0;
+        let mut evict: Vec<&str> = Vec::new();
+        for (chunk, (gone, missing)) in chunks.iter().zip(&answers) {
+            deleted += gone.len() as u64;
+            // The script answers 1-based positions in the chunk.
+            evict.extend(
+                gone.iter()
+                    .chain(missing)
+                    .filter_map(|&i| chunk.get(i.checked_sub(1)?))
+                    .map(|(_, user)| *user),
+            );
+        }
+        self.evict_and_publish(client, &evict).await?;
+        Ok(deleted)
     }
 
     async fn scan(&self, client: &Client, pattern: &str) -> Result<Vec<String>> {
@@ -1695,7 +1699,8 @@ impl Cache {
                         stale_at,
                     }) => {
                         if r.mode.uses_l1() {
-                            cache.l1_insert(&key, v, r, stale_at, size, erasure, Some(since));
+                            let since = Some(since);
+                            cache.l1_insert(&key, v, r, stale_at, size, erasure, since, &tags);
                         }
                     }
                     Ok(Written { stored: false, .. }) => {}
@@ -2078,8 +2083,8 @@ impl Cache {
                 stale_at,
             }) => {
                 if r.mode.uses_l1() {
-                    self.l1_insert(key, value.clone(), *r, stale_at, size, erasure, Some(since));
-                    self.index_local_tags(key, tags);
+                    let since = Some(since);
+                    self.l1_insert(key, value.clone(), *r, stale_at, size, erasure, since, tags);
                 }
             }
             Ok(Written { stored: false, .. }) => {
