@@ -393,6 +393,21 @@ pub(crate) enum Fetched<T, E, Fut> {
     },
 }
 
+/// Groups `items` by the cluster slot of their full key and cuts each group into chunks of at
+/// most [`CHUNK`]: one command or script per chunk is cluster-safe and atomic.
+fn slot_chunks<T>(items: Vec<T>, full: impl Fn(&T) -> &str) -> Vec<Vec<T>> {
+    let mut by_slot: std::collections::BTreeMap<u16, Vec<Vec<T>>> =
+        std::collections::BTreeMap::new();
+    for item in items {
+        let chunks = by_slot.entry(key::slot(full(&item))).or_default();
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(item),
+            _ => chunks.push(vec![item]),
+        }
+    }
+    by_slot.into_values().flatten().collect()
+}
+
 fn new_marker() -> Marker {
     let mut m = [MARKER; 17];
     m[1..].copy_from_slice(&rand::random::<u128>().to_le_bytes());
@@ -1329,13 +1344,14 @@ impl Cache {
             Some(full) => script::CACHE_WRITE.script.key(full),
             None => script::CACHE_WRITE.script.key(self.full_key(key)),
         };
-        match lock {
-            // No channel: the script answers 2 when a waiter flagged the marker, and the
-            // wake-up is published below. An entry that was missing has no L1 copies.
-            Lock::Marker(m) => invocation.arg(&m[..]).arg(bytes).arg(px),
-            Lock::Refresh(_, _, header) => invocation.arg(&header[..]).arg(bytes).arg(px),
-            Lock::None => invocation.arg(&b""[..]).arg(bytes).arg(px),
+        let condition: &[u8] = match lock {
+            Lock::Marker(m) => m,
+            Lock::Refresh(_, _, header) => header,
+            Lock::None => b"",
         };
+        invocation.arg(condition).arg(bytes).arg(px);
+        // Under a marker, no channel: the script answers 2 when a waiter flagged it, and the
+        // wake-up is published below. An entry that was missing has no L1 copies.
         if !matches!(lock, Lock::Marker(_)) {
             invocation
                 .arg(&self.inner.channel)
@@ -1439,17 +1455,9 @@ impl Cache {
         if full.is_empty() {
             return Ok(0);
         }
-        // One UNLINK per cluster slot (and at most CHUNK keys each): cluster-safe, atomic per call.
-        let mut by_slot: std::collections::BTreeMap<u16, Vec<&str>> =
-            std::collections::BTreeMap::new();
-        for k in full {
-            by_slot.entry(key::slot(k)).or_default().push(k);
-        }
         let mut pipe = redis::pipe();
-        for keys in by_slot.values() {
-            for chunk in keys.chunks(CHUNK) {
-                pipe.cmd("UNLINK").arg(chunk);
-            }
+        for chunk in slot_chunks(full.iter().map(String::as_str).collect(), |k| k) {
+            pipe.cmd("UNLINK").arg(chunk);
         }
         let counts: Vec<u64> = client.query_pipeline(&pipe).await?;
         Ok(counts.iter().sum())
@@ -1500,20 +1508,12 @@ impl Cache {
         if user.is_empty() {
             return Ok(0);
         }
-        let mut by_slot: std::collections::BTreeMap<u16, Vec<(String, &str)>> =
-            std::collections::BTreeMap::new();
-        for k in user {
-            let full = self.full_key(k);
-            by_slot.entry(key::slot(&full)).or_default().push((full, k));
-        }
-        let chunks: Vec<&[(String, &str)]> = by_slot
-            .values()
-            .flat_map(|keys| keys.chunks(CHUNK))
-            .collect();
+        let pairs: Vec<(String, &str)> = user.iter().map(|k| (self.full_key(k), *k)).collect();
+        let chunks = slot_chunks(pairs, |(full, _)| full);
         let mut pipe = redis::pipe();
         for chunk in &chunks {
             let mut invocation = script::CACHE_TAG_DELETE.script.prepare_invoke();
-            for (full, _) in *chunk {
+            for (full, _) in chunk {
                 invocation.key(full.as_str());
             }
             for t in tags {
@@ -1686,30 +1686,19 @@ impl Cache {
                 if unless.is_some_and(|u| u(&v)) {
                     return; // the guard releases the lock
                 }
-                // The lock stays in the guard during the write: if this task is cancelled
-                // there, the guard still gives it back.
-                let since = cache.inner.l1.epoch();
-                let written = cache.write(&key, None, &v, &r, &tags, &guard.lock).await;
-                let lock = guard.take();
-                match written {
-                    // The write's pipeline released the refresh lock either way.
-                    Ok(Written {
-                        stored: true,
-                        size,
-                        stale_at,
-                    }) => {
-                        if r.mode.uses_l1() {
-                            let since = Some(since);
-                            cache.l1_insert(&key, v, r, stale_at, size, erasure, since, &tags);
-                        }
-                    }
-                    Ok(Written { stored: false, .. }) => {}
-                    Err(e) => {
-                        cache.inner.metrics.write_errors.inc();
-                        cache.fail_open("refresh write", &key, &e);
-                        cache.release(&key, lock).await;
-                    }
-                }
+                // The write's pipeline releases the refresh lock whether it stores or not.
+                cache
+                    .store_loaded(
+                        "refresh write",
+                        &key,
+                        None,
+                        &v,
+                        &r,
+                        &tags,
+                        &mut guard,
+                        erasure,
+                    )
+                    .await;
             } else {
                 cache.inner.metrics.loads_error.inc();
                 tracing::warn!(
@@ -1782,8 +1771,8 @@ impl Cache {
         };
         let mut first = None;
         // Built once: the read, the wait and the write all use it.
-        let full = self.l2_client(r.mode).map(|_| self.full_key(key));
-        if let (Some(client), Some(full)) = (self.l2_client(r.mode), full.as_deref()) {
+        let l2 = self.l2_client(r.mode).map(|c| (c, self.full_key(key)));
+        if let Some((client, full)) = &l2 {
             // Take the lock with the read only when reads have been missing lately: a plain
             // `GET` is cheaper, and a call site that mostly hits would pay for the lock
             // option on every hit (see `ReadPredictor`).
@@ -1828,7 +1817,7 @@ impl Cache {
         let outcome = traced!(
             self.fetch_leader(
                 key,
-                full.as_deref(),
+                l2.as_ref().map(|(_, full)| full.as_str()),
                 &r,
                 &opts.tags,
                 loader,
@@ -2071,10 +2060,30 @@ impl Cache {
             self.release(key, lock).await;
             return Fetched::Done(Ok(value));
         }
-        // The lock stays in the guard during the write: a caller cancelled there still gives
-        // it back (the guard releases it in the background).
+        self.store_loaded("write", key, full, &value, r, tags, &mut guard, erasure)
+            .await;
+        Fetched::Done(Ok(value))
+    }
+
+    /// Writes a loaded value under the guard's lock, then fills L1 with it; on a write error,
+    /// counts and logs it (as `op`) and gives the lock back. The lock stays in the guard during the
+    /// write, so a caller cancelled there still gives it back (in the background).
+    #[allow(clippy::too_many_arguments)]
+    async fn store_loaded<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        full: Option<&str>,
+        value: &T,
+        r: &Resolved,
+        tags: &[String],
+        guard: &mut LockGuard<'_>,
+        erasure: Erasure<T>,
+    ) where
+        T: Serialize + Clone + Send + Sync + 'static,
+    {
         let since = self.inner.l1.epoch();
-        let written = self.write(key, full, &value, r, tags, &guard.lock).await;
+        let written = self.write(key, full, value, r, tags, &guard.lock).await;
         let lock = guard.take();
         match written {
             Ok(Written {
@@ -2095,11 +2104,10 @@ impl Cache {
             }
             Err(e) => {
                 self.inner.metrics.write_errors.inc();
-                self.fail_open("write", key, &e);
+                self.fail_open(op, key, &e);
                 self.release(key, lock).await;
             }
         }
-        Fetched::Done(Ok(value))
     }
 
     fn serve_stale_on<E: 'static>(&self, err: &E) -> bool {
