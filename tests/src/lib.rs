@@ -704,6 +704,39 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// A raw redis-rs connection to `url`, with no redisx in between: for tests that check what
+/// landed where.
+///
+/// # Panics
+/// When `url` is not a Redis URL or the server does not accept the connection.
+pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("a valid URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a raw connection")
+}
+
+/// Runs `check` every `every` until it returns true or `within` has passed; returns whether it
+/// became true. For what another process or task does in its own time (a pub/sub message
+/// arriving, a reconnect), never for timing assertions.
+pub async fn eventually<F, Fut>(within: Duration, every: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

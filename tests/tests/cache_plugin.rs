@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use redisx::cache::{EntryOptions, StampedeConfig};
 use redisx::{CacheConfig, CacheMode, ConnectionConfig, Error, ErrorCode, RedisX};
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
 
 async fn runtime(url: &str, prefix: &str, cache: CacheConfig) -> RedisX {
     RedisX::builder()
@@ -27,30 +27,11 @@ async fn pair(server: &RedisServer, test: &str, cache: CacheConfig) -> (RedisX, 
 }
 
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    raw_connection(&server.url()).await
 }
 
-/// Polls `f` every 2 ms until it is true or `within` has passed; returns whether it became true.
-async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
+/// How often `eventually` checks here.
+const POLL: Duration = Duration::from_millis(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_callers_over_two_runtimes_load_once() {
@@ -93,7 +74,7 @@ async fn an_update_through_a_reaches_b_l1_within_100ms() {
         .unwrap();
     // B reads it until it answers from its L1 (A's notification of that first set may reach
     // B after B's first read and evict what it filled: that is the mechanism under test).
-    let in_l1 = eventually(Duration::from_secs(2), || async {
+    let in_l1 = eventually(Duration::from_secs(2), POLL, || async {
         let before = b.cache().stats().l1_hits;
         let v = b.cache().get::<String>("user:1").await.unwrap();
         v.as_deref() == Some("v1") && b.cache().stats().l1_hits > before
@@ -105,7 +86,7 @@ async fn an_update_through_a_reaches_b_l1_within_100ms() {
         .set("user:1", &"v2".to_owned(), None)
         .await
         .unwrap();
-    let seen = eventually(Duration::from_millis(100), || async {
+    let seen = eventually(Duration::from_millis(100), POLL, || async {
         b.cache().get::<String>("user:1").await.unwrap().as_deref() == Some("v2")
     })
     .await;
@@ -114,7 +95,7 @@ async fn an_update_through_a_reaches_b_l1_within_100ms() {
     // Delete too.
     assert!(b.cache().get::<String>("user:1").await.unwrap().is_some());
     assert!(a.cache().delete("user:1").await.unwrap());
-    let gone = eventually(Duration::from_millis(100), || async {
+    let gone = eventually(Duration::from_millis(100), POLL, || async {
         b.cache().get::<String>("user:1").await.unwrap().is_none()
     })
     .await;
@@ -134,7 +115,7 @@ async fn tag_invalidation_through_a_reaches_b_l1_within_100ms() {
     }
     // B reads them until all five sit in its L1 (A's notifications of those sets may evict
     // B's first fills).
-    let filled = eventually(Duration::from_secs(2), || async {
+    let filled = eventually(Duration::from_secs(2), POLL, || async {
         for i in 0..5 {
             assert_eq!(
                 b.cache().get::<i32>(&format!("u:{i}")).await.unwrap(),
@@ -146,7 +127,7 @@ async fn tag_invalidation_through_a_reaches_b_l1_within_100ms() {
     .await;
     assert!(filled, "B's L1 never held the five entries");
     assert_eq!(a.cache().invalidate_tags(&["users"]).await.unwrap(), 5);
-    let evicted = eventually(Duration::from_millis(100), || async {
+    let evicted = eventually(Duration::from_millis(100), POLL, || async {
         b.cache().l1_len() == 0
     })
     .await;
@@ -203,7 +184,7 @@ async fn swr_serves_stale_at_once_and_refreshes_once_across_instances() {
             "a stale hit waited for the refresh ({took:?})"
         );
     }
-    let fresh = eventually(Duration::from_secs(3), || async {
+    let fresh = eventually(Duration::from_secs(3), POLL, || async {
         a.cache().get::<u32>("cfg").await.unwrap() == Some(2)
             && b.cache().get::<u32>("cfg").await.unwrap() == Some(2)
     })
@@ -452,7 +433,7 @@ async fn redis_killed_calls_answer_from_the_function_and_caching_resumes() {
     assert!(err.is_retryable(), "{err}");
 
     server.start_again();
-    let resumed = eventually(Duration::from_secs(10), || async {
+    let resumed = eventually(Duration::from_secs(10), POLL, || async {
         let before = calls.load(Ordering::SeqCst);
         cache
             .get_or_load("k", None, || load(calls.clone()))
@@ -875,7 +856,7 @@ async fn a_retagged_entry_survives_the_invalidation_of_its_old_tag() {
         .unwrap();
     assert_eq!(loaded, 30);
     assert!(
-        eventually(Duration::from_secs(5), || async {
+        eventually(Duration::from_secs(5), POLL, || async {
             b.cache().get::<u32>("moved").await.unwrap() == Some(10)
                 && b.cache().get::<u32>("untagged").await.unwrap() == Some(30)
         })
@@ -889,7 +870,7 @@ async fn a_retagged_entry_survives_the_invalidation_of_its_old_tag() {
         assert_eq!(rt.cache().get::<u32>("untagged").await.unwrap(), Some(30));
     }
     assert!(
-        eventually(Duration::from_secs(5), || async {
+        eventually(Duration::from_secs(5), POLL, || async {
             b.cache().get::<u32>("stays").await.unwrap().is_none()
         })
         .await,

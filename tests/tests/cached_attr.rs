@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use redisx::{
     CacheConfig, ConnectionConfig, ReconnectPolicy, RedisX, cache_evict, cache_put, cached,
 };
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::{RedisServer, raw_connection, unique_prefix};
 
 async fn build(server: &RedisServer, test: &str) -> RedisX {
     build_with(ConnectionConfig::from_url(&server.url()).unwrap(), test).await
@@ -36,11 +36,7 @@ fn set(cell: &'static OnceLock<RedisX>, rx: RedisX) -> &'static RedisX {
 
 /// Whether the cache entry of `key` exists in Redis (read with a raw connection).
 async fn in_redis(server: &RedisServer, rx: &RedisX, key: &str) -> bool {
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = raw_connection(&server.url()).await;
     redis::cmd("EXISTS")
         .arg(rx.cache().full_key(key))
         .query_async(&mut conn)
@@ -457,11 +453,7 @@ mod json_codec {
         let server = RedisServer::start();
         let rx = set(&RT, build(&server, "attr_json").await);
         assert_eq!(tags_of(3).await, ["t3"]);
-        let mut conn = redis::Client::open(server.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut conn = raw_connection(&server.url()).await;
         let bytes: Vec<u8> = redis::cmd("GET")
             .arg(rx.cache().full_key("json:3"))
             .query_async(&mut conn)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redisx::cache::EntryOptions;
 use redisx::{Bincode, CacheConfig, Codec as _, CodecKind, ConnectionConfig, Error, RedisX};
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::{RedisServer, raw_connection, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 /// The envelope header: format byte, `stale_at` and `expires_at` (unix ms, little endian).
@@ -57,11 +57,7 @@ async fn runtime(server: &RedisServer, prefix: &str, cache: CacheConfig) -> Redi
 }
 
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    raw_connection(&server.url()).await
 }
 
 async fn stored(server: &RedisServer, full_key: &str) -> Option<Vec<u8>> {

@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use redisx::{
     CacheConfig, ConnectionConfig, DriverKind, Error, ErrorCode, ReconnectPolicy, RedisX,
 };
-use redisx_tests::{RedisServer, free_port, unique_prefix};
+use redisx_tests::{RedisServer, eventually, free_port, raw_connection, unique_prefix};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
@@ -43,40 +43,16 @@ async fn build(cfg: ConnectionConfig, test: &str) -> redisx::Result<RedisX> {
         .await
 }
 
-/// A raw redis-rs connection (no redisx in between) to check what landed where.
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("a valid URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a raw connection")
-}
-
 async fn raw_get(url: &str, key: &str) -> Option<String> {
     redis::cmd("GET")
         .arg(key)
-        .query_async(&mut raw(url).await)
+        .query_async(&mut raw_connection(url).await)
         .await
         .expect("raw GET")
 }
 
-/// Polls `f` every 20 ms until it is true or `within` has passed; returns whether it became true.
-async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// How often `eventually` checks here.
+const POLL: Duration = Duration::from_millis(20);
 
 /// Everything an error shows: `Display`, `Debug` and the `Display` of every cause.
 fn everything_shown(err: &Error) -> String {
@@ -127,12 +103,12 @@ async fn db_in_the_url_selects_the_database() {
         let full = rx.cache().full_key("c");
         let in_5: bool = redis::cmd("EXISTS")
             .arg(&full)
-            .query_async(&mut raw(&format!("{}/5", server.url())).await)
+            .query_async(&mut raw_connection(&format!("{}/5", server.url())).await)
             .await
             .unwrap();
         let in_0: bool = redis::cmd("EXISTS")
             .arg(&full)
-            .query_async(&mut raw(&server.url()).await)
+            .query_async(&mut raw_connection(&server.url()).await)
             .await
             .unwrap();
         assert!(
@@ -306,7 +282,7 @@ async fn lazy_builds_while_the_server_is_down_and_works_once_it_is_up() {
         );
 
         server.start_again();
-        let up = eventually(Duration::from_secs(10), || async {
+        let up = eventually(Duration::from_secs(10), POLL, || async {
             rx.client().ping().await.is_ok()
         })
         .await;
@@ -359,7 +335,7 @@ async fn the_command_timeout_cuts_off_a_slow_command() {
         "the caller waited for the reply ({took:?})"
     );
     // The client recovers once the server is responsive again.
-    let back = eventually(Duration::from_secs(5), || async {
+    let back = eventually(Duration::from_secs(5), POLL, || async {
         rx.client().ping().await.is_ok()
     })
     .await;
@@ -485,7 +461,7 @@ async fn named_clients_reach_their_own_server() {
     for server in [&main, &sessions] {
         let exists: bool = redis::cmd("EXISTS")
             .arg(&full)
-            .query_async(&mut raw(&server.url()).await)
+            .query_async(&mut raw_connection(&server.url()).await)
             .await
             .unwrap();
         on.push(exists);
@@ -788,7 +764,7 @@ async fn command_spans_carry_otel_attributes_and_never_the_password() {
         .await;
     // Connection loss and reconnect log too: none of it may show the password.
     server.restart();
-    let back = eventually(Duration::from_secs(10), || async {
+    let back = eventually(Duration::from_secs(10), POLL, || async {
         rx.client().ping().await.is_ok()
     })
     .await;

@@ -5,7 +5,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::{RedisServer, raw_connection, unique_prefix};
 
 /// Whether a process with this pid is alive (a zombie counts as dead).
 fn alive(pid: u32) -> bool {
@@ -64,8 +64,7 @@ async fn restart_keeps_the_port_and_empties_the_server() {
     let mut server = RedisServer::start_owned();
     let port = server.port();
     let first_pid = server.pid().unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw_connection(&server.url()).await;
     let key = format!("{}k", unique_prefix("restart"));
     let () = redis::cmd("SET")
         .arg(&key)
@@ -80,8 +79,7 @@ async fn restart_keeps_the_port_and_empties_the_server() {
     assert_ne!(first_pid, second_pid);
     assert!(wait_dead(first_pid, Duration::from_secs(1)));
     assert_eq!(ping(&server.url()).await.unwrap(), "PONG");
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw_connection(&server.url()).await;
     let value: Option<String> = redis::cmd("GET")
         .arg(&key)
         .query_async(&mut conn)

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redisx::{ConnectionConfig, ErrorCode, RedisX, cached};
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::{RedisServer, raw_connection, unique_prefix};
 
 static LOADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -62,11 +62,7 @@ async fn install_once_then_refuse_to_replace() {
     assert_eq!(installed(2).await, 20);
     assert_eq!(installed(2).await, 20);
     assert_eq!(LOADS.load(Ordering::SeqCst), 3, "the second call is a hit");
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = raw_connection(&server.url()).await;
     let in_first: bool = redis::cmd("EXISTS")
         .arg(first.cache().full_key("installed:2"))
         .query_async(&mut conn)
