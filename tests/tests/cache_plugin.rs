@@ -959,6 +959,64 @@ async fn a_retagged_entry_survives_in_an_l1_only_cache() {
     assert_eq!(cache.invalidate_tags(&["new"]).await.unwrap(), 0);
 }
 
+/// Entries written with `mode = L1Only` in a cache with Redis live only in each instance's
+/// L1, where Redis's tag index never sees them: a tag invalidation still reaches them, in the
+/// invalidating instance (counted) and, by its message, in the others, and leaves entries of
+/// other tags alone.
+#[tokio::test]
+async fn a_tag_invalidation_reaches_l1_only_entries_in_every_instance() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("l1only_tags");
+    let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let local = |t: &str| {
+        EntryOptions::new()
+            .mode(CacheMode::L1Only)
+            .tags([t.to_owned()])
+    };
+    a.cache().set_with("a:t", &1u32, &local("t")).await.unwrap();
+    a.cache()
+        .set_with("a:other", &2u32, &local("other"))
+        .await
+        .unwrap();
+    // B's through the load path (a `#[cached(mode = "l1_only", tags = ..)]` call).
+    let loaded: Result<u32, Error> = b
+        .cache()
+        .get_or_load_with("b:t", &local("t"), || async { Ok(3) })
+        .await;
+    assert_eq!(loaded.unwrap(), 3);
+    b.cache()
+        .set_with("b:other", &4u32, &local("other"))
+        .await
+        .unwrap();
+    let in_redis = EntryOptions::new().tags(["t".to_owned()]);
+    a.cache()
+        .set_with("shared", &5u32, &in_redis)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        a.cache().invalidate_tags(&["t"]).await.unwrap(),
+        2,
+        "A's L1-only entry and the entry in Redis"
+    );
+    assert_eq!(a.cache().get::<u32>("a:t").await.unwrap(), None);
+    assert_eq!(a.cache().get::<u32>("shared").await.unwrap(), None);
+    assert_eq!(a.cache().get::<u32>("a:other").await.unwrap(), Some(2));
+    let gone = eventually(Duration::from_millis(100), POLL, || async {
+        b.cache().get::<u32>("b:t").await.unwrap().is_none()
+    })
+    .await;
+    assert!(
+        gone,
+        "B's L1-only entry of the tag is evicted within 100 ms"
+    );
+    assert_eq!(b.cache().get::<u32>("b:other").await.unwrap(), Some(4));
+    // Evicted entries left B's index too: invalidating again finds nothing anywhere.
+    assert_eq!(b.cache().invalidate_tags(&["t"]).await.unwrap(), 0);
+    assert_eq!(a.cache().get::<u32>("a:other").await.unwrap(), Some(2));
+}
+
 /// A caller in another instance that waits for a load is woken by the loader's write (the
 /// wake-up message), not by its fallback poll. Event-driven: B is known to sleep once its
 /// waiter flag is on the lock, and A's load ends only when the test releases it.

@@ -6,6 +6,9 @@
 //!
 //! ```text
 //! k<origin>\n<key>\n<key>...   these keys changed: evict them from L1, wake their waiters
+//! t<origin>\n<tag>\n<tag>...   these tags were invalidated: evict the L1-only entries the
+//!                              instance's in-process tag index names under them (entries
+//!                              in Redis are named by the `k` message of their deletion)
 //! c<origin>                    the whole prefix was cleared: empty L1
 //! ```
 //!
@@ -38,6 +41,19 @@ pub(crate) fn keys_message<'a>(origin: &str, keys: impl IntoIterator<Item = &'a 
     msg
 }
 
+/// Builds a "tags invalidated" message.
+pub(crate) fn tags_message<S: AsRef<str>>(origin: &str, tags: &[S]) -> String {
+    let mut msg =
+        String::with_capacity(16 + tags.iter().map(|t| t.as_ref().len() + 1).sum::<usize>());
+    msg.push('t');
+    msg.push_str(origin);
+    for t in tags {
+        msg.push('\n');
+        msg.push_str(t.as_ref());
+    }
+    msg
+}
+
 /// Builds a "prefix cleared" message.
 pub(crate) fn clear_message(origin: &str) -> String {
     format!("c{origin}")
@@ -47,6 +63,10 @@ pub(crate) enum Message<'a> {
     Keys {
         origin: &'a str,
         keys: std::str::Split<'a, char>,
+    },
+    Tags {
+        origin: &'a str,
+        tags: std::str::Split<'a, char>,
     },
     Clear {
         origin: &'a str,
@@ -61,6 +81,10 @@ pub(crate) fn parse(payload: &str) -> Option<Message<'_>> {
         'k' if !rest.is_empty() => Some(Message::Keys {
             origin,
             keys: rest.split('\n'),
+        }),
+        't' if !rest.is_empty() => Some(Message::Tags {
+            origin,
+            tags: rest.split('\n'),
         }),
         'c' => Some(Message::Clear { origin }),
         _ => None,
@@ -253,6 +277,17 @@ mod tests {
             }
             _ => panic!("not a keys message"),
         }
+        match parse(&tags_message("abc", &["users", "user:1"])) {
+            Some(Message::Tags { origin, tags }) => {
+                assert_eq!(origin, "abc");
+                assert_eq!(tags.collect::<Vec<_>>(), ["users", "user:1"]);
+            }
+            _ => panic!("not a tags message"),
+        }
+        assert!(
+            parse("tabc").is_none(),
+            "a tags message names at least one tag"
+        );
         assert!(matches!(
             parse(&clear_message("o")),
             Some(Message::Clear { origin: "o" })

@@ -278,8 +278,9 @@ enum Lock {
     Refresh(String, Marker, [u8; envelope::HEADER_LEN]),
 }
 
-/// The in-process tag index of an L1-only cache: both directions, so that a rewrite with
-/// other tags (or none) leaves the indexes of the tags it no longer carries.
+/// The in-process tag index of the entries that live only in L1 (every entry of an L1-only
+/// cache, and the `mode = L1Only` calls of a cache with Redis): both directions, so that a
+/// rewrite with other tags (or none) leaves the indexes of the tags it no longer carries.
 #[derive(Default)]
 struct LocalTags {
     by_tag: HashMap<String, HashSet<Box<str>>>,
@@ -861,7 +862,9 @@ impl Cache {
     /// Deletes every entry carrying any of `tags`, in every instance's L1 too; returns how
     /// many entries were deleted. Each tag index is claimed atomically (Lua); then one script
     /// per cluster slot deletes the indexed entries that still carry one of the tags (an
-    /// entry rewritten since without them stays).
+    /// entry rewritten since without them stays). Entries that live only in L1 (written with
+    /// [`CacheMode::L1Only`]) are found in each instance's in-process index: this instance
+    /// evicts (and counts) its own, and the others evict theirs on the invalidation message.
     ///
     /// ```no_run
     /// # #[allow(dead_code)]
@@ -877,16 +880,12 @@ impl Cache {
         for t in tags {
             config::validate_tag(t.as_ref())?;
         }
+        if tags.is_empty() {
+            return Ok(0);
+        }
         let Some(client) = self.inner.client.as_ref() else {
             // Without Redis the tag index is in process.
-            let keys = self
-                .inner
-                .local_tags
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(tags);
-            let removed = keys.iter().filter(|k| self.inner.l1.remove(k)).count();
-            return Ok(removed as u64);
+            return Ok(self.inner.evict_local_tags(tags, |_| true));
         };
         let span = tracing::info_span!("cache.invalidate", cache.tags = tags.len());
         async {
@@ -894,6 +893,11 @@ impl Cache {
             for t in tags {
                 pipe.invoke_script(&script::CACHE_TAG_CLAIM.script.key(self.tag_key(t.as_ref())));
             }
+            // Other instances' L1-only entries are in their own in-process indexes.
+            pipe.cmd("PUBLISH")
+                .arg(&self.inner.channel)
+                .arg(invalidation::tags_message(&self.inner.origin, tags))
+                .ignore();
             let claimed: Vec<Vec<String>> = client.query_pipeline(&pipe).await?;
             let mut user: Vec<String> = claimed.into_iter().flatten().collect();
             user.sort_unstable();
@@ -902,7 +906,10 @@ impl Cache {
             for k in &refs {
                 self.inner.l1.remove(k);
             }
-            self.delete_tagged(client, &refs, tags).await
+            let local = self
+                .inner
+                .evict_local_tags(tags, |k| refs.binary_search(&k).is_err());
+            Ok(self.delete_tagged(client, &refs, tags).await? + local)
         }
         .instrument(span)
         .await
@@ -1151,10 +1158,11 @@ impl Cache {
         }
     }
 
-    /// Inserts into L1. In an L1-only cache the key's tags are recorded in the same step,
-    /// under the tag index's lock and only when the value was inserted, so the index always
-    /// names exactly the tags of the value L1 holds (two racing writes of one key cannot
-    /// leave one's value under the other's tags).
+    /// Inserts into L1. For an entry that lives only in L1 (an L1-only cache, or an
+    /// L1-only call in a cache with Redis, whose entry Redis's tag index never sees) the key's
+    /// tags are recorded in the same step, under the tag index's lock and only when the value
+    /// was inserted, so the index always names exactly the tags of the value L1 holds (two
+    /// racing writes of one key cannot leave one's value under the other's tags).
     #[allow(clippy::too_many_arguments)]
     fn l1_insert<T>(
         &self,
@@ -1169,7 +1177,10 @@ impl Cache {
     ) {
         let fresh = Duration::from_millis(stale_at.saturating_sub(envelope::now_ms()));
         let ttl = r.l1_ttl.min(fresh);
-        if self.inner.client.is_some() {
+        if self.inner.client.is_some() && r.mode != CacheMode::L1Only {
+            // Redis's index holds the tags. A key this instance also indexed locally (an
+            // earlier L1-only call of it) stays there: its invalidation then evicts this
+            // value too, which costs a reload and is never stale.
             self.inner.l1.insert(key, value, ttl, size, erasure, since);
             return;
         }
@@ -2119,6 +2130,21 @@ impl Cache {
 }
 
 impl CacheInner {
+    /// Evicts from L1 the keys the in-process index names under `tags` (and takes them out
+    /// of it); returns how many of those for which `count` holds were in L1.
+    fn evict_local_tags<S: AsRef<str>>(&self, tags: &[S], count: impl Fn(&str) -> bool) -> u64 {
+        let keys = self
+            .local_tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(tags);
+        let removed = keys
+            .iter()
+            .filter(|k| self.l1.remove(k) && count(k))
+            .count();
+        removed as u64
+    }
+
     fn on_message(this: &Arc<Self>, payload: &str) {
         match invalidation::parse(payload) {
             Some(invalidation::Message::Keys { origin, keys }) => {
@@ -2128,6 +2154,12 @@ impl CacheInner {
                         this.l1.remove(k);
                     }
                     this.waiters.wake(&this.keys.full(k));
+                }
+            }
+            Some(invalidation::Message::Tags { origin, tags }) => {
+                if origin != this.origin && this.cfg.invalidation {
+                    let tags: Vec<&str> = tags.collect();
+                    this.evict_local_tags(&tags, |_| true);
                 }
             }
             Some(invalidation::Message::Clear { origin }) => {
