@@ -1017,6 +1017,43 @@ async fn a_tag_invalidation_reaches_l1_only_entries_in_every_instance() {
     assert_eq!(a.cache().get::<u32>("a:other").await.unwrap(), Some(2));
 }
 
+/// A pattern invalidation in a cache with Redis reaches the entries that live only in L1
+/// (`mode = L1Only`) too, in this instance (counted) and in the others, and nothing outside
+/// the pattern.
+#[tokio::test]
+async fn a_pattern_invalidation_reaches_l1_only_entries_in_every_instance() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("l1only_pattern");
+    let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let local = EntryOptions::new().mode(CacheMode::L1Only);
+    for (k, v) in [("user:1", 1u32), ("user:2", 2), ("team:1", 3)] {
+        a.cache().set_with(k, &v, &local).await.unwrap();
+    }
+    b.cache().set_with("user:3", &4u32, &local).await.unwrap();
+    b.cache().set_with("team:2", &5u32, &local).await.unwrap();
+    a.cache().set("user:4", &6u32, None).await.unwrap();
+
+    assert_eq!(
+        a.cache().invalidate_pattern("user:*").await.unwrap(),
+        3,
+        "A's two L1-only entries and the entry in Redis"
+    );
+    for k in ["user:1", "user:2", "user:4"] {
+        assert_eq!(a.cache().get::<u32>(k).await.unwrap(), None, "{k}");
+    }
+    assert_eq!(a.cache().get::<u32>("team:1").await.unwrap(), Some(3));
+    let gone = eventually(Duration::from_millis(100), POLL, || async {
+        b.cache().get::<u32>("user:3").await.unwrap().is_none()
+    })
+    .await;
+    assert!(
+        gone,
+        "B's L1-only entry under the pattern is evicted within 100 ms"
+    );
+    assert_eq!(b.cache().get::<u32>("team:2").await.unwrap(), Some(5));
+}
+
 /// A caller in another instance that waits for a load is woken by the loader's write (the
 /// wake-up message), not by its fallback poll. Event-driven: B is known to sleep once its
 /// waiter flag is on the lock, and A's load ends only when the test releases it.

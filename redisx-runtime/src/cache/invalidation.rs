@@ -9,6 +9,9 @@
 //! t<origin>\n<tag>\n<tag>...   these tags were invalidated: evict the L1-only entries the
 //!                              instance's in-process tag index names under them (entries
 //!                              in Redis are named by the `k` message of their deletion)
+//! p<origin>\n<pattern>          a pattern was invalidated: evict the L1 keys matching it
+//!                              (entries in Redis are named by a `k` message too; this
+//!                              reaches the L1-only ones)
 //! c<origin>                    the whole prefix was cleared: empty L1
 //! ```
 //!
@@ -54,6 +57,11 @@ pub(crate) fn tags_message<S: AsRef<str>>(origin: &str, tags: &[S]) -> String {
     msg
 }
 
+/// Builds a "pattern invalidated" message.
+pub(crate) fn pattern_message(origin: &str, pattern: &str) -> String {
+    format!("p{origin}\n{pattern}")
+}
+
 /// Builds a "prefix cleared" message.
 pub(crate) fn clear_message(origin: &str) -> String {
     format!("c{origin}")
@@ -67,6 +75,10 @@ pub(crate) enum Message<'a> {
     Tags {
         origin: &'a str,
         tags: std::str::Split<'a, char>,
+    },
+    Pattern {
+        origin: &'a str,
+        pattern: &'a str,
     },
     Clear {
         origin: &'a str,
@@ -85,6 +97,10 @@ pub(crate) fn parse(payload: &str) -> Option<Message<'_>> {
         't' if !rest.is_empty() => Some(Message::Tags {
             origin,
             tags: rest.split('\n'),
+        }),
+        'p' if payload.contains('\n') => Some(Message::Pattern {
+            origin,
+            pattern: rest,
         }),
         'c' => Some(Message::Clear { origin }),
         _ => None,
@@ -287,6 +303,24 @@ mod tests {
         assert!(
             parse("tabc").is_none(),
             "a tags message names at least one tag"
+        );
+        assert!(matches!(
+            parse(&pattern_message("abc", "user:*")),
+            Some(Message::Pattern {
+                origin: "abc",
+                pattern: "user:*"
+            })
+        ));
+        assert!(matches!(
+            parse(&pattern_message("abc", "")),
+            Some(Message::Pattern {
+                origin: "abc",
+                pattern: ""
+            })
+        ));
+        assert!(
+            parse("pabc").is_none(),
+            "a pattern message carries its pattern line"
         );
         assert!(matches!(
             parse(&clear_message("o")),

@@ -917,13 +917,24 @@ impl Cache {
     }
 
     /// Deletes every entry whose user key matches a Redis glob `pattern` (`user:*`), found
-    /// with `SCAN` (never `KEYS`); returns how many were deleted.
+    /// with `SCAN` (never `KEYS`), in every instance's L1 too; returns how many were deleted.
+    /// Entries that live only in L1 (written with [`CacheMode::L1Only`]) match in each
+    /// instance's L1, with Redis's glob syntax (`*`, `?`, `[a-z]`, `[^a]`, `\\x`): this
+    /// instance evicts (and counts) its own, the others theirs on the invalidation message.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1", &"Ada", None).await?;
+    /// cache.set("team:1", &"Core", None).await?;
+    /// assert_eq!(cache.invalidate_pattern("user:*").await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn invalidate_pattern(&self, pattern: &str) -> Result<u64> {
         let Some(client) = self.inner.client.as_ref() else {
-            let matcher = Glob::new(pattern);
-            let before = self.inner.l1.len();
-            self.inner.l1.retain_keys(|k| !matcher.matches(k));
-            return Ok((before - self.inner.l1.len()) as u64);
+            return Ok(self.inner.evict_local_pattern(pattern));
         };
         let span = tracing::info_span!("cache.invalidate", cache.pattern = pattern);
         let full = traced!(self.scan(client, pattern), span)?;
@@ -939,8 +950,20 @@ impl Cache {
         for k in &refs {
             self.inner.l1.remove(k);
         }
-        traced!(self.unlink_and_publish(client, &full, &refs), span)
-            .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"))
+        let deleted = traced!(self.unlink_and_publish(client, &full, &refs), span)
+            .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"))?;
+        // Entries that live only in L1 (`CacheMode::L1Only` calls) are not in Redis: this
+        // instance evicts and counts its own, the others theirs on the message.
+        let local = self.inner.evict_local_pattern(pattern);
+        let msg = invalidation::pattern_message(&self.inner.origin, pattern);
+        let published: Result<u64> = client
+            .query_named(
+                "PUBLISH",
+                redis::cmd("PUBLISH").arg(&self.inner.channel).arg(msg),
+            )
+            .await;
+        published.map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"))?;
+        Ok(deleted + local)
     }
 
     /// Deletes every key under this cache's prefix (entries, tag indexes, locks) and every
@@ -2145,6 +2168,18 @@ impl CacheInner {
         removed as u64
     }
 
+    /// Evicts from L1 every key matching the Redis glob `pattern`; returns how many.
+    fn evict_local_pattern(&self, pattern: &str) -> u64 {
+        let matcher = Glob::new(pattern);
+        let removed = std::cell::Cell::new(0_u64);
+        self.l1.retain_keys(|k| {
+            let hit = matcher.matches(k);
+            removed.set(removed.get() + u64::from(hit));
+            !hit
+        });
+        removed.get()
+    }
+
     fn on_message(this: &Arc<Self>, payload: &str) {
         match invalidation::parse(payload) {
             Some(invalidation::Message::Keys { origin, keys }) => {
@@ -2160,6 +2195,11 @@ impl CacheInner {
                 if origin != this.origin && this.cfg.invalidation {
                     let tags: Vec<&str> = tags.collect();
                     this.evict_local_tags(&tags, |_| true);
+                }
+            }
+            Some(invalidation::Message::Pattern { origin, pattern }) => {
+                if origin != this.origin && this.cfg.invalidation {
+                    this.evict_local_pattern(pattern);
                 }
             }
             Some(invalidation::Message::Clear { origin }) => {
@@ -2185,37 +2225,106 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// A Redis-style glob matcher (`*`, `?`, `[abc]`, `\x`), for L1-only pattern invalidation.
+/// A Redis-style glob matcher for L1 pattern invalidation, with Redis's syntax: `*`, `?`,
+/// `[abc]`, `[^abc]`, `[a-z]`, `\\x` (an unterminated class runs to the end of the pattern).
+/// It matches in O(pattern × key) steps (one backtracking point, the last `*`), so no pattern
+/// can make it run away, whoever published it.
 struct Glob {
-    pat: Vec<char>,
+    toks: Vec<GlobTok>,
+}
+
+enum GlobTok {
+    Star,
+    Any,
+    Lit(char),
+    Class {
+        negated: bool,
+        /// Inclusive ranges; a single character is a range of one.
+        ranges: Vec<(char, char)>,
+    },
+}
+
+impl GlobTok {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Self::Star | Self::Any => true,
+            Self::Lit(l) => *l == c,
+            Self::Class { negated, ranges } => {
+                ranges.iter().any(|&(a, b)| a <= c && c <= b) != *negated
+            }
+        }
+    }
 }
 
 impl Glob {
     fn new(p: &str) -> Self {
-        Self {
-            pat: p.chars().collect(),
+        let mut toks = Vec::new();
+        let mut it = p.chars().peekable();
+        while let Some(c) = it.next() {
+            let tok = match c {
+                '*' => {
+                    if matches!(toks.last(), Some(GlobTok::Star)) {
+                        continue;
+                    }
+                    GlobTok::Star
+                }
+                '?' => GlobTok::Any,
+                '\\' => GlobTok::Lit(it.next().unwrap_or('\\')),
+                '[' => {
+                    let negated = it.next_if_eq(&'^').is_some();
+                    let mut ranges = Vec::new();
+                    while let Some(c) = it.next() {
+                        let start = match c {
+                            ']' => break,
+                            '\\' => it.next().unwrap_or('\\'),
+                            c => c,
+                        };
+                        let mut ahead = it.clone();
+                        if ahead.next() == Some('-')
+                            && let Some(end) = ahead.next()
+                        {
+                            it = ahead;
+                            ranges.push((start.min(end), start.max(end)));
+                        } else {
+                            ranges.push((start, start));
+                        }
+                    }
+                    GlobTok::Class { negated, ranges }
+                }
+                c => GlobTok::Lit(c),
+            };
+            toks.push(tok);
         }
+        Self { toks }
     }
 
     fn matches(&self, s: &str) -> bool {
         let s: Vec<char> = s.chars().collect();
-        glob_match(&self.pat, &s)
-    }
-}
-
-fn glob_match(p: &[char], s: &[char]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some('*') => (0..=s.len()).any(|i| glob_match(&p[1..], &s[i..])),
-        Some('?') => !s.is_empty() && glob_match(&p[1..], &s[1..]),
-        Some('[') => {
-            let Some(end) = p.iter().position(|&c| c == ']') else {
-                return !s.is_empty() && s[0] == '[' && glob_match(&p[1..], &s[1..]);
-            };
-            !s.is_empty() && p[1..end].contains(&s[0]) && glob_match(&p[end + 1..], &s[1..])
+        let toks = &self.toks;
+        let (mut p, mut i) = (0, 0);
+        // The last `*` seen and the key position it is tried to end at next.
+        let mut star: Option<(usize, usize)> = None;
+        while i < s.len() {
+            match toks.get(p) {
+                Some(GlobTok::Star) => {
+                    star = Some((p, i));
+                    p += 1;
+                }
+                Some(t) if t.matches(s[i]) => {
+                    p += 1;
+                    i += 1;
+                }
+                _ => match star {
+                    Some((sp, si)) => {
+                        star = Some((sp, si + 1));
+                        p = sp + 1;
+                        i = si + 1;
+                    }
+                    None => return false,
+                },
+            }
         }
-        Some('\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && glob_match(&p[2..], &s[1..]),
-        Some(&c) => !s.is_empty() && s[0] == c && glob_match(&p[1..], &s[1..]),
+        toks[p..].iter().all(|t| matches!(t, GlobTok::Star))
     }
 }
 
@@ -2245,6 +2354,39 @@ mod tests {
         assert!(g("[ab]x", "bx"));
         assert!(!g("[ab]x", "cx"));
         assert!(g("a\\*", "a*"));
+        assert!(!g("a\\*", "ab"));
+        assert!(g("[^ab]x", "cx"));
+        assert!(!g("[^ab]x", "ax"));
+        assert!(g("user:[0-9]", "user:7"));
+        assert!(
+            g("user:[9-0]", "user:7"),
+            "a reversed range, as Redis reads it"
+        );
+        assert!(!g("user:[0-9]", "user:x"));
+        assert!(g("[\\]]", "]"));
+        // As Redis reads it (checked against `SCAN MATCH`): `a-]` is the range `]`..`a`, and
+        // the class then runs to the end.
+        assert!(g("[a-]", "_") && g("[a-]", "]") && !g("[a-]", "-"));
+        assert!(
+            g("[ab", "b"),
+            "an unterminated class runs to the end, as in Redis"
+        );
+        assert!(g("*", ""));
+        assert!(g("a*b*c", "aXXbYYc"));
+        assert!(!g("a*b*c", "aXXbYY"));
+        assert!(g("*user*", "user"));
+        assert!(g("h?llo*", "hello world"));
+        assert!(!g("", "a"));
+        assert!(g("", ""));
+        // A pattern that makes a naive recursive matcher run for ages answers at once.
+        let key = "a".repeat(4000);
+        assert!(!g("*a*a*a*a*a*a*a*a*a*a*a*b", &key));
         assert_eq!(glob_escape("a*b[1]"), "a\\*b\\[1\\]");
+        for lit in ["a*b[1]", "x\\y?", "plain"] {
+            assert!(
+                g(&glob_escape(lit), lit),
+                "an escaped literal matches itself: {lit}"
+            );
+        }
     }
 }
