@@ -33,6 +33,17 @@ async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
 /// How often `eventually` checks here.
 const POLL: Duration = Duration::from_millis(2);
 
+/// Whether `key` reads as absent through `rx` within 100 ms (the cross-instance bound).
+async fn gone_within_100ms<T>(rx: &RedisX, key: &str) -> bool
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    eventually(Duration::from_millis(100), POLL, || async {
+        rx.cache().get::<T>(key).await.unwrap().is_none()
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_callers_over_two_runtimes_load_once() {
     let server = RedisServer::start();
@@ -95,10 +106,7 @@ async fn an_update_through_a_reaches_b_l1_within_100ms() {
     // Delete too.
     assert!(b.cache().get::<String>("user:1").await.unwrap().is_some());
     assert!(a.cache().delete("user:1").await.unwrap());
-    let gone = eventually(Duration::from_millis(100), POLL, || async {
-        b.cache().get::<String>("user:1").await.unwrap().is_none()
-    })
-    .await;
+    let gone = gone_within_100ms::<String>(&b, "user:1").await;
     assert!(gone, "B still serves a deleted value after 100 ms");
 }
 
@@ -1003,10 +1011,7 @@ async fn a_tag_invalidation_reaches_l1_only_entries_in_every_instance() {
     assert_eq!(a.cache().get::<u32>("a:t").await.unwrap(), None);
     assert_eq!(a.cache().get::<u32>("shared").await.unwrap(), None);
     assert_eq!(a.cache().get::<u32>("a:other").await.unwrap(), Some(2));
-    let gone = eventually(Duration::from_millis(100), POLL, || async {
-        b.cache().get::<u32>("b:t").await.unwrap().is_none()
-    })
-    .await;
+    let gone = gone_within_100ms::<u32>(&b, "b:t").await;
     assert!(
         gone,
         "B's L1-only entry of the tag is evicted within 100 ms"
@@ -1043,10 +1048,7 @@ async fn a_pattern_invalidation_reaches_l1_only_entries_in_every_instance() {
         assert_eq!(a.cache().get::<u32>(k).await.unwrap(), None, "{k}");
     }
     assert_eq!(a.cache().get::<u32>("team:1").await.unwrap(), Some(3));
-    let gone = eventually(Duration::from_millis(100), POLL, || async {
-        b.cache().get::<u32>("user:3").await.unwrap().is_none()
-    })
-    .await;
+    let gone = gone_within_100ms::<u32>(&b, "user:3").await;
     assert!(
         gone,
         "B's L1-only entry under the pattern is evicted within 100 ms"
