@@ -1002,6 +1002,17 @@ async fn a_tag_invalidation_reaches_l1_only_entries_in_every_instance() {
         .set_with("shared", &5u32, &in_redis)
         .await
         .unwrap();
+    // Written L1-only with the tag, then rewritten into Redis without it: it stays.
+    a.cache()
+        .set_with("moved", &6u32, &local("t"))
+        .await
+        .unwrap();
+    a.cache().set("moved", &7u32, None).await.unwrap();
+    assert_eq!(
+        b.cache().get::<u32>("b:t").await.unwrap(),
+        Some(3),
+        "B holds its L1-only entry before the invalidation"
+    );
 
     assert_eq!(
         a.cache().invalidate_tags(&["t"]).await.unwrap(),
@@ -1011,6 +1022,7 @@ async fn a_tag_invalidation_reaches_l1_only_entries_in_every_instance() {
     assert_eq!(a.cache().get::<u32>("a:t").await.unwrap(), None);
     assert_eq!(a.cache().get::<u32>("shared").await.unwrap(), None);
     assert_eq!(a.cache().get::<u32>("a:other").await.unwrap(), Some(2));
+    assert_eq!(a.cache().get::<u32>("moved").await.unwrap(), Some(7));
     let gone = gone_within_100ms::<u32>(&b, "b:t").await;
     assert!(
         gone,
@@ -1038,13 +1050,34 @@ async fn a_pattern_invalidation_reaches_l1_only_entries_in_every_instance() {
     b.cache().set_with("user:3", &4u32, &local).await.unwrap();
     b.cache().set_with("team:2", &5u32, &local).await.unwrap();
     a.cache().set("user:4", &6u32, None).await.unwrap();
+    // An L1 copy of an entry in Redis is counted once, where Redis deletes it; one whose
+    // entry Redis no longer holds is evicted and not counted.
+    a.cache().set("user:5", &7u32, None).await.unwrap();
+    assert_eq!(a.cache().get::<u32>("user:5").await.unwrap(), Some(7));
+    a.cache().set("user:6", &8u32, None).await.unwrap();
+    let mut conn = raw(&server).await;
+    let _: u64 = redis::cmd("DEL")
+        .arg(format!("{prefix}cache:user:6"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.cache().l1_len(),
+        6,
+        "A's L1 holds its five keys and user:6's copy"
+    );
+    assert_eq!(
+        b.cache().get::<u32>("user:3").await.unwrap(),
+        Some(4),
+        "B holds its L1-only entry before the invalidation"
+    );
 
     assert_eq!(
         a.cache().invalidate_pattern("user:*").await.unwrap(),
-        3,
-        "A's two L1-only entries and the entry in Redis"
+        4,
+        "A's two L1-only entries and the two entries in Redis"
     );
-    for k in ["user:1", "user:2", "user:4"] {
+    for k in ["user:1", "user:2", "user:4", "user:5", "user:6"] {
         assert_eq!(a.cache().get::<u32>(k).await.unwrap(), None, "{k}");
     }
     assert_eq!(a.cache().get::<u32>("team:1").await.unwrap(), Some(3));

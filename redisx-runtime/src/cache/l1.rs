@@ -62,6 +62,8 @@ pub(crate) struct L1Entry {
     pub(crate) value: Arc<dyn Any + Send + Sync>,
     pub(crate) expires_at: Instant,
     weight: u32,
+    /// The entry lives only in L1 (an L1-only call or cache): no Redis entry backs it.
+    local: bool,
 }
 
 /// Weighs entries by count (1 each) or by their approximate size in bytes.
@@ -142,6 +144,34 @@ impl L1 {
         erasure: Erasure<T>,
         since: Option<u64>,
     ) -> bool {
+        self.insert_entry(key, value, ttl, size_hint, erasure, since, false)
+    }
+
+    /// [`insert`](Self::insert) for an entry that lives only in L1 (no Redis entry backs
+    /// it), which [`retain_keys`](Self::retain_keys) tells apart.
+    pub(crate) fn insert_local<T>(
+        &self,
+        key: &str,
+        value: T,
+        ttl: Duration,
+        size_hint: usize,
+        erasure: Erasure<T>,
+        since: Option<u64>,
+    ) -> bool {
+        self.insert_entry(key, value, ttl, size_hint, erasure, since, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_entry<T>(
+        &self,
+        key: &str,
+        value: T,
+        ttl: Duration,
+        size_hint: usize,
+        erasure: Erasure<T>,
+        since: Option<u64>,
+        local: bool,
+    ) -> bool {
         if ttl.is_zero() {
             self.cache.remove(&Probe(key));
             return false;
@@ -156,15 +186,22 @@ impl L1 {
                 value: (erasure.erase)(value),
                 expires_at: Instant::now() + ttl,
                 weight,
+                local,
             },
         );
         true
     }
 
-    /// Removes every entry whose key matches `pred`.
-    pub(crate) fn retain_keys(&self, keep: impl Fn(&str) -> bool) {
+    /// Keeps only the entries for which `keep(key, local)` holds (`local`: the entry lives
+    /// only in L1).
+    pub(crate) fn retain_keys(&self, keep: impl Fn(&str, bool) -> bool) {
         self.bump();
-        self.cache.retain(|k, _| keep(k.as_str()));
+        self.cache.retain(|k, e| keep(k.as_str(), e.local));
+    }
+
+    /// Makes every fill that started before now lose (see [`epoch`](Self::epoch)).
+    pub(crate) fn invalidate_fills(&self) {
+        self.bump();
     }
 
     /// Whether an unexpired entry is stored under `key` (of any type).
@@ -370,7 +407,7 @@ mod tests {
         }
         assert_eq!(l1.get("k:2", now, Erasure::<usize>::boxed()), None);
         assert_eq!(l1.get("k:1\0", now, Erasure::<usize>::boxed()), None);
-        l1.retain_keys(|k| k != long.as_str() && k != short);
+        l1.retain_keys(|k, _| k != long.as_str() && k != short);
         assert_eq!(l1.len(), 3);
         assert!(l1.contains(&edge) && !l1.contains(&long) && !l1.contains(short));
         assert!(l1.remove(&edge));

@@ -188,8 +188,11 @@ pub(crate) struct CacheInner {
     flights: Flights,
     waiters: Waiters,
     reads: ReadPredictor,
-    /// Without Redis (L1 only), the tag index lives here.
+    /// The tag index of the entries that live only in L1 (see [`LocalTags`]).
     local_tags: std::sync::Mutex<LocalTags>,
+    /// Set once a cache with Redis indexed an L1-only call's tags: from then on its other
+    /// fills take `local_tags`' lock to drop the key from it.
+    mixed_local_tags: std::sync::atomic::AtomicBool,
     origin: String,
     channel: String,
     stop: Arc<Notify>,
@@ -448,6 +451,7 @@ impl Cache {
                 waiters: Waiters::default(),
                 reads: ReadPredictor::default(),
                 local_tags: std::sync::Mutex::default(),
+                mixed_local_tags: std::sync::atomic::AtomicBool::new(false),
                 origin: format!("{:016x}", rand::random::<u64>()),
                 channel,
                 stop: Arc::new(Notify::new()),
@@ -919,7 +923,7 @@ impl Cache {
     /// Deletes every entry whose user key matches a Redis glob `pattern` (`user:*`), found
     /// with `SCAN` (never `KEYS`), in every instance's L1 too; returns how many were deleted.
     /// Entries that live only in L1 (written with [`CacheMode::L1Only`]) match in each
-    /// instance's L1, with Redis's glob syntax (`*`, `?`, `[a-z]`, `[^a]`, `\\x`): this
+    /// instance's L1, with Redis's glob syntax (`*`, `?`, `[a-z]`, `[^a]`, `\x`): this
     /// instance evicts (and counts) its own, the others theirs on the invalidation message.
     ///
     /// ```no_run
@@ -1197,32 +1201,39 @@ impl Cache {
         erasure: Erasure<T>,
         since: Option<u64>,
         tags: &[String],
-    ) {
+    ) -> bool {
         let fresh = Duration::from_millis(stale_at.saturating_sub(envelope::now_ms()));
         let ttl = r.l1_ttl.min(fresh);
+        let l1 = &self.inner.l1;
         if self.inner.client.is_some() && r.mode != CacheMode::L1Only {
-            // Redis's index holds the tags. A key this instance also indexed locally (an
-            // earlier L1-only call of it) stays there: its invalidation then evicts this
-            // value too, which costs a reload and is never stale.
-            self.inner.l1.insert(key, value, ttl, size, erasure, since);
-            return;
+            // An L1 copy of an entry in Redis, whose index holds the tags.
+            if !self.inner.mixed_local_tags.load(Ordering::Acquire) {
+                return l1.insert(key, value, ttl, size, erasure, since);
+            }
+            // The key may be indexed from an earlier L1-only call: it no longer carries
+            // those tags here.
+            let mut index = self.inner.local_index();
+            let inserted = l1.insert(key, value, ttl, size, erasure, since);
+            if inserted {
+                index.forget(key);
+            }
+            return inserted;
         }
-        let mut index = self
-            .inner
-            .local_tags
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let inserted = self.inner.l1.insert(key, value, ttl, size, erasure, since);
+        let mut index = self.inner.local_index();
+        let inserted = l1.insert_local(key, value, ttl, size, erasure, since);
         if inserted && (!tags.is_empty() || !index.by_key.is_empty()) {
+            if self.inner.client.is_some() && !tags.is_empty() {
+                self.inner.mixed_local_tags.store(true, Ordering::Release);
+            }
             index.set(key, tags);
             // Keys L1 dropped since (evicted, expired) are pruned whenever the index tracks
             // more than a few times L1's capacity, so it stays bounded.
             let bound = self.inner.cfg.l1_max_entries.saturating_mul(4).max(64);
             if index.by_key.len() > bound {
-                let l1 = &self.inner.l1;
                 index.prune(|k| l1.contains(k));
             }
         }
+        inserted
     }
 
     fn fill_l1<T: Clone>(
@@ -2156,11 +2167,12 @@ impl CacheInner {
     /// Evicts from L1 the keys the in-process index names under `tags` (and takes them out
     /// of it); returns how many of those for which `count` holds were in L1.
     fn evict_local_tags<S: AsRef<str>>(&self, tags: &[S], count: impl Fn(&str) -> bool) -> u64 {
-        let keys = self
-            .local_tags
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take(tags);
+        let mut index = self.local_index();
+        // A fill that read the epoch before this invalidation and has not inserted yet loses
+        // (it may carry one of the tags).
+        self.l1.invalidate_fills();
+        let keys = index.take(tags);
+        drop(index);
         let removed = keys
             .iter()
             .filter(|k| self.l1.remove(k) && count(k))
@@ -2168,13 +2180,20 @@ impl CacheInner {
         removed as u64
     }
 
-    /// Evicts from L1 every key matching the Redis glob `pattern`; returns how many.
+    fn local_index(&self) -> std::sync::MutexGuard<'_, LocalTags> {
+        self.local_tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Evicts from L1 every key matching the Redis glob `pattern`; returns how many of them
+    /// lived only in L1 (L1 copies of entries in Redis are counted where Redis deletes them).
     fn evict_local_pattern(&self, pattern: &str) -> u64 {
         let matcher = Glob::new(pattern);
         let removed = std::cell::Cell::new(0_u64);
-        self.l1.retain_keys(|k| {
+        self.l1.retain_keys(|k, local| {
             let hit = matcher.matches(k);
-            removed.set(removed.get() + u64::from(hit));
+            removed.set(removed.get() + u64::from(hit && local));
             !hit
         });
         removed.get()
@@ -2225,10 +2244,13 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// A Redis-style glob matcher for L1 pattern invalidation, with Redis's syntax: `*`, `?`,
-/// `[abc]`, `[^abc]`, `[a-z]`, `\\x` (an unterminated class runs to the end of the pattern).
-/// It matches in O(pattern × key) steps (one backtracking point, the last `*`), so no pattern
-/// can make it run away, whoever published it.
+/// A Redis-style glob matcher for L1 pattern invalidation, reading patterns exactly as
+/// Redis's `stringmatchlen` does (so L1 and `SCAN MATCH` agree): bytes, not characters;
+/// `*`, `?`, `[abc]`, `[^abc]`, `[a-z]` (a reversed range counts too; bounds compare as
+/// signed bytes, as Redis's `char`s do), `\x` (an escaped class member starts no range); an
+/// unterminated class runs to the end of the pattern. It matches in O(pattern × key) steps
+/// (one backtracking point, the last `*`), so no pattern can make it run away, whoever
+/// published it.
 struct Glob {
     toks: Vec<GlobTok>,
 }
@@ -2236,21 +2258,22 @@ struct Glob {
 enum GlobTok {
     Star,
     Any,
-    Lit(char),
+    Lit(u8),
     Class {
         negated: bool,
-        /// Inclusive ranges; a single character is a range of one.
-        ranges: Vec<(char, char)>,
+        /// Inclusive ranges of signed bytes; a single byte is a range of one.
+        ranges: Vec<(i8, i8)>,
     },
 }
 
 impl GlobTok {
-    fn matches(&self, c: char) -> bool {
+    fn matches(&self, b: u8) -> bool {
         match self {
             Self::Star | Self::Any => true,
-            Self::Lit(l) => *l == c,
+            Self::Lit(l) => *l == b,
             Self::Class { negated, ranges } => {
-                ranges.iter().any(|&(a, b)| a <= c && c <= b) != *negated
+                let b = b.cast_signed();
+                ranges.iter().any(|&(lo, hi)| lo <= b && b <= hi) != *negated
             }
         }
     }
@@ -2258,48 +2281,69 @@ impl GlobTok {
 
 impl Glob {
     fn new(p: &str) -> Self {
+        let p = p.as_bytes();
         let mut toks = Vec::new();
-        let mut it = p.chars().peekable();
-        while let Some(c) = it.next() {
-            let tok = match c {
-                '*' => {
+        let mut i = 0;
+        while i < p.len() {
+            let tok = match p[i] {
+                b'*' => {
+                    i += 1;
                     if matches!(toks.last(), Some(GlobTok::Star)) {
                         continue;
                     }
                     GlobTok::Star
                 }
-                '?' => GlobTok::Any,
-                '\\' => GlobTok::Lit(it.next().unwrap_or('\\')),
-                '[' => {
-                    let negated = it.next_if_eq(&'^').is_some();
+                b'?' => {
+                    i += 1;
+                    GlobTok::Any
+                }
+                b'\\' if i + 1 < p.len() => {
+                    i += 2;
+                    GlobTok::Lit(p[i - 1])
+                }
+                b'[' => {
+                    i += 1;
+                    let negated = p.get(i) == Some(&b'^');
+                    if negated {
+                        i += 1;
+                    }
                     let mut ranges = Vec::new();
-                    while let Some(c) = it.next() {
-                        let start = match c {
-                            ']' => break,
-                            '\\' => it.next().unwrap_or('\\'),
-                            c => c,
-                        };
-                        let mut ahead = it.clone();
-                        if ahead.next() == Some('-')
-                            && let Some(end) = ahead.next()
-                        {
-                            it = ahead;
-                            ranges.push((start.min(end), start.max(end)));
-                        } else {
-                            ranges.push((start, start));
+                    while i < p.len() {
+                        match p[i] {
+                            b']' => {
+                                i += 1;
+                                break;
+                            }
+                            b'\\' if i + 1 < p.len() => {
+                                let b = p[i + 1].cast_signed();
+                                ranges.push((b, b));
+                                i += 2;
+                            }
+                            _ if i + 2 < p.len() && p[i + 1] == b'-' => {
+                                let (a, b) = (p[i].cast_signed(), p[i + 2].cast_signed());
+                                ranges.push((a.min(b), a.max(b)));
+                                i += 3;
+                            }
+                            c => {
+                                ranges.push((c.cast_signed(), c.cast_signed()));
+                                i += 1;
+                            }
                         }
                     }
                     GlobTok::Class { negated, ranges }
                 }
-                c => GlobTok::Lit(c),
+                c => {
+                    i += 1;
+                    GlobTok::Lit(c)
+                }
             };
             toks.push(tok);
         }
         Self { toks }
     }
 
-    fn matches(&self, s: &str) -> bool {
-        let s: Vec<char> = s.chars().collect();
+    fn matches(&self, key: &str) -> bool {
+        let s = key.as_bytes();
         let toks = &self.toks;
         let (mut p, mut i) = (0, 0);
         // The last `*` seen and the key position it is tried to end at next.
@@ -2355,6 +2399,13 @@ mod tests {
         assert!(!g("[ab]x", "cx"));
         assert!(g("a\\*", "a*"));
         assert!(!g("a\\*", "ab"));
+        assert!(
+            !g("[\\a-z]", "m"),
+            "an escaped member starts no range, as in Redis"
+        );
+        assert!(g("[\\a-z]", "-") && g("[\\a-z]", "z"));
+        assert!(!g("user:?", "user:é"), "`?` is one byte, as in Redis");
+        assert!(g("user:??", "user:é"));
         assert!(g("[^ab]x", "cx"));
         assert!(!g("[^ab]x", "ax"));
         assert!(g("user:[0-9]", "user:7"));
