@@ -230,7 +230,8 @@ pub fn cached<T: Cacheable>(
     };
     // The macro rejects a ttl over 24 h; a cache configured with a smaller `max_ttl` can only
     // be checked here. Such a call site runs uncached and says so once, not on every call.
-    let max_ttl = rt.cache().config().max_ttl;
+    let cache = rt.cache();
+    let max_ttl = cache.config().max_ttl;
     if spec.ttl_ms > 0 && Duration::from_millis(spec.ttl_ms) > max_ttl {
         if !spec.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -245,7 +246,6 @@ pub fn cached<T: Cacheable>(
         };
     }
     let buf = KeyBuf::render(key);
-    let cache = rt.cache();
     if let Some(v) = cache.l1_get::<T>(buf.as_str(), spec.mode, erasure) {
         return CachedCall {
             state: State::Hit(v),

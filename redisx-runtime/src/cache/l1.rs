@@ -134,35 +134,10 @@ impl L1 {
     /// Inserts a value for `ttl`; `size_hint` is its approximate size in bytes (for the
     /// weight budget). A zero ttl removes the key instead. With `since` (the epoch seen
     /// before the value was read or written), nothing is inserted if an invalidation came in
-    /// between. Returns whether the value was inserted.
-    pub(crate) fn insert<T>(
-        &self,
-        key: &str,
-        value: T,
-        ttl: Duration,
-        size_hint: usize,
-        erasure: Erasure<T>,
-        since: Option<u64>,
-    ) -> bool {
-        self.insert_entry(key, value, ttl, size_hint, erasure, since, false)
-    }
-
-    /// [`insert`](Self::insert) for an entry that lives only in L1 (no Redis entry backs
-    /// it), which [`retain_keys`](Self::retain_keys) tells apart.
-    pub(crate) fn insert_local<T>(
-        &self,
-        key: &str,
-        value: T,
-        ttl: Duration,
-        size_hint: usize,
-        erasure: Erasure<T>,
-        since: Option<u64>,
-    ) -> bool {
-        self.insert_entry(key, value, ttl, size_hint, erasure, since, true)
-    }
-
+    /// between. `local` marks an entry that lives only in L1 (no Redis entry backs it), which
+    /// [`retain_keys`](Self::retain_keys) tells apart. Returns whether the value was inserted.
     #[allow(clippy::too_many_arguments)]
-    fn insert_entry<T>(
+    pub(crate) fn insert<T>(
         &self,
         key: &str,
         value: T,
@@ -394,7 +369,15 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            l1.insert(k, i, Duration::from_secs(60), 1, Erasure::boxed(), None);
+            l1.insert(
+                k,
+                i,
+                Duration::from_secs(60),
+                1,
+                Erasure::boxed(),
+                None,
+                false,
+            );
         }
         assert!(matches!(L1Key::new(&edge), L1Key::Inline { .. }));
         assert!(matches!(L1Key::new(&long), L1Key::Heap(_)));
@@ -424,6 +407,7 @@ mod tests {
             4,
             Erasure::boxed(),
             None,
+            false,
         );
         let now = Instant::now();
         assert_eq!(l1.get("a", now, Erasure::<u32>::boxed()), Some(5));
@@ -447,6 +431,7 @@ mod tests {
             1,
             Erasure::arc(),
             None,
+            false,
         );
         let got = l1.get("arc", now, Erasure::<Arc<String>>::arc()).unwrap();
         assert!(Arc::ptr_eq(&got, &v), "the same allocation, no copy");
@@ -463,6 +448,7 @@ mod tests {
             1,
             Erasure::boxed(),
             None,
+            false,
         );
         assert!(
             l1.get("boxed", now, Erasure::<Arc<String>>::arc())
@@ -482,6 +468,7 @@ mod tests {
             1,
             Erasure::boxed(),
             Some(seen),
+            false,
         );
         assert_eq!(l1.len(), 0, "an invalidation came in between");
         l1.insert(
@@ -491,6 +478,7 @@ mod tests {
             1,
             Erasure::boxed(),
             Some(l1.epoch()),
+            false,
         );
         assert_eq!(l1.len(), 1);
     }
@@ -506,6 +494,7 @@ mod tests {
                 1000,
                 Erasure::boxed(),
                 None,
+                false,
             );
         }
         assert!(

@@ -1208,19 +1208,19 @@ impl Cache {
         if self.inner.client.is_some() && r.mode != CacheMode::L1Only {
             // An L1 copy of an entry in Redis, whose index holds the tags.
             if !self.inner.mixed_local_tags.load(Ordering::Acquire) {
-                return l1.insert(key, value, ttl, size, erasure, since);
+                return l1.insert(key, value, ttl, size, erasure, since, false);
             }
             // The key may be indexed from an earlier L1-only call: it no longer carries
             // those tags here.
             let mut index = self.inner.local_index();
-            let inserted = l1.insert(key, value, ttl, size, erasure, since);
+            let inserted = l1.insert(key, value, ttl, size, erasure, since, false);
             if inserted {
                 index.forget(key);
             }
             return inserted;
         }
         let mut index = self.inner.local_index();
-        let inserted = l1.insert_local(key, value, ttl, size, erasure, since);
+        let inserted = l1.insert(key, value, ttl, size, erasure, since, true);
         if inserted && (!tags.is_empty() || !index.by_key.is_empty()) {
             if self.inner.client.is_some() && !tags.is_empty() {
                 self.inner.mixed_local_tags.store(true, Ordering::Release);
