@@ -25,6 +25,7 @@ lua!(CACHE_RELEASE, "cache/release.lua");
 lua!(CACHE_TAG_CLAIM, "cache/tag_claim.lua");
 lua!(CACHE_FLAG_WAITER, "cache/flag_waiter.lua");
 lua!(CACHE_TAG_DELETE, "cache/tag_delete.lua");
+lua!(CACHE_EXTEND, "cache/extend.lua");
 
 /// Every script, for preloading (and reloading after `NOSCRIPT` in a pipeline).
 pub(crate) static ALL: &[&LuaScript] = &[
@@ -34,4 +35,5 @@ pub(crate) static ALL: &[&LuaScript] = &[
     &CACHE_TAG_CLAIM,
     &CACHE_FLAG_WAITER,
     &CACHE_TAG_DELETE,
+    &CACHE_EXTEND,
 ];

@@ -1252,3 +1252,51 @@ async fn a_refresh_does_not_resurrect_a_deleted_entry() {
     assert!(!exists, "the refresh wrote its value back after the delete");
     assert_eq!(cache.get::<u32>("doc").await.unwrap(), None);
 }
+
+/// Regression: a load slower than the lock ttl lost its lock half-way, so another instance
+/// loaded too and the first load's write never landed (a slow query was never cached). The
+/// holder now renews its lock while it loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_slower_than_the_lock_ttl_keeps_its_lock_and_is_cached() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("slow_load");
+    let key = format!("{prefix}cache:slow");
+    let mut conn = raw(&server).await;
+    let cfg = CacheConfig::default().stampede(StampedeConfig {
+        lock_ttl: Duration::from_millis(150),
+        ..StampedeConfig::default()
+    });
+    let a = runtime(&server.url(), &prefix, cfg.clone()).await;
+    let b = runtime(&server.url(), &prefix, cfg).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let load = |rx: &RedisX, value: &'static str| {
+        let (cache, calls) = (rx.cache().clone(), calls.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load("slow", None, || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    // Four lock ttls: without renewal the lock is gone long before this ends.
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    Ok::<_, Error>(value.to_owned())
+                })
+                .await
+        })
+    };
+    let first = load(&a, "from a");
+    raw_until(&mut conn, &key, "A's marker", is_marker).await;
+    let second = load(&b, "from b");
+    assert_eq!(first.await.unwrap().unwrap(), "from a");
+    assert_eq!(
+        second.await.unwrap().unwrap(),
+        "from a",
+        "B loaded for itself: A's lock expired while A was loading"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one load");
+    let stored = raw_get(&mut conn, &key).await.expect("A's write landed");
+    assert!(!is_marker(&stored), "the key still holds a lock marker");
+    let pttl = pttl(&mut conn, &key).await;
+    assert!(
+        pttl > 3_000_000,
+        "the entry has its own ttl (about 1 h), not a lock's: {pttl} ms"
+    );
+}

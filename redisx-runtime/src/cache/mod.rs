@@ -1496,6 +1496,56 @@ impl Cache {
         }
     }
 
+    /// Runs `load` while keeping `lock` alive: every third of the lock ttl, `extend.lua`
+    /// renews it while it is still this caller's, so a load slower than the lock ttl keeps
+    /// the other instances waiting for its write (and the write, which needs the lock, still
+    /// lands). Once the lock is lost (an invalidation deleted it), renewing stops and the load
+    /// runs on; its write will not land. A load that is done at its first poll costs nothing
+    /// more: the renewal's timer is only armed when the renewal is first polled.
+    /// `full` is the entry's full key (a marker lives there).
+    async fn hold<F: Future>(&self, full: Option<&str>, lock: &Lock, load: F) -> F::Output {
+        let (Some(client), lock_key, token) = (match lock {
+            Lock::None => (None, None, None),
+            Lock::Marker(m) => (self.inner.client.as_ref(), full, Some(m)),
+            Lock::Refresh(k, t, _) => (self.inner.client.as_ref(), Some(k.as_str()), Some(t)),
+        }) else {
+            return load.await;
+        };
+        let (Some(lock_key), Some(token)) = (lock_key, token) else {
+            return load.await;
+        };
+        let ttl = self.inner.cfg.stampede.lock_ttl;
+        let every = (ttl / 3).max(Duration::from_millis(1));
+        let renew = async {
+            loop {
+                tokio::time::sleep(every).await;
+                let mut invocation = script::CACHE_EXTEND.script.key(lock_key);
+                invocation.arg(&token[..]).arg(millis(ttl).max(1));
+                match client.invoke::<u8>(&invocation).await {
+                    Ok(1) => {}
+                    Ok(_) => {
+                        tracing::debug!(
+                            key = lock_key,
+                            "the regeneration lock was lost during the load (invalidated); its value will not be written"
+                        );
+                        return;
+                    }
+                    // Try again at the next tick: the lock lives a full ttl from the last
+                    // renewal, so one failed renewal loses nothing.
+                    Err(e) => {
+                        tracing::debug!(key = lock_key, error = %e, "could not renew a cache regeneration lock");
+                    }
+                }
+            }
+        };
+        tokio::pin!(load);
+        tokio::select! {
+            biased;
+            v = &mut load => v,
+            () = renew => load.await,
+        }
+    }
+
     async fn unlink(&self, client: &Client, full: &[String]) -> Result<u64> {
         if full.is_empty() {
             return Ok(0);
@@ -1726,7 +1776,7 @@ impl Cache {
                 return; // the guard releases the lock
             }
             bump(&cache.inner.counters.refreshes);
-            if let Ok(v) = loader.await {
+            if let Ok(v) = cache.hold(None, &guard.lock, loader).await {
                 cache.inner.metrics.loads_ok.inc();
                 if unless.is_some_and(|u| u(&v)) {
                     return; // the guard releases the lock
@@ -2076,7 +2126,7 @@ impl Cache {
             key,
             lock,
         };
-        let value = match loader.await {
+        let value = match self.hold(full, &guard.lock, loader).await {
             Ok(v) => {
                 self.inner.metrics.loads_ok.inc();
                 v
