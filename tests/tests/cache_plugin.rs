@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use redisx::cache::{EntryOptions, StampedeConfig};
+use redisx::cache::{EntryOptions, StampedeConfig, StampedeFallback};
 use redisx::{CacheConfig, CacheMode, ConnectionConfig, Error, ErrorCode, RedisX};
 use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
 
@@ -1299,4 +1299,121 @@ async fn a_load_slower_than_the_lock_ttl_keeps_its_lock_and_is_cached() {
         pttl > 3_000_000,
         "the entry has its own ttl (about 1 h), not a lock's: {pttl} ms"
     );
+}
+
+fn waiting_config(fallback: StampedeFallback) -> CacheConfig {
+    CacheConfig::default().stampede(StampedeConfig {
+        wait_timeout: Duration::from_millis(200),
+        fallback,
+        ..StampedeConfig::default()
+    })
+}
+
+/// `fut`'s output, or a panic when it is not ready within 5 s (the leader it would otherwise
+/// wait for is only released after it returns: without a deadline the test would hang).
+async fn within_5s<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .expect("the caller never returned: it waits for the leader without a deadline")
+}
+
+/// `get_or_load` of `key` on `cache` with a loader that answers `value` at once.
+async fn load_now(cache: &redisx::cache::Cache, key: &str, value: &str) -> Result<String, Error> {
+    let value = value.to_owned();
+    cache
+        .get_or_load(key, None, || async move { Ok::<_, Error>(value) })
+        .await
+}
+
+/// Regression: callers waiting for a load of the same runtime waited without a deadline (a
+/// hung loader hung them all). They now wait at most `wait_timeout`, then apply the fallback:
+/// `Error` fails them with `CACHE_STAMPEDE_TIMEOUT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_wait_times_out_into_the_error_fallback() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("sf_timeout_error");
+    let mut conn = raw(&server).await;
+    let rx = runtime(
+        &server.url(),
+        &prefix,
+        waiting_config(StampedeFallback::Error),
+    )
+    .await;
+    let (release, leader) = gated_load(rx.cache(), "k", "from the leader");
+    raw_until(
+        &mut conn,
+        &format!("{prefix}cache:k"),
+        "the marker",
+        is_marker,
+    )
+    .await;
+    let err = within_5s(load_now(rx.cache(), "k", "from the follower"))
+        .await
+        .expect_err("the follower waited past wait_timeout for the leader");
+    assert_eq!(err.code(), ErrorCode::CacheStampedeTimeout, "{err}");
+    release.send(()).unwrap();
+    assert_eq!(leader.await.unwrap().unwrap(), "from the leader");
+}
+
+/// With the `Load` fallback, a caller whose in-process wait timed out runs its own loader
+/// (and gets its value) while the leader still loads; the leader's write lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_wait_times_out_into_the_load_fallback() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("sf_timeout_load");
+    let key = format!("{prefix}cache:k");
+    let mut conn = raw(&server).await;
+    let rx = runtime(
+        &server.url(),
+        &prefix,
+        waiting_config(StampedeFallback::Load),
+    )
+    .await;
+    let (release, leader) = gated_load(rx.cache(), "k", "from the leader");
+    raw_until(&mut conn, &key, "the marker", is_marker).await;
+    assert_eq!(
+        within_5s(load_now(rx.cache(), "k", "from the follower"))
+            .await
+            .unwrap(),
+        "from the follower"
+    );
+    release.send(()).unwrap();
+    assert_eq!(leader.await.unwrap().unwrap(), "from the leader");
+    let stored = raw_get(&mut conn, &key).await.expect("the leader's write");
+    assert!(
+        !is_marker(&stored),
+        "the key still holds the leader's marker"
+    );
+    assert_eq!(
+        rx.cache().get::<String>("k").await.unwrap().as_deref(),
+        Some("from the leader"),
+        "the follower's own load is not written over the leader's"
+    );
+}
+
+/// A caller of another instance waits at most `wait_timeout` for the lock holder's write,
+/// then fails with `CACHE_STAMPEDE_TIMEOUT` under the `Error` fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_instance_wait_times_out_into_the_error_fallback() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("xi_timeout_error");
+    let mut conn = raw(&server).await;
+    let cfg = waiting_config(StampedeFallback::Error);
+    let a = runtime(&server.url(), &prefix, cfg.clone()).await;
+    let b = runtime(&server.url(), &prefix, cfg).await;
+    let (release, leader) = gated_load(a.cache(), "k", "from a");
+    raw_until(
+        &mut conn,
+        &format!("{prefix}cache:k"),
+        "A's marker",
+        is_marker,
+    )
+    .await;
+    let err = within_5s(load_now(b.cache(), "k", "from b"))
+        .await
+        .expect_err("B waited past wait_timeout for A");
+    assert_eq!(err.code(), ErrorCode::CacheStampedeTimeout, "{err}");
+    assert_eq!(b.cache().stats().loads, 0, "B did not load");
+    release.send(()).unwrap();
+    assert_eq!(leader.await.unwrap().unwrap(), "from a");
 }

@@ -95,8 +95,6 @@ const MARKER: u8 = 0xFE;
 /// (its marker expires silently); every normal wake-up comes over pub/sub.
 const POLL_FALLBACK_MIN: Duration = Duration::from_millis(50);
 const POLL_FALLBACK_MAX: Duration = Duration::from_secs(2);
-/// How many failed in-process leaders a caller follows before it loads for itself.
-const MAX_FAILED_LEADERS: u32 = 3;
 /// Keys per `UNLINK` and per invalidation message.
 const CHUNK: usize = 1000;
 
@@ -1842,24 +1840,28 @@ impl Cache {
         );
         // One load (or one wait for another instance's load) per key per runtime: callers
         // that arrive while a read or load of the key runs share its outcome, so a stampede
-        // of callers costs one L2 read, not one each.
-        let mut failed_leaders = 0;
+        // of callers costs one L2 read, not one each. Waiting here and for another instance
+        // together lasts at most `wait_timeout`.
+        let stampede = &self.inner.cfg.stampede;
+        let deadline = Instant::now() + stampede.wait_timeout;
         let flight_leader = loop {
             match self.inner.flights.join(key) {
                 Join::Leader(l) => break l,
                 Join::Follower(rx) => {
-                    if let Some(v) = flight::follow(rx).await
-                        && let Some(v) = v.downcast_ref::<T>()
-                    {
-                        self.inner.metrics.stampede_prevented.inc();
-                        return Fetched::Done(Ok(v.clone()));
-                    }
-                    // The leader failed, panicked or was cancelled: one of its followers
-                    // leads next. After a few failed leaders in a row, load for ourselves
-                    // rather than queue behind a failing loader.
-                    failed_leaders += 1;
-                    if failed_leaders >= MAX_FAILED_LEADERS {
-                        return Fetched::Done(loader.await);
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(wait, flight::follow(rx)).await {
+                        Ok(Some(v)) => {
+                            if let Some(v) = v.downcast_ref::<T>() {
+                                self.inner.metrics.stampede_prevented.inc();
+                                return Fetched::Done(Ok(v.clone()));
+                            }
+                            // A value of another type under this key (another call site):
+                            // lead (or follow) the next flight.
+                        }
+                        // The leader failed, panicked or was cancelled: one of its followers
+                        // leads next, one at a time, until the deadline.
+                        Ok(None) => {}
+                        Err(_) => return self.after_wait_timeout(key, on_timeout, loader).await,
                     }
                 }
             }
@@ -1920,12 +1922,54 @@ impl Cache {
                 unless,
                 on_timeout,
                 first,
+                deadline,
                 erasure,
             ),
             span
         );
         Self::finish_flight(flight_leader, &outcome);
         outcome
+    }
+
+    /// A caller waited `wait_timeout` for another caller of this instance: with
+    /// [`StampedeFallback::Error`] (and an error type that can hold a redisx error) it fails
+    /// with [`ErrorCode::CacheStampedeTimeout`], otherwise it runs its own loader (its value
+    /// is not written: the leader's write is still due).
+    async fn after_wait_timeout<T, E, Fut>(
+        &self,
+        key: &str,
+        on_timeout: impl FnOnce(Error) -> Option<E>,
+        loader: Fut,
+    ) -> Fetched<T, E, Fut>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let stampede = &self.inner.cfg.stampede;
+        tracing::warn!(
+            key,
+            "cache single-flight wait timed out; falling back to {:?}",
+            stampede.fallback
+        );
+        if stampede.fallback == StampedeFallback::Error {
+            let err = Error::new(
+                ErrorCode::CacheStampedeTimeout,
+                format!(
+                    "waited {:?} for the load of the key by another caller in this instance",
+                    stampede.wait_timeout
+                ),
+            )
+            .with_context("key", key);
+            if let Some(e) = on_timeout(err) {
+                return Fetched::Done(Err(e));
+            }
+        }
+        let outcome = loader.await;
+        if outcome.is_ok() {
+            self.inner.metrics.loads_ok.inc();
+        } else {
+            self.inner.metrics.loads_error.inc();
+        }
+        Fetched::Done(outcome)
     }
 
     fn finish_flight<T, E, Fut>(leader: flight::Leader<'_>, outcome: &Fetched<T, E, Fut>)
@@ -1952,6 +1996,7 @@ impl Cache {
         unless: impl FnOnce(&T) -> bool,
         on_timeout: impl FnOnce(Error) -> Option<E>,
         mut first: Option<FirstRead<T>>,
+        deadline: Instant,
         erasure: Erasure<T>,
     ) -> Fetched<T, E, Fut>
     where
@@ -1964,7 +2009,6 @@ impl Cache {
         let mut lock = Lock::None;
         let mut stale: Option<T> = None;
         if let (Some(client), Some(full)) = (self.l2_client(r.mode), full) {
-            let deadline = Instant::now() + stampede.wait_timeout;
             let mut waiter: Option<Arc<invalidation::WaitSlot>> = None;
             let mut corrupt_retries = 0;
             let mut has_waited = false;
