@@ -325,7 +325,7 @@ fn expand(func: &Func, model: &Model) -> TokenStream {
     let call = local("__redisx_call");
     let mut body = spec_item;
 
-    let enabled = match &model.condition {
+    let mut enabled = match &model.condition {
         None => quote!(true),
         Some(condition) => {
             let enabled = local("__redisx_enabled");
@@ -338,20 +338,28 @@ fn expand(func: &Func, model: &Model) -> TokenStream {
     let key = if let Some(template) = &model.key {
         template.to_token_stream()
     } else {
+        // Arguments that cannot be hashed make the call run uncached (`args_hash` is `None`):
+        // a shared placeholder key would hand one call's value to another.
         let hash = local("__redisx_args_hash");
         let names = &model.params.names;
         body.extend(quote! {
             let #hash = #krate::__private::args_hash(&(#(&#names,)*));
         });
+        enabled = if model.condition.is_some() {
+            quote!(#enabled && #hash.is_some())
+        } else {
+            quote!(#hash.is_some())
+        };
         let name = LitStr::new(&model.spec.name, Span::call_site());
         if model.params.receiver {
             quote! {
                 ::core::format_args!("{}::{}::{}:{:016x}", ::core::module_path!(),
-                    ::core::any::type_name::<Self>(), #name, #hash)
+                    ::core::any::type_name::<Self>(), #name, #hash.unwrap_or_default())
             }
         } else {
             quote! {
-                ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), #name, #hash)
+                ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), #name,
+                    #hash.unwrap_or_default())
             }
         }
     };
@@ -533,8 +541,10 @@ mod tests {
                         ::redisx::__private::CachedSpec::new("f");
                     let __redisx_args_hash = ::redisx::__private::args_hash(&(&a, &b,));
                     let __redisx_call = ::redisx::__private::cached::<_>(
-                        &__REDISX_SPEC, ::core::option::Option::None, true,
-                        ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), "f", __redisx_args_hash),
+                        &__REDISX_SPEC, ::core::option::Option::None,
+                        __redisx_args_hash.is_some(),
+                        ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), "f",
+                            __redisx_args_hash.unwrap_or_default()),
                         &[],
                         #erasure);
                     __redisx_call.run(
@@ -560,7 +570,7 @@ mod tests {
                     ::core::module_path!(),
                     ::core::any::type_name::<Self>(),
                     "g",
-                    __redisx_args_hash
+                    __redisx_args_hash.unwrap_or_default()
                 ))
                 .to_string()
             )

@@ -168,7 +168,10 @@ fn crc16(data: &[u8]) -> u16 {
 }
 
 /// A stable 64-bit hash (SHA-256, first 8 bytes) of a value's serialized form, used for keys
-/// built from arguments. Stable across processes, platforms and releases of redisx 0.x.
+/// built from arguments. Stable across processes, platforms and releases of redisx 0.x, for
+/// values whose serialized form is: a `HashMap` or `HashSet` serializes in its iteration
+/// order, which differs between processes, so equal maps may hash apart (a miss, never a
+/// wrong value). Use a `BTreeMap`/`BTreeSet`, or give the function a `key` template.
 ///
 /// ```
 /// use redisx_runtime::key::hash_args;

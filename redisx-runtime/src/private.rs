@@ -162,12 +162,22 @@ pub fn never<T: ?Sized>(_: &T) -> bool {
 }
 
 /// A stable hash of the serialized arguments, for keys of `#[cached]` without `key`.
-/// Arguments that fail to serialize hash to 0 (and are logged).
-pub fn args_hash<A: Serialize + ?Sized>(args: &A) -> u64 {
-    crate::key::hash_args(args).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "cannot hash the arguments of a #[cached] function");
-        0
-    })
+///
+/// `None` when the arguments fail to serialize (e.g. a `#[serde(flatten)]` field, which
+/// bincode cannot encode): the expansion then runs the call uncached, so that calls with
+/// different arguments can never share a key (and each other's values). The first such
+/// failure is logged as a warning, later ones at debug.
+pub fn args_hash<A: Serialize + ?Sized>(args: &A) -> Option<u64> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    crate::key::hash_args(args)
+        .inspect_err(|e| {
+            if WARNED.swap(true, Ordering::Relaxed) {
+                tracing::debug!(error = %e, "cannot hash the arguments of a #[cached] function; it runs uncached");
+            } else {
+                tracing::warn!(error = %e, "cannot hash the arguments of a #[cached] function; it runs uncached (give it a `key` template)");
+            }
+        })
+        .ok()
 }
 
 static WARNED_NO_RUNTIME: AtomicBool = AtomicBool::new(false);

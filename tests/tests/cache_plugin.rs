@@ -1417,3 +1417,30 @@ async fn a_cross_instance_wait_times_out_into_the_error_fallback() {
     release.send(()).unwrap();
     assert_eq!(leader.await.unwrap().unwrap(), "from a");
 }
+
+/// Regression: with stampede protection off, a miss read the entry twice (a plain `GET`, then
+/// the same `GET` again where a lock would have been taken). It is one `GET` and one write.
+#[tokio::test]
+async fn without_stampede_protection_a_miss_is_one_read_and_one_write() {
+    let server = RedisServer::start();
+    let rx = runtime(
+        &server.url(),
+        &unique_prefix("no_stampede"),
+        CacheConfig::default().stampede(StampedeConfig {
+            enabled: false,
+            ..StampedeConfig::default()
+        }),
+    )
+    .await;
+    let (gets, sets, scripts) = (
+        commands_sent(&rx, "GET"),
+        commands_sent(&rx, "SET"),
+        commands_sent(&rx, "EVALSHA"),
+    );
+    assert_eq!(load_now(rx.cache(), "k", "v").await.unwrap(), "v");
+    assert_eq!(commands_sent(&rx, "GET") - gets, 1, "reads of the miss");
+    assert_eq!(commands_sent(&rx, "SET") - sets, 0, "no lock is taken");
+    assert_eq!(commands_sent(&rx, "EVALSHA") - scripts, 1, "one write");
+    rx.cache().clear_l1();
+    assert_eq!(load_now(rx.cache(), "k", "other").await.unwrap(), "v");
+}

@@ -438,6 +438,53 @@ mod auto_key {
     }
 }
 
+/// Regression: arguments that fail to serialize all hashed to 0, so every call of an auto-key
+/// function shared one key and got the first call's value. Such calls now run uncached.
+mod unhashable_args {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// An argument whose `Serialize` fails (as a `#[serde(flatten)]` field does with bincode).
+    struct Opaque(u32);
+
+    impl serde::Serialize for Opaque {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom(
+                "this argument cannot be serialized",
+            ))
+        }
+    }
+
+    #[cached(ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn echo(v: Opaque) -> u32 {
+        LOADS.fetch_add(1, Ordering::SeqCst);
+        v.0
+    }
+
+    #[tokio::test]
+    async fn calls_with_unhashable_arguments_run_uncached() {
+        let server = RedisServer::start();
+        let rx = set(&RT, build(&server, "attr_unhashable").await);
+        assert_eq!(echo(Opaque(1)).await, 1);
+        assert_eq!(
+            echo(Opaque(2)).await,
+            2,
+            "another call's value was served: the calls shared a key"
+        );
+        assert_eq!(echo(Opaque(1)).await, 1);
+        assert_eq!(loads(&LOADS), 3, "every call runs the function");
+        assert_eq!(rx.cache().l1_len(), 0, "nothing was cached");
+        let stats = rx.cache().stats();
+        assert_eq!(
+            stats.l2_hits + stats.l2_misses,
+            0,
+            "the cache was not consulted"
+        );
+    }
+}
+
 mod json_codec {
     use super::*;
 

@@ -1906,8 +1906,9 @@ impl Cache {
                     };
                 }
                 // A plain read that found nothing took no lock: the coordinated path reads
-                // again with the lock option.
-                Ok(Read::Miss) if marker.is_none() => {}
+                // again with the lock option (without stampede protection there is no lock
+                // to take, and the miss goes straight to the load).
+                Ok(Read::Miss) if marker.is_none() && self.inner.cfg.stampede.enabled => {}
                 other => first = Some((marker, other)),
             }
         }
