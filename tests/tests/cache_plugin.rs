@@ -1444,3 +1444,94 @@ async fn without_stampede_protection_a_miss_is_one_read_and_one_write() {
     rx.cache().clear_l1();
     assert_eq!(load_now(rx.cache(), "k", "other").await.unwrap(), "v");
 }
+
+/// Regression: under `l1_max_bytes`, entries filled from an L2 hit, by `set_many` or in an
+/// L1-only cache weighed only their key (their size was passed as 0), so the byte budget
+/// did not bound memory. Every fill path now weighs the value.
+#[tokio::test]
+async fn the_l1_byte_budget_bounds_every_fill_path() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("l1_bytes");
+    let budget = CacheConfig::default().l1_max_bytes(100_000);
+    let big = |i: u32| vec![u8::try_from(i % 251).unwrap(); 2_000];
+    // At about 2 kB each, 100 kB hold about 50 entries, whatever their number.
+    let bound = 60;
+
+    // L1-only: writes and loads.
+    let local = RedisX::builder()
+        .cache(budget.clone().mode(CacheMode::L1Only))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..300 {
+        local
+            .cache()
+            .set(&format!("s{i}"), &big(i), None)
+            .await
+            .unwrap();
+        local
+            .cache()
+            .get_or_load(
+                &format!("l{i}"),
+                None,
+                || async move { Ok::<_, Error>(big(i)) },
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        local.cache().l1_len() <= bound,
+        "an L1-only cache holds {} entries of 2 kB in a 100 kB budget",
+        local.cache().l1_len()
+    );
+    let many: Vec<(String, Vec<u8>)> = (0..300).map(|i| (format!("m{i}"), big(i))).collect();
+    local
+        .cache()
+        .set_many(many.clone(), &EntryOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        local.cache().l1_len() <= bound,
+        "set_many left {} entries",
+        local.cache().l1_len()
+    );
+
+    // With Redis: entries written by one instance fill the other's L1 from L2 hits.
+    let writer = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let reader = runtime(&server.url(), &prefix, budget).await;
+    writer
+        .cache()
+        .set_many(many.clone(), &EntryOptions::new())
+        .await
+        .unwrap();
+    for (k, v) in &many {
+        assert_eq!(
+            reader.cache().get::<Vec<u8>>(k).await.unwrap().as_ref(),
+            Some(v)
+        );
+    }
+    assert!(
+        reader.cache().l1_len() <= bound,
+        "L2 hits filled L1 with {} entries",
+        reader.cache().l1_len()
+    );
+    let keys: Vec<&str> = many.iter().map(|(k, _)| k.as_str()).collect();
+    reader.cache().clear_l1();
+    let got = reader.cache().get_many::<Vec<u8>, _>(&keys).await.unwrap();
+    assert!(got.iter().all(Option::is_some));
+    assert!(
+        reader.cache().l1_len() <= bound,
+        "get_many filled L1 with {} entries",
+        reader.cache().l1_len()
+    );
+    reader
+        .cache()
+        .set_many(many, &EntryOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        reader.cache().l1_len() <= bound,
+        "set_many with Redis left {} entries",
+        reader.cache().l1_len()
+    );
+}

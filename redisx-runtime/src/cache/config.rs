@@ -189,8 +189,16 @@ impl CacheConfig {
         self
     }
 
-    /// Bounds L1 by weight instead of entry count: the sum of the entries' encoded sizes
-    /// (plus their keys) stays under `bytes`.
+    /// Bounds L1 by weight instead of entry count: the sum of the entries' weights stays
+    /// under `bytes`, an entry weighing its encoded size plus its key plus 64 bytes (whatever
+    /// path filled it: a load, a write, an L2 hit, `set_many`, an L1-only cache).
+    ///
+    /// ```
+    /// use redisx_runtime::{CacheConfig, CacheMode};
+    /// // An in-process cache of at most about 64 MiB of values.
+    /// let cfg = CacheConfig::default().mode(CacheMode::L1Only).l1_max_bytes(64 << 20);
+    /// # let _ = cfg;
+    /// ```
     #[must_use]
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.l1_max_bytes = Some(bytes);

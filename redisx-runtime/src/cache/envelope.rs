@@ -46,6 +46,8 @@ pub(crate) struct Envelope<T> {
     pub(crate) stale_at: u64,
     pub(crate) expires_at: u64,
     pub(crate) format: u8,
+    /// The stored entry's size in bytes (the weight of its L1 copy under a byte budget).
+    pub(crate) size: usize,
 }
 
 impl<T> Envelope<T> {
@@ -172,6 +174,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<T>> {
         stale_at,
         expires_at,
         format: bytes[0],
+        size: bytes.len(),
     })
 }
 

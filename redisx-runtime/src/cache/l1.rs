@@ -84,6 +84,8 @@ impl quick_cache::Weighter<L1Key, L1Entry> for EntryWeighter {
 
 pub(crate) struct L1 {
     cache: quick_cache::sync::Cache<L1Key, L1Entry, EntryWeighter>,
+    /// Bounded by a byte budget (entries weigh their size), not by an entry count.
+    by_bytes: bool,
     /// Bumped by every eviction for invalidation (`remove`, `clear`, `retain_keys`). A fill
     /// that read L2 before an eviction carries the older epoch and is dropped, so a read
     /// that overlapped a delete never puts the deleted value back into L1.
@@ -107,8 +109,14 @@ impl L1 {
         };
         Self {
             cache,
+            by_bytes: max_bytes.is_some(),
             epoch: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Whether entries weigh their size (a byte budget): callers then pass real sizes.
+    pub(crate) fn weighs_bytes(&self) -> bool {
+        self.by_bytes
     }
 
     /// The invalidation epoch; pass it to [`L1::insert`] as `since` for a value read before.

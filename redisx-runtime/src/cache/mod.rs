@@ -534,7 +534,7 @@ impl Cache {
         Ok(match read {
             Read::Fresh(env) => {
                 span.record("cache.hit", true);
-                self.fill_l1(key, &env, &r, 0, Erasure::boxed(), since);
+                self.fill_l1(key, &env, &r, Erasure::boxed(), since);
                 Some(env.value)
             }
             Read::Stale(env) => {
@@ -595,7 +595,7 @@ impl Cache {
             let key = keys[i].as_ref();
             match self.classify::<T>(bytes, now) {
                 Read::Fresh(env) => {
-                    self.fill_l1(key, &env, &r, 0, Erasure::boxed(), since);
+                    self.fill_l1(key, &env, &r, Erasure::boxed(), since);
                     out[i] = Some(env.value);
                 }
                 Read::Stale(env) => out[i] = Some(env.value),
@@ -687,11 +687,14 @@ impl Cache {
         }
         let now = envelope::now_ms();
         let since = self.inner.l1.epoch();
+        // The weight of each L1 copy under a byte budget: its encoded size.
+        let mut sizes = Vec::with_capacity(items.len());
         if let Some(client) = self.l2_client(r.mode) {
             let (stale_at, expires_at, px) = Self::timing(&r, now);
             let mut pipe = redis::pipe();
             for (k, v) in &items {
                 let bytes = envelope::encode(r.codec, v, stale_at, expires_at, &opts.tags)?;
+                sizes.push(bytes.len());
                 self.index_tags(&mut pipe, k.as_ref(), &opts.tags, px);
                 pipe.cmd("SET")
                     .arg(self.full_key(k.as_ref()))
@@ -727,13 +730,17 @@ impl Cache {
             }
         }
         if r.mode.uses_l1() {
-            for (k, v) in items {
+            for (i, (k, v)) in items.into_iter().enumerate() {
+                let size = match sizes.get(i) {
+                    Some(&size) => size,
+                    None => self.l1_weight_of(r.codec, &v),
+                };
                 self.l1_insert(
                     k.as_ref(),
                     v,
                     r,
                     now + millis(r.ttl),
-                    0,
+                    size,
                     Erasure::boxed(),
                     Some(since),
                     &opts.tags,
@@ -1183,6 +1190,16 @@ impl Cache {
         }
     }
 
+    /// The size of `value` as L1 weighs it under a byte budget (its encoded size; a value
+    /// that cannot be encoded weighs as if empty); 0 without a byte budget, where the
+    /// encoding would be wasted work.
+    fn l1_weight_of<T: Serialize>(&self, codec: CodecKind, value: &T) -> usize {
+        if !self.inner.l1.weighs_bytes() {
+            return 0;
+        }
+        codec.encode(value).map_or(0, |bytes| bytes.len())
+    }
+
     /// Inserts into L1. For an entry that lives only in L1 (an L1-only cache, or an
     /// L1-only call in a cache with Redis, whose entry Redis's tag index never sees) the key's
     /// tags are recorded in the same step, under the tag index's lock and only when the value
@@ -1239,7 +1256,6 @@ impl Cache {
         key: &str,
         env: &Envelope<T>,
         r: &Resolved,
-        size: usize,
         erasure: Erasure<T>,
         since: u64,
     ) {
@@ -1249,7 +1265,7 @@ impl Cache {
                 env.value.clone(),
                 *r,
                 env.stale_at,
-                size,
+                env.size,
                 erasure,
                 Some(since),
                 // A fill from L2: the cache has Redis, whose index holds the tags.
@@ -1377,7 +1393,7 @@ impl Cache {
         let Some(client) = self.l2_client(r.mode) else {
             return Ok(Written {
                 stored: true,
-                size: 0,
+                size: self.l1_weight_of(r.codec, value),
                 stale_at,
             });
         };
@@ -1887,7 +1903,7 @@ impl Cache {
                 Ok(Read::Fresh(env)) => {
                     span.record("cache.layer", "l2");
                     span.record("cache.hit", true);
-                    self.fill_l1(key, &env, &r, 0, erasure, since);
+                    self.fill_l1(key, &env, &r, erasure, since);
                     flight_leader
                         .complete(|| Arc::new(env.value.clone()) as Arc<dyn Any + Send + Sync>);
                     return Fetched::Done(Ok(env.value));
@@ -2048,7 +2064,7 @@ impl Cache {
                         if has_waited {
                             self.inner.metrics.stampede_prevented.inc();
                         }
-                        self.fill_l1(key, &env, r, 0, erasure, since);
+                        self.fill_l1(key, &env, r, erasure, since);
                         if let Some(w) = waiter {
                             self.inner.waiters.unregister(full, &w);
                         }
