@@ -149,7 +149,21 @@ pub fn tagged(key: &str) -> String {
 /// assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
 /// ```
 pub fn slot(key: &str) -> u16 {
-    crc16(hash_tag(key).as_bytes()) % 16384
+    slot_of(key.as_bytes())
+}
+
+/// [`slot`] of a key given as bytes (a key read back from Redis need not be UTF-8).
+pub(crate) fn slot_of(key: &[u8]) -> u16 {
+    let tag = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let len = rest.iter().position(|&b| b == b'}')?;
+            (len > 0).then(|| &rest[..len])
+        })
+        .unwrap_or(key);
+    crc16(tag) % 16384
 }
 
 fn crc16(data: &[u8]) -> u16 {

@@ -814,6 +814,17 @@ async fn l1_only_needs_no_redis() {
             .unwrap();
     }
     rx.cache().set("other", &9u8, None).await.unwrap();
+    // Without Redis, `ttl` answers from L1 (it answered `None` for every key).
+    let left = rx
+        .cache()
+        .ttl("other")
+        .await
+        .expect("a ttl for an L1 entry");
+    assert!(
+        left > Duration::from_secs(50) && left <= Duration::from_secs(60),
+        "the L1 ttl (60 s by default): {left:?}"
+    );
+    assert_eq!(rx.cache().ttl("missing").await, None);
     assert_eq!(rx.cache().invalidate_tags(&["users"]).await.unwrap(), 3);
     assert_eq!(rx.cache().get::<u8>("u:1").await.unwrap(), None);
     assert_eq!(rx.cache().get::<u8>("other").await.unwrap(), Some(9));
@@ -1534,4 +1545,61 @@ async fn the_l1_byte_budget_bounds_every_fill_path() {
         "set_many with Redis left {} entries",
         reader.cache().l1_len()
     );
+}
+
+/// Regression: any value starting with byte 0xFE read as another caller's lock, so a call
+/// waited the whole `wait_timeout` for a load that nobody was doing. Only a real marker (17
+/// bytes, or 18 with a waiter's flag) is a lock; other bytes are a corrupt entry: a miss.
+#[tokio::test]
+async fn a_foreign_value_starting_like_a_marker_is_not_waited_for() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("fake_marker");
+    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = raw(&server).await;
+    for (i, bytes) in [&b"\xFEnot a lock"[..], &[0xFE; 30][..], &[0xFE; 18][..]]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("k{i}");
+        let () = redis::cmd("SET")
+            .arg(rx.cache().full_key(&key))
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            within_5s(load_now(rx.cache(), &key, "loaded"))
+                .await
+                .unwrap(),
+            "loaded"
+        );
+    }
+    assert_eq!(rx.cache().stats().loads, 3);
+    assert_eq!(rx.cache().stats().stampedes_prevented, 0);
+}
+
+/// Regression: one key under the cache's prefix that is not UTF-8 (another program's) made
+/// `SCAN` fail to decode, so `clear` and `invalidate_pattern` failed altogether.
+#[tokio::test]
+async fn clear_and_pattern_invalidation_handle_keys_that_are_not_utf8() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("binary_keys");
+    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = raw(&server).await;
+    let mut binary = rx.cache().full_key("user:").into_bytes();
+    binary.extend_from_slice(&[0xFF, 0xFE]);
+    let set_binary = || redis::cmd("SET").arg(&binary).arg("x").clone();
+    let () = set_binary().query_async(&mut conn).await.unwrap();
+    rx.cache().set("user:1", &1u8, None).await.unwrap();
+    rx.cache().set("team:1", &1u8, None).await.unwrap();
+    assert_eq!(rx.cache().invalidate_pattern("user:*").await.unwrap(), 2);
+    assert_eq!(rx.cache().get::<u8>("team:1").await.unwrap(), Some(1));
+    let () = set_binary().query_async(&mut conn).await.unwrap();
+    assert_eq!(rx.cache().clear().await.unwrap(), 2);
+    let left: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left under the prefix: {left:?}");
 }

@@ -133,17 +133,53 @@ impl WaitSlot {
     }
 }
 
+/// A waiter's registration for the wake-ups of one key. Dropping it unregisters, also when
+/// the waiting caller is cancelled (its future dropped), so the map only ever holds the keys
+/// somebody waits for right now.
+pub(crate) struct Registration<'a> {
+    waiters: &'a Waiters,
+    key: &'a str,
+    slot: Arc<WaitSlot>,
+}
+
+impl Registration<'_> {
+    pub(crate) fn slot(&self) -> &Arc<WaitSlot> {
+        &self.slot
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.waiters.unregister(self.key, &self.slot);
+    }
+}
+
 impl Waiters {
-    pub(crate) fn register(&self, key: &str) -> Arc<WaitSlot> {
-        self.map
+    pub(crate) fn register<'a>(&'a self, key: &'a str) -> Registration<'a> {
+        let slot = self
+            .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(Box::from(key))
             .or_default()
-            .clone()
+            .clone();
+        Registration {
+            waiters: self,
+            key,
+            slot,
+        }
     }
 
-    pub(crate) fn unregister(&self, key: &str, notify: &Arc<WaitSlot>) {
+    /// The number of keys with registered waiters.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    fn unregister(&self, key: &str, notify: &Arc<WaitSlot>) {
         let mut map = self
             .map
             .lock()
@@ -282,6 +318,46 @@ async fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a waiter that was cancelled (its future dropped while it waited) never
+    /// unregistered, so the map kept one slot per such key for ever.
+    #[test]
+    fn registrations_leave_the_map_when_dropped_in_any_order() {
+        let waiters = Waiters::default();
+        let a = waiters.register("k");
+        let b = waiters.register("k");
+        assert!(Arc::ptr_eq(a.slot(), b.slot()), "one slot per key");
+        let c = waiters.register("other");
+        assert_eq!(waiters.len(), 2);
+        drop(a);
+        assert_eq!(waiters.len(), 2, "b still waits for k");
+        let held = b.slot().clone();
+        drop(b);
+        drop(held);
+        // `held` outlived `b`: the slot stays until a later registration of k drops.
+        let again = waiters.register("k");
+        drop(again);
+        drop(c);
+        assert_eq!(waiters.len(), 0);
+        // A waiting future that is dropped (cancelled) unregisters too.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let wait = async {
+                let reg = waiters.register("k");
+                reg.slot().notify.notified().await;
+            };
+            let cancelled = tokio::time::timeout(std::time::Duration::from_millis(10), wait).await;
+            assert!(cancelled.is_err());
+        });
+        assert_eq!(
+            waiters.len(),
+            0,
+            "the cancelled waiter left its slot behind"
+        );
+    }
 
     #[test]
     fn messages_roundtrip() {

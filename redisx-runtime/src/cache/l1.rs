@@ -194,6 +194,15 @@ impl L1 {
             .is_some_and(|e| e.expires_at > Instant::now())
     }
 
+    /// How long the entry under `key` stays in L1; `None` when there is none (or it expired).
+    pub(crate) fn ttl(&self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        self.cache
+            .get(&Probe(key))
+            .filter(|e| e.expires_at > now)
+            .map(|e| e.expires_at - now)
+    }
+
     pub(crate) fn remove(&self, key: &str) -> bool {
         self.bump();
         self.cache.remove(&Probe(key)).is_some()

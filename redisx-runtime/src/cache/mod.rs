@@ -397,11 +397,11 @@ pub(crate) enum Fetched<T, E, Fut> {
 
 /// Groups `items` by the cluster slot of their full key and cuts each group into chunks of at
 /// most [`CHUNK`]: one command or script per chunk is cluster-safe and atomic.
-fn slot_chunks<T>(items: Vec<T>, full: impl Fn(&T) -> &str) -> Vec<Vec<T>> {
+fn slot_chunks<T>(items: Vec<T>, full: impl Fn(&T) -> &[u8]) -> Vec<Vec<T>> {
     let mut by_slot: std::collections::BTreeMap<u16, Vec<Vec<T>>> =
         std::collections::BTreeMap::new();
     for item in items {
-        let chunks = by_slot.entry(key::slot(full(&item))).or_default();
+        let chunks = by_slot.entry(key::slot_of(full(&item))).or_default();
         match chunks.last_mut() {
             Some(chunk) if chunk.len() < CHUNK => chunk.push(item),
             _ => chunks.push(vec![item]),
@@ -858,10 +858,13 @@ impl Cache {
     }
 
     /// How long the value under `key` stays fresh; `None` when absent, stale or on a Redis
-    /// error.
+    /// error. Without Redis (an L1-only cache), how long it stays in L1.
     pub async fn ttl(&self, key: &str) -> Option<Duration> {
         if self.validate_key(key).is_err() {
             return None;
+        }
+        if self.l2_client(self.mode(None)).is_none() {
+            return self.inner.l1.ttl(key);
         }
         let (stale_at, _) = self.header(key).await?;
         let now = envelope::now_ms();
@@ -946,16 +949,24 @@ impl Cache {
             return Ok(self.inner.evict_local_pattern(pattern));
         };
         let span = tracing::info_span!("cache.invalidate", cache.pattern = pattern);
-        let full = traced!(self.scan(client, pattern), span)?;
+        let found = traced!(self.scan(client, pattern), span)?;
         let prefix_len = self.inner.keys.prefix().len();
-        let (full, user): (Vec<String>, Vec<String>) = full
-            .into_iter()
-            .filter_map(|f| {
-                let u = f[prefix_len..].to_owned();
-                (!self.is_internal(&u)).then_some((f, u))
-            })
-            .unzip();
-        let refs: Vec<&str> = user.iter().map(String::as_str).collect();
+        let cfg = &self.inner.cfg;
+        let mut full: Vec<&[u8]> = Vec::with_capacity(found.len());
+        // The user keys: only UTF-8 ones can be in an L1 or in a message.
+        let mut refs: Vec<&str> = Vec::with_capacity(found.len());
+        for f in &found {
+            let u = f.get(prefix_len..).unwrap_or_default();
+            if u.starts_with(cfg.tag_index_prefix.as_bytes())
+                || u.starts_with(cfg.lock_prefix.as_bytes())
+            {
+                continue;
+            }
+            full.push(f);
+            if let Ok(u) = std::str::from_utf8(u) {
+                refs.push(u);
+            }
+        }
         for k in &refs {
             self.inner.l1.remove(k);
         }
@@ -1279,7 +1290,12 @@ impl Cache {
             self.inner.metrics.l2_misses.inc();
             return Read::Miss;
         };
-        if bytes.first() == Some(&MARKER) {
+        // A lock marker is 0xFE and a 16-byte token, plus `w` once a waiter flagged it. Other
+        // bytes starting with 0xFE are no lock of ours: they are decoded (and found corrupt)
+        // rather than waited for until `wait_timeout`.
+        if bytes.first() == Some(&MARKER)
+            && (bytes.len() == 17 || (bytes.len() == 18 && bytes[17] == b'w'))
+        {
             return Read::Locked;
         }
         match envelope::decode::<T>(&bytes) {
@@ -1560,22 +1576,22 @@ impl Cache {
         }
     }
 
-    async fn unlink(&self, client: &Client, full: &[String]) -> Result<u64> {
+    async fn unlink<K: AsRef<[u8]>>(&self, client: &Client, full: &[K]) -> Result<u64> {
         if full.is_empty() {
             return Ok(0);
         }
         let mut pipe = redis::pipe();
-        for chunk in slot_chunks(full.iter().map(String::as_str).collect(), |k| k) {
+        for chunk in slot_chunks(full.iter().map(AsRef::as_ref).collect(), |k| k) {
             pipe.cmd("UNLINK").arg(chunk);
         }
         let counts: Vec<u64> = client.query_pipeline(&pipe).await?;
         Ok(counts.iter().sum())
     }
 
-    async fn unlink_and_publish(
+    async fn unlink_and_publish<K: AsRef<[u8]>>(
         &self,
         client: &Client,
-        full: &[String],
+        full: &[K],
         user: &[&str],
     ) -> Result<u64> {
         let deleted = self.unlink(client, full).await?;
@@ -1618,7 +1634,7 @@ impl Cache {
             return Ok(0);
         }
         let pairs: Vec<(String, &str)> = user.iter().map(|k| (self.full_key(k), *k)).collect();
-        let chunks = slot_chunks(pairs, |(full, _)| full);
+        let chunks = slot_chunks(pairs, |(full, _)| full.as_bytes());
         let mut pipe = redis::pipe();
         for chunk in &chunks {
             let mut invocation = script::CACHE_TAG_DELETE.script.prepare_invoke();
@@ -1647,12 +1663,14 @@ impl Cache {
         Ok(deleted)
     }
 
-    async fn scan(&self, client: &Client, pattern: &str) -> Result<Vec<String>> {
+    /// The full keys under this cache's prefix matching `pattern`, as bytes: a key another
+    /// program wrote under the prefix need not be UTF-8, and must not make the scan fail.
+    async fn scan(&self, client: &Client, pattern: &str) -> Result<Vec<Vec<u8>>> {
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         let pat = format!("{}{pattern}", glob_escape(self.inner.keys.prefix()));
         loop {
-            let (next, keys): (u64, Vec<String>) = client
+            let (next, keys): (u64, Vec<Vec<u8>>) = client
                 .query_named(
                     "SCAN",
                     redis::cmd("SCAN")
@@ -2026,13 +2044,14 @@ impl Cache {
         let mut lock = Lock::None;
         let mut stale: Option<T> = None;
         if let (Some(client), Some(full)) = (self.l2_client(r.mode), full) {
-            let mut waiter: Option<Arc<invalidation::WaitSlot>> = None;
+            // Dropped (unregistered) on every way out, cancellation included.
+            let mut waiter: Option<invalidation::Registration<'_>> = None;
             let mut corrupt_retries = 0;
             let mut has_waited = false;
             loop {
                 // The wake-up generation before this read (see `WaitSlot`), and the L1 epoch
                 // (a fill after an invalidation that overlapped the read is dropped).
-                let seen = waiter.as_ref().map(|w| w.generation());
+                let seen = waiter.as_ref().map(|w| w.slot().generation());
                 let since = self.inner.l1.epoch();
                 let (marker, read) = if let Some(done) = first.take() {
                     done
@@ -2065,18 +2084,12 @@ impl Cache {
                             self.inner.metrics.stampede_prevented.inc();
                         }
                         self.fill_l1(key, &env, r, erasure, since);
-                        if let Some(w) = waiter {
-                            self.inner.waiters.unregister(full, &w);
-                        }
                         return Fetched::Done(Ok(env.value));
                     }
                     Read::Stale(env) if allow_stale && r.swr > Duration::ZERO => {
                         span.record("cache.layer", "l2");
                         span.record("cache.hit", true);
                         self.inner.metrics.stale_served.inc();
-                        if let Some(w) = waiter {
-                            self.inner.waiters.unregister(full, &w);
-                        }
                         let header = env.header();
                         return Fetched::Stale {
                             value: env.value,
@@ -2116,18 +2129,19 @@ impl Cache {
                 // Another caller holds the lock: wait for its write (pub/sub), then re-read.
                 // Register first, then flag the marker, so no wake-up can slip in between.
                 let (slot, seen) = if let (Some(n), Some(seen)) = (&waiter, seen) {
-                    (n.clone(), seen)
+                    (n.slot().clone(), seen)
                 } else {
                     let n = self.inner.waiters.register(full);
-                    let seen = n.generation();
-                    waiter = Some(n.clone());
+                    let slot = n.slot().clone();
+                    let seen = slot.generation();
+                    waiter = Some(n);
                     has_waited = true;
                     if !marker_locked {
                         // A refresh holder publishes its write unflagged: read again now
                         // that we are registered, so its wake-up cannot slip by.
                         continue;
                     }
-                    (n, seen)
+                    (slot, seen)
                 };
                 if marker_locked {
                     let flagged: Result<u8> = client
@@ -2144,9 +2158,7 @@ impl Cache {
                 }
                 let now = Instant::now();
                 if now >= deadline {
-                    if let Some(w) = waiter.take() {
-                        self.inner.waiters.unregister(full, &w);
-                    }
+                    // `waiter` unregisters when dropped, after this iteration's `slot`.
                     let err = Error::new(
                         ErrorCode::CacheStampedeTimeout,
                         format!(
@@ -2176,9 +2188,7 @@ impl Cache {
                     let _ = tokio::time::timeout(wait, notified).await;
                 }
             }
-            if let Some(w) = waiter {
-                self.inner.waiters.unregister(full, &w);
-            }
+            drop(waiter);
         }
         span.record("cache.hit", false);
         // Load. The guard gives the lock back if the loader panics or we are cancelled.
