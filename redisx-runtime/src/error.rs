@@ -31,6 +31,8 @@ pub enum ErrorCode {
     ConnectionTls,
     /// The connection is down; redisx is reconnecting in the background.
     ConnectionClosed,
+    /// The server is too old for redisx (it needs Redis 7.0 or newer).
+    ConnectionUnsupportedServer,
     /// A command did not answer within the command timeout.
     OperationTimeout,
     /// Redis answered a command with an error.
@@ -41,6 +43,9 @@ pub enum ErrorCode {
     OperationReadOnly,
     /// Redis is out of memory (`OOM`).
     OperationOutOfMemory,
+    /// The connection's ACL user may not run the command or touch one of its keys or
+    /// channels (`NOPERM`).
+    OperationNoPermission,
     /// A configuration value is invalid (bad URL, bad option).
     ConfigInvalid,
     /// `install()` was called while another runtime is installed.
@@ -107,12 +112,14 @@ impl ErrorCode {
             Self::ConnectionTimeout => "CONN_TIMEOUT",
             Self::ConnectionAuthFailed => "CONN_AUTH_FAILED",
             Self::ConnectionTls => "CONN_TLS_ERROR",
+            Self::ConnectionUnsupportedServer => "CONN_UNSUPPORTED_SERVER",
             Self::ConnectionClosed => "CONN_CLOSED",
             Self::OperationTimeout => "OP_TIMEOUT",
             Self::OperationFailed => "OP_FAILED",
             Self::ScriptError => "OP_SCRIPT_ERROR",
             Self::OperationReadOnly => "OP_READONLY",
             Self::OperationOutOfMemory => "OP_OUT_OF_MEMORY",
+            Self::OperationNoPermission => "OP_NO_PERMISSION",
             Self::ConfigInvalid => "CFG_INVALID",
             Self::ConfigAlreadyInstalled => "CFG_ALREADY_INSTALLED",
             Self::ConfigNotInstalled => "CFG_NOT_INSTALLED",
@@ -152,12 +159,14 @@ impl ErrorCode {
             | Self::ConnectionTimeout
             | Self::ConnectionAuthFailed
             | Self::ConnectionTls
-            | Self::ConnectionClosed => "connection",
+            | Self::ConnectionClosed
+            | Self::ConnectionUnsupportedServer => "connection",
             Self::OperationTimeout
             | Self::OperationFailed
             | Self::ScriptError
             | Self::OperationReadOnly
-            | Self::OperationOutOfMemory => "operation",
+            | Self::OperationOutOfMemory
+            | Self::OperationNoPermission => "operation",
             Self::ConfigInvalid
             | Self::ConfigAlreadyInstalled
             | Self::ConfigNotInstalled
@@ -316,9 +325,10 @@ fn classify(err: &redis::RedisError) -> ErrorCode {
         return ErrorCode::OperationTimeout;
     }
     match err.kind() {
-        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
-            ErrorCode::ConnectionAuthFailed
-        }
+        ErrorKind::AuthenticationFailed => ErrorCode::ConnectionAuthFailed,
+        // A command the user may not run (at connect time, `connect_error` reads it as an
+        // authentication failure).
+        ErrorKind::Server(ServerErrorKind::NoPerm) => ErrorCode::OperationNoPermission,
         ErrorKind::Server(ServerErrorKind::NoScript) => ErrorCode::ScriptError,
         ErrorKind::Server(ServerErrorKind::ReadOnly) => ErrorCode::OperationReadOnly,
         ErrorKind::InvalidClientConfig => ErrorCode::ConfigInvalid,

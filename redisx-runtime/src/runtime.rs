@@ -219,8 +219,9 @@ impl RedisXBuilder {
         self
     }
 
-    /// Connects every client (unless configured `lazy`), preloads the Lua scripts and starts
-    /// the plugins.
+    /// Connects every client (unless configured `lazy`), checks that its server is Redis 7.0
+    /// or newer ([`ErrorCode::ConnectionUnsupportedServer`] otherwise), preloads the Lua
+    /// scripts and starts the plugins.
     pub async fn build(self) -> Result<RedisX> {
         let cache_cfg = self.cache.unwrap_or_default();
         cache_cfg.validate()?;
@@ -250,6 +251,7 @@ impl RedisXBuilder {
             let lazy = cfg.lazy;
             let client = Client::connect(&name, cfg, metrics.clone()).await?;
             if !lazy {
+                client.check_server_version().await?;
                 for s in crate::script::ALL {
                     client
                         .load_script(&s.script)

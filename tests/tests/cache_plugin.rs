@@ -1603,3 +1603,57 @@ async fn clear_and_pattern_invalidation_handle_keys_that_are_not_utf8() {
         .unwrap();
     assert!(left.is_empty(), "left under the prefix: {left:?}");
 }
+
+/// Regression: a tag invalidation claims (deletes) its tag indexes, then deletes the tagged
+/// entries in a second round trip. When that second step failed, the indexes were gone, so
+/// the caller's retry deleted nothing and the entries stayed until their ttl. The claimed
+/// members are now put back. (The failure is made real with an ACL user that may touch the
+/// tag indexes but not the entries.)
+#[tokio::test]
+async fn a_tag_invalidation_that_fails_half_way_keeps_its_index_for_a_retry() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("tag_retry");
+    let writer = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let tagged = EntryOptions::new().tags(["users"]);
+    for k in ["a", "b"] {
+        writer.cache().set_with(k, &1u8, &tagged).await.unwrap();
+    }
+    let mut conn = raw(&server).await;
+    let index = format!("{prefix}cache:_tag:users");
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("tags_only")
+        .arg("on")
+        .arg(">secret")
+        .arg("resetkeys")
+        .arg(format!("~{prefix}cache:_tag:*"))
+        .arg("resetchannels")
+        .arg("&*")
+        .arg("+@all")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let limited = runtime(
+        &server.url_with_auth("tags_only", "secret"),
+        &prefix,
+        CacheConfig::default(),
+    )
+    .await;
+    let err = limited
+        .cache()
+        .invalidate_tags(&["users"])
+        .await
+        .expect_err("the entries are out of this user's reach");
+    assert_eq!(err.code(), ErrorCode::CacheTagInvalidationFailed, "{err}");
+    let mut members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&index)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    members.sort();
+    assert_eq!(members, ["a", "b"], "the claimed index was not put back");
+    assert_eq!(writer.cache().invalidate_tags(&["users"]).await.unwrap(), 2);
+    for k in ["a", "b"] {
+        assert_eq!(writer.cache().get::<u8>(k).await.unwrap(), None);
+    }
+}

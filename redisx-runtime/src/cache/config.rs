@@ -354,6 +354,13 @@ impl CacheConfig {
         if self.stampede.enabled && self.stampede.lock_ttl.as_millis() < 1 {
             return bad("cache stampede `lock_ttl` must be at least 1 ms".into());
         }
+        if self.max_tags_per_key > super::envelope::MAX_TAGS {
+            return bad(format!(
+                "cache `max_tags_per_key` is at most {} (an entry's tag count is one byte), not {}",
+                super::envelope::MAX_TAGS,
+                self.max_tags_per_key
+            ));
+        }
         if self.tag_index_prefix.is_empty() {
             return bad("cache `tag_index_prefix` must not be empty".into());
         }

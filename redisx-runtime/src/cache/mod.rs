@@ -911,17 +911,22 @@ impl Cache {
                 .arg(invalidation::tags_message(&self.inner.origin, tags))
                 .ignore();
             let claimed: Vec<Vec<String>> = client.query_pipeline(&pipe).await?;
-            let mut user: Vec<String> = claimed.into_iter().flatten().collect();
-            user.sort_unstable();
-            user.dedup();
-            let refs: Vec<&str> = user.iter().map(String::as_str).collect();
+            let mut refs: Vec<&str> = claimed.iter().flatten().map(String::as_str).collect();
+            refs.sort_unstable();
+            refs.dedup();
             for k in &refs {
                 self.inner.l1.remove(k);
             }
             let local = self
                 .inner
                 .evict_local_tags(tags, |k| refs.binary_search(&k).is_err());
-            Ok(self.delete_tagged(client, &refs, tags).await? + local)
+            match self.delete_tagged(client, &refs, tags).await {
+                Ok(deleted) => Ok(deleted + local),
+                Err(e) => {
+                    self.restore_tag_indexes(client, tags, &claimed).await;
+                    Err(e)
+                }
+            }
         }
         .instrument(span)
         .await
@@ -1101,7 +1106,7 @@ impl Cache {
     }
 
     fn validate_tags(&self, tags: &[String]) -> Result<()> {
-        let max = self.inner.cfg.max_tags_per_key.min(envelope::MAX_TAGS);
+        let max = self.inner.cfg.max_tags_per_key;
         if tags.len() > max {
             return Err(Error::new(
                 ErrorCode::CacheKeyInvalid,
@@ -1618,6 +1623,45 @@ impl Cache {
             client.query_pipeline::<()>(&pipe).await?;
         }
         Ok(())
+    }
+
+    /// After an invalidation claimed its tag indexes but failed to delete their entries:
+    /// puts the claimed members back, so that the caller's retry finds them (a member whose
+    /// entry was deleted meanwhile is skipped by the next delete, and one written since is
+    /// merged in). Should that fail too, the entries stay until their ttl: logged as an error.
+    async fn restore_tag_indexes<S: AsRef<str>>(
+        &self,
+        client: &Client,
+        tags: &[S],
+        claimed: &[Vec<String>],
+    ) {
+        let ttl = millis(self.inner.cfg.max_ttl).max(1);
+        let mut pipe = redis::pipe();
+        let mut keys = 0;
+        for (tag, members) in tags.iter().zip(claimed) {
+            if members.is_empty() {
+                continue;
+            }
+            keys += members.len();
+            let tk = self.tag_key(tag.as_ref());
+            for chunk in members.chunks(CHUNK) {
+                pipe.cmd("SADD").arg(&tk).arg(chunk).ignore();
+            }
+            pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).arg("NX").ignore();
+            pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).arg("GT").ignore();
+        }
+        if keys == 0 {
+            return;
+        }
+        if let Err(e) = client.query_pipeline::<()>(&pipe).await {
+            let tags: Vec<&str> = tags.iter().map(AsRef::as_ref).collect();
+            tracing::error!(
+                ?tags,
+                keys,
+                error = %e,
+                "a tag invalidation failed half-way and its tag indexes could not be restored; those entries stay until their ttl unless deleted by key"
+            );
+        }
     }
 
     /// Deletes those of `user` keys whose entries still carry one of `tags` (or hold a lock

@@ -165,7 +165,10 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
         ErrorCode::ConnectionTimeout
     } else {
         match Error::from_redis(err.clone()).code() {
-            ErrorCode::ConnectionAuthFailed => ErrorCode::ConnectionAuthFailed,
+            // `NOPERM` while connecting: the user may not even authenticate or select.
+            ErrorCode::ConnectionAuthFailed | ErrorCode::OperationNoPermission => {
+                ErrorCode::ConnectionAuthFailed
+            }
             _ if err.to_string().to_ascii_lowercase().contains("tls") => ErrorCode::ConnectionTls,
             _ => ErrorCode::ConnectionFailed,
         }

@@ -167,6 +167,33 @@ impl Client {
             .await
     }
 
+    /// Fails with [`ErrorCode::ConnectionUnsupportedServer`] when the server is older than
+    /// Redis 7.0 (redisx relies on `SET .. GET` and `PEXPIRE .. NX/GT`; on an older server
+    /// every lock-taking read and every tagged write would fail). A server whose `INFO` is
+    /// unavailable (renamed or denied) is given the benefit of the doubt.
+    pub(crate) async fn check_server_version(&self) -> Result<()> {
+        let info: String = match self.query(redis::cmd("INFO").arg("server")).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(client = %self.name(), error = %e, "cannot read the server version (INFO); not checking it");
+                return Ok(());
+            }
+        };
+        match server_version(&info) {
+            Some(v) if v < (7, 0) => Err(Error::new(
+                ErrorCode::ConnectionUnsupportedServer,
+                format!(
+                    "redisx needs Redis 7.0 or newer (it uses `SET .. GET` and `PEXPIRE .. NX/GT`); the server of client `{}` at {} runs {}.{}",
+                    self.name(),
+                    self.config(),
+                    v.0,
+                    v.1
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Loads a script into the server's script cache (`SCRIPT LOAD`).
     pub(crate) async fn load_script(&self, script: &Script) -> Result<()> {
         self.run("SCRIPT", async |conn| {
@@ -380,4 +407,36 @@ fn command_name(cmd: &Cmd) -> &'static str {
         .find(|k| k.as_bytes().eq_ignore_ascii_case(first))
         .copied()
         .unwrap_or("OTHER")
+}
+
+/// `(major, minor)` of the `redis_version` line of an `INFO server` reply (Valkey reports its
+/// Redis compatibility version there too).
+fn server_version(info: &str) -> Option<(u32, u32)> {
+    let version = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("redis_version:"))?;
+    let mut parts = version.split('.').map(|p| p.trim().parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => Some((major, minor)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions_are_read_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\n";
+        assert_eq!(server_version(info), Some((7, 0)));
+        assert_eq!(server_version("redis_version:6.2.14\n"), Some((6, 2)));
+        assert_eq!(
+            server_version("redis_version:8.4.0\nvalkey_version:8.1.1\n"),
+            Some((8, 4))
+        );
+        assert_eq!(server_version("redis_version:unknown\n"), None);
+        assert_eq!(server_version("# Server\n"), None);
+        assert!(server_version("redis_version:6.2.6").unwrap() < (7, 0));
+    }
 }
