@@ -68,7 +68,9 @@ use proc_macro::TokenStream;
 /// - `tags = ["users", "user:{id}"]`: tag templates, at most 10; invalidating a tag drops every
 ///   entry carrying it.
 /// - `swr = "30s"`: stale-while-revalidate window: after `ttl`, a stale value is served for this
-///   long while one refresh runs in the background.
+///   long while one refresh runs in the background; the function's future must then be
+///   `Send + 'static` (it may run as that refresh). A function without `swr` reloads a stale
+///   value in the foreground, even when the runtime's `CacheConfig` sets an SWR window.
 /// - `stale_if_error = "1h"`: when the function fails within this window after expiry, the
 ///   stale value is served instead of the error.
 /// - `mode = "l1_l2"`: where entries live: `"l1_l2"` (default), `"l1_only"` or `"l2_only"`.

@@ -257,6 +257,7 @@ pub fn cached<T: Cacheable>(
     }
     let buf = KeyBuf::render(key);
     if let Some(v) = cache.l1_get::<T>(buf.as_str(), spec.mode, erasure) {
+        crate::cache::trace_l1_hit(buf.as_str());
         return CachedCall {
             state: State::Hit(v),
         };

@@ -192,6 +192,12 @@ async fn swr_serves_stale_at_once_and_refreshes_once_across_instances() {
             "a stale hit waited for the refresh ({took:?})"
         );
     }
+    for rt in [&a, &b] {
+        // A stale value served from Redis is an L2 hit (it was counted as neither).
+        let s = rt.cache().stats();
+        assert!(s.stale_served >= 1, "{s:?}");
+        assert_eq!(s.l2_hits, s.stale_served, "{s:?}");
+    }
     let fresh = eventually(Duration::from_secs(3), POLL, || async {
         a.cache().get::<u32>("cfg").await.unwrap() == Some(2)
             && b.cache().get::<u32>("cfg").await.unwrap() == Some(2)

@@ -264,9 +264,17 @@ impl CacheConfig {
         self
     }
 
-    /// Turns stale-while-revalidate on for every entry: for `window` after an entry stops
-    /// being fresh, readers get the stale value at once while one caller across all instances
-    /// refreshes it in the background. Off by default; call sites can turn it on alone.
+    /// Turns stale-while-revalidate on for every entry: every entry is kept `window` past
+    /// its freshness, and a read in that window gets the stale value at once while one caller
+    /// across all instances refreshes it in the background. Off by default; call sites can
+    /// turn it on alone (`EntryOptions::swr`, `#[cached(swr = "30s")]`).
+    ///
+    /// A background refresh needs a loader that can outlive the call (`Send + 'static`):
+    /// [`Cache::get_or_load_with`](super::Cache::get_or_load_with) and `#[cached]` functions
+    /// with their own `swr` have one, and serve stale values under this setting.
+    /// [`Cache::get_or_load`](super::Cache::get_or_load) and `#[cached]` functions without
+    /// `swr` take any loader, so they reload a stale value in the foreground (one caller
+    /// across all instances, as for a miss), and [`Cache::get`](super::Cache::get) returns it.
     #[must_use]
     pub fn swr(mut self, window: Duration) -> Self {
         self.swr = Some(window);

@@ -538,6 +538,7 @@ impl Cache {
                 Some(env.value)
             }
             Read::Stale(env) => {
+                self.inner.metrics.l2_hits.inc();
                 span.record("cache.hit", true);
                 Some(env.value)
             }
@@ -598,7 +599,10 @@ impl Cache {
                     self.fill_l1(key, &env, &r, Erasure::boxed(), since);
                     out[i] = Some(env.value);
                 }
-                Read::Stale(env) => out[i] = Some(env.value),
+                Read::Stale(env) => {
+                    self.inner.metrics.l2_hits.inc();
+                    out[i] = Some(env.value);
+                }
                 Read::Corrupt(bytes, e) => {
                     self.remove_corrupt(&self.full_key(key), bytes, &e).await;
                 }
@@ -803,6 +807,7 @@ impl Cache {
             ..EntryOptions::default()
         };
         if let Some(v) = self.l1_get::<T>(key, None, Erasure::boxed()) {
+            trace_l1_hit(key);
             return Ok(v);
         }
         self.load_through(
@@ -832,6 +837,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         if let Some(v) = self.l1_get::<T>(key, opts.mode, Erasure::boxed()) {
+            trace_l1_hit(key);
             return Ok(v);
         }
         self.load_swr(
@@ -1308,8 +1314,12 @@ impl Cache {
                 self.inner.metrics.l2_hits.inc();
                 Read::Fresh(env)
             }
+            // Counted where it is served (a hit) or reloaded (a miss).
             Ok(env) if now < env.expires_at => Read::Stale(env),
-            Ok(env) => Read::Expired(env),
+            Ok(env) => {
+                self.inner.metrics.l2_misses.inc();
+                Read::Expired(env)
+            }
             Err(e) => {
                 bump(&self.inner.counters.corrupt);
                 self.inner.metrics.l2_misses.inc();
@@ -1852,7 +1862,8 @@ impl Cache {
                 return; // the guard releases the lock
             }
             bump(&cache.inner.counters.refreshes);
-            if let Ok(v) = cache.hold(None, &guard.lock, loader).await {
+            let outcome = cache.hold(None, &guard.lock, loader).await;
+            if let Ok(v) = outcome {
                 cache.inner.metrics.loads_ok.inc();
                 if unless.is_some_and(|u| u(&v)) {
                     return; // the guard releases the lock
@@ -1872,11 +1883,14 @@ impl Cache {
                     .await;
             } else {
                 cache.inner.metrics.loads_error.inc();
-                tracing::warn!(
-                    key,
-                    error_type = std::any::type_name::<E>(),
-                    "background refresh failed; the stale value stays until its window ends"
-                );
+                if let Err(e) = &outcome {
+                    tracing::warn!(
+                        key,
+                        error = %describe_error(e),
+                        error_type = std::any::type_name::<E>(),
+                        "background refresh failed; the stale value stays until its window ends"
+                    );
+                }
             }
         });
     }
@@ -1973,6 +1987,7 @@ impl Cache {
                 Ok(Read::Stale(env)) if allow_stale && r.swr > Duration::ZERO => {
                     span.record("cache.layer", "l2");
                     span.record("cache.hit", true);
+                    self.inner.metrics.l2_hits.inc();
                     self.inner.metrics.stale_served.inc();
                     flight_leader
                         .complete(|| Arc::new(env.value.clone()) as Arc<dyn Any + Send + Sync>);
@@ -2133,6 +2148,7 @@ impl Cache {
                     Read::Stale(env) if allow_stale && r.swr > Duration::ZERO => {
                         span.record("cache.layer", "l2");
                         span.record("cache.hit", true);
+                        self.inner.metrics.l2_hits.inc();
                         self.inner.metrics.stale_served.inc();
                         let header = env.header();
                         return Fetched::Stale {
@@ -2143,6 +2159,11 @@ impl Cache {
                     }
                     Read::Stale(env) | Read::Expired(env) => {
                         // The entry exists but must be reloaded; keep it for stale-if-error.
+                        if envelope::now_ms() < env.expires_at {
+                            // A stale entry this call does not serve: a miss (an expired
+                            // one was counted as such when read).
+                            self.inner.metrics.l2_misses.inc();
+                        }
                         let header = env.header();
                         stale = Some(env.value);
                         if !stampede.enabled {
@@ -2257,6 +2278,7 @@ impl Cache {
                     self.inner.metrics.stale_served.inc();
                     tracing::warn!(
                         key,
+                        error = %describe_error(&e),
                         error_type = std::any::type_name::<E>(),
                         "loader failed; serving the stale value (stale-if-error)"
                     );
@@ -2394,6 +2416,42 @@ impl CacheInner {
             }
             None => tracing::debug!(payload, "ignoring an unknown cache invalidation message"),
         }
+    }
+}
+
+/// The `cache.get` span of an L1 hit on the load paths (`get_or_load`, `#[cached]`): at TRACE
+/// level, because these hits are the hot path (an INFO span would cost more than the hit
+/// under a typical subscriber); every other `cache.get` span is at INFO.
+#[inline]
+pub(crate) fn trace_l1_hit(key: &str) {
+    let _span = tracing::trace_span!(
+        "cache.get",
+        cache.key = key,
+        cache.layer = "l1",
+        cache.hit = true
+    );
+}
+
+/// A loader error as text for a log line, when its type is one redisx can read without a
+/// bound on it (a redisx [`Error`], a `String` or `&str`, an `std::io::Error`, a boxed
+/// `std::error::Error`); otherwise its type's name (a `stale_if_error_when` predicate sees
+/// every error and can log more).
+fn describe_error<E: 'static>(err: &E) -> String {
+    let any = err as &dyn Any;
+    if let Some(e) = any.downcast_ref::<Error>() {
+        e.to_string()
+    } else if let Some(s) = any.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = any.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(e) = any.downcast_ref::<std::io::Error>() {
+        e.to_string()
+    } else if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>() {
+        e.to_string()
+    } else if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error>>() {
+        e.to_string()
+    } else {
+        format!("an error of type `{}`", std::any::type_name::<E>())
     }
 }
 
@@ -2553,6 +2611,20 @@ fn with_code(err: Error, code: ErrorCode, key: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loader_errors_are_described_when_their_type_is_readable() {
+        struct Opaque;
+        assert_eq!(describe_error(&String::from("db down")), "db down");
+        assert_eq!(describe_error(&"db down"), "db down");
+        let io = std::io::Error::other("refused");
+        assert_eq!(describe_error(&io), "refused");
+        let boxed: Box<dyn std::error::Error + Send + Sync> = "boxed".into();
+        assert_eq!(describe_error(&boxed), "boxed");
+        let rx = Error::new(ErrorCode::OperationTimeout, "slow");
+        assert!(describe_error(&rx).contains("slow"));
+        assert!(describe_error(&Opaque).contains("Opaque"));
+    }
 
     #[test]
     fn glob_matches_like_redis() {
