@@ -2,8 +2,9 @@
 
 use std::any::Any;
 use std::fmt::{self, Write as _};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher as _, Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How values of one type are stored in L1 (type-erased) and taken out again.
@@ -86,11 +87,25 @@ pub(crate) struct L1 {
     cache: quick_cache::sync::Cache<L1Key, L1Entry, EntryWeighter>,
     /// Bounded by a byte budget (entries weigh their size), not by an entry count.
     by_bytes: bool,
-    /// Bumped by every eviction for invalidation (`remove`, `clear`, `retain_keys`). A fill
-    /// that read L2 before an eviction carries the older epoch and is dropped, so a read
-    /// that overlapped a delete never puts the deleted value back into L1.
-    epoch: std::sync::atomic::AtomicU64,
+    /// The invalidation clock, ticked by every eviction for invalidation (`remove`, `clear`,
+    /// `retain_keys`, `invalidate_fills`). A fill passes the clock it read before reading
+    /// the value ([`epoch`](Self::epoch)); it is dropped when its key was invalidated after
+    /// that, so a read that overlapped a delete never puts the deleted value back into L1.
+    clock: AtomicU64,
+    /// The clock of the last invalidation of any key of each stripe (keys are spread over
+    /// [`STRIPES`] by hash): an invalidation of one key drops the fills in flight of its
+    /// stripe only, not every fill in flight (under a steady stream of invalidations from
+    /// other instances, a global epoch kept L1 from filling at all).
+    stripes: Box<[AtomicU64]>,
+    /// The clock of the last invalidation of every key (`clear`, `retain_keys`,
+    /// `invalidate_fills`).
+    all: AtomicU64,
+    stripe_hasher: quick_cache::DefaultHashBuilder,
 }
+
+/// Stripes of the per-key invalidation clock ([`L1::stripes`]): a fill is dropped by an
+/// invalidation of another key only when the two keys share a stripe (1 in 1024).
+const STRIPES: usize = 1024;
 
 impl L1 {
     /// An L1 bounded by `max_entries`, or by `max_bytes` of approximate entry size.
@@ -110,7 +125,10 @@ impl L1 {
         Self {
             cache,
             by_bytes: max_bytes.is_some(),
-            epoch: std::sync::atomic::AtomicU64::new(0),
+            clock: AtomicU64::new(0),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            all: AtomicU64::new(0),
+            stripe_hasher: quick_cache::DefaultHashBuilder::default(),
         }
     }
 
@@ -119,13 +137,34 @@ impl L1 {
         self.by_bytes
     }
 
-    /// The invalidation epoch; pass it to [`L1::insert`] as `since` for a value read before.
+    /// The invalidation clock; pass it to [`L1::insert`] as `since` for a value read after.
     pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+        self.clock.load(Ordering::SeqCst)
     }
 
-    fn bump(&self) {
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    /// Ticks the clock for an invalidation; returns the new time.
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn stripe(&self, key: &str) -> &AtomicU64 {
+        let h = self.stripe_hasher.hash_one(key.as_bytes());
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "the remainder is below STRIPES, which fits in usize"
+        )]
+        &self.stripes[(h % STRIPES as u64) as usize]
+    }
+
+    /// Whether `key` (or every key) was invalidated after `since`.
+    fn invalidated_since(&self, key: &str, since: u64) -> bool {
+        self.all.load(Ordering::SeqCst) > since || self.stripe(key).load(Ordering::SeqCst) > since
+    }
+
+    /// Marks every key invalidated now.
+    fn invalidate_all(&self) {
+        let now = self.tick();
+        self.all.fetch_max(now, Ordering::SeqCst);
     }
 
     /// The value under `key` if present, unexpired and of type `T`.
@@ -159,7 +198,7 @@ impl L1 {
             self.cache.remove(&Probe(key));
             return false;
         }
-        if since.is_some_and(|e| e != self.epoch()) {
+        if since.is_some_and(|s| self.invalidated_since(key, s)) {
             return false;
         }
         let weight = u32::try_from(size_hint + key.len() + 64).unwrap_or(u32::MAX);
@@ -172,19 +211,25 @@ impl L1 {
                 local,
             },
         );
+        // An invalidation that ticked between the check and the insert may have evicted
+        // before the insert landed: take the value out again.
+        if since.is_some_and(|s| self.invalidated_since(key, s)) {
+            self.cache.remove(&Probe(key));
+            return false;
+        }
         true
     }
 
     /// Keeps only the entries for which `keep(key, local)` holds (`local`: the entry lives
     /// only in L1).
     pub(crate) fn retain_keys(&self, keep: impl Fn(&str, bool) -> bool) {
-        self.bump();
+        self.invalidate_all();
         self.cache.retain(|k, e| keep(k.as_str(), e.local));
     }
 
     /// Makes every fill that started before now lose (see [`epoch`](Self::epoch)).
     pub(crate) fn invalidate_fills(&self) {
-        self.bump();
+        self.invalidate_all();
     }
 
     /// Whether an unexpired entry is stored under `key` (of any type).
@@ -204,12 +249,13 @@ impl L1 {
     }
 
     pub(crate) fn remove(&self, key: &str) -> bool {
-        self.bump();
+        let now = self.tick();
+        self.stripe(key).fetch_max(now, Ordering::SeqCst);
         self.cache.remove(&Probe(key)).is_some()
     }
 
     pub(crate) fn clear(&self) {
-        self.bump();
+        self.invalidate_all();
         self.cache.clear();
     }
 
@@ -473,31 +519,68 @@ mod tests {
         );
     }
 
+    /// A fill of `k` that read the clock at `since`; whether it landed.
+    fn fill(l1: &L1, k: &str, since: u64) -> bool {
+        l1.insert(
+            k,
+            1u8,
+            Duration::from_secs(60),
+            1,
+            Erasure::boxed(),
+            Some(since),
+            false,
+        )
+    }
+
     #[test]
-    fn a_fill_older_than_an_eviction_is_dropped() {
+    fn a_fill_older_than_an_eviction_of_its_key_is_dropped() {
         let l1 = L1::new(10, None);
         let seen = l1.epoch();
-        l1.remove("other");
-        l1.insert(
-            "k",
-            1u8,
-            Duration::from_secs(60),
-            1,
-            Erasure::boxed(),
-            Some(seen),
-            false,
+        l1.remove("k");
+        assert!(
+            !fill(&l1, "k", seen),
+            "k was invalidated after the fill read it"
         );
-        assert_eq!(l1.len(), 0, "an invalidation came in between");
-        l1.insert(
-            "k",
-            1u8,
-            Duration::from_secs(60),
-            1,
-            Erasure::boxed(),
-            Some(l1.epoch()),
-            false,
-        );
+        assert_eq!(l1.len(), 0);
+        assert!(fill(&l1, "k", l1.epoch()));
         assert_eq!(l1.len(), 1);
+    }
+
+    /// Regression: one global epoch made every invalidation (of any key, also the `k`
+    /// messages of other instances) drop every fill in flight.
+    #[test]
+    fn an_eviction_of_another_key_leaves_a_fill_alone() {
+        let l1 = L1::new(100, None);
+        let others: Vec<String> = (0..50).map(|i| format!("other:{i}")).collect();
+        // Among these, at most a few share a stripe with `k` (1 in 1024 each).
+        let mut dropped = 0;
+        for other in &others {
+            let seen = l1.epoch();
+            l1.remove(other);
+            if !fill(&l1, "k", seen) {
+                dropped += 1;
+            }
+            l1.remove("k");
+        }
+        assert!(
+            dropped <= 2,
+            "{dropped} of 50 fills dropped by other keys' evictions"
+        );
+    }
+
+    #[test]
+    fn clear_and_retain_drop_every_fill_in_flight() {
+        let l1 = L1::new(10, None);
+        let seen = l1.epoch();
+        l1.clear();
+        assert!(!fill(&l1, "a", seen));
+        let seen = l1.epoch();
+        l1.retain_keys(|_, _| true);
+        assert!(!fill(&l1, "b", seen));
+        let seen = l1.epoch();
+        l1.invalidate_fills();
+        assert!(!fill(&l1, "c", seen));
+        assert!(fill(&l1, "c", l1.epoch()));
     }
 
     #[test]
