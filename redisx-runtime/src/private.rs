@@ -244,11 +244,11 @@ pub fn cached<T: Cacheable>(
     let max_ttl = cache.config().max_ttl;
     if spec.ttl_ms > 0 && Duration::from_millis(spec.ttl_ms) > max_ttl {
         if !spec.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
+            tracing::error!(
                 function = spec.name,
                 ttl = ?Duration::from_millis(spec.ttl_ms),
                 ?max_ttl,
-                "the ttl of this #[cached] function exceeds the cache's max_ttl; it runs uncached"
+                "the ttl of this #[cached] function exceeds the cache's max_ttl: it runs uncached (lower its ttl or raise CacheConfig::max_ttl)"
             );
         }
         return CachedCall {

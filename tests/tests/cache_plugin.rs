@@ -788,6 +788,41 @@ async fn service_api_round_trip() {
     let too_many = EntryOptions::new().tags((0..11).map(|i| format!("t{i}")));
     let err = cache.set_with("k", &1u8, &too_many).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::CacheKeyInvalid);
+    let err = cache.keys_by_tag("bad tag").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CacheKeyInvalid, "{err}");
+}
+
+#[tokio::test]
+async fn keys_by_tag_lists_the_indexed_keys() {
+    let server = RedisServer::start();
+    let rx = runtime(
+        &server.url(),
+        &unique_prefix("keys_by_tag"),
+        CacheConfig::default(),
+    )
+    .await;
+    let cache = rx.cache();
+    let users = EntryOptions::new().tags(["users"]);
+    // More than one SSCAN page.
+    let many: Vec<(String, u32)> = (0..2500).map(|i| (format!("user:{i}"), i)).collect();
+    cache.set_many(many, &users).await.unwrap();
+    cache
+        .set_with("team:1", &1u32, &EntryOptions::new().tags(["teams"]))
+        .await
+        .unwrap();
+    // An L1-only call's tags are in the in-process index.
+    cache
+        .set_with("user:local", &1u32, &users.clone().mode(CacheMode::L1Only))
+        .await
+        .unwrap();
+    let keys = cache.keys_by_tag("users").await.unwrap();
+    assert_eq!(keys.len(), 2501);
+    assert!(keys.contains(&"user:2499".to_owned()) && keys.contains(&"user:local".to_owned()));
+    assert!(!keys.contains(&"team:1".to_owned()));
+    assert_eq!(cache.keys_by_tag("teams").await.unwrap(), ["team:1"]);
+    assert!(cache.keys_by_tag("nobody").await.unwrap().is_empty());
+    cache.invalidate_tags(&["users"]).await.unwrap();
+    assert!(cache.keys_by_tag("users").await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -939,6 +939,56 @@ impl Cache {
         .map_err(|e| with_code(e, ErrorCode::CacheTagInvalidationFailed, "invalidate_tags"))
     }
 
+    /// The user keys indexed under `tag`: those written with it (in Redis, read with `SSCAN`,
+    /// never one blocking `SMEMBERS`; without Redis, from the in-process index). The index
+    /// may still name a key whose entry expired or was rewritten without the tag since;
+    /// [`invalidate_tags`](Self::invalidate_tags) checks each entry before deleting it.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::cache::EntryOptions;
+    /// let cache = rx.cache();
+    /// cache.set_with("user:1", &"Ada", &EntryOptions::new().tags(["users"])).await?;
+    /// assert_eq!(cache.keys_by_tag("users").await?, ["user:1"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn keys_by_tag(&self, tag: &str) -> Result<Vec<String>> {
+        config::validate_tag(tag)?;
+        let mut keys: Vec<String> = self
+            .inner
+            .local_index()
+            .by_tag
+            .get(tag)
+            .map(|keys| keys.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        if let Some(client) = self.inner.client.as_ref() {
+            let index = self.tag_key(tag);
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = client
+                    .query_named(
+                        "SSCAN",
+                        redis::cmd("SSCAN")
+                            .arg(&index)
+                            .arg(cursor)
+                            .arg("COUNT")
+                            .arg(1000),
+                    )
+                    .await?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
     /// Deletes every entry whose user key matches a Redis glob `pattern` (`user:*`), found
     /// with `SCAN` (never `KEYS`), in every instance's L1 too; returns how many were deleted.
     /// Entries that live only in L1 (written with [`CacheMode::L1Only`]) match in each
