@@ -26,6 +26,7 @@ lua!(CACHE_TAG_CLAIM, "cache/tag_claim.lua");
 lua!(CACHE_FLAG_WAITER, "cache/flag_waiter.lua");
 lua!(CACHE_TAG_DELETE, "cache/tag_delete.lua");
 lua!(CACHE_EXTEND, "cache/extend.lua");
+lua!(CACHE_TAG_MIGRATE, "cache/tag_migrate.lua");
 
 /// Every script, for preloading (and reloading after `NOSCRIPT` in a pipeline).
 pub(crate) static ALL: &[&LuaScript] = &[
@@ -36,4 +37,5 @@ pub(crate) static ALL: &[&LuaScript] = &[
     &CACHE_FLAG_WAITER,
     &CACHE_TAG_DELETE,
     &CACHE_EXTEND,
+    &CACHE_TAG_MIGRATE,
 ];

@@ -1686,8 +1686,10 @@ async fn a_tag_invalidation_that_fails_half_way_keeps_its_index_for_a_retry() {
         .await
         .expect_err("the entries are out of this user's reach");
     assert_eq!(err.code(), ErrorCode::CacheTagInvalidationFailed, "{err}");
-    let mut members: Vec<String> = redis::cmd("SMEMBERS")
+    let mut members: Vec<String> = redis::cmd("ZRANGE")
         .arg(&index)
+        .arg(0)
+        .arg(-1)
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -1696,5 +1698,151 @@ async fn a_tag_invalidation_that_fails_half_way_keeps_its_index_for_a_retry() {
     assert_eq!(writer.cache().invalidate_tags(&["users"]).await.unwrap(), 2);
     for k in ["a", "b"] {
         assert_eq!(writer.cache().get::<u8>(k).await.unwrap(), None);
+    }
+}
+
+/// The members (user keys) of a tag index, sorted, and its Redis type.
+async fn index_members(
+    conn: &mut redis::aio::MultiplexedConnection,
+    index: &str,
+) -> (String, Vec<String>) {
+    let kind: String = redis::cmd("TYPE")
+        .arg(index)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut members: Vec<String> = match kind.as_str() {
+        "zset" => redis::cmd("ZRANGE")
+            .arg(index)
+            .arg(0)
+            .arg(-1)
+            .query_async(conn)
+            .await
+            .unwrap(),
+        "set" => redis::cmd("SMEMBERS")
+            .arg(index)
+            .query_async(conn)
+            .await
+            .unwrap(),
+        _ => Vec::new(),
+    };
+    members.sort();
+    (kind, members)
+}
+
+/// Regression: a tag index was a plain set that only ever grew: the key of every entry ever
+/// written under a busy tag stayed in it (the index's ttl is renewed by each write), and its
+/// invalidation read them all. Indexes are sorted sets scored by when each entry ends; every
+/// write prunes the members whose entries ended (with a margin for clock skew).
+#[tokio::test]
+async fn tag_indexes_drop_the_keys_of_ended_entries() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("tag_prune");
+    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let cache = rx.cache();
+    let mut conn = raw(&server).await;
+    let index = format!("{prefix}cache:_tag:busy");
+    let tagged = EntryOptions::new().tags(["busy"]);
+    cache.set_with("live", &1u8, &tagged).await.unwrap();
+    // Members whose entries ended long ago (scored as their writers did), and one that
+    // ended within the skew margin.
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let mut zadd = redis::cmd("ZADD");
+    zadd.arg(&index);
+    for i in 0..500 {
+        zadd.arg(now - 3_600_000).arg(format!("gone:{i}"));
+    }
+    zadd.arg(now - 1_000).arg("just ended");
+    let _: u64 = zadd.query_async(&mut conn).await.unwrap();
+    assert_eq!(index_members(&mut conn, &index).await.1.len(), 502);
+    cache.set_with("another", &1u8, &tagged).await.unwrap();
+    let (kind, members) = index_members(&mut conn, &index).await;
+    assert_eq!(kind, "zset");
+    assert_eq!(
+        members,
+        ["another", "just ended", "live"],
+        "the keys of entries that ended an hour ago are pruned, the recent one is kept"
+    );
+    // A rewrite moves its member's score later, never earlier.
+    let score = |m: &'static str| redis::cmd("ZSCORE").arg(&index).arg(m).clone();
+    let before: f64 = score("live").query_async(&mut conn).await.unwrap();
+    cache
+        .set_with("live", &2u8, &tagged.clone().ttl(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let after: f64 = score("live").query_async(&mut conn).await.unwrap();
+    assert!(
+        (after - before).abs() < f64::EPSILON,
+        "a shorter rewrite moved the score earlier"
+    );
+    assert_eq!(cache.invalidate_tags(&["busy"]).await.unwrap(), 2);
+}
+
+/// A tag index written before indexes were sorted sets (a plain set) is converted by the
+/// first write that meets it, keeping its members, and invalidation reads either kind.
+#[tokio::test]
+async fn a_plain_set_tag_index_is_converted_and_keeps_its_members() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("tag_migrate");
+    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let cache = rx.cache();
+    let mut conn = raw(&server).await;
+    let old_index = |tag: &str| format!("{prefix}cache:_tag:{tag}");
+    let tagged = |tag: &str| EntryOptions::new().tags([tag.to_owned()]);
+    for tag in ["one", "many"] {
+        cache
+            .set_with(&format!("{tag}:old"), &1u8, &tagged(tag))
+            .await
+            .unwrap();
+        // Replace the index with what an older redisx wrote: a plain set, with a ttl.
+        let () = redis::pipe()
+            .cmd("DEL")
+            .arg(old_index(tag))
+            .ignore()
+            .cmd("SADD")
+            .arg(old_index(tag))
+            .arg(format!("{tag}:old"))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(old_index(tag))
+            .arg(86_400_000)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // A write through the load path, and a set_many.
+    let v = cache
+        .get_or_load_with("one:new", &tagged("one"), || async { Ok::<_, Error>(2u8) })
+        .await
+        .unwrap();
+    assert_eq!(v, 2);
+    cache
+        .set_many([("many:a", 1u8), ("many:b", 2u8)], &tagged("many"))
+        .await
+        .unwrap();
+    let (kind, members) = index_members(&mut conn, &old_index("one")).await;
+    assert_eq!(
+        (kind.as_str(), members),
+        ("zset", vec!["one:new".to_owned(), "one:old".to_owned()])
+    );
+    let (kind, members) = index_members(&mut conn, &old_index("many")).await;
+    assert_eq!(kind, "zset");
+    assert_eq!(members, ["many:a", "many:b", "many:old"]);
+    let pttl = pttl(&mut conn, &old_index("many")).await;
+    assert!(
+        pttl > 80_000_000,
+        "the converted index kept its ttl: {pttl} ms"
+    );
+    assert_eq!(cache.stats().errors, 0, "the writes did not fail");
+    assert_eq!(cache.invalidate_tags(&["one", "many"]).await.unwrap(), 5);
+    for k in ["one:old", "one:new", "many:old", "many:a", "many:b"] {
+        assert_eq!(cache.get::<u8>(k).await.unwrap(), None, "{k} survived");
     }
 }

@@ -312,7 +312,7 @@ impl CacheConfig {
         self
     }
 
-    /// The prefix of tag index sets after the cache prefix (default `_tag:`). User keys may
+    /// The prefix of tag indexes after the cache prefix (default `_tag:`). User keys may
     /// not start with it.
     #[must_use]
     pub fn tag_index_prefix(mut self, prefix: impl Into<String>) -> Self {

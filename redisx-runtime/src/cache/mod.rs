@@ -16,7 +16,9 @@
 //! * **Stale-while-revalidate**: within the SWR window a stale value is served at once and
 //!   one caller across all instances refreshes it through the normal write path.
 //! * **Stale-if-error**: within its window, a failing loader is answered with the old value.
-//! * **Tags**: index sets per tag, and every entry names its own tags; invalidation claims
+//! * **Tags**: an index per tag (a sorted set of keys scored by when their entries end,
+//!   pruned of ended entries as it is written), and every entry names its own tags;
+//!   invalidation claims
 //!   the set atomically, deletes (per cluster slot) the entries that still carry the tag, so
 //!   an entry rewritten since without it stays, evicts local L1 and tells the other
 //!   instances.
@@ -97,6 +99,9 @@ const POLL_FALLBACK_MIN: Duration = Duration::from_millis(50);
 const POLL_FALLBACK_MAX: Duration = Duration::from_secs(2);
 /// Keys per `UNLINK` and per invalidation message.
 const CHUNK: usize = 1000;
+/// How long after its entry ended a tag index member is pruned (see `Cache::index_tags`): a
+/// margin for clocks that differ between instances (a member's score is its writer's clock).
+const TAG_PRUNE_MARGIN: Duration = Duration::from_secs(60);
 
 /// What a cached value must be: serializable both ways (it is stored in Redis), `Clone` (each
 /// L1 hit hands out a clone) and shareable across threads. Implemented for every such type.
@@ -699,7 +704,7 @@ impl Cache {
             for (k, v) in &items {
                 let bytes = envelope::encode(r.codec, v, stale_at, expires_at, &opts.tags)?;
                 sizes.push(bytes.len());
-                self.index_tags(&mut pipe, k.as_ref(), &opts.tags, px);
+                self.index_tags(&mut pipe, k.as_ref(), &opts.tags, px, now);
                 pipe.cmd("SET")
                     .arg(self.full_key(k.as_ref()))
                     .arg(bytes)
@@ -723,7 +728,16 @@ impl Cache {
                 cache.ttl_ms = millis(r.ttl),
                 cache.tags = opts.tags.len()
             );
-            if let Err(e) = traced!(client.query_pipeline::<()>(&pipe), span) {
+            let mut sent = traced!(client.query_pipeline::<()>(&pipe), span);
+            if matches!(&sent, Err(e) if is_wrong_type(e)) {
+                // An index of an older redisx: convert it, then send the batch again (its
+                // writes are idempotent).
+                sent = match self.migrate_tag_indexes(client, &opts.tags).await {
+                    Ok(()) => traced!(client.query_pipeline::<()>(&pipe), span),
+                    Err(e) => Err(e),
+                };
+            }
+            if let Err(e) = sent {
                 // An L1 entry must not outlive (or differ from) its L2 entry: drop ours.
                 self.inner.metrics.write_errors.inc();
                 self.fail_open("write", "set_many", &e);
@@ -965,19 +979,29 @@ impl Cache {
             .unwrap_or_default();
         if let Some(client) = self.inner.client.as_ref() {
             let index = self.tag_key(tag);
+            let kind: String = client
+                .query_named("TYPE", redis::cmd("TYPE").arg(&index))
+                .await?;
+            // A sorted set (an index of an older redisx is a plain set).
+            let (scan, scored) = match kind.as_str() {
+                "zset" => ("ZSCAN", true),
+                "set" => ("SSCAN", false),
+                _ => ("", false),
+            };
             let mut cursor: u64 = 0;
-            loop {
+            while !scan.is_empty() {
                 let (next, batch): (u64, Vec<String>) = client
                     .query_named(
-                        "SSCAN",
-                        redis::cmd("SSCAN")
+                        scan,
+                        redis::cmd(scan)
                             .arg(&index)
                             .arg(cursor)
                             .arg("COUNT")
                             .arg(1000),
                     )
                     .await?;
-                keys.extend(batch);
+                // ZSCAN answers member, score, member, score, ...
+                keys.extend(batch.into_iter().step_by(if scored { 2 } else { 1 }));
                 if next == 0 {
                     break;
                 }
@@ -1442,17 +1466,73 @@ impl Cache {
         envelope::decode_header(&bytes?)
     }
 
-    /// Adds `key` to its tags' indexes. An index lives at least `max_ttl` and at least as
-    /// long as the entry (`entry_px`, which includes the SWR and stale-if-error windows):
-    /// `PEXPIRE .. NX` sets it on a new index, `PEXPIRE .. GT` only ever extends it.
-    fn index_tags(&self, pipe: &mut redis::Pipeline, key: &str, tags: &[String], entry_px: u64) {
+    /// Adds `key` to its tags' indexes, written at `now` (unix ms) to live `entry_px` in
+    /// Redis (its SWR and stale-if-error windows included).
+    ///
+    /// An index is a sorted set of user keys, each scored by when its entry ends
+    /// (`ZADD .. GT`: a rewrite only ever moves the score later). Every write to an index also
+    /// drops the members whose entries ended more than [`TAG_PRUNE_MARGIN`] ago
+    /// (`ZREMRANGEBYSCORE`), so an index holds the keys of live entries (and of entries
+    /// rewritten without the tag since), however long its tag keeps being written: a plain
+    /// set grew with every key ever written under a busy tag, and so did its invalidation. A
+    /// write in flight scores its member in the future, so pruning never drops it. An index
+    /// lives at least `max_ttl` and at least as long as its longest entry: `PEXPIRE .. NX`
+    /// sets that on a new index, `PEXPIRE .. GT` only ever extends it.
+    fn index_tags(
+        &self,
+        pipe: &mut redis::Pipeline,
+        key: &str,
+        tags: &[String],
+        entry_px: u64,
+        now: u64,
+    ) {
         let ttl = millis(self.inner.cfg.max_ttl).max(entry_px);
+        let ends = now.saturating_add(entry_px);
+        let dead_before = format!("({}", now.saturating_sub(millis(TAG_PRUNE_MARGIN)));
         for t in tags {
             let tk = self.tag_key(t);
-            pipe.cmd("SADD").arg(&tk).arg(key).ignore();
+            pipe.cmd("ZADD")
+                .arg(&tk)
+                .arg("GT")
+                .arg(ends)
+                .arg(key)
+                .ignore();
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&tk)
+                .arg("-inf")
+                .arg(&dead_before)
+                .ignore();
             pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).arg("NX").ignore();
             pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).arg("GT").ignore();
         }
+    }
+
+    /// Turns the tag indexes of `tags` that are still plain sets (written before indexes
+    /// were sorted sets) into sorted sets, keeping their members (`tag_migrate.lua`). Their
+    /// members are scored to live as long as any entry can, so none is pruned early.
+    async fn migrate_tag_indexes(&self, client: &Client, tags: &[String]) -> Result<()> {
+        let cfg = &self.inner.cfg;
+        let longest = millis(cfg.max_ttl)
+            + millis(cfg.swr.unwrap_or_default())
+            + millis(cfg.stale_if_error.unwrap_or_default());
+        let score = envelope::now_ms().saturating_add(longest);
+        let mut pipe = redis::pipe();
+        for t in tags {
+            pipe.invoke_script(
+                script::CACHE_TAG_MIGRATE
+                    .script
+                    .key(self.tag_key(t))
+                    .arg(score),
+            );
+        }
+        let converted: Vec<u64> = client.query_pipeline(&pipe).await?;
+        let converted: u64 = converted.iter().sum();
+        tracing::info!(
+            tags = ?tags,
+            converted,
+            "converted tag indexes written by an older redisx (plain sets) into sorted sets"
+        );
+        Ok(())
     }
 
     /// The write path: tag index entries, then the entry (compare-and-set against `lock`),
@@ -1502,7 +1582,7 @@ impl Cache {
             client.invoke(&invocation).await
         } else {
             let mut pipe = redis::pipe();
-            self.index_tags(&mut pipe, key, tags, px);
+            self.index_tags(&mut pipe, key, tags, px, now);
             pipe.invoke_script(&invocation);
             if let Lock::Refresh(lock_key, token, _) = lock {
                 pipe.invoke_script(
@@ -1515,7 +1595,18 @@ impl Cache {
                 )
                 .ignore();
             }
-            client.query_pipeline::<(u8,)>(&pipe).await.map(|(w,)| w)
+            match client.query_pipeline::<(u8,)>(&pipe).await {
+                Err(e) if is_wrong_type(&e) => {
+                    // An index of an older redisx (a plain set): convert it and index the
+                    // entry again. The script ran, but its answer went with the error: report
+                    // the entry as not stored (no L1 copy; the next read fetches it).
+                    self.migrate_tag_indexes(client, tags).await?;
+                    let mut again = redis::pipe();
+                    self.index_tags(&mut again, key, tags, px, now);
+                    client.query_pipeline::<()>(&again).await.map(|()| 0)
+                }
+                other => other.map(|(w,)| w),
+            }
         }
         .map_err(|e| with_code(e, ErrorCode::CacheSetFailed, key))?;
         if answer == 2 {
@@ -1696,6 +1787,9 @@ impl Cache {
         claimed: &[Vec<String>],
     ) {
         let ttl = millis(self.inner.cfg.max_ttl).max(1);
+        // The claimed members' scores are gone with their index: score them to live as long
+        // as an entry can (a later write's ZADD GT keeps the larger one).
+        let ends = envelope::now_ms().saturating_add(ttl);
         let mut pipe = redis::pipe();
         let mut keys = 0;
         for (tag, members) in tags.iter().zip(claimed) {
@@ -1705,7 +1799,12 @@ impl Cache {
             keys += members.len();
             let tk = self.tag_key(tag.as_ref());
             for chunk in members.chunks(CHUNK) {
-                pipe.cmd("SADD").arg(&tk).arg(chunk).ignore();
+                let mut zadd = redis::cmd("ZADD");
+                zadd.arg(&tk).arg("GT");
+                for m in chunk {
+                    zadd.arg(ends).arg(m);
+                }
+                pipe.add_command(zadd).ignore();
             }
             pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).arg("NX").ignore();
             pipe.cmd("PEXPIRE").arg(&tk).arg(ttl).arg("GT").ignore();
@@ -2643,6 +2742,11 @@ impl Glob {
         }
         toks[p..].iter().all(|t| matches!(t, GlobTok::Star))
     }
+}
+
+/// Whether a command failed with `WRONGTYPE` (a key of another type than the command's).
+fn is_wrong_type(err: &Error) -> bool {
+    err.message().contains("WRONGTYPE") || err.message().contains("WrongType")
 }
 
 fn with_code(err: Error, code: ErrorCode, key: &str) -> Error {
