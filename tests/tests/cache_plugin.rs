@@ -1846,3 +1846,42 @@ async fn a_plain_set_tag_index_is_converted_and_keeps_its_members() {
         assert_eq!(cache.get::<u8>(k).await.unwrap(), None, "{k} survived");
     }
 }
+
+/// A hung loader keeps its lock renewed only for the stampede `wait_timeout`: then the lock
+/// lapses (one lock ttl later), so the key is not blocked for ever; the next caller loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_load_holds_its_lock_for_wait_timeout_at_most() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("hung_load");
+    let key = format!("{prefix}cache:k");
+    let mut conn = raw(&server).await;
+    let cfg = CacheConfig::default().stampede(StampedeConfig {
+        lock_ttl: Duration::from_millis(150),
+        wait_timeout: Duration::from_millis(400),
+        fallback: StampedeFallback::Error,
+        ..StampedeConfig::default()
+    });
+    let a = runtime(&server.url(), &prefix, cfg.clone()).await;
+    let b = runtime(&server.url(), &prefix, cfg).await;
+    let (release, hung) = gated_load(a.cache(), "k", "from a");
+    raw_until(&mut conn, &key, "A's marker", is_marker).await;
+    let lapsed = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || async { raw_get(&mut raw(&server).await, &key).await.is_none() },
+    )
+    .await;
+    assert!(lapsed, "A's lock was renewed past wait_timeout + lock_ttl");
+    assert_eq!(
+        within_5s(load_now(b.cache(), "k", "from b")).await.unwrap(),
+        "from b",
+        "B took over the lapsed lock and loaded"
+    );
+    release.send(()).unwrap();
+    assert_eq!(hung.await.unwrap().unwrap(), "from a");
+    assert_eq!(
+        b.cache().get::<String>("k").await.unwrap().as_deref(),
+        Some("from b"),
+        "A's late write does not replace B's value (A's marker is gone)"
+    );
+}

@@ -60,8 +60,9 @@ pub struct StampedeConfig {
     /// On by default.
     pub enabled: bool,
     /// How long a regeneration lock lives if its holder dies (default 5 s). A live holder
-    /// renews it every third of this while its loader runs, so a load may take longer: the
-    /// other instances keep waiting for its write (up to `wait_timeout`).
+    /// renews it every third of this while its loader runs, for up to `wait_timeout`, so a
+    /// load may take longer: the other instances keep waiting for its write (up to their
+    /// `wait_timeout`), and a hung loader holds the key at most `wait_timeout + lock_ttl`.
     pub lock_ttl: Duration,
     /// How long a caller waits for another instance's load (default 10 s).
     pub wait_timeout: Duration,

@@ -1684,10 +1684,12 @@ impl Cache {
 
     /// Runs `load` while keeping `lock` alive: every third of the lock ttl, `extend.lua`
     /// renews it while it is still this caller's, so a load slower than the lock ttl keeps
-    /// the other instances waiting for its write (and the write, which needs the lock, still
-    /// lands). Once the lock is lost (an invalidation deleted it), renewing stops and the load
-    /// runs on; its write will not land. A load that is done at its first poll costs nothing
-    /// more: the renewal's timer is only armed when the renewal is first polled.
+    /// the other instances waiting for its write (and a marker's write, which needs the
+    /// marker, still lands). Renewing stops once the lock is lost (an invalidation deleted
+    /// it: the load runs on, and a marker's write will not land), and once the load has held
+    /// it for `wait_timeout`: nobody waits longer than that, and a hung loader must not hold
+    /// a key for ever (the lock then lives one more lock ttl). A load that is done at its
+    /// first poll costs nothing more: the renewal's timer is only armed when first polled.
     /// `full` is the entry's full key (a marker lives there).
     async fn hold<F: Future>(&self, full: Option<&str>, lock: &Lock, load: F) -> F::Output {
         let (Some(client), lock_key, token) = (match lock {
@@ -1703,8 +1705,16 @@ impl Cache {
         let ttl = self.inner.cfg.stampede.lock_ttl;
         let every = (ttl / 3).max(Duration::from_millis(1));
         let renew = async {
+            let until = Instant::now() + self.inner.cfg.stampede.wait_timeout;
             loop {
                 tokio::time::sleep(every).await;
+                if Instant::now() >= until {
+                    tracing::warn!(
+                        key = lock_key,
+                        "a cache load has run for the whole stampede wait_timeout; its regeneration lock is no longer renewed"
+                    );
+                    return;
+                }
                 let mut invocation = script::CACHE_EXTEND.script.key(lock_key);
                 invocation.arg(&token[..]).arg(millis(ttl).max(1));
                 match client.invoke::<u8>(&invocation).await {
@@ -1717,7 +1727,8 @@ impl Cache {
                         return;
                     }
                     // Try again at the next tick: the lock lives a full ttl from the last
-                    // renewal, so one failed renewal loses nothing.
+                    // renewal, so one failed renewal loses nothing (unless the round trip
+                    // itself takes over two thirds of the ttl).
                     Err(e) => {
                         tracing::debug!(key = lock_key, error = %e, "could not renew a cache regeneration lock");
                     }
@@ -2011,7 +2022,20 @@ impl Cache {
                 return; // the guard releases the lock
             }
             bump(&cache.inner.counters.refreshes);
-            let outcome = cache.hold(None, &guard.lock, loader).await;
+            // A refresh nobody awaits must not run for ever: it is abandoned (and its lock
+            // given back) when its lock would have lapsed without renewals.
+            let budget = cache.inner.cfg.stampede.wait_timeout + cache.inner.cfg.stampede.lock_ttl;
+            let Ok(outcome) =
+                tokio::time::timeout(budget, cache.hold(None, &guard.lock, loader)).await
+            else {
+                cache.inner.metrics.loads_error.inc();
+                tracing::warn!(
+                    key,
+                    ?budget,
+                    "background refresh abandoned: its loader did not finish in time; the stale value stays until its window ends"
+                );
+                return;
+            };
             if let Ok(v) = outcome {
                 cache.inner.metrics.loads_ok.inc();
                 if unless.is_some_and(|u| u(&v)) {
