@@ -1680,6 +1680,8 @@ async fn a_tag_invalidation_that_fails_half_way_keeps_its_index_for_a_retry() {
         CacheConfig::default(),
     )
     .await;
+    let score = |m: &'static str| redis::cmd("ZSCORE").arg(&index).arg(m).clone();
+    let before: f64 = score("a").query_async(&mut conn).await.unwrap();
     let err = limited
         .cache()
         .invalidate_tags(&["users"])
@@ -1695,6 +1697,11 @@ async fn a_tag_invalidation_that_fails_half_way_keeps_its_index_for_a_retry() {
         .unwrap();
     members.sort();
     assert_eq!(members, ["a", "b"], "the claimed index was not put back");
+    let after: f64 = score("a").query_async(&mut conn).await.unwrap();
+    assert!(
+        (after - before).abs() < f64::EPSILON,
+        "a member was put back with another score ({before} -> {after}): it would be pruned at the wrong time"
+    );
     assert_eq!(writer.cache().invalidate_tags(&["users"]).await.unwrap(), 2);
     for k in ["a", "b"] {
         assert_eq!(writer.cache().get::<u8>(k).await.unwrap(), None);
@@ -1811,7 +1818,8 @@ async fn a_plain_set_tag_index_is_converted_and_keeps_its_members() {
             .ignore()
             .cmd("PEXPIRE")
             .arg(old_index(tag))
-            .arg(86_400_000)
+            // Longer than `max_ttl` (24 h): the index outlived a long stale-if-error window.
+            .arg(3 * 86_400_000)
             .ignore()
             .query_async(&mut conn)
             .await
@@ -1837,8 +1845,25 @@ async fn a_plain_set_tag_index_is_converted_and_keeps_its_members() {
     assert_eq!(members, ["many:a", "many:b", "many:old"]);
     let pttl = pttl(&mut conn, &old_index("many")).await;
     assert!(
-        pttl > 80_000_000,
+        pttl > 2 * 86_400_000,
         "the converted index kept its ttl: {pttl} ms"
+    );
+    // Old members end with the old index (its ttl covered their entries), so no write prunes
+    // them while their entries may live.
+    let old_score: f64 = redis::cmd("ZSCORE")
+        .arg(old_index("many"))
+        .arg("many:old")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    #[allow(clippy::cast_precision_loss, reason = "unix ms fit a f64 exactly")]
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    assert!(
+        old_score > now_ms + 2.0 * 86_400_000.0,
+        "an old member is scored to end with its index: {old_score} (now {now_ms})"
     );
     assert_eq!(cache.stats().errors, 0, "the writes did not fail");
     assert_eq!(cache.invalidate_tags(&["one", "many"]).await.unwrap(), 5);
@@ -1883,5 +1908,74 @@ async fn a_hung_load_holds_its_lock_for_wait_timeout_at_most() {
         b.cache().get::<String>("k").await.unwrap().as_deref(),
         Some("from b"),
         "A's late write does not replace B's value (A's marker is gone)"
+    );
+}
+
+/// Regression: the claims of an invalidation went out in one pipeline; when one claim failed,
+/// the whole call failed before the indexes the other claims had already taken (and
+/// deleted) were processed, so their entries stayed until their ttl. Each claim is now judged
+/// on its own: the ones that succeeded are deleted, and the call still reports the failure.
+#[tokio::test]
+async fn a_failed_claim_does_not_lose_the_other_tags_indexes() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("claim_partial");
+    let writer = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let tagged = |t: &str| EntryOptions::new().tags([t.to_owned()]);
+    for k in ["a1", "a2"] {
+        writer
+            .cache()
+            .set_with(k, &1u8, &tagged("allowed"))
+            .await
+            .unwrap();
+    }
+    writer
+        .cache()
+        .set_with("d1", &1u8, &tagged("denied"))
+        .await
+        .unwrap();
+    let mut conn = raw(&server).await;
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("some_tags")
+        .arg("on")
+        .arg(">secret")
+        .arg("resetkeys")
+        .arg(format!("~{prefix}cache:_tag:allowed"))
+        .arg(format!("~{prefix}cache:a*"))
+        .arg("resetchannels")
+        .arg("&*")
+        .arg("+@all")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let limited = runtime(
+        &server.url_with_auth("some_tags", "secret"),
+        &prefix,
+        CacheConfig::default(),
+    )
+    .await;
+    let err = limited
+        .cache()
+        .invalidate_tags(&["allowed", "denied"])
+        .await
+        .expect_err("the `denied` index is out of this user's reach");
+    assert_eq!(err.code(), ErrorCode::CacheTagInvalidationFailed, "{err}");
+    for k in ["a1", "a2"] {
+        assert_eq!(
+            raw_get(&mut conn, &writer.cache().full_key(k)).await,
+            None,
+            "{k} survived: its tag's claimed index was dropped unprocessed"
+        );
+    }
+    assert_eq!(
+        index_members(&mut conn, &format!("{prefix}cache:_tag:denied"))
+            .await
+            .1,
+        ["d1"],
+        "the index that could not be claimed is untouched"
+    );
+    assert_eq!(
+        writer.cache().invalidate_tags(&["denied"]).await.unwrap(),
+        1
     );
 }

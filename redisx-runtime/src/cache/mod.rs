@@ -354,6 +354,10 @@ struct Written {
     stale_at: u64,
 }
 
+/// What `tag_claim.lua` took from one index: its members, and their scores in the same
+/// order (none for an index of an older redisx, a plain set).
+type Claimed = (Vec<String>, Vec<String>);
+
 /// A regeneration lock's token: [`MARKER`] and 16 random bytes.
 type Marker = [u8; 17];
 
@@ -732,10 +736,11 @@ impl Cache {
             if matches!(&sent, Err(e) if is_wrong_type(e)) {
                 // An index of an older redisx: convert it, then send the batch again (its
                 // writes are idempotent).
-                sent = match self.migrate_tag_indexes(client, &opts.tags).await {
-                    Ok(()) => traced!(client.query_pipeline::<()>(&pipe), span),
-                    Err(e) => Err(e),
-                };
+                match self.migrate_tag_indexes(client, &opts.tags).await {
+                    Ok(0) => {} // no old index: the error was something else's
+                    Ok(_) => sent = traced!(client.query_pipeline::<()>(&pipe), span),
+                    Err(e) => sent = Err(e),
+                }
             }
             if let Err(e) = sent {
                 // An L1 entry must not outlive (or differ from) its L2 entry: drop ours.
@@ -921,17 +926,37 @@ impl Cache {
         };
         let span = tracing::info_span!("cache.invalidate", cache.tags = tags.len());
         async {
+            let claim = |t: &str| script::CACHE_TAG_CLAIM.script.key(self.tag_key(t));
             let mut pipe = redis::pipe();
             for t in tags {
-                pipe.invoke_script(&script::CACHE_TAG_CLAIM.script.key(self.tag_key(t.as_ref())));
+                pipe.invoke_script(&claim(t.as_ref()));
             }
-            // Other instances' L1-only entries are in their own in-process indexes.
-            pipe.cmd("PUBLISH")
-                .arg(&self.inner.channel)
-                .arg(invalidation::tags_message(&self.inner.origin, tags))
-                .ignore();
-            let claimed: Vec<Vec<String>> = client.query_pipeline(&pipe).await?;
-            let mut refs: Vec<&str> = claimed.iter().flatten().map(String::as_str).collect();
+            // Each claim's own outcome: one that fails must not hide the indexes the others
+            // already took (and deleted), which are processed (or put back) below.
+            let replies = client.query_pipeline_each::<Claimed>(&pipe).await?;
+            let mut claimed: Vec<Claimed> = Vec::with_capacity(tags.len());
+            let mut failed: Option<Error> = None;
+            for (t, reply) in tags.iter().zip(replies) {
+                let reply = match reply {
+                    // The script did not run (the server lost it): load it and claim again.
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        client.invoke::<Claimed>(&claim(t.as_ref())).await
+                    }
+                    other => other.map_err(Error::from_redis),
+                };
+                claimed.push(reply.unwrap_or_else(|e| {
+                    failed.get_or_insert(e);
+                    Claimed::default()
+                }));
+            }
+            let mut refs: Vec<&str> = claimed
+                .iter()
+                .flat_map(|(members, _)| members)
+                .map(String::as_str)
+                .collect();
             refs.sort_unstable();
             refs.dedup();
             for k in &refs {
@@ -940,13 +965,27 @@ impl Cache {
             let local = self
                 .inner
                 .evict_local_tags(tags, |k| refs.binary_search(&k).is_err());
-            match self.delete_tagged(client, &refs, tags).await {
-                Ok(deleted) => Ok(deleted + local),
+            let deleted = match self.delete_tagged(client, &refs, tags).await {
+                Ok(deleted) => deleted,
                 Err(e) => {
                     self.restore_tag_indexes(client, tags, &claimed).await;
-                    Err(e)
+                    return Err(e);
                 }
+            };
+            // Other instances' L1-only entries are in their own in-process indexes.
+            let published: Result<i64> = client
+                .query_named(
+                    "PUBLISH",
+                    redis::cmd("PUBLISH")
+                        .arg(&self.inner.channel)
+                        .arg(invalidation::tags_message(&self.inner.origin, tags)),
+                )
+                .await;
+            if let Some(e) = failed {
+                return Err(e);
             }
+            published?;
+            Ok(deleted + local)
         }
         .instrument(span)
         .await
@@ -1510,29 +1549,37 @@ impl Cache {
     /// Turns the tag indexes of `tags` that are still plain sets (written before indexes
     /// were sorted sets) into sorted sets, keeping their members (`tag_migrate.lua`). Their
     /// members are scored to live as long as any entry can, so none is pruned early.
-    async fn migrate_tag_indexes(&self, client: &Client, tags: &[String]) -> Result<()> {
-        let cfg = &self.inner.cfg;
-        let longest = millis(cfg.max_ttl)
-            + millis(cfg.swr.unwrap_or_default())
-            + millis(cfg.stale_if_error.unwrap_or_default());
-        let score = envelope::now_ms().saturating_add(longest);
+    /// Returns how many members were converted (0: none of them was a plain set).
+    async fn migrate_tag_indexes(&self, client: &Client, tags: &[String]) -> Result<u64> {
+        let fallback = self.longest_entry_ms();
         let mut pipe = redis::pipe();
         for t in tags {
             pipe.invoke_script(
                 script::CACHE_TAG_MIGRATE
                     .script
                     .key(self.tag_key(t))
-                    .arg(score),
+                    .arg(fallback),
             );
         }
         let converted: Vec<u64> = client.query_pipeline(&pipe).await?;
         let converted: u64 = converted.iter().sum();
-        tracing::info!(
-            tags = ?tags,
-            converted,
-            "converted tag indexes written by an older redisx (plain sets) into sorted sets"
-        );
-        Ok(())
+        if converted > 0 {
+            tracing::info!(
+                tags = ?tags,
+                converted,
+                "converted tag indexes written by an older redisx (plain sets) into sorted sets"
+            );
+        }
+        Ok(converted)
+    }
+
+    /// The longest an entry written with the configured windows lives in Redis (per-call
+    /// windows may be longer; the old indexes this serves kept their own ttl for that).
+    fn longest_entry_ms(&self) -> u64 {
+        let cfg = &self.inner.cfg;
+        millis(cfg.max_ttl)
+            .saturating_add(millis(cfg.swr.unwrap_or_default()))
+            .saturating_add(millis(cfg.stale_if_error.unwrap_or_default()))
     }
 
     /// The write path: tag index entries, then the entry (compare-and-set against `lock`),
@@ -1596,14 +1643,23 @@ impl Cache {
                 .ignore();
             }
             match client.query_pipeline::<(u8,)>(&pipe).await {
+                // Maybe an index of an older redisx (a plain set): convert it and index the
+                // entry again. The script ran, but its answer went with the error: report
+                // the entry as not stored (no L1 copy; the next read fetches it; a waiter in
+                // another instance notices it at its fallback poll).
                 Err(e) if is_wrong_type(&e) => {
-                    // An index of an older redisx (a plain set): convert it and index the
-                    // entry again. The script ran, but its answer went with the error: report
-                    // the entry as not stored (no L1 copy; the next read fetches it).
-                    self.migrate_tag_indexes(client, tags).await?;
-                    let mut again = redis::pipe();
-                    self.index_tags(&mut again, key, tags, px, now);
-                    client.query_pipeline::<()>(&again).await.map(|()| 0)
+                    match self.migrate_tag_indexes(client, tags).await {
+                        Ok(0) => Err(e), // no old index: the error was something else's
+                        Ok(_) => {
+                            let mut again = redis::pipe();
+                            self.index_tags(&mut again, key, tags, px, now);
+                            client.query_pipeline::<()>(&again).await.map(|()| 0)
+                        }
+                        Err(migration) => {
+                            tracing::error!(key, error = %migration, "could not convert an old tag index; this entry may be stored without its index entry");
+                            Err(e)
+                        }
+                    }
                 }
                 other => other.map(|(w,)| w),
             }
@@ -1795,25 +1851,29 @@ impl Cache {
         &self,
         client: &Client,
         tags: &[S],
-        claimed: &[Vec<String>],
+        claimed: &[Claimed],
     ) {
         let ttl = millis(self.inner.cfg.max_ttl).max(1);
-        // The claimed members' scores are gone with their index: score them to live as long
-        // as an entry can (a later write's ZADD GT keeps the larger one).
-        let ends = envelope::now_ms().saturating_add(ttl);
+        // Members of an index of an older redisx (a plain set) had no score: they may live as
+        // long as any entry can.
+        let unscored = envelope::now_ms()
+            .saturating_add(self.longest_entry_ms())
+            .to_string();
         let mut pipe = redis::pipe();
         let mut keys = 0;
-        for (tag, members) in tags.iter().zip(claimed) {
+        for (tag, (members, scores)) in tags.iter().zip(claimed) {
             if members.is_empty() {
                 continue;
             }
             keys += members.len();
             let tk = self.tag_key(tag.as_ref());
-            for chunk in members.chunks(CHUNK) {
+            for (i, chunk) in members.chunks(CHUNK).enumerate() {
                 let mut zadd = redis::cmd("ZADD");
                 zadd.arg(&tk).arg("GT");
-                for m in chunk {
-                    zadd.arg(ends).arg(m);
+                for (j, m) in chunk.iter().enumerate() {
+                    // The score it had: when its entry ends.
+                    let score = scores.get(i * CHUNK + j).unwrap_or(&unscored);
+                    zadd.arg(score).arg(m);
                 }
                 pipe.add_command(zadd).ignore();
             }

@@ -122,6 +122,26 @@ impl Client {
         .await
     }
 
+    /// Sends a pipeline and returns each command's own outcome, so that one failing command
+    /// does not hide what the others did (`Pipeline::ignore_errors`). Only a failure of the
+    /// whole round trip (connection, timeout) is the outer `Err`. Ignored commands give no
+    /// element. Unlike [`query_pipeline`](Self::query_pipeline) it does not resend on
+    /// `NOSCRIPT`: the caller decides per command, as a resend would run the others twice.
+    pub(crate) async fn query_pipeline_each<T: FromRedisValue>(
+        &self,
+        pipeline: &Pipeline,
+    ) -> Result<Vec<redis::RedisResult<T>>> {
+        let mut pipeline = pipeline.clone();
+        pipeline.ignore_errors();
+        let replies: Vec<redis::RedisResult<redis::Value>> = self
+            .run("PIPELINE", async |conn| pipeline.query_async(conn).await)
+            .await?;
+        Ok(replies
+            .into_iter()
+            .map(|r| r.and_then(|v| redis::from_redis_value(v).map_err(redis::RedisError::from)))
+            .collect())
+    }
+
     /// Sends `PING` and returns the round-trip time.
     pub async fn ping(&self) -> Result<std::time::Duration> {
         let start = Instant::now();
