@@ -256,8 +256,9 @@ pub fn cached<T: Cacheable>(
         };
     }
     let buf = KeyBuf::render(key);
-    if let Some(v) = cache.l1_get::<T>(buf.as_str(), spec.mode, erasure) {
-        crate::cache::trace_l1_hit(buf.as_str());
+    let key = buf.as_str();
+    if let Some(v) = cache.l1_get::<T>(key, spec.mode, erasure) {
+        crate::cache::trace_l1_hit(key);
         return CachedCall {
             state: State::Hit(v),
         };

@@ -120,6 +120,10 @@ pub(crate) struct Waiters {
 pub(crate) struct WaitSlot {
     pub(crate) notify: Notify,
     generation: AtomicU64,
+    /// Registrations of this slot alive now; changed under the map's lock only. The slot
+    /// leaves the map when the last one drops (counting `Arc`s instead missed that whenever
+    /// a wake-up held a clone at that moment).
+    registered: AtomicU64,
 }
 
 impl WaitSlot {
@@ -156,13 +160,15 @@ impl Drop for Registration<'_> {
 
 impl Waiters {
     pub(crate) fn register<'a>(&'a self, key: &'a str) -> Registration<'a> {
-        let slot = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(Box::from(key))
-            .or_default()
-            .clone();
+        let slot = {
+            let mut map = self
+                .map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = map.entry(Box::from(key)).or_default();
+            slot.registered.fetch_add(1, Ordering::SeqCst);
+            slot.clone()
+        };
         Registration {
             waiters: self,
             key,
@@ -184,10 +190,8 @@ impl Waiters {
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map
-            .get(key)
-            .is_some_and(|n| Arc::ptr_eq(n, notify) && Arc::strong_count(n) <= 2)
-        {
+        let last = notify.registered.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && map.get(key).is_some_and(|n| Arc::ptr_eq(n, notify)) {
             map.remove(key);
         }
     }
@@ -331,12 +335,11 @@ mod tests {
         assert_eq!(waiters.len(), 2);
         drop(a);
         assert_eq!(waiters.len(), 2, "b still waits for k");
+        // A clone held elsewhere (a wake-up in progress) does not keep the slot in the map.
         let held = b.slot().clone();
         drop(b);
+        assert_eq!(waiters.len(), 1, "only `other` is still waited for");
         drop(held);
-        // `held` outlived `b`: the slot stays until a later registration of k drops.
-        let again = waiters.register("k");
-        drop(again);
         drop(c);
         assert_eq!(waiters.len(), 0);
         // A waiting future that is dropped (cancelled) unregisters too.

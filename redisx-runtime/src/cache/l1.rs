@@ -202,19 +202,26 @@ impl L1 {
             return false;
         }
         let weight = u32::try_from(size_hint + key.len() + 64).unwrap_or(u32::MAX);
+        let value = (erasure.erase)(value);
+        // Kept only to recognise this insert below (one reference count, on fills only).
+        let mine = since.map(|_| Arc::clone(&value));
         self.cache.insert(
             L1Key::new(key),
             L1Entry {
-                value: (erasure.erase)(value),
+                value,
                 expires_at: Instant::now() + ttl,
                 weight,
                 local,
             },
         );
         // An invalidation that ticked between the check and the insert may have evicted
-        // before the insert landed: take the value out again.
-        if since.is_some_and(|s| self.invalidated_since(key, s)) {
-            self.cache.remove(&Probe(key));
+        // before the insert landed: take this value out again (not a newer one that another
+        // writer put there since).
+        if let (Some(s), Some(mine)) = (since, mine)
+            && self.invalidated_since(key, s)
+        {
+            self.cache
+                .remove_if(&Probe(key), |e| Arc::ptr_eq(&e.value, &mine));
             return false;
         }
         true

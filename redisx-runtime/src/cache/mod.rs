@@ -548,6 +548,7 @@ impl Cache {
             }
             Read::Stale(env) => {
                 self.inner.metrics.l2_hits.inc();
+                self.inner.metrics.stale_served.inc();
                 span.record("cache.hit", true);
                 Some(env.value)
             }
@@ -610,6 +611,7 @@ impl Cache {
                 }
                 Read::Stale(env) => {
                     self.inner.metrics.l2_hits.inc();
+                    self.inner.metrics.stale_served.inc();
                     out[i] = Some(env.value);
                 }
                 Read::Corrupt(bytes, e) => {
@@ -705,10 +707,11 @@ impl Cache {
         if let Some(client) = self.l2_client(r.mode) {
             let (stale_at, expires_at, px) = Self::timing(&r, now);
             let mut pipe = redis::pipe();
+            let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_ref()).collect();
+            self.index_tags_of(&mut pipe, &keys, &opts.tags, px, now);
             for (k, v) in &items {
                 let bytes = envelope::encode(r.codec, v, stale_at, expires_at, &opts.tags)?;
                 sizes.push(bytes.len());
-                self.index_tags(&mut pipe, k.as_ref(), &opts.tags, px, now);
                 pipe.cmd("SET")
                     .arg(self.full_key(k.as_ref()))
                     .arg(bytes)
@@ -992,8 +995,9 @@ impl Cache {
         .map_err(|e| with_code(e, ErrorCode::CacheTagInvalidationFailed, "invalidate_tags"))
     }
 
-    /// The user keys indexed under `tag`: those written with it (in Redis, read with `SSCAN`,
-    /// never one blocking `SMEMBERS`; without Redis, from the in-process index). The index
+    /// The user keys indexed under `tag`: those written with it (in Redis, read page by page
+    /// with `ZSCAN`, never in one blocking read; without Redis, from the in-process index),
+    /// less those whose entries ended a while ago (see the tag indexes in the module docs). The index
     /// may still name a key whose entry expired or was rewritten without the tag since;
     /// [`invalidate_tags`](Self::invalidate_tags) checks each entry before deleting it.
     ///
@@ -1525,17 +1529,32 @@ impl Cache {
         entry_px: u64,
         now: u64,
     ) {
+        self.index_tags_of(pipe, &[key], tags, entry_px, now);
+    }
+
+    /// [`index_tags`](Self::index_tags) for many keys written together: one `ZADD` per tag
+    /// (and chunk), one prune and one expiry per tag, not four commands per key and tag.
+    fn index_tags_of(
+        &self,
+        pipe: &mut redis::Pipeline,
+        keys: &[&str],
+        tags: &[String],
+        entry_px: u64,
+        now: u64,
+    ) {
         let ttl = millis(self.inner.cfg.max_ttl).max(entry_px);
         let ends = now.saturating_add(entry_px);
         let dead_before = format!("({}", now.saturating_sub(millis(TAG_PRUNE_MARGIN)));
         for t in tags {
             let tk = self.tag_key(t);
-            pipe.cmd("ZADD")
-                .arg(&tk)
-                .arg("GT")
-                .arg(ends)
-                .arg(key)
-                .ignore();
+            for chunk in keys.chunks(CHUNK) {
+                let mut zadd = redis::cmd("ZADD");
+                zadd.arg(&tk).arg("GT");
+                for key in chunk {
+                    zadd.arg(ends).arg(*key);
+                }
+                pipe.add_command(zadd).ignore();
+            }
             pipe.cmd("ZREMRANGEBYSCORE")
                 .arg(&tk)
                 .arg("-inf")
@@ -2390,13 +2409,18 @@ impl Cache {
                             header,
                         };
                     }
-                    Read::Stale(env) | Read::Expired(env) => {
+                    read @ (Read::Stale(_) | Read::Expired(_)) => {
                         // The entry exists but must be reloaded; keep it for stale-if-error.
-                        if envelope::now_ms() < env.expires_at {
-                            // A stale entry this call does not serve: a miss (an expired
-                            // one was counted as such when read).
-                            self.inner.metrics.l2_misses.inc();
-                        }
+                        let env = match read {
+                            Read::Stale(env) => {
+                                // A stale entry this call does not serve: a miss (an expired
+                                // one was counted as such when read).
+                                self.inner.metrics.l2_misses.inc();
+                                env
+                            }
+                            Read::Expired(env) => env,
+                            _ => unreachable!("matched as stale or expired"),
+                        };
                         let header = env.header();
                         stale = Some(env.value);
                         if !stampede.enabled {
