@@ -1979,3 +1979,81 @@ async fn a_failed_claim_does_not_lose_the_other_tags_indexes() {
         1
     );
 }
+
+/// After its invalidation connection drops, an instance resubscribes and empties its L1 (it
+/// may have missed messages meanwhile): a value B held in L1 before a Redis restart is not
+/// served for the rest of its L1 ttl, and B sees A's updates within 100 ms again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reconnect_an_instance_resubscribes_and_empties_its_l1() {
+    let mut server = RedisServer::start_owned();
+    let prefix = unique_prefix("resubscribe");
+    let build = || async {
+        RedisX::builder()
+            .client(
+                "default",
+                ConnectionConfig::from_url(&server.url())
+                    .unwrap()
+                    .command_timeout(Duration::from_millis(500))
+                    .reconnect(redisx::ReconnectPolicy {
+                        initial: Duration::from_millis(50),
+                        max: Duration::from_millis(200),
+                        ..redisx::ReconnectPolicy::default()
+                    }),
+            )
+            .key_prefix(&prefix)
+            .cache(CacheConfig::default())
+            .build()
+            .await
+            .unwrap()
+    };
+    let (a, b) = (build().await, build().await);
+    a.cache().set("k", &1u32, None).await.unwrap();
+    assert_eq!(b.cache().get::<u32>("k").await.unwrap(), Some(1));
+    assert_eq!(b.cache().l1_len(), 1, "B holds k in L1");
+
+    server.restart();
+    // The new value reaches Redis without any message (as one lost in the outage would):
+    // A writes it under another key once reconnected, and its bytes are copied over raw.
+    let mut conn = raw(&server).await;
+    let written = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            a.cache().set("source", &2u32, None).await.unwrap();
+            raw_get(&mut raw(&server).await, &a.cache().full_key("source"))
+                .await
+                .is_some()
+        },
+    )
+    .await;
+    assert!(written, "A never wrote to the restarted server");
+    let bytes = raw_get(&mut conn, &a.cache().full_key("source"))
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(a.cache().full_key("k"))
+        .arg(bytes)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // B's L1 still holds 1 (its ttl is 60 s) and no message names k: only B's listener,
+    // resubscribing, can drop it.
+    let recovered = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async { b.cache().get::<u32>("k").await.unwrap() == Some(2) },
+    )
+    .await;
+    assert!(
+        recovered,
+        "B kept serving its L1 copy from before the restart"
+    );
+    // Subscribed again: A's next update reaches B's L1 within the cross-instance bound.
+    assert_eq!(b.cache().get::<u32>("k").await.unwrap(), Some(2));
+    a.cache().set("k", &3u32, None).await.unwrap();
+    let updated = eventually(Duration::from_millis(100), POLL, || async {
+        b.cache().get::<u32>("k").await.unwrap() == Some(3)
+    })
+    .await;
+    assert!(updated, "B did not see A's update after resubscribing");
+}
