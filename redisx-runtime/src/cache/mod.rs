@@ -955,13 +955,13 @@ impl Cache {
                     Claimed::default()
                 }));
             }
-            let mut refs: Vec<&str> = claimed
-                .iter()
-                .flat_map(|(members, _)| members)
-                .map(String::as_str)
-                .collect();
-            refs.sort_unstable();
-            refs.dedup();
+            let refs: Vec<&str> = sorted(
+                claimed
+                    .iter()
+                    .flat_map(|(members, _)| members)
+                    .map(String::as_str)
+                    .collect(),
+            );
             for k in &refs {
                 self.inner.l1.remove(k);
             }
@@ -1026,34 +1026,24 @@ impl Cache {
                 .query_named("TYPE", redis::cmd("TYPE").arg(&index))
                 .await?;
             // A sorted set (an index of an older redisx is a plain set).
-            let (scan, scored) = match kind.as_str() {
-                "zset" => ("ZSCAN", true),
-                "set" => ("SSCAN", false),
-                _ => ("", false),
-            };
-            let mut cursor: u64 = 0;
-            while !scan.is_empty() {
-                let (next, batch): (u64, Vec<String>) = client
-                    .query_named(
-                        scan,
-                        redis::cmd(scan)
-                            .arg(&index)
-                            .arg(cursor)
-                            .arg("COUNT")
-                            .arg(1000),
-                    )
-                    .await?;
+            let (scan, step) = match kind.as_str() {
                 // ZSCAN answers member, score, member, score, ...
-                keys.extend(batch.into_iter().step_by(if scored { 2 } else { 1 }));
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+                "zset" => ("ZSCAN", 2),
+                "set" => ("SSCAN", 1),
+                _ => return Ok(sorted(keys)),
+            };
+            let found: Vec<String> = scan_pages(client, scan, |cursor| {
+                redis::cmd(scan)
+                    .arg(&index)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .clone()
+            })
+            .await?;
+            keys.extend(found.into_iter().step_by(step));
         }
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
+        Ok(sorted(keys))
     }
 
     /// Deletes every entry whose user key matches a Redis glob `pattern` (`user:*`), found
@@ -1767,14 +1757,14 @@ impl Cache {
     /// first poll costs nothing more: the renewal's timer is only armed when first polled.
     /// `full` is the entry's full key (a marker lives there).
     async fn hold<F: Future>(&self, full: Option<&str>, lock: &Lock, load: F) -> F::Output {
-        let (Some(client), lock_key, token) = (match lock {
-            Lock::None => (None, None, None),
-            Lock::Marker(m) => (self.inner.client.as_ref(), full, Some(m)),
-            Lock::Refresh(k, t, _) => (self.inner.client.as_ref(), Some(k.as_str()), Some(t)),
-        }) else {
-            return load.await;
-        };
-        let (Some(lock_key), Some(token)) = (lock_key, token) else {
+        let (Some(client), Some((lock_key, token))) = (
+            self.inner.client.as_ref(),
+            match lock {
+                Lock::None => None,
+                Lock::Marker(m) => full.map(|f| (f, m)),
+                Lock::Refresh(k, t, _) => Some((k.as_str(), t)),
+            },
+        ) else {
             return load.await;
         };
         let ttl = self.inner.cfg.stampede.lock_ttl;
@@ -1959,30 +1949,18 @@ impl Cache {
     /// The full keys under this cache's prefix matching `pattern`, as bytes: a key another
     /// program wrote under the prefix need not be UTF-8, and must not make the scan fail.
     async fn scan(&self, client: &Client, pattern: &str) -> Result<Vec<Vec<u8>>> {
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
         let pat = format!("{}{pattern}", glob_escape(self.inner.keys.prefix()));
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = client
-                .query_named(
-                    "SCAN",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pat)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            out.extend(keys);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
+        let keys = scan_pages(client, "SCAN", |cursor| {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pat)
+                .arg("COUNT")
+                .arg(1000)
+                .clone()
+        })
+        .await?;
+        Ok(sorted(keys))
     }
 
     fn fail_open(&self, op: &'static str, key: &str, err: &Error) {
@@ -2185,13 +2163,16 @@ impl Cache {
         // One load (or one wait for another instance's load) per key per runtime: callers
         // that arrive while a read or load of the key runs share its outcome, so a stampede
         // of callers costs one L2 read, not one each. Waiting here and for another instance
-        // together lasts at most `wait_timeout`.
-        let stampede = &self.inner.cfg.stampede;
-        let deadline = Instant::now() + stampede.wait_timeout;
+        // together lasts at most `wait_timeout` from the first wait (the clock is only read
+        // once a caller waits, not on every read).
+        let mut deadline: Option<Instant> = None;
         let flight_leader = loop {
             match self.inner.flights.join(key) {
                 Join::Leader(l) => break l,
                 Join::Follower(rx) => {
+                    let deadline = *deadline.get_or_insert_with(|| {
+                        Instant::now() + self.inner.cfg.stampede.wait_timeout
+                    });
                     let wait = deadline.saturating_duration_since(Instant::now());
                     match tokio::time::timeout(wait, flight::follow(rx)).await {
                         Ok(Some(v)) => {
@@ -2277,10 +2258,36 @@ impl Cache {
         outcome
     }
 
-    /// A caller waited `wait_timeout` for another caller of this instance: with
-    /// [`StampedeFallback::Error`] (and an error type that can hold a redisx error) it fails
-    /// with [`ErrorCode::CacheStampedeTimeout`], otherwise it runs its own loader (its value
-    /// is not written: the leader's write is still due).
+    /// A wait for `whom` ran out at `wait_timeout`: logs it, and with
+    /// [`StampedeFallback::Error`] returns the caller's [`ErrorCode::CacheStampedeTimeout`]
+    /// (when its error type can hold a redisx error). `None`: the caller loads instead.
+    fn stampede_timed_out<E>(
+        &self,
+        key: &str,
+        whom: &str,
+        on_timeout: impl FnOnce(Error) -> Option<E>,
+    ) -> Option<E> {
+        let stampede = &self.inner.cfg.stampede;
+        tracing::warn!(
+            key,
+            "cache stampede wait for {whom} timed out; falling back to {:?}",
+            stampede.fallback
+        );
+        if stampede.fallback != StampedeFallback::Error {
+            return None;
+        }
+        on_timeout(
+            Error::new(
+                ErrorCode::CacheStampedeTimeout,
+                format!("waited {:?} for {whom}", stampede.wait_timeout),
+            )
+            .with_context("key", key),
+        )
+    }
+
+    /// A caller waited `wait_timeout` for another caller of this instance: it fails as
+    /// [`stampede_timed_out`](Self::stampede_timed_out) says, or runs its own loader (its
+    /// value is not written: the leader's write is still due).
     async fn after_wait_timeout<T, E, Fut>(
         &self,
         key: &str,
@@ -2290,24 +2297,12 @@ impl Cache {
     where
         Fut: Future<Output = Result<T, E>>,
     {
-        let stampede = &self.inner.cfg.stampede;
-        tracing::warn!(
+        if let Some(e) = self.stampede_timed_out(
             key,
-            "cache single-flight wait timed out; falling back to {:?}",
-            stampede.fallback
-        );
-        if stampede.fallback == StampedeFallback::Error {
-            let err = Error::new(
-                ErrorCode::CacheStampedeTimeout,
-                format!(
-                    "waited {:?} for the load of the key by another caller in this instance",
-                    stampede.wait_timeout
-                ),
-            )
-            .with_context("key", key);
-            if let Some(e) = on_timeout(err) {
-                return Fetched::Done(Err(e));
-            }
+            "the load of the key by another caller in this instance",
+            on_timeout,
+        ) {
+            return Fetched::Done(Err(e));
         }
         let outcome = loader.await;
         if outcome.is_ok() {
@@ -2342,7 +2337,7 @@ impl Cache {
         unless: impl FnOnce(&T) -> bool,
         on_timeout: impl FnOnce(Error) -> Option<E>,
         mut first: Option<FirstRead<T>>,
-        deadline: Instant,
+        deadline: Option<Instant>,
         erasure: Erasure<T>,
     ) -> Fetched<T, E, Fut>
     where
@@ -2355,6 +2350,7 @@ impl Cache {
         let mut lock = Lock::None;
         let mut stale: Option<T> = None;
         if let (Some(client), Some(full)) = (self.l2_client(r.mode), full) {
+            let deadline = deadline.unwrap_or_else(|| Instant::now() + stampede.wait_timeout);
             // Dropped (unregistered) on every way out, cancellation included.
             let mut waiter: Option<invalidation::Registration<'_>> = None;
             let mut corrupt_retries = 0;
@@ -2481,21 +2477,8 @@ impl Cache {
                 let now = Instant::now();
                 if now >= deadline {
                     // `waiter` unregisters when dropped, after this iteration's `slot`.
-                    let err = Error::new(
-                        ErrorCode::CacheStampedeTimeout,
-                        format!(
-                            "waited {:?} for another instance to load the key",
-                            stampede.wait_timeout
-                        ),
-                    )
-                    .with_context("key", key);
-                    tracing::warn!(
-                        key,
-                        "cache stampede wait timed out; falling back to {:?}",
-                        stampede.fallback
-                    );
-                    if stampede.fallback == StampedeFallback::Error
-                        && let Some(e) = on_timeout(err)
+                    if let Some(e) =
+                        self.stampede_timed_out(key, "another instance to load the key", on_timeout)
                     {
                         return Fetched::Done(Err(e));
                     }
@@ -2710,6 +2693,32 @@ fn describe_error<E: 'static>(err: &E) -> String {
     } else {
         format!("an error of type `{}`", std::any::type_name::<E>())
     }
+}
+
+/// Every element of a cursor command (`SCAN`, `SSCAN`, `ZSCAN`), page by page; `page(cursor)`
+/// builds the command of one page. A cursor may return an element twice (see [`sorted`]).
+async fn scan_pages<T: redis::FromRedisValue>(
+    client: &Client,
+    name: &'static str,
+    page: impl Fn(u64) -> redis::Cmd,
+) -> Result<Vec<T>> {
+    let mut cursor = 0;
+    let mut out = Vec::new();
+    loop {
+        let (next, items): (u64, Vec<T>) = client.query_named(name, &page(cursor)).await?;
+        out.extend(items);
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+}
+
+/// `items` sorted, without duplicates.
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort_unstable();
+    items.dedup();
+    items
 }
 
 /// Escapes the glob characters of a literal for `SCAN MATCH`.
