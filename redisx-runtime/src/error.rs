@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 /// The `Result` type of redisx.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -214,22 +215,27 @@ impl fmt::Display for ErrorCode {
 /// assert!(!err.is_retryable());
 /// assert_eq!(err.to_string(), "CACHE_KEY_INVALID: key is empty (key=``)");
 /// ```
+///
+/// Cloning is cheap (an `Arc` inside), so one failure can be handed to every caller that
+/// waited on it (see [`Cache::get_or_load`](crate::Cache::get_or_load)).
+#[derive(Clone)]
 pub struct Error {
-    inner: Box<Inner>,
+    inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     code: ErrorCode,
     message: Cow<'static, str>,
     context: Vec<(&'static str, String)>,
-    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+    source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
 }
 
 impl Error {
     /// A new error with a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
-            inner: Box::new(Inner {
+            inner: Arc::new(Inner {
                 code,
                 message: message.into(),
                 context: Vec::new(),
@@ -241,14 +247,16 @@ impl Error {
     /// Adds a piece of context (`client`, `command`, `key`, ...), shown in `Display`.
     #[must_use]
     pub fn with_context(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.inner.context.push((name, value.into()));
+        Arc::make_mut(&mut self.inner)
+            .context
+            .push((name, value.into()));
         self
     }
 
     /// Sets the underlying cause, returned by [`std::error::Error::source`].
     #[must_use]
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
-        self.inner.source = Some(Box::new(source));
+        Arc::make_mut(&mut self.inner).source = Some(Arc::new(source));
         self
     }
 

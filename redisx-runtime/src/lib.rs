@@ -36,11 +36,13 @@ macro_rules! traced {
 }
 
 pub mod cache;
+mod call_site;
 mod client;
 pub mod codec;
 mod error;
 pub mod key;
 pub mod metrics;
+pub mod plugin;
 #[doc(hidden)]
 pub mod private;
 mod runtime;
@@ -50,4 +52,5 @@ pub use cache::{Cache, CacheConfig, CacheMode, CacheStats};
 pub use client::{Client, ConnectionConfig, DriverKind, ReconnectPolicy};
 pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
+pub use plugin::{Plugin, PluginContext, PluginFuture};
 pub use runtime::{RedisX, RedisXBuilder};

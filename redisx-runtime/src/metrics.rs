@@ -5,13 +5,9 @@
 //! | `redisx_commands_total` | counter | `command`, `client`, `status` (`ok` / `error`) |
 //! | `redisx_command_duration_seconds` | histogram | `command`, `client` |
 //! | `redisx_errors_total` | counter | `client`, `error_type` (an [`ErrorCode`](crate::ErrorCode) string) |
-//! | `redisx_cache_hits_total` | counter | `layer` (`l1` / `l2`) |
-//! | `redisx_cache_misses_total` | counter | `layer` |
-//! | `redisx_cache_stampede_prevented_total` | counter | |
-//! | `redisx_cache_stale_served_total` | counter | |
-//! | `redisx_cache_loads_total` | counter | `status` (`ok` / `error`) |
-//! | `redisx_cache_write_errors_total` | counter | |
-//! | `redisx_cache_l1_entries` | gauge | |
+//!
+//! Each plugin registers its own metrics beside these when it is built (the cache's
+//! `redisx_cache_*` set is listed in the README).
 //!
 //! The registry is either created by the runtime or passed in by the user
 //! ([`RedisXBuilder::registry`](crate::RedisXBuilder::registry)) so that redisx metrics sit beside
@@ -20,12 +16,9 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -58,11 +51,6 @@ pub(crate) struct ErrorLabels {
     pub(crate) error_type: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct StatusLabels {
-    pub(crate) status: &'static str,
-}
-
 fn duration_histogram() -> Histogram {
     Histogram::new(COMMAND_DURATION_BUCKETS)
 }
@@ -73,7 +61,6 @@ pub(crate) struct Metrics {
     pub(crate) commands: Family<CommandLabels, Counter>,
     pub(crate) command_duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
     pub(crate) errors: Family<ErrorLabels, Counter>,
-    pub(crate) cache: CacheMetrics,
 }
 
 /// A counter striped over cache lines: each thread increments its own slot, so threads
@@ -106,94 +93,6 @@ impl Striped {
     }
 }
 
-/// Exports the striped hit and miss counters as `redisx_cache_hits_total{layer}` and
-/// `redisx_cache_misses_total{layer}` at scrape time.
-#[derive(Debug)]
-struct HitsCollector {
-    l1_hits: Striped,
-    l2_hits: Striped,
-    l1_misses: Striped,
-    l2_misses: Striped,
-}
-
-impl Collector for HitsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let families = [
-            (
-                "cache_hits",
-                "Cache hits, by layer",
-                &self.l1_hits,
-                &self.l2_hits,
-            ),
-            (
-                "cache_misses",
-                "Cache misses, by layer",
-                &self.l1_misses,
-                &self.l2_misses,
-            ),
-        ];
-        for (name, help, l1, l2) in families {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (layer, counter) in [("l1", l1), ("l2", l2)] {
-                let labels = [("layer", layer)];
-                let family = metric.encode_family(&labels)?;
-                ConstCounter::new(counter.get()).encode(family)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Exports `redisx_cache_l1_entries`, read at scrape time.
-struct L1SizeCollector<F>(F);
-
-impl<F> std::fmt::Debug for L1SizeCollector<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("L1SizeCollector")
-    }
-}
-
-impl<F: Fn() -> Option<u64> + Send + Sync + 'static> Collector for L1SizeCollector<F> {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let Some(len) = (self.0)() else {
-            return Ok(());
-        };
-        let metric = encoder.encode_descriptor(
-            "cache_l1_entries",
-            "Entries in the in-process L1 cache",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(i64::try_from(len).unwrap_or(i64::MAX)).encode(metric)
-    }
-}
-
-/// Registers the L1 size gauge of one cache; `len` returns `None` once the cache is gone.
-pub(crate) fn register_l1_size(
-    registry: &SharedRegistry,
-    len: impl Fn() -> Option<u64> + Send + Sync + 'static,
-) {
-    registry
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .sub_registry_with_prefix("redisx")
-        .register_collector(Box::new(L1SizeCollector(len)));
-}
-
-/// The cache plugin's metric handles (pre-resolved so the hit path does no label lookup).
-#[derive(Clone)]
-pub(crate) struct CacheMetrics {
-    pub(crate) l1_hits: Striped,
-    pub(crate) l2_hits: Striped,
-    pub(crate) l1_misses: Striped,
-    pub(crate) l2_misses: Striped,
-    pub(crate) stampede_prevented: Counter,
-    pub(crate) stale_served: Counter,
-    pub(crate) loads_ok: Counter,
-    pub(crate) loads_error: Counter,
-    pub(crate) write_errors: Counter,
-}
-
 impl Metrics {
     pub(crate) fn new(registry: Option<SharedRegistry>) -> Self {
         let registry = registry.unwrap_or_else(|| Arc::new(Mutex::new(Registry::default())));
@@ -203,18 +102,6 @@ impl Metrics {
                 duration_histogram as fn() -> Histogram,
             );
         let errors = Family::<ErrorLabels, Counter>::default();
-        let loads = Family::<StatusLabels, Counter>::default();
-        let cache = CacheMetrics {
-            l1_hits: Striped::default(),
-            l2_hits: Striped::default(),
-            l1_misses: Striped::default(),
-            l2_misses: Striped::default(),
-            stampede_prevented: Counter::default(),
-            stale_served: Counter::default(),
-            loads_ok: loads.get_or_create_owned(&StatusLabels { status: "ok" }),
-            loads_error: loads.get_or_create_owned(&StatusLabels { status: "error" }),
-            write_errors: Counter::default(),
-        };
         {
             let mut reg = registry
                 .lock()
@@ -235,35 +122,12 @@ impl Metrics {
                 "Errors of Redis commands, by client and error type",
                 errors.clone(),
             );
-            r.register_collector(Box::new(HitsCollector {
-                l1_hits: cache.l1_hits.clone(),
-                l2_hits: cache.l2_hits.clone(),
-                l1_misses: cache.l1_misses.clone(),
-                l2_misses: cache.l2_misses.clone(),
-            }));
-            r.register(
-                "cache_stampede_prevented",
-                "Cache loads avoided because another caller was already loading the key",
-                cache.stampede_prevented.clone(),
-            );
-            r.register(
-                "cache_stale_served",
-                "Stale cache values served (stale-while-revalidate or stale-if-error)",
-                cache.stale_served.clone(),
-            );
-            r.register("cache_loads", "Cache loader runs, by status", loads);
-            r.register(
-                "cache_write_errors",
-                "Cache writes that failed (logged; never fail the caller)",
-                cache.write_errors.clone(),
-            );
         }
         Self {
             registry,
             commands,
             command_duration,
             errors,
-            cache,
         }
     }
 
@@ -282,32 +146,6 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn striped_counters_are_exported_with_the_redisx_prefix() {
-        let m = Metrics::new(None);
-        m.cache.l1_hits.inc();
-        m.cache.l1_hits.inc();
-        m.cache.l2_misses.inc();
-        let text = m.render();
-        assert!(
-            text.contains("redisx_cache_hits_total{layer=\"l1\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("redisx_cache_hits_total{layer=\"l2\"} 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("redisx_cache_misses_total{layer=\"l2\"} 1"),
-            "{text}"
-        );
-        assert_eq!(
-            text.matches("# TYPE redisx_cache_hits counter").count(),
-            1,
-            "{text}"
-        );
-    }
 
     #[test]
     fn striped_counter_sums_across_threads() {

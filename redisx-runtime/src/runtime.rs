@@ -1,13 +1,16 @@
 //! The runtime handle, [`RedisX`], and its builder.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::cache::{Cache, CacheConfig, CacheMode};
 use crate::client::{Client, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result};
 use crate::metrics::{Metrics, SharedRegistry};
+use crate::plugin::{self, Plugin, PluginContext};
 
 static GLOBAL: OnceLock<RedisX> = OnceLock::new();
 
@@ -36,21 +39,38 @@ pub struct RedisX {
 }
 
 struct Inner {
-    clients: HashMap<String, Client>,
-    default_client: Option<String>,
-    key_prefix: String,
+    ctx: PluginContext,
     metrics: Arc<Metrics>,
+    /// The built-in cache, typed (it is also the first of `plugins`).
     cache: Cache,
+    /// Every plugin in start order, with its value for [`RedisX::plugin`].
+    plugins: Vec<Started>,
+    shutdown_timeout: Duration,
     shut_down: AtomicBool,
+}
+
+/// A started plugin: driven through its trait, found by its type.
+struct Started {
+    plugin: Arc<dyn Plugin>,
+    any: Arc<dyn Any + Send + Sync>,
+}
+
+impl AsRef<dyn Plugin> for Started {
+    fn as_ref(&self) -> &(dyn Plugin + 'static) {
+        &*self.plugin
+    }
 }
 
 impl std::fmt::Debug for RedisX {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisX")
-            .field("clients", &self.inner.clients.values().collect::<Vec<_>>())
-            .field("default_client", &self.inner.default_client)
-            .field("key_prefix", &self.inner.key_prefix)
-            .field("cache", &self.inner.cache)
+            .field(
+                "clients",
+                &self.inner.ctx.clients.values().collect::<Vec<_>>(),
+            )
+            .field("default_client", &self.inner.ctx.default_client)
+            .field("key_prefix", &self.inner.ctx.key_prefix)
+            .field("plugins", &self.plugin_names())
             .finish_non_exhaustive()
     }
 }
@@ -96,28 +116,12 @@ impl RedisX {
 
     /// The default client, or an error when the runtime has none.
     pub fn try_client(&self) -> Result<Client> {
-        let name = self.inner.default_client.as_deref().ok_or_else(|| {
-            Error::new(
-                ErrorCode::ConfigUnknownClient,
-                "this runtime has no Redis client; add one with `.client(name, config)`",
-            )
-        })?;
-        self.named_client(name)
+        self.inner.ctx.client()
     }
 
     /// A client by name.
     pub fn named_client(&self, name: &str) -> Result<Client> {
-        self.inner.clients.get(name).cloned().ok_or_else(|| {
-            let mut names: Vec<_> = self.inner.clients.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            Error::new(
-                ErrorCode::ConfigUnknownClient,
-                format!(
-                    "no client named `{name}`; the clients are: {}",
-                    names.join(", ")
-                ),
-            )
-        })
+        self.inner.ctx.named_client(name)
     }
 
     /// The cache service.
@@ -125,9 +129,22 @@ impl RedisX {
         &self.inner.cache
     }
 
+    /// A plugin added with [`RedisXBuilder::plugin`], by its type.
+    pub fn plugin<P: Plugin>(&self) -> Option<Arc<P>> {
+        self.inner
+            .plugins
+            .iter()
+            .find_map(|p| p.any.clone().downcast::<P>().ok())
+    }
+
+    /// The names of the plugins, in the order they started (`"cache"` first).
+    pub fn plugin_names(&self) -> Vec<&'static str> {
+        self.inner.plugins.iter().map(|p| p.plugin.name()).collect()
+    }
+
     /// The app key prefix (`""` when none was set).
     pub fn key_prefix(&self) -> &str {
-        &self.inner.key_prefix
+        &self.inner.ctx.key_prefix
     }
 
     /// The metrics registry rendered in the Prometheus text format.
@@ -145,19 +162,37 @@ impl RedisX {
         self.inner.shut_down.load(Ordering::SeqCst)
     }
 
-    /// Closes every connection and stops background tasks. Afterwards Redis calls fail with
+    /// Stops every plugin, in reverse start order and within the shutdown timeout
+    /// ([`RedisXBuilder::shutdown_timeout`]; a plugin still stopping then is left behind,
+    /// logged), then closes every connection. Afterwards Redis calls fail with
     /// [`ErrorCode::ConnectionClosed`], L1 is emptied and cached functions run uncached.
     /// Idempotent.
     pub async fn shutdown(&self) {
         if self.inner.shut_down.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.inner.cache.stop();
-        self.inner.cache.clear_l1();
-        for client in self.inner.clients.values() {
+        let deadline = tokio::time::Instant::now() + self.inner.shutdown_timeout;
+        stop_all(&self.inner.plugins, deadline).await;
+        for client in self.inner.ctx.clients.values() {
             client.shutdown();
         }
         tokio::task::yield_now().await;
+    }
+}
+
+/// Stops `plugins` in reverse order, each bounded by `deadline`.
+async fn stop_all(plugins: &[Started], deadline: tokio::time::Instant) {
+    for p in plugins.iter().rev() {
+        let plugin = &p.plugin;
+        if tokio::time::timeout_at(deadline, plugin.stop(deadline))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                plugin = plugin.name(),
+                "a plugin did not stop before the shutdown deadline; going on without it"
+            );
+        }
     }
 }
 
@@ -169,6 +204,8 @@ pub struct RedisXBuilder {
     key_prefix: String,
     cache: Option<CacheConfig>,
     registry: Option<SharedRegistry>,
+    plugins: Vec<Started>,
+    shutdown_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for RedisXBuilder {
@@ -178,6 +215,14 @@ impl std::fmt::Debug for RedisXBuilder {
             .field("default_client", &self.default_client)
             .field("key_prefix", &self.key_prefix)
             .field("cache", &self.cache)
+            .field(
+                "plugins",
+                &self
+                    .plugins
+                    .iter()
+                    .map(|p| p.plugin.name())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -212,6 +257,26 @@ impl RedisXBuilder {
         self
     }
 
+    /// Adds a plugin: started by `build()` after the plugins it depends on, stopped by
+    /// [`RedisX::shutdown`] before them; found again with [`RedisX::plugin`].
+    #[must_use]
+    pub fn plugin<P: Plugin>(mut self, plugin: P) -> Self {
+        let plugin = Arc::new(plugin);
+        self.plugins.push(Started {
+            plugin: plugin.clone(),
+            any: plugin,
+        });
+        self
+    }
+
+    /// How long [`RedisX::shutdown`] waits for the plugins to stop, all together (default
+    /// 10 s).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = Some(timeout);
+        self
+    }
+
     /// Registers the redisx metrics in this registry instead of a private one.
     #[must_use]
     pub fn registry(mut self, registry: SharedRegistry) -> Self {
@@ -221,7 +286,8 @@ impl RedisXBuilder {
 
     /// Connects every client (unless configured `lazy`), checks that its server is Redis 7.0
     /// or newer ([`ErrorCode::ConnectionUnsupportedServer`] otherwise), preloads the Lua
-    /// scripts and starts the plugins.
+    /// scripts and starts the plugins in dependency order (the cache first). A plugin that
+    /// fails to start fails the build, after the ones already started are stopped.
     pub async fn build(self) -> Result<RedisX> {
         let cache_cfg = self.cache.unwrap_or_default();
         cache_cfg.validate()?;
@@ -252,7 +318,7 @@ impl RedisXBuilder {
             let client = Client::connect(&name, cfg, metrics.clone()).await?;
             if !lazy {
                 client.check_server_version().await?;
-                for s in crate::script::ALL {
+                for s in crate::script::builtin() {
                     client
                         .load_script(&s.script)
                         .await
@@ -261,39 +327,55 @@ impl RedisXBuilder {
             }
             clients.insert(name, client);
         }
+        let ctx = PluginContext {
+            clients,
+            default_client,
+            key_prefix: self.key_prefix,
+            registry: metrics.registry.clone(),
+        };
         let cache_client = if cache_cfg.mode_value() == CacheMode::L1Only {
             None
         } else {
-            let name = cache_cfg.client.clone().or_else(|| default_client.clone()).ok_or_else(|| {
+            let name = cache_cfg.client.clone().or_else(|| ctx.default_client.clone()).ok_or_else(|| {
                 Error::new(
                     ErrorCode::ConfigInvalid,
                     "the cache needs a Redis client: add one with `.client(name, config)`, or use `CacheMode::L1Only`",
                 )
             })?;
-            Some(clients.get(&name).cloned().ok_or_else(|| {
+            Some(ctx.clients.get(&name).cloned().ok_or_else(|| {
                 Error::new(
                     ErrorCode::ConfigUnknownClient,
                     format!("the cache's client `{name}` is not among the configured clients"),
                 )
             })?)
         };
-        let cache = Cache::new(
-            cache_cfg,
-            &self.key_prefix,
-            cache_client,
-            metrics.cache.clone(),
-            &metrics.registry,
-        );
-        cache.start().await?;
+        let cache = Cache::new(cache_cfg, &ctx.key_prefix, cache_client, &ctx.registry);
+        let builtin = Arc::new(cache.clone());
+        let mut plugins = vec![Started {
+            plugin: builtin.clone(),
+            any: builtin,
+        }];
+        plugins.extend(self.plugins);
+        let plugins = plugin::start_order(plugins)?;
+        for (i, p) in plugins.iter().enumerate() {
+            if let Err(e) = p.plugin.start(&ctx).await {
+                let deadline = tokio::time::Instant::now() + DEFAULT_SHUTDOWN_TIMEOUT;
+                stop_all(&plugins[..i], deadline).await;
+                return Err(e.with_context("plugin", p.plugin.name()));
+            }
+        }
         Ok(RedisX {
             inner: Arc::new(Inner {
-                clients,
-                default_client,
-                key_prefix: self.key_prefix,
+                ctx,
                 metrics,
                 cache,
+                plugins,
+                shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
                 shut_down: AtomicBool::new(false),
             }),
         })
     }
 }
+
+/// How long a shutdown waits for the plugins to stop, unless configured.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,6 +1,7 @@
-//! Lua scripts: each lives in a `.lua` file beside the Rust that runs it, is run through
-//! `redis::Script` (`EVALSHA`; on `NOSCRIPT` it is loaded and retried), and is preloaded into
-//! every client at startup.
+//! The Lua script mechanism: each script lives in a `.lua` file in its plugin's `lua/` folder
+//! (declared in the plugin's `scripts.rs` with [`lua!`]), runs through `redis::Script`
+//! (`EVALSHA`; on `NOSCRIPT` it is loaded and retried), and is preloaded into every client at
+//! startup.
 
 use std::sync::LazyLock;
 
@@ -10,32 +11,19 @@ pub(crate) struct LuaScript {
     pub(crate) script: LazyLock<redis::Script>,
 }
 
+/// `lua!(NAME, "lua/file.lua")`: a [`LuaScript`] static from a file beside the invoking module.
 macro_rules! lua {
     ($ident:ident, $file:literal) => {
-        pub(crate) static $ident: LuaScript = LuaScript {
+        pub(crate) static $ident: $crate::script::LuaScript = $crate::script::LuaScript {
             name: $file,
-            script: LazyLock::new(|| redis::Script::new(include_str!($file))),
+            script: ::std::sync::LazyLock::new(|| ::redis::Script::new(include_str!($file))),
         };
     };
 }
+pub(crate) use lua;
 
-lua!(CACHE_DEL_IF_EQ, "cache/del_if_eq.lua");
-lua!(CACHE_WRITE, "cache/write.lua");
-lua!(CACHE_RELEASE, "cache/release.lua");
-lua!(CACHE_TAG_CLAIM, "cache/tag_claim.lua");
-lua!(CACHE_FLAG_WAITER, "cache/flag_waiter.lua");
-lua!(CACHE_TAG_DELETE, "cache/tag_delete.lua");
-lua!(CACHE_EXTEND, "cache/extend.lua");
-lua!(CACHE_TAG_MIGRATE, "cache/tag_migrate.lua");
-
-/// Every script, for preloading (and reloading after `NOSCRIPT` in a pipeline).
-pub(crate) static ALL: &[&LuaScript] = &[
-    &CACHE_DEL_IF_EQ,
-    &CACHE_WRITE,
-    &CACHE_RELEASE,
-    &CACHE_TAG_CLAIM,
-    &CACHE_FLAG_WAITER,
-    &CACHE_TAG_DELETE,
-    &CACHE_EXTEND,
-    &CACHE_TAG_MIGRATE,
-];
+/// Every built-in plugin's scripts, for preloading (and reloading after `NOSCRIPT` in a
+/// pipeline).
+pub(crate) fn builtin() -> impl Iterator<Item = &'static LuaScript> {
+    crate::cache::scripts::ALL.iter().copied()
+}

@@ -43,7 +43,9 @@
 //! - [`RedisX`]: the runtime handle ([`RedisX::builder`], [`RedisX::install`]).
 //! - [`ConnectionConfig`]: one Redis server (URL, TLS, ACL user, timeouts, reconnect, driver).
 //! - [`Cache`] (`rx.cache()`): the cache service; [`cached`] is sugar over
-//!   [`Cache::get_or_load`].
+//!   [`Cache::get_or_load_using`].
+//! - [`Plugin`]: what the runtime starts and stops (the cache is one; add your own with
+//!   [`RedisXBuilder::plugin`]).
 //! - [`Error`] / [`ErrorCode`]: one error type with stable codes.
 //! - [`metrics`]: the Prometheus metric set; [`RedisX::metrics_text`] renders it.
 //!

@@ -379,6 +379,95 @@ impl CacheConfig {
     }
 }
 
+/// Per-call settings with every default applied and every limit checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resolved {
+    pub(crate) ttl: Duration,
+    pub(crate) l1_ttl: Duration,
+    pub(crate) swr: Duration,
+    pub(crate) sie: Duration,
+    pub(crate) mode: CacheMode,
+    pub(crate) codec: CodecKind,
+}
+
+impl CacheConfig {
+    /// The tiers of a call: its own mode, except that a cache without Redis never uses L2.
+    pub(crate) fn mode_of(&self, call: Option<CacheMode>) -> CacheMode {
+        match (self.mode, call) {
+            (CacheMode::L1Only, _) => CacheMode::L1Only,
+            (_, Some(m)) | (m, None) => m,
+        }
+    }
+
+    /// `opts` with the cache's defaults applied; a ttl of zero or over `max_ttl` is an error.
+    pub(crate) fn resolve(&self, opts: &EntryOptions) -> Result<Resolved> {
+        let ttl = opts.ttl.unwrap_or(self.default_ttl);
+        if ttl.is_zero() {
+            return Err(Error::new(
+                ErrorCode::ConfigInvalid,
+                "a cache ttl must be greater than zero",
+            ));
+        }
+        if ttl > self.max_ttl {
+            return Err(Error::new(
+                ErrorCode::ConfigInvalid,
+                format!(
+                    "ttl {ttl:?} exceeds the cache's max_ttl of {:?}",
+                    self.max_ttl
+                ),
+            ));
+        }
+        Ok(Resolved {
+            ttl,
+            l1_ttl: opts.l1_ttl.unwrap_or(self.l1_ttl).min(self.l1_ttl).min(ttl),
+            swr: opts.swr.or(self.swr).unwrap_or(Duration::ZERO),
+            sie: opts
+                .stale_if_error
+                .or(self.stale_if_error)
+                .unwrap_or(Duration::ZERO),
+            mode: self.mode_of(opts.mode),
+            codec: opts.codec.unwrap_or(self.codec),
+        })
+    }
+
+    /// Checks a user key: valid as a Redis key, and not in the cache's own namespaces.
+    pub(crate) fn check_key(&self, key: &str) -> Result<()> {
+        key::validate(key, self.max_key_len)?;
+        if self.is_internal(key.as_bytes()) {
+            return Err(Error::new(
+                ErrorCode::CacheKeyInvalid,
+                format!(
+                    "keys starting with `{}` or `{}` are reserved for the cache's own use",
+                    self.tag_index_prefix, self.lock_prefix
+                ),
+            )
+            .with_context("key", key));
+        }
+        Ok(())
+    }
+
+    /// Whether a user key lies in the cache's own namespaces (tag indexes, refresh locks).
+    pub(crate) fn is_internal(&self, key: &[u8]) -> bool {
+        key.starts_with(self.tag_index_prefix.as_bytes())
+            || key.starts_with(self.lock_prefix.as_bytes())
+    }
+
+    /// Checks the tags of one entry: at most `max_tags_per_key`, each a valid tag.
+    pub(crate) fn check_tags(&self, tags: &[String]) -> Result<()> {
+        let max = self.max_tags_per_key;
+        if tags.len() > max {
+            return Err(Error::new(
+                ErrorCode::CacheKeyInvalid,
+                format!(
+                    "{} tags given; an entry may carry at most {max}",
+                    tags.len()
+                ),
+            ));
+        }
+        tags.iter().try_for_each(|t| validate_tag(t))
+    }
+}
+
 /// Options of one cache entry (or one call site): ttl, tags, SWR and stale-if-error windows,
 /// tiers, codec. Unset fields take the cache's defaults.
 ///

@@ -15,6 +15,9 @@
 //! untagged entry one byte. Entries without the 0x40 bit (the format before tag sections)
 //! still decode, and a tag invalidation deletes them as it always did.
 //!
+//! A regeneration lock held in an entry's own key is a marker instead: `0xFE` and a 16-byte
+//! token, plus `w` once a waiter flagged it (see `flag_waiter.lua`).
+//!
 //! Anything else (another header, a short entry, bytes that do not decode) is a corrupt entry:
 //! the cache reports a miss and removes it.
 
@@ -33,6 +36,26 @@ pub(crate) const TAGGED: u8 = 0x40;
 
 /// The most tags one entry can carry (its count is one byte).
 pub(crate) const MAX_TAGS: usize = 255;
+
+/// The first byte of a regeneration lock marker.
+pub(crate) const MARKER: u8 = 0xFE;
+
+/// A regeneration lock's token: [`MARKER`] and 16 random bytes.
+pub(crate) type Marker = [u8; 17];
+
+/// A new marker with a random token.
+pub(crate) fn new_marker() -> Marker {
+    let mut m = [MARKER; 17];
+    m[1..].copy_from_slice(&rand::random::<u128>().to_le_bytes());
+    m
+}
+
+/// Whether stored bytes are a lock marker (flagged or not). Other bytes starting with 0xFE
+/// are no lock of ours: they are decoded (and found corrupt) rather than waited for.
+pub(crate) fn is_marker(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&MARKER)
+        && (bytes.len() == 17 || (bytes.len() == 18 && bytes[17] == b'w'))
+}
 
 /// Unix time in milliseconds.
 pub(crate) fn now_ms() -> u64 {

@@ -28,8 +28,8 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use tokio::sync::{Notify, oneshot};
 
-use super::CacheInner;
-use crate::client::ConnectionConfig;
+use super::{Cache, CacheInner};
+use crate::client::{Client, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result};
 
 /// Builds a "keys changed" message.
@@ -222,6 +222,55 @@ impl Waiters {
     }
 }
 
+impl CacheInner {
+    /// Applies one message of the channel: evicts what another instance changed (unless
+    /// invalidation is off) and wakes the callers waiting for those keys.
+    pub(crate) fn on_message(&self, payload: &str) {
+        match parse(payload) {
+            Some(Message::Keys { origin, keys }) => {
+                let evict = origin != self.origin && self.cfg.invalidation;
+                for k in keys {
+                    if evict {
+                        self.l1.remove(k);
+                    }
+                    self.waiters.wake(&self.keys.full(k));
+                }
+            }
+            Some(Message::Tags { origin, tags }) => {
+                if origin != self.origin && self.cfg.invalidation {
+                    let tags: Vec<&str> = tags.collect();
+                    self.evict_local_tags(&tags, |_| true);
+                }
+            }
+            Some(Message::Pattern { origin, pattern }) => {
+                if origin != self.origin && self.cfg.invalidation {
+                    self.evict_local_pattern(pattern);
+                }
+            }
+            Some(Message::Clear { origin }) => {
+                if origin != self.origin {
+                    self.l1.clear();
+                }
+                self.waiters.wake_all();
+            }
+            None => tracing::debug!(payload, "ignoring an unknown cache invalidation message"),
+        }
+    }
+}
+
+impl Cache {
+    /// Publishes one message on this cache's channel.
+    pub(crate) async fn publish(&self, client: &Client, msg: String) -> Result<()> {
+        client
+            .query_named::<i64>(
+                "PUBLISH",
+                redis::cmd("PUBLISH").arg(&self.inner.channel).arg(msg),
+            )
+            .await
+            .map(drop)
+    }
+}
+
 /// Starts the listener; resolves `ready` once the first subscription is in place.
 pub(crate) fn spawn(
     cache: Weak<CacheInner>,
@@ -305,7 +354,7 @@ async fn listen(
             let Some(msg) = msg else { break };
             let Some(inner) = cache.upgrade() else { return };
             match std::str::from_utf8(msg.get_payload_bytes()) {
-                Ok(payload) => CacheInner::on_message(&inner, payload),
+                Ok(payload) => inner.on_message(payload),
                 Err(_) => {
                     tracing::warn!(%channel, "ignoring a non-UTF-8 cache invalidation message");
                 }

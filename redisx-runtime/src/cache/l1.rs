@@ -1,7 +1,6 @@
 //! L1: the in-process tier. A bounded `quick_cache` of decoded values, with an expiry per entry.
 
 use std::any::Any;
-use std::fmt::{self, Write as _};
 use std::hash::{BuildHasher as _, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -352,81 +351,9 @@ impl quick_cache::Equivalent<L1Key> for Probe<'_> {
     }
 }
 
-/// A key rendered without touching the heap when it fits in 200 bytes.
-pub(crate) struct KeyBuf {
-    stack: [u8; 200],
-    len: usize,
-    heap: Option<String>,
-}
-
-impl KeyBuf {
-    #[inline]
-    pub(crate) fn render(args: fmt::Arguments<'_>) -> Self {
-        let mut buf = Self {
-            stack: [0; 200],
-            len: 0,
-            heap: None,
-        };
-        if let Some(s) = args.as_str() {
-            let _ = buf.write_str(s);
-        } else {
-            let _ = buf.write_fmt(args);
-        }
-        buf
-    }
-
-    #[inline]
-    pub(crate) fn as_str(&self) -> &str {
-        match &self.heap {
-            Some(s) => s,
-            // Only whole `&str` pieces are ever copied in, so this is valid UTF-8.
-            None => std::str::from_utf8(&self.stack[..self.len]).unwrap_or(""),
-        }
-    }
-
-    pub(crate) fn into_string(self) -> String {
-        match self.heap {
-            Some(s) => s,
-            None => self.as_str().to_owned(),
-        }
-    }
-}
-
-impl fmt::Write for KeyBuf {
-    #[inline]
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if let Some(heap) = &mut self.heap {
-            heap.push_str(s);
-            return Ok(());
-        }
-        let end = self.len + s.len();
-        if end <= self.stack.len() {
-            self.stack[self.len..end].copy_from_slice(s.as_bytes());
-            self.len = end;
-        } else {
-            let mut heap = String::with_capacity(end * 2);
-            heap.push_str(std::str::from_utf8(&self.stack[..self.len]).unwrap_or(""));
-            heap.push_str(s);
-            self.heap = Some(heap);
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keybuf_spills_to_heap() {
-        let long = "x".repeat(300);
-        let k = KeyBuf::render(format_args!("a:{long}"));
-        assert_eq!(k.as_str().len(), 302);
-        let id = 5;
-        let k = KeyBuf::render(format_args!("user:{id}"));
-        assert_eq!(k.as_str(), "user:5");
-        assert_eq!(k.into_string(), "user:5");
-    }
 
     #[test]
     fn keys_inline_and_boxed_are_found_and_kept_apart() {

@@ -111,7 +111,7 @@ impl Client {
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    for s in crate::script::ALL {
+                    for s in crate::script::builtin() {
                         s.script.prepare_invoke().load_async(conn).await?;
                     }
                     pipeline.query_async(conn).await

@@ -1,0 +1,579 @@
+//! What `#[cached]`, `#[cache_evict]` and `#[cache_put]` expand to (re-exported, unstable, as
+//! `redisx::__private`). Each adapts the attribute's arguments to a public call:
+//! [`Cache::get_or_load_using`] (`_swr`), [`Cache::delete_many`] and
+//! [`Cache::invalidate_tags`], [`Cache::set_with`].
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Cache, CacheMode, Cacheable, EntryOptions, Erasure, ErrorSharing, LoadOptions};
+use crate::call_site::{self, NoRuntime};
+use crate::codec::CodecKind;
+use crate::key::KeyBuf;
+use crate::runtime::RedisX;
+
+static NO_RUNTIME: NoRuntime = NoRuntime::new("cached functions run uncached");
+
+/// The compile-time options of one `#[cached]` / `#[cache_put]` call site.
+#[derive(Debug)]
+pub struct CachedSpec {
+    module: &'static str,
+    name: &'static str,
+    ttl_ms: u64,
+    l1_ttl_ms: u64,
+    swr_ms: u64,
+    stale_if_error_ms: u64,
+    mode: Option<CacheMode>,
+    codec: Option<CodecKind>,
+    /// Set once this call site has said that its ttl exceeds the cache's `max_ttl`.
+    warned: AtomicBool,
+}
+
+impl CachedSpec {
+    /// A spec for the function `name` in `module` (its `module_path!()`), every option at the
+    /// cache's default.
+    pub const fn new(module: &'static str, name: &'static str) -> Self {
+        Self {
+            module,
+            name,
+            ttl_ms: 0,
+            l1_ttl_ms: 0,
+            swr_ms: 0,
+            stale_if_error_ms: 0,
+            mode: None,
+            codec: None,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// The ttl in milliseconds.
+    #[must_use]
+    pub const fn ttl_ms(mut self, ms: u64) -> Self {
+        self.ttl_ms = ms;
+        self
+    }
+
+    /// The L1 ttl in milliseconds.
+    #[must_use]
+    pub const fn l1_ttl_ms(mut self, ms: u64) -> Self {
+        self.l1_ttl_ms = ms;
+        self
+    }
+
+    /// The stale-while-revalidate window in milliseconds.
+    #[must_use]
+    pub const fn swr_ms(mut self, ms: u64) -> Self {
+        self.swr_ms = ms;
+        self
+    }
+
+    /// The stale-if-error window in milliseconds.
+    #[must_use]
+    pub const fn stale_if_error_ms(mut self, ms: u64) -> Self {
+        self.stale_if_error_ms = ms;
+        self
+    }
+
+    /// The tiers this call site uses.
+    #[must_use]
+    pub const fn mode(mut self, mode: CacheMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The codec of this call site.
+    #[must_use]
+    pub const fn codec(mut self, codec: CodecKind) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// The function name given to [`CachedSpec::new`].
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn options(&self, tags: Vec<String>) -> EntryOptions {
+        let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
+        let mut o = EntryOptions::new();
+        o.ttl = ms(self.ttl_ms);
+        o.l1_ttl = ms(self.l1_ttl_ms);
+        o.swr = ms(self.swr_ms);
+        o.stale_if_error = ms(self.stale_if_error_ms);
+        o.mode = self.mode;
+        o.codec = self.codec;
+        o.tags = tags;
+        o
+    }
+
+    /// Whether this call site's ttl exceeds `cache`'s `max_ttl` (the config owns the limit):
+    /// such a call site runs uncached and says so once, not on every call.
+    fn over_max_ttl(&self, cache: &Cache) -> bool {
+        let max_ttl = cache.config().max_ttl;
+        let ttl = Duration::from_millis(self.ttl_ms);
+        if self.ttl_ms == 0 || ttl <= max_ttl {
+            return false;
+        }
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                function = self.name,
+                ?ttl,
+                ?max_ttl,
+                "the ttl of this #[cached] function exceeds the cache's max_ttl: it runs uncached (lower its ttl or raise CacheConfig::max_ttl)"
+            );
+        }
+        true
+    }
+}
+
+/// The key of one `#[cached]` call: a rendered template, or the automatic key.
+#[derive(Debug, Clone, Copy)]
+pub enum CallKey<'a> {
+    /// `key = "user:{id}"`, rendered.
+    Template(fmt::Arguments<'a>),
+    /// No `key`: the function's path and a hash of its arguments (`None`: they could not be
+    /// serialized, and the call runs uncached).
+    Auto {
+        /// `type_name::<Self>()` of a method.
+        self_type: Option<&'static str>,
+        /// The arguments' hash.
+        hash: Option<u64>,
+    },
+}
+
+/// The key of a call site with a `key` template.
+pub fn template_key(args: fmt::Arguments<'_>) -> CallKey<'_> {
+    CallKey::Template(args)
+}
+
+/// The automatic key of a call site without `key`: `{module}::{Self}::{fn}:{hash}` for a
+/// method, `{module}::{fn}:{hash}` for a free function, the hash being a stable hash of the
+/// serialized arguments (not the receiver).
+///
+/// Arguments that fail to serialize (e.g. a `#[serde(flatten)]` field, which bincode cannot
+/// encode) make the call run uncached, so that calls with different arguments can never
+/// share a key (and each other's values). The first such failure is logged as a warning,
+/// later ones at debug.
+pub fn auto_key<A: Serialize + ?Sized>(
+    self_type: Option<&'static str>,
+    args: &A,
+) -> CallKey<'static> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let hash = crate::key::hash_args(args)
+        .inspect_err(|e| {
+            if WARNED.swap(true, Ordering::Relaxed) {
+                tracing::debug!(error = %e, "cannot hash the arguments of a #[cached] function; it runs uncached");
+            } else {
+                tracing::warn!(error = %e, "cannot hash the arguments of a #[cached] function; it runs uncached (give it a `key` template)");
+            }
+        })
+        .ok();
+    CallKey::Auto { self_type, hash }
+}
+
+/// Picks the L1 [`Erasure`] of a call site's value type by autoref specialization: the macro
+/// expands `(&&ErasureProbe::<T>::new()).erasure()` with [`ProbeArc`] and [`ProbeAny`] in
+/// scope; an `Arc<U>` finds [`ProbeArc`] first and is stored as the `Arc` itself.
+pub struct ErasureProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> ErasureProbe<T> {
+    /// The probe of `T`.
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> Default for ErasureProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The probe's choice for `Arc<U>` values.
+pub trait ProbeArc {
+    /// The value type.
+    type Value;
+    /// The erasure for that value type.
+    fn erasure(&self) -> Erasure<Self::Value>;
+}
+
+impl<U: Send + Sync + 'static> ProbeArc for &ErasureProbe<std::sync::Arc<U>> {
+    type Value = std::sync::Arc<U>;
+    fn erasure(&self) -> Erasure<Self::Value> {
+        Erasure::arc()
+    }
+}
+
+/// The probe's choice for every other value type.
+pub trait ProbeAny {
+    /// The value type.
+    type Value;
+    /// The erasure for that value type.
+    fn erasure(&self) -> Erasure<Self::Value>;
+}
+
+impl<T: Clone + Send + Sync + 'static> ProbeAny for ErasureProbe<T> {
+    type Value = T;
+    fn erasure(&self) -> Erasure<T> {
+        Erasure::boxed()
+    }
+}
+
+/// Picks the [`ErrorSharing`] of a call site's error type by autoref specialization: the macro
+/// expands `(&&ErrorProbe::<E>::new()).sharing()` with [`ShareClone`] and [`ShareKnown`] in
+/// scope; a `Clone + Send + Sync` error finds [`ShareClone`] first and is shared.
+pub struct ErrorProbe<E>(PhantomData<fn() -> E>);
+
+impl<E> ErrorProbe<E> {
+    /// The probe of `E`.
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<E> Default for ErrorProbe<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The probe's choice for `Clone + Send + Sync` errors: shared.
+pub trait ShareClone {
+    /// The error type.
+    type Error;
+    /// How the error is shared.
+    fn sharing(&self) -> ErrorSharing<Self::Error>;
+}
+
+impl<E: Clone + Send + Sync + 'static> ShareClone for &ErrorProbe<E> {
+    type Error = E;
+    fn sharing(&self) -> ErrorSharing<E> {
+        ErrorSharing::cloned()
+    }
+}
+
+/// The probe's choice for every other error type: shared only if it is one redisx knows.
+pub trait ShareKnown {
+    /// The error type.
+    type Error;
+    /// How the error is shared.
+    fn sharing(&self) -> ErrorSharing<Self::Error>;
+}
+
+impl<E: 'static> ShareKnown for ErrorProbe<E> {
+    type Error = E;
+    fn sharing(&self) -> ErrorSharing<E> {
+        ErrorSharing::known()
+    }
+}
+
+/// The default `unless`: cache every value.
+pub fn never<T: ?Sized>(_: &T) -> bool {
+    false
+}
+
+enum State<T> {
+    Hit(T),
+    Bypass,
+    Miss {
+        cache: Cache,
+        key: String,
+        opts: EntryOptions,
+        erasure: Erasure<T>,
+    },
+}
+
+/// A `#[cached]` call after its synchronous L1 probe; see [`cached`].
+pub struct CachedCall<T> {
+    state: State<T>,
+}
+
+/// The synchronous half of `#[cached]`: resolves the runtime, renders the key without
+/// allocating and probes L1. The returned call owns everything it needs (no borrow of the
+/// arguments), so the caller's future stays `Send`. `T` is bounded by the `run` methods only,
+/// so a value type that cannot be cached gives one error, there.
+#[inline]
+pub fn cached<T>(
+    spec: &'static CachedSpec,
+    runtime: Option<&RedisX>,
+    enabled: bool,
+    key: CallKey<'_>,
+    tags: &[fmt::Arguments<'_>],
+    erasure: Erasure<T>,
+) -> CachedCall<T> {
+    let bypass = || CachedCall {
+        state: State::Bypass,
+    };
+    if !enabled {
+        return bypass();
+    }
+    let Some(rt) = call_site::runtime(runtime, &NO_RUNTIME).filter(|rt| !rt.is_shut_down()) else {
+        return bypass();
+    };
+    let cache = rt.cache();
+    if spec.over_max_ttl(cache) {
+        return bypass();
+    }
+    let buf = match key {
+        CallKey::Template(args) => KeyBuf::render(args),
+        CallKey::Auto { hash: None, .. } => return bypass(),
+        CallKey::Auto {
+            self_type: Some(ty),
+            hash: Some(hash),
+        } => KeyBuf::render(format_args!(
+            "{}::{ty}::{}:{hash:016x}",
+            spec.module, spec.name
+        )),
+        CallKey::Auto {
+            self_type: None,
+            hash: Some(hash),
+        } => KeyBuf::render(format_args!("{}::{}:{hash:016x}", spec.module, spec.name)),
+    };
+    let key = buf.as_str();
+    if let Some(v) = cache.l1_peek::<T>(key, spec.mode, erasure) {
+        return CachedCall {
+            state: State::Hit(v),
+        };
+    }
+    CachedCall {
+        state: State::Miss {
+            cache: cache.clone(),
+            key: buf.into_string(),
+            opts: spec.options(call_site::render(tags)),
+            erasure,
+        },
+    }
+}
+
+fn infallible<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+impl<T> CachedCall<T> {
+    /// Runs a function whose every return value is cached.
+    pub async fn run<F>(self, body: F, unless: impl FnOnce(&T) -> bool) -> T
+    where
+        T: Cacheable,
+        F: Future<Output = T>,
+    {
+        let errors = ErrorSharing::none();
+        infallible(
+            self.run_result(async { Ok(body.await) }, unless, errors)
+                .await,
+        )
+    }
+
+    /// Runs a function returning `Result`: only `Ok` values are cached; errors pass through
+    /// (and reach the callers waiting on the same load as `errors` says).
+    pub async fn run_result<E, F>(
+        self,
+        body: F,
+        unless: impl FnOnce(&T) -> bool,
+        errors: ErrorSharing<E>,
+    ) -> Result<T, E>
+    where
+        T: Cacheable,
+        E: 'static,
+        F: Future<Output = Result<T, E>>,
+    {
+        match self.state {
+            State::Hit(v) => Ok(v),
+            State::Bypass => body.await,
+            State::Miss {
+                cache,
+                key,
+                opts,
+                erasure,
+            } => {
+                let how = LoadOptions::new(&opts)
+                    .unless(unless)
+                    .erasure(erasure)
+                    .errors(errors);
+                cache.get_or_load_using(&key, how, || body).await
+            }
+        }
+    }
+
+    /// [`run`](Self::run) with stale-while-revalidate: the body may run in the background,
+    /// so it must be `Send + 'static`.
+    pub async fn run_swr<F>(self, body: F, unless: impl FnOnce(&T) -> bool + Send + 'static) -> T
+    where
+        T: Cacheable,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let errors = ErrorSharing::none();
+        infallible(
+            self.run_result_swr(async { Ok(body.await) }, unless, errors)
+                .await,
+        )
+    }
+
+    /// [`run_result`](Self::run_result) with stale-while-revalidate: the body may run in the
+    /// background, so it must be `Send + 'static`.
+    pub async fn run_result_swr<E, F>(
+        self,
+        body: F,
+        unless: impl FnOnce(&T) -> bool + Send + 'static,
+        errors: ErrorSharing<E>,
+    ) -> Result<T, E>
+    where
+        T: Cacheable,
+        E: Send + 'static,
+        F: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        match self.state {
+            State::Hit(v) => Ok(v),
+            State::Bypass => body.await,
+            State::Miss {
+                cache,
+                key,
+                opts,
+                erasure,
+            } => {
+                let how = LoadOptions::new(&opts)
+                    .unless(unless)
+                    .erasure(erasure)
+                    .errors(errors);
+                cache.get_or_load_using_swr(&key, how, || body).await
+            }
+        }
+    }
+}
+
+/// When `#[cache_evict]` evicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictWhen {
+    /// Before the body runs.
+    Before,
+    /// After the body returned (for `Result`, only after `Ok`).
+    After,
+}
+
+/// A `#[cache_evict]` call; see [`cache_evict`].
+pub struct EvictCall {
+    cache: Option<Cache>,
+    when: EvictWhen,
+    keys: Vec<String>,
+    tags: Vec<String>,
+}
+
+/// The synchronous half of `#[cache_evict]`: renders the keys and tags.
+pub fn cache_evict(
+    runtime: Option<&RedisX>,
+    when: EvictWhen,
+    keys: &[fmt::Arguments<'_>],
+    tags: &[fmt::Arguments<'_>],
+) -> EvictCall {
+    EvictCall {
+        cache: call_site::runtime(runtime, &NO_RUNTIME).map(|rt| rt.cache().clone()),
+        when,
+        keys: call_site::render(keys),
+        tags: call_site::render(tags),
+    }
+}
+
+impl EvictCall {
+    async fn evict(&self) {
+        let Some(cache) = &self.cache else { return };
+        if !self.keys.is_empty()
+            && let Err(e) = cache.delete_many(&self.keys).await
+        {
+            tracing::warn!(keys = ?self.keys, error = %e, "#[cache_evict] could not delete keys");
+        }
+        if !self.tags.is_empty()
+            && let Err(e) = cache.invalidate_tags(&self.tags).await
+        {
+            tracing::warn!(tags = ?self.tags, error = %e, "#[cache_evict] could not invalidate tags");
+        }
+    }
+
+    /// Runs a function with any return type (`After`: evicts once it returned).
+    pub async fn run<F: Future>(self, body: F) -> F::Output {
+        if self.when == EvictWhen::Before {
+            self.evict().await;
+            return body.await;
+        }
+        let out = body.await;
+        self.evict().await;
+        out
+    }
+
+    /// Runs a function returning `Result` (`After`: evicts only after `Ok`).
+    pub async fn run_result<T, E, F>(self, body: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        if self.when == EvictWhen::Before {
+            self.evict().await;
+            return body.await;
+        }
+        let out = body.await;
+        if out.is_ok() {
+            self.evict().await;
+        }
+        out
+    }
+}
+
+/// A `#[cache_put]` call; see [`cache_put`].
+pub struct PutCall<T> {
+    target: Option<(Cache, String, EntryOptions)>,
+    _value: PhantomData<fn() -> T>,
+}
+
+/// The synchronous half of `#[cache_put]`: renders the key and tags.
+pub fn cache_put<T>(
+    spec: &'static CachedSpec,
+    runtime: Option<&RedisX>,
+    key: fmt::Arguments<'_>,
+    tags: &[fmt::Arguments<'_>],
+) -> PutCall<T> {
+    PutCall {
+        target: call_site::runtime(runtime, &NO_RUNTIME).map(|rt| {
+            (
+                rt.cache().clone(),
+                fmt::format(key),
+                spec.options(call_site::render(tags)),
+            )
+        }),
+        _value: PhantomData,
+    }
+}
+
+impl<T> PutCall<T>
+where
+    T: Serialize + Clone + Send + Sync + 'static,
+{
+    async fn put(&self, value: &T) {
+        if let Some((cache, key, opts)) = &self.target
+            && let Err(e) = cache.set_with(key, value, opts).await
+        {
+            tracing::warn!(key, error = %e, "#[cache_put] could not write the value");
+        }
+    }
+
+    /// Runs the body and writes its value.
+    pub async fn run<F: Future<Output = T>>(self, body: F) -> T {
+        let v = body.await;
+        self.put(&v).await;
+        v
+    }
+
+    /// Runs the body and writes its `Ok` value.
+    pub async fn run_result<E, F: Future<Output = Result<T, E>>>(self, body: F) -> Result<T, E> {
+        let v = body.await;
+        if let Ok(v) = &v {
+            self.put(v).await;
+        }
+        v
+    }
+}

@@ -1,0 +1,45 @@
+//! What every plugin's call site (the code an attribute expands to) needs: the runtime a call
+//! uses, and its rendered keys. Each plugin decides what a missing runtime means: the cache
+//! fails open (the function runs uncached); a lock will fail closed.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::runtime::RedisX;
+
+/// The warning logged (once per process and plugin) when a call finds no runtime.
+pub(crate) struct NoRuntime {
+    warned: AtomicBool,
+    /// What the calls do without one, e.g. "cached functions run uncached".
+    consequence: &'static str,
+}
+
+impl NoRuntime {
+    pub(crate) const fn new(consequence: &'static str) -> Self {
+        Self {
+            warned: AtomicBool::new(false),
+            consequence,
+        }
+    }
+}
+
+/// The runtime of a call: the one given with `runtime = expr`, else the installed one; `None`
+/// when there is neither (logged once, with `missing`'s consequence).
+pub(crate) fn runtime<'a>(explicit: Option<&'a RedisX>, missing: &NoRuntime) -> Option<&'a RedisX> {
+    if explicit.is_some() {
+        return explicit;
+    }
+    let global = RedisX::global_ref();
+    if global.is_none() && !missing.warned.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "no redisx runtime is installed (call `rx.install()` at startup or pass `runtime = ...`); {}",
+            missing.consequence
+        );
+    }
+    global
+}
+
+/// Key or tag templates rendered to strings.
+pub(crate) fn render(templates: &[fmt::Arguments<'_>]) -> Vec<String> {
+    templates.iter().map(|t| fmt::format(*t)).collect()
+}
