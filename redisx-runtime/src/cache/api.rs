@@ -35,19 +35,22 @@ impl Cache {
     /// counted in [`CacheStats::errors`](super::CacheStats::errors). Only a malformed key is
     /// an error.
     pub async fn get<T: Cacheable>(&self, key: &str) -> Result<Option<T>> {
-        let opts = EntryOptions::default();
-        let call = self.call(key, &opts)?;
         let span = tracing::info_span!(
             "cache.get",
             cache.key = key,
             cache.layer = tracing::field::Empty,
             cache.hit = tracing::field::Empty
         );
-        if let Some(v) = self.l1_get::<T>(key, Some(call.r.mode), Erasure::boxed()) {
+        // Probed before the call context is built: an L1 hit builds no full key.
+        self.inner.cfg.check_key(key)?;
+        let mode = self.inner.cfg.mode_of(None);
+        if let Some(v) = self.l1_get::<T>(key, Some(mode), Erasure::boxed()) {
             span.record("cache.layer", "l1");
             span.record("cache.hit", true);
             return Ok(Some(v));
         }
+        let opts = EntryOptions::default();
+        let call = self.call(key, &opts)?;
         let (Some(client), Some(full)) = (self.l2_client(call.r.mode), call.full()) else {
             span.record("cache.hit", false);
             return Ok(None);
@@ -94,26 +97,29 @@ impl Cache {
         &self,
         keys: &[K],
     ) -> Result<Vec<Option<T>>> {
-        let opts = EntryOptions::default();
-        let calls: Vec<Call<'_>> = keys
-            .iter()
-            .map(|k| self.call(k.as_ref(), &opts))
-            .collect::<Result<_>>()?;
+        let mode = self.inner.cfg.mode_of(None);
         let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
+        for k in keys {
+            self.inner.cfg.check_key(k.as_ref())?;
+            out.push(self.l1_get::<T>(k.as_ref(), Some(mode), Erasure::boxed()));
+        }
+        // The call contexts (full keys) of the keys L1 did not answer, for one `MGET`.
+        let opts = EntryOptions::default();
         let mut missing = Vec::new();
-        for (i, call) in calls.iter().enumerate() {
-            let v = self.l1_get::<T>(call.key, Some(call.r.mode), Erasure::boxed());
-            if v.is_none() && call.full.is_some() {
-                missing.push(i);
+        for (i, k) in keys.iter().enumerate() {
+            if out[i].is_none() {
+                let call = self.call(k.as_ref(), &opts)?;
+                if call.full.is_some() {
+                    missing.push((i, call));
+                }
             }
-            out.push(v);
         }
         let Some(client) = self.inner.client.as_ref().filter(|_| !missing.is_empty()) else {
             return Ok(out);
         };
         let mut cmd = redis::cmd("MGET");
-        for &i in &missing {
-            cmd.arg(calls[i].full());
+        for (_, call) in &missing {
+            cmd.arg(call.full());
         }
         let since = self.inner.l1.epoch();
         let values: Vec<Option<Vec<u8>>> = match client.query_named("MGET", &cmd).await {
@@ -124,9 +130,9 @@ impl Cache {
             }
         };
         let now = envelope::now_ms();
-        for (&i, bytes) in missing.iter().zip(values) {
+        for ((i, call), bytes) in missing.iter().zip(values) {
             let read = self.classify::<T>(bytes, now);
-            out[i] = self.answer(&calls[i], read, since).await;
+            out[*i] = self.answer(call, read, since).await;
         }
         Ok(out)
     }
