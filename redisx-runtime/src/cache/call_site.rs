@@ -177,19 +177,27 @@ pub fn auto_key<A: Serialize + ?Sized>(
     CallKey::Auto { self_type, hash }
 }
 
-/// Picks the L1 [`Erasure`] of a call site's value type by autoref specialization: the macro
-/// expands `(&&ErasureProbe::<T>::new()).erasure()` with [`ProbeArc`] and [`ProbeAny`] in
-/// scope; an `Arc<U>` finds [`ProbeArc`] first and is stored as the `Arc` itself.
-pub struct ErasureProbe<T>(PhantomData<fn() -> T>);
+/// An autoref-specialization probe of a call site's types: the macro expands
+/// `(&&Probe::<T>::new()).erasure()` (with [`ProbeArc`] and [`ProbeAny`] in scope) to pick the
+/// L1 [`Erasure`] of the value type, and `(&&Probe::<E>::new()).sharing()` (with
+/// [`ShareClone`] and [`ShareKnown`] in scope) to pick the [`ErrorSharing`] of the error type.
+/// The more specific impl (an `Arc<U>`, a `Clone` error) is found first, on `&Probe`.
+pub struct Probe<T>(PhantomData<fn() -> T>);
 
-impl<T> ErasureProbe<T> {
+/// The probe of a value type (see [`Probe`]).
+pub type ErasureProbe<T> = Probe<T>;
+
+/// The probe of an error type (see [`Probe`]).
+pub type ErrorProbe<E> = Probe<E>;
+
+impl<T> Probe<T> {
     /// The probe of `T`.
     pub const fn new() -> Self {
         Self(PhantomData)
     }
 }
 
-impl<T> Default for ErasureProbe<T> {
+impl<T> Default for Probe<T> {
     fn default() -> Self {
         Self::new()
     }
@@ -203,7 +211,7 @@ pub trait ProbeArc {
     fn erasure(&self) -> Erasure<Self::Value>;
 }
 
-impl<U: Send + Sync + 'static> ProbeArc for &ErasureProbe<std::sync::Arc<U>> {
+impl<U: Send + Sync + 'static> ProbeArc for &Probe<std::sync::Arc<U>> {
     type Value = std::sync::Arc<U>;
     fn erasure(&self) -> Erasure<Self::Value> {
         Erasure::arc()
@@ -218,28 +226,10 @@ pub trait ProbeAny {
     fn erasure(&self) -> Erasure<Self::Value>;
 }
 
-impl<T: Clone + Send + Sync + 'static> ProbeAny for ErasureProbe<T> {
+impl<T: Clone + Send + Sync + 'static> ProbeAny for Probe<T> {
     type Value = T;
     fn erasure(&self) -> Erasure<T> {
         Erasure::boxed()
-    }
-}
-
-/// Picks the [`ErrorSharing`] of a call site's error type by autoref specialization: the macro
-/// expands `(&&ErrorProbe::<E>::new()).sharing()` with [`ShareClone`] and [`ShareKnown`] in
-/// scope; a `Clone + Send + Sync` error finds [`ShareClone`] first and is shared.
-pub struct ErrorProbe<E>(PhantomData<fn() -> E>);
-
-impl<E> ErrorProbe<E> {
-    /// The probe of `E`.
-    pub const fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<E> Default for ErrorProbe<E> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -251,7 +241,7 @@ pub trait ShareClone {
     fn sharing(&self) -> ErrorSharing<Self::Error>;
 }
 
-impl<E: Clone + Send + Sync + 'static> ShareClone for &ErrorProbe<E> {
+impl<E: Clone + Send + Sync + 'static> ShareClone for &Probe<E> {
     type Error = E;
     fn sharing(&self) -> ErrorSharing<E> {
         ErrorSharing::cloned()
@@ -266,7 +256,7 @@ pub trait ShareKnown {
     fn sharing(&self) -> ErrorSharing<Self::Error>;
 }
 
-impl<E: 'static> ShareKnown for ErrorProbe<E> {
+impl<E: 'static> ShareKnown for Probe<E> {
     type Error = E;
     fn sharing(&self) -> ErrorSharing<E> {
         ErrorSharing::known()

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::envelope::HEADER_LEN;
 use super::flight::{self, ErrorSharing, Followed, Join, Shared};
@@ -15,7 +14,7 @@ use super::l1::Erasure;
 use super::l2::{Read, Written};
 use super::local::Fill;
 use super::stampede::{Claim, FirstRead, LockGuard, RegenLock};
-use super::{Cache, Call, EntryOptions, StampedeFallback, envelope};
+use super::{Cache, Cacheable, Call, EntryOptions, StampedeFallback, envelope};
 use crate::error::{Error, ErrorCode};
 
 /// Everything one loading call takes beyond its entry's options: what
@@ -145,7 +144,7 @@ impl Cache {
         loader: Fut,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Cacheable,
         E: 'static,
         U: FnOnce(&T) -> bool,
         Fut: Future<Output = Result<T, E>>,
@@ -169,7 +168,7 @@ impl Cache {
         allow_stale: bool,
     ) -> Fetched<T, E, Fut>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Cacheable,
         E: 'static,
         U: FnOnce(&T) -> bool,
         Fut: Future<Output = Result<T, E>>,
@@ -361,7 +360,7 @@ impl Cache {
         deadline: Option<Instant>,
     ) -> Fetched<T, E, Fut>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Cacheable,
         E: 'static,
         U: FnOnce(&T) -> bool,
         Fut: Future<Output = Result<T, E>>,

@@ -84,7 +84,7 @@ pub(crate) struct Fill {
 }
 
 impl Cache {
-    /// The L1 probe of the hit path: no allocation, no await.
+    /// The L1 probe of the hit path: no allocation, no await. Counts the hit or the miss.
     #[inline]
     pub(crate) fn l1_get<T>(
         &self,
@@ -92,20 +92,16 @@ impl Cache {
         mode: Option<CacheMode>,
         erasure: Erasure<T>,
     ) -> Option<T> {
-        if !self.inner.cfg.mode_of(mode).uses_l1() {
-            return None;
-        }
-        if let Some(v) = self.inner.l1.get(key, Instant::now(), erasure) {
-            self.inner.metrics.l1_hits.inc();
-            Some(v)
-        } else {
+        let v = self.l1_peek(key, mode, erasure);
+        if v.is_none() && self.inner.cfg.mode_of(mode).uses_l1() {
             self.inner.metrics.l1_misses.inc();
-            None
         }
+        v
     }
 
-    /// An L1 probe that counts only a hit: a call site probes before it builds its options,
-    /// and on a miss makes the public call, whose own probe counts the miss.
+    /// An L1 probe that counts only a hit (with its TRACE span, see [`trace_l1_hit`]): a call
+    /// site probes before it builds its options, and on a miss makes the public call, whose
+    /// own probe counts the miss.
     #[inline]
     pub(crate) fn l1_peek<T>(
         &self,

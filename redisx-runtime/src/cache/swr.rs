@@ -3,15 +3,12 @@
 
 use std::future::Future;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::envelope::HEADER_LEN;
 use super::l1::Erasure;
 use super::load::{Fetched, LoadOptions, describe_error};
 use super::stampede::LockGuard;
 use super::stats::bump;
-use super::{Cache, EntryOptions};
+use super::{Cache, Cacheable, EntryOptions};
 
 impl Cache {
     /// `get_or_load` with an SWR refresh in the background.
@@ -22,7 +19,7 @@ impl Cache {
         loader: Fut,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Cacheable,
         E: Send + 'static,
         U: FnOnce(&T) -> bool + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -61,7 +58,7 @@ impl Cache {
 
     fn spawn_refresh<T, E, U, Fut>(&self, key: String, refresh: Refresh<T, U>, loader: Fut)
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Cacheable,
         E: Send + 'static,
         U: FnOnce(&T) -> bool + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
