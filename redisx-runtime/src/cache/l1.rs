@@ -82,6 +82,21 @@ impl quick_cache::Weighter<L1Key, L1Entry> for EntryWeighter {
     }
 }
 
+/// How an entry goes into L1.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Placement {
+    /// How long it lives.
+    pub(crate) ttl: Duration,
+    /// Its approximate size in bytes (for the weight budget).
+    pub(crate) size_hint: usize,
+    /// The epoch seen before the value was read or written: nothing is inserted if an
+    /// invalidation came in between.
+    pub(crate) since: Option<u64>,
+    /// The entry lives only in L1 (no Redis entry backs it), which
+    /// [`retain_keys`](L1::retain_keys) tells apart.
+    pub(crate) local: bool,
+}
+
 pub(crate) struct L1 {
     cache: quick_cache::sync::Cache<L1Key, L1Entry, EntryWeighter>,
     /// Bounded by a byte budget (entries weigh their size), not by an entry count.
@@ -177,22 +192,21 @@ impl L1 {
         (erasure.unerase)(entry.value)
     }
 
-    /// Inserts a value for `ttl`; `size_hint` is its approximate size in bytes (for the
-    /// weight budget). A zero ttl removes the key instead. With `since` (the epoch seen
-    /// before the value was read or written), nothing is inserted if an invalidation came in
-    /// between. `local` marks an entry that lives only in L1 (no Redis entry backs it), which
-    /// [`retain_keys`](Self::retain_keys) tells apart. Returns whether the value was inserted.
-    #[allow(clippy::too_many_arguments)]
+    /// Inserts a value as `at` says (a zero ttl removes the key instead). Returns whether
+    /// the value was inserted.
     pub(crate) fn insert<T>(
         &self,
         key: &str,
         value: T,
-        ttl: Duration,
-        size_hint: usize,
         erasure: Erasure<T>,
-        since: Option<u64>,
-        local: bool,
+        at: Placement,
     ) -> bool {
+        let Placement {
+            ttl,
+            size_hint,
+            since,
+            local,
+        } = at;
         if ttl.is_zero() {
             self.cache.remove(&Probe(key));
             return false;
@@ -355,6 +369,16 @@ impl quick_cache::Equivalent<L1Key> for Probe<'_> {
 mod tests {
     use super::*;
 
+    /// An entry of `size` bytes for a minute.
+    fn minute(size: usize) -> Placement {
+        Placement {
+            ttl: Duration::from_secs(60),
+            size_hint: size,
+            since: None,
+            local: false,
+        }
+    }
+
     #[test]
     fn keys_inline_and_boxed_are_found_and_kept_apart() {
         let l1 = L1::new(100, None);
@@ -366,15 +390,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            l1.insert(
-                k,
-                i,
-                Duration::from_secs(60),
-                1,
-                Erasure::boxed(),
-                None,
-                false,
-            );
+            l1.insert(k, i, Erasure::boxed(), minute(1));
         }
         assert!(matches!(L1Key::new(&edge), L1Key::Inline { .. }));
         assert!(matches!(L1Key::new(&long), L1Key::Heap(_)));
@@ -397,15 +413,7 @@ mod tests {
     #[test]
     fn l1_expires_and_checks_type() {
         let l1 = L1::new(10, None);
-        l1.insert(
-            "a",
-            5u32,
-            Duration::from_secs(60),
-            4,
-            Erasure::boxed(),
-            None,
-            false,
-        );
+        l1.insert("a", 5u32, Erasure::boxed(), minute(4));
         let now = Instant::now();
         assert_eq!(l1.get("a", now, Erasure::<u32>::boxed()), Some(5));
         assert_eq!(l1.get("a", now, Erasure::<u64>::boxed()), None);
@@ -421,15 +429,7 @@ mod tests {
         let l1 = L1::new(10, None);
         let now = Instant::now();
         let v = Arc::new(String::from("x"));
-        l1.insert(
-            "arc",
-            Arc::clone(&v),
-            Duration::from_secs(60),
-            1,
-            Erasure::arc(),
-            None,
-            false,
-        );
+        l1.insert("arc", Arc::clone(&v), Erasure::arc(), minute(1));
         let got = l1.get("arc", now, Erasure::<Arc<String>>::arc()).unwrap();
         assert!(Arc::ptr_eq(&got, &v), "the same allocation, no copy");
         // The boxed reader of the inner type sees it too.
@@ -438,15 +438,7 @@ mod tests {
             Some("x")
         );
         // An entry stored boxed is read by the Arc reader.
-        l1.insert(
-            "boxed",
-            Arc::clone(&v),
-            Duration::from_secs(60),
-            1,
-            Erasure::boxed(),
-            None,
-            false,
-        );
+        l1.insert("boxed", Arc::clone(&v), Erasure::boxed(), minute(1));
         assert!(
             l1.get("boxed", now, Erasure::<Arc<String>>::arc())
                 .is_some()
@@ -458,11 +450,11 @@ mod tests {
         l1.insert(
             k,
             1u8,
-            Duration::from_secs(60),
-            1,
             Erasure::boxed(),
-            Some(since),
-            false,
+            Placement {
+                since: Some(since),
+                ..minute(1)
+            },
         )
     }
 
@@ -524,11 +516,8 @@ mod tests {
             l1.insert(
                 &format!("k{i}"),
                 vec![0u8; 1000],
-                Duration::from_secs(60),
-                1000,
                 Erasure::boxed(),
-                None,
-                false,
+                minute(1000),
             );
         }
         assert!(

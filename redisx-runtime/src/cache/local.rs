@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::envelope::{self, Envelope};
 use super::glob::Glob;
-use super::l1::Erasure;
+use super::l1::{Erasure, Placement};
 use super::stats::trace_l1_hit;
 use super::{Cache, CacheInner, CacheMode, Call};
 use crate::codec::CodecKind;
@@ -141,23 +141,29 @@ impl Cache {
         }
         let fresh = Duration::from_millis(fill.stale_at.saturating_sub(envelope::now_ms()));
         let ttl = r.l1_ttl.min(fresh);
-        let (key, since, l1) = (call.key, Some(fill.since), &self.inner.l1);
+        let (key, l1) = (call.key, &self.inner.l1);
+        let at = |local| Placement {
+            ttl,
+            size_hint: fill.size,
+            since: Some(fill.since),
+            local,
+        };
         if self.inner.client.is_some() && r.mode != CacheMode::L1Only {
             // An L1 copy of an entry in Redis, whose index holds the tags.
             if !self.inner.mixed_local_tags.load(Ordering::Acquire) {
-                l1.insert(key, value, ttl, fill.size, erasure, since, false);
+                l1.insert(key, value, erasure, at(false));
                 return;
             }
             // The key may be indexed from an earlier L1-only call: it no longer carries
             // those tags here.
             let mut index = self.inner.local_index();
-            if l1.insert(key, value, ttl, fill.size, erasure, since, false) {
+            if l1.insert(key, value, erasure, at(false)) {
                 index.forget(key);
             }
             return;
         }
         let mut index = self.inner.local_index();
-        let inserted = l1.insert(key, value, ttl, fill.size, erasure, since, true);
+        let inserted = l1.insert(key, value, erasure, at(true));
         if inserted && (!call.tags.is_empty() || !index.by_key.is_empty()) {
             if self.inner.client.is_some() && !call.tags.is_empty() {
                 self.inner.mixed_local_tags.store(true, Ordering::Release);
