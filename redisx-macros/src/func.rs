@@ -128,6 +128,15 @@ impl Func {
         self.return_type().and_then(ty::result)
     }
 
+    /// The `E` of a `Result<T, E>` return type, when it can be named: written as the second
+    /// argument, and no `impl Trait` anywhere in the return type.
+    pub(crate) fn error_type(&self) -> Option<&Type> {
+        self.return_type()
+            .filter(|ty| !ty::has_impl(ty))
+            .and_then(ty::result)
+            .and_then(|result| result.err)
+    }
+
     /// The type of the value a call produces: `T` of a `Result<T, E>` return type, else the
     /// return type (`()` without one). `None` when it cannot be named (`impl Trait`).
     pub(crate) fn value_type(&self) -> Option<TokenStream> {
@@ -138,6 +147,15 @@ impl Func {
                 Some(result) => result.ok.map(ToTokens::to_token_stream),
                 None => Some(ty.to_token_stream()),
             },
+        }
+    }
+
+    /// Where a message about the produced value points: the `T` of a `Result<T, E>`, else the
+    /// return type, else the function's name.
+    pub(crate) fn value_span(&self) -> Span {
+        match self.return_type() {
+            None => self.sig.ident.span(),
+            Some(ty) => ty::result(ty).and_then(|r| r.ok).unwrap_or(ty).span(),
         }
     }
 
@@ -289,38 +307,41 @@ mod tests {
     }
 
     #[test]
-    fn value_types() {
-        let value = |tokens| text(func(tokens).value_type());
+    fn value_and_error_types() {
+        let types = |tokens| {
+            let f = func(tokens);
+            (text(f.value_type()), text(f.error_type()))
+        };
         let some = |s: &str| Some(s.to_owned());
         assert_eq!(
-            value(quote!(
+            types(quote!(
                 async fn f() -> Result<User, AppError> {}
             )),
-            some("User")
+            (some("User"), some("AppError"))
         );
         assert_eq!(
-            value(quote!(
+            types(quote!(
                 async fn f() -> io::Result<User> {}
             )),
-            some("User")
+            (some("User"), None)
         );
         assert_eq!(
-            value(quote!(
+            types(quote!(
                 async fn f() -> Result<impl Display, E> {}
             )),
-            None
+            (None, None)
         );
         assert_eq!(
-            value(quote!(
+            types(quote!(
                 async fn f() -> u8 {}
             )),
-            some("u8")
+            (some("u8"), None)
         );
         assert_eq!(
-            value(quote!(
+            types(quote!(
                 async fn f() {}
             )),
-            some("()")
+            (some("()"), None)
         );
     }
 

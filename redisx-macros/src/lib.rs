@@ -63,16 +63,18 @@ use proc_macro::TokenStream;
 /// path segment is `Result`), only `Ok` values are cached and errors pass through untouched;
 /// on any other return type every value is cached. Cache errors fail open: the function runs
 /// and the caller never sees a Redis error. The returned value must be
-/// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`.
+/// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`. When a load fails while
+/// other callers wait on it, an error that is `Clone + Send + Sync + 'static` is shared with
+/// them (no new load); with any other error they load one at a time.
 ///
 /// # Arguments
 ///
 /// All are optional.
 ///
 /// - `key = "user:{id}"`: the key template (see the crate docs). Without it, the key is the
-///   function's path plus a stable hash of its serialized arguments (the receiver is not
-///   hashed; a method's key includes the `Self` type), so every argument must then be
-///   `Serialize`.
+///   function's path plus a stable hash of its serialized arguments, built by the runtime (the
+///   receiver is not hashed; a method's key includes the `Self` type), so every argument must
+///   then be `Serialize`.
 /// - `ttl = "5m"`: how long the entry lives in Redis (default: the runtime's `CacheConfig`,
 ///   whose `max_ttl` also bounds it: a longer one makes the call run uncached, reported once).
 /// - `l1_ttl = "30s"`: how long the entry lives in the in-process L1; at most `ttl`.

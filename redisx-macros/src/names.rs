@@ -22,8 +22,6 @@ pub(crate) const SPEC: Local = Local("__REDISX_SPEC");
 pub(crate) const ENABLED: Local = Local("__redisx_enabled");
 /// The value an `unless` path is called with.
 pub(crate) const VALUE: Local = Local("__redisx_v");
-/// The hash of the arguments, for the automatic key.
-pub(crate) const ARGS_HASH: Local = Local("__redisx_args_hash");
 
 /// The local fn through which a `condition` closure is called. It is spanned to the closure
 /// (not mixed-site) so that an arity or type mismatch is reported there; it lives in its own

@@ -58,10 +58,6 @@ pub(crate) struct ResultType<'a> {
     /// `T`; `None` for a bare `Result` alias without arguments.
     pub(crate) ok: Option<&'a Type>,
     /// `E`, when written: the second type argument (`io::Result<T>` has none).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by #[with_lock] and later attributes")
-    )]
     pub(crate) err: Option<&'a Type>,
 }
 

@@ -102,7 +102,7 @@ mod tests {
         .unwrap();
         let head = quote! {
             static __REDISX_SPEC: ::redisx::__private::CachedSpec =
-                ::redisx::__private::CachedSpec::new("save")
+                ::redisx::__private::CachedSpec::new(::core::module_path!(), "save")
                     .ttl_ms(300000)
                     .codec(::redisx::__private::CodecKind::Json);
             let __redisx_call = ::redisx::__private::cache_put::<_>(

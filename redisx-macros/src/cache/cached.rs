@@ -10,7 +10,7 @@ use crate::driver::{Attribute, Site};
 use crate::emit::SpecStatic;
 use crate::func::Func;
 use crate::key_template::{self, Template};
-use crate::names::{self, ARGS_HASH, CALL, ENABLED, VALUE};
+use crate::names::{self, CALL, ENABLED, VALUE};
 use crate::params::Params;
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -192,7 +192,7 @@ impl Attribute for Cached {
     fn expand(model: Model, site: &Site, func: &Func) -> TokenStream {
         let Paths { krate, runtime } = &site.paths;
         let mut body = model.spec.to_token_stream();
-        let mut enabled = match &model.condition {
+        let enabled = match &model.condition {
             None => quote!(true),
             Some(condition) => {
                 let value = condition_call(condition, &model.params);
@@ -200,22 +200,7 @@ impl Attribute for Cached {
                 ENABLED.to_token_stream()
             }
         };
-        let key = if let Some(template) = &model.key {
-            template.to_token_stream()
-        } else {
-            // Arguments that cannot be hashed make the call run uncached (`args_hash` is
-            // `None`): a shared placeholder key would hand one call's value to another.
-            let names = &model.params.names;
-            body.extend(quote! {
-                let #ARGS_HASH = #krate::__private::args_hash(&(#(&#names,)*));
-            });
-            enabled = if model.condition.is_some() {
-                quote!(#enabled && #ARGS_HASH.is_some())
-            } else {
-                quote!(#ARGS_HASH.is_some())
-            };
-            auto_key(&func.name(), model.params.receiver)
-        };
+        let key = key(&model, func, krate);
         let tags = &model.tags;
         let spec = SpecStatic::reference();
         let erasure = erasure(func, krate);
@@ -225,7 +210,13 @@ impl Attribute for Cached {
         });
         let future = func.body_future();
         let unless = unless_arg(model.unless.as_ref(), krate);
-        body.extend(run_call(func, model.swr, &quote!(#future, #unless)));
+        let args = if func.result().is_some() {
+            let errors = error_sharing(func, krate);
+            quote!(#future, #unless, #errors)
+        } else {
+            quote!(#future, #unless)
+        };
+        body.extend(run_call(func, model.swr, &args));
         func.with_body(&body)
     }
 }
@@ -253,21 +244,25 @@ fn borrowed_args_with_swr(func: &Func, diag: &mut Diag) {
     }
 }
 
-/// The automatic key: the function's path plus the hash of its arguments (`Self` included for
-/// a method; the receiver is not hashed).
-fn auto_key(name: &str, receiver: bool) -> TokenStream {
-    let name = LitStr::new(name, Span::call_site());
-    if receiver {
-        quote! {
-            ::core::format_args!("{}::{}::{}:{:016x}", ::core::module_path!(),
-                ::core::any::type_name::<Self>(), #name, #ARGS_HASH.unwrap_or_default())
-        }
-    } else {
-        quote! {
-            ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), #name,
-                #ARGS_HASH.unwrap_or_default())
-        }
+/// The `CallKey`: the rendered template, or the automatic key the runtime builds from the
+/// spec's module path and name, the `Self` type of a method (the receiver is not hashed) and
+/// the serialized arguments (arguments that cannot be serialized make the call run uncached).
+/// The arguments' tuple is spanned to the parameter list, so an argument that is not
+/// `Serialize` is reported at the parameters rather than at the attribute.
+fn key(model: &Model, func: &Func, krate: &TokenStream) -> TokenStream {
+    if let Some(template) = &model.key {
+        return quote!(#krate::__private::template_key(#template));
     }
+    let names = &model.params.names;
+    let self_type = if model.params.receiver {
+        quote!(::core::option::Option::Some(
+            ::core::any::type_name::<Self>()
+        ))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let args = quote_spanned!(func.sig.paren_token.span.join()=> &(#(&#names,)*));
+    quote!(#krate::__private::auto_key(#self_type, #args))
 }
 
 /// A choice the runtime makes by autoref specialization on a type: `(&&Probe::<T>::new())
@@ -284,6 +279,13 @@ const ERASURE: Probe = Probe {
     ty: "ErasureProbe",
     traits: ["ProbeAny", "ProbeArc"],
     method: "erasure",
+};
+
+/// How a failed load is shared with the callers waiting on it (a `Clone` error is shared).
+const ERRORS: Probe = Probe {
+    ty: "ErrorProbe",
+    traits: ["ShareClone", "ShareKnown"],
+    method: "sharing",
 };
 
 impl Probe {
@@ -305,9 +307,19 @@ impl Probe {
 /// The erasure argument; a value type that cannot be named gets the general form.
 fn erasure(func: &Func, krate: &TokenStream) -> TokenStream {
     if let Some(value) = func.value_type() {
-        ERASURE.call(krate, &value, Span::call_site())
+        ERASURE.call(krate, &value, func.value_span())
     } else {
         quote!(#krate::__private::Erasure::boxed())
+    }
+}
+
+/// The error-sharing argument; an `E` that cannot be named (`io::Result<T>`, an alias,
+/// `impl Trait`) gets the form for the runtime's known error types.
+fn error_sharing(func: &Func, krate: &TokenStream) -> TokenStream {
+    if let Some(error) = func.error_type() {
+        ERRORS.call(krate, error, error.span())
+    } else {
+        quote!(#krate::__private::ErrorSharing::known())
     }
 }
 

@@ -12,8 +12,7 @@ use crate::emit::SpecStatic;
 use crate::func::Func;
 use crate::names::CALL;
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
-use syn::spanned::Spanned;
+use quote::{quote, quote_spanned};
 use syn::{Expr, Ident, LitStr};
 
 /// `tags = ["users", "user:{id}"]`: tag templates. How many a key may carry is the runtime's
@@ -60,8 +59,10 @@ impl Codec {
     }
 }
 
-/// `static __REDISX_SPEC: CachedSpec = CachedSpec::new("name")` with the `ttl` and `codec` of
-/// `#[cached]` and `#[cache_put]`, for the attribute to add its own setters to.
+/// `static __REDISX_SPEC: CachedSpec = CachedSpec::new(::core::module_path!(), "name")` with
+/// the `ttl` and `codec` of `#[cached]` and `#[cache_put]`, for the attribute to add its own
+/// setters to. The runtime builds the automatic key and its messages from the module path and
+/// the name.
 pub(crate) fn cached_spec(
     krate: &TokenStream,
     func: &Func,
@@ -69,7 +70,10 @@ pub(crate) fn cached_spec(
     codec: &Arg<Codec>,
 ) -> SpecStatic {
     let name = LitStr::new(&func.name(), Span::call_site());
-    let mut spec = SpecStatic::new(quote!(#krate::__private::CachedSpec), &quote!(#name));
+    let mut spec = SpecStatic::new(
+        quote!(#krate::__private::CachedSpec),
+        &quote!(::core::module_path!(), #name),
+    );
     spec.set_ms("ttl_ms", ttl.get().map(|d| d.ms));
     spec.set_some("codec", codec.get().map(|codec| codec.tokens(krate)));
     spec
@@ -78,8 +82,12 @@ pub(crate) fn cached_spec(
 /// `__redisx_call.run(args).await`: `run_result` for a `Result` return type, with `_swr`
 /// appended when the body may run in the background (stale-while-revalidate).
 ///
-/// The method name is spanned to the return type, so an unmet bound on the returned value (not
-/// `Serialize`, ...) shows the return type as "required by a bound introduced by this call".
+/// The whole call is spanned to the produced value's type (the `T` of `Result<T, E>`, else
+/// the return type), with mixed-site hygiene: the runtime puts the value's bounds
+/// (`Cacheable`) on these methods, and every obligation the call and its `.await` raise then
+/// points at that type with the same message, so rustc shows a value that cannot be cached
+/// once, there, instead of at the attribute. (The tokens must share one hygiene context: a
+/// span joined from tokens of different contexts falls back to the attribute.)
 pub(crate) fn run_call(func: &Func, swr: bool, args: &TokenStream) -> TokenStream {
     let base = if func.result().is_some() {
         "run_result"
@@ -91,11 +99,10 @@ pub(crate) fn run_call(func: &Func, swr: bool, args: &TokenStream) -> TokenStrea
     } else {
         base.to_owned()
     };
-    let span = func
-        .return_type()
-        .map_or(func.sig.ident.span(), Spanned::span);
+    let span = Span::mixed_site().located_at(func.value_span());
+    let call = CALL.at(span);
     let run = Ident::new(&name, span);
-    quote!(#CALL.#run(#args).await)
+    quote_spanned!(span=> #call.#run(#args).await)
 }
 
 #[cfg(test)]
@@ -179,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_names_the_function() {
+    fn spec_names_module_and_function() {
         let spec = |args| {
             let mut args = ArgParser::new(args);
             let (ttl, codec) = (args.take(&TTL), args.take(&CODEC));
@@ -194,7 +201,7 @@ mod tests {
             spec(quote!()),
             quote!(
                 static __REDISX_SPEC: ::redisx::__private::CachedSpec =
-                    ::redisx::__private::CachedSpec::new("type");
+                    ::redisx::__private::CachedSpec::new(::core::module_path!(), "type");
             )
             .to_string()
         );
@@ -202,7 +209,7 @@ mod tests {
             spec(quote!(codec = Json, ttl = "2d")),
             quote!(
                 static __REDISX_SPEC: ::redisx::__private::CachedSpec =
-                    ::redisx::__private::CachedSpec::new("type")
+                    ::redisx::__private::CachedSpec::new(::core::module_path!(), "type")
                         .ttl_ms(172800000)
                         .codec(::redisx::__private::CodecKind::Json);
             )

@@ -22,6 +22,17 @@ fn erasure(krate: &TokenStream, value: &TokenStream) -> TokenStream {
     }
 }
 
+/// The error-sharing argument for the error type `error`.
+fn sharing(krate: &TokenStream, error: &TokenStream) -> TokenStream {
+    quote! {
+        {
+            #[allow(unused_imports)]
+            use #krate::__private::{ShareClone as _, ShareKnown as _};
+            (&&#krate::__private::ErrorProbe::<#error>::new()).sharing()
+        }
+    }
+}
+
 fn assert_expands(args: TokenStream, item: TokenStream, expected: &TokenStream) {
     assert_eq!(run(args, item).unwrap(), expected.to_string());
 }
@@ -30,6 +41,7 @@ fn assert_expands(args: TokenStream, item: TokenStream, expected: &TokenStream) 
 fn expands_contract_example() {
     let future = future(&quote!(Result<User, AppError>), &quote!({ load(id).await }));
     let erasure = erasure(&quote!(::redisx), &quote!(User));
+    let sharing = sharing(&quote!(::redisx), &quote!(AppError));
     assert_expands(
         quote!(key = "user:{id}", ttl = "5m", tags = ["users", "user:{id}"]),
         quote!(
@@ -40,16 +52,17 @@ fn expands_contract_example() {
         &quote! {
             async fn user(id: u64) -> Result<User, AppError> {
                 static __REDISX_SPEC: ::redisx::__private::CachedSpec =
-                    ::redisx::__private::CachedSpec::new("user")
+                    ::redisx::__private::CachedSpec::new(::core::module_path!(), "user")
                         .ttl_ms(300000);
                 let __redisx_call = ::redisx::__private::cached::<_>(
                     &__REDISX_SPEC, ::core::option::Option::None, true,
-                    ::core::format_args!("user:{}", id),
+                    ::redisx::__private::template_key(::core::format_args!("user:{}", id)),
                     &[::core::format_args!("users"), ::core::format_args!("user:{}", id)],
                     #erasure);
                 __redisx_call.run_result(
                     #future,
-                    ::redisx::__private::never).await
+                    ::redisx::__private::never,
+                    #sharing).await
             }
         },
     );
@@ -81,7 +94,7 @@ fn expands_every_option() {
         &quote! {
             pub async fn find(self, q: Query) -> Vec<u8> {
                 static __REDISX_SPEC: rx::__private::CachedSpec =
-                    rx::__private::CachedSpec::new("find")
+                    rx::__private::CachedSpec::new(::core::module_path!(), "find")
                         .ttl_ms(3600000)
                         .codec(rx::__private::CodecKind::Json)
                         .l1_ttl_ms(30000)
@@ -101,7 +114,7 @@ fn expands_every_option() {
                         <_ as ::core::borrow::Borrow<rx::__private::RedisX>>::borrow(&(&self.rx))
                     ),
                     __redisx_enabled,
-                    ::core::format_args!("{}:{}", self.tenant, q.id),
+                    rx::__private::template_key(::core::format_args!("{}:{}", self.tenant, q.id)),
                     &[],
                     #erasure);
                 __redisx_call.run_swr(
@@ -124,13 +137,10 @@ fn expands_auto_key() {
         &quote! {
             async fn f(a: u8, (b, _): (u8, u8)) {
                 static __REDISX_SPEC: ::redisx::__private::CachedSpec =
-                    ::redisx::__private::CachedSpec::new("f");
-                let __redisx_args_hash = ::redisx::__private::args_hash(&(&a, &b,));
+                    ::redisx::__private::CachedSpec::new(::core::module_path!(), "f");
                 let __redisx_call = ::redisx::__private::cached::<_>(
-                    &__REDISX_SPEC, ::core::option::Option::None,
-                    __redisx_args_hash.is_some(),
-                    ::core::format_args!("{}::{}:{:016x}", ::core::module_path!(), "f",
-                        __redisx_args_hash.unwrap_or_default()),
+                    &__REDISX_SPEC, ::core::option::Option::None, true,
+                    ::redisx::__private::auto_key(::core::option::Option::None, &(&a, &b,)),
                     &[],
                     #erasure);
                 __redisx_call.run(
@@ -150,18 +160,14 @@ fn expands_auto_key() {
     .unwrap();
     assert!(
         method.contains(
-            &quote!(::core::format_args!(
-                "{}::{}::{}:{:016x}",
-                ::core::module_path!(),
-                ::core::any::type_name::<Self>(),
-                "g",
-                __redisx_args_hash.unwrap_or_default()
+            &quote!(::redisx::__private::auto_key(
+                ::core::option::Option::Some(::core::any::type_name::<Self>()),
+                &()
             ))
             .to_string()
         ),
         "{method}"
     );
-    assert!(method.contains(&quote!(args_hash(&())).to_string()));
     // `impl Trait` cannot annotate a `let` nor be probed.
     assert!(
         method.contains(&quote!(::redisx::__private::Erasure::boxed()).to_string()),
@@ -186,14 +192,51 @@ fn expands_a_method_with_swr_and_a_result() {
     .unwrap();
     let expected = [
         quote!(let __redisx_enabled: bool = (Self::worth_it)(&id);).to_string(),
-        quote!(let __redisx_args_hash = ::redisx::__private::args_hash(&(&id,));).to_string(),
-        quote!(__redisx_enabled && __redisx_args_hash.is_some()).to_string(),
+        quote!(::redisx::__private::auto_key(
+            ::core::option::Option::Some(::core::any::type_name::<Self>()),
+            &(&id,)
+        ))
+        .to_string(),
         erasure(&quote!(::redisx), &quote!(Arc<Item>)).to_string(),
+        sharing(&quote!(::redisx), &quote!(Error)).to_string(),
         "__redisx_call . run_result_swr (async move".to_owned(),
     ];
     for part in expected {
         assert!(out.contains(&part), "{part} in {out}");
     }
+}
+
+#[test]
+fn errors_that_cannot_be_named_are_shared_by_known_type() {
+    for item in [
+        quote!(
+            async fn f() -> io::Result<u8> {
+                Ok(1)
+            }
+        ),
+        quote!(
+            async fn f() -> Result<u8, impl Error> {
+                Ok(1)
+            }
+        ),
+    ] {
+        let out = run(quote!(key = "k"), item).unwrap();
+        assert!(
+            out.contains(&quote!(::redisx::__private::ErrorSharing::known()).to_string()),
+            "{out}"
+        );
+        assert!(!out.contains("ErrorProbe"), "{out}");
+    }
+    let plain = run(
+        quote!(key = "k"),
+        quote!(
+            async fn f() -> u8 {
+                1
+            }
+        ),
+    )
+    .unwrap();
+    assert!(!plain.contains("Share") && !plain.contains("ErrorProbe"));
 }
 
 #[test]
