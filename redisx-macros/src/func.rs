@@ -181,37 +181,41 @@ impl Func {
         result
     }
 
-    /// The original body as a future whose output is the declared return type.
+    /// The original body as a future whose output is the declared return type:
+    /// `async move { <edge> <body> }`, in the body's own braces.
     ///
-    /// The body stays last and untouched; before it, a never-taken `return` of a value of the
-    /// declared type (the "return edge" of tracing-attributes, spanned to the return type)
-    /// fixes the block's output type first, so `return` and `?` in the body resolve against
-    /// the declared type and a mismatch is reported at the user's expression with "return type
-    /// inferred to be `T` here" pointing at the signature. Nothing follows the body, so a body
-    /// that diverges (`todo!()`, a `loop` left only by `return`) gives no "unreachable
-    /// expression" warning, and the `allow` covers only the edge, never the user's code.
-    /// A return type with `impl Trait` cannot be written in a `let`, so it gets no edge.
+    /// The body's statements stay last and untouched; before them, a never-taken `return` of a
+    /// value of the declared type (the "return edge" of tracing-attributes, spanned to the
+    /// return type) fixes the block's output type first, so `return` and `?` in the body
+    /// resolve against the declared type and a mismatch is reported at the user's expression
+    /// with "return type inferred to be `T` here" pointing at the signature. Nothing follows
+    /// the body, so a body that diverges (`todo!()`, a `loop` left only by `return`) gives no
+    /// "unreachable expression" warning, and the `allow` covers only the edge, never the user's
+    /// code. The body is not wrapped in a block of its own: a one-line body (`{ Ok(id) }`)
+    /// would then warn of unnecessary braces (tracing#1831). A return type with `impl Trait`
+    /// cannot be written in a `let`, so it gets no edge.
     pub(crate) fn body_future(&self) -> TokenStream {
-        let mut block = TokenStream::new();
-        self.brace
-            .surround(&mut block, |tokens| self.body.to_tokens(tokens));
-        let (ty, span) = match self.return_type() {
-            Some(ty) if ty::has_impl(ty) => return quote!(async move #block),
-            Some(ty) => (ty.to_token_stream(), ty.span()),
-            None => (quote!(()), self.sig.ident.span()),
+        let edge = match self.return_type() {
+            Some(ty) if ty::has_impl(ty) => None,
+            Some(ty) => Some((ty.to_token_stream(), ty.span())),
+            None => Some((quote!(()), self.sig.ident.span())),
         };
-        let ret = RET.at(span);
-        let lints = edge_lints(span);
-        quote_spanned! {span=>
-            async move {
-                #lints
-                if false {
-                    let #ret: #ty = loop {};
-                    return #ret;
-                }
-                #block
+        let mut future = quote_spanned!(self.brace.span.open()=> async move);
+        self.brace.surround(&mut future, |tokens| {
+            if let Some((ty, span)) = edge {
+                let ret = RET.at(span);
+                let lints = edge_lints(span);
+                tokens.extend(quote_spanned! {span=>
+                    #lints
+                    if false {
+                        let #ret: #ty = loop {};
+                        return #ret;
+                    }
+                });
             }
-        }
+            self.body.to_tokens(tokens);
+        });
+        future
     }
 
     /// The function with its attributes and signature as written and `body` as its body.
@@ -228,10 +232,10 @@ impl Func {
     }
 }
 
-/// What [`Func::body_future`] emits for return type `ty` and body `block`, written out once
-/// for the tests of every expansion.
+/// What [`Func::body_future`] emits for return type `ty` and body statements `body`, written
+/// out once for the tests of every expansion.
 #[cfg(test)]
-pub(crate) fn expected_future(ty: &TokenStream, block: &TokenStream) -> TokenStream {
+pub(crate) fn expected_future(ty: &TokenStream, body: &TokenStream) -> TokenStream {
     let lints = edge_lints(Span::call_site());
     quote! {
         async move {
@@ -240,7 +244,7 @@ pub(crate) fn expected_future(ty: &TokenStream, block: &TokenStream) -> TokenStr
                 let __redisx_ret: #ty = loop {};
                 return __redisx_ret;
             }
-            #block
+            #body
         }
     }
 }
@@ -425,7 +429,7 @@ mod tests {
         );
         assert_eq!(
             f.body_future().to_string(),
-            expected_future(&quote!(T), &quote!({ x })).to_string()
+            expected_future(&quote!(T), &quote!(x)).to_string()
         );
     }
 

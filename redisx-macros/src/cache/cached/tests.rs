@@ -39,7 +39,7 @@ fn assert_expands(args: TokenStream, item: TokenStream, expected: &TokenStream) 
 
 #[test]
 fn expands_contract_example() {
-    let future = future(&quote!(Result<User, AppError>), &quote!({ load(id).await }));
+    let future = future(&quote!(Result<User, AppError>), &quote!(load(id).await));
     let erasure = erasure(&quote!(::redisx), &quote!(User));
     let sharing = sharing(&quote!(::redisx), &quote!(AppError));
     assert_expands(
@@ -70,7 +70,7 @@ fn expands_contract_example() {
 
 #[test]
 fn expands_every_option() {
-    let future = future(&quote!(Vec<u8>), &quote!({ self.go(q).await }));
+    let future = future(&quote!(Vec<u8>), &quote!(self.go(q).await));
     let erasure = erasure(&quote!(rx), &quote!(Vec<u8>));
     assert_expands(
         quote!(
@@ -127,7 +127,7 @@ fn expands_every_option() {
 
 #[test]
 fn expands_auto_key() {
-    let future = future(&quote!(()), &quote!({}));
+    let future = future(&quote!(()), &quote!());
     let erasure = erasure(&quote!(::redisx), &quote!(()));
     assert_expands(
         quote!(),
