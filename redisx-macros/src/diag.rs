@@ -64,9 +64,18 @@ impl Diag {
     }
 }
 
+/// The messages of `result`'s errors, in order; none when it is `Ok`.
+#[cfg(test)]
+pub(crate) fn messages<T>(result: syn::Result<T>) -> Vec<String> {
+    match result {
+        Ok(_) => Vec::new(),
+        Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Diag;
+    use super::{Diag, messages};
     use proc_macro2::Span;
 
     #[test]
@@ -83,12 +92,6 @@ mod tests {
             None
         );
         assert_eq!(diag.ok(Ok(7)), Some(7));
-        let messages: Vec<String> = diag
-            .finish()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
-        assert_eq!(messages, ["first", "second"]);
+        assert_eq!(messages(diag.finish()), ["first", "second"]);
     }
 }

@@ -2,13 +2,8 @@
 //!
 //! A duration is a whole number followed by one unit. Zero and values that overflow `u64`
 //! milliseconds are errors: a cache entry that lives for no time, or for longer than the
-//! universe, is a typo.
-
-/// The largest `ttl` a cache entry may have: 24 hours, in milliseconds.
-pub(crate) const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// How [`MAX_TTL_MS`] is written in messages.
-pub(crate) const MAX_TTL_TEXT: &str = "24h";
+//! universe, is a typo. How long is too long for a given use is policy, the runtime's config
+//! (`CacheConfig::max_ttl`, ...), not checked here.
 
 /// Why a duration string was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +48,7 @@ pub(crate) fn parse_ms(text: &str) -> Result<u64, DurationError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{DurationError, MAX_TTL_MS, parse_ms};
+    use super::{DurationError, parse_ms};
 
     #[test]
     fn every_unit() {
@@ -62,7 +57,8 @@ mod tests {
         assert_eq!(parse_ms("5m"), Ok(300_000));
         assert_eq!(parse_ms("1h"), Ok(3_600_000));
         assert_eq!(parse_ms("1d"), Ok(86_400_000));
-        assert_eq!(parse_ms("24h"), Ok(MAX_TTL_MS));
+        assert_eq!(parse_ms("24h"), Ok(86_400_000));
+        assert_eq!(parse_ms("2d"), Ok(172_800_000));
         assert_eq!(parse_ms("007s"), Ok(7000));
     }
 

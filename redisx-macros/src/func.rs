@@ -2,12 +2,15 @@
 //! return type) and re-emitted with its signature exactly as written and a new body.
 
 use crate::diag::Diag;
-use proc_macro2::{Span, TokenStream, TokenTree};
+use crate::names::RET;
+use crate::params::Params;
+use crate::ty::{self, ResultType};
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, TokenStreamExt, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{Attribute, FnArg, Ident, Pat, ReturnType, Signature, Type, Visibility, braced, token};
+use syn::{Attribute, FnArg, ReturnType, Signature, Type, Visibility, braced, token};
 
 /// A function item (free or in an `impl` block). The body is kept as raw tokens: it is never
 /// inspected, only moved.
@@ -40,120 +43,44 @@ impl Parse for Func {
     }
 }
 
-/// The names a function binds from its arguments.
-pub(crate) struct Params {
-    /// Whether the function has a `self` receiver.
-    pub(crate) receiver: bool,
-    /// Every identifier bound by the non-receiver parameters, in order (`(a, b): (u8, u8)`
-    /// binds `a` and `b`; `_` binds nothing).
-    pub(crate) names: Vec<Ident>,
-}
-
-impl Params {
-    /// The parameter called `name`, if any.
-    pub(crate) fn find(&self, name: &str) -> Option<&Ident> {
-        self.names.iter().find(|ident| ident.unraw() == name)
-    }
-
-    /// "the function's parameters are `a`, `b`" or "the function has no parameters".
-    pub(crate) fn describe(&self) -> String {
-        let mut names: Vec<String> = Vec::new();
-        if self.receiver {
-            names.push("`self`".to_owned());
-        }
-        names.extend(
-            self.names
-                .iter()
-                .map(|ident| format!("`{}`", ident.unraw())),
-        );
-        match names.len() {
-            0 => "the function has no parameters".to_owned(),
-            1 => format!("the function's only parameter is {}", names[0]),
-            _ => format!("the function's parameters are {}", names.join(", ")),
-        }
-    }
-}
-
-fn bindings(pat: &Pat, out: &mut Vec<Ident>) {
-    match pat {
-        Pat::Ident(pat) => {
-            out.push(pat.ident.clone());
-            if let Some((_, sub)) = &pat.subpat {
-                bindings(sub, out);
-            }
-        }
-        Pat::Tuple(pat) => pat.elems.iter().for_each(|pat| bindings(pat, out)),
-        Pat::TupleStruct(pat) => pat.elems.iter().for_each(|pat| bindings(pat, out)),
-        Pat::Slice(pat) => pat.elems.iter().for_each(|pat| bindings(pat, out)),
-        Pat::Struct(pat) => pat
-            .fields
-            .iter()
-            .for_each(|field| bindings(&field.pat, out)),
-        Pat::Reference(pat) => bindings(&pat.pat, out),
-        Pat::Type(pat) => bindings(&pat.pat, out),
-        Pat::Paren(pat) => bindings(&pat.pat, out),
-        _ => {}
-    }
-}
-
-/// How the function returns.
-pub(crate) enum Output<'a> {
-    /// No return type.
-    Unit,
-    /// `-> Ty`.
-    Type {
-        ty: &'a Type,
-        /// The type mentions `impl Trait`, so it cannot annotate a `let`.
-        has_impl: bool,
-    },
-}
-
-/// The last path segment is `Result` (`Result<T, E>`, `io::Result<T>`, ...). An alias with
-/// another name (`AppResult<T>`) is not recognised: the check is syntactic.
-fn is_result(ty: &Type) -> bool {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|segment| segment.ident == "Result"),
-        Type::Group(group) => is_result(&group.elem),
-        Type::Paren(paren) => is_result(&paren.elem),
-        _ => false,
-    }
-}
-
-/// The `T` of `Result<T, ..>` (the first type argument of the last segment).
-fn result_ok_type(ty: &Type) -> Option<&Type> {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => {
-            let segment = path.path.segments.last()?;
-            let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
-                return None;
-            };
-            args.args.iter().find_map(|arg| match arg {
-                syn::GenericArgument::Type(t) => Some(t),
-                _ => None,
-            })
-        }
-        Type::Group(group) => result_ok_type(&group.elem),
-        Type::Paren(paren) => result_ok_type(&paren.elem),
-        _ => None,
-    }
-}
-
-fn has_impl(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|token| match token {
-        TokenTree::Ident(ident) => ident == "impl",
-        TokenTree::Group(group) => has_impl(group.stream()),
-        TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+/// Parses the annotated item; anything but a function with a body is an error at `#[attr]`.
+pub(crate) fn parse(item: TokenStream, attr: &str) -> syn::Result<Func> {
+    syn::parse2(item).map_err(|_| {
+        syn::Error::new(
+            Span::call_site(),
+            format!("`#[{attr}]` can only be applied to an `async fn` with a body"),
+        )
     })
 }
 
-/// A generated local (`__redisx_call`, ...): `Span::mixed_site()` keeps it apart from every name
-/// in the user's code.
-pub(crate) fn local(name: &str) -> Ident {
-    Ident::new(name, Span::mixed_site())
+/// How a handler takes its payload: `Message<T>` or `T` itself.
+#[derive(Clone, Copy)]
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "used by #[stream_consumer] and later attributes")
+)]
+pub(crate) enum Payload<'a> {
+    /// `Wrapper<T>`: holds `T`.
+    Wrapped(&'a Type),
+    /// `T`.
+    Bare(&'a Type),
+}
+
+/// The lints the return edge of [`Func::body_future`] may trigger (it is never taken, returns
+/// a diverging value, and may be of type `()`), allowed on the edge alone.
+fn edge_lints(span: Span) -> TokenStream {
+    quote_spanned! {span=>
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+    }
 }
 
 impl Func {
@@ -172,116 +99,123 @@ impl Func {
     }
 
     pub(crate) fn params(&self) -> Params {
-        let mut params = Params {
-            receiver: false,
-            names: Vec::new(),
-        };
-        for input in &self.sig.inputs {
-            match input {
-                FnArg::Receiver(_) => params.receiver = true,
-                FnArg::Typed(typed) => bindings(&typed.pat, &mut params.names),
-            }
-        }
-        params
+        Params::of(&self.sig)
     }
 
-    pub(crate) fn output(&self) -> Output<'_> {
+    /// The type of the first parameter that is not the receiver, read as `wrapper<T>` or `T`.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by #[stream_consumer] and later attributes")
+    )]
+    pub(crate) fn payload(&self, wrapper: &str) -> Option<Payload<'_>> {
+        let ty = self.sig.inputs.iter().find_map(|input| match input {
+            FnArg::Typed(typed) => Some(&*typed.ty),
+            FnArg::Receiver(_) => None,
+        })?;
+        Some(ty::wrapped(ty, wrapper).map_or(Payload::Bare(ty), Payload::Wrapped))
+    }
+
+    /// The declared return type; `None` without one.
+    pub(crate) fn return_type(&self) -> Option<&Type> {
         match &self.sig.output {
-            ReturnType::Default => Output::Unit,
-            ReturnType::Type(_, ty) => Output::Type {
-                ty,
-                has_impl: has_impl(ty.to_token_stream()),
+            ReturnType::Default => None,
+            ReturnType::Type(_, ty) => Some(ty),
+        }
+    }
+
+    /// The return type's parts when it is a `Result` (see [`ty::result`]).
+    pub(crate) fn result(&self) -> Option<ResultType<'_>> {
+        self.return_type().and_then(ty::result)
+    }
+
+    /// The `E` of a `Result<T, E>` return type, when it can be named: written as the second
+    /// argument, and no `impl Trait` anywhere in the return type.
+    pub(crate) fn error_type(&self) -> Option<&Type> {
+        self.return_type()
+            .filter(|ty| !ty::has_impl(ty))
+            .and_then(ty::result)
+            .and_then(|result| result.err)
+    }
+
+    /// The type of the value a call produces: `T` of a `Result<T, E>` return type, else the
+    /// return type (`()` without one). `None` when it cannot be named (`impl Trait`).
+    pub(crate) fn value_type(&self) -> Option<TokenStream> {
+        match self.return_type() {
+            None => Some(quote!(())),
+            Some(ty) if ty::has_impl(ty) => None,
+            Some(ty) => match ty::result(ty) {
+                Some(result) => result.ok.map(ToTokens::to_token_stream),
+                None => Some(ty.to_token_stream()),
             },
         }
     }
 
-    /// The type of the cached value: `T` of a `Result<T, E>` return type, else the return type
-    /// (`()` without one). `None` when it cannot be named (`impl Trait`).
-    pub(crate) fn value_type(&self) -> Option<TokenStream> {
-        match self.output() {
-            Output::Unit => Some(quote!(())),
-            Output::Type { has_impl: true, .. } => None,
-            Output::Type { ty, .. } if is_result(ty) => {
-                result_ok_type(ty).map(ToTokens::to_token_stream)
-            }
-            Output::Type { ty, .. } => Some(ty.to_token_stream()),
+    /// Where a message about the produced value points: the `T` of a `Result<T, E>`, else the
+    /// return type, else the function's name.
+    pub(crate) fn value_span(&self) -> Span {
+        match self.return_type() {
+            None => self.sig.ident.span(),
+            Some(ty) => ty::result(ty).and_then(|r| r.ok).unwrap_or(ty).span(),
         }
     }
 
-    /// The return type's span, or the function name's when there is none.
-    fn output_span(&self) -> Span {
-        match &self.sig.output {
-            ReturnType::Type(_, ty) => ty.span(),
-            ReturnType::Default => self.sig.ident.span(),
+    /// The return type as a [`ResultType`]; otherwise records, at the return type (at the name
+    /// without one), that `#[attr]` requires `Result<T, E>` with `E: From<redisx::Error>`.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by #[with_lock] and later attributes")
+    )]
+    pub(crate) fn require_result(&self, attr: &str, diag: &mut Diag) -> Option<ResultType<'_>> {
+        let result = self.result();
+        if result.is_none() {
+            let span = self
+                .return_type()
+                .map_or(self.sig.ident.span(), Spanned::span);
+            diag.error(
+                span,
+                format!(
+                    "`#[{attr}]` requires a function returning `Result<T, E>` with `E: From<redisx::Error>`"
+                ),
+            );
         }
+        result
     }
 
-    /// `run_result` for a `Result` return type, else `run`.
-    pub(crate) fn run_method(&self) -> Ident {
-        let name = match &self.sig.output {
-            ReturnType::Type(_, ty) if is_result(ty) => "run_result",
-            _ => "run",
-        };
-        Ident::new(name, self.output_span())
-    }
-
-    /// `__redisx_call.run(args).await` (or `run_result`). The method name is spanned to the
-    /// return type, so an unmet bound on the returned value (not `Serialize`, ...) shows the
-    /// return type as "required by a bound introduced by this call".
-    pub(crate) fn run_call(&self, args: &TokenStream) -> TokenStream {
-        let call = local("__redisx_call");
-        let run = self.run_method();
-        quote!(#call.#run(#args).await)
-    }
-
-    /// Like [`Func::run_call`], with `_swr` appended to the method name: the variant whose body
-    /// may run in the background (stale-while-revalidate), so it must be `Send + 'static`.
-    pub(crate) fn run_swr_call(&self, args: &TokenStream) -> TokenStream {
-        let call = local("__redisx_call");
-        let base = self.run_method();
-        let run = Ident::new(&format!("{base}_swr"), base.span());
-        quote!(#call.#run(#args).await)
-    }
-
-    /// The original body as a future whose output is the declared return type.
+    /// The original body as a future whose output is the declared return type:
+    /// `async move { <edge> <body> }`, in the body's own braces.
     ///
-    /// The body stays last and untouched; before it, a never-taken `return` of a value of the
-    /// declared type (the "return edge" of tracing-attributes, spanned to the return type)
-    /// fixes the block's output type first, so `return` and `?` in the body resolve against
-    /// the declared type and a mismatch is reported at the user's expression with "return type
-    /// inferred to be `T` here" pointing at the signature. Nothing follows the body, so a body
-    /// that diverges (`todo!()`, a `loop` left only by `return`) gives no "unreachable
-    /// expression" warning, and the `allow` covers only the edge, never the user's code.
-    /// A return type with `impl Trait` cannot be written in a `let`, so it gets no edge.
+    /// The body's statements stay last and untouched; before them, a never-taken `return` of a
+    /// value of the declared type (the "return edge" of tracing-attributes, spanned to the
+    /// return type) fixes the block's output type first, so `return` and `?` in the body
+    /// resolve against the declared type and a mismatch is reported at the user's expression
+    /// with "return type inferred to be `T` here" pointing at the signature. Nothing follows
+    /// the body, so a body that diverges (`todo!()`, a `loop` left only by `return`) gives no
+    /// "unreachable expression" warning, and the `allow` covers only the edge, never the user's
+    /// code. The body is not wrapped in a block of its own: a one-line body (`{ Ok(id) }`)
+    /// would then warn of unnecessary braces (tracing#1831). A return type with `impl Trait`
+    /// cannot be written in a `let`, so it gets no edge.
     pub(crate) fn body_future(&self) -> TokenStream {
-        let mut block = TokenStream::new();
-        self.brace
-            .surround(&mut block, |tokens| self.body.to_tokens(tokens));
-        let (ty, span) = match self.output() {
-            Output::Type { has_impl: true, .. } => return quote!(async move #block),
-            Output::Type { ty, .. } => (ty.to_token_stream(), ty.span()),
-            Output::Unit => (quote!(()), self.sig.ident.span()),
+        let edge = match self.return_type() {
+            Some(ty) if ty::has_impl(ty) => None,
+            Some(ty) => Some((ty.to_token_stream(), ty.span())),
+            None => Some((quote!(()), self.sig.ident.span())),
         };
-        let ret = Ident::new("__redisx_ret", Span::mixed_site().located_at(span));
-        quote_spanned! {span=>
-            async move {
-                #[allow(
-                    unknown_lints,
-                    unreachable_code,
-                    clippy::diverging_sub_expression,
-                    clippy::empty_loop,
-                    clippy::let_unit_value,
-                    clippy::let_with_type_underscore,
-                    clippy::needless_return,
-                    clippy::unreachable
-                )]
-                if false {
-                    let #ret: #ty = loop {};
-                    return #ret;
-                }
-                #block
+        let mut future = quote_spanned!(self.brace.span.open()=> async move);
+        self.brace.surround(&mut future, |tokens| {
+            if let Some((ty, span)) = edge {
+                let ret = RET.at(span);
+                let lints = edge_lints(span);
+                tokens.extend(quote_spanned! {span=>
+                    #lints
+                    if false {
+                        let #ret: #ty = loop {};
+                        return #ret;
+                    }
+                });
             }
-        }
+            self.body.to_tokens(tokens);
+        });
+        future
     }
 
     /// The function with its attributes and signature as written and `body` as its body.
@@ -298,14 +232,21 @@ impl Func {
     }
 }
 
-/// Parses the annotated item; anything but a function with a body is an error at `#[attr]`.
-pub(crate) fn parse(item: TokenStream, attr: &str) -> syn::Result<Func> {
-    syn::parse2(item).map_err(|_| {
-        syn::Error::new(
-            Span::call_site(),
-            format!("`#[{attr}]` can only be applied to an `async fn` with a body"),
-        )
-    })
+/// What [`Func::body_future`] emits for return type `ty` and body statements `body`, written
+/// out once for the tests of every expansion.
+#[cfg(test)]
+pub(crate) fn expected_future(ty: &TokenStream, body: &TokenStream) -> TokenStream {
+    let lints = edge_lints(Span::call_site());
+    quote! {
+        async move {
+            #lints
+            if false {
+                let __redisx_ret: #ty = loop {};
+                return __redisx_ret;
+            }
+            #body
+        }
+    }
 }
 
 #[cfg(test)]
@@ -316,69 +257,19 @@ mod tests {
         syn::parse2(tokens).unwrap()
     }
 
-    fn names(params: &Params) -> Vec<String> {
-        params.names.iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn params_and_patterns() {
-        let f = func(quote!(
-            async fn f(
-                &self,
-                a: u8,
-                mut b: u8,
-                (c, _): (u8, u8),
-                _: u8,
-                Point { x, y: r#type }: Point,
-            ) {
-            }
-        ));
-        let params = f.params();
-        assert!(params.receiver);
-        assert_eq!(names(&params), ["a", "b", "c", "x", "r#type"]);
-        assert!(params.find("type").is_some());
-        assert_eq!(
-            params.describe(),
-            "the function's parameters are `self`, `a`, `b`, `c`, `x`, `type`"
-        );
-        assert_eq!(
-            func(quote!(
-                fn f() {}
-            ))
-            .params()
-            .describe(),
-            "the function has no parameters"
-        );
-        assert_eq!(
-            func(quote!(
-                fn f(id: u64) {}
-            ))
-            .params()
-            .describe(),
-            "the function's only parameter is `id`"
-        );
+    fn text(tokens: Option<impl ToTokens>) -> Option<String> {
+        tokens.map(|t| t.to_token_stream().to_string())
     }
 
     #[test]
     fn outputs() {
         let kind = |tokens| {
             let f = func(tokens);
-            match (f.output(), f.run_method().to_string().as_str()) {
-                (Output::Unit, "run") => "unit",
-                (
-                    Output::Type {
-                        has_impl: false, ..
-                    },
-                    "run_result",
-                ) => "result",
-                (
-                    Output::Type {
-                        has_impl: false, ..
-                    },
-                    "run",
-                ) => "plain",
-                (Output::Type { has_impl: true, .. }, "run") => "impl",
-                _ => "unexpected",
+            match (f.return_type(), f.result().is_some()) {
+                (None, _) => "unit",
+                (Some(ty), _) if ty::has_impl(ty) => "impl",
+                (Some(_), true) => "result",
+                (Some(_), false) => "plain",
             }
         };
         assert_eq!(
@@ -420,6 +311,109 @@ mod tests {
     }
 
     #[test]
+    fn value_and_error_types() {
+        let types = |tokens| {
+            let f = func(tokens);
+            (text(f.value_type()), text(f.error_type()))
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            types(quote!(
+                async fn f() -> Result<User, AppError> {}
+            )),
+            (some("User"), some("AppError"))
+        );
+        assert_eq!(
+            types(quote!(
+                async fn f() -> io::Result<User> {}
+            )),
+            (some("User"), None)
+        );
+        assert_eq!(
+            types(quote!(
+                async fn f() -> Result<impl Display, E> {}
+            )),
+            (None, None)
+        );
+        assert_eq!(
+            types(quote!(
+                async fn f() -> u8 {}
+            )),
+            (some("u8"), None)
+        );
+        assert_eq!(
+            types(quote!(
+                async fn f() {}
+            )),
+            (some("()"), None)
+        );
+    }
+
+    #[test]
+    fn requires_result() {
+        let check = |tokens| {
+            let f = func(tokens);
+            let mut diag = Diag::default();
+            let unit = f
+                .require_result("with_lock", &mut diag)
+                .map(|r| r.is_unit());
+            (unit, diag.finish().err().map(|e| e.to_string()))
+        };
+        let message = "`#[with_lock]` requires a function returning `Result<T, E>` with `E: From<redisx::Error>`";
+        assert_eq!(
+            check(quote!(
+                async fn f() -> Result<(), E> {}
+            )),
+            (Some(true), None)
+        );
+        assert_eq!(
+            check(quote!(
+                async fn f() -> anyhow::Result<u8> {}
+            )),
+            (Some(false), None)
+        );
+        assert_eq!(
+            check(quote!(
+                async fn f() -> u8 {}
+            )),
+            (None, Some(message.to_owned()))
+        );
+        assert_eq!(
+            check(quote!(
+                async fn f() {}
+            )),
+            (None, Some(message.to_owned()))
+        );
+    }
+
+    #[test]
+    fn payloads() {
+        let payload = |tokens| match func(tokens).payload("Message") {
+            Some(Payload::Wrapped(ty)) => format!("wrapped {}", ty.to_token_stream()),
+            Some(Payload::Bare(ty)) => format!("bare {}", ty.to_token_stream()),
+            None => "none".to_owned(),
+        };
+        assert_eq!(
+            payload(quote!(
+                async fn on(msg: Message<Order>) {}
+            )),
+            "wrapped Order"
+        );
+        assert_eq!(
+            payload(quote!(
+                async fn on(&self, order: Order, n: u8) {}
+            )),
+            "bare Order"
+        );
+        assert_eq!(
+            payload(quote!(
+                async fn on(&self) {}
+            )),
+            "none"
+        );
+    }
+
+    #[test]
     fn keeps_attributes_and_signature() {
         let f = func(quote! {
             #[doc = "outer"]
@@ -435,24 +429,7 @@ mod tests {
         );
         assert_eq!(
             f.body_future().to_string(),
-            quote!(async move {
-                #[allow(
-                    unknown_lints,
-                    unreachable_code,
-                    clippy::diverging_sub_expression,
-                    clippy::empty_loop,
-                    clippy::let_unit_value,
-                    clippy::let_with_type_underscore,
-                    clippy::needless_return,
-                    clippy::unreachable
-                )]
-                if false {
-                    let __redisx_ret: T = loop {};
-                    return __redisx_ret;
-                }
-                { x }
-            })
-            .to_string()
+            expected_future(&quote!(T), &quote!(x)).to_string()
         );
     }
 

@@ -7,7 +7,7 @@
 //! checked here, at compile time. `{{` and `}}` stand for literal braces.
 
 use crate::diag::Diag;
-use crate::func::Params;
+use crate::params::Params;
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote_spanned};
 use syn::{Ident, LitStr, Member, Token};
@@ -191,6 +191,29 @@ pub(crate) fn resolve(lit: &LitStr, params: &Params) -> syn::Result<Template> {
     })
 }
 
+/// Resolves a template argument (`key = ".."`; `None` when it was absent or rejected),
+/// recording the error.
+pub(crate) fn resolve_arg(
+    lit: Option<LitStr>,
+    params: &Params,
+    diag: &mut Diag,
+) -> Option<Template> {
+    lit.and_then(|lit| diag.ok(resolve(&lit, params)))
+}
+
+/// Resolves every template of a list argument (`keys = [..]`, `tags = [..]`; `None` when it
+/// was absent or rejected), recording each error; the templates that failed are left out.
+pub(crate) fn resolve_all(
+    lits: Option<Vec<LitStr>>,
+    params: &Params,
+    diag: &mut Diag,
+) -> Vec<Template> {
+    lits.unwrap_or_default()
+        .iter()
+        .filter_map(|lit| diag.ok(resolve(lit, params)))
+        .collect()
+}
+
 fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
@@ -214,6 +237,7 @@ impl ToTokens for Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::messages;
     use quote::quote;
 
     fn ph(root: &str, members: &[&str]) -> Placeholder {
@@ -296,7 +320,7 @@ mod tests {
         let lit = LitStr::new(text, Span::call_site());
         resolve(&lit, params)
             .map(|t| t.to_token_stream().to_string())
-            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
+            .map_err(|e| messages::<()>(Err(e)))
     }
 
     #[test]
@@ -320,6 +344,36 @@ mod tests {
         assert_eq!(
             expand("{{{id}}}", &params(false, &["id"])).unwrap(),
             quote!(::core::format_args!("{{{}}}", id)).to_string()
+        );
+    }
+
+    #[test]
+    fn resolves_lists_reporting_every_error() {
+        let lits: Vec<LitStr> = ["users", "user:{id}", "{x}", "{}"]
+            .iter()
+            .map(|text| LitStr::new(text, Span::call_site()))
+            .collect();
+        let mut diag = Diag::default();
+        let params = params(false, &["id"]);
+        let templates = resolve_all(Some(lits), &params, &mut diag);
+        assert!(resolve_all(None, &params, &mut diag).is_empty());
+        assert!(resolve_arg(None, &params, &mut diag).is_none());
+        assert_eq!(
+            templates
+                .iter()
+                .map(|t| t.to_token_stream().to_string())
+                .collect::<Vec<_>>(),
+            [
+                quote!(::core::format_args!("users")).to_string(),
+                quote!(::core::format_args!("user:{}", id)).to_string()
+            ]
+        );
+        assert_eq!(
+            messages(diag.finish()),
+            [
+                "unknown parameter `x` in key template; the function's only parameter is `id`",
+                "empty `{}` in key template; name a parameter inside the braces, e.g. `{id}`"
+            ]
         );
     }
 

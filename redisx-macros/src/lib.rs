@@ -31,16 +31,27 @@
 //! # Durations
 //!
 //! Durations are string literals: a whole number followed by `ms`, `s`, `m`, `h` or `d`
-//! (`"150ms"`, `"30s"`, `"5m"`, `"1h"`, `"1d"`). Zero is an error; a `ttl` is at most `"24h"`.
+//! (`"150ms"`, `"30s"`, `"5m"`, `"1h"`, `"1d"`). Zero is an error. The macros check syntax
+//! only: limits such as the longest `ttl` or the most tags per key are the runtime's
+//! configuration (`CacheConfig::max_ttl`, `CacheConfig::max_tags_per_key`), and a call site over
+//! them is reported by the runtime (it runs uncached and logs an error once).
 
+// The layout: one driver (`driver::run`) runs every attribute: parse the arguments, parse the
+// function, check `async`, validate, report every error, expand. The keywords and their
+// readers (`args`), function and type inspection (`func`, `ty`), key templates, generated names
+// and shared emitters (`names`, `emit`) are the toolkit; an attribute's module holds only what
+// is its own (`cache/` for the cache's three).
 mod args;
-mod cache_evict;
-mod cache_put;
-mod cached;
+mod cache;
 mod diag;
+mod driver;
 mod duration;
+mod emit;
 mod func;
 mod key_template;
+mod names;
+mod params;
+mod ty;
 
 use proc_macro::TokenStream;
 
@@ -52,21 +63,24 @@ use proc_macro::TokenStream;
 /// path segment is `Result`), only `Ok` values are cached and errors pass through untouched;
 /// on any other return type every value is cached. Cache errors fail open: the function runs
 /// and the caller never sees a Redis error. The returned value must be
-/// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`.
+/// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`. When a load fails while
+/// other callers wait on it, an error that is `Clone + Send + Sync + 'static` is shared with
+/// them (no new load); with any other error they load one at a time.
 ///
 /// # Arguments
 ///
 /// All are optional.
 ///
 /// - `key = "user:{id}"`: the key template (see the crate docs). Without it, the key is the
-///   function's path plus a stable hash of its serialized arguments (the receiver is not
-///   hashed; a method's key includes the `Self` type), so every argument must then be
-///   `Serialize`.
-/// - `ttl = "5m"`: how long the entry lives in Redis (default: the runtime's `CacheConfig`);
-///   at most `"24h"`.
+///   function's path plus a stable hash of its serialized arguments, built by the runtime (the
+///   receiver is not hashed; a method's key includes the `Self` type), so every argument must
+///   then be `Serialize`.
+/// - `ttl = "5m"`: how long the entry lives in Redis (default: the runtime's `CacheConfig`,
+///   whose `max_ttl` also bounds it: a longer one makes the call run uncached, reported once).
 /// - `l1_ttl = "30s"`: how long the entry lives in the in-process L1; at most `ttl`.
-/// - `tags = ["users", "user:{id}"]`: tag templates, at most 10; invalidating a tag drops every
-///   entry carrying it.
+/// - `tags = ["users", "user:{id}"]`: tag templates (as many as the runtime's
+///   `CacheConfig::max_tags_per_key` allows); invalidating a tag drops every entry carrying
+///   it.
 /// - `swr = "30s"`: stale-while-revalidate window: after `ttl`, a stale value is served for this
 ///   long while one refresh runs in the background; the function's future must then be
 ///   `Send + 'static` (it may run as that refresh). A function without `swr` reloads a stale
@@ -99,7 +113,7 @@ use proc_macro::TokenStream;
 /// ```
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
-    cached::cached(args.into(), item.into()).into()
+    driver::run::<cache::cached::Cached>(args.into(), item.into()).into()
 }
 
 /// Evicts cache entries (by key and/or by tag) when an `async fn` runs.
@@ -129,7 +143,7 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
-    cache_evict::cache_evict(args.into(), item.into()).into()
+    driver::run::<cache::cache_evict::CacheEvict>(args.into(), item.into()).into()
 }
 
 /// Always runs an `async fn` and writes its result to the cache under `key`, for the readers
@@ -141,9 +155,10 @@ pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Arguments
 ///
 /// - `key = "user:{user.id}"` (required): the key template (see the crate docs).
-/// - `ttl = "5m"`: how long the entry lives in Redis (default: the runtime's `CacheConfig`);
-///   at most `"24h"`.
-/// - `tags = ["users"]`: tag templates, at most 10.
+/// - `ttl = "5m"`: how long the entry lives in Redis (default: the runtime's `CacheConfig`,
+///   whose `max_ttl` also bounds it).
+/// - `tags = ["users"]`: tag templates (bounded by the runtime's
+///   `CacheConfig::max_tags_per_key`).
 /// - `codec = Json`: `Bincode` (default) or `Json`; use the codec the readers use.
 /// - `crate = "path"`, `runtime = expr`: see the crate docs.
 ///
@@ -159,5 +174,5 @@ pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
-    cache_put::cache_put(args.into(), item.into()).into()
+    driver::run::<cache::cache_put::CachePut>(args.into(), item.into()).into()
 }

@@ -5,12 +5,6 @@ async fn save_user(id: u64) -> u64 {
     id
 }
 
-#[cache_put(key = "user:{id}", ttl = "25h")]
-async fn too_long(id: u64) -> u64 {
-    id
-}
-
 fn main() {
     let _ = save_user(1);
-    let _ = too_long(1);
 }
