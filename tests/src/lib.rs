@@ -47,6 +47,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod cache;
+
 /// How long a starting server may take to answer `PING` before the harness gives up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -702,6 +704,24 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// A redisx runtime with one client on `url`, the key prefix `prefix` (share it between runtimes
+/// that stand for instances of one service) and `cache`: what the cache tests build.
+///
+/// # Panics
+/// When `url` is not a Redis URL or the runtime does not build.
+pub async fn runtime(url: &str, prefix: &str, cache: redisx::CacheConfig) -> redisx::RedisX {
+    redisx::RedisX::builder()
+        .client(
+            "default",
+            redisx::ConnectionConfig::from_url(url).expect("a valid URL"),
+        )
+        .key_prefix(prefix)
+        .cache(cache)
+        .build()
+        .await
+        .expect("the runtime builds")
 }
 
 /// A raw redis-rs connection to `url`, with no redisx in between: for tests that check what

@@ -897,22 +897,7 @@ mod l1_only_attr {
 
 mod invalidation_off {
     use super::*;
-    use redisx_tests::eventually;
-
-    /// A runtime on `server` with the given key prefix (the same for both instances of a pair,
-    /// unlike `build`, which makes a unique prefix per call).
-    async fn instance(server: &RedisServer, prefix: &str, cache: CacheConfig) -> RedisX {
-        RedisX::builder()
-            .client(
-                "default",
-                ConnectionConfig::from_url(&server.url()).unwrap(),
-            )
-            .key_prefix(prefix)
-            .cache(cache)
-            .build()
-            .await
-            .unwrap()
-    }
+    use redisx_tests::{eventually, runtime};
 
     /// Reads `key` through `rx` until it answers `want` from its L1.
     async fn serves_from_l1(rx: &RedisX, key: &str, want: &str) -> bool {
@@ -931,8 +916,8 @@ mod invalidation_off {
         // Invalidation off.
         let prefix = unique_prefix("attr_invalidation_off");
         let cfg = CacheConfig::default().invalidation(false);
-        let a = instance(&server, &prefix, cfg.clone()).await;
-        let b = instance(&server, &prefix, cfg).await;
+        let a = runtime(&server.url(), &prefix, cfg.clone()).await;
+        let b = runtime(&server.url(), &prefix, cfg).await;
         a.cache()
             .set("cfg:1", &"v1".to_owned(), None)
             .await
@@ -968,8 +953,8 @@ mod invalidation_off {
         // Control: the same with invalidation on.
         let prefix = unique_prefix("attr_invalidation_on");
         let cfg = CacheConfig::default().invalidation(true);
-        let a = instance(&server, &prefix, cfg.clone()).await;
-        let b = instance(&server, &prefix, cfg).await;
+        let a = runtime(&server.url(), &prefix, cfg.clone()).await;
+        let b = runtime(&server.url(), &prefix, cfg).await;
         a.cache()
             .set("cfg:1", &"v1".to_owned(), None)
             .await

@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redisx::cache::EntryOptions;
-use redisx::{Bincode, CacheConfig, Codec as _, CodecKind, ConnectionConfig, Error, RedisX};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx::{Bincode, CacheConfig, Codec as _, CodecKind, Error, RedisX};
+use redisx_tests::cache::raw;
+use redisx_tests::{RedisServer, runtime, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 /// The envelope header: format byte, `stale_at` and `expires_at` (unix ms, little endian).
@@ -43,23 +44,6 @@ fn grace() -> Profile {
     }
 }
 
-async fn runtime(server: &RedisServer, prefix: &str, cache: CacheConfig) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&server.url()).unwrap(),
-        )
-        .key_prefix(prefix)
-        .cache(cache)
-        .build()
-        .await
-        .unwrap()
-}
-
-async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    raw_connection(&server.url()).await
-}
-
 async fn stored(server: &RedisServer, full_key: &str) -> Option<Vec<u8>> {
     redis::cmd("GET")
         .arg(full_key)
@@ -81,7 +65,7 @@ async fn store(server: &RedisServer, full_key: &str, bytes: &[u8]) {
 async fn json_config_stores_json_that_anyone_can_read() {
     let server = RedisServer::start();
     let rx = runtime(
-        &server,
+        &server.url(),
         &unique_prefix("json_cfg"),
         CacheConfig::default().codec(CodecKind::Json),
     )
@@ -106,7 +90,7 @@ async fn json_config_stores_json_that_anyone_can_read() {
 async fn bincode_is_the_default_and_stores_bincode() {
     let server = RedisServer::start();
     let rx = runtime(
-        &server,
+        &server.url(),
         &unique_prefix("bincode_cfg"),
         CacheConfig::default(),
     )
@@ -129,7 +113,7 @@ async fn bincode_is_the_default_and_stores_bincode() {
 async fn a_per_entry_codec_overrides_the_config() {
     let server = RedisServer::start();
     let rx = runtime(
-        &server,
+        &server.url(),
         &unique_prefix("entry_codec"),
         CacheConfig::default(),
     )
@@ -217,7 +201,7 @@ async fn assert_miss_and_replaced(server: &RedisServer, rx: &RedisX, key: &str, 
 async fn an_unknown_header_byte_is_a_miss_and_is_replaced() {
     let server = RedisServer::start();
     let rx = runtime(
-        &server,
+        &server.url(),
         &unique_prefix("bad_header"),
         CacheConfig::default(),
     )
@@ -237,7 +221,7 @@ async fn a_truncated_entry_is_a_miss_and_is_replaced() {
     let server = RedisServer::start();
     for codec in [CodecKind::Bincode, CodecKind::Json] {
         let rx = runtime(
-            &server,
+            &server.url(),
             &unique_prefix("truncated"),
             CacheConfig::default().codec(codec),
         )
@@ -257,7 +241,7 @@ async fn an_entry_of_another_type_is_a_miss_and_is_replaced() {
     let server = RedisServer::start();
     for codec in [CodecKind::Bincode, CodecKind::Json] {
         let rx = runtime(
-            &server,
+            &server.url(),
             &unique_prefix("other_type"),
             CacheConfig::default().codec(codec),
         )
@@ -278,12 +262,12 @@ async fn a_json_entry_is_read_by_its_header_under_a_bincode_config() {
     let server = RedisServer::start();
     let prefix = unique_prefix("cross_codec");
     let writer = runtime(
-        &server,
+        &server.url(),
         &prefix,
         CacheConfig::default().codec(CodecKind::Json),
     )
     .await;
-    let reader = runtime(&server, &prefix, CacheConfig::default()).await;
+    let reader = runtime(&server.url(), &prefix, CacheConfig::default()).await;
     writer.cache().set("p", &ada(), None).await.unwrap();
     let full = reader.cache().full_key("p");
     let json_entry = stored(&server, &full).await.unwrap();

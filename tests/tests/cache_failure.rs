@@ -1,0 +1,230 @@
+//! The cache when things go wrong, against real Redis: Redis killed (calls answer from the function
+//! and caching resumes), corrupt entries and foreign keys under the prefix, and a panicking
+//! loader.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redisx::cache::StampedeConfig;
+use redisx::{CacheConfig, CacheMode, ConnectionConfig, Error, RedisX};
+use redisx_tests::cache::{POLL, pair, raw};
+use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_calls_answer_from_the_function_and_caching_resumes() {
+    let mut server = RedisServer::start_owned();
+    let rx = RedisX::builder()
+        .client(
+            "default",
+            ConnectionConfig::from_url(&server.url())
+                .unwrap()
+                .command_timeout(Duration::from_millis(500))
+                .reconnect(redisx::ReconnectPolicy {
+                    initial: Duration::from_millis(50),
+                    max: Duration::from_millis(200),
+                    ..redisx::ReconnectPolicy::default()
+                }),
+        )
+        .key_prefix(unique_prefix("killed"))
+        .cache(CacheConfig::default().mode(CacheMode::L2Only))
+        .build()
+        .await
+        .unwrap();
+    let cache = rx.cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let load = |calls: Arc<AtomicUsize>| async move {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, Error>(5u32)
+    };
+    assert_eq!(
+        cache
+            .get_or_load("k", None, || load(calls.clone()))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        cache
+            .get_or_load("k", None, || load(calls.clone()))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    server.kill();
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(
+            cache
+                .get_or_load("k", None, || load(calls.clone()))
+                .await
+                .unwrap(),
+            5
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        6,
+        "every call ran the function"
+    );
+    assert!(cache.stats().errors > 0);
+    // The service API fails open too: reads miss, writes succeed for the caller (logged and
+    // counted); a delete reports the failure, since a stale entry may survive it.
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), None);
+    cache
+        .set("k", &9u32, None)
+        .await
+        .expect("a write never fails the caller");
+    assert!(
+        rx.metrics_text()
+            .contains("redisx_cache_write_errors_total")
+    );
+    let err = cache.delete("k").await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    server.start_again();
+    // Resumed: a call right after another one is answered from Redis, not the function.
+    // (Not "exactly one load per pair": once the value is cached, a pair loads nothing, and
+    // a pair that straddles the reconnect loads twice.)
+    let resumed = eventually(Duration::from_secs(10), POLL, || async {
+        cache
+            .get_or_load("k", None, || load(calls.clone()))
+            .await
+            .unwrap();
+        let before = calls.load(Ordering::SeqCst);
+        cache
+            .get_or_load("k", None, || load(calls.clone()))
+            .await
+            .unwrap();
+        calls.load(Ordering::SeqCst) == before
+    })
+    .await;
+    assert!(resumed, "caching did not resume after the restart");
+}
+
+#[tokio::test]
+async fn corrupt_bytes_are_a_miss_and_are_replaced() {
+    let server = RedisServer::start();
+    let rx = runtime(
+        &server.url(),
+        &unique_prefix("corrupt"),
+        CacheConfig::default(),
+    )
+    .await;
+    let cache = rx.cache();
+    let mut conn = raw(&server).await;
+    for garbage in [
+        &b"\x01garbage"[..],
+        b"",
+        b"\xff\xff",
+        b"{\"not\":\"an entry\"}",
+    ] {
+        let () = redis::cmd("SET")
+            .arg(cache.full_key("bad"))
+            .arg(garbage)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        cache.clear_l1();
+        assert_eq!(cache.get::<String>("bad").await.unwrap(), None);
+        let v = cache
+            .get_or_load("bad", None, || async { Ok::<_, Error>("fresh".to_owned()) })
+            .await
+            .unwrap();
+        assert_eq!(v, "fresh");
+        cache.clear_l1();
+        assert_eq!(
+            cache.get::<String>("bad").await.unwrap().as_deref(),
+            Some("fresh")
+        );
+    }
+    assert!(cache.stats().corrupt_entries >= 4);
+    // A value of another type under the same key is also a miss, not a panic (bincode is not
+    // self-describing, so this holds where the bytes cannot be read as the other type).
+    cache.set("typed", &"text".to_owned(), None).await.unwrap();
+    cache.clear_l1();
+    assert_eq!(cache.get::<Vec<String>>("typed").await.unwrap(), None);
+}
+
+/// Regression: one key under the cache's prefix that is not UTF-8 (another program's) made
+/// `SCAN` fail to decode, so `clear` and `invalidate_pattern` failed altogether.
+#[tokio::test]
+async fn clear_and_pattern_invalidation_handle_keys_that_are_not_utf8() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("binary_keys");
+    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = raw(&server).await;
+    let mut binary = rx.cache().full_key("user:").into_bytes();
+    binary.extend_from_slice(&[0xFF, 0xFE]);
+    let set_binary = || redis::cmd("SET").arg(&binary).arg("x").clone();
+    let () = set_binary().query_async(&mut conn).await.unwrap();
+    rx.cache().set("user:1", &1u8, None).await.unwrap();
+    rx.cache().set("team:1", &1u8, None).await.unwrap();
+    assert_eq!(rx.cache().invalidate_pattern("user:*").await.unwrap(), 2);
+    assert_eq!(rx.cache().get::<u8>("team:1").await.unwrap(), Some(1));
+    let () = set_binary().query_async(&mut conn).await.unwrap();
+    assert_eq!(rx.cache().clear().await.unwrap(), 2);
+    let left: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "left under the prefix: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_loader_does_not_poison_its_waiters() {
+    let server = RedisServer::start();
+    let (a, b) = pair(
+        &server,
+        "panic",
+        CacheConfig::default().stampede(StampedeConfig {
+            lock_ttl: Duration::from_secs(30),
+            ..StampedeConfig::default()
+        }),
+    )
+    .await;
+    let leader = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.cache()
+                .get_or_load("p", None, || async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    panic!("loader exploded");
+                    #[allow(unreachable_code)]
+                    Ok::<u32, Error>(0)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let same_instance = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.cache()
+                .get_or_load("p", None, || async { Ok::<_, Error>(1u32) })
+                .await
+        })
+    };
+    let other_instance = tokio::spawn(async move {
+        let started = Instant::now();
+        let v = b
+            .cache()
+            .get_or_load("p", None, || async { Ok::<_, Error>(2u32) })
+            .await;
+        (v, started.elapsed())
+    });
+    let err = leader.await.unwrap_err();
+    assert!(err.is_panic(), "the panic reaches its own caller");
+    assert!(same_instance.await.unwrap().is_ok());
+    let (v, took) = other_instance.await.unwrap();
+    assert!(v.is_ok());
+    // The lock was released when the loader panicked, long before its 30 s ttl.
+    assert!(
+        took < Duration::from_secs(5),
+        "the other instance waited {took:?}"
+    );
+}
