@@ -742,7 +742,7 @@ async fn miss(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
 fn protocol_miss(ctx: &Context, conn: &MultiplexedConnection, fresh: &Rc<Cell<u64>>) -> Side {
     let (conn, fresh, prefix) = (conn.clone(), Rc::clone(fresh), ctx.prefix.clone());
     let write = Rc::new(redis::Script::new(include_str!(
-        "../../redisx-runtime/src/cache/write.lua"
+        "../../redisx-runtime/src/cache/lua/write.lua"
     )));
     Side::new("raw SET NX GET + write.lua", move |ops| {
         let (mut conn, fresh, prefix) = (conn.clone(), Rc::clone(&fresh), prefix.clone());

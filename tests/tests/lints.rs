@@ -77,6 +77,32 @@ async fn flag(name: String) -> bool {
     name.starts_with("on")
 }
 
+/// A predicate on exactly the value's type.
+fn is_empty_page(page: &Page) -> bool {
+    page.items.is_empty()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Page {
+    items: Vec<u64>,
+}
+
+/// The documented `unless` example: a method path.
+#[cached(key = "ids:{n}", ttl = "1m", unless = Vec::is_empty, runtime = rt())]
+async fn ids(n: u64) -> Vec<u64> {
+    loaded();
+    (0..n).collect()
+}
+
+/// `unless` a function path taking exactly `&T`, on a `Result`.
+#[cached(key = "page:{n}", ttl = "1m", unless = is_empty_page, runtime = rt())]
+async fn page(n: u64) -> Result<Page, String> {
+    loaded();
+    Ok(Page {
+        items: (0..n).collect(),
+    })
+}
+
 /// Methods: a key template naming a field of the receiver, and the automatic key.
 struct Orders {
     tenant: String,
@@ -169,4 +195,17 @@ async fn every_expansion_runs() {
     assert_eq!(try_rename(1, "grace").await.as_deref(), Ok("grace-1"));
     assert!(try_rename(1, "").await.is_err());
     assert_eq!(user(1).await.as_deref(), Ok("grace-1"));
+
+    let before = LOADS.load(Ordering::SeqCst);
+    assert_eq!(ids(0).await, Vec::<u64>::new());
+    assert_eq!(ids(0).await, Vec::<u64>::new());
+    assert_eq!(ids(2).await, [0, 1]);
+    assert_eq!(ids(2).await, [0, 1]);
+    assert_eq!(page(0).await, Ok(Page { items: vec![] }));
+    assert_eq!(page(0).await, Ok(Page { items: vec![] }));
+    assert_eq!(
+        LOADS.load(Ordering::SeqCst) - before,
+        5,
+        "empty lists and pages are not cached (`unless`), a list is"
+    );
 }

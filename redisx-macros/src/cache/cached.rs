@@ -358,7 +358,13 @@ fn unless_arg(unless: Option<&Callable>, krate: &TokenStream) -> TokenStream {
     match unless {
         None => quote!(#krate::__private::never),
         Some(Callable::Closure(closure)) => closure.to_token_stream(),
-        Some(Callable::Path(path)) => quote_spanned!(path.span()=> |#VALUE| (#path)(#VALUE)),
+        // Mixed-site, located at the path: a type error still points at the user's path, but
+        // the closure is the expansion's own, so clippy's `redundant_closure` lints (which
+        // skip expansions) do not flag a wrapper the user never wrote.
+        Some(Callable::Path(path)) => {
+            let span = Span::mixed_site().located_at(path.span());
+            quote_spanned!(span=> |#VALUE| (#path)(#VALUE))
+        }
     }
 }
 

@@ -100,6 +100,9 @@ use stats::{CacheMetrics, Counters};
 )]
 pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
+/// Not recommended in errors: a type that misses one of the bounds gets the message above
+/// once, instead of one error per missing trait.
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
 
 /// The cache service of a runtime: `rx.cache()`. Cheap to clone.

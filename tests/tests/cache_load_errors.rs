@@ -1,0 +1,284 @@
+//! A failing load under concurrency, against real Redis: callers of one key in one runtime share
+//! one load, and when it fails with an error that can be shared, every caller that was waiting
+//! on it gets a clone of the error (one load for all, as Go's singleflight and moka's
+//! `try_get_with` do). Shareable: `redisx::Error`, `String` and the other known types in
+//! `get_or_load`; any `E: Clone` in `#[cached]`; any `Clone` error through
+//! `LoadOptions::share_errors()`. Other errors keep the take-over (the waiting callers load one
+//! at a time), and a caller that arrives after the failure starts a new load.
+//!
+//! Every test runs its callers on a current-thread runtime, and its loader waits until all of
+//! them have called (then 100 ms more), so the callers really wait on one load.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redisx::cache::{EntryOptions, LoadOptions};
+use redisx::{CacheConfig, Error, ErrorCode, RedisX, cached};
+use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
+
+/// How many callers ask for the key at once.
+const CALLERS: usize = 8;
+
+/// One test's callers and loads: the loaders wait at its gate until every caller has called.
+struct Gate {
+    /// Callers that have made their call.
+    arrived: AtomicUsize,
+    /// Loader runs.
+    loads: AtomicUsize,
+    /// Loader runs in progress.
+    running: AtomicUsize,
+    /// The most loader runs that were in progress at once.
+    most_at_once: AtomicUsize,
+}
+
+impl Gate {
+    const fn new() -> Self {
+        Self {
+            arrived: AtomicUsize::new(0),
+            loads: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            most_at_once: AtomicUsize::new(0),
+        }
+    }
+
+    /// A caller is about to call.
+    fn arrive(&self) {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The body of every loader: counts the run, and returns once every caller has called
+    /// (then 100 ms more, so the others are surely waiting on this load).
+    async fn load(&self) {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        let all_called = eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(1),
+            || async { self.arrived.load(Ordering::SeqCst) >= CALLERS },
+        )
+        .await;
+        assert!(all_called, "the {CALLERS} callers never all called");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    fn most_at_once(&self) -> usize {
+        self.most_at_once.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs `CALLERS` calls made by `call` concurrently (each announced at `gate` when it starts)
+/// and returns their outcomes.
+async fn concurrently<T, Fut>(gate: &'static Gate, mut call: impl FnMut() -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let call = call();
+            tokio::spawn(async move {
+                gate.arrive();
+                call.await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(CALLERS);
+    for task in tasks {
+        outcomes.push(task.await.expect("a caller panicked"));
+    }
+    outcomes
+}
+
+async fn build(server: &RedisServer, test: &str) -> RedisX {
+    runtime(&server.url(), &unique_prefix(test), CacheConfig::default()).await
+}
+
+fn backend_down() -> Error {
+    Error::new(ErrorCode::Internal, "backend down")
+}
+
+/// An error type redisx does not know: shared only when the call site says it may be cloned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Unavailable(String);
+
+/// An error that cannot be cloned: never shared.
+#[derive(Debug, PartialEq, Eq)]
+struct Down(String);
+
+#[tokio::test(flavor = "current_thread")]
+async fn get_or_load_shares_a_redisx_error_with_its_waiting_callers() {
+    static GATE: Gate = Gate::new();
+    let server = RedisServer::start();
+    let rx = build(&server, "load_err_redisx").await;
+    let call = || {
+        let cache = rx.cache().clone();
+        async move {
+            cache
+                .get_or_load("k", None, || async {
+                    GATE.load().await;
+                    Err::<u32, _>(backend_down())
+                })
+                .await
+        }
+    };
+    let outcomes = concurrently(&GATE, call).await;
+    assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
+    for outcome in outcomes {
+        let err = outcome.expect_err("every caller gets the error");
+        assert_eq!(err.code(), ErrorCode::Internal, "{err}");
+        assert_eq!(err.message(), "backend down", "{err}");
+    }
+    // A caller that arrives after the failure loads again.
+    assert!(call().await.is_err());
+    assert_eq!(GATE.loads(), 2, "the late caller loaded");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_string_error_is_shared_with_the_waiting_callers() {
+    static GATE: Gate = Gate::new();
+    let server = RedisServer::start();
+    let rx = build(&server, "load_err_string").await;
+    // `get_or_load` needs `E: From<redisx::Error>`, which `String` is not: the same load with
+    // the default options (errors shared when redisx knows their type).
+    let call = || {
+        let cache = rx.cache().clone();
+        async move {
+            let entry = EntryOptions::new();
+            cache
+                .get_or_load_using("k", LoadOptions::new(&entry), || async {
+                    GATE.load().await;
+                    Err::<u32, _>("backend down".to_owned())
+                })
+                .await
+        }
+    };
+    let outcomes = concurrently(&GATE, call).await;
+    assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
+    for outcome in outcomes {
+        assert_eq!(outcome, Err("backend down".to_owned()));
+    }
+    assert_eq!(call().await, Err("backend down".to_owned()));
+    assert_eq!(GATE.loads(), 2, "the late caller loaded");
+}
+
+mod cached_clone_error {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static GATE: Gate = Gate::new();
+
+    #[cached(key = "quote:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn quote(id: u64) -> Result<u32, Unavailable> {
+        GATE.load().await;
+        Err(Unavailable(format!("quote {id}")))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn cached_shares_a_clone_error_with_its_waiting_callers() {
+        let server = RedisServer::start();
+        assert!(RT.set(build(&server, "load_err_cached").await).is_ok());
+        let outcomes = concurrently(&GATE, || quote(1)).await;
+        assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
+        for outcome in outcomes {
+            assert_eq!(outcome, Err(Unavailable("quote 1".to_owned())));
+        }
+        assert_eq!(quote(1).await, Err(Unavailable("quote 1".to_owned())));
+        assert_eq!(GATE.loads(), 2, "the late caller loaded");
+    }
+}
+
+mod cached_error_without_clone {
+    use super::*;
+
+    static RT: OnceLock<RedisX> = OnceLock::new();
+    static GATE: Gate = Gate::new();
+
+    #[cached(key = "stock:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    async fn stock(id: u64) -> Result<u32, Down> {
+        GATE.load().await;
+        Err(Down(format!("stock {id}")))
+    }
+
+    /// The control: an error that cannot be cloned is not shared; the waiting callers take
+    /// over the load one at a time, each getting its own error.
+    #[tokio::test(flavor = "current_thread")]
+    async fn cached_with_an_error_that_is_not_clone_takes_over_one_at_a_time() {
+        let server = RedisServer::start();
+        assert!(RT.set(build(&server, "load_err_no_clone").await).is_ok());
+        let outcomes = concurrently(&GATE, || stock(1)).await;
+        for outcome in outcomes {
+            assert_eq!(outcome, Err(Down("stock 1".to_owned())));
+        }
+        let loads = GATE.loads();
+        assert!(
+            loads > 1 && loads <= CALLERS,
+            "the waiting callers loaded after the failure: {loads} loads"
+        );
+        assert_eq!(GATE.most_at_once(), 1, "the take-over loads one at a time");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn load_options_share_errors_shares_any_clone_error() {
+    static GATE: Gate = Gate::new();
+    let server = RedisServer::start();
+    let rx = build(&server, "load_err_share_errors").await;
+    let call = || {
+        let cache = rx.cache().clone();
+        async move {
+            let entry = EntryOptions::new().ttl(Duration::from_secs(60));
+            cache
+                .get_or_load_using("k", LoadOptions::new(&entry).share_errors(), || async {
+                    GATE.load().await;
+                    Err::<u32, _>(Unavailable("search".to_owned()))
+                })
+                .await
+        }
+    };
+    let outcomes = concurrently(&GATE, call).await;
+    assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
+    for outcome in outcomes {
+        assert_eq!(outcome, Err(Unavailable("search".to_owned())));
+    }
+    assert_eq!(call().await, Err(Unavailable("search".to_owned())));
+    assert_eq!(GATE.loads(), 2, "the late caller loaded");
+}
+
+/// The control of the test above: the same error type without `share_errors()` is not one
+/// redisx knows, so the waiting callers take over the load one at a time.
+#[tokio::test(flavor = "current_thread")]
+async fn without_share_errors_an_unknown_error_type_is_taken_over() {
+    static GATE: Gate = Gate::new();
+    let server = RedisServer::start();
+    let rx = build(&server, "load_err_not_shared").await;
+    let call = || {
+        let cache = rx.cache().clone();
+        async move {
+            let entry = EntryOptions::new();
+            cache
+                .get_or_load_using("k", LoadOptions::new(&entry), || async {
+                    GATE.load().await;
+                    Err::<u32, _>(Unavailable("search".to_owned()))
+                })
+                .await
+        }
+    };
+    let outcomes = concurrently(&GATE, call).await;
+    for outcome in outcomes {
+        assert_eq!(outcome, Err(Unavailable("search".to_owned())));
+    }
+    let loads = GATE.loads();
+    assert!(
+        loads > 1 && loads <= CALLERS,
+        "the waiting callers loaded after the failure: {loads} loads"
+    );
+    assert_eq!(GATE.most_at_once(), 1, "the take-over loads one at a time");
+}
