@@ -450,7 +450,7 @@ impl Cache {
 
     /// Deletes every entry whose user key matches a Redis glob `pattern` (`user:*`), found
     /// with `SCAN` (never `KEYS`), in every instance's L1 too; returns how many were deleted.
-    /// Entries that live only in L1 (written with [`CacheMode::L1Only`]) match in each
+    /// Entries that live only in L1 (written with [`CacheMode::L1Only`](super::CacheMode::L1Only)) match in each
     /// instance's L1, with Redis's glob syntax (`*`, `?`, `[a-z]`, `[^a]`, `\x`): this
     /// instance evicts (and counts) its own, the others theirs on the invalidation message.
     ///

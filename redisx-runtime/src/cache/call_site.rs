@@ -184,10 +184,10 @@ pub fn auto_key<A: Serialize + ?Sized>(
 /// The more specific impl (an `Arc<U>`, a `Clone` error) is found first, on `&Probe`.
 pub struct Probe<T>(PhantomData<fn() -> T>);
 
-/// The probe of a value type (see [`Probe`]).
+/// The probe of a value type (see `Probe`).
 pub type ErasureProbe<T> = Probe<T>;
 
-/// The probe of an error type (see [`Probe`]).
+/// The probe of an error type (see `Probe`).
 pub type ErrorProbe<E> = Probe<E>;
 
 impl<T> Probe<T> {

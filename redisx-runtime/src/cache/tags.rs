@@ -19,7 +19,7 @@ impl Cache {
     /// many entries were deleted. Each tag index is claimed atomically (Lua); then one script
     /// per cluster slot deletes the indexed entries that still carry one of the tags (an
     /// entry rewritten since without them stays). Entries that live only in L1 (written with
-    /// [`CacheMode::L1Only`]) are found in each instance's in-process index: this instance
+    /// [`CacheMode::L1Only`](super::CacheMode::L1Only)) are found in each instance's in-process index: this instance
     /// evicts (and counts) its own, and the others evict theirs on the invalidation message.
     ///
     /// ```no_run
