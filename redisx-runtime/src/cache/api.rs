@@ -13,6 +13,7 @@ use super::l1::Erasure;
 use super::l2::{self, CHUNK, Condition, Read, with_code};
 use super::load::LoadOptions;
 use super::local::Fill;
+use super::stats::trace_l1_hit;
 use super::{Cache, Cacheable, Call, EntryOptions, invalidation, millis};
 use crate::error::{Error, ErrorCode, Result};
 
@@ -388,6 +389,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         if let Some(v) = self.l1_get::<T>(key, how.entry.mode, how.erasure) {
+            trace_l1_hit(key);
             return Ok(v);
         }
         self.load_through(key, how, loader()).await
@@ -410,6 +412,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         if let Some(v) = self.l1_get::<T>(key, how.entry.mode, how.erasure) {
+            trace_l1_hit(key);
             return Ok(v);
         }
         self.load_swr(key, how, loader()).await

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::stats::trace_l1_hit;
 use super::{Cache, CacheMode, Cacheable, EntryOptions, Erasure, ErrorSharing, LoadOptions};
 use crate::call_site::{self, NoRuntime};
 use crate::codec::CodecKind;
@@ -113,22 +114,28 @@ impl CachedSpec {
     }
 
     /// Whether this call site's ttl exceeds `cache`'s `max_ttl` (the config owns the limit):
-    /// such a call site runs uncached and says so once, not on every call.
+    /// such a call site runs uncached and says so once, not on every call. On every hit, so
+    /// the check is inline and the report out of line.
+    #[inline]
     fn over_max_ttl(&self, cache: &Cache) -> bool {
         let max_ttl = cache.config().max_ttl;
-        let ttl = Duration::from_millis(self.ttl_ms);
-        if self.ttl_ms == 0 || ttl <= max_ttl {
+        if self.ttl_ms == 0 || Duration::from_millis(self.ttl_ms) <= max_ttl {
             return false;
         }
+        self.report_over_max_ttl(max_ttl);
+        true
+    }
+
+    #[cold]
+    fn report_over_max_ttl(&self, max_ttl: Duration) {
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::error!(
                 function = self.name,
-                ?ttl,
+                ttl = ?Duration::from_millis(self.ttl_ms),
                 ?max_ttl,
                 "the ttl of this #[cached] function exceeds the cache's max_ttl: it runs uncached (lower its ttl or raise CacheConfig::max_ttl)"
             );
         }
-        true
     }
 }
 
@@ -271,12 +278,47 @@ pub fn never<T: ?Sized>(_: &T) -> bool {
 enum State<T> {
     Hit(T),
     Bypass,
-    Miss {
-        cache: Cache,
-        key: String,
-        opts: EntryOptions,
-        erasure: Erasure<T>,
-    },
+    Miss(Miss<T>),
+}
+
+/// What a call that missed L1 takes to the public load call.
+struct Miss<T> {
+    cache: Cache,
+    key: String,
+    opts: EntryOptions,
+    erasure: Erasure<T>,
+}
+
+impl<T: Cacheable> Miss<T> {
+    /// [`Cache::get_or_load_using`] with the call site's options.
+    async fn load<E: 'static>(
+        self,
+        body: impl Future<Output = Result<T, E>>,
+        unless: impl FnOnce(&T) -> bool,
+        errors: ErrorSharing<E>,
+    ) -> Result<T, E> {
+        let how = LoadOptions::new(&self.opts)
+            .unless(unless)
+            .erasure(self.erasure)
+            .errors(errors);
+        self.cache.get_or_load_using(&self.key, how, || body).await
+    }
+
+    /// [`Cache::get_or_load_using_swr`] with the call site's options.
+    async fn load_swr<E: Send + 'static>(
+        self,
+        body: impl Future<Output = Result<T, E>> + Send + 'static,
+        unless: impl FnOnce(&T) -> bool + Send + 'static,
+        errors: ErrorSharing<E>,
+    ) -> Result<T, E> {
+        let how = LoadOptions::new(&self.opts)
+            .unless(unless)
+            .erasure(self.erasure)
+            .errors(errors);
+        self.cache
+            .get_or_load_using_swr(&self.key, how, || body)
+            .await
+    }
 }
 
 /// A `#[cached]` call after its synchronous L1 probe; see [`cached`].
@@ -327,17 +369,18 @@ pub fn cached<T>(
     };
     let key = buf.as_str();
     if let Some(v) = cache.l1_peek::<T>(key, spec.mode, erasure) {
+        trace_l1_hit(key);
         return CachedCall {
             state: State::Hit(v),
         };
     }
     CachedCall {
-        state: State::Miss {
+        state: State::Miss(Miss {
             cache: cache.clone(),
             key: buf.into_string(),
             opts: spec.options(call_site::render(tags)),
             erasure,
-        },
+        }),
     }
 }
 
@@ -355,11 +398,14 @@ impl<T> CachedCall<T> {
         T: Cacheable,
         F: Future<Output = T>,
     {
-        let errors = ErrorSharing::none();
-        infallible(
-            self.run_result(async { Ok(body.await) }, unless, errors)
-                .await,
-        )
+        match self.state {
+            State::Hit(v) => v,
+            State::Bypass => body.await,
+            State::Miss(miss) => {
+                let body = async { Ok(body.await) };
+                infallible(miss.load(body, unless, ErrorSharing::none()).await)
+            }
+        }
     }
 
     /// Runs a function returning `Result`: only `Ok` values are cached; errors pass through
@@ -378,18 +424,7 @@ impl<T> CachedCall<T> {
         match self.state {
             State::Hit(v) => Ok(v),
             State::Bypass => body.await,
-            State::Miss {
-                cache,
-                key,
-                opts,
-                erasure,
-            } => {
-                let how = LoadOptions::new(&opts)
-                    .unless(unless)
-                    .erasure(erasure)
-                    .errors(errors);
-                cache.get_or_load_using(&key, how, || body).await
-            }
+            State::Miss(miss) => miss.load(body, unless, errors).await,
         }
     }
 
@@ -400,11 +435,14 @@ impl<T> CachedCall<T> {
         T: Cacheable,
         F: Future<Output = T> + Send + 'static,
     {
-        let errors = ErrorSharing::none();
-        infallible(
-            self.run_result_swr(async { Ok(body.await) }, unless, errors)
-                .await,
-        )
+        match self.state {
+            State::Hit(v) => v,
+            State::Bypass => body.await,
+            State::Miss(miss) => {
+                let body = async { Ok(body.await) };
+                infallible(miss.load_swr(body, unless, ErrorSharing::none()).await)
+            }
+        }
     }
 
     /// [`run_result`](Self::run_result) with stale-while-revalidate: the body may run in the
@@ -423,18 +461,7 @@ impl<T> CachedCall<T> {
         match self.state {
             State::Hit(v) => Ok(v),
             State::Bypass => body.await,
-            State::Miss {
-                cache,
-                key,
-                opts,
-                erasure,
-            } => {
-                let how = LoadOptions::new(&opts)
-                    .unless(unless)
-                    .erasure(erasure)
-                    .errors(errors);
-                cache.get_or_load_using_swr(&key, how, || body).await
-            }
+            State::Miss(miss) => miss.load_swr(body, unless, errors).await,
         }
     }
 }

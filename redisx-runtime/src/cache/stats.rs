@@ -222,9 +222,9 @@ impl Cache {
     }
 }
 
-/// The `cache.get` span of every L1 hit: at TRACE level, because these hits are the hot path
-/// (an INFO span would cost more than the hit under a typical subscriber); every other
-/// `cache.get` span is at INFO.
+/// The `cache.get` span of an L1 hit on the load paths (`get_or_load*`, `#[cached]`): at TRACE
+/// level, because these hits are the hot path (an INFO span would cost more than the hit
+/// under a typical subscriber); every other `cache.get` span is at INFO.
 #[inline]
 pub(crate) fn trace_l1_hit(key: &str) {
     let _span = tracing::trace_span!(
