@@ -21,6 +21,16 @@ impl Cache {
     /// Fails open: when Redis cannot answer, the read is a miss (`Ok(None)`), logged and
     /// counted in [`CacheStats::errors`](super::CacheStats::errors). Only a malformed key is
     /// an error.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let name: Option<String> = rx.cache().get("user:1:name").await?;
+    /// if let Some(name) = name {
+    ///     println!("cached: {name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get<T: Cacheable>(&self, key: &str) -> Result<Option<T>> {
         let span = tracing::info_span!(
             "cache.get",
@@ -80,6 +90,16 @@ impl Cache {
 
     /// Reads many values with one `MGET` (L1 first). The result has one slot per key.
     /// Fails open like [`get`](Self::get): without Redis, only L1 answers.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// let names: Vec<Option<String>> = cache.get_many(&["user:1:name", "user:2:name"]).await?;
+    /// assert_eq!(names, [Some("Ada".to_owned()), None]);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_many<T: Cacheable, K: AsRef<str>>(
         &self,
         keys: &[K],
@@ -127,6 +147,16 @@ impl Cache {
     /// Writes a value to L2 and L1 with `ttl` (or the default ttl), replacing any entry, and
     /// tells the other instances to drop their L1 copy. See [`set_with`](Self::set_with) for
     /// failures.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), Some(Duration::from_secs(300))).await?;
+    /// cache.set("user:2:name", &"Grace".to_owned(), None).await?; // the config's default ttl
+    /// # Ok(()) }
+    /// ```
     pub async fn set<T>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -143,6 +173,16 @@ impl Cache {
     /// A write never fails the caller because of Redis: a failed L2 write is logged and
     /// counted (`redisx_cache_write_errors_total`), and this instance's L1 still gets the
     /// value. Invalid input (key, tags, ttl) is an error and writes nothing.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// use redisx_runtime::cache::EntryOptions;
+    /// let opts = EntryOptions::new().ttl(Duration::from_secs(300)).tags(["users", "user:1"]);
+    /// rx.cache().set_with("user:1:name", &"Ada".to_owned(), &opts).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_with<T>(&self, key: &str, value: &T, opts: &EntryOptions) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -180,6 +220,16 @@ impl Cache {
     /// Writes many values in one pipelined round trip (tags indexed), then one invalidation
     /// message for all of them. Like [`set_with`](Self::set_with), a Redis failure is logged
     /// and counted, never returned.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::cache::EntryOptions;
+    /// let opts = EntryOptions::new().tags(["users"]);
+    /// let names = [("user:1:name", "Ada".to_owned()), ("user:2:name", "Grace".to_owned())];
+    /// rx.cache().set_many(names, &opts).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_many<T, K, I>(&self, items: I, opts: &EntryOptions) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -259,11 +309,30 @@ impl Cache {
     /// Unlike reads and writes, deletes and invalidations report Redis failures: a stale
     /// entry that could not be removed must not pass unnoticed. This instance's L1 is evicted
     /// either way.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// assert!(cache.delete("user:1:name").await?);
+    /// assert!(!cache.delete("user:1:name").await?); // nothing left to delete
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(&self, key: &str) -> Result<bool> {
         Ok(self.delete_many(&[key]).await? > 0)
     }
 
     /// Deletes many keys in one pipelined round trip; returns how many existed.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// assert_eq!(cache.delete_many(&["user:1:name", "user:2:name"]).await?, 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         let mut removed_l1 = 0u64;
         for k in keys {
@@ -286,6 +355,15 @@ impl Cache {
 
     /// Whether a fresh (or SWR-stale) value is stored under `key`. Reads only the entry's
     /// header (`GETRANGE`). Fails open: `false` on a Redis error.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// assert!(cache.has("user:1:name").await);
+    /// # Ok(()) }
+    /// ```
     pub async fn has(&self, key: &str) -> bool {
         if self.inner.cfg.check_key(key).is_err() {
             return false;
@@ -298,6 +376,17 @@ impl Cache {
 
     /// How long the value under `key` stays fresh; `None` when absent, stale or on a Redis
     /// error. Without Redis (an L1-only cache), how long it stays in L1.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), Some(Duration::from_secs(300))).await?;
+    /// let left = cache.ttl("user:1:name").await.expect("just written");
+    /// assert!(left <= Duration::from_secs(300));
+    /// # Ok(()) }
+    /// ```
     pub async fn ttl(&self, key: &str) -> Option<Duration> {
         if self.inner.cfg.check_key(key).is_err() {
             return None;
@@ -370,6 +459,16 @@ impl Cache {
 
     /// Deletes every key under this cache's prefix (entries, tag indexes, locks) and every
     /// instance's L1; keys outside the prefix are untouched. Returns how many were deleted.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// let deleted = cache.clear().await?; // only keys under this cache's prefix
+    /// assert!(deleted >= 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn clear(&self) -> Result<u64> {
         self.inner.l1.clear();
         let Some(client) = self.inner.client.as_ref() else {
@@ -385,11 +484,30 @@ impl Cache {
     }
 
     /// The number of entries in L1.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// assert_eq!(cache.l1_len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn l1_len(&self) -> usize {
         self.inner.l1.len()
     }
 
     /// Empties L1 of this instance (L2 and other instances are untouched).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// cache.clear_l1(); // the next read of this instance goes to Redis
+    /// assert_eq!(cache.l1_len(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn clear_l1(&self) {
         self.inner.l1.clear();
     }

@@ -38,6 +38,19 @@ impl Cache {
     /// shared: the waiting callers load themselves.
     ///
     /// [`redisx::Error`]: crate::Error
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> Result<(), redisx_runtime::Error> {
+    /// use std::time::Duration;
+    /// let ttl = Some(Duration::from_secs(60));
+    /// let score: u64 = rx
+    ///     .cache()
+    ///     .get_or_load("user:1:score", ttl, || async { Ok::<_, redisx_runtime::Error>(42) })
+    ///     .await?;
+    /// assert_eq!(score, 42);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
         key: &str,
@@ -61,6 +74,21 @@ impl Cache {
     /// [`get_or_load`](Self::get_or_load) with full options. With an SWR window (here or in
     /// the config), a stale value is returned at once and the loader runs in the background,
     /// so it must be `Send + 'static`.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// use redisx_runtime::cache::EntryOptions;
+    /// // Fresh for 60 s, then served stale for 30 s more while one caller refreshes it.
+    /// let opts = EntryOptions::new().ttl(Duration::from_secs(60)).swr(Duration::from_secs(30));
+    /// let score: u64 = rx
+    ///     .cache()
+    ///     .get_or_load_with("user:1:score", &opts, || async { Ok::<_, redisx_runtime::Error>(42) })
+    ///     .await?;
+    /// assert_eq!(score, 42);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_or_load_with<T, E, F, Fut>(
         &self,
         key: &str,
@@ -122,6 +150,24 @@ impl Cache {
     /// [`get_or_load_using`](Self::get_or_load_using) with stale-while-revalidate: within the
     /// SWR window (of the entry options or the config) a stale value is returned at once and
     /// the loader refreshes it in the background, so it must be `Send + 'static`.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// use redisx_runtime::cache::{EntryOptions, LoadOptions};
+    /// let entry = EntryOptions::new().swr(Duration::from_secs(30));
+    /// let hits: Vec<u64> = rx
+    ///     .cache()
+    ///     .get_or_load_using_swr(
+    ///         "search:rust",
+    ///         LoadOptions::new(&entry).unless(|v: &Vec<u64>| v.is_empty()),
+    ///         || async { Ok::<_, redisx_runtime::Error>(vec![1, 2, 3]) },
+    ///     )
+    ///     .await?;
+    /// assert_eq!(hits.len(), 3);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_or_load_using_swr<T, E, U, F, Fut>(
         &self,
         key: &str,
@@ -147,6 +193,19 @@ impl Cache {
     ///
     /// # Panics
     /// Never: the semaphore it waits on is never closed.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) {
+    /// use redisx_runtime::cache::EntryOptions;
+    /// async fn load(id: u64) -> Result<String, redisx_runtime::Error> {
+    ///     Ok(format!("user {id}"))
+    /// }
+    /// let entries = (1..=100).map(|id| (format!("user:{id}:name"), move || load(id)));
+    /// let report = rx.cache().warmup(entries, &EntryOptions::new(), 8).await;
+    /// assert_eq!(report.warmed + report.failed, 100);
+    /// # }
+    /// ```
     pub async fn warmup<T, E, F, Fut, I>(
         &self,
         entries: I,

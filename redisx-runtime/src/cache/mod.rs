@@ -202,16 +202,40 @@ impl Cache {
     }
 
     /// The configuration this cache runs with.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let config = rx.cache().config();
+    /// println!("mode {:?}, keys under {}", config.mode_value(), config.key_prefix_value());
+    /// # Ok(()) }
+    /// ```
     pub fn config(&self) -> &CacheConfig {
         &self.inner.cfg
     }
 
     /// The full Redis key of a user key (`{app prefix}{cache prefix}{key}`).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// // With `.key_prefix("myapp:")` on the builder and the default cache prefix:
+    /// assert_eq!(rx.cache().full_key("user:1"), "myapp:cache:user:1");
+    /// # Ok(()) }
+    /// ```
     pub fn full_key(&self, key: &str) -> String {
         self.inner.keys.full(key)
     }
 
     /// The pub/sub channel this cache publishes its changes on.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// // With `.key_prefix("myapp:")` on the builder and the default cache prefix:
+    /// assert_eq!(rx.cache().invalidation_channel(), "myapp:cache:__events");
+    /// # Ok(()) }
+    /// ```
     pub fn invalidation_channel(&self) -> &str {
         &self.inner.channel
     }
