@@ -1,21 +1,27 @@
-//! Quickstart: `#[cached]` in front of a slow function, against a real Redis.
+//! Quickstart: `#[cached]` in front of a slow function, against a real Redis, with the spans
+//! and metrics that show what happened.
 //!
 //! ```text
 //! cargo run --example quickstart
+//! RUST_LOG=redisx=debug cargo run --example quickstart   # another filter than the default
 //! ```
 //!
-//! Uses the server in `REDIS_URL` when it is set, else one on `127.0.0.1:6379`; when nothing
-//! answers there, it starts a throwaway `redis-server` from `PATH` (and stops it at exit).
-//! The first call is a miss (the function runs and its value is stored in Redis and in the
-//! in-process L1), the second a hit from L1, the third, after L1 is cleared, a hit from Redis.
+//! Uses the server in `REDIS_URL` when it is set, else one listening on `127.0.0.1:6379`, else
+//! starts a throwaway `redis-server` from `PATH` (stopped at exit). The first call is a miss
+//! (the function runs; its value goes to Redis and to the in-process L1), the second an L1 hit,
+//! the third, after L1 is cleared, a hit from Redis. A `tracing` subscriber prints every span
+//! as it closes: `cache.get` for each call, with a `redis.command` span per Redis command
+//! inside it. At the end the `redisx_` metrics of `rx.metrics_text()` are printed.
 
-use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redisx::{ConnectionConfig, RedisX, cached};
 use serde::{Deserialize, Serialize};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::prelude::*;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct User {
@@ -47,7 +53,21 @@ async fn load_user(id: u64) -> Result<User, DbError> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (url, server) = find_or_start_redis()?;
+    // Every span and event of redisx is under a `redisx*` target. TRACE includes the span of
+    // an L1 hit on the cached path (kept at TRACE: it is the hot path); `RUST_LOG` overrides.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| f.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_target("redisx", LevelFilter::TRACE));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_span_events(FmtSpan::CLOSE) // one line per span, with its busy time
+                .with_filter(filter),
+        )
+        .init();
+
+    let (url, _server) = find_or_start_redis()?; // `_server` stops a throwaway server at exit
     let rx = RedisX::builder()
         .client("default", ConnectionConfig::from_url(&url)?)
         .key_prefix("quickstart:")
@@ -56,108 +76,82 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     rx.install()?; // `#[cached]` functions use the installed runtime
     rx.cache().delete("user:42").await?; // start cold, so that the first call is a miss
 
-    let start = Instant::now();
-    let user = load_user(42).await?;
-    println!(
-        "miss: {user:?} in {:.2?} (the function ran; the value went to Redis and L1)",
-        start.elapsed()
-    );
+    for (what, clear_l1) in [
+        (
+            "miss (the function ran; its value went to Redis and L1)",
+            false,
+        ),
+        ("hit from L1, in process", false),
+        ("hit from Redis, after clearing L1", true),
+    ] {
+        if clear_l1 {
+            rx.cache().clear_l1();
+        }
+        let start = Instant::now();
+        let user = load_user(42).await?;
+        println!("--> {user:?} in {:.2?}: {what}", start.elapsed());
+    }
 
-    let start = Instant::now();
-    let user = load_user(42).await?;
     println!(
-        "hit:  {user:?} in {:.2?} (from L1, in process)",
-        start.elapsed()
+        "--> metrics: the non-zero redisx_ samples of rx.metrics_text() (no histogram buckets)"
     );
-
-    rx.cache().clear_l1();
-    let start = Instant::now();
-    let user = load_user(42).await?;
-    println!(
-        "hit:  {user:?} in {:.2?} (from Redis, after clearing L1)",
-        start.elapsed()
-    );
-
-    let stats = rx.cache().stats();
-    println!(
-        "cache stats: {} L1 hits, {} L2 hits, {} loads",
-        stats.l1_hits, stats.l2_hits, stats.loads
-    );
+    for line in rx.metrics_text().lines() {
+        if line.starts_with("redisx_") && !line.contains("_bucket") && !line.ends_with(" 0") {
+            println!("    {line}");
+        }
+    }
     rx.shutdown().await;
-    drop(server); // stops the throwaway server, if one was started
     Ok(())
 }
 
 /// The URL to use, and the throwaway server when one had to be started.
 fn find_or_start_redis() -> Result<(String, Option<Throwaway>), Box<dyn std::error::Error>> {
     if let Ok(url) = std::env::var("REDIS_URL") {
-        println!("using REDIS_URL ({url})");
+        println!("--> using REDIS_URL ({url})");
         return Ok((url, None));
     }
-    if answers(6379) {
-        println!("using the Redis server on 127.0.0.1:6379");
+    if listening(6379) {
+        println!("--> using the Redis server on 127.0.0.1:6379");
         return Ok(("redis://127.0.0.1:6379".to_owned(), None));
     }
-    let server = Throwaway::start()?;
-    println!(
-        "no REDIS_URL and nothing on 127.0.0.1:6379: started a throwaway redis-server on port {} \
-         (stopped at exit)",
-        server.port
-    );
-    Ok((format!("redis://127.0.0.1:{}", server.port), Some(server)))
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "nothing on 127.0.0.1:6379 and redis-server could not be started ({e}); install \
+                 it (`apt-get install redis-server`, `brew install redis`) or set REDIS_URL"
+            )
+        })?;
+    let server = Throwaway(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listening(port) {
+        if Instant::now() > deadline {
+            return Err("the throwaway redis-server did not listen within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("--> nothing on 127.0.0.1:6379: started a throwaway redis-server on port {port}");
+    Ok((format!("redis://127.0.0.1:{port}"), Some(server)))
 }
 
-/// Whether something speaking Redis answers on a loopback port.
-fn answers(port: u16) -> bool {
+/// Whether something accepts connections on a loopback port.
+fn listening(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut reply = [0_u8; 1];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && matches!(reply[0], b'+' | b'-')
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
 
 /// A `redis-server` started by this example, killed when dropped.
-struct Throwaway {
-    child: Child,
-    port: u16,
-}
-
-impl Throwaway {
-    fn start() -> Result<Self, Box<dyn std::error::Error>> {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "no Redis to talk to, and redis-server could not be started ({e}); install \
-                     it with `apt-get install redis-server` (Debian/Ubuntu) or `brew install \
-                     redis`, or set REDIS_URL"
-                )
-            })?;
-        let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !answers(port) {
-            if Instant::now() > deadline {
-                return Err("the throwaway redis-server did not answer within 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(server)
-    }
-}
+struct Throwaway(Child);
 
 impl Drop for Throwaway {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -61,3 +61,9 @@ pub use redisx_runtime::*;
 pub mod __private {
     pub use redisx_runtime::private::*;
 }
+
+/// Every Rust block of the README, compiled (and run unless `no_run`) by `cargo test --doc`, so
+/// the README cannot drift from the API. Only built for doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -14,13 +14,15 @@
 //! pipe), and then `SIGKILL`s the server. Dropping a handle closes that pipe first and only then
 //! reaps the server, so the watchdog can never signal a recycled pid.
 //!
-//! # `REDIS_URL`
-//! When `REDIS_URL` is set, [`RedisServer::start`] returns a handle that points at that existing
-//! server instead of starting one; give every test its own key space with [`unique_prefix`] so tests
-//! can share it in parallel. Tests that need to own the process (restart it, kill it, configure
-//! passwords or ACL users) use [`RedisServer::start_owned`] or [`RedisServer::builder`], which
-//! always start their own server; the process-control methods panic on a `REDIS_URL` handle with a
-//! message that says so.
+//! # `REDISX_TEST_URL`
+//! When `REDISX_TEST_URL` is set, [`RedisServer::start`] returns a handle that points at that
+//! existing server instead of starting one; give every test its own key space with
+//! [`unique_prefix`] so tests can share it in parallel. `REDIS_URL` is deliberately ignored: it
+//! names an application's server, and the suite must never run against someone's data by
+//! accident. Tests that need to own the process (restart it, kill it, configure passwords or ACL
+//! users) use [`RedisServer::start_owned`] or [`RedisServer::builder`], which always start their
+//! own server; the process-control methods panic on a `REDISX_TEST_URL` handle with a message
+//! that says so.
 //!
 //! # Missing `redis-server`
 //! Starting a server without `redis-server` on `PATH` panics with how to install it: a test that
@@ -59,8 +61,10 @@ const PORT_ATTEMPTS: usize = 5;
 pub const NOT_FOUND_MESSAGE: &str = "redis-server not found on PATH; install it with \
      `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis`";
 
-/// The environment variable that points the tests at an existing server.
-pub const REDIS_URL_ENV: &str = "REDIS_URL";
+/// The environment variable that points the tests at an existing server. Only this one:
+/// `REDIS_URL`, which applications read, is ignored, so that it can never point the suite at
+/// their data.
+pub const TEST_URL_ENV: &str = "REDISX_TEST_URL";
 
 /// The `sh` wrapper: keep the pipe on stdin as fd 3, fork a watchdog that kills this very process
 /// (`$$`, which becomes `redis-server` through `exec`) once the pipe reaches end-of-file, then
@@ -71,7 +75,7 @@ exec "$@" 3<&- </dev/null 2>&1
 "#;
 
 /// A key prefix of its own for one test, so that tests can share one server (for example the one
-/// `REDIS_URL` points at) in parallel without seeing each other's keys.
+/// `REDISX_TEST_URL` points at) in parallel without seeing each other's keys.
 ///
 /// The prefix ends with `:` and is unique per call: it holds the test name, the process id, a
 /// per-process counter and the start time of the process.
@@ -138,7 +142,7 @@ struct AclUser {
 /// How to start an owned server: extra command-line arguments, a password, ACL users, CPU pinning.
 ///
 /// Made by [`RedisServer::builder`]; [`Builder::start`] always starts a server of its own (it
-/// ignores `REDIS_URL`, since a configured server cannot be borrowed).
+/// ignores `REDISX_TEST_URL`, since a configured server cannot be borrowed).
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct Builder {
@@ -475,7 +479,8 @@ enum Inner {
 }
 
 /// A `redis-server` for a test: started by the harness on a free loopback port (and always
-/// stopped), or, with `REDIS_URL` set and [`RedisServer::start`], the server that variable names.
+/// stopped), or, with `REDISX_TEST_URL` set and [`RedisServer::start`], the server that variable
+/// names.
 #[derive(Debug)]
 #[must_use = "the server is stopped when the handle is dropped"]
 pub struct RedisServer {
@@ -483,13 +488,13 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// The server for a test: the one `REDIS_URL` names when it is set, else a fresh one of its
-    /// own (see [`RedisServer::start_owned`]).
+    /// The server for a test: the one `REDISX_TEST_URL` names when it is set, else a fresh one
+    /// of its own (see [`RedisServer::start_owned`]). `REDIS_URL` is never read.
     ///
     /// # Panics
     /// See [`RedisServer::start_owned`].
     pub fn start() -> Self {
-        match std::env::var(REDIS_URL_ENV) {
+        match std::env::var(TEST_URL_ENV) {
             Ok(url) if !url.trim().is_empty() => Self {
                 inner: Inner::External {
                     url: url.trim().to_owned(),
@@ -499,7 +504,7 @@ impl RedisServer {
         }
     }
 
-    /// A fresh server of its own on a free loopback port, whatever `REDIS_URL` says: for tests
+    /// A fresh server of its own on a free loopback port, whatever `REDISX_TEST_URL` says: for tests
     /// that stop, kill or restart the server.
     ///
     /// # Panics
@@ -514,13 +519,13 @@ impl RedisServer {
         Builder::default()
     }
 
-    /// Whether the harness started this server (as opposed to borrowing `REDIS_URL`).
+    /// Whether the harness started this server (as opposed to borrowing `REDISX_TEST_URL`).
     pub fn is_owned(&self) -> bool {
         matches!(self.inner, Inner::Owned(_))
     }
 
     /// The URL of the server, without credentials: `redis://127.0.0.1:PORT` for an owned server,
-    /// the value of `REDIS_URL` otherwise.
+    /// the value of `REDISX_TEST_URL` otherwise.
     pub fn url(&self) -> String {
         match &self.inner {
             Inner::Owned(owned) => format!("redis://127.0.0.1:{}", owned.port),
@@ -532,7 +537,7 @@ impl RedisServer {
     /// (percent-encoded), or `redis://:password@...` when `user` is empty.
     ///
     /// # Panics
-    /// On a `REDIS_URL` handle.
+    /// On a `REDISX_TEST_URL` handle.
     pub fn url_with_auth(&self, user: &str, password: &str) -> String {
         let owned = self.owned("url_with_auth");
         format!(
@@ -543,7 +548,7 @@ impl RedisServer {
         )
     }
 
-    /// The TCP port of the server (for `REDIS_URL`, the port in the URL, 6379 when it has none).
+    /// The TCP port of the server (for `REDISX_TEST_URL`, the port in the URL, 6379 when it has none).
     pub fn port(&self) -> u16 {
         match &self.inner {
             Inner::Owned(owned) => owned.port,
@@ -559,7 +564,7 @@ impl RedisServer {
         }
     }
 
-    /// Whether the owned server process is running (`true` for a `REDIS_URL` handle).
+    /// Whether the owned server process is running (`true` for a `REDISX_TEST_URL` handle).
     pub fn is_running(&mut self) -> bool {
         match &mut self.inner {
             Inner::Owned(owned) => owned
@@ -594,7 +599,7 @@ impl RedisServer {
     /// brings it back on the same port. Does nothing when it is already stopped.
     ///
     /// # Panics
-    /// On a `REDIS_URL` handle: the test needs a server of its own
+    /// On a `REDISX_TEST_URL` handle: the test needs a server of its own
     /// ([`RedisServer::start_owned`]).
     pub fn stop(&mut self) {
         let owned = self.owned_mut("stop");
@@ -608,7 +613,7 @@ impl RedisServer {
     /// it back on the same port.
     ///
     /// # Panics
-    /// On a `REDIS_URL` handle.
+    /// On a `REDISX_TEST_URL` handle.
     pub fn kill(&mut self) {
         let owned = self.owned_mut("kill");
         if let Some(mut process) = owned.process.take() {
@@ -620,7 +625,7 @@ impl RedisServer {
     /// waits until it answers. Retries for a while when the port is still busy.
     ///
     /// # Panics
-    /// On a `REDIS_URL` handle, when the server is running, or when it does not come back.
+    /// On a `REDISX_TEST_URL` handle, when the server is running, or when it does not come back.
     pub fn start_again(&mut self) {
         let owned = self.owned_mut("start_again");
         assert!(
@@ -676,7 +681,7 @@ impl RedisServer {
 fn external_panic(what: &str, url: &str) -> ! {
     panic!(
         "RedisServer::{what} needs a redis-server owned by the harness, but this handle points at \
-         REDIS_URL ({url}); start the server with `RedisServer::start_owned()` or \
+         REDISX_TEST_URL ({url}); start the server with `RedisServer::start_owned()` or \
          `RedisServer::builder()` in this test"
     )
 }

@@ -5,7 +5,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx_tests::{RedisServer, TEST_URL_ENV, raw_connection, unique_prefix};
 
 /// Whether a process with this pid is alive (a zombie counts as dead).
 fn alive(pid: u32) -> bool {
@@ -47,9 +47,9 @@ async fn starts_and_answers_ping() {
 }
 
 #[tokio::test]
-async fn start_uses_redis_url_when_set_else_owns_a_server() {
+async fn start_uses_redisx_test_url_when_set_else_owns_a_server() {
     let server = RedisServer::start();
-    match std::env::var("REDIS_URL") {
+    match std::env::var(TEST_URL_ENV) {
         Ok(url) if !url.trim().is_empty() => {
             assert!(!server.is_owned());
             assert_eq!(server.url(), url.trim());
@@ -226,7 +226,7 @@ fn a_killed_test_process_leaves_no_orphan() {
             "--test-threads=1",
         ])
         .env(ORPHAN_CHILD_ENV, "1")
-        .env_remove("REDIS_URL")
+        .env_remove(TEST_URL_ENV)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -253,47 +253,73 @@ fn a_killed_test_process_leaves_no_orphan() {
 
 const URL_CHILD_ENV: &str = "REDISX_HARNESS_URL_CHILD";
 
-/// Run by `a_redis_url_handle_points_there_and_refuses_process_control` with `REDIS_URL` set.
+/// Run by `a_test_url_handle_points_there_and_refuses_process_control` with `REDISX_TEST_URL`
+/// set, and by `redis_url_is_ignored` with only `REDIS_URL` set.
 #[test]
-#[ignore = "helper: run in a child process by a_redis_url_handle_points_there_and_refuses_process_control"]
-fn redis_url_child_helper() {
-    if std::env::var_os(URL_CHILD_ENV).is_none() {
+#[ignore = "helper: run in a child process by the two tests below"]
+fn url_child_helper() {
+    let Some(mode) = std::env::var_os(URL_CHILD_ENV) else {
+        return;
+    };
+    let mut server = RedisServer::start();
+    if mode == "redis_url" {
+        // An application's `REDIS_URL` never points the suite at its server.
+        assert!(server.is_owned(), "start() followed REDIS_URL");
+        assert_ne!(server.port(), 6999);
+        println!("URL_CHILD_OK");
         return;
     }
-    let mut server = RedisServer::start();
     assert!(!server.is_owned());
     assert_eq!(server.url(), "redis://127.0.0.1:6999/0");
     assert_eq!(server.port(), 6999);
     assert_eq!(server.pid(), None);
     let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.kill()));
-    let message = refused.expect_err("kill must refuse a REDIS_URL handle");
+    let message = refused.expect_err("kill must refuse a REDISX_TEST_URL handle");
     let message = message
         .downcast_ref::<String>()
         .cloned()
         .unwrap_or_default();
     assert!(message.contains("start_owned"), "{message}");
-    // start_owned ignores REDIS_URL.
+    assert!(message.contains("REDISX_TEST_URL"), "{message}");
+    // start_owned ignores REDISX_TEST_URL.
     assert!(RedisServer::start_owned().is_owned());
     println!("URL_CHILD_OK");
 }
 
-#[test]
-fn a_redis_url_handle_points_there_and_refuses_process_control() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "redis_url_child_helper",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(URL_CHILD_ENV, "1")
-        .env("REDIS_URL", "redis://127.0.0.1:6999/0")
-        .output()
-        .unwrap();
+/// Runs `url_child_helper` in a child process with `mode` and the given environment.
+fn run_url_child(mode: &str, env: &[(&str, &str)], remove: &[&str]) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "url_child_helper", "--ignored", "--nocapture"])
+        .env(URL_CHILD_ENV, mode);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("URL_CHILD_OK"),
         "helper failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_test_url_handle_points_there_and_refuses_process_control() {
+    run_url_child(
+        "test_url",
+        &[(TEST_URL_ENV, "redis://127.0.0.1:6999/0")],
+        &[],
+    );
+}
+
+#[test]
+fn redis_url_is_ignored() {
+    run_url_child(
+        "redis_url",
+        &[("REDIS_URL", "redis://127.0.0.1:6999/0")],
+        &[TEST_URL_ENV],
     );
 }

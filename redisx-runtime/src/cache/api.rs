@@ -1,8 +1,7 @@
-//! The public service: reads, writes, deletes, `get_or_load*`, pattern invalidation, clear and
-//! warmup. Tag calls are in `tags.rs`, counters in `stats.rs`.
+//! The public service: reads, writes, deletes, pattern invalidation, clear. The loading calls
+//! (`get_or_load*`, `warmup`) are in `get_or_load.rs`, tag calls in `tags.rs`, counters in
+//! `stats.rs`.
 
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,21 +10,9 @@ use tracing::Instrument as _;
 use super::envelope;
 use super::l1::Erasure;
 use super::l2::{self, CHUNK, Condition, Read, with_code};
-use super::load::LoadOptions;
 use super::local::Fill;
-use super::stats::trace_l1_hit;
 use super::{Cache, Cacheable, Call, EntryOptions, invalidation, millis};
-use crate::error::{Error, ErrorCode, Result};
-
-/// The result of [`Cache::warmup`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WarmupReport {
-    /// Entries now in the cache (loaded, or already present).
-    pub warmed: u64,
-    /// Entries whose loader failed (or panicked).
-    pub failed: u64,
-}
+use crate::error::{ErrorCode, Result};
 
 impl Cache {
     /// Reads a value: L1, then L2 (an L2 hit fills L1). A stale value inside its SWR window
@@ -34,6 +21,16 @@ impl Cache {
     /// Fails open: when Redis cannot answer, the read is a miss (`Ok(None)`), logged and
     /// counted in [`CacheStats::errors`](super::CacheStats::errors). Only a malformed key is
     /// an error.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let name: Option<String> = rx.cache().get("user:1:name").await?;
+    /// if let Some(name) = name {
+    ///     println!("cached: {name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get<T: Cacheable>(&self, key: &str) -> Result<Option<T>> {
         let span = tracing::info_span!(
             "cache.get",
@@ -93,6 +90,16 @@ impl Cache {
 
     /// Reads many values with one `MGET` (L1 first). The result has one slot per key.
     /// Fails open like [`get`](Self::get): without Redis, only L1 answers.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// let names: Vec<Option<String>> = cache.get_many(&["user:1:name", "user:2:name"]).await?;
+    /// assert_eq!(names, [Some("Ada".to_owned()), None]);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_many<T: Cacheable, K: AsRef<str>>(
         &self,
         keys: &[K],
@@ -140,6 +147,16 @@ impl Cache {
     /// Writes a value to L2 and L1 with `ttl` (or the default ttl), replacing any entry, and
     /// tells the other instances to drop their L1 copy. See [`set_with`](Self::set_with) for
     /// failures.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), Some(Duration::from_secs(300))).await?;
+    /// cache.set("user:2:name", &"Grace".to_owned(), None).await?; // the config's default ttl
+    /// # Ok(()) }
+    /// ```
     pub async fn set<T>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -156,6 +173,16 @@ impl Cache {
     /// A write never fails the caller because of Redis: a failed L2 write is logged and
     /// counted (`redisx_cache_write_errors_total`), and this instance's L1 still gets the
     /// value. Invalid input (key, tags, ttl) is an error and writes nothing.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// use redisx_runtime::cache::EntryOptions;
+    /// let opts = EntryOptions::new().ttl(Duration::from_secs(300)).tags(["users", "user:1"]);
+    /// rx.cache().set_with("user:1:name", &"Ada".to_owned(), &opts).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_with<T>(&self, key: &str, value: &T, opts: &EntryOptions) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -193,6 +220,16 @@ impl Cache {
     /// Writes many values in one pipelined round trip (tags indexed), then one invalidation
     /// message for all of them. Like [`set_with`](Self::set_with), a Redis failure is logged
     /// and counted, never returned.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::cache::EntryOptions;
+    /// let opts = EntryOptions::new().tags(["users"]);
+    /// let names = [("user:1:name", "Ada".to_owned()), ("user:2:name", "Grace".to_owned())];
+    /// rx.cache().set_many(names, &opts).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set_many<T, K, I>(&self, items: I, opts: &EntryOptions) -> Result<()>
     where
         T: Serialize + Clone + Send + Sync + 'static,
@@ -272,11 +309,30 @@ impl Cache {
     /// Unlike reads and writes, deletes and invalidations report Redis failures: a stale
     /// entry that could not be removed must not pass unnoticed. This instance's L1 is evicted
     /// either way.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// assert!(cache.delete("user:1:name").await?);
+    /// assert!(!cache.delete("user:1:name").await?); // nothing left to delete
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(&self, key: &str) -> Result<bool> {
         Ok(self.delete_many(&[key]).await? > 0)
     }
 
     /// Deletes many keys in one pipelined round trip; returns how many existed.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// assert_eq!(cache.delete_many(&["user:1:name", "user:2:name"]).await?, 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         let mut removed_l1 = 0u64;
         for k in keys {
@@ -297,129 +353,17 @@ impl Cache {
             .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "delete"))
     }
 
-    /// Returns the cached value or runs `loader`, caching its `Ok` value with `ttl` (or the
-    /// default ttl), with stampede protection across instances.
-    ///
-    /// Loader errors pass through untouched (and are not cached); cache errors fail open (the
-    /// loader runs and the caller never sees them). The only redisx error `E` can receive is
-    /// [`ErrorCode::CacheStampedeTimeout`], with
-    /// [`StampedeFallback::Error`](super::StampedeFallback::Error).
-    ///
-    /// Callers of one key in one runtime share one load. When it fails, the callers that were
-    /// waiting on it get its error too (no second load), if the error is a [`redisx::Error`],
-    /// a `String`, a `&'static str` or an `Arc<dyn Error + Send + Sync>`
-    /// ([`ErrorSharing::known`](super::ErrorSharing::known)); with any other error type they
-    /// take over the load one at a time. [`get_or_load_using`](Self::get_or_load_using) with
-    /// [`LoadOptions::share_errors`] shares any `Clone` error. A loader that panics is never
-    /// shared: the waiting callers load themselves.
-    ///
-    /// [`redisx::Error`]: crate::Error
-    pub async fn get_or_load<T, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Option<Duration>,
-        loader: F,
-    ) -> Result<T, E>
-    where
-        T: Cacheable,
-        E: From<Error> + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let opts = EntryOptions {
-            ttl,
-            ..EntryOptions::default()
-        };
-        self.get_or_load_using(key, LoadOptions::new(&opts).timeout_error(), loader)
-            .await
-    }
-
-    /// [`get_or_load`](Self::get_or_load) with full options. With an SWR window (here or in
-    /// the config), a stale value is returned at once and the loader runs in the background,
-    /// so it must be `Send + 'static`.
-    pub async fn get_or_load_with<T, E, F, Fut>(
-        &self,
-        key: &str,
-        opts: &EntryOptions,
-        loader: F,
-    ) -> Result<T, E>
-    where
-        T: Cacheable,
-        E: From<Error> + Send + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-    {
-        self.get_or_load_using_swr(key, LoadOptions::new(opts).timeout_error(), loader)
-            .await
-    }
-
-    /// [`get_or_load`](Self::get_or_load) with every option `#[cached]` has: the entry's
-    /// options, `unless`, the L1 erasure, error sharing and the stampede-timeout error
-    /// ([`LoadOptions`]). A stale value is reloaded in the foreground (see
-    /// [`get_or_load_using_swr`](Self::get_or_load_using_swr)), so the loader need not be
-    /// `Send`.
+    /// Whether a fresh (or SWR-stale) value is stored under `key`. Reads only the entry's
+    /// header (`GETRANGE`). Fails open: `false` on a Redis error.
     ///
     /// ```no_run
     /// # #[allow(dead_code)]
-    /// # async fn demo(rx: redisx_runtime::RedisX) -> Result<(), String> {
-    /// use redisx_runtime::cache::{EntryOptions, LoadOptions};
-    /// let entry = EntryOptions::new().tags(["search"]);
-    /// let hits: Vec<u64> = rx
-    ///     .cache()
-    ///     .get_or_load_using(
-    ///         "search:rust",
-    ///         LoadOptions::new(&entry).unless(|v: &Vec<u64>| v.is_empty()).share_errors(),
-    ///         || async { Ok::<_, String>(vec![1, 2, 3]) },
-    ///     )
-    ///     .await?;
-    /// assert_eq!(hits.len(), 3);
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// assert!(cache.has("user:1:name").await);
     /// # Ok(()) }
     /// ```
-    pub async fn get_or_load_using<T, E, U, F, Fut>(
-        &self,
-        key: &str,
-        how: LoadOptions<'_, T, E, U>,
-        loader: F,
-    ) -> Result<T, E>
-    where
-        T: Cacheable,
-        E: 'static,
-        U: FnOnce(&T) -> bool,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        if let Some(v) = self.l1_get::<T>(key, how.entry.mode, how.erasure) {
-            trace_l1_hit(key);
-            return Ok(v);
-        }
-        self.load_through(key, how, loader()).await
-    }
-
-    /// [`get_or_load_using`](Self::get_or_load_using) with stale-while-revalidate: within the
-    /// SWR window (of the entry options or the config) a stale value is returned at once and
-    /// the loader refreshes it in the background, so it must be `Send + 'static`.
-    pub async fn get_or_load_using_swr<T, E, U, F, Fut>(
-        &self,
-        key: &str,
-        how: LoadOptions<'_, T, E, U>,
-        loader: F,
-    ) -> Result<T, E>
-    where
-        T: Cacheable,
-        E: Send + 'static,
-        U: FnOnce(&T) -> bool + Send + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-    {
-        if let Some(v) = self.l1_get::<T>(key, how.entry.mode, how.erasure) {
-            trace_l1_hit(key);
-            return Ok(v);
-        }
-        self.load_swr(key, how, loader()).await
-    }
-
-    /// Whether a fresh (or SWR-stale) value is stored under `key`. Reads only the entry's
-    /// header (`GETRANGE`). Fails open: `false` on a Redis error.
     pub async fn has(&self, key: &str) -> bool {
         if self.inner.cfg.check_key(key).is_err() {
             return false;
@@ -432,6 +376,17 @@ impl Cache {
 
     /// How long the value under `key` stays fresh; `None` when absent, stale or on a Redis
     /// error. Without Redis (an L1-only cache), how long it stays in L1.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), Some(Duration::from_secs(300))).await?;
+    /// let left = cache.ttl("user:1:name").await.expect("just written");
+    /// assert!(left <= Duration::from_secs(300));
+    /// # Ok(()) }
+    /// ```
     pub async fn ttl(&self, key: &str) -> Option<Duration> {
         if self.inner.cfg.check_key(key).is_err() {
             return None;
@@ -504,6 +459,16 @@ impl Cache {
 
     /// Deletes every key under this cache's prefix (entries, tag indexes, locks) and every
     /// instance's L1; keys outside the prefix are untouched. Returns how many were deleted.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// let deleted = cache.clear().await?; // only keys under this cache's prefix
+    /// assert!(deleted >= 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn clear(&self) -> Result<u64> {
         self.inner.l1.clear();
         let Some(client) = self.inner.client.as_ref() else {
@@ -518,52 +483,31 @@ impl Cache {
         Ok(deleted)
     }
 
-    /// Loads `entries` (key and loader) with at most `concurrency` loads at a time, through
-    /// the normal path (an entry already cached is not reloaded).
-    ///
-    /// # Panics
-    /// Never: the semaphore it waits on is never closed.
-    pub async fn warmup<T, E, F, Fut, I>(
-        &self,
-        entries: I,
-        opts: &EntryOptions,
-        concurrency: usize,
-    ) -> WarmupReport
-    where
-        T: Cacheable,
-        E: From<Error> + Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        I: IntoIterator<Item = (String, F)>,
-    {
-        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-        let mut set = tokio::task::JoinSet::new();
-        for (key, loader) in entries {
-            let cache = self.clone();
-            let opts = opts.clone();
-            let permit = sem.clone().acquire_owned().await.expect("never closed");
-            set.spawn(async move {
-                let _permit = permit;
-                cache.get_or_load_with(&key, &opts, loader).await.is_ok()
-            });
-        }
-        let mut report = WarmupReport::default();
-        while let Some(r) = set.join_next().await {
-            if matches!(r, Ok(true)) {
-                report.warmed += 1;
-            } else {
-                report.failed += 1;
-            }
-        }
-        report
-    }
-
     /// The number of entries in L1.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// assert_eq!(cache.l1_len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn l1_len(&self) -> usize {
         self.inner.l1.len()
     }
 
     /// Empties L1 of this instance (L2 and other instances are untouched).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// cache.clear_l1(); // the next read of this instance goes to Redis
+    /// assert_eq!(cache.l1_len(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn clear_l1(&self) {
         self.inner.l1.clear();
     }

@@ -177,6 +177,12 @@ impl Default for CacheConfig {
 
 impl CacheConfig {
     /// Which tiers to use (default [`CacheMode::L1L2`]). [`CacheMode::L1Only`] needs no Redis.
+    ///
+    /// ```
+    /// # use redisx_runtime::{CacheConfig, CacheMode};
+    /// let cfg = CacheConfig::default().mode(CacheMode::L1Only); // an in-process cache, no Redis
+    /// assert_eq!(cfg.mode_value(), CacheMode::L1Only);
+    /// ```
     #[must_use]
     pub fn mode(mut self, mode: CacheMode) -> Self {
         self.mode = mode;
@@ -184,6 +190,11 @@ impl CacheConfig {
     }
 
     /// The largest number of L1 entries (default 1000).
+    ///
+    /// ```
+    /// # use redisx_runtime::CacheConfig;
+    /// let _cfg = CacheConfig::default().l1_max_entries(50_000);
+    /// ```
     #[must_use]
     pub fn l1_max_entries(mut self, n: usize) -> Self {
         self.l1_max_entries = n;
@@ -209,6 +220,13 @@ impl CacheConfig {
     /// The longest time an entry stays in L1 (default 60 s). An L1 entry never outlives the
     /// freshness of its L2 entry either, and other instances evict it on change (pub/sub); this
     /// ttl is the bound if such a message is lost.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::CacheConfig;
+    /// // Bounds how long an instance may serve a value if an invalidation message is lost.
+    /// let _cfg = CacheConfig::default().l1_ttl(Duration::from_secs(10));
+    /// ```
     #[must_use]
     pub fn l1_ttl(mut self, ttl: Duration) -> Self {
         self.l1_ttl = ttl;
@@ -216,6 +234,12 @@ impl CacheConfig {
     }
 
     /// The ttl of entries whose call site gives none (default 1 h).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::CacheConfig;
+    /// let _cfg = CacheConfig::default().default_ttl(Duration::from_secs(600));
+    /// ```
     #[must_use]
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = ttl;
@@ -224,6 +248,12 @@ impl CacheConfig {
 
     /// The largest ttl accepted (default 24 h); a larger one is an error, not a silent clamp.
     /// Tag indexes live this long after their last write.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::CacheConfig;
+    /// let _cfg = CacheConfig::default().max_ttl(Duration::from_secs(7 * 86_400));
+    /// ```
     #[must_use]
     pub fn max_ttl(mut self, ttl: Duration) -> Self {
         self.max_ttl = ttl;
@@ -231,6 +261,12 @@ impl CacheConfig {
     }
 
     /// The prefix of cache keys after the app prefix (default `cache:`).
+    ///
+    /// ```
+    /// # use redisx_runtime::CacheConfig;
+    /// let cfg = CacheConfig::default().key_prefix("c:"); // keys become `{app prefix}c:{key}`
+    /// assert_eq!(cfg.key_prefix_value(), "c:");
+    /// ```
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -238,6 +274,11 @@ impl CacheConfig {
     }
 
     /// The codec of stored values (default [`CodecKind::Bincode`]).
+    ///
+    /// ```
+    /// # use redisx_runtime::{CacheConfig, CodecKind};
+    /// let _cfg = CacheConfig::default().codec(CodecKind::Json); // readable with redis-cli
+    /// ```
     #[must_use]
     pub fn codec(mut self, codec: CodecKind) -> Self {
         self.codec = codec;
@@ -245,6 +286,12 @@ impl CacheConfig {
     }
 
     /// Use the named client instead of the default one.
+    ///
+    /// ```
+    /// # use redisx_runtime::CacheConfig;
+    /// // `.client("cache", ..)` on the runtime builder names the connection this uses.
+    /// let _cfg = CacheConfig::default().client("cache");
+    /// ```
     #[must_use]
     pub fn client(mut self, name: impl Into<String>) -> Self {
         self.client = Some(name.into());
@@ -252,6 +299,11 @@ impl CacheConfig {
     }
 
     /// The longest user key in bytes (default 1024).
+    ///
+    /// ```
+    /// # use redisx_runtime::CacheConfig;
+    /// let _cfg = CacheConfig::default().max_key_len(256);
+    /// ```
     #[must_use]
     pub fn max_key_len(mut self, n: usize) -> Self {
         self.max_key_len = n;
@@ -259,6 +311,17 @@ impl CacheConfig {
     }
 
     /// Stampede protection settings (on by default).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::CacheConfig;
+    /// # use redisx_runtime::cache::{StampedeConfig, StampedeFallback};
+    /// let _cfg = CacheConfig::default().stampede(StampedeConfig {
+    ///     wait_timeout: Duration::from_secs(2),
+    ///     fallback: StampedeFallback::Error,
+    ///     ..StampedeConfig::default()
+    /// });
+    /// ```
     #[must_use]
     pub fn stampede(mut self, stampede: StampedeConfig) -> Self {
         self.stampede = stampede;
@@ -276,6 +339,12 @@ impl CacheConfig {
     /// [`Cache::get_or_load`](super::Cache::get_or_load) and `#[cached]` functions without
     /// `swr` take any loader, so they reload a stale value in the foreground (one caller
     /// across all instances, as for a miss), and [`Cache::get`](super::Cache::get) returns it.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::CacheConfig;
+    /// let _cfg = CacheConfig::default().swr(Duration::from_secs(30));
+    /// ```
     #[must_use]
     pub fn swr(mut self, window: Duration) -> Self {
         self.swr = Some(window);
@@ -284,6 +353,12 @@ impl CacheConfig {
 
     /// Turns stale-if-error on: for `window` after an entry expires, a failing loader is
     /// answered with the old value (the error is logged and counted). Off by default.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::CacheConfig;
+    /// let _cfg = CacheConfig::default().stale_if_error(Duration::from_secs(3600));
+    /// ```
     #[must_use]
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = Some(window);
@@ -315,6 +390,11 @@ impl CacheConfig {
 
     /// The prefix of tag indexes after the cache prefix (default `_tag:`). User keys may
     /// not start with it.
+    ///
+    /// ```
+    /// # use redisx_runtime::CacheConfig;
+    /// let _cfg = CacheConfig::default().tag_index_prefix("_tags:");
+    /// ```
     #[must_use]
     pub fn tag_index_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.tag_index_prefix = prefix.into();
@@ -323,6 +403,11 @@ impl CacheConfig {
 
     /// The most tags one entry may carry (default 10; at most 255, the most an entry's tag
     /// section holds).
+    ///
+    /// ```
+    /// # use redisx_runtime::CacheConfig;
+    /// let _cfg = CacheConfig::default().max_tags_per_key(20);
+    /// ```
     #[must_use]
     pub fn max_tags_per_key(mut self, n: usize) -> Self {
         self.max_tags_per_key = n;
@@ -330,6 +415,12 @@ impl CacheConfig {
     }
 
     /// Cross-instance L1 invalidation over pub/sub (default on; only used with L1 and L2).
+    ///
+    /// ```
+    /// # use redisx_runtime::CacheConfig;
+    /// // One instance only: no pub/sub subscription, no messages.
+    /// let _cfg = CacheConfig::default().invalidation(false);
+    /// ```
     #[must_use]
     pub fn invalidation(mut self, on: bool) -> Self {
         self.invalidation = on;
@@ -493,11 +584,23 @@ pub struct EntryOptions {
 
 impl EntryOptions {
     /// Options with every field at the cache's default.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::EntryOptions;
+    /// let opts = EntryOptions::new();
+    /// assert!(opts.tag_list().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// How long the entry is fresh.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::cache::EntryOptions;
+    /// let _opts = EntryOptions::new().ttl(Duration::from_secs(300));
+    /// ```
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
@@ -505,6 +608,13 @@ impl EntryOptions {
     }
 
     /// How long the entry may stay in L1 (never longer than `ttl` or the cache's L1 ttl).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::cache::EntryOptions;
+    /// // Fresh in Redis for 5 minutes, but each instance rereads it after 5 s.
+    /// let _opts = EntryOptions::new().ttl(Duration::from_secs(300)).l1_ttl(Duration::from_secs(5));
+    /// ```
     #[must_use]
     pub fn l1_ttl(mut self, ttl: Duration) -> Self {
         self.l1_ttl = Some(ttl);
@@ -512,6 +622,12 @@ impl EntryOptions {
     }
 
     /// Stale-while-revalidate window after the entry stops being fresh.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::cache::EntryOptions;
+    /// let _opts = EntryOptions::new().ttl(Duration::from_secs(60)).swr(Duration::from_secs(30));
+    /// ```
     #[must_use]
     pub fn swr(mut self, window: Duration) -> Self {
         self.swr = Some(window);
@@ -519,6 +635,12 @@ impl EntryOptions {
     }
 
     /// Stale-if-error window after the entry expires.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::cache::EntryOptions;
+    /// let _opts = EntryOptions::new().stale_if_error(Duration::from_secs(3600));
+    /// ```
     #[must_use]
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = Some(window);
@@ -526,6 +648,12 @@ impl EntryOptions {
     }
 
     /// Which tiers to use.
+    ///
+    /// ```
+    /// # use redisx_runtime::CacheMode;
+    /// # use redisx_runtime::cache::EntryOptions;
+    /// let _opts = EntryOptions::new().mode(CacheMode::L2Only); // large values: Redis only
+    /// ```
     #[must_use]
     pub fn mode(mut self, mode: CacheMode) -> Self {
         self.mode = Some(mode);
@@ -533,6 +661,12 @@ impl EntryOptions {
     }
 
     /// The codec of this entry.
+    ///
+    /// ```
+    /// # use redisx_runtime::CodecKind;
+    /// # use redisx_runtime::cache::EntryOptions;
+    /// let _opts = EntryOptions::new().codec(CodecKind::Json);
+    /// ```
     #[must_use]
     pub fn codec(mut self, codec: CodecKind) -> Self {
         self.codec = Some(codec);
@@ -540,6 +674,12 @@ impl EntryOptions {
     }
 
     /// The tags of this entry, for [`Cache::invalidate_tags`](crate::Cache::invalidate_tags).
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::EntryOptions;
+    /// let opts = EntryOptions::new().tags(["users", "user:42"]);
+    /// assert_eq!(opts.tag_list(), ["users", "user:42"]);
+    /// ```
     #[must_use]
     pub fn tags<I, S>(mut self, tags: I) -> Self
     where

@@ -65,6 +65,13 @@ impl<E> std::fmt::Debug for ErrorSharing<E> {
 
 impl<E: Clone + Send + Sync + 'static> ErrorSharing<E> {
     /// Every waiting caller gets a clone of the error.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::ErrorSharing;
+    /// #[derive(Clone, Debug)]
+    /// struct DbDown;
+    /// let _sharing = ErrorSharing::<DbDown>::cloned();
+    /// ```
     pub fn cloned() -> Self {
         Self {
             erase: |e| Some(Arc::new(e.clone())),
@@ -75,6 +82,11 @@ impl<E: Clone + Send + Sync + 'static> ErrorSharing<E> {
 
 impl<E: 'static> ErrorSharing<E> {
     /// Never shared: the waiting callers take over the load, one at a time.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::ErrorSharing;
+    /// let _sharing = ErrorSharing::<std::io::Error>::none();
+    /// ```
     pub fn none() -> Self {
         Self {
             erase: |_| None,
@@ -85,6 +97,12 @@ impl<E: 'static> ErrorSharing<E> {
     /// Shared when `E` is one of the error types redisx can clone without a bound on `E`:
     /// [`crate::Error`], `String`, `&'static str`, `Arc<dyn Error + Send + Sync>`; any other
     /// type is not shared.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::ErrorSharing;
+    /// let _sharing = ErrorSharing::<redisx_runtime::Error>::known(); // shared
+    /// let _not = ErrorSharing::<std::io::Error>::known(); // not `Clone`: not shared
+    /// ```
     pub fn known() -> Self {
         Self {
             erase: |e| {

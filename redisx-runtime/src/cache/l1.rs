@@ -35,6 +35,11 @@ impl<T> std::fmt::Debug for Erasure<T> {
 
 impl<T: Clone + Send + Sync + 'static> Erasure<T> {
     /// Any type: boxed in an `Arc<dyn Any>`.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::Erasure;
+    /// let _erasure = Erasure::<Vec<u64>>::boxed();
+    /// ```
     pub fn boxed() -> Self {
         Self {
             erase: |v| Arc::new(v),
@@ -45,6 +50,12 @@ impl<T: Clone + Send + Sync + 'static> Erasure<T> {
 
 impl<U: Send + Sync + 'static> Erasure<Arc<U>> {
     /// An `Arc<U>`: stored as the `Arc` itself. Also reads entries stored boxed.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::Erasure;
+    /// use std::sync::Arc;
+    /// let _erasure = Erasure::<Arc<Vec<u64>>>::arc();
+    /// ```
     pub fn arc() -> Self {
         Self {
             erase: |v| v,

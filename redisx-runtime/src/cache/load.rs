@@ -60,6 +60,12 @@ fn cache_all<T>(_: &T) -> bool {
 
 impl<'a, T: Clone + Send + Sync + 'static, E: 'static> LoadOptions<'a, T, E> {
     /// The defaults, with the entry options `entry`.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::{EntryOptions, LoadOptions};
+    /// let entry = EntryOptions::new();
+    /// let _how = LoadOptions::<u64, redisx_runtime::Error>::new(&entry);
+    /// ```
     pub fn new(entry: &'a EntryOptions) -> Self {
         Self {
             entry,
@@ -73,6 +79,13 @@ impl<'a, T: Clone + Send + Sync + 'static, E: 'static> LoadOptions<'a, T, E> {
 
 impl<'a, T, E, U> LoadOptions<'a, T, E, U> {
     /// Values for which `unless` answers `true` are returned but not cached.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::{EntryOptions, LoadOptions};
+    /// let entry = EntryOptions::new();
+    /// // An empty result is returned to the caller but not cached.
+    /// let _how = LoadOptions::<Vec<u64>, String>::new(&entry).unless(|v: &Vec<u64>| v.is_empty());
+    /// ```
     #[must_use]
     pub fn unless<V: FnOnce(&T) -> bool>(self, unless: V) -> LoadOptions<'a, T, E, V> {
         LoadOptions {
@@ -85,6 +98,14 @@ impl<'a, T, E, U> LoadOptions<'a, T, E, U> {
     }
 
     /// How L1 stores the value (use the same erasure for every call of one key).
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::{EntryOptions, Erasure, LoadOptions};
+    /// use std::sync::Arc;
+    /// let entry = EntryOptions::new();
+    /// // L1 keeps the `Arc` itself: a hit costs one reference count increment.
+    /// let _how = LoadOptions::<Arc<Vec<u8>>, String>::new(&entry).erasure(Erasure::arc());
+    /// ```
     #[must_use]
     pub fn erasure(mut self, erasure: Erasure<T>) -> Self {
         self.erasure = erasure;
@@ -92,6 +113,13 @@ impl<'a, T, E, U> LoadOptions<'a, T, E, U> {
     }
 
     /// How a failed load's error reaches the callers waiting on it.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::{EntryOptions, ErrorSharing, LoadOptions};
+    /// let entry = EntryOptions::new();
+    /// // The callers waiting on a failed load take it over instead of sharing its error.
+    /// let _how = LoadOptions::<u64, String>::new(&entry).errors(ErrorSharing::none());
+    /// ```
     #[must_use]
     pub fn errors(mut self, errors: ErrorSharing<E>) -> Self {
         self.errors = errors;
@@ -99,6 +127,14 @@ impl<'a, T, E, U> LoadOptions<'a, T, E, U> {
     }
 
     /// Hands every caller waiting on a failed load a clone of its error.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::{EntryOptions, LoadOptions};
+    /// #[derive(Clone, Debug)]
+    /// struct DbDown;
+    /// let entry = EntryOptions::new();
+    /// let _how = LoadOptions::<u64, DbDown>::new(&entry).share_errors();
+    /// ```
     #[must_use]
     pub fn share_errors(self) -> Self
     where
@@ -109,6 +145,12 @@ impl<'a, T, E, U> LoadOptions<'a, T, E, U> {
 
     /// A stampede wait that timed out under [`StampedeFallback::Error`] returns
     /// [`ErrorCode::CacheStampedeTimeout`] as an `E`.
+    ///
+    /// ```
+    /// # use redisx_runtime::cache::{EntryOptions, LoadOptions};
+    /// let entry = EntryOptions::new();
+    /// let _how = LoadOptions::<u64, redisx_runtime::Error>::new(&entry).timeout_error();
+    /// ```
     #[must_use]
     pub fn timeout_error(mut self) -> Self
     where

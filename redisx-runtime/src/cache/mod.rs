@@ -13,10 +13,10 @@
 //! `{app prefix}{cache prefix}_tag:{tag}`, refresh locks as `..._lock:{key}` (user keys may not
 //! start with `_tag:` or `_lock:`).
 //!
-//! The files read downward, each knowing only those below it: `api` and `tags` (the public
-//! calls) → `swr` → `load` (the miss path) → `stampede` (the regeneration lock) → `l2` (reads,
-//! writes, scans) → `invalidation` (the channel) → `local` (L1 fills, the in-process tag
-//! index) → `l1`, `envelope`, `glob`, `flight`, `stats`, `config`.
+//! The files read downward, each knowing only those below it: `api`, `get_or_load` and `tags`
+//! (the public calls) → `swr` → `load` (the miss path) → `stampede` (the regeneration lock) →
+//! `l2` (reads, writes, scans) → `invalidation` (the channel) → `local` (L1 fills, the
+//! in-process tag index) → `l1`, `envelope`, `glob`, `flight`, `stats`, `config`.
 //!
 //! ```no_run
 //! # use std::time::Duration;
@@ -42,6 +42,7 @@ pub(crate) mod call_site;
 mod config;
 mod envelope;
 mod flight;
+mod get_or_load;
 mod glob;
 mod invalidation;
 pub(crate) mod l1;
@@ -61,11 +62,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-pub use api::WarmupReport;
 pub use config::{
     CacheConfig, CacheMode, EntryOptions, StaleIfErrorPredicate, StampedeConfig, StampedeFallback,
 };
 pub use flight::ErrorSharing;
+pub use get_or_load::WarmupReport;
 pub use l1::Erasure;
 pub use load::LoadOptions;
 pub use stats::CacheStats;
@@ -201,16 +202,40 @@ impl Cache {
     }
 
     /// The configuration this cache runs with.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let config = rx.cache().config();
+    /// println!("mode {:?}, keys under {}", config.mode_value(), config.key_prefix_value());
+    /// # Ok(()) }
+    /// ```
     pub fn config(&self) -> &CacheConfig {
         &self.inner.cfg
     }
 
     /// The full Redis key of a user key (`{app prefix}{cache prefix}{key}`).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// // With `.key_prefix("myapp:")` on the builder and the default cache prefix:
+    /// assert_eq!(rx.cache().full_key("user:1"), "myapp:cache:user:1");
+    /// # Ok(()) }
+    /// ```
     pub fn full_key(&self, key: &str) -> String {
         self.inner.keys.full(key)
     }
 
     /// The pub/sub channel this cache publishes its changes on.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// // With `.key_prefix("myapp:")` on the builder and the default cache prefix:
+    /// assert_eq!(rx.cache().invalidation_channel(), "myapp:cache:__events");
+    /// # Ok(()) }
+    /// ```
     pub fn invalidation_channel(&self) -> &str {
         &self.inner.channel
     }

@@ -195,6 +195,18 @@ impl Collector for L1SizeCollector {
 
 impl Cache {
     /// Counters of this cache since the runtime started.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let cache = rx.cache();
+    /// cache.set("user:1:name", &"Ada".to_owned(), None).await?;
+    /// let _: Option<String> = cache.get("user:1:name").await?; // answered by L1
+    /// let stats = cache.stats();
+    /// assert!(stats.l1_hits >= 1);
+    /// println!("{} L1 hits, {} loads, {} errors", stats.l1_hits, stats.loads, stats.errors);
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.counters;
         let m = &self.inner.metrics;
