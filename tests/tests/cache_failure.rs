@@ -78,10 +78,12 @@ async fn redis_killed_calls_answer_from_the_function_and_caching_resumes() {
         .set("k", &9u32, None)
         .await
         .expect("a write never fails the caller");
-    assert!(
-        rx.metrics_text()
-            .contains("redisx_cache_write_errors_total")
-    );
+    let text = rx.metrics_text();
+    let write_errors = text
+        .lines()
+        .find_map(|l| l.strip_prefix("redisx_cache_errors_total{op=\"write\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(matches!(write_errors, Some(n) if n >= 1), "{text}");
     let err = cache.delete("k").await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
 
@@ -142,6 +144,12 @@ async fn corrupt_bytes_are_a_miss_and_are_replaced() {
         );
     }
     assert!(cache.stats().corrupt_entries >= 4);
+    let text = rx.metrics_text();
+    let exported = text
+        .lines()
+        .find_map(|l| l.strip_prefix("redisx_cache_corrupt_entries_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(exported, Some(cache.stats().corrupt_entries), "{text}");
     // A value of another type under the same key is also a miss, not a panic (bincode is not
     // self-describing, so this holds where the bytes cannot be read as the other type).
     cache.set("typed", &"text".to_owned(), None).await.unwrap();

@@ -11,6 +11,7 @@ use super::envelope;
 use super::l1::Erasure;
 use super::l2::{self, CHUNK, Condition, Read, with_code};
 use super::local::Fill;
+use super::stats::Op;
 use super::{Cache, Cacheable, Call, EntryOptions, invalidation, millis};
 use crate::error::{ErrorCode, Result};
 
@@ -56,7 +57,7 @@ impl Cache {
         let read = match traced!(self.read::<T>(client, full, None), span) {
             Ok(read) => read,
             Err(e) => {
-                self.fail_open("read", key, &e);
+                self.fail_open(Op::Read, "read", key, &e);
                 return Ok(None);
             }
         };
@@ -132,7 +133,7 @@ impl Cache {
         let values: Vec<Option<Vec<u8>>> = match client.query_named("MGET", &cmd).await {
             Ok(values) => values,
             Err(e) => {
-                self.fail_open("read", "get_many", &e);
+                self.fail_open(Op::Read, "read", "get_many", &e);
                 return Ok(out);
             }
         };
@@ -171,7 +172,7 @@ impl Cache {
     /// Writes a value with full options (ttl, tags, windows, codec, tiers).
     ///
     /// A write never fails the caller because of Redis: a failed L2 write is logged and
-    /// counted (`redisx_cache_write_errors_total`), and this instance's L1 still gets the
+    /// counted (`redisx_cache_errors_total{op="write"}`), and this instance's L1 still gets the
     /// value. Invalid input (key, tags, ttl) is an error and writes nothing.
     ///
     /// ```no_run
@@ -200,8 +201,7 @@ impl Cache {
             Ok(w) => (w.size, w.stale_at),
             Err(e) => {
                 // An L1 entry must not outlive (or differ from) its L2 entry: drop ours.
-                self.inner.metrics.write_errors.inc();
-                self.fail_open("write", key, &e);
+                self.fail_open(Op::Write, "write", key, &e);
                 self.inner.l1.remove(key);
                 return Ok(());
             }
@@ -278,8 +278,7 @@ impl Cache {
             );
             if let Err(e) = traced!(client.query_pipeline::<()>(&pipe), span) {
                 // An L1 entry must not outlive (or differ from) its L2 entry: drop ours.
-                self.inner.metrics.write_errors.inc();
-                self.fail_open("write", "set_many", &e);
+                self.fail_open(Op::Write, "write", "set_many", &e);
                 for key in keys {
                     self.inner.l1.remove(key);
                 }
@@ -350,7 +349,12 @@ impl Cache {
         self.unlink_and_publish(client, &full, &user)
             .instrument(span)
             .await
-            .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "delete"))
+            .map_err(|e| {
+                self.failed(
+                    Op::Delete,
+                    with_code(e, ErrorCode::CacheDeleteFailed, "delete"),
+                )
+            })
     }
 
     /// Whether a fresh (or SWR-stale) value is stored under `key`. Reads only the entry's
@@ -445,15 +449,19 @@ impl Cache {
         for k in &refs {
             self.inner.l1.remove(k);
         }
-        let deleted = traced!(self.unlink_and_publish(client, &full, &refs), span)
-            .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"))?;
+        let failed = |e| {
+            self.failed(
+                Op::Invalidate,
+                with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"),
+            )
+        };
+        let deleted =
+            traced!(self.unlink_and_publish(client, &full, &refs), span).map_err(failed)?;
         // Entries that live only in L1 (`CacheMode::L1Only` calls) are not in Redis: this
         // instance evicts and counts its own, the others theirs on the message.
         let local = self.inner.evict_local_pattern(pattern);
         let msg = invalidation::pattern_message(&self.inner.origin, pattern);
-        self.publish(client, msg)
-            .await
-            .map_err(|e| with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"))?;
+        self.publish(client, msg).await.map_err(failed)?;
         Ok(deleted + local)
     }
 
@@ -475,11 +483,12 @@ impl Cache {
             return Ok(0);
         };
         let span = tracing::info_span!("cache.invalidate", cache.clear = true);
-        let full = traced!(self.scan(client, "*"), span)?;
-        let deleted = traced!(self.unlink(client, &full), span)?;
+        let failed = |e| self.failed(Op::Invalidate, e);
+        let full = traced!(self.scan(client, "*"), span).map_err(failed)?;
+        let deleted = traced!(self.unlink(client, &full), span).map_err(failed)?;
         self.inner.l1.clear();
         let msg = invalidation::clear_message(&self.inner.origin);
-        self.publish(client, msg).await?;
+        self.publish(client, msg).await.map_err(failed)?;
         Ok(deleted)
     }
 

@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 
 use super::envelope::{self, Envelope, HEADER_LEN, Marker};
 use super::glob::glob_escape;
-use super::stats::bump;
 use super::{Cache, Call, invalidation, millis, scripts};
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
@@ -151,7 +150,7 @@ impl Cache {
                 Read::Expired(env)
             }
             Err(e) => {
-                bump(&self.inner.counters.corrupt);
+                self.inner.metrics.corrupt.inc();
                 self.inner.metrics.l2_misses.inc();
                 Read::Corrupt(bytes, e)
             }

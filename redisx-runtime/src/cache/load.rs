@@ -14,6 +14,7 @@ use super::l1::Erasure;
 use super::l2::{Read, Written};
 use super::local::Fill;
 use super::stampede::{Claim, FirstRead, LockGuard, RegenLock};
+use super::stats::Op;
 use super::{Cache, Cacheable, Call, EntryOptions, StampedeFallback, envelope};
 use crate::error::{Error, ErrorCode};
 
@@ -218,7 +219,7 @@ impl Cache {
         let call = match self.call(key, how.entry) {
             Ok(call) => call,
             Err(e) => {
-                self.fail_open("read", key, &e);
+                self.fail_open(Op::Read, "check", key, &e);
                 return Fetched::Done(loader.await);
             }
         };
@@ -506,8 +507,7 @@ impl Cache {
                 );
             }
             Err(e) => {
-                self.inner.metrics.write_errors.inc();
-                self.fail_open(op, call.key, &e);
+                self.fail_open(Op::Write, op, call.key, &e);
                 self.release(call.key, lock).await;
             }
         }

@@ -82,7 +82,7 @@ use invalidation::Waiters;
 use l1::L1;
 use local::LocalTags;
 use stampede::ReadPredictor;
-use stats::{CacheMetrics, Counters};
+use stats::{CacheMetrics, Counters, Warnings};
 
 /// What a cached value must be: serializable both ways (it is stored in Redis), `Clone` (each
 /// L1 hit hands out a clone) and shareable across threads. Implemented for every such type.
@@ -119,6 +119,7 @@ pub(crate) struct CacheInner {
     client: Option<Client>,
     metrics: CacheMetrics,
     counters: Counters,
+    warnings: Warnings,
     flights: Flights,
     waiters: Waiters,
     reads: ReadPredictor,
@@ -189,6 +190,7 @@ impl Cache {
                 client,
                 metrics,
                 counters: Counters::default(),
+                warnings: Warnings::default(),
                 flights: Flights::default(),
                 waiters: Waiters::default(),
                 reads: ReadPredictor::default(),

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use super::envelope::{self, Envelope, HEADER_LEN, Marker};
 use super::invalidation::{self, Registration};
 use super::l2::{Condition, Read};
+use super::stats::Op;
 use super::{Cache, CacheInner, Call, millis, scripts};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -176,7 +177,7 @@ impl Cache {
             let read = match read {
                 Ok(read) => read,
                 Err(e) => {
-                    self.fail_open("read", call.key, &e);
+                    self.fail_open(Op::Read, "read", call.key, &e);
                     return Claim::Load {
                         lock: RegenLock::None,
                         stale,
@@ -232,7 +233,7 @@ impl Cache {
                     Ok(Some(lock)) => return Claim::Load { lock, stale },
                     Ok(None) => {} // someone else reloads it: wait below
                     Err(e) => {
-                        self.fail_open("lock", call.key, &e);
+                        self.fail_open(Op::Read, "lock", call.key, &e);
                         return Claim::Load {
                             lock: RegenLock::None,
                             stale,
@@ -247,7 +248,7 @@ impl Cache {
                 Waited::ReadAgain => {}
                 Waited::TimedOut => return Claim::TimedOut { stale },
                 Waited::Failed(e) => {
-                    self.fail_open("wait", call.key, &e);
+                    self.fail_open(Op::Read, "wait", call.key, &e);
                     return Claim::Load {
                         lock: RegenLock::None,
                         stale,

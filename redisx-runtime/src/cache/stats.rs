@@ -8,11 +8,14 @@
 //! | `redisx_cache_stampede_prevented_total` | counter | |
 //! | `redisx_cache_stale_served_total` | counter | |
 //! | `redisx_cache_loads_total` | counter | `status` (`ok` / `error`) |
-//! | `redisx_cache_write_errors_total` | counter | |
+//! | `redisx_cache_errors_total` | counter | `op` (`read` / `write` / `delete` / `invalidate`) |
+//! | `redisx_cache_corrupt_entries_total` | counter | |
 //! | `redisx_cache_l1_entries` | gauge | |
 
-use std::sync::Weak;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
@@ -23,7 +26,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::Cache;
 use super::l1::L1;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::metrics::{SharedRegistry, Striped};
 
 /// Counters of one cache, as returned by [`Cache::stats`].
@@ -61,8 +64,73 @@ pub struct CacheStats {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) refreshes: AtomicU64,
-    pub(crate) corrupt: AtomicU64,
     pub(crate) errors: AtomicU64,
+}
+
+/// The cache operations whose Redis failures are counted (`op` of
+/// `redisx_cache_errors_total`): reads and writes fail open, deletes and invalidations report
+/// the error to their caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Op {
+    Read,
+    Write,
+    Delete,
+    Invalidate,
+}
+
+impl Op {
+    const ALL: [Op; 4] = [Op::Read, Op::Write, Op::Delete, Op::Invalidate];
+
+    fn label(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Delete => "delete",
+            Op::Invalidate => "invalidate",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+/// How often one cause of failure (an operation and an error code) is logged: with Redis down,
+/// every call fails the same way, and one warning per call would flood the log.
+const WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// Rate-limits the warnings of failures: one per cause per [`WARN_EVERY`], carrying how many
+/// of the same were not logged since the last one.
+#[derive(Default)]
+pub(crate) struct Warnings {
+    causes: Mutex<HashMap<(Op, ErrorCode), (Instant, u64)>>,
+}
+
+impl Warnings {
+    /// `Some(suppressed)` when a failure of this cause is to be logged now (with the number
+    /// left out since the last one), `None` when it is left out.
+    fn admit(&self, op: Op, code: ErrorCode) -> Option<u64> {
+        let mut causes = self
+            .causes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        match causes.get_mut(&(op, code)) {
+            Some((last, suppressed)) if now.duration_since(*last) < WARN_EVERY => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                *last = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                causes.insert((op, code), (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -85,7 +153,8 @@ pub(crate) struct CacheMetrics {
     pub(crate) stale_served: Counter,
     pub(crate) loads_ok: Counter,
     pub(crate) loads_error: Counter,
-    pub(crate) write_errors: Counter,
+    errors: [Counter; 4],
+    pub(crate) corrupt: Counter,
 }
 
 impl CacheMetrics {
@@ -94,6 +163,7 @@ impl CacheMetrics {
     /// insert) and disappears with it.
     pub(crate) fn register(registry: &SharedRegistry, l1: Weak<L1>) -> Self {
         let loads = Family::<StatusLabels, Counter>::default();
+        let errors = Family::<OpLabels, Counter>::default();
         let m = Self {
             l1_hits: Striped::default(),
             l2_hits: Striped::default(),
@@ -103,7 +173,8 @@ impl CacheMetrics {
             stale_served: Counter::default(),
             loads_ok: loads.get_or_create_owned(&StatusLabels { status: "ok" }),
             loads_error: loads.get_or_create_owned(&StatusLabels { status: "error" }),
-            write_errors: Counter::default(),
+            errors: Op::ALL.map(|op| errors.get_or_create_owned(&OpLabels { op: op.label() })),
+            corrupt: Counter::default(),
         };
         let mut reg = registry
             .lock()
@@ -123,11 +194,21 @@ impl CacheMetrics {
         );
         r.register("cache_loads", "Cache loader runs, by status", loads);
         r.register(
-            "cache_write_errors",
-            "Cache writes that failed (logged; never fail the caller)",
-            m.write_errors.clone(),
+            "cache_errors",
+            "Cache operations that failed (a Redis error, or a call over the config's limits), by operation; reads and writes fail open, deletes and invalidations return the error",
+            errors,
+        );
+        r.register(
+            "cache_corrupt_entries",
+            "Entries that did not decode (another codec, another shape of the type, garbage): misses, removed",
+            m.corrupt.clone(),
         );
         m
+    }
+
+    /// Counts one Redis failure of `op`.
+    pub(crate) fn error(&self, op: Op) {
+        self.errors[op as usize].inc();
     }
 
     /// Counts one loader run.
@@ -221,16 +302,34 @@ impl Cache {
             stampedes_prevented: m.stampede_prevented.get(),
             stale_served: m.stale_served.get(),
             refreshes: l(&c.refreshes),
-            corrupt_entries: l(&c.corrupt),
+            corrupt_entries: m.corrupt.get(),
             errors: l(&c.errors),
             l1_entries: self.inner.l1.len() as u64,
         }
     }
 
-    /// Counts and logs a Redis failure the cache continues without.
-    pub(crate) fn fail_open(&self, op: &'static str, key: &str, err: &Error) {
+    /// Counts a Redis failure the cache continues without (`op`: what failed, `step`: which
+    /// part of it, for the log), and logs it unless the same cause was logged in the last few
+    /// seconds (then the next warning says how many were left out).
+    pub(crate) fn fail_open(&self, op: Op, step: &'static str, key: &str, err: &Error) {
         bump(&self.inner.counters.errors);
-        tracing::warn!(op, key, error = %err, "cache operation failed; continuing without the cache");
+        self.inner.metrics.error(op);
+        if let Some(suppressed) = self.inner.warnings.admit(op, err.code()) {
+            tracing::warn!(
+                op = op.label(),
+                step,
+                key,
+                error = %err,
+                suppressed,
+                "cache operation failed; continuing without the cache"
+            );
+        }
+    }
+
+    /// Counts a Redis failure that is returned to the caller (a delete or an invalidation).
+    pub(crate) fn failed(&self, op: Op, err: Error) -> Error {
+        self.inner.metrics.error(op);
+        err
     }
 }
 
@@ -249,6 +348,27 @@ pub(crate) fn trace_l1_hit(key: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cause_is_warned_once_per_period_with_the_count_left_out() {
+        let w = Warnings::default();
+        let code = ErrorCode::ConnectionFailed;
+        assert_eq!(w.admit(Op::Read, code), Some(0));
+        assert_eq!(w.admit(Op::Read, code), None);
+        assert_eq!(w.admit(Op::Read, code), None);
+        // Another cause is its own.
+        assert_eq!(w.admit(Op::Write, code), Some(0));
+        assert_eq!(w.admit(Op::Read, ErrorCode::OperationTimeout), Some(0));
+        // A period later, the next warning says how many were left out.
+        w.causes
+            .lock()
+            .unwrap()
+            .get_mut(&(Op::Read, code))
+            .unwrap()
+            .0 -= WARN_EVERY;
+        assert_eq!(w.admit(Op::Read, code), Some(2));
+        assert_eq!(w.admit(Op::Read, code), None);
+    }
+
     use std::sync::{Arc, Mutex};
 
     use prometheus_client::registry::Registry;

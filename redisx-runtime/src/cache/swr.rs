@@ -7,7 +7,7 @@ use super::envelope::HEADER_LEN;
 use super::l1::Erasure;
 use super::load::{Fetched, LoadOptions, describe_error};
 use super::stampede::LockGuard;
-use super::stats::bump;
+use super::stats::{Op, bump};
 use super::{Cache, Cacheable, EntryOptions};
 
 impl Cache {
@@ -74,7 +74,7 @@ impl Cache {
             let lock = match cache.take_refresh_lock(&client, &key, refresh.header).await {
                 Ok(Some(lock)) => lock,
                 Ok(None) => return, // another instance is refreshing
-                Err(e) => return cache.fail_open("refresh", &key, &e),
+                Err(e) => return cache.fail_open(Op::Write, "refresh", &key, &e),
             };
             let mut guard = LockGuard::new(&cache, &key, lock);
             // Another instance may have refreshed (and released the lock) between our read

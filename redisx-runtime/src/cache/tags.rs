@@ -7,6 +7,7 @@ use tracing::Instrument as _;
 
 use super::config::validate_tag;
 use super::l2::{CHUNK, scan_pages, slot_chunks, sorted, with_code};
+use super::stats::Op;
 use super::{Cache, invalidation, millis, scripts};
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
@@ -102,7 +103,10 @@ impl Cache {
         }
         .instrument(span)
         .await
-        .map_err(|e| with_code(e, ErrorCode::CacheTagInvalidationFailed, "invalidate_tags"))
+        .map_err(|e| {
+            let e = with_code(e, ErrorCode::CacheTagInvalidationFailed, "invalidate_tags");
+            self.failed(Op::Invalidate, e)
+        })
     }
 
     /// The user keys indexed under `tag`: those written with it (in Redis, read page by page
