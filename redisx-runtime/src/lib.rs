@@ -47,6 +47,8 @@ pub mod plugin;
 pub mod private;
 mod runtime;
 mod script;
+#[cfg(feature = "opentelemetry")]
+pub mod telemetry;
 
 pub use cache::{Cache, CacheConfig, CacheMode, CacheStats};
 pub use client::{Client, ConnectionConfig, DriverKind, ReconnectPolicy};

@@ -166,7 +166,8 @@ impl RedisX {
     /// ([`RedisXBuilder::shutdown_timeout`]; a plugin still stopping then is left behind,
     /// logged), then closes every connection. Afterwards Redis calls fail with
     /// [`ErrorCode::ConnectionClosed`], L1 is emptied and cached functions run uncached.
-    /// Idempotent.
+    /// With the `otlp` feature, it then flushes every OTLP exporter built by
+    /// `telemetry::otlp()` whose guard is alive (the exporters keep running). Idempotent.
     pub async fn shutdown(&self) {
         if self.inner.shut_down.swap(true, Ordering::SeqCst) {
             return;
@@ -176,6 +177,9 @@ impl RedisX {
         for client in self.inner.ctx.clients.values() {
             client.shutdown();
         }
+        // Spans of the last calls: sent now, while the process is still there to send them.
+        #[cfg(feature = "otlp")]
+        crate::telemetry::flush_registered().await;
         tokio::task::yield_now().await;
     }
 }
