@@ -47,6 +47,10 @@ pub enum ErrorCode {
     /// The connection's ACL user may not run the command or touch one of its keys or
     /// channels (`NOPERM`).
     OperationNoPermission,
+    /// A blocking or connection-state command (`BLPOP`, `SELECT`, `SUBSCRIBE`, `MULTI` sent
+    /// alone, ...) was sent on the connection every plugin shares; it runs on a connection of
+    /// its own instead ([`RedisX::dedicated_connection`](crate::RedisX::dedicated_connection)).
+    OperationNeedsDedicatedConnection,
     /// A configuration value is invalid (bad URL, bad option).
     ConfigInvalid,
     /// `install()` was called while another runtime is installed.
@@ -121,6 +125,7 @@ impl ErrorCode {
             Self::OperationReadOnly => "OP_READONLY",
             Self::OperationOutOfMemory => "OP_OUT_OF_MEMORY",
             Self::OperationNoPermission => "OP_NO_PERMISSION",
+            Self::OperationNeedsDedicatedConnection => "OP_NEEDS_DEDICATED_CONNECTION",
             Self::ConfigInvalid => "CFG_INVALID",
             Self::ConfigAlreadyInstalled => "CFG_ALREADY_INSTALLED",
             Self::ConfigNotInstalled => "CFG_NOT_INSTALLED",
@@ -167,7 +172,8 @@ impl ErrorCode {
             | Self::ScriptError
             | Self::OperationReadOnly
             | Self::OperationOutOfMemory
-            | Self::OperationNoPermission => "operation",
+            | Self::OperationNoPermission
+            | Self::OperationNeedsDedicatedConnection => "operation",
             Self::ConfigInvalid
             | Self::ConfigAlreadyInstalled
             | Self::ConfigNotInstalled

@@ -78,7 +78,7 @@ pub use redis;
 pub use prometheus_client;
 
 pub use cache::{Cache, CacheConfig, CacheMode, CacheStats};
-pub use client::{Client, ConnectionConfig, DriverKind, ReconnectPolicy};
+pub use client::{Client, ConnectionConfig, DedicatedConnection, DriverKind, ReconnectPolicy};
 pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
 pub use plugin::{Plugin, PluginContext, PluginFuture};
