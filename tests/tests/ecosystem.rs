@@ -370,7 +370,10 @@ async fn every_refused_command_reaches_the_server(rx: &RedisX, list: &str) {
             // Without MULTI, Redis itself says so: the command reached the server.
             "EXEC" | "DISCARD" => {
                 let err = result.unwrap_err();
-                assert!(err.message().contains("without MULTI"), "{name}: {err}");
+                assert!(
+                    format!("{err:#}").contains("without MULTI"),
+                    "{name}: {err:#}"
+                );
             }
             // Redis 7.2 added WAITAOF: an older server answers "unknown command", which
             // shows the command reached it.
@@ -467,4 +470,40 @@ async fn subscriptions_run_on_a_pubsub_connection_of_their_own() {
         .expect("the stream is open");
     let payload: String = msg.get_payload().expect("a string payload");
     assert_eq!(payload, "hello");
+}
+
+/// `{:#}` in `anyhow` prints an error and then each cause: the Redis error's text must come
+/// once, from the cause, not again from the redisx message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrapped_redis_error_shows_its_text_once() {
+    let server = RedisServer::start();
+    let rx = build(&server.url(), "eco_display").await;
+    let key = format!("{}text", unique_prefix("eco_display"));
+    let client = rx.client();
+    let _: () = client
+        .query(redis::cmd("SET").arg(&key).arg("not a number"))
+        .await
+        .expect("SET");
+    let err = client
+        .query::<i64>(redis::cmd("INCR").arg(&key))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::OperationFailed, "{err}");
+    let redis_error = err.redis_error().expect("the Redis error is kept");
+    assert_eq!(redis_error.code(), Some("ERR"), "{redis_error:?}");
+    let source = std::error::Error::source(&err).expect("the cause is reachable");
+    assert!(source.to_string().contains("not an integer"), "{source}");
+
+    // What anyhow's `{:#}` prints: the error, then each cause.
+    let mut chain = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain = format!("{chain}: {c}");
+        cause = c.source();
+    }
+    assert_eq!(chain.matches("not an integer").count(), 1, "{chain}");
+    assert!(!err.to_string().contains("not an integer"), "{err}");
+    assert!(err.to_string().contains("command=`INCR`"), "{err}");
+    // The alternate form tells the whole story on one line, each part once.
+    assert_eq!(format!("{err:#}"), chain);
 }

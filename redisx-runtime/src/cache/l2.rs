@@ -120,8 +120,14 @@ pub(crate) fn with_code(err: Error, code: ErrorCode, key: &str) -> Error {
     } else {
         code
     };
-    let msg = err.message().to_owned();
-    Error::new(code, msg)
+    // The wrapped error (the source) says what went wrong; the message names the operation.
+    let what = match code {
+        ErrorCode::CacheSetFailed => "writing the cache entry failed",
+        ErrorCode::CacheDeleteFailed => "deleting from the cache failed",
+        ErrorCode::CacheTagInvalidationFailed => "invalidating the tags failed",
+        _ => "the cache operation failed",
+    };
+    Error::new(code, what)
         .with_context("key", key)
         .with_source(err)
 }

@@ -74,8 +74,7 @@ impl ConnectionLike for DedicatedConnection {
 /// answer as they would) and a client error carrying the redisx message for the rest (a
 /// refused command).
 pub(crate) fn to_redis_error(err: Error) -> RedisError {
-    use std::error::Error as _;
-    if let Some(e) = err.source().and_then(|s| s.downcast_ref::<RedisError>()) {
+    if let Some(e) = err.redis_error() {
         return e.clone();
     }
     let io_kind = match err.code() {

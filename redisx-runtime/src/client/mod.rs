@@ -292,7 +292,7 @@ impl Client {
         let info: String = match self.query(redis::cmd("INFO").arg("server")).await {
             Ok(info) => info,
             Err(e) => {
-                tracing::debug!(client = %self.name(), error = %e, "cannot read the server version (INFO); not checking it");
+                tracing::debug!(client = %self.name(), error = %format_args!("{e:#}"), "cannot read the server version (INFO); not checking it");
                 return Ok(());
             }
         };
@@ -351,7 +351,7 @@ impl Client {
                     self.inner.cfg.command_timeout
                 ),
             )
-            .with_source(e)
+            .with_redis_source(e)
         } else {
             Error::from_redis(e)
         }
