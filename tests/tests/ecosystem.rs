@@ -507,3 +507,45 @@ async fn a_wrapped_redis_error_shows_its_text_once() {
     // The alternate form tells the whole story on one line, each part once.
     assert_eq!(format!("{err:#}"), chain);
 }
+
+/// A cached type that changed shape (here: gained a `skip_serializing_if` field, which bincode
+/// cannot decode) is a miss on each read, counted once per read as corrupt, never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_whose_type_changed_shape_is_a_miss() {
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct Old {
+        id: u64,
+        name: String,
+    }
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct New {
+        id: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        nickname: Option<String>,
+        name: String,
+    }
+    let server = RedisServer::start();
+    let prefix = unique_prefix("eco_shape");
+    let writer =
+        redisx_tests::runtime(&server.url(), &prefix, redisx::CacheConfig::default()).await;
+    let reader =
+        redisx_tests::runtime(&server.url(), &prefix, redisx::CacheConfig::default()).await;
+    for i in 0..3 {
+        let old = Old {
+            id: i,
+            name: "ada".into(),
+        };
+        writer
+            .cache()
+            .set(&format!("user:{i}"), &old, None)
+            .await
+            .expect("set");
+        let read: Option<New> = reader
+            .cache()
+            .get(&format!("user:{i}"))
+            .await
+            .expect("an undecodable entry is no error");
+        assert!(read.is_none(), "a changed shape is a miss");
+    }
+    assert_eq!(reader.cache().stats().corrupt_entries, 3);
+}
