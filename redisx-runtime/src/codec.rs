@@ -1,11 +1,26 @@
 //! Codecs: how values become bytes in Redis.
 //!
-//! Two codecs ship: [`Bincode`] (the default: compact and fast; `bincode` pinned at `=2.0.1`)
-//! and [`Json`] (readable with `redis-cli`, and by services in other languages). Stored values
-//! carry a one-byte header naming their format and version ([`Codec::FORMAT`]); an entry with
-//! another header, or one that fails to decode, is reported as
-//! [`ErrorCode::CacheDeserialization`], which the cache treats as a miss (and removes the entry)
-//! — never a panic.
+//! Two codecs ship: [`Bincode`] (the default: compact and fast; bincode 2) and [`Json`]
+//! (readable with `redis-cli`, and by services in other languages). Stored values carry a
+//! one-byte header naming their format and version ([`Codec::FORMAT`]); an entry with another
+//! header, or one that fails to decode, is reported as [`ErrorCode::CacheDeserialization`],
+//! which the cache treats as a miss (counted in the `corrupt` statistic, removed, and logged at
+//! most once per key family every few seconds) — never a panic.
+//!
+//! ## What bincode cannot decode
+//! Bincode is not self-describing: it writes fields in order, without names or types, and
+//! reads them back the same way. Serde features that need the data to say what it is, or that
+//! leave a field out, encode without complaint and then **fail to decode**:
+//! - `#[serde(skip_serializing_if = "...")]` (the skipped field shifts every field after it),
+//! - `#[serde(flatten)]`,
+//! - untagged and internally tagged enums (`#[serde(untagged)]`, `#[serde(tag = "...")]`),
+//! - types that deserialize through `deserialize_any`: `serde_json::Value`, and custom
+//!   `Deserialize` impls that call it.
+//!
+//! Such a value is a miss on every read. Use the [`Json`] codec for those types (per call site,
+//! `#[cached(codec = "json")]`, or for the whole cache in its config): it takes them all.
+//! Changing a cached type's fields also makes its old entries undecodable under bincode (a
+//! miss each, until they are rewritten or expire); JSON tolerates added optional fields.
 //!
 //! ```
 //! use redisx_runtime::{Codec, Bincode, Json};
@@ -41,11 +56,46 @@ pub trait Codec {
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T>;
 }
 
-/// The bincode codec (bincode 2, standard config: varint integers, little endian).
+/// The bincode codec (bincode 2, standard config: varint integers, little endian): the
+/// default. It cannot decode `skip_serializing_if`, `flatten`, untagged or internally tagged
+/// enums, or `deserialize_any`-based types such as `serde_json::Value` (see the
+/// [module docs](self#what-bincode-cannot-decode)); use [`Json`] for those.
+///
+/// ```
+/// use redisx_runtime::{Bincode, Codec, Json};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, PartialEq, Debug)]
+/// struct Profile {
+///     #[serde(skip_serializing_if = "Option::is_none")]
+///     nickname: Option<String>,
+///     age: u32,
+/// }
+///
+/// let p = Profile { nickname: None, age: 36 };
+/// assert!(Bincode::decode::<Profile>(&Bincode::encode(&p).unwrap()).is_err());
+/// assert_eq!(Json::decode::<Profile>(&Json::encode(&p).unwrap()).unwrap(), p);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bincode;
 
-/// The JSON codec (`serde_json`).
+/// The JSON codec (`serde_json`): self-describing, so it decodes every serde feature bincode
+/// cannot (`skip_serializing_if`, `flatten`, untagged enums, `deserialize_any`).
+///
+/// ```
+/// use redisx_runtime::{Codec, Json};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, PartialEq, Debug)]
+/// #[serde(untagged)]
+/// enum Id {
+///     Number(u64),
+///     Name(String),
+/// }
+///
+/// let ids = vec![Id::Number(7), Id::Name("ada".into())];
+/// assert_eq!(Json::decode::<Vec<Id>>(&Json::encode(&ids).unwrap()).unwrap(), ids);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json;
 
@@ -206,6 +256,51 @@ mod tests {
         let bytes = Bincode::encode(&(1u64 << 40)).unwrap();
         assert!(Bincode::decode::<Vec<u8>>(&bytes).is_err());
         assert!(Bincode::decode::<(String, String)>(&bytes).is_err());
+    }
+
+    /// The serde features the docs say bincode cannot decode: each is an error (a miss in the
+    /// cache), and JSON takes them.
+    #[test]
+    fn bincode_rejects_what_needs_a_self_describing_format() {
+        use serde::Deserialize;
+
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Skipped {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            a: Option<u32>,
+            b: u32,
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Inner {
+            x: u32,
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Flattened {
+            #[serde(flatten)]
+            inner: Inner,
+            y: u32,
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        #[serde(untagged)]
+        enum Untagged {
+            N(u32),
+            S(String),
+        }
+
+        fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T) {
+            if let Ok(bytes) = Bincode::encode(v) {
+                let err = Bincode::decode::<T>(&bytes).unwrap_err();
+                assert_eq!(err.code(), ErrorCode::CacheDeserialization, "{v:?}");
+            }
+            assert_eq!(&Json::decode::<T>(&Json::encode(v).unwrap()).unwrap(), v);
+        }
+        check(&Skipped { a: None, b: 1 });
+        check(&Flattened {
+            inner: Inner { x: 1 },
+            y: 2,
+        });
+        check(&Untagged::S("s".into()));
+        check(&serde_json::json!({"k": [1, 2]}));
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     /// The connection's ACL user may not run the command or touch one of its keys or
     /// channels (`NOPERM`).
     OperationNoPermission,
+    /// A blocking or connection-state command (`BLPOP`, `SELECT`, `SUBSCRIBE`, `MULTI` sent
+    /// alone, ...) was sent on the connection every plugin shares; it runs on a connection of
+    /// its own instead ([`RedisX::dedicated_connection`](crate::RedisX::dedicated_connection)).
+    OperationNeedsDedicatedConnection,
     /// A configuration value is invalid (bad URL, bad option).
     ConfigInvalid,
     /// `install()` was called while another runtime is installed.
@@ -121,6 +125,7 @@ impl ErrorCode {
             Self::OperationReadOnly => "OP_READONLY",
             Self::OperationOutOfMemory => "OP_OUT_OF_MEMORY",
             Self::OperationNoPermission => "OP_NO_PERMISSION",
+            Self::OperationNeedsDedicatedConnection => "OP_NEEDS_DEDICATED_CONNECTION",
             Self::ConfigInvalid => "CFG_INVALID",
             Self::ConfigAlreadyInstalled => "CFG_ALREADY_INSTALLED",
             Self::ConfigNotInstalled => "CFG_NOT_INSTALLED",
@@ -167,7 +172,8 @@ impl ErrorCode {
             | Self::ScriptError
             | Self::OperationReadOnly
             | Self::OperationOutOfMemory
-            | Self::OperationNoPermission => "operation",
+            | Self::OperationNoPermission
+            | Self::OperationNeedsDedicatedConnection => "operation",
             Self::ConfigInvalid
             | Self::ConfigAlreadyInstalled
             | Self::ConfigNotInstalled
@@ -208,12 +214,23 @@ impl fmt::Display for ErrorCode {
 /// The error of every fallible redisx call: a stable [`ErrorCode`], a message, the context it
 /// happened in (client, command, key) and the underlying cause.
 ///
+/// `Display` shows the code, the message and the context; the cause (a Redis error, an I/O
+/// error) is not repeated there but returned by [`source`](std::error::Error::source), so
+/// that a report walking the chain (`anyhow`'s `{:#}`, `tracing`'s error fields, `eyre`)
+/// prints each cause once. The alternate form, `{:#}`, appends the causes itself, for a
+/// one-line log of the whole story.
+///
 /// ```
 /// use redisx_runtime::{Error, ErrorCode};
 /// let err = Error::new(ErrorCode::CacheKeyInvalid, "key is empty").with_context("key", "");
 /// assert_eq!(err.code(), ErrorCode::CacheKeyInvalid);
 /// assert!(!err.is_retryable());
 /// assert_eq!(err.to_string(), "CACHE_KEY_INVALID: key is empty (key=``)");
+///
+/// let io = std::io::Error::other("connection reset");
+/// let err = Error::new(ErrorCode::ConnectionFailed, "the connection failed").with_source(io);
+/// assert_eq!(err.to_string(), "CONN_FAILED: the connection failed");
+/// assert_eq!(format!("{err:#}"), "CONN_FAILED: the connection failed: connection reset");
 /// ```
 ///
 /// Cloning is cheap (an `Arc` inside), so one failure can be handed to every caller that
@@ -229,6 +246,10 @@ struct Inner {
     message: Cow<'static, str>,
     context: Vec<(&'static str, String)>,
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+    /// The source is a `redis::RedisError` that only wraps its own source under the same text
+    /// (a server reply, an I/O error): `source()` then skips it, so a report walking the chain
+    /// prints that text once. [`Error::redis_error`] still reaches it.
+    transparent_source: bool,
 }
 
 impl Error {
@@ -240,6 +261,7 @@ impl Error {
                 message: message.into(),
                 context: Vec::new(),
                 source: None,
+                transparent_source: false,
             }),
         }
     }
@@ -256,8 +278,41 @@ impl Error {
     /// Sets the underlying cause, returned by [`std::error::Error::source`].
     #[must_use]
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
-        Arc::make_mut(&mut self.inner).source = Some(Arc::new(source));
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.source = Some(Arc::new(source));
+        inner.transparent_source = false;
         self
+    }
+
+    /// Sets a Redis error as the cause. A `RedisError` that shows exactly its own source's
+    /// text is skipped by `source()` (see [`Error::redis_error`]).
+    #[must_use]
+    pub(crate) fn with_redis_source(self, err: redis::RedisError) -> Self {
+        let transparent = err
+            .source()
+            .is_some_and(|inner| inner.to_string() == err.to_string());
+        let mut this = self.with_source(err);
+        Arc::make_mut(&mut this.inner).transparent_source = transparent;
+        this
+    }
+
+    /// The Redis error behind this one, if any (a server's error reply, an I/O failure, a
+    /// timeout), for matching on its kind or server code.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) {
+    /// let err = rx.client().query::<i64>(redis::cmd("INCR").arg("a-string")).await.unwrap_err();
+    /// if let Some(e) = err.redis_error() {
+    ///     println!("Redis said {:?}: {}", e.code(), e.detail().unwrap_or_default());
+    /// }
+    /// # }
+    /// ```
+    pub fn redis_error(&self) -> Option<&redis::RedisError> {
+        self.inner
+            .source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<redis::RedisError>())
     }
 
     /// The stable code of this error.
@@ -300,31 +355,42 @@ impl Error {
                 | ErrorCode::LockAcquisitionTimeout
                 | ErrorCode::RateLimitExceeded
                 | ErrorCode::IdempotencyInProgress
-        ) || self
-            .inner
-            .source
-            .as_ref()
-            .and_then(|s| s.downcast_ref::<redis::RedisError>())
-            .is_some_and(|e| {
-                matches!(
-                    e.kind(),
-                    redis::ErrorKind::Server(
-                        redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
-                    )
+        ) || self.redis_error().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                redis::ErrorKind::Server(
+                    redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
                 )
-            })
+            )
+        })
     }
 
-    /// Builds an error from a Redis error, classifying it into a code.
+    /// Builds an error from a Redis error, classifying it into a code. The message says what
+    /// kind of failure it was; the Redis error's own text stays with the source.
     pub(crate) fn from_redis(err: redis::RedisError) -> Self {
         let code = classify(&err);
-        Self::new(code, redis_message(&err)).with_source(err)
+        Self::new(code, redis_message(&err)).with_redis_source(err)
     }
 }
 
-fn redis_message(err: &redis::RedisError) -> String {
-    // The Display of a RedisError never contains the password of a connection URL.
-    err.to_string()
+/// What kind of failure a Redis error is, in words that do not repeat its own text.
+fn redis_message(err: &redis::RedisError) -> &'static str {
+    use redis::{ErrorKind, ServerErrorKind};
+    if err.is_timeout() {
+        return "no reply in time";
+    }
+    match err.kind() {
+        ErrorKind::AuthenticationFailed => "authentication failed",
+        ErrorKind::Server(ServerErrorKind::NoScript) => "the server does not know the script",
+        ErrorKind::Server(_) | ErrorKind::Extension => "Redis answered the command with an error",
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            "the reply does not convert to the requested type"
+        }
+        ErrorKind::InvalidClientConfig => "the connection settings are invalid",
+        ErrorKind::Io => "the connection failed",
+        _ if err.is_connection_dropped() || err.is_connection_refusal() => "the connection failed",
+        _ => "the Redis client failed",
+    }
 }
 
 fn classify(err: &redis::RedisError) -> ErrorCode {
@@ -369,6 +435,13 @@ impl fmt::Display for Error {
             }
             f.write_str(")")?;
         }
+        if f.alternate() {
+            let mut cause = StdError::source(self);
+            while let Some(c) = cause {
+                write!(f, ": {c}")?;
+                cause = c.source();
+            }
+        }
         Ok(())
     }
 }
@@ -386,10 +459,15 @@ impl fmt::Debug for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner
+        let source = self
+            .inner
             .source
             .as_deref()
-            .map(|s| s as &(dyn StdError + 'static))
+            .map(|s| s as &(dyn StdError + 'static))?;
+        if self.inner.transparent_source {
+            return source.source().or(Some(source));
+        }
+        Some(source)
     }
 }
 
@@ -404,5 +482,51 @@ impl From<redis::RedisError> for Error {
 impl From<Error> for std::io::Error {
     fn from(err: Error) -> Self {
         std::io::Error::other(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every cause's text, as a report walking `source()` prints it (anyhow's `{:#}`).
+    fn chain(err: &Error) -> String {
+        let mut out = err.to_string();
+        let mut cause = StdError::source(err);
+        while let Some(c) = cause {
+            out = format!("{out}: {c}");
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn a_redis_error_is_shown_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer went away");
+        let err = Error::from_redis(redis::RedisError::from(io)).with_context("client", "main");
+        assert_eq!(err.code(), ErrorCode::ConnectionFailed);
+        assert_eq!(
+            err.to_string(),
+            "CONN_FAILED: the connection failed (client=`main`)"
+        );
+        assert_eq!(chain(&err).matches("peer went away").count(), 1, "{err:#}");
+        assert_eq!(format!("{err:#}"), chain(&err));
+        assert!(
+            err.redis_error()
+                .is_some_and(redis::RedisError::is_io_error)
+        );
+    }
+
+    #[test]
+    fn a_redis_error_with_its_own_text_stays_in_the_chain() {
+        let redis_err = redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "refused",
+            "for a reason".to_owned(),
+        ));
+        let err = Error::from_redis(redis_err);
+        let source = StdError::source(&err).expect("a source");
+        assert!(source.is::<redis::RedisError>());
+        assert_eq!(chain(&err).matches("for a reason").count(), 1, "{err:#}");
     }
 }

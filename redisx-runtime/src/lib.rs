@@ -50,8 +50,37 @@ mod script;
 #[cfg(feature = "opentelemetry")]
 pub mod telemetry;
 
+/// The [`redis`](https://docs.rs/redis) crate redisx is built on, re-exported (as
+/// `deadpool-redis` does) so that commands, pipelines and scripts are built with the very
+/// version redisx runs them with, without a second `redis` requirement to keep in step.
+///
+/// ```no_run
+/// use redisx_runtime::redis;
+///
+/// # #[allow(dead_code)]
+/// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+/// let () = rx.client().query(redis::cmd("SET").arg("greeting").arg("hello")).await?;
+/// # Ok(()) }
+/// ```
+pub use redis;
+
+/// The [`prometheus-client`](https://docs.rs/prometheus-client) crate the redisx metrics are
+/// registered with, re-exported so that an application's own metrics can join the same
+/// registry ([`RedisXBuilder::registry`]) without a second, possibly mismatched, version.
+///
+/// ```
+/// use redisx_runtime::prometheus_client::metrics::counter::Counter;
+/// use redisx_runtime::prometheus_client::registry::Registry;
+///
+/// let mut registry = Registry::default();
+/// let orders: Counter = Counter::default();
+/// registry.register("orders", "Orders taken", orders.clone());
+/// orders.inc();
+/// ```
+pub use prometheus_client;
+
 pub use cache::{Cache, CacheConfig, CacheMode, CacheStats};
-pub use client::{Client, ConnectionConfig, DriverKind, ReconnectPolicy};
+pub use client::{Client, ConnectionConfig, DedicatedConnection, DriverKind, ReconnectPolicy};
 pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
 pub use plugin::{Plugin, PluginContext, PluginFuture};

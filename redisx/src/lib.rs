@@ -55,6 +55,10 @@
 
 pub use redisx_macros::{cache_evict, cache_put, cached};
 pub use redisx_runtime::*;
+// Named again (the glob above already carries them) so that `redisx::redis` and
+// `redisx::prometheus_client` stay public even if the glob's contents change.
+#[doc(no_inline)]
+pub use redisx_runtime::{prometheus_client, redis};
 
 /// What the attribute macros expand to. Not a stable API.
 #[doc(hidden)]

@@ -2,7 +2,9 @@
 //! indexes, wake-ups and invalidation in one round trip), corrupt-entry removal, deletes and
 //! scans.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,6 +21,69 @@ pub(crate) const CHUNK: usize = 1000;
 /// How long after its entry ended a tag index member is pruned (see [`Cache::index_tags`]): a
 /// margin for clocks that differ between instances (a member's score is its writer's clock).
 const TAG_PRUNE_MARGIN: Duration = Duration::from_secs(60);
+
+/// How often an undecodable entry is logged per key family: a type that changed shape makes
+/// every read of its old entries fail, and one warning (with the count since) says it.
+const CORRUPT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Key families tracked at once; past this, quiet ones are forgotten (and a new family is
+/// logged unthrottled until there is room).
+const CORRUPT_LOG_FAMILIES: usize = 256;
+
+static CORRUPT_LOG: RateLimitedLog = RateLimitedLog::new(CORRUPT_LOG_EVERY, CORRUPT_LOG_FAMILIES);
+
+/// The family of a full key, for rate-limited logging: the key up to its last `:`
+/// (`myapp:cache:user:42` is in `myapp:cache:user:`), so the entries of one cached type share
+/// a family.
+fn key_family(full: &str) -> &str {
+    full.rfind(':').map_or(full, |i| &full[..=i])
+}
+
+/// At most one log line per family and window; the lines held back are counted and reported
+/// with the next one.
+pub(crate) struct RateLimitedLog {
+    every: Duration,
+    max_families: usize,
+    seen: Mutex<Option<Windows>>,
+}
+
+/// Family -> (start of its window, lines held back in it).
+type Windows = HashMap<Box<str>, (Instant, u64)>;
+
+impl RateLimitedLog {
+    pub(crate) const fn new(every: Duration, max_families: usize) -> Self {
+        Self {
+            every,
+            max_families,
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// `Some(held back since the last line)` when `family` may log now; `None` (and one more
+    /// held back) otherwise.
+    pub(crate) fn admit(&self, family: &str, now: Instant) -> Option<u64> {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = seen.get_or_insert_with(HashMap::new);
+        if let Some((since, held)) = seen.get_mut(family) {
+            if now.duration_since(*since) < self.every {
+                *held += 1;
+                return None;
+            }
+            let before = std::mem::take(held);
+            *since = now;
+            return Some(before);
+        }
+        if seen.len() >= self.max_families {
+            seen.retain(|_, (since, _)| now.duration_since(*since) < self.every);
+        }
+        if seen.len() < self.max_families {
+            seen.insert(family.into(), (now, 0));
+        }
+        Some(0)
+    }
+}
 
 /// What one L2 read found.
 pub(crate) enum Read<T> {
@@ -119,8 +184,14 @@ pub(crate) fn with_code(err: Error, code: ErrorCode, key: &str) -> Error {
     } else {
         code
     };
-    let msg = err.message().to_owned();
-    Error::new(code, msg)
+    // The wrapped error (the source) says what went wrong; the message names the operation.
+    let what = match code {
+        ErrorCode::CacheSetFailed => "writing the cache entry failed",
+        ErrorCode::CacheDeleteFailed => "deleting from the cache failed",
+        ErrorCode::CacheTagInvalidationFailed => "invalidating the tags failed",
+        _ => "the cache operation failed",
+    };
+    Error::new(code, what)
         .with_context("key", key)
         .with_source(err)
 }
@@ -192,12 +263,19 @@ impl Cache {
         let Some(client) = self.inner.client.as_ref() else {
             return;
         };
-        tracing::warn!(key = %full, error = %why, "corrupt cache entry; treating it as a miss and removing it");
+        if let Some(suppressed) = CORRUPT_LOG.admit(key_family(full), Instant::now()) {
+            tracing::warn!(
+                key = %full,
+                suppressed,
+                error = %format_args!("{why:#}"),
+                "cache entry does not decode (its type changed shape, or it is corrupt); treating it as a miss and removing it"
+            );
+        }
         let removed = client
             .eval::<u64, _, _>(&scripts::DEL_IF_EQ.script, &[full], &[bytes])
             .await;
         if let Err(e) = removed {
-            tracing::debug!(key = %full, error = %e, "could not remove the corrupt entry");
+            tracing::debug!(key = %full, error = %format_args!("{e:#}"), "could not remove the corrupt entry");
         }
     }
 
@@ -390,5 +468,30 @@ impl Cache {
         })
         .await?;
         Ok(sorted(keys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_entries_are_logged_once_per_family_and_window() {
+        let log = RateLimitedLog::new(Duration::from_secs(10), 2);
+        let t0 = Instant::now();
+        let family = key_family("app:cache:user:42");
+        assert_eq!(family, "app:cache:user:");
+        assert_eq!(log.admit(family, t0), Some(0));
+        assert_eq!(log.admit(key_family("app:cache:user:43"), t0), None);
+        assert_eq!(log.admit(family, t0 + Duration::from_secs(1)), None);
+        // Another family has its own window.
+        assert_eq!(log.admit("app:cache:order:", t0), Some(0));
+        // After the window: one line, with the count held back.
+        assert_eq!(log.admit(family, t0 + Duration::from_secs(11)), Some(2));
+        assert_eq!(log.admit(family, t0 + Duration::from_secs(12)), None);
+        // Full: a new family still logs, and quiet families make room.
+        assert_eq!(log.admit("x:", t0 + Duration::from_secs(12)), Some(0));
+        assert_eq!(log.admit("y:", t0 + Duration::from_secs(30)), Some(0));
+        assert_eq!(log.admit("y:", t0 + Duration::from_secs(31)), None);
     }
 }

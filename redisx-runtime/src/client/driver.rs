@@ -181,10 +181,11 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
         ErrorCode::ConnectionTls => "the TLS handshake failed",
         _ => "cannot connect",
     };
-    Error::new(code, format!("{what} ({err})"))
+    // The cause's own text stays with the source (`{:#}` shows it).
+    Error::new(code, what)
         .with_context("client", name)
         .with_context("server", cfg.to_string())
-        .with_source(err)
+        .with_redis_source(err)
 }
 
 fn pool_error(name: &str, cfg: &ConnectionConfig, err: deadpool_redis::PoolError) -> Error {
@@ -352,11 +353,12 @@ impl Multiplexed {
                             .cfg
                             .reconnect
                             .delay(attempt, rand::Rng::random::<f64>(&mut rand::rng()));
-                        tracing::debug!(client = %me.name, error = %e, ?delay, "reconnect attempt failed");
+                        let why = format!("{e:#}");
+                        tracing::debug!(client = %me.name, error = %why, ?delay, "reconnect attempt failed");
                         me.state
                             .write()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .last_error = Some(e.to_string());
+                            .last_error = Some(why);
                         drop(me);
                         tokio::time::sleep(delay).await;
                         attempt = attempt.saturating_add(1);

@@ -1,14 +1,18 @@
 //! Named clients and the one instrumented command path every Redis call takes.
 
 mod config;
+mod connection_like;
+mod dedicated;
 mod driver;
+mod guard;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use redis::{Cmd, FromRedisValue, Pipeline, Script, ToRedisArgs};
+use redis::{Cmd, FromRedisValue, Pipeline, Script, ScriptInvocation, ToRedisArgs};
 
 pub use config::{ConnectionConfig, DriverKind, ReconnectPolicy};
+pub use dedicated::DedicatedConnection;
 pub(crate) use driver::{Conn, Driver};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -31,6 +35,34 @@ use crate::metrics::{CommandLabels, DurationLabels, ErrorLabels, Metrics};
 /// assert_eq!(v.as_deref(), Some("hello"));
 /// # Ok(()) }
 /// ```
+///
+/// A `Client` is also a `redis::aio::ConnectionLike`, so the typed commands of
+/// `redis::AsyncCommands`, pipelines and `redis::Script` take the same instrumented path
+/// (the same span, metrics and timeout; failures come back as `redis::RedisError`):
+///
+/// ```no_run
+/// use redisx_runtime::redis::AsyncCommands;
+///
+/// # #[allow(dead_code)]
+/// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::redis::RedisResult<()> {
+/// let mut client = rx.client();
+/// let () = client.set_ex("greeting", "hello", 60).await?;
+/// let v: String = client.get("greeting").await?;
+/// let (a, b): (String, i64) = redis::pipe()
+///     .get("greeting")
+///     .incr("visits", 1)
+///     .query_async(&mut client)
+///     .await?;
+/// # let _ = (v, a, b);
+/// # Ok(()) }
+/// ```
+///
+/// The connection is shared by every plugin (multiplexed, or a pool), so blocking commands
+/// (`BLPOP`, `XREAD .. BLOCK`, `WAIT`, ...) and connection-state commands (`SELECT`, `MULTI`
+/// and `EXEC` sent one by one, `SUBSCRIBE`, `MONITOR`, `CLIENT REPLY`, `RESET`, `QUIT`, ...)
+/// are refused with [`ErrorCode::OperationNeedsDedicatedConnection`]; they run on
+/// [`Client::dedicated_connection`] (subscriptions on [`Client::pubsub`]). A transaction built
+/// with `redis::pipe().atomic()` is one request and runs here.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<ClientInner>,
@@ -96,7 +128,11 @@ impl Client {
     }
 
     /// Runs one command and converts its reply.
+    ///
+    /// Blocking and connection-state commands are refused
+    /// ([`ErrorCode::OperationNeedsDedicatedConnection`]; see [`Client`]).
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        guard::check(cmd)?;
         let name = command_name(cmd);
         self.query_named(name, cmd).await
     }
@@ -104,8 +140,11 @@ impl Client {
     /// Runs a pipeline (one round trip) and converts its replies.
     ///
     /// A pipeline that runs redisx scripts by `EVALSHA` and meets `NOSCRIPT` (the server lost
-    /// its script cache, e.g. after a restart) reloads them and is sent once more.
+    /// its script cache, e.g. after a restart) reloads them and is sent once more. Blocking
+    /// and connection-state commands are refused as in [`query`](Self::query) (an atomic
+    /// pipeline may carry a blocking command: inside `MULTI`, Redis does not block).
     pub async fn query_pipeline<T: FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T> {
+        guard::check_pipeline(pipeline)?;
         self.run("PIPELINE", async |conn| {
             match pipeline.query_async(conn).await {
                 Err(e)
@@ -158,6 +197,64 @@ impl Client {
             .await
     }
 
+    /// Runs your own Lua script by `EVALSHA`, the way the plugins run theirs: when the server
+    /// does not know the script (`NOSCRIPT`: first use, a restart, `SCRIPT FLUSH`), it is
+    /// loaded and run once more. Instrumented like [`query`](Self::query) (command
+    /// `EVALSHA`). For keys or arguments of different types, build the invocation and use
+    /// [`invoke_script`](Self::invoke_script).
+    ///
+    /// ```no_run
+    /// use std::sync::LazyLock;
+    /// use redisx_runtime::redis::Script;
+    ///
+    /// // Built once: the SHA1 of the source is computed here.
+    /// static INCR_CAPPED: LazyLock<Script> = LazyLock::new(|| {
+    ///     Script::new(
+    ///         "local n = redis.call('INCR', KEYS[1]) \
+    ///          if n > tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return tonumber(ARGV[1]) end \
+    ///          return n",
+    ///     )
+    /// });
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let n: i64 = rx.client().run_script(&INCR_CAPPED, &["visits"], &[10]).await?;
+    /// assert!(n <= 10);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_script<T, K, A>(&self, script: &Script, keys: &[K], args: &[A]) -> Result<T>
+    where
+        T: FromRedisValue,
+        K: ToRedisArgs,
+        A: ToRedisArgs,
+    {
+        self.eval(script, keys, args).await
+    }
+
+    /// Runs a prepared script invocation (`script.key(..).arg(..)`, keys and arguments of any
+    /// types) like [`run_script`](Self::run_script): `EVALSHA`, and on `NOSCRIPT` the script
+    /// is loaded and run once more.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::redis::Script;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let script = Script::new("return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])");
+    /// let ok: String = rx
+    ///     .client()
+    ///     .invoke_script(script.key("session:7").arg("alive").arg(30_000))
+    ///     .await?;
+    /// assert_eq!(ok, "OK");
+    /// # Ok(()) }
+    /// ```
+    pub async fn invoke_script<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T> {
+        self.invoke(invocation).await
+    }
+
     /// Runs a Lua script by `EVALSHA`, loading it on `NOSCRIPT` and retrying once.
     pub(crate) async fn eval<T, K, A>(&self, script: &Script, keys: &[K], args: &[A]) -> Result<T>
     where
@@ -181,7 +278,7 @@ impl Client {
     /// Runs a prepared script invocation by `EVALSHA`, loading it on `NOSCRIPT`.
     pub(crate) async fn invoke<T: FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        invocation: &ScriptInvocation<'_>,
     ) -> Result<T> {
         self.run("EVALSHA", async |conn| invocation.invoke_async(conn).await)
             .await
@@ -195,7 +292,7 @@ impl Client {
         let info: String = match self.query(redis::cmd("INFO").arg("server")).await {
             Ok(info) => info,
             Err(e) => {
-                tracing::debug!(client = %self.name(), error = %e, "cannot read the server version (INFO); not checking it");
+                tracing::debug!(client = %self.name(), error = %format_args!("{e:#}"), "cannot read the server version (INFO); not checking it");
                 return Ok(());
             }
         };
@@ -228,6 +325,47 @@ impl Client {
         F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
     {
         let inner = &*self.inner;
+        // The command timeout is enforced by the connection itself (its response timeout is
+        // the command timeout, for both drivers), so no second timer is armed here.
+        self.instrumented(command, async {
+            let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
+            op(&mut conn)
+                .await
+                .inspect(|_| inner.driver.observe_ok())
+                .map_err(|e| {
+                    inner.driver.observe_error(&conn, &e);
+                    self.command_error(e)
+                })
+        })
+        .await
+    }
+
+    /// A failed command's error: a timeout names the command timeout, anything else is
+    /// classified by [`Error::from_redis`].
+    fn command_error(&self, e: redis::RedisError) -> Error {
+        if e.is_timeout() {
+            Error::new(
+                ErrorCode::OperationTimeout,
+                format!(
+                    "no reply within the command timeout of {:?}",
+                    self.inner.cfg.command_timeout
+                ),
+            )
+            .with_redis_source(e)
+        } else {
+            Error::from_redis(e)
+        }
+    }
+
+    /// Runs `fut` (one command on some connection of this client) inside the command span,
+    /// then records its duration, its outcome and, on failure, the error metrics and the
+    /// `client`/`command` context.
+    async fn instrumented<T>(
+        &self,
+        command: &'static str,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let inner = &*self.inner;
         let span = tracing::info_span!(
             target: "redisx::command",
             "redis.command",
@@ -242,32 +380,7 @@ impl Client {
             error.type = tracing::field::Empty,
         );
         let start = Instant::now();
-        // The command timeout is enforced by the connection itself (its response timeout is
-        // the command timeout, for both drivers), so no second timer is armed here.
-        let result = traced!(
-            async {
-                let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
-                op(&mut conn)
-                    .await
-                    .inspect(|_| inner.driver.observe_ok())
-                    .map_err(|e| {
-                        inner.driver.observe_error(&conn, &e);
-                        if e.is_timeout() {
-                            Error::new(
-                                ErrorCode::OperationTimeout,
-                                format!(
-                                    "no reply within the command timeout of {:?}",
-                                    inner.cfg.command_timeout
-                                ),
-                            )
-                            .with_source(e)
-                        } else {
-                            Error::from_redis(e)
-                        }
-                    })
-            },
-            span
-        );
+        let result = traced!(fut, span);
         let elapsed = start.elapsed().as_secs_f64();
         self.record(command, elapsed, result.is_ok());
         result.map_err(|e| {
@@ -426,6 +539,7 @@ fn command_name(cmd: &Cmd) -> &'static str {
         .iter()
         .find(|k| k.as_bytes().eq_ignore_ascii_case(first))
         .copied()
+        .or_else(|| guard::refused_name(cmd))
         .unwrap_or("OTHER")
 }
 

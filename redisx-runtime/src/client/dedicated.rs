@@ -1,0 +1,259 @@
+//! Connections of their own, for what the shared connection refuses: blocking reads and
+//! connection-state commands ([`DedicatedConnection`]), subscriptions ([`Client::pubsub`])
+//! and `MONITOR` ([`Client::monitor`]).
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{Cmd, FromRedisValue, Pipeline, Value};
+
+use super::driver::{connect_error, connection_config};
+use super::{Client, command_name, guard};
+use crate::error::{Error, ErrorCode, Result};
+use crate::runtime::RedisX;
+
+/// A Redis connection of its own, opened with the client's configuration and instrumented
+/// like the client (the same `redis.command` span, the same `redisx_commands_total` and
+/// `redisx_command_duration_seconds` series under the client's name), on which blocking and
+/// connection-state commands are allowed: `BLPOP` and the other blocking pops, `XREAD ..
+/// BLOCK`, `WAIT`, `SELECT`, `MULTI`/`EXEC`/`WATCH` sent one by one.
+///
+/// It has **no response timeout**: a blocking read waits as long as its own timeout argument
+/// says (give it one). Its state (selected database, open transaction) is its own; nothing else
+/// uses it, and it is closed when dropped. It does not reconnect: open a new one after a
+/// connection error. Subscriptions and `MONITOR` need connections of another kind:
+/// [`Client::pubsub`] and [`Client::monitor`]. `CLIENT REPLY` is refused here too (the
+/// connection would wait for replies that never come).
+///
+/// It implements `redis::aio::ConnectionLike`, so `redis::AsyncCommands` work on it as well.
+///
+/// ```no_run
+/// use redisx_runtime::redis::AsyncCommands;
+///
+/// # #[allow(dead_code)]
+/// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+/// let mut conn = rx.dedicated_connection().await?;
+/// // Waits up to 5 s for a job, without holding up any other Redis call of the process.
+/// let job: Option<(String, String)> = conn.blpop("jobs", 5.0).await?;
+/// # let _ = job;
+/// # Ok(()) }
+/// ```
+pub struct DedicatedConnection {
+    client: Client,
+    conn: MultiplexedConnection,
+}
+
+impl std::fmt::Debug for DedicatedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DedicatedConnection")
+            .field("client", &self.client.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DedicatedConnection {
+    /// The client this connection was opened for (its name labels the metrics).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs one command and converts its reply. Any command but subscriptions, `MONITOR` and
+    /// `CLIENT REPLY` is allowed; there is no response timeout.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::redis;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let mut conn = rx.dedicated_connection().await?;
+    /// let _: () = conn.query(redis::cmd("WATCH").arg("balance")).await?;
+    /// let balance: i64 = conn.query(redis::cmd("GET").arg("balance")).await?;
+    /// let _: () = conn.query(&redis::cmd("MULTI")).await?;
+    /// let _: () = conn.query(redis::cmd("SET").arg("balance").arg(balance + 1)).await?;
+    /// // `None` when another client changed `balance` since the WATCH.
+    /// let done: Option<Vec<String>> = conn.query(&redis::cmd("EXEC")).await?;
+    /// # let _ = done;
+    /// # Ok(()) }
+    /// ```
+    pub async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T> {
+        let value = self.query_value(cmd).await?;
+        redis::from_redis_value(value).map_err(|e| Error::from_redis(e.into()))
+    }
+
+    /// Runs a pipeline (one round trip) and converts its replies.
+    pub async fn query_pipeline<T: FromRedisValue>(&mut self, pipeline: &Pipeline) -> Result<T> {
+        for cmd in pipeline.cmd_iter() {
+            guard::check_dedicated(cmd)?;
+        }
+        let Self { client, conn } = self;
+        client
+            .instrumented("PIPELINE", async {
+                pipeline
+                    .query_async(conn)
+                    .await
+                    .map_err(|e| client.command_error(e))
+            })
+            .await
+    }
+
+    pub(super) async fn query_value(&mut self, cmd: &Cmd) -> Result<Value> {
+        guard::check_dedicated(cmd)?;
+        let Self { client, conn } = self;
+        client
+            .instrumented(command_name(cmd), async {
+                conn.req_packed_command(cmd)
+                    .await
+                    .and_then(Value::extract_error)
+                    .map_err(|e| client.command_error(e))
+            })
+            .await
+    }
+
+    pub(super) async fn pipeline_values(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<Value>> {
+        for cmd in pipeline.cmd_iter() {
+            guard::check_dedicated(cmd)?;
+        }
+        let Self { client, conn } = self;
+        client
+            .instrumented("PIPELINE", async {
+                conn.req_packed_commands(pipeline, offset, count)
+                    .await
+                    .map_err(|e| client.command_error(e))
+            })
+            .await
+    }
+
+    pub(super) fn db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+impl Client {
+    /// Opens a [`DedicatedConnection`]: a connection of its own with this client's
+    /// configuration (server, TLS, user, database, connect timeout) and instrumentation, no
+    /// response timeout, for blocking and connection-state commands.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let mut conn = rx.named_client("queues")?.dedicated_connection().await?;
+    /// let popped: Option<(String, String)> =
+    ///     conn.query(redis::cmd("BRPOP").arg("jobs").arg(1)).await?;
+    /// # let _ = popped;
+    /// # Ok(()) }
+    /// ```
+    pub async fn dedicated_connection(&self) -> Result<DedicatedConnection> {
+        let cfg = self.config();
+        let client = self.redis_client()?;
+        let config = connection_config(cfg, None);
+        let opened = client.get_multiplexed_async_connection_with_config(&config);
+        let conn = self.connecting(opened).await?;
+        Ok(DedicatedConnection {
+            client: self.clone(),
+            conn,
+        })
+    }
+
+    /// Opens a publish/subscribe connection of its own (`redis::aio::PubSub`) with this
+    /// client's configuration: what `SUBSCRIBE`, `PSUBSCRIBE` and `SSUBSCRIBE` need. Its
+    /// messages are not commands, so it is not instrumented.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let mut pubsub = rx.pubsub().await?;
+    /// pubsub.subscribe("events").await?;
+    /// if let Some(msg) = pubsub.on_message().next().await {
+    ///     let payload: String = msg.get_payload()?;
+    ///     println!("{payload}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        let client = self.redis_client()?;
+        self.connecting(client.get_async_pubsub()).await
+    }
+
+    /// Opens a connection of its own in `MONITOR` mode (`redis::aio::Monitor`) with this
+    /// client's configuration. Not instrumented.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let mut monitor = rx.client().monitor().await?;
+    /// let mut lines = monitor.on_message::<String>();
+    /// if let Some(line) = lines.next().await {
+    ///     println!("{line}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn monitor(&self) -> Result<redis::aio::Monitor> {
+        let client = self.redis_client()?;
+        self.connecting(client.get_async_monitor()).await
+    }
+
+    fn redis_client(&self) -> Result<redis::Client> {
+        redis::Client::open(self.config().to_connection_info())
+            .map_err(|e| connect_error(self.name(), self.config(), e))
+    }
+
+    /// Awaits a connection attempt within the connect timeout, with the errors of the
+    /// shared connection's.
+    async fn connecting<C>(
+        &self,
+        opened: impl Future<Output = redis::RedisResult<C>>,
+    ) -> Result<C> {
+        let cfg = self.config();
+        match tokio::time::timeout(cfg.connect_timeout, opened).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(connect_error(self.name(), cfg, e)),
+            Err(_) => Err(Error::new(
+                ErrorCode::ConnectionTimeout,
+                format!("connecting timed out after {:?}", cfg.connect_timeout),
+            )
+            .with_context("client", self.name())
+            .with_context("server", cfg.to_string())),
+        }
+    }
+}
+
+impl RedisX {
+    /// Opens a [`DedicatedConnection`] to the default client's server: a connection of its
+    /// own, same configuration and instrumentation, no response timeout, for the blocking and
+    /// connection-state commands the shared connection refuses
+    /// ([`ErrorCode::OperationNeedsDedicatedConnection`]).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let mut conn = rx.dedicated_connection().await?;
+    /// let _: () = conn.query(redis::cmd("SELECT").arg(2)).await?;
+    /// let keys: i64 = conn.query(&redis::cmd("DBSIZE")).await?;
+    /// # let _ = keys;
+    /// # Ok(()) }
+    /// ```
+    pub async fn dedicated_connection(&self) -> Result<DedicatedConnection> {
+        self.try_client()?.dedicated_connection().await
+    }
+
+    /// Opens a publish/subscribe connection to the default client's server; see
+    /// [`Client::pubsub`].
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let mut pubsub = rx.pubsub().await?;
+    /// pubsub.psubscribe("orders:*").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        self.try_client()?.pubsub().await
+    }
+}
