@@ -502,7 +502,7 @@ mod otlp {
         let flushed = tokio::task::spawn_blocking(move || {
             for provider in providers {
                 if let Err(e) = provider.force_flush() {
-                    tracing::warn!(target: "redisx", error = %e, "the OTLP exporter did not flush");
+                    tracing::warn!(target: "redisx", error = %format_args!("{e:#}"), "the OTLP exporter did not flush");
                 }
             }
         })

@@ -326,7 +326,7 @@ async fn listen(
                 }
                 let delay = cfg.reconnect.delay(attempt, rand::random_range(0.0..=1.0));
                 attempt = attempt.saturating_add(1);
-                tracing::debug!(%channel, error = %e, ?delay, "cache invalidation listener: subscribe failed");
+                tracing::debug!(%channel, error = %format_args!("{e:#}"), ?delay, "cache invalidation listener: subscribe failed");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => continue,
                     () = stop.notified() => return,

@@ -397,7 +397,7 @@ impl Cache {
             // they notice the value at their bounded fallback poll.
             let msg = invalidation::keys_message(&self.inner.origin, [key]);
             if let Err(e) = self.publish(client, msg).await {
-                tracing::debug!(key, error = %e, "could not wake the instances waiting for a cache fill; they poll");
+                tracing::debug!(key, error = %format_args!("{e:#}"), "could not wake the instances waiting for a cache fill; they poll");
             }
         }
         Ok(Written {

@@ -522,13 +522,13 @@ impl Cache {
 }
 
 /// A loader error as text for a log line, when its type is one redisx can read without a
-/// bound on it (a redisx [`Error`], a `String` or `&str`, an `std::io::Error`, a boxed
+/// bound on it (a redisx [`Error`] with its causes, a `String` or `&str`, an `std::io::Error`, a boxed
 /// `std::error::Error`); otherwise its type's name (a `stale_if_error_when` predicate sees
 /// every error and can log more).
 pub(crate) fn describe_error<E: 'static>(err: &E) -> String {
     let any = err as &dyn Any;
     if let Some(e) = any.downcast_ref::<Error>() {
-        e.to_string()
+        format!("{e:#}")
     } else if let Some(s) = any.downcast_ref::<String>() {
         s.clone()
     } else if let Some(s) = any.downcast_ref::<&'static str>() {

@@ -366,7 +366,7 @@ impl Cache {
             )
             .await;
         if let Err(e) = r {
-            tracing::debug!(key, error = %e, "could not release a cache regeneration lock; it expires by itself");
+            tracing::debug!(key, error = %format_args!("{e:#}"), "could not release a cache regeneration lock; it expires by itself");
         }
     }
 
@@ -423,7 +423,7 @@ impl Cache {
                     // renewal, so one failed renewal loses nothing (unless the round trip
                     // itself takes over two thirds of the ttl).
                     Err(e) => {
-                        tracing::debug!(key = lock_key, error = %e, "could not renew a cache regeneration lock");
+                        tracing::debug!(key = lock_key, error = %format_args!("{e:#}"), "could not renew a cache regeneration lock");
                     }
                 }
             }

@@ -319,7 +319,7 @@ impl Cache {
                 op = op.label(),
                 step,
                 key,
-                error = %err,
+                error = %format_args!("{err:#}"),
                 suppressed,
                 "cache operation failed; continuing without the cache"
             );

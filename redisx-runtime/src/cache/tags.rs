@@ -191,7 +191,7 @@ impl Cache {
             tracing::error!(
                 ?tags,
                 keys,
-                error = %e,
+                error = %format_args!("{e:#}"),
                 "a tag invalidation failed half-way and its tag indexes could not be restored; those entries stay until their ttl unless deleted by key"
             );
         }
