@@ -31,7 +31,7 @@ pub(crate) fn runtime<'a>(explicit: Option<&'a RedisX>, missing: &NoRuntime) -> 
     }
     let global = RedisX::global_ref();
     if global.is_none() && !missing.warned.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
+        tracing::warn!(target: "redisx",
             "no redisx runtime is installed (call `rx.install()` at startup or pass `runtime = ...`); {}",
             missing.consequence
         );

@@ -33,8 +33,7 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn get<T: Cacheable>(&self, key: &str) -> Result<Option<T>> {
-        let span = tracing::info_span!(
-            "cache.get",
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.get",
             cache.key = key,
             cache.layer = tracing::field::Empty,
             cache.hit = tracing::field::Empty
@@ -189,8 +188,7 @@ impl Cache {
         T: Serialize + Clone + Send + Sync + 'static,
     {
         let call = self.call(key, opts)?;
-        let span = tracing::info_span!(
-            "cache.set",
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.set",
             cache.key = key,
             cache.ttl_ms = millis(call.r.ttl),
             cache.tags = opts.tags.len()
@@ -270,8 +268,7 @@ impl Cache {
                     .arg(msg)
                     .ignore();
             }
-            let span = tracing::info_span!(
-                "cache.set",
+            let span = tracing::debug_span!(target: "redisx::cache", "cache.set",
                 cache.keys = values.len(),
                 cache.ttl_ms = millis(first.r.ttl),
                 cache.tags = opts.tags.len()
@@ -343,7 +340,7 @@ impl Cache {
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(removed_l1);
         };
-        let span = tracing::info_span!("cache.invalidate", cache.keys = keys.len());
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", cache.keys = keys.len());
         let full: Vec<String> = keys.iter().map(|k| self.full_key(k.as_ref())).collect();
         let user: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
         self.unlink_and_publish(client, &full, &user)
@@ -430,7 +427,7 @@ impl Cache {
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(self.inner.evict_local_pattern(pattern));
         };
-        let span = tracing::info_span!("cache.invalidate", cache.pattern = pattern);
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", cache.pattern = pattern);
         let found = traced!(self.scan(client, pattern), span)?;
         let prefix_len = self.inner.keys.prefix().len();
         let mut full: Vec<&[u8]> = Vec::with_capacity(found.len());
@@ -482,7 +479,8 @@ impl Cache {
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(0);
         };
-        let span = tracing::info_span!("cache.invalidate", cache.clear = true);
+        let span =
+            tracing::debug_span!(target: "redisx::cache", "cache.invalidate", cache.clear = true);
         let failed = |e| self.failed(Op::Invalidate, e);
         let full = traced!(self.scan(client, "*"), span).map_err(failed)?;
         let deleted = traced!(self.unlink(client, &full), span).map_err(failed)?;

@@ -129,7 +129,7 @@ impl CachedSpec {
     #[cold]
     fn report_over_max_ttl(&self, max_ttl: Duration) {
         if !self.warned.swap(true, Ordering::Relaxed) {
-            tracing::error!(
+            tracing::error!(target: "redisx::cache",
                 function = self.name,
                 ttl = ?Duration::from_millis(self.ttl_ms),
                 ?max_ttl,
@@ -175,9 +175,9 @@ pub fn auto_key<A: Serialize + ?Sized>(
     let hash = crate::key::hash_args(args)
         .inspect_err(|e| {
             if WARNED.swap(true, Ordering::Relaxed) {
-                tracing::debug!(error = %format_args!("{e:#}"), "cannot hash the arguments of a #[cached] function; it runs uncached");
+                tracing::debug!(target: "redisx::cache", error = %format_args!("{e:#}"), "cannot hash the arguments of a #[cached] function; it runs uncached");
             } else {
-                tracing::warn!(error = %format_args!("{e:#}"), "cannot hash the arguments of a #[cached] function; it runs uncached (give it a `key` template)");
+                tracing::warn!(target: "redisx::cache", error = %format_args!("{e:#}"), "cannot hash the arguments of a #[cached] function; it runs uncached (give it a `key` template)");
             }
         })
         .ok();
@@ -504,12 +504,12 @@ impl EvictCall {
         if !self.keys.is_empty()
             && let Err(e) = cache.delete_many(&self.keys).await
         {
-            tracing::warn!(keys = ?self.keys, error = %format_args!("{e:#}"), "#[cache_evict] could not delete keys");
+            tracing::warn!(target: "redisx::cache", keys = ?self.keys, error = %format_args!("{e:#}"), "#[cache_evict] could not delete keys");
         }
         if !self.tags.is_empty()
             && let Err(e) = cache.invalidate_tags(&self.tags).await
         {
-            tracing::warn!(tags = ?self.tags, error = %format_args!("{e:#}"), "#[cache_evict] could not invalidate tags");
+            tracing::warn!(target: "redisx::cache", tags = ?self.tags, error = %format_args!("{e:#}"), "#[cache_evict] could not invalidate tags");
         }
     }
 
@@ -574,7 +574,7 @@ where
         if let Some((cache, key, opts)) = &self.target
             && let Err(e) = cache.set_with(key, value, opts).await
         {
-            tracing::warn!(key, error = %format_args!("{e:#}"), "#[cache_put] could not write the value");
+            tracing::warn!(target: "redisx::cache", key, error = %format_args!("{e:#}"), "#[cache_put] could not write the value");
         }
     }
 

@@ -253,7 +253,9 @@ impl CacheInner {
                 }
                 self.waiters.wake_all();
             }
-            None => tracing::debug!(payload, "ignoring an unknown cache invalidation message"),
+            None => {
+                tracing::debug!(target: "redisx::cache", payload, "ignoring an unknown cache invalidation message");
+            }
         }
     }
 }
@@ -326,7 +328,7 @@ async fn listen(
                 }
                 let delay = cfg.reconnect.delay(attempt, rand::random_range(0.0..=1.0));
                 attempt = attempt.saturating_add(1);
-                tracing::debug!(%channel, error = %format_args!("{e:#}"), ?delay, "cache invalidation listener: subscribe failed");
+                tracing::debug!(target: "redisx::cache", %channel, error = %format_args!("{e:#}"), ?delay, "cache invalidation listener: subscribe failed");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => continue,
                     () = stop.notified() => return,
@@ -342,7 +344,7 @@ async fn listen(
             let Some(inner) = cache.upgrade() else { return };
             inner.l1.clear();
             inner.waiters.wake_all();
-            tracing::info!(%channel, "cache invalidation listener resubscribed; L1 cleared");
+            tracing::info!(target: "redisx::cache", %channel, "cache invalidation listener resubscribed; L1 cleared");
         }
         subscribed_before = true;
         let mut stream = pubsub.into_on_message();
@@ -356,11 +358,11 @@ async fn listen(
             match std::str::from_utf8(msg.get_payload_bytes()) {
                 Ok(payload) => inner.on_message(payload),
                 Err(_) => {
-                    tracing::warn!(%channel, "ignoring a non-UTF-8 cache invalidation message");
+                    tracing::warn!(target: "redisx::cache", %channel, "ignoring a non-UTF-8 cache invalidation message");
                 }
             }
         }
-        tracing::warn!(%channel, "cache invalidation listener lost its connection; resubscribing");
+        tracing::warn!(target: "redisx::cache", %channel, "cache invalidation listener lost its connection; resubscribing");
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
             () = stop.notified() => return,

@@ -264,7 +264,7 @@ impl Cache {
             return;
         };
         if let Some(suppressed) = CORRUPT_LOG.admit(key_family(full), Instant::now()) {
-            tracing::warn!(
+            tracing::warn!(target: "redisx::cache",
                 key = %full,
                 suppressed,
                 error = %format_args!("{why:#}"),
@@ -275,7 +275,7 @@ impl Cache {
             .eval::<u64, _, _>(&scripts::DEL_IF_EQ.script, &[full], &[bytes])
             .await;
         if let Err(e) = removed {
-            tracing::debug!(key = %full, error = %format_args!("{e:#}"), "could not remove the corrupt entry");
+            tracing::debug!(target: "redisx::cache", key = %full, error = %format_args!("{e:#}"), "could not remove the corrupt entry");
         }
     }
 
@@ -397,7 +397,7 @@ impl Cache {
             // they notice the value at their bounded fallback poll.
             let msg = invalidation::keys_message(&self.inner.origin, [key]);
             if let Err(e) = self.publish(client, msg).await {
-                tracing::debug!(key, error = %format_args!("{e:#}"), "could not wake the instances waiting for a cache fill; they poll");
+                tracing::debug!(target: "redisx::cache", key, error = %format_args!("{e:#}"), "could not wake the instances waiting for a cache fill; they poll");
             }
         }
         Ok(Written {

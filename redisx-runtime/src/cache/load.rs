@@ -223,8 +223,7 @@ impl Cache {
                 return Fetched::Done(loader.await);
             }
         };
-        let span = tracing::info_span!(
-            "cache.get",
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.get",
             cache.key = key,
             cache.layer = tracing::field::Empty,
             cache.hit = tracing::field::Empty
@@ -334,7 +333,7 @@ impl Cache {
         timeout_error: Option<fn(Error) -> E>,
     ) -> Option<E> {
         let stampede = &self.inner.cfg.stampede;
-        tracing::warn!(
+        tracing::warn!(target: "redisx::cache",
             key,
             "cache stampede wait for {whom} timed out; falling back to {:?}",
             stampede.fallback
@@ -449,7 +448,7 @@ impl Cache {
                     && self.serve_stale_on(&e)
                 {
                     self.inner.metrics.stale_served.inc();
-                    tracing::warn!(
+                    tracing::warn!(target: "redisx::cache",
                         key = call.key,
                         error = %describe_error(&e),
                         error_type = std::any::type_name::<E>(),
@@ -501,7 +500,7 @@ impl Cache {
                 }
             }
             Ok(Written { stored: false, .. }) => {
-                tracing::debug!(
+                tracing::debug!(target: "redisx::cache",
                     key = call.key,
                     "the entry changed while loading (invalidated or lock expired); not writing it back"
                 );

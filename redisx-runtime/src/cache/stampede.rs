@@ -366,7 +366,7 @@ impl Cache {
             )
             .await;
         if let Err(e) = r {
-            tracing::debug!(key, error = %format_args!("{e:#}"), "could not release a cache regeneration lock; it expires by itself");
+            tracing::debug!(target: "redisx::cache", key, error = %format_args!("{e:#}"), "could not release a cache regeneration lock; it expires by itself");
         }
     }
 
@@ -402,7 +402,7 @@ impl Cache {
             loop {
                 tokio::time::sleep(every).await;
                 if Instant::now() >= until {
-                    tracing::warn!(
+                    tracing::warn!(target: "redisx::cache",
                         key = lock_key,
                         "a cache load has run for the whole stampede wait_timeout; its regeneration lock is no longer renewed"
                     );
@@ -413,7 +413,7 @@ impl Cache {
                 match client.invoke::<u8>(&invocation).await {
                     Ok(1) => {}
                     Ok(_) => {
-                        tracing::debug!(
+                        tracing::debug!(target: "redisx::cache",
                             key = lock_key,
                             "the regeneration lock was lost during the load (invalidated); its value will not be written"
                         );
@@ -423,7 +423,7 @@ impl Cache {
                     // renewal, so one failed renewal loses nothing (unless the round trip
                     // itself takes over two thirds of the ttl).
                     Err(e) => {
-                        tracing::debug!(key = lock_key, error = %format_args!("{e:#}"), "could not renew a cache regeneration lock");
+                        tracing::debug!(target: "redisx::cache", key = lock_key, error = %format_args!("{e:#}"), "could not renew a cache regeneration lock");
                     }
                 }
             }

@@ -315,7 +315,7 @@ impl Cache {
         bump(&self.inner.counters.errors);
         self.inner.metrics.error(op);
         if let Some(suppressed) = self.inner.warnings.admit(op, err.code()) {
-            tracing::warn!(
+            tracing::warn!(target: "redisx::cache",
                 op = op.label(),
                 step,
                 key,
@@ -338,8 +338,7 @@ impl Cache {
 /// under a typical subscriber); every other `cache.get` span is at INFO.
 #[inline]
 pub(crate) fn trace_l1_hit(key: &str) {
-    let _span = tracing::trace_span!(
-        "cache.get",
+    let _span = tracing::trace_span!(target: "redisx::cache", "cache.get",
         cache.key = key,
         cache.layer = "l1",
         cache.hit = true

@@ -93,7 +93,7 @@ impl Cache {
                 tokio::time::timeout(budget, cache.hold(None, &guard.lock, loader)).await
             else {
                 cache.inner.metrics.load(false);
-                tracing::warn!(
+                tracing::warn!(target: "redisx::cache",
                     key,
                     ?budget,
                     "background refresh abandoned: its loader did not finish in time; the stale value stays until its window ends"
@@ -112,7 +112,7 @@ impl Cache {
                         .await;
                 }
                 Err(e) => {
-                    tracing::warn!(
+                    tracing::warn!(target: "redisx::cache",
                         key,
                         error = %describe_error(&e),
                         error_type = std::any::type_name::<E>(),

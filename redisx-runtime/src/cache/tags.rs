@@ -44,7 +44,7 @@ impl Cache {
             // Without Redis the tag index is in process.
             return Ok(self.inner.evict_local_tags(tags, |_| true));
         };
-        let span = tracing::info_span!("cache.invalidate", cache.tags = tags.len());
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", cache.tags = tags.len());
         async {
             let claim = |t: &str| scripts::TAG_CLAIM.script.key(self.tag_key(t));
             let mut pipe = redis::pipe();
@@ -188,7 +188,7 @@ impl Cache {
         }
         if let Err(e) = client.query_pipeline::<()>(&pipe).await {
             let tags: Vec<&str> = tags.iter().map(AsRef::as_ref).collect();
-            tracing::error!(
+            tracing::error!(target: "redisx::cache",
                 ?tags,
                 keys,
                 error = %format_args!("{e:#}"),

@@ -308,7 +308,7 @@ impl Multiplexed {
             state.conn = None;
             state.last_error = Some(why.to_owned());
         }
-        tracing::warn!(client = %self.name, error = %format_args!("{why:#}"), "redis connection lost; reconnecting in the background");
+        tracing::warn!(target: "redisx", client = %self.name, error = %format_args!("{why:#}"), "redis connection lost; reconnecting in the background");
         self.down.notify_one();
     }
 
@@ -345,7 +345,7 @@ impl Multiplexed {
                 match me.open().await {
                     Ok(conn) => {
                         me.install(conn);
-                        tracing::info!(client = %me.name, attempts = attempt + 1, "redis connection established");
+                        tracing::info!(target: "redisx", client = %me.name, attempts = attempt + 1, "redis connection established");
                         break;
                     }
                     Err(e) => {
@@ -354,7 +354,7 @@ impl Multiplexed {
                             .reconnect
                             .delay(attempt, rand::Rng::random::<f64>(&mut rand::rng()));
                         let why = format!("{e:#}");
-                        tracing::debug!(client = %me.name, error = %format_args!("{why:#}"), ?delay, "reconnect attempt failed");
+                        tracing::debug!(target: "redisx", client = %me.name, error = %format_args!("{why:#}"), ?delay, "reconnect attempt failed");
                         me.state
                             .write()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
