@@ -1,6 +1,7 @@
 //! How to reach one Redis server: address, credentials, TLS, timeouts, reconnect, driver.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -82,8 +83,9 @@ impl ReconnectPolicy {
 
 /// How to connect to one Redis server.
 ///
-/// Build it from a URL (`redis://`, `rediss://` for TLS, `user:password@`, `/db`) or from
-/// fields. The password never appears in `Debug`, `Display`, logs or spans.
+/// Build it from a URL (`redis://`, `rediss://` for TLS, `user:password@`, `/db`; with
+/// [`from_url`](Self::from_url) or `str::parse`) or from fields. Each option is set by a
+/// method of its name and read back by the same name with `_value` (`db(2)`, `db_value()`). The password never appears in `Debug`, `Display`, logs or spans.
 ///
 /// ```
 /// use std::time::Duration;
@@ -94,7 +96,7 @@ impl ReconnectPolicy {
 ///     .driver(DriverKind::Pool { max_size: 16 });
 /// assert_eq!(cfg.host(), "10.0.0.5");
 /// assert_eq!(cfg.port(), 6380);
-/// assert_eq!(cfg.database(), 2);
+/// assert_eq!(cfg.db_value(), 2);
 /// assert!(!format!("{cfg:?}").contains("s3cret"));
 /// assert_eq!(cfg.to_string(), "redis://app:***@10.0.0.5:6380/2");
 /// # Ok::<(), redisx_runtime::Error>(())
@@ -281,24 +283,54 @@ impl ConnectionConfig {
         self.port
     }
 
+    /// The ACL user name, if any.
+    pub fn username_value(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    /// The password, if any (it is hidden from `Debug` and `Display`, not from this getter).
+    pub fn password_value(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     /// The logical database.
-    pub fn database(&self) -> i64 {
+    pub fn db_value(&self) -> i64 {
         self.db
     }
 
     /// Whether TLS is used.
-    pub fn is_tls(&self) -> bool {
+    pub fn tls_value(&self) -> bool {
         self.tls
     }
 
-    /// The ACL user name, if any.
-    pub fn user(&self) -> Option<&str> {
-        self.username.as_deref()
+    /// Whether certificate and host name checks are off (TLS only).
+    pub fn tls_insecure_value(&self) -> bool {
+        self.tls_insecure
+    }
+
+    /// How long one connection attempt may take.
+    pub fn connect_timeout_value(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// How long any command may take.
+    pub fn command_timeout_value(&self) -> Duration {
+        self.command_timeout
+    }
+
+    /// The reconnect backoff.
+    pub fn reconnect_value(&self) -> ReconnectPolicy {
+        self.reconnect
     }
 
     /// The configured driver.
-    pub fn driver_kind(&self) -> DriverKind {
+    pub fn driver_value(&self) -> DriverKind {
         self.driver
+    }
+
+    /// Whether building the runtime tolerates an unreachable server.
+    pub fn lazy_value(&self) -> bool {
+        self.lazy
     }
 
     pub(crate) fn to_connection_info(&self) -> redis::ConnectionInfo {
@@ -323,6 +355,15 @@ impl ConnectionConfig {
         redis::IntoConnectionInfo::into_connection_info(addr)
             .expect("a ConnectionAddr always converts")
             .set_redis_settings(redis_info)
+    }
+}
+
+impl FromStr for ConnectionConfig {
+    type Err = Error;
+
+    /// The same as [`ConnectionConfig::from_url`].
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
     }
 }
 
@@ -413,18 +454,27 @@ mod tests {
         let cfg = ConnectionConfig::from_url("rediss://bob:p%40ss@example.com:7000/3").unwrap();
         assert_eq!(cfg.host(), "example.com");
         assert_eq!(cfg.port(), 7000);
-        assert_eq!(cfg.database(), 3);
-        assert!(cfg.is_tls());
-        assert_eq!(cfg.user(), Some("bob"));
+        assert_eq!(cfg.db_value(), 3);
+        assert!(cfg.tls_value());
+        assert_eq!(cfg.username_value(), Some("bob"));
         assert_eq!(cfg.password.as_deref(), Some("p@ss"));
         assert_eq!(cfg.to_string(), "rediss://bob:***@example.com:7000/3");
+    }
+
+    #[test]
+    fn from_str_is_from_url() {
+        let cfg: ConnectionConfig = "redis://u:pw@h:7/1".parse().unwrap();
+        assert_eq!((cfg.host(), cfg.port(), cfg.db_value()), ("h", 7, 1));
+        assert_eq!(cfg.password_value(), Some("pw"));
+        let err = "http://h".parse::<ConnectionConfig>().unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ConfigInvalid);
     }
 
     #[test]
     fn password_only_and_defaults() {
         let cfg = ConnectionConfig::from_url("redis://:hunter2@localhost").unwrap();
         assert_eq!(cfg.port(), 6379);
-        assert_eq!(cfg.user(), None);
+        assert_eq!(cfg.username_value(), None);
         assert_eq!(cfg.password.as_deref(), Some("hunter2"));
         assert!(!format!("{cfg:?}").contains("hunter2"));
         assert!(!cfg.to_string().contains("hunter2"));
