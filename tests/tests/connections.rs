@@ -24,11 +24,9 @@ const DRIVERS: [DriverKind; 2] = [DriverKind::Multiplexed, DriverKind::Pool { ma
 
 /// A reconnect policy short enough for tests: 50 ms doubling to 200 ms.
 fn fast_reconnect() -> ReconnectPolicy {
-    ReconnectPolicy {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(200),
-        ..ReconnectPolicy::default()
-    }
+    ReconnectPolicy::default()
+        .initial(Duration::from_millis(50))
+        .max(Duration::from_millis(200))
 }
 
 fn config(url: &str) -> ConnectionConfig {

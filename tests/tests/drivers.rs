@@ -43,11 +43,11 @@ fn config(server: &RedisServer, driver: DriverKind) -> ConnectionConfig {
         .driver(driver)
         .connect_timeout(Duration::from_secs(1))
         .command_timeout(Duration::from_millis(500))
-        .reconnect(ReconnectPolicy {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        })
+        .reconnect(
+            ReconnectPolicy::default()
+                .initial(Duration::from_millis(50))
+                .max(Duration::from_millis(200)),
+        )
 }
 
 async fn runtime(cfg: ConnectionConfig, test: &str, cache: CacheConfig) -> RedisX {

@@ -10,6 +10,9 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::key;
 
 /// Which tiers a cache (or one call site) uses.
+///
+/// The three ways to combine two tiers; deliberately exhaustive, so a `match` on it needs no
+/// wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CacheMode {
     /// L1 in front of L2 (default).
@@ -32,8 +35,9 @@ impl CacheMode {
 }
 
 /// What a caller does when another instance holds the regeneration lock for longer than
-/// [`StampedeConfig::wait_timeout`].
+/// [`StampedeConfig::wait_timeout`](StampedeConfig::wait_timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum StampedeFallback {
     /// Run the loader anyway (default).
     #[default]
@@ -46,28 +50,82 @@ pub enum StampedeFallback {
 /// Distributed stampede protection: one caller across all instances loads a missing key; the
 /// others wait for its write (woken by pub/sub) and read it.
 ///
+/// Each option is set by a method of its name and read back with `_value`.
+///
 /// ```
 /// use std::time::Duration;
 /// use redisx_runtime::cache::{StampedeConfig, StampedeFallback};
 /// let s = StampedeConfig::default();
-/// assert!(s.enabled);
-/// assert_eq!(s.lock_ttl, Duration::from_secs(5));
-/// assert_eq!(s.wait_timeout, Duration::from_secs(10));
-/// assert_eq!(s.fallback, StampedeFallback::Load);
+/// assert!(s.enabled_value());
+/// assert_eq!(s.lock_ttl_value(), Duration::from_secs(5));
+/// assert_eq!(s.wait_timeout_value(), Duration::from_secs(10));
+/// assert_eq!(s.fallback_value(), StampedeFallback::Load);
+///
+/// let s = StampedeConfig::default()
+///     .wait_timeout(Duration::from_secs(2))
+///     .fallback(StampedeFallback::Error);
+/// assert_eq!(s.wait_timeout_value(), Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StampedeConfig {
-    /// On by default.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
+    pub(crate) lock_ttl: Duration,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) fallback: StampedeFallback,
+}
+
+impl StampedeConfig {
+    /// Turns stampede protection on or off (on by default).
+    #[must_use]
+    pub fn enabled(mut self, on: bool) -> Self {
+        self.enabled = on;
+        self
+    }
+
     /// How long a regeneration lock lives if its holder dies (default 5 s). A live holder
     /// renews it every third of this while its loader runs, for up to `wait_timeout`, so a
     /// load may take longer: the other instances keep waiting for its write (up to their
     /// `wait_timeout`), and a hung loader holds the key at most `wait_timeout + lock_ttl`.
-    pub lock_ttl: Duration,
+    #[must_use]
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
     /// How long a caller waits for another instance's load (default 10 s).
-    pub wait_timeout: Duration,
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
     /// What to do when the wait times out (default [`StampedeFallback::Load`]).
-    pub fallback: StampedeFallback,
+    #[must_use]
+    pub fn fallback(mut self, fallback: StampedeFallback) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// Whether stampede protection is on.
+    pub fn enabled_value(&self) -> bool {
+        self.enabled
+    }
+
+    /// How long a regeneration lock lives if its holder dies.
+    pub fn lock_ttl_value(&self) -> Duration {
+        self.lock_ttl
+    }
+
+    /// How long a caller waits for another instance's load.
+    pub fn wait_timeout_value(&self) -> Duration {
+        self.wait_timeout
+    }
+
+    /// What a caller does when the wait times out.
+    pub fn fallback_value(&self) -> StampedeFallback {
+        self.fallback
+    }
 }
 
 impl Default for StampedeConfig {

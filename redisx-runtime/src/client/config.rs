@@ -31,27 +31,80 @@ pub enum DriverKind {
 /// Reconnect backoff: `initial`, multiplied by `factor` after every failed attempt, capped at
 /// `max`, with up to 50 % random jitter subtracted so instances do not reconnect in lockstep.
 ///
-/// The default is 1 s doubling to 30 s, with jitter, forever.
+/// The default is 1 s doubling to 30 s, with jitter, forever. Each option is set by a method
+/// of its name and read back with `_value`.
 ///
 /// ```
 /// use std::time::Duration;
 /// use redisx_runtime::ReconnectPolicy;
 /// let p = ReconnectPolicy::default();
-/// assert_eq!(p.initial, Duration::from_secs(1));
+/// assert_eq!(p.initial_value(), Duration::from_secs(1));
 /// assert_eq!(p.delay(0, 1.0), Duration::from_secs(1));
 /// assert_eq!(p.delay(3, 1.0), Duration::from_secs(8));
 /// assert_eq!(p.delay(10, 1.0), Duration::from_secs(30));
+///
+/// let fast = ReconnectPolicy::default()
+///     .initial(Duration::from_millis(50))
+///     .max(Duration::from_millis(200));
+/// assert_eq!(fast.delay(5, 1.0), Duration::from_millis(200));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ReconnectPolicy {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+    pub(crate) factor: f64,
+    pub(crate) jitter: bool,
+}
+
+impl ReconnectPolicy {
+    /// The delay before the first reconnect attempt (default 1 s).
+    #[must_use]
+    pub fn initial(mut self, delay: Duration) -> Self {
+        self.initial = delay;
+        self
+    }
+
+    /// The longest delay between attempts (default 30 s).
+    #[must_use]
+    pub fn max(mut self, delay: Duration) -> Self {
+        self.max = delay;
+        self
+    }
+
+    /// The factor applied after every failed attempt (default 2; below 1 counts as 1).
+    #[must_use]
+    pub fn factor(mut self, factor: f64) -> Self {
+        self.factor = factor;
+        self
+    }
+
+    /// Whether to randomise each delay, between 50 % and 100 % of it (default on).
+    #[must_use]
+    pub fn jitter(mut self, on: bool) -> Self {
+        self.jitter = on;
+        self
+    }
+
     /// The delay before the first reconnect attempt.
-    pub initial: Duration,
+    pub fn initial_value(&self) -> Duration {
+        self.initial
+    }
+
     /// The longest delay between attempts.
-    pub max: Duration,
+    pub fn max_value(&self) -> Duration {
+        self.max
+    }
+
     /// The factor applied after every failed attempt.
-    pub factor: f64,
-    /// Whether to randomise each delay (between 50 % and 100 % of it).
-    pub jitter: bool,
+    pub fn factor_value(&self) -> f64 {
+        self.factor
+    }
+
+    /// Whether each delay is randomised.
+    pub fn jitter_value(&self) -> bool {
+        self.jitter
+    }
 }
 
 impl Default for ReconnectPolicy {
