@@ -354,7 +354,9 @@ impl RedisXBuilder {
         let cache_cfg = self.cache.unwrap_or_default();
         cache_cfg.validate()?;
         let mut seen = std::collections::HashSet::new();
-        for (name, _) in &self.clients {
+        for (name, cfg) in &self.clients {
+            cfg.validate()
+                .map_err(|e| e.with_context("client", name.clone()))?;
             if !seen.insert(name.as_str()) {
                 return Err(Error::new(
                     ErrorCode::ConfigInvalid,

@@ -67,9 +67,10 @@ impl Driver {
                 let pool = deadpool_redis::Pool::builder(manager)
                     .max_size(max_size.max(1))
                     .runtime(deadpool_redis::Runtime::Tokio1)
-                    .create_timeout(Some(cfg.connect_timeout))
-                    .wait_timeout(Some(cfg.command_timeout))
-                    .recycle_timeout(Some(cfg.command_timeout))
+                    .create_timeout(Some(cfg.pool_create_timeout_value()))
+                    .wait_timeout(Some(cfg.pool_wait_timeout_value()))
+                    .recycle_timeout(Some(cfg.pool_recycle_timeout_value()))
+                    .post_create(init_hook(cfg))
                     .build()
                     .map_err(|e| {
                         Error::new(
@@ -149,6 +150,19 @@ impl Driver {
             Self::Pool(pool) => pool.close(),
         }
     }
+}
+
+/// The pool's `post_create` hook: [`ConnectionConfig::init_connection`] on every new connection.
+fn init_hook(cfg: &ConnectionConfig) -> deadpool_redis::Hook {
+    let cfg = Arc::new(cfg.clone());
+    deadpool_redis::Hook::async_fn(move |conn, _| {
+        let cfg = cfg.clone();
+        Box::pin(async move {
+            cfg.init_connection(conn)
+                .await
+                .map_err(deadpool_redis::HookError::Backend)
+        })
+    })
 }
 
 pub(crate) fn connection_config(
@@ -254,7 +268,10 @@ impl Multiplexed {
             .client
             .get_multiplexed_async_connection_with_config(&config);
         match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(mut conn)) => match self.cfg.init_connection(&mut conn).await {
+                Ok(()) => Ok(conn),
+                Err(e) => Err(connect_error(&self.name, &self.cfg, e)),
+            },
             Ok(Err(e)) => Err(connect_error(&self.name, &self.cfg, e)),
             Err(_) => Err(Error::new(
                 ErrorCode::ConnectionTimeout,
