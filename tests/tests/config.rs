@@ -511,3 +511,43 @@ async fn tls_certificates_that_do_not_parse_fail_the_build() {
     let err = build(cfg).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
 }
+
+/// With the `serde` feature, a client and the cache load from a config file's table (JSON
+/// here) and work against a real server.
+#[tokio::test]
+async fn configs_load_with_serde_and_connect() {
+    #[derive(serde::Deserialize)]
+    struct AppConfig {
+        redis: ConnectionConfig,
+        cache: redisx::CacheConfig,
+    }
+    let server = RedisServer::start_owned();
+    let json = format!(
+        r#"{{
+            "redis": {{ "url": "{}", "db": 4, "client_name": "from-file", "resp3": true,
+                        "command_timeout": "2s", "reconnect": {{ "initial": "50ms" }} }},
+            "cache": {{ "default_ttl": "10m", "codec": "json", "stampede": {{ "wait_timeout": "1s" }} }}
+        }}"#,
+        server.url()
+    );
+    let app: AppConfig = serde_json::from_str(&json).expect("the config loads");
+    assert_eq!(app.redis.command_timeout_value(), Duration::from_secs(2));
+    let rx = RedisX::builder()
+        .client("default", app.redis)
+        .cache(app.cache)
+        .build()
+        .await
+        .expect("connects");
+    let info = client_info(&rx).await;
+    assert_eq!(
+        (
+            field(&info, "db"),
+            field(&info, "name"),
+            field(&info, "resp")
+        ),
+        ("4", "from-file", "3"),
+        "{info}"
+    );
+    cache_round_trip(&rx, "serde").await;
+    rx.shutdown().await;
+}

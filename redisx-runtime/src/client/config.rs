@@ -1,5 +1,7 @@
 //! How to reach one Redis server: address, credentials, TLS, timeouts, reconnect, driver.
 
+#[cfg(feature = "serde")]
+mod deserialize;
 mod getters;
 mod policy;
 mod url;
@@ -150,8 +152,9 @@ impl ConnectionConfig {
         self
     }
 
-    /// Connects over TLS (rustls with the webpki roots, unless [`tls_ca_cert`](Self::tls_ca_cert)
-    /// names the trusted CA).
+    /// Connects over TLS: rustls with the webpki roots (feature `tls-rustls`, the default) or
+    /// native-tls with the system's roots (feature `tls-native`), unless
+    /// [`tls_ca_cert`](Self::tls_ca_cert) names the trusted CA.
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
@@ -234,6 +237,7 @@ impl ConnectionConfig {
     /// [`DriverKind::Pool`]: how long a command waits for a free connection when all
     /// `max_size` are in use, before failing with [`ErrorCode::ConnectionTimeout`] (default:
     /// the command timeout).
+    #[cfg(feature = "pool")]
     #[must_use]
     pub fn pool_wait_timeout(mut self, timeout: Duration) -> Self {
         self.pool_wait_timeout = Some(timeout);
@@ -242,6 +246,7 @@ impl ConnectionConfig {
 
     /// [`DriverKind::Pool`]: how long opening a new pooled connection may take (default: the
     /// connect timeout).
+    #[cfg(feature = "pool")]
     #[must_use]
     pub fn pool_create_timeout(mut self, timeout: Duration) -> Self {
         self.pool_create_timeout = Some(timeout);
@@ -251,6 +256,7 @@ impl ConnectionConfig {
     /// [`DriverKind::Pool`]: how long the health check of a connection taken from the pool
     /// (`UNWATCH` + `PING`) may take before the connection is dropped and another one is
     /// used (default: the command timeout).
+    #[cfg(feature = "pool")]
     #[must_use]
     pub fn pool_recycle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_recycle_timeout = Some(timeout);
@@ -382,6 +388,7 @@ impl ConnectionConfig {
     }
 
     fn connection_info(&self) -> redis::RedisResult<redis::ConnectionInfo> {
+        #[cfg(feature = "tls-rustls")]
         if self.tls {
             ensure_rustls_provider();
         }
@@ -410,6 +417,7 @@ impl ConnectionConfig {
         redis_info = redis_info.set_lib_name("redisx", env!("CARGO_PKG_VERSION"));
         let info =
             redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(redis_info);
+        #[cfg(any(feature = "tls-rustls", feature = "tls-native"))]
         if self.tls && (self.tls_ca_cert.is_some() || self.tls_client_cert.is_some()) {
             let certs = redis::TlsCertificates {
                 client_tls: self.tls_client_cert.as_ref().map(|(cert, key)| {
@@ -459,6 +467,12 @@ impl ConnectionConfig {
         if self.socket.is_some() && self.tls {
             return bad("TLS is not available over a Unix socket".into());
         }
+        if self.tls && cfg!(not(any(feature = "tls-rustls", feature = "tls-native"))) {
+            return bad(
+                "`rediss://` needs TLS support: enable the `tls-rustls` (default) or `tls-native` feature of redisx"
+                    .into(),
+            );
+        }
         if has_certs && !self.tls {
             return bad(
                 "`tls_ca_cert` and `tls_client_cert` need TLS: use a `rediss://` URL or `.tls(true)`"
@@ -476,6 +490,7 @@ impl ConnectionConfig {
     }
 }
 
+#[cfg(feature = "tls-rustls")]
 /// rustls needs a process-wide crypto provider, and redis-rs leaves choosing one to the
 /// application: without one the first handshake panics. Unless the application installed its
 /// own, install ring's (a lost race with another installer is harmless).

@@ -81,17 +81,20 @@ impl ConnectionConfig {
     }
 
     /// How long a command waits for a free pooled connection (the command timeout unless set).
+    #[cfg(feature = "pool")]
     pub fn pool_wait_timeout_value(&self) -> Duration {
         self.pool_wait_timeout.unwrap_or(self.command_timeout)
     }
 
     /// How long opening a pooled connection may take (the connect timeout unless set).
+    #[cfg(feature = "pool")]
     pub fn pool_create_timeout_value(&self) -> Duration {
         self.pool_create_timeout.unwrap_or(self.connect_timeout)
     }
 
     /// How long the health check of a pooled connection may take (the command timeout unless
     /// set).
+    #[cfg(feature = "pool")]
     pub fn pool_recycle_timeout_value(&self) -> Duration {
         self.pool_recycle_timeout.unwrap_or(self.command_timeout)
     }

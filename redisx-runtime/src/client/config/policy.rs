@@ -8,8 +8,9 @@ use std::time::Duration;
 ///
 /// * [`DriverKind::Multiplexed`] (the default): one shared, pipelined connection per client,
 ///   re-established in the background with exponential backoff when it drops. While it is down,
-///   commands fail at once with [`ErrorCode::ConnectionClosed`](crate::ErrorCode::ConnectionClosed) instead of queueing.
-/// * [`DriverKind::Pool`]: a `deadpool-redis` pool. Every checkout sends `UNWATCH` + `PING`
+///   commands fail at once with
+///   [`ErrorCode::ConnectionClosed`](crate::ErrorCode::ConnectionClosed) instead of queueing.
+/// * `DriverKind::Pool` (feature `pool`, on by default): a `deadpool-redis` pool. Every checkout sends `UNWATCH` + `PING`
 ///   (a second round trip per call, about 7× lower throughput on loopback), so use it only when
 ///   you need connection-level isolation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +18,8 @@ use std::time::Duration;
 pub enum DriverKind {
     /// One multiplexed auto-reconnecting connection (default).
     Multiplexed,
-    /// A deadpool-redis pool of up to `max_size` connections.
+    /// A deadpool-redis pool of up to `max_size` connections (feature `pool`).
+    #[cfg(feature = "pool")]
     Pool {
         /// The largest number of connections the pool opens.
         max_size: usize,

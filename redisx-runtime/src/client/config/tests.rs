@@ -21,6 +21,7 @@ fn backoff_doubles_and_caps() {
     assert_eq!(no_jitter.delay(1, 0.0), Duration::from_secs(2));
 }
 
+#[cfg(feature = "pool")]
 #[test]
 fn pool_timeouts_default_to_the_connection_timeouts() {
     let cfg = ConnectionConfig::new("h", 1)
@@ -52,6 +53,7 @@ fn validate_rejects_inconsistent_options() {
         .unwrap();
 }
 
+#[cfg(any(feature = "tls-rustls", feature = "tls-native"))]
 #[test]
 fn validate_rejects_certificates_that_do_not_parse() {
     let cfg = ConnectionConfig::from_url("rediss://h")
