@@ -76,10 +76,72 @@ impl std::fmt::Debug for RedisX {
 }
 
 impl RedisX {
-    /// A builder for a runtime.
+    /// A builder for a runtime: several clients, a key prefix, the cache's settings, plugins.
+    /// For one server with every default, [`RedisX::connect`] is shorter.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn start() -> redisx_runtime::Result<()> {
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .key_prefix("myapp:")
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> RedisXBuilder {
         RedisXBuilder::default()
     }
+
+    /// A runtime with one client, `"default"`, on the server `url` names (see
+    /// [`ConnectionConfig::from_url`] for the forms), no key prefix and the default cache.
+    ///
+    /// The same as `RedisX::builder().client("default", url.parse()?).build()`; use the
+    /// [builder](RedisX::builder) for anything more.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::RedisX;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn start() -> redisx_runtime::Result<()> {
+    /// let rx = RedisX::connect("redis://127.0.0.1:6379").await?;
+    /// rx.install()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<RedisX> {
+        Self::builder()
+            .client("default", ConnectionConfig::from_url(url)?)
+            .build()
+            .await
+    }
+
+    /// [`RedisX::connect`] to the server the environment variable `REDIS_URL` names, or to
+    /// [`DEFAULT_URL`](Self::DEFAULT_URL) (`redis://127.0.0.1:6379`) when it is unset or
+    /// empty. A value that is not valid Unicode is an [`ErrorCode::ConfigInvalid`] error.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::RedisX;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn start() -> redisx_runtime::Result<()> {
+    /// // REDIS_URL=rediss://app:secret@cache.internal:6380/2 ./my-service
+    /// let rx = RedisX::from_env().await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env() -> Result<RedisX> {
+        let url = url_from_env(std::env::var_os(Self::URL_ENV))?;
+        Self::connect(&url).await
+    }
+
+    /// The environment variable [`RedisX::from_env`] reads: `REDIS_URL`.
+    pub const URL_ENV: &'static str = "REDIS_URL";
+
+    /// The server [`RedisX::from_env`] connects to when `REDIS_URL` is unset.
+    pub const DEFAULT_URL: &'static str = "redis://127.0.0.1:6379";
 
     /// Makes this runtime the process-wide default that the attributes use.
     ///
@@ -296,7 +358,9 @@ impl RedisXBuilder {
         let cache_cfg = self.cache.unwrap_or_default();
         cache_cfg.validate()?;
         let mut seen = std::collections::HashSet::new();
-        for (name, _) in &self.clients {
+        for (name, cfg) in &self.clients {
+            cfg.validate()
+                .map_err(|e| e.with_context("client", name.clone()))?;
             if !seen.insert(name.as_str()) {
                 return Err(Error::new(
                     ErrorCode::ConfigInvalid,
@@ -381,5 +445,48 @@ impl RedisXBuilder {
     }
 }
 
+/// The URL [`RedisX::from_env`] uses, given the value of `REDIS_URL`.
+fn url_from_env(value: Option<std::ffi::OsString>) -> Result<String> {
+    match value {
+        None => Ok(RedisX::DEFAULT_URL.to_owned()),
+        Some(v) => match v.into_string() {
+            Ok(s) if s.trim().is_empty() => Ok(RedisX::DEFAULT_URL.to_owned()),
+            Ok(s) => Ok(s.trim().to_owned()),
+            Err(_) => Err(Error::new(
+                ErrorCode::ConfigInvalid,
+                format!(
+                    "the environment variable `{}` is not valid Unicode",
+                    RedisX::URL_ENV
+                ),
+            )),
+        },
+    }
+}
+
 /// How long a shutdown waits for the plugins to stop, unless configured.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_url_defaults_when_unset_or_empty() {
+        assert_eq!(url_from_env(None).unwrap(), "redis://127.0.0.1:6379");
+        assert_eq!(url_from_env(Some(" ".into())).unwrap(), RedisX::DEFAULT_URL);
+        assert_eq!(
+            url_from_env(Some(" redis://h:1/2\n".into())).unwrap(),
+            "redis://h:1/2"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn env_url_must_be_unicode() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let bad = std::ffi::OsString::from_vec(vec![0xff, 0xfe]);
+        let err = url_from_env(Some(bad)).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+        assert!(err.to_string().contains("REDIS_URL"), "{err}");
+    }
+}

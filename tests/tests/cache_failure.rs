@@ -20,11 +20,11 @@ async fn redis_killed_calls_answer_from_the_function_and_caching_resumes() {
             ConnectionConfig::from_url(&server.url())
                 .unwrap()
                 .command_timeout(Duration::from_millis(500))
-                .reconnect(redisx::ReconnectPolicy {
-                    initial: Duration::from_millis(50),
-                    max: Duration::from_millis(200),
-                    ..redisx::ReconnectPolicy::default()
-                }),
+                .reconnect(
+                    redisx::ReconnectPolicy::default()
+                        .initial(Duration::from_millis(50))
+                        .max(Duration::from_millis(200)),
+                ),
         )
         .key_prefix(unique_prefix("killed"))
         .cache(CacheConfig::default().mode(CacheMode::L2Only))
@@ -189,10 +189,8 @@ async fn a_panicking_loader_does_not_poison_its_waiters() {
     let (a, b) = pair(
         &server,
         "panic",
-        CacheConfig::default().stampede(StampedeConfig {
-            lock_ttl: Duration::from_secs(30),
-            ..StampedeConfig::default()
-        }),
+        CacheConfig::default()
+            .stampede(StampedeConfig::default().lock_ttl(Duration::from_secs(30))),
     )
     .await;
     let leader = {

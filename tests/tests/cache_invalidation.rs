@@ -231,11 +231,11 @@ async fn after_a_reconnect_an_instance_resubscribes_and_empties_its_l1() {
                 ConnectionConfig::from_url(&server.url())
                     .unwrap()
                     .command_timeout(Duration::from_millis(500))
-                    .reconnect(redisx::ReconnectPolicy {
-                        initial: Duration::from_millis(50),
-                        max: Duration::from_millis(200),
-                        ..redisx::ReconnectPolicy::default()
-                    }),
+                    .reconnect(
+                        redisx::ReconnectPolicy::default()
+                            .initial(Duration::from_millis(50))
+                            .max(Duration::from_millis(200)),
+                    ),
             )
             .key_prefix(&prefix)
             .cache(CacheConfig::default())

@@ -22,11 +22,11 @@ fn commands_sent(rx: &RedisX, command: &str) -> u64 {
 }
 
 fn waiting_config(fallback: StampedeFallback) -> CacheConfig {
-    CacheConfig::default().stampede(StampedeConfig {
-        wait_timeout: Duration::from_millis(200),
-        fallback,
-        ..StampedeConfig::default()
-    })
+    CacheConfig::default().stampede(
+        StampedeConfig::default()
+            .wait_timeout(Duration::from_millis(200))
+            .fallback(fallback),
+    )
 }
 
 /// `fut`'s output, or a panic when it is not ready within 5 s (the leader it would otherwise
@@ -183,10 +183,8 @@ async fn a_load_slower_than_the_lock_ttl_keeps_its_lock_and_is_cached() {
     let prefix = unique_prefix("slow_load");
     let key = format!("{prefix}cache:slow");
     let mut conn = raw(&server).await;
-    let cfg = CacheConfig::default().stampede(StampedeConfig {
-        lock_ttl: Duration::from_millis(150),
-        ..StampedeConfig::default()
-    });
+    let cfg = CacheConfig::default()
+        .stampede(StampedeConfig::default().lock_ttl(Duration::from_millis(150)));
     let a = runtime(&server.url(), &prefix, cfg.clone()).await;
     let b = runtime(&server.url(), &prefix, cfg).await;
     let calls = Arc::new(AtomicUsize::new(0));
@@ -230,12 +228,12 @@ async fn a_hung_load_holds_its_lock_for_wait_timeout_at_most() {
     let prefix = unique_prefix("hung_load");
     let key = format!("{prefix}cache:k");
     let mut conn = raw(&server).await;
-    let cfg = CacheConfig::default().stampede(StampedeConfig {
-        lock_ttl: Duration::from_millis(150),
-        wait_timeout: Duration::from_millis(400),
-        fallback: StampedeFallback::Error,
-        ..StampedeConfig::default()
-    });
+    let cfg = CacheConfig::default().stampede(
+        StampedeConfig::default()
+            .lock_ttl(Duration::from_millis(150))
+            .wait_timeout(Duration::from_millis(400))
+            .fallback(StampedeFallback::Error),
+    );
     let a = runtime(&server.url(), &prefix, cfg.clone()).await;
     let b = runtime(&server.url(), &prefix, cfg).await;
     let (release, hung) = gated_load(a.cache(), "k", "from a");
@@ -362,10 +360,7 @@ async fn without_stampede_protection_a_miss_is_one_read_and_one_write() {
     let rx = runtime(
         &server.url(),
         &unique_prefix("no_stampede"),
-        CacheConfig::default().stampede(StampedeConfig {
-            enabled: false,
-            ..StampedeConfig::default()
-        }),
+        CacheConfig::default().stampede(StampedeConfig::default().enabled(false)),
     )
     .await;
     let (gets, sets, scripts) = (

@@ -554,11 +554,11 @@ mod redis_killed {
             .unwrap()
             .connect_timeout(Duration::from_millis(500))
             .command_timeout(Duration::from_millis(500))
-            .reconnect(ReconnectPolicy {
-                initial: Duration::from_millis(50),
-                max: Duration::from_millis(200),
-                ..ReconnectPolicy::default()
-            });
+            .reconnect(
+                ReconnectPolicy::default()
+                    .initial(Duration::from_millis(50))
+                    .max(Duration::from_millis(200)),
+            );
         set(&RT, build_with(cfg, "attr_killed").await);
         assert_eq!(value(1).await, 101);
         assert_eq!(value(1).await, 101);

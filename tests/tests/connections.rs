@@ -24,11 +24,9 @@ const DRIVERS: [DriverKind; 2] = [DriverKind::Multiplexed, DriverKind::Pool { ma
 
 /// A reconnect policy short enough for tests: 50 ms doubling to 200 ms.
 fn fast_reconnect() -> ReconnectPolicy {
-    ReconnectPolicy {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(200),
-        ..ReconnectPolicy::default()
-    }
+    ReconnectPolicy::default()
+        .initial(Duration::from_millis(50))
+        .max(Duration::from_millis(200))
 }
 
 fn config(url: &str) -> ConnectionConfig {
@@ -73,7 +71,7 @@ async fn db_in_the_url_selects_the_database() {
         let key = format!("{}k", unique_prefix("db_path"));
         let rx = build(config(&format!("{}/3", server.url())).driver(driver), "db").await;
         let rx = rx.expect("builds");
-        assert_eq!(rx.client().config().database(), 3);
+        assert_eq!(rx.client().config().db_value(), 3);
         let () = rx
             .client()
             .query(redis::cmd("SET").arg(&key).arg("in-db-3"))
@@ -128,7 +126,7 @@ async fn an_acl_user_from_the_url_is_the_connection_user() {
         .start();
     for driver in DRIVERS {
         let cfg = config(&server.url_with_auth("app", password)).driver(driver);
-        assert_eq!(cfg.user(), Some("app"));
+        assert_eq!(cfg.username_value(), Some("app"));
         let rx = build(cfg, "acl").await.expect("the ACL user authenticates");
         let whoami: String = rx
             .client()

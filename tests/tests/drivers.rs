@@ -43,15 +43,15 @@ fn config(server: &RedisServer, driver: DriverKind) -> ConnectionConfig {
         .driver(driver)
         .connect_timeout(Duration::from_secs(1))
         .command_timeout(Duration::from_millis(500))
-        .reconnect(ReconnectPolicy {
-            initial: Duration::from_millis(50),
-            max: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        })
+        .reconnect(
+            ReconnectPolicy::default()
+                .initial(Duration::from_millis(50))
+                .max(Duration::from_millis(200)),
+        )
 }
 
 async fn runtime(cfg: ConnectionConfig, test: &str, cache: CacheConfig) -> RedisX {
-    let driver = cfg.driver_kind();
+    let driver = cfg.driver_value();
     let rx = RedisX::builder()
         .client("default", cfg)
         .key_prefix(unique_prefix(test))
@@ -59,7 +59,7 @@ async fn runtime(cfg: ConnectionConfig, test: &str, cache: CacheConfig) -> Redis
         .build()
         .await
         .unwrap();
-    assert_eq!(rx.client().config().driver_kind(), driver);
+    assert_eq!(rx.client().config().driver_value(), driver);
     rx
 }
 

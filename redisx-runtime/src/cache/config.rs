@@ -9,7 +9,12 @@ use crate::codec::CodecKind;
 use crate::error::{Error, ErrorCode, Result};
 use crate::key;
 
+mod getters;
+
 /// Which tiers a cache (or one call site) uses.
+///
+/// The three ways to combine two tiers; deliberately exhaustive, so a `match` on it needs no
+/// wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CacheMode {
     /// L1 in front of L2 (default).
@@ -32,8 +37,9 @@ impl CacheMode {
 }
 
 /// What a caller does when another instance holds the regeneration lock for longer than
-/// [`StampedeConfig::wait_timeout`].
+/// [`StampedeConfig::wait_timeout`](StampedeConfig::wait_timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum StampedeFallback {
     /// Run the loader anyway (default).
     #[default]
@@ -46,28 +52,62 @@ pub enum StampedeFallback {
 /// Distributed stampede protection: one caller across all instances loads a missing key; the
 /// others wait for its write (woken by pub/sub) and read it.
 ///
+/// Each option is set by a method of its name and read back with `_value`.
+///
 /// ```
 /// use std::time::Duration;
 /// use redisx_runtime::cache::{StampedeConfig, StampedeFallback};
 /// let s = StampedeConfig::default();
-/// assert!(s.enabled);
-/// assert_eq!(s.lock_ttl, Duration::from_secs(5));
-/// assert_eq!(s.wait_timeout, Duration::from_secs(10));
-/// assert_eq!(s.fallback, StampedeFallback::Load);
+/// assert!(s.enabled_value());
+/// assert_eq!(s.lock_ttl_value(), Duration::from_secs(5));
+/// assert_eq!(s.wait_timeout_value(), Duration::from_secs(10));
+/// assert_eq!(s.fallback_value(), StampedeFallback::Load);
+///
+/// let s = StampedeConfig::default()
+///     .wait_timeout(Duration::from_secs(2))
+///     .fallback(StampedeFallback::Error);
+/// assert_eq!(s.wait_timeout_value(), Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StampedeConfig {
-    /// On by default.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
+    pub(crate) lock_ttl: Duration,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) fallback: StampedeFallback,
+}
+
+impl StampedeConfig {
+    /// Turns stampede protection on or off (on by default).
+    #[must_use]
+    pub fn enabled(mut self, on: bool) -> Self {
+        self.enabled = on;
+        self
+    }
+
     /// How long a regeneration lock lives if its holder dies (default 5 s). A live holder
     /// renews it every third of this while its loader runs, for up to `wait_timeout`, so a
     /// load may take longer: the other instances keep waiting for its write (up to their
     /// `wait_timeout`), and a hung loader holds the key at most `wait_timeout + lock_ttl`.
-    pub lock_ttl: Duration,
+    #[must_use]
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
     /// How long a caller waits for another instance's load (default 10 s).
-    pub wait_timeout: Duration,
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
     /// What to do when the wait times out (default [`StampedeFallback::Load`]).
-    pub fallback: StampedeFallback,
+    #[must_use]
+    pub fn fallback(mut self, fallback: StampedeFallback) -> Self {
+        self.fallback = fallback;
+        self
+    }
 }
 
 impl Default for StampedeConfig {
@@ -86,6 +126,9 @@ impl Default for StampedeConfig {
 pub type StaleIfErrorPredicate = Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>;
 
 /// Configuration of the cache plugin. Defaults follow the original toolkit.
+///
+/// Each option is set by a method of its name and read back by the same name with `_value`
+/// (`l1_ttl(..)`, `l1_ttl_value()`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -427,16 +470,6 @@ impl CacheConfig {
         self
     }
 
-    /// The configured mode.
-    pub fn mode_value(&self) -> CacheMode {
-        self.mode
-    }
-
-    /// The configured key prefix.
-    pub fn key_prefix_value(&self) -> &str {
-        &self.key_prefix
-    }
-
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::new(ErrorCode::ConfigInvalid, msg));
         if self.default_ttl.is_zero() {
@@ -569,7 +602,7 @@ impl CacheConfig {
 ///     .ttl(Duration::from_secs(300))
 ///     .tags(["users", "user:42"])
 ///     .swr(Duration::from_secs(30));
-/// assert_eq!(opts.tag_list(), ["users", "user:42"]);
+/// assert_eq!(opts.tags_value(), ["users", "user:42"]);
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct EntryOptions {
@@ -688,11 +721,6 @@ impl EntryOptions {
     {
         self.tags = tags.into_iter().map(Into::into).collect();
         self
-    }
-
-    /// The tags set so far.
-    pub fn tag_list(&self) -> &[String] {
-        &self.tags
     }
 }
 

@@ -1,89 +1,27 @@
 //! How to reach one Redis server: address, credentials, TLS, timeouts, reconnect, driver.
 
+#[cfg(feature = "serde")]
+mod deserialize;
+mod getters;
+mod policy;
+mod url;
+
 use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
+
+pub use policy::{DriverKind, ReconnectPolicy};
 
 use crate::error::{Error, ErrorCode, Result};
 
-/// The connection driver of a client.
-///
-/// Both drivers pass the same integration tests; they differ in cost:
-///
-/// * [`DriverKind::Multiplexed`] (the default): one shared, pipelined connection per client,
-///   re-established in the background with exponential backoff when it drops. While it is down,
-///   commands fail at once with [`ErrorCode::ConnectionClosed`] instead of queueing.
-/// * [`DriverKind::Pool`]: a `deadpool-redis` pool. Every checkout sends `UNWATCH` + `PING`
-///   (a second round trip per call, about 7× lower throughput on loopback), so use it only when
-///   you need connection-level isolation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DriverKind {
-    /// One multiplexed auto-reconnecting connection (default).
-    Multiplexed,
-    /// A deadpool-redis pool of up to `max_size` connections.
-    Pool {
-        /// The largest number of connections the pool opens.
-        max_size: usize,
-    },
-}
-
-/// Reconnect backoff: `initial`, multiplied by `factor` after every failed attempt, capped at
-/// `max`, with up to 50 % random jitter subtracted so instances do not reconnect in lockstep.
-///
-/// The default is 1 s doubling to 30 s, with jitter, forever.
-///
-/// ```
-/// use std::time::Duration;
-/// use redisx_runtime::ReconnectPolicy;
-/// let p = ReconnectPolicy::default();
-/// assert_eq!(p.initial, Duration::from_secs(1));
-/// assert_eq!(p.delay(0, 1.0), Duration::from_secs(1));
-/// assert_eq!(p.delay(3, 1.0), Duration::from_secs(8));
-/// assert_eq!(p.delay(10, 1.0), Duration::from_secs(30));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ReconnectPolicy {
-    /// The delay before the first reconnect attempt.
-    pub initial: Duration,
-    /// The longest delay between attempts.
-    pub max: Duration,
-    /// The factor applied after every failed attempt.
-    pub factor: f64,
-    /// Whether to randomise each delay (between 50 % and 100 % of it).
-    pub jitter: bool,
-}
-
-impl Default for ReconnectPolicy {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-            factor: 2.0,
-            jitter: true,
-        }
-    }
-}
-
-impl ReconnectPolicy {
-    /// The delay before attempt number `attempt` (0-based), given a jitter sample in `[0, 1]`
-    /// (`1.0` = no reduction). Without `jitter` the sample is ignored.
-    pub fn delay(&self, attempt: u32, jitter_sample: f64) -> Duration {
-        let exp = i32::try_from(attempt.min(64)).unwrap_or(64);
-        let base = self.initial.as_secs_f64() * self.factor.max(1.0).powi(exp);
-        let capped = base.min(self.max.as_secs_f64());
-        let factor = if self.jitter {
-            0.5 + 0.5 * jitter_sample.clamp(0.0, 1.0)
-        } else {
-            1.0
-        };
-        Duration::from_secs_f64(capped * factor)
-    }
-}
-
 /// How to connect to one Redis server.
 ///
-/// Build it from a URL (`redis://`, `rediss://` for TLS, `user:password@`, `/db`) or from
-/// fields. The password never appears in `Debug`, `Display`, logs or spans.
+/// Build it from a URL (`redis://`, `rediss://` for TLS, `user:password@`, `/db`,
+/// `redis+unix:///path` for a Unix socket; with [`from_url`](Self::from_url) or `str::parse`)
+/// or from fields. Each option is set by a method of its name and read back by the same name
+/// with `_value` (`db(2)`, `db_value()`). The password and the TLS client key never appear in
+/// `Debug`, `Display`, logs or spans.
 ///
 /// ```
 /// use std::time::Duration;
@@ -91,25 +29,40 @@ impl ReconnectPolicy {
 ///
 /// let cfg = ConnectionConfig::from_url("redis://app:s3cret@10.0.0.5:6380/2")?
 ///     .command_timeout(Duration::from_millis(500))
+///     .client_name("billing-worker")
 ///     .driver(DriverKind::Pool { max_size: 16 });
 /// assert_eq!(cfg.host(), "10.0.0.5");
 /// assert_eq!(cfg.port(), 6380);
-/// assert_eq!(cfg.database(), 2);
+/// assert_eq!(cfg.db_value(), 2);
+/// assert_eq!(cfg.client_name_value(), Some("billing-worker"));
 /// assert!(!format!("{cfg:?}").contains("s3cret"));
 /// assert_eq!(cfg.to_string(), "redis://app:***@10.0.0.5:6380/2");
 /// # Ok::<(), redisx_runtime::Error>(())
 /// ```
 #[derive(Clone)]
+// Reason: each bool is an independent user option (tls, tls_insecure, resp3, lazy) with its
+// own setter; an enum would not read better.
+#[allow(clippy::struct_excessive_bools)]
 pub struct ConnectionConfig {
+    /// The host, or the socket path for a Unix socket (what spans report as the address).
     pub(crate) host: String,
+    /// The port; 0 for a Unix socket.
     pub(crate) port: u16,
+    pub(crate) socket: Option<PathBuf>,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) db: i64,
     pub(crate) tls: bool,
     pub(crate) tls_insecure: bool,
+    pub(crate) tls_ca_cert: Option<Vec<u8>>,
+    pub(crate) tls_client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) client_name: Option<String>,
+    pub(crate) resp3: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) command_timeout: Duration,
+    pub(crate) pool_wait_timeout: Option<Duration>,
+    pub(crate) pool_create_timeout: Option<Duration>,
+    pub(crate) pool_recycle_timeout: Option<Duration>,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) driver: DriverKind,
     pub(crate) lazy: bool,
@@ -126,76 +79,56 @@ impl ConnectionConfig {
         Self {
             host: host.into(),
             port,
+            socket: None,
             username: None,
             password: None,
             db: 0,
             tls: false,
             tls_insecure: false,
+            tls_ca_cert: None,
+            tls_client_cert: None,
+            client_name: None,
+            resp3: false,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             command_timeout: Self::DEFAULT_COMMAND_TIMEOUT,
+            pool_wait_timeout: None,
+            pool_create_timeout: None,
+            pool_recycle_timeout: None,
             reconnect: ReconnectPolicy::default(),
             driver: DriverKind::Multiplexed,
             lazy: false,
         }
     }
 
-    /// Parses `redis://[user[:password]@]host[:port][/db]` or `rediss://...` (TLS).
+    /// A config for the Unix domain socket at `path` (redis-server's `unixsocket`), with every
+    /// other setting at its default. The URL form is `redis+unix:///path/to/redis.sock`.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::unix_socket("/run/redis/redis.sock").db(1);
+    /// assert_eq!(cfg.socket_path(), Some(Path::new("/run/redis/redis.sock")));
+    /// assert_eq!(cfg.to_string(), "redis+unix:///run/redis/redis.sock?db=1");
+    /// ```
+    pub fn unix_socket(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let mut cfg = Self::new(path.display().to_string(), 0);
+        cfg.socket = Some(path);
+        cfg
+    }
+
+    /// Parses a Redis URL:
+    ///
+    /// * `redis://[user[:password]@]host[:port][/db]`, or `rediss://...` for TLS
+    ///   (`?insecure=true` skips the certificate checks, for tests only);
+    /// * `redis+unix:///path/to/socket` (or `unix://`), with `?db=N&user=U&pass=P`;
+    /// * both take `?protocol=resp3` ([`resp3`](Self::resp3)) and `?client_name=NAME`
+    ///   ([`client_name`](Self::client_name)).
     ///
     /// The error says what is wrong without repeating the password.
     pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |why: &str| {
-            Error::new(
-                ErrorCode::ConfigInvalid,
-                format!("invalid Redis URL: {why}; expected `redis://[user[:password]@]host[:port][/db]` or `rediss://...`"),
-            )
-            .with_context("url", redact_url(url))
-        };
-        let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        let tls = match parsed.scheme() {
-            "redis" => false,
-            "rediss" => true,
-            other => return Err(bad(&format!("unsupported scheme `{other}`"))),
-        };
-        let host = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("missing host"))?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let mut cfg = Self::new(host, parsed.port().unwrap_or(6379));
-        cfg.tls = tls;
-        if !parsed.username().is_empty() {
-            cfg.username = Some(percent_decode(parsed.username()));
-        }
-        if let Some(pw) = parsed.password() {
-            cfg.password = Some(percent_decode(pw));
-        }
-        let path = parsed.path().trim_matches('/');
-        if !path.is_empty() {
-            cfg.db = path
-                .parse::<i64>()
-                .ok()
-                .filter(|db| *db >= 0)
-                .ok_or_else(|| bad(&format!("database `{path}` is not a non-negative number")))?;
-        }
-        for (k, v) in parsed.query_pairs() {
-            match &*k {
-                "insecure" => cfg.tls_insecure = v == "true" || v == "1",
-                "db" => {
-                    cfg.db = v.parse::<i64>().ok().filter(|db| *db >= 0).ok_or_else(|| {
-                        bad(&format!("database `{v}` is not a non-negative number"))
-                    })?;
-                }
-                other => {
-                    return Err(bad(&format!(
-                        "unknown query parameter `{other}`; expected `db` or `insecure`"
-                    )));
-                }
-            }
-        }
-        Ok(cfg)
+        url::parse(url)
     }
 
     /// Sets the ACL user name.
@@ -219,7 +152,9 @@ impl ConnectionConfig {
         self
     }
 
-    /// Connects over TLS (rustls, with the webpki roots).
+    /// Connects over TLS: rustls with the webpki roots (feature `tls-rustls`, the default) or
+    /// native-tls with the system's roots (feature `tls-native`), unless
+    /// [`tls_ca_cert`](Self::tls_ca_cert) names the trusted CA.
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
@@ -230,6 +165,57 @@ impl ConnectionConfig {
     #[must_use]
     pub fn tls_insecure(mut self, insecure: bool) -> Self {
         self.tls_insecure = insecure;
+        self
+    }
+
+    /// With TLS, trust the CA certificates in `pem` (PEM text, one or more certificates)
+    /// instead of the built-in roots: for a server whose certificate a private CA signed.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// # #[allow(dead_code)]
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cfg = ConnectionConfig::from_url("rediss://cache.internal:6380")?
+    ///     .tls_ca_cert(std::fs::read("/etc/redis/ca.crt")?)
+    ///     .tls_client_cert(
+    ///         std::fs::read("/etc/redis/client.crt")?,
+    ///         std::fs::read("/etc/redis/client.key")?,
+    ///     );
+    /// # let _ = cfg; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn tls_ca_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca_cert = Some(pem.into());
+        self
+    }
+
+    /// With TLS, authenticate with this client certificate chain and private key (both PEM
+    /// text), for a server that requires client certificates (`tls-auth-clients yes`).
+    #[must_use]
+    pub fn tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client_cert = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// The connection name set with `CLIENT SETNAME` on every connection the client opens,
+    /// so that `CLIENT LIST` on the server tells which service a connection belongs to. No
+    /// spaces; none by default.
+    #[must_use]
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
+    }
+
+    /// Speak RESP3 (`HELLO 3`) instead of RESP2 (default `false`). Replies convert to the same
+    /// Rust types either way; RESP3 needs Redis 6 or newer.
+    #[must_use]
+    pub fn resp3(mut self, on: bool) -> Self {
+        self.resp3 = on;
         self
     }
 
@@ -245,6 +231,35 @@ impl ConnectionConfig {
     #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
+        self
+    }
+
+    /// [`DriverKind::Pool`]: how long a command waits for a free connection when all
+    /// `max_size` are in use, before failing with [`ErrorCode::ConnectionTimeout`] (default:
+    /// the command timeout).
+    #[cfg(feature = "pool")]
+    #[must_use]
+    pub fn pool_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_wait_timeout = Some(timeout);
+        self
+    }
+
+    /// [`DriverKind::Pool`]: how long opening a new pooled connection may take (default: the
+    /// connect timeout).
+    #[cfg(feature = "pool")]
+    #[must_use]
+    pub fn pool_create_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_create_timeout = Some(timeout);
+        self
+    }
+
+    /// [`DriverKind::Pool`]: how long the health check of a connection taken from the pool
+    /// (`UNWATCH` + `PING`) may take before the connection is dropped and another one is
+    /// used (default: the command timeout).
+    #[cfg(feature = "pool")]
+    #[must_use]
+    pub fn pool_recycle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_recycle_timeout = Some(timeout);
         self
     }
 
@@ -270,74 +285,44 @@ impl ConnectionConfig {
         self.lazy = lazy;
         self
     }
+}
 
-    /// The host name or address.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
+impl FromStr for ConnectionConfig {
+    type Err = Error;
 
-    /// The port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The logical database.
-    pub fn database(&self) -> i64 {
-        self.db
-    }
-
-    /// Whether TLS is used.
-    pub fn is_tls(&self) -> bool {
-        self.tls
-    }
-
-    /// The ACL user name, if any.
-    pub fn user(&self) -> Option<&str> {
-        self.username.as_deref()
-    }
-
-    /// The configured driver.
-    pub fn driver_kind(&self) -> DriverKind {
-        self.driver
-    }
-
-    pub(crate) fn to_connection_info(&self) -> redis::ConnectionInfo {
-        let addr = if self.tls {
-            redis::ConnectionAddr::TcpTls {
-                host: self.host.clone(),
-                port: self.port,
-                insecure: self.tls_insecure,
-                tls_params: None,
-            }
-        } else {
-            redis::ConnectionAddr::Tcp(self.host.clone(), self.port)
-        };
-        let mut redis_info = redis::RedisConnectionInfo::default().set_db(self.db);
-        if let Some(user) = &self.username {
-            redis_info = redis_info.set_username(user);
-        }
-        if let Some(pw) = &self.password {
-            redis_info = redis_info.set_password(pw);
-        }
-        redis_info = redis_info.set_lib_name("redisx", env!("CARGO_PKG_VERSION"));
-        redis::IntoConnectionInfo::into_connection_info(addr)
-            .expect("a ConnectionAddr always converts")
-            .set_redis_settings(redis_info)
+    /// The same as [`ConnectionConfig::from_url`].
+    fn from_str(url: &str) -> Result<Self> {
+        Self::from_url(url)
     }
 }
 
 impl fmt::Debug for ConnectionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pem_len = |pem: &Vec<u8>| format!("<{} bytes of PEM>", pem.len());
         f.debug_struct("ConnectionConfig")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("socket", &self.socket)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("db", &self.db)
             .field("tls", &self.tls)
             .field("tls_insecure", &self.tls_insecure)
+            .field("tls_ca_cert", &self.tls_ca_cert.as_ref().map(pem_len))
+            .field(
+                "tls_client_cert",
+                &self
+                    .tls_client_cert
+                    .as_ref()
+                    .map(|(c, _)| (pem_len(c), "key: ***")),
+            )
+            .field("client_name", &self.client_name)
+            .field("resp3", &self.resp3)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("pool_wait_timeout", &self.pool_wait_timeout)
+            .field("pool_create_timeout", &self.pool_create_timeout)
+            .field("pool_recycle_timeout", &self.pool_recycle_timeout)
             .field("reconnect", &self.reconnect)
             .field("driver", &self.driver)
             .field("lazy", &self.lazy)
@@ -346,8 +331,27 @@ impl fmt::Debug for ConnectionConfig {
 }
 
 impl fmt::Display for ConnectionConfig {
-    /// The URL form, with the password replaced by `***`.
+    /// The URL form of the address, user and database, with the password replaced by `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(path) = &self.socket {
+            write!(f, "redis+unix://{}", path.display())?;
+            let mut sep = '?';
+            let mut param = |f: &mut fmt::Formatter<'_>, kv: fmt::Arguments<'_>| {
+                let r = write!(f, "{sep}{kv}");
+                sep = '&';
+                r
+            };
+            if self.db != 0 {
+                param(f, format_args!("db={}", self.db))?;
+            }
+            if let Some(u) = &self.username {
+                param(f, format_args!("user={u}"))?;
+            }
+            if self.password.is_some() {
+                param(f, format_args!("pass=***"))?;
+            }
+            return Ok(());
+        }
         f.write_str(if self.tls { "rediss://" } else { "redis://" })?;
         match (&self.username, &self.password) {
             (Some(u), Some(_)) => write!(f, "{u}:***@")?,
@@ -367,90 +371,134 @@ impl fmt::Display for ConnectionConfig {
     }
 }
 
-/// Replaces the password part of a URL-like string with `***`, even when it does not parse.
-fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let redacted = match userinfo.find(':') {
-        Some(colon) => format!("{}:***", &userinfo[..colon]),
-        None => userinfo.to_owned(),
-    };
-    format!("{}{}{}", &url[..scheme_end], redacted, &rest[at..])
+/// What the drivers connect with: a `redis::ConnectionInfo`, or the reason there is none (a
+/// certificate that does not parse). It goes wherever redis-rs takes `IntoConnectionInfo`, so
+/// such an error surfaces as a connect error; [`ConnectionConfig::validate`] reports it first.
+pub(crate) struct ConnectTarget(redis::RedisResult<redis::ConnectionInfo>);
+
+impl redis::IntoConnectionInfo for ConnectTarget {
+    fn into_connection_info(self) -> redis::RedisResult<redis::ConnectionInfo> {
+        self.0
+    }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
+impl ConnectionConfig {
+    pub(crate) fn to_connection_info(&self) -> ConnectTarget {
+        ConnectTarget(self.connection_info())
     }
-    String::from_utf8_lossy(&out).into_owned()
+
+    fn connection_info(&self) -> redis::RedisResult<redis::ConnectionInfo> {
+        #[cfg(feature = "tls-rustls")]
+        if self.tls {
+            ensure_rustls_provider();
+        }
+        let addr = if let Some(path) = &self.socket {
+            redis::ConnectionAddr::Unix(path.clone())
+        } else if self.tls {
+            redis::ConnectionAddr::TcpTls {
+                host: self.host.clone(),
+                port: self.port,
+                insecure: self.tls_insecure,
+                tls_params: None,
+            }
+        } else {
+            redis::ConnectionAddr::Tcp(self.host.clone(), self.port)
+        };
+        let mut redis_info = redis::RedisConnectionInfo::default().set_db(self.db);
+        if let Some(user) = &self.username {
+            redis_info = redis_info.set_username(user);
+        }
+        if let Some(pw) = &self.password {
+            redis_info = redis_info.set_password(pw);
+        }
+        if self.resp3 {
+            redis_info = redis_info.set_protocol(redis::ProtocolVersion::RESP3);
+        }
+        redis_info = redis_info.set_lib_name("redisx", env!("CARGO_PKG_VERSION"));
+        let info =
+            redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(redis_info);
+        #[cfg(any(feature = "tls-rustls", feature = "tls-native"))]
+        if self.tls && (self.tls_ca_cert.is_some() || self.tls_client_cert.is_some()) {
+            let certs = redis::TlsCertificates {
+                client_tls: self.tls_client_cert.as_ref().map(|(cert, key)| {
+                    redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }
+                }),
+                root_cert: self.tls_ca_cert.clone(),
+            };
+            return Ok(redis::Client::build_with_tls(info, certs)?
+                .get_connection_info()
+                .clone());
+        }
+        Ok(info)
+    }
+
+    /// Runs what every new connection needs before its first command (`CLIENT SETNAME`).
+    pub(crate) async fn init_connection<C>(&self, conn: &mut C) -> redis::RedisResult<()>
+    where
+        C: redis::aio::ConnectionLike + Send,
+    {
+        if let Some(name) = &self.client_name {
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(name)
+                .exec_async(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks what can be checked before connecting: options that need each other, the client
+    /// name, and that the certificates parse.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |msg: String| {
+            Err(Error::new(ErrorCode::ConfigInvalid, msg).with_context("server", self.to_string()))
+        };
+        if let Some(name) = &self.client_name
+            && (name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return bad(format!(
+                "the client name {name:?} is not valid: Redis takes a non-empty name without spaces"
+            ));
+        }
+        let has_certs = self.tls_ca_cert.is_some() || self.tls_client_cert.is_some();
+        if self.socket.is_some() && self.tls {
+            return bad("TLS is not available over a Unix socket".into());
+        }
+        if self.tls && cfg!(not(any(feature = "tls-rustls", feature = "tls-native"))) {
+            return bad(
+                "`rediss://` needs TLS support: enable the `tls-rustls` (default) or `tls-native` feature of redisx"
+                    .into(),
+            );
+        }
+        if has_certs && !self.tls {
+            return bad(
+                "`tls_ca_cert` and `tls_client_cert` need TLS: use a `rediss://` URL or `.tls(true)`"
+                    .into(),
+            );
+        }
+        if let Err(e) = self.connection_info() {
+            return Err(Error::new(
+                ErrorCode::ConfigInvalid,
+                format!("the TLS certificates cannot be used: {e}"),
+            )
+            .with_context("server", self.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tls-rustls")]
+/// rustls needs a process-wide crypto provider, and redis-rs leaves choosing one to the
+/// application: without one the first handshake panics. Unless the application installed its
+/// own, install ring's (a lost race with another installer is harmless).
+fn ensure_rustls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_full_url() {
-        let cfg = ConnectionConfig::from_url("rediss://bob:p%40ss@example.com:7000/3").unwrap();
-        assert_eq!(cfg.host(), "example.com");
-        assert_eq!(cfg.port(), 7000);
-        assert_eq!(cfg.database(), 3);
-        assert!(cfg.is_tls());
-        assert_eq!(cfg.user(), Some("bob"));
-        assert_eq!(cfg.password.as_deref(), Some("p@ss"));
-        assert_eq!(cfg.to_string(), "rediss://bob:***@example.com:7000/3");
-    }
-
-    #[test]
-    fn password_only_and_defaults() {
-        let cfg = ConnectionConfig::from_url("redis://:hunter2@localhost").unwrap();
-        assert_eq!(cfg.port(), 6379);
-        assert_eq!(cfg.user(), None);
-        assert_eq!(cfg.password.as_deref(), Some("hunter2"));
-        assert!(!format!("{cfg:?}").contains("hunter2"));
-        assert!(!cfg.to_string().contains("hunter2"));
-    }
-
-    #[test]
-    fn rejects_bad_urls_without_leaking_password() {
-        for url in [
-            "http://u:hunter2@host",
-            "redis://u:hunter2@host/notadb",
-            "redis://u:hunter2@host/1?bogus=1",
-            "not a url",
-        ] {
-            let err = ConnectionConfig::from_url(url).unwrap_err();
-            assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{url}");
-            assert!(!err.to_string().contains("hunter2"), "{err}");
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let p = ReconnectPolicy::default();
-        let delays: Vec<u64> = (0..7).map(|n| p.delay(n, 1.0).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
-        assert_eq!(p.delay(0, 0.0), Duration::from_millis(500));
-        let no_jitter = ReconnectPolicy { jitter: false, ..p };
-        assert_eq!(no_jitter.delay(1, 0.0), Duration::from_secs(2));
-    }
-}
+mod tests;

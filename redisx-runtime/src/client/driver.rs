@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorCode, Result};
 /// A connection handed out by a [`Driver`]; cheap to create, used for one operation.
 pub(crate) enum Conn {
     Multiplexed(MultiplexedConnection, u64),
+    #[cfg(feature = "pool")]
     Pooled(deadpool_redis::Connection),
 }
 
@@ -24,6 +25,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Multiplexed(c, _) => c.req_packed_command(cmd),
+            #[cfg(feature = "pool")]
             Self::Pooled(c) => c.req_packed_command(cmd),
         }
     }
@@ -36,6 +38,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Multiplexed(c, _) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "pool")]
             Self::Pooled(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -43,6 +46,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Self::Multiplexed(c, _) => c.get_db(),
+            #[cfg(feature = "pool")]
             Self::Pooled(c) => c.get_db(),
         }
     }
@@ -51,6 +55,7 @@ impl ConnectionLike for Conn {
 /// One of the two drivers.
 pub(crate) enum Driver {
     Multiplexed(Arc<Multiplexed>),
+    #[cfg(feature = "pool")]
     Pool(deadpool_redis::Pool),
 }
 
@@ -58,6 +63,7 @@ impl Driver {
     pub(crate) async fn connect(name: &str, cfg: &ConnectionConfig) -> Result<Self> {
         match cfg.driver {
             DriverKind::Multiplexed => Ok(Self::Multiplexed(Multiplexed::start(name, cfg).await?)),
+            #[cfg(feature = "pool")]
             DriverKind::Pool { max_size } => {
                 let manager = deadpool_redis::Manager::new_with_config(
                     cfg.to_connection_info(),
@@ -67,9 +73,10 @@ impl Driver {
                 let pool = deadpool_redis::Pool::builder(manager)
                     .max_size(max_size.max(1))
                     .runtime(deadpool_redis::Runtime::Tokio1)
-                    .create_timeout(Some(cfg.connect_timeout))
-                    .wait_timeout(Some(cfg.command_timeout))
-                    .recycle_timeout(Some(cfg.command_timeout))
+                    .create_timeout(Some(cfg.pool_create_timeout_value()))
+                    .wait_timeout(Some(cfg.pool_wait_timeout_value()))
+                    .recycle_timeout(Some(cfg.pool_recycle_timeout_value()))
+                    .post_create(init_hook(cfg))
                     .build()
                     .map_err(|e| {
                         Error::new(
@@ -93,6 +100,7 @@ impl Driver {
 
     /// A connection for one operation. With the multiplexed driver this fails at once with
     /// [`ErrorCode::ConnectionClosed`] while the connection is being re-established.
+    #[cfg_attr(not(feature = "pool"), allow(unused_variables))]
     pub(crate) async fn conn(&self, name: &str, cfg: &ConnectionConfig) -> Result<Conn> {
         match self {
             Self::Multiplexed(m) => m
@@ -100,6 +108,7 @@ impl Driver {
                 .map(|(c, generation)| Conn::Multiplexed(c, generation)),
             // Boxed: the pool's checkout future is several kilobytes, and every command's
             // future would otherwise carry (and move) it, even on the multiplexed driver.
+            #[cfg(feature = "pool")]
             Self::Pool(pool) => Box::pin(pool.get())
                 .await
                 .map(Conn::Pooled)
@@ -112,6 +121,7 @@ impl Driver {
     /// A connection that stays open but stops answering (a network partition, a stopped
     /// server) never reports an I/O error; after [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a
     /// row it is treated as dropped and re-established.
+    #[cfg_attr(not(feature = "pool"), allow(irrefutable_let_patterns))]
     pub(crate) fn observe_error(&self, conn: &Conn, err: &redis::RedisError) {
         if let (Self::Multiplexed(m), Conn::Multiplexed(_, generation)) = (self, conn) {
             if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
@@ -139,6 +149,7 @@ impl Driver {
     pub(crate) fn is_connected(&self) -> bool {
         match self {
             Self::Multiplexed(m) => m.is_connected(),
+            #[cfg(feature = "pool")]
             Self::Pool(_) => true,
         }
     }
@@ -146,9 +157,24 @@ impl Driver {
     pub(crate) fn shutdown(&self) {
         match self {
             Self::Multiplexed(m) => m.shutdown(),
+            #[cfg(feature = "pool")]
             Self::Pool(pool) => pool.close(),
         }
     }
+}
+
+/// The pool's `post_create` hook: [`ConnectionConfig::init_connection`] on every new connection.
+#[cfg(feature = "pool")]
+fn init_hook(cfg: &ConnectionConfig) -> deadpool_redis::Hook {
+    let cfg = Arc::new(cfg.clone());
+    deadpool_redis::Hook::async_fn(move |conn, _| {
+        let cfg = cfg.clone();
+        Box::pin(async move {
+            cfg.init_connection(conn)
+                .await
+                .map_err(deadpool_redis::HookError::Backend)
+        })
+    })
 }
 
 pub(crate) fn connection_config(
@@ -188,6 +214,7 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
         .with_redis_source(err)
 }
 
+#[cfg(feature = "pool")]
 fn pool_error(name: &str, cfg: &ConnectionConfig, err: deadpool_redis::PoolError) -> Error {
     match err {
         deadpool_redis::PoolError::Backend(e) => connect_error(name, cfg, e),
@@ -255,7 +282,10 @@ impl Multiplexed {
             .client
             .get_multiplexed_async_connection_with_config(&config);
         match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(mut conn)) => match self.cfg.init_connection(&mut conn).await {
+                Ok(()) => Ok(conn),
+                Err(e) => Err(connect_error(&self.name, &self.cfg, e)),
+            },
             Ok(Err(e)) => Err(connect_error(&self.name, &self.cfg, e)),
             Err(_) => Err(Error::new(
                 ErrorCode::ConnectionTimeout,

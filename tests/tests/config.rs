@@ -1,0 +1,553 @@
+//! Configuration against real servers: the one-line constructors, URL forms, Unix sockets,
+//! client names, RESP3, pool timeouts and TLS with a custom CA and client certificates.
+
+use std::time::Duration;
+
+use redisx::{ConnectionConfig, DriverKind, ErrorCode, RedisX};
+use redisx_tests::{RedisServer, unique_prefix};
+
+/// `RedisX::connect` gives one working client named `default` and the default cache.
+#[tokio::test]
+async fn connect_builds_a_default_runtime() {
+    let server = RedisServer::start();
+    let rx = RedisX::connect(&server.url()).await.expect("connects");
+    assert_eq!(rx.client().name(), "default");
+    assert_eq!(rx.key_prefix(), "");
+    assert_eq!(rx.plugin_names(), ["cache"]);
+    let key = format!("{}k", unique_prefix("connect"));
+    rx.cache().set(&key, &7_u32, None).await.expect("set");
+    assert_eq!(rx.cache().get::<u32>(&key).await.expect("get"), Some(7));
+    rx.shutdown().await;
+}
+
+/// `RedisX::connect` with a URL that does not parse fails with a config error.
+#[tokio::test]
+async fn connect_rejects_a_bad_url() {
+    let err = RedisX::connect("http://127.0.0.1:1").await.unwrap_err();
+    assert_eq!(err.code(), redisx::ErrorCode::ConfigInvalid);
+}
+
+/// The environment variable of the test process cannot be set here (`set_var` is unsafe and
+/// the workspace forbids unsafe code), so the test runs this very binary again with
+/// `REDIS_URL` set, selecting [`from_env_child`] alone.
+#[test]
+fn from_env_reads_redis_url() {
+    let server = RedisServer::start();
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "from_env_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("REDIS_URL", format!("{}/5", server.url()))
+        .env(CHILD_MARKER, "1")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("from_env: db 5"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const CHILD_MARKER: &str = "REDISX_CONFIG_TEST_CHILD";
+
+/// The child half of [`from_env_reads_redis_url`]; does nothing unless that test started it.
+#[tokio::test]
+async fn from_env_child() {
+    if std::env::var_os(CHILD_MARKER).is_none() {
+        return;
+    }
+    let rx = RedisX::from_env().await.expect("connects to REDIS_URL");
+    let db: i64 = rx
+        .client()
+        .query(redis::cmd("CLIENT").arg("INFO"))
+        .await
+        .map(|info: String| {
+            info.split_whitespace()
+                .find_map(|f| f.strip_prefix("db="))
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(-1)
+        })
+        .expect("CLIENT INFO");
+    println!("from_env: db {db}");
+    rx.shutdown().await;
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(unique_prefix(what).replace(':', "-").trim_end_matches('-'));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `CLIENT INFO` line of the connection a runtime's default client uses.
+async fn client_info(rx: &RedisX) -> String {
+    rx.client()
+        .query(redis::cmd("CLIENT").arg("INFO"))
+        .await
+        .expect("CLIENT INFO")
+}
+
+/// A set, get and delete through the cache, with L1 and L2 and the invalidation listener.
+async fn cache_round_trip(rx: &RedisX, test: &str) {
+    let key = format!("{}k", unique_prefix(test));
+    rx.cache()
+        .set(&key, &"v".to_owned(), None)
+        .await
+        .expect("set");
+    assert_eq!(
+        rx.cache()
+            .get::<String>(&key)
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("v")
+    );
+    rx.cache().delete(&key).await.expect("delete");
+    assert_eq!(rx.cache().get::<String>(&key).await.expect("get"), None);
+}
+
+/// A `redis+unix://` URL and `ConnectionConfig::unix_socket` both reach a server over its
+/// Unix socket (`flags=U` in `CLIENT INFO`), with the database and the cache working.
+#[tokio::test]
+async fn unix_socket_urls_and_constructor_connect() {
+    let dir = TempDir::new("unix");
+    let socket = dir.path("redis.sock");
+    let server = RedisServer::builder()
+        .arg("--unixsocket")
+        .arg(&socket)
+        .arg("--unixsocketperm")
+        .arg("700")
+        .start();
+    let by_url = RedisX::connect(&format!("redis+unix://{}?db=3", socket.display()))
+        .await
+        .expect("connects over the socket");
+    let by_ctor = RedisX::builder()
+        .client("default", ConnectionConfig::unix_socket(&socket).db(3))
+        .build()
+        .await
+        .expect("connects over the socket");
+    for rx in [&by_url, &by_ctor] {
+        let info = client_info(rx).await;
+        let flags = field(&info, "flags");
+        assert!(flags.contains('U'), "not a Unix socket connection: {info}");
+        assert_eq!(field(&info, "db"), "3", "{info}");
+        assert_eq!(rx.client().config().socket_path(), Some(socket.as_path()));
+        cache_round_trip(rx, "unix").await;
+        rx.shutdown().await;
+    }
+    drop(server);
+}
+
+/// The value of `name=` in a `CLIENT INFO`/`CLIENT LIST` line.
+fn field<'a>(info: &'a str, name: &str) -> &'a str {
+    info.split_whitespace()
+        .find_map(|f| f.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_default()
+}
+
+/// `client_name` is set with `CLIENT SETNAME` on every connection, with both drivers: the
+/// client's own connections and the pool's show it in `CLIENT LIST`.
+#[tokio::test]
+async fn client_name_is_visible_in_client_list() {
+    let server = RedisServer::start_owned();
+    for (driver, name) in [
+        (DriverKind::Multiplexed, "redisx-test-multiplexed"),
+        (DriverKind::Pool { max_size: 2 }, "redisx-test-pool"),
+    ] {
+        let rx = RedisX::builder()
+            .client(
+                "default",
+                ConnectionConfig::from_url(&server.url())
+                    .unwrap()
+                    .client_name(name)
+                    .driver(driver),
+            )
+            .build()
+            .await
+            .expect("connects");
+        assert_eq!(field(&client_info(&rx).await, "name"), name);
+        let mut raw = redisx_tests::raw_connection(&server.url()).await;
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(
+            list.lines().any(|l| field(l, "name") == name),
+            "no connection named {name}: {list}"
+        );
+        rx.shutdown().await;
+    }
+}
+
+/// A client name with a space is refused when the runtime is built, before connecting.
+#[tokio::test]
+async fn an_invalid_client_name_fails_the_build() {
+    let err = RedisX::builder()
+        .client(
+            "default",
+            ConnectionConfig::new("127.0.0.1", 1).client_name("two words"),
+        )
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+}
+
+/// `resp3(true)` (or `?protocol=resp3`) speaks RESP3 (`resp=3` in `CLIENT INFO`), and the
+/// cache, scripts and the invalidation listener work over it; the default stays RESP2.
+#[tokio::test]
+async fn resp3_is_opt_in() {
+    let server = RedisServer::start();
+    let resp2 = RedisX::connect(&server.url()).await.unwrap();
+    assert_eq!(field(&client_info(&resp2).await, "resp"), "2");
+    resp2.shutdown().await;
+    let by_url = RedisX::connect(&format!("{}?protocol=resp3", server.url()))
+        .await
+        .unwrap();
+    let by_setter = RedisX::builder()
+        .client(
+            "default",
+            ConnectionConfig::from_url(&server.url())
+                .unwrap()
+                .resp3(true),
+        )
+        .build()
+        .await
+        .unwrap();
+    for rx in [&by_url, &by_setter] {
+        assert!(rx.client().config().resp3_value());
+        assert_eq!(field(&client_info(rx).await, "resp"), "3");
+        cache_round_trip(rx, "resp3").await;
+        rx.shutdown().await;
+    }
+}
+
+/// Stops (`SIGSTOP`) or resumes (`SIGCONT`) a server process: a stopped server accepts TCP
+/// connections (the kernel does) but never answers, as a hung server would.
+fn signal(server: &RedisServer, sig: &str) {
+    let pid = server.pid().expect("a running owned server");
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill {sig} {pid} failed");
+}
+
+/// A pool client whose own connect and command timeouts are far longer than the pool
+/// timeouts under test, so that only those can end a checkout.
+fn slow_pool(server: &RedisServer) -> ConnectionConfig {
+    ConnectionConfig::from_url(&server.url())
+        .unwrap()
+        .driver(DriverKind::Pool { max_size: 1 })
+        .connect_timeout(Duration::from_secs(60))
+        .command_timeout(Duration::from_secs(60))
+        .pool_wait_timeout(Duration::from_secs(60))
+        .pool_recycle_timeout(Duration::from_secs(60))
+        .pool_create_timeout(Duration::from_secs(60))
+}
+
+/// The guard against a hang: every timeout not under test is 60 s.
+const HANG_GUARD: Duration = Duration::from_secs(30);
+
+/// On a hung server, the recycle timeout drops the idle pooled connection (its health check
+/// never answers) and the create timeout ends the attempt to open another one.
+#[tokio::test]
+async fn pool_recycle_and_create_timeouts_end_a_checkout_on_a_hung_server() {
+    let server = RedisServer::start_owned();
+    let cfg = slow_pool(&server)
+        .pool_recycle_timeout(Duration::from_millis(100))
+        .pool_create_timeout(Duration::from_millis(100));
+    assert_eq!(cfg.pool_create_timeout_value(), Duration::from_millis(100));
+    let rx = RedisX::builder()
+        .client("default", cfg)
+        .build()
+        .await
+        .unwrap();
+    rx.client().ping().await.expect("the pool works");
+    signal(&server, "-STOP");
+    let result = tokio::time::timeout(HANG_GUARD, rx.client().ping()).await;
+    signal(&server, "-CONT");
+    let err = result
+        .expect("the pool timeouts end the checkout")
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConnectionTimeout, "{err}");
+    assert!(err.to_string().contains("Create"), "{err}");
+    rx.client().ping().await.expect("the pool recovers");
+    rx.shutdown().await;
+}
+
+/// While the one pooled connection is busy (its command hangs), another command waits for it
+/// no longer than the wait timeout.
+#[tokio::test(flavor = "current_thread")]
+async fn pool_wait_timeout_ends_the_wait_for_a_busy_pool() {
+    let server = RedisServer::start_owned();
+    let cfg = slow_pool(&server).pool_wait_timeout(Duration::from_millis(100));
+    let rx = RedisX::builder()
+        .client("default", cfg)
+        .build()
+        .await
+        .unwrap();
+    rx.client().ping().await.expect("the pool works");
+    signal(&server, "-STOP");
+    let busy = tokio::spawn({
+        let client = rx.client();
+        async move { client.ping().await }
+    });
+    // On this single-threaded runtime the spawned task runs, and takes the pool's only
+    // connection, before this one resumes.
+    tokio::task::yield_now().await;
+    let result = tokio::time::timeout(HANG_GUARD, rx.client().ping()).await;
+    signal(&server, "-CONT");
+    let err = result.expect("the wait timeout ends the wait").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConnectionTimeout, "{err}");
+    assert!(err.to_string().contains("Wait"), "{err}");
+    busy.await
+        .unwrap()
+        .expect("the busy command completes once the server resumes");
+    rx.shutdown().await;
+}
+
+/// Runs `openssl` with `args` in `dir`, panicking with its output when it fails.
+fn openssl(dir: &TempDir, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(&dir.0)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `openssl` ({e}); install it with `apt-get install openssl`")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private CA, a server certificate for 127.0.0.1 and a client certificate, all signed by
+/// the CA, made with the `openssl` CLI: `ca.crt`, `server.{crt,key}`, `client.{crt,key}`.
+fn make_certificates(dir: &TempDir) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=redisx test CA"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &ca);
+    for (who, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.path(&format!("{who}.ext")), ext).unwrap();
+        let (key, csr, crt, extfile) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.crt"),
+            format!("{who}.ext"),
+        );
+        let subj = format!("/CN=redisx test {who}");
+        let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
+        req.extend(ec);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                &extfile,
+                "-out",
+                &crt,
+            ],
+        );
+    }
+}
+
+/// A server with a TLS port besides its plain one, using the certificates in `dir`.
+fn tls_server(dir: &TempDir, auth_clients: &str) -> (RedisServer, u16) {
+    let tls_port = redisx_tests::free_port();
+    let server = RedisServer::builder()
+        .arg("--tls-port")
+        .arg(tls_port.to_string())
+        .arg("--tls-cert-file")
+        .arg(dir.path("server.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.path("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.path("ca.crt"))
+        .arg("--tls-auth-clients")
+        .arg(auth_clients)
+        .start();
+    (server, tls_port)
+}
+
+async fn build(cfg: ConnectionConfig) -> redisx::Result<RedisX> {
+    RedisX::builder().client("default", cfg).build().await
+}
+
+/// `rediss://` with `tls_ca_cert` trusts a server whose certificate a private CA signed;
+/// without it (the built-in roots) the handshake fails with a TLS error.
+#[tokio::test]
+async fn tls_with_a_custom_ca() {
+    let dir = TempDir::new("tls_ca");
+    make_certificates(&dir);
+    let (_server, port) = tls_server(&dir, "optional");
+    let url = format!("rediss://127.0.0.1:{port}");
+    let ca = std::fs::read(dir.path("ca.crt")).unwrap();
+    let rx = build(
+        ConnectionConfig::from_url(&url)
+            .unwrap()
+            .tls_ca_cert(ca.clone()),
+    )
+    .await
+    .expect("connects over TLS trusting the test CA");
+    assert!(rx.client().config().tls_value());
+    assert_eq!(
+        rx.client().config().tls_ca_cert_value(),
+        Some(ca.as_slice())
+    );
+    cache_round_trip(&rx, "tls_ca").await;
+    rx.shutdown().await;
+    let err = build(
+        ConnectionConfig::from_url(&url)
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap_err();
+    // redis-rs reports rustls's "invalid peer certificate: UnknownIssuer" without the word
+    // TLS, which the connect error classifier looks for.
+    assert!(
+        matches!(
+            err.code(),
+            ErrorCode::ConnectionTls | ErrorCode::ConnectionFailed
+        ) && err.to_string().contains("certificate"),
+        "{err}"
+    );
+}
+
+/// A server that requires client certificates accepts the one `tls_client_cert` presents,
+/// and refuses a client without one.
+#[tokio::test]
+async fn tls_with_a_client_certificate() {
+    let dir = TempDir::new("tls_client");
+    make_certificates(&dir);
+    let (_server, port) = tls_server(&dir, "yes");
+    let read = |name: &str| std::fs::read(dir.path(name)).unwrap();
+    let base = ConnectionConfig::from_url(&format!("rediss://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .tls_ca_cert(read("ca.crt"));
+    let rx = build(
+        base.clone()
+            .tls_client_cert(read("client.crt"), read("client.key")),
+    )
+    .await
+    .expect("connects with the client certificate");
+    cache_round_trip(&rx, "tls_client").await;
+    rx.shutdown().await;
+    let err = build(base).await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            ErrorCode::ConnectionTls | ErrorCode::ConnectionFailed
+        ),
+        "{err}"
+    );
+}
+
+/// A certificate that does not parse is a config error when the runtime is built.
+#[tokio::test]
+async fn tls_certificates_that_do_not_parse_fail_the_build() {
+    let cfg = ConnectionConfig::from_url("rediss://127.0.0.1:1")
+        .unwrap()
+        .tls_ca_cert("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
+    let err = build(cfg).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
+}
+
+/// With the `serde` feature, a client and the cache load from a config file's table (JSON
+/// here) and work against a real server.
+#[tokio::test]
+async fn configs_load_with_serde_and_connect() {
+    #[derive(serde::Deserialize)]
+    struct AppConfig {
+        redis: ConnectionConfig,
+        cache: redisx::CacheConfig,
+    }
+    let server = RedisServer::start_owned();
+    let json = format!(
+        r#"{{
+            "redis": {{ "url": "{}", "db": 4, "client_name": "from-file", "resp3": true,
+                        "command_timeout": "2s", "reconnect": {{ "initial": "50ms" }} }},
+            "cache": {{ "default_ttl": "10m", "codec": "json", "stampede": {{ "wait_timeout": "1s" }} }}
+        }}"#,
+        server.url()
+    );
+    let app: AppConfig = serde_json::from_str(&json).expect("the config loads");
+    assert_eq!(app.redis.command_timeout_value(), Duration::from_secs(2));
+    let rx = RedisX::builder()
+        .client("default", app.redis)
+        .cache(app.cache)
+        .build()
+        .await
+        .expect("connects");
+    let info = client_info(&rx).await;
+    assert_eq!(
+        (
+            field(&info, "db"),
+            field(&info, "name"),
+            field(&info, "resp")
+        ),
+        ("4", "from-file", "3"),
+        "{info}"
+    );
+    cache_round_trip(&rx, "serde").await;
+    rx.shutdown().await;
+}
