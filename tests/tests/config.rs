@@ -467,8 +467,8 @@ async fn tls_with_a_custom_ca() {
         matches!(
             err.code(),
             ErrorCode::ConnectionTls | ErrorCode::ConnectionFailed
-        ) && err.to_string().contains("certificate"),
-        "{err}"
+        ) && format!("{err:#}").contains("certificate"),
+        "{err:#}"
     );
 }
 
