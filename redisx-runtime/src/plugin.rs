@@ -89,6 +89,7 @@ pub struct PluginContext {
     pub(crate) default_client: Option<String>,
     pub(crate) key_prefix: String,
     pub(crate) registry: SharedRegistry,
+    pub(crate) record_keys: bool,
 }
 
 impl std::fmt::Debug for PluginContext {
@@ -135,6 +136,14 @@ impl PluginContext {
     /// The key builder of a plugin's namespace: `{app prefix}{plugin_prefix}{key}`.
     pub fn keys(&self, plugin_prefix: &str) -> KeyBuilder {
         KeyBuilder::new(&self.key_prefix, plugin_prefix)
+    }
+
+    /// Whether spans may record key values ([`RedisXBuilder::record_keys`]); off by default,
+    /// since keys can carry personal data.
+    ///
+    /// [`RedisXBuilder::record_keys`]: crate::RedisXBuilder::record_keys
+    pub fn record_keys(&self) -> bool {
+        self.record_keys
     }
 
     /// The registry the runtime's metrics live in; a plugin registers its own beside them.

@@ -272,6 +272,7 @@ pub struct RedisXBuilder {
     registry: Option<SharedRegistry>,
     plugins: Vec<Started>,
     shutdown_timeout: Option<Duration>,
+    record_keys: bool,
 }
 
 impl std::fmt::Debug for RedisXBuilder {
@@ -343,6 +344,27 @@ impl RedisXBuilder {
         self
     }
 
+    /// Lets spans record the keys they work on (`cache.key`); off by default, because keys can
+    /// carry personal data (`user:{email}`). Command spans never carry arguments.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .record_keys(true)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn record_keys(mut self, on: bool) -> Self {
+        self.record_keys = on;
+        self
+    }
+
     /// Registers the redisx metrics in this registry instead of a private one.
     #[must_use]
     pub fn registry(mut self, registry: SharedRegistry) -> Self {
@@ -400,6 +422,7 @@ impl RedisXBuilder {
             default_client,
             key_prefix: self.key_prefix,
             registry: metrics.registry.clone(),
+            record_keys: self.record_keys,
         };
         let cache_client = if cache_cfg.mode_value() == CacheMode::L1Only {
             None
@@ -417,7 +440,7 @@ impl RedisXBuilder {
                 )
             })?)
         };
-        let cache = Cache::new(cache_cfg, &ctx.key_prefix, cache_client, &ctx.registry);
+        let cache = Cache::new(cache_cfg, &ctx, cache_client);
         let builtin = Arc::new(cache.clone());
         let mut plugins = vec![Started {
             plugin: builtin.clone(),

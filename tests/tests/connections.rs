@@ -803,6 +803,25 @@ async fn command_spans_carry_otel_attributes_and_never_the_password() {
         Some("OP_FAILED"),
         "a failed command records its error type: {incr:?}"
     );
+    assert_eq!(
+        incr.fields.get("otel.status_code").map(String::as_str),
+        Some("ERROR"),
+        "a failed command's span says so to OpenTelemetry: {incr:?}"
+    );
+    assert_eq!(
+        incr.fields.get("db.namespace").map(String::as_str),
+        Some("0"),
+        "the database is recorded as a string: {incr:?}"
+    );
+    let gets: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.is_span && s.name == "cache.get")
+        .collect();
+    assert!(!gets.is_empty(), "no cache.get span");
+    assert!(
+        gets.iter().all(|s| !s.fields.contains_key("cache.key")),
+        "keys are not recorded unless record_keys(true): {gets:?}"
+    );
     assert!(
         seen.iter().any(|s| !s.is_span),
         "the connection loss should have logged events"
@@ -816,4 +835,36 @@ async fn command_spans_carry_otel_attributes_and_never_the_password() {
             );
         }
     }
+}
+
+/// With `record_keys(true)`, the cache's spans carry the key they work on.
+#[tokio::test(flavor = "current_thread")]
+async fn record_keys_puts_the_key_on_cache_spans() {
+    let server = RedisServer::start();
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let rx = RedisX::builder()
+        .client("default", config(&server.url()))
+        .key_prefix(unique_prefix("record_keys"))
+        .record_keys(true)
+        .build()
+        .await
+        .unwrap();
+    let v = rx
+        .cache()
+        .get_or_load("user:7", None, || async { Ok::<_, Error>(7u8) })
+        .await
+        .unwrap();
+    assert_eq!(v, 7);
+    let seen = capture.seen();
+    let get = seen
+        .iter()
+        .find(|s| s.is_span && s.name == "cache.get")
+        .expect("a cache.get span");
+    assert_eq!(
+        get.fields.get("cache.key").map(String::as_str),
+        Some("user:7"),
+        "{get:?}"
+    );
 }

@@ -34,7 +34,8 @@ impl Cache {
     /// ```
     pub async fn get<T: Cacheable>(&self, key: &str) -> Result<Option<T>> {
         let span = tracing::debug_span!(target: "redisx::cache", "cache.get",
-            cache.key = key,
+            otel.kind = "internal",
+            cache.key = self.span_key(key),
             cache.layer = tracing::field::Empty,
             cache.hit = tracing::field::Empty
         );
@@ -189,7 +190,8 @@ impl Cache {
     {
         let call = self.call(key, opts)?;
         let span = tracing::debug_span!(target: "redisx::cache", "cache.set",
-            cache.key = key,
+            otel.kind = "internal",
+            cache.key = self.span_key(key),
             cache.ttl_ms = millis(call.r.ttl),
             cache.tags = opts.tags.len()
         );

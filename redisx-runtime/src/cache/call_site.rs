@@ -369,7 +369,7 @@ pub fn cached<T>(
     };
     let key = buf.as_str();
     if let Some(v) = cache.l1_peek::<T>(key, spec.mode, erasure) {
-        trace_l1_hit(key);
+        trace_l1_hit(cache.span_key(key));
         return CachedCall {
             state: State::Hit(v),
         };

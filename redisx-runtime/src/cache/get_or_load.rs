@@ -141,7 +141,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         if let Some(v) = self.l1_get::<T>(key, how.entry.mode, how.erasure) {
-            trace_l1_hit(key);
+            trace_l1_hit(self.span_key(key));
             return Ok(v);
         }
         self.load_through(key, how, loader()).await
@@ -182,7 +182,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         if let Some(v) = self.l1_get::<T>(key, how.entry.mode, how.erasure) {
-            trace_l1_hit(key);
+            trace_l1_hit(self.span_key(key));
             return Ok(v);
         }
         self.load_swr(key, how, loader()).await

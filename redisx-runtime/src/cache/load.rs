@@ -224,7 +224,8 @@ impl Cache {
             }
         };
         let span = tracing::debug_span!(target: "redisx::cache", "cache.get",
-            cache.key = key,
+            otel.kind = "internal",
+            cache.key = self.span_key(key),
             cache.layer = tracing::field::Empty,
             cache.hit = tracing::field::Empty
         );

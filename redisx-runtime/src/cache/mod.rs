@@ -74,7 +74,6 @@ pub use stats::CacheStats;
 use crate::client::Client;
 use crate::error::Result;
 use crate::key::KeyBuilder;
-use crate::metrics::SharedRegistry;
 use crate::plugin::{Plugin, PluginContext, PluginFuture};
 use config::Resolved;
 use flight::Flights;
@@ -128,6 +127,8 @@ pub(crate) struct CacheInner {
     /// Set once a cache with Redis indexed an L1-only call's tags: from then on its other
     /// fills take `local_tags`' lock to drop the key from it.
     mixed_local_tags: std::sync::atomic::AtomicBool,
+    /// Whether spans record the user keys ([`PluginContext::record_keys`]).
+    record_keys: bool,
     origin: String,
     channel: String,
     stop: Arc<Notify>,
@@ -172,15 +173,10 @@ fn millis(d: Duration) -> u64 {
 
 impl Cache {
     /// A cache with `cfg` under the app prefix, registering its metrics in `registry`.
-    pub(crate) fn new(
-        cfg: CacheConfig,
-        app_prefix: &str,
-        client: Option<Client>,
-        registry: &SharedRegistry,
-    ) -> Self {
-        let keys = KeyBuilder::new(app_prefix, &cfg.key_prefix);
+    pub(crate) fn new(cfg: CacheConfig, ctx: &PluginContext, client: Option<Client>) -> Self {
+        let keys = ctx.keys(&cfg.key_prefix);
         let l1 = Arc::new(L1::new(cfg.l1_max_entries, cfg.l1_max_bytes));
-        let metrics = CacheMetrics::register(registry, Arc::downgrade(&l1));
+        let metrics = CacheMetrics::register(ctx.registry(), Arc::downgrade(&l1));
         let channel = format!("{}__events", keys.prefix());
         Self {
             inner: Arc::new(CacheInner {
@@ -196,6 +192,7 @@ impl Cache {
                 reads: ReadPredictor::default(),
                 local_tags: std::sync::Mutex::default(),
                 mixed_local_tags: std::sync::atomic::AtomicBool::new(false),
+                record_keys: ctx.record_keys(),
                 origin: format!("{:016x}", rand::random::<u64>()),
                 channel,
                 stop: Arc::new(Notify::new()),
@@ -254,6 +251,12 @@ impl Cache {
             r,
             tags: &opts.tags,
         })
+    }
+
+    /// `key` for a span's `cache.key`: only when keys may be recorded.
+    #[inline]
+    fn span_key<'k>(&self, key: &'k str) -> Option<&'k str> {
+        self.inner.record_keys.then_some(key)
     }
 
     fn l2_client(&self, mode: CacheMode) -> Option<&Client> {

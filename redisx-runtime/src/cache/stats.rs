@@ -335,10 +335,12 @@ impl Cache {
 
 /// The `cache.get` span of an L1 hit on the load paths (`get_or_load*`, `#[cached]`): at TRACE
 /// level, because these hits are the hot path (an INFO span would cost more than the hit
-/// under a typical subscriber); every other `cache.get` span is at INFO.
+/// under a typical subscriber); every other `cache.get` span is at DEBUG. `key` is recorded
+/// only when keys may be.
 #[inline]
-pub(crate) fn trace_l1_hit(key: &str) {
+pub(crate) fn trace_l1_hit(key: Option<&str>) {
     let _span = tracing::trace_span!(target: "redisx::cache", "cache.get",
+        otel.kind = "internal",
         cache.key = key,
         cache.layer = "l1",
         cache.hit = true

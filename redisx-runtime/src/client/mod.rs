@@ -366,14 +366,18 @@ impl Client {
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let inner = &*self.inner;
-        let span = tracing::info_span!(
+        // One span per command, at DEBUG like a cache operation's: `RUST_LOG=redisx=debug`
+        // shows an operation with its commands; an L1 hit (no command) is at TRACE. The
+        // attributes are OpenTelemetry's semantic conventions for database clients.
+        let span = tracing::debug_span!(
             target: "redisx::command",
             "redis.command",
             otel.name = command,
             otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
             db.system.name = "redis",
             db.operation.name = command,
-            db.namespace = inner.cfg.db,
+            db.namespace = %inner.cfg.db,
             server.address = %inner.cfg.host,
             server.port = inner.cfg.port,
             redisx.client = %inner.name,
@@ -386,6 +390,7 @@ impl Client {
         result.map_err(|e| {
             let code = e.code().as_str();
             span.record("error.type", code);
+            span.record("otel.status_code", "ERROR");
             inner
                 .metrics
                 .errors
