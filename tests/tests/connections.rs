@@ -720,6 +720,31 @@ impl Capture {
     }
 }
 
+/// The OpenTelemetry conventions of the spans: a failed command's status and its database as
+/// a string; no key on a cache span unless `record_keys(true)`.
+fn assert_conventions(failed_command: &Seen, seen: &[Seen]) {
+    let incr = failed_command;
+    assert_eq!(
+        incr.fields.get("otel.status_code").map(String::as_str),
+        Some("ERROR"),
+        "a failed command's span says so to OpenTelemetry: {incr:?}"
+    );
+    assert_eq!(
+        incr.fields.get("db.namespace").map(String::as_str),
+        Some("0"),
+        "the database is recorded as a string: {incr:?}"
+    );
+    let gets: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.is_span && s.name == "cache.get")
+        .collect();
+    assert!(!gets.is_empty(), "no cache.get span");
+    assert!(
+        gets.iter().all(|s| !s.fields.contains_key("cache.key")),
+        "keys are not recorded unless record_keys(true): {gets:?}"
+    );
+}
+
 // Current-thread runtime: the subscriber is the thread's default, and every task (the
 // reconnect loop too) runs on this thread.
 #[tokio::test(flavor = "current_thread")]
@@ -803,25 +828,7 @@ async fn command_spans_carry_otel_attributes_and_never_the_password() {
         Some("OP_FAILED"),
         "a failed command records its error type: {incr:?}"
     );
-    assert_eq!(
-        incr.fields.get("otel.status_code").map(String::as_str),
-        Some("ERROR"),
-        "a failed command's span says so to OpenTelemetry: {incr:?}"
-    );
-    assert_eq!(
-        incr.fields.get("db.namespace").map(String::as_str),
-        Some("0"),
-        "the database is recorded as a string: {incr:?}"
-    );
-    let gets: Vec<&Seen> = seen
-        .iter()
-        .filter(|s| s.is_span && s.name == "cache.get")
-        .collect();
-    assert!(!gets.is_empty(), "no cache.get span");
-    assert!(
-        gets.iter().all(|s| !s.fields.contains_key("cache.key")),
-        "keys are not recorded unless record_keys(true): {gets:?}"
-    );
+    assert_conventions(incr, &seen);
     assert!(
         seen.iter().any(|s| !s.is_span),
         "the connection loss should have logged events"
