@@ -40,6 +40,7 @@
 mod api;
 pub(crate) mod call_site;
 mod config;
+mod entry;
 mod envelope;
 mod flight;
 mod get_or_load;
@@ -62,9 +63,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-pub use config::{
-    CacheConfig, CacheMode, EntryOptions, StaleIfErrorPredicate, StampedeConfig, StampedeFallback,
-};
+pub use config::{CacheConfig, CacheMode, StaleIfErrorPredicate, StampedeConfig, StampedeFallback};
+pub use entry::EntryOptions;
 pub use flight::ErrorSharing;
 pub use get_or_load::WarmupReport;
 pub use l1::Erasure;

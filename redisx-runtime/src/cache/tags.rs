@@ -5,7 +5,7 @@
 
 use tracing::Instrument as _;
 
-use super::config::validate_tag;
+use super::entry::validate_tag;
 use super::l2::{CHUNK, scan_pages, slot_chunks, sorted, with_code};
 use super::stats::Op;
 use super::{Cache, invalidation, millis, scripts};
