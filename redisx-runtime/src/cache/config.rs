@@ -359,11 +359,11 @@ impl CacheConfig {
     /// # use std::time::Duration;
     /// # use redisx_runtime::CacheConfig;
     /// # use redisx_runtime::cache::{StampedeConfig, StampedeFallback};
-    /// let _cfg = CacheConfig::default().stampede(StampedeConfig {
-    ///     wait_timeout: Duration::from_secs(2),
-    ///     fallback: StampedeFallback::Error,
-    ///     ..StampedeConfig::default()
-    /// });
+    /// let _cfg = CacheConfig::default().stampede(
+    ///     StampedeConfig::default()
+    ///         .wait_timeout(Duration::from_secs(2))
+    ///         .fallback(StampedeFallback::Error),
+    /// );
     /// ```
     #[must_use]
     pub fn stampede(mut self, stampede: StampedeConfig) -> Self {
@@ -621,7 +621,7 @@ impl EntryOptions {
     /// ```
     /// # use redisx_runtime::cache::EntryOptions;
     /// let opts = EntryOptions::new();
-    /// assert!(opts.tag_list().is_empty());
+    /// assert!(opts.tags_value().is_empty());
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -711,7 +711,7 @@ impl EntryOptions {
     /// ```
     /// # use redisx_runtime::cache::EntryOptions;
     /// let opts = EntryOptions::new().tags(["users", "user:42"]);
-    /// assert_eq!(opts.tag_list(), ["users", "user:42"]);
+    /// assert_eq!(opts.tags_value(), ["users", "user:42"]);
     /// ```
     #[must_use]
     pub fn tags<I, S>(mut self, tags: I) -> Self
