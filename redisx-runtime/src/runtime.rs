@@ -147,6 +147,18 @@ impl RedisX {
     ///
     /// A second `install` is an error ([`ErrorCode::ConfigAlreadyInstalled`]), never a silent
     /// replace; use `runtime = expr` on an attribute to use another runtime.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::{ErrorCode, RedisX};
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// let rx = RedisX::connect("redis://127.0.0.1:6379").await?;
+    /// rx.install()?; // `#[cached]` functions now use `rx`
+    /// let again = rx.install().unwrap_err();
+    /// assert_eq!(again.code(), ErrorCode::ConfigAlreadyInstalled);
+    /// # Ok(()) }
+    /// ```
     pub fn install(&self) -> Result<()> {
         GLOBAL.set(self.clone()).map_err(|_| {
             Error::new(
@@ -157,6 +169,16 @@ impl RedisX {
     }
 
     /// The installed runtime, if any.
+    ///
+    /// ```
+    /// use redisx_runtime::RedisX;
+    ///
+    /// // `GET /metrics`, far from `main`: empty until a runtime is installed.
+    /// fn metrics_handler() -> String {
+    ///     RedisX::global().map(|rx| rx.metrics_text()).unwrap_or_default()
+    /// }
+    /// # let _ = metrics_handler();
+    /// ```
     pub fn global() -> Option<RedisX> {
         GLOBAL.get().cloned()
     }
@@ -171,27 +193,93 @@ impl RedisX {
     /// # Panics
     /// If the runtime was built without any client (an L1-only cache); use
     /// [`RedisX::try_client`] there.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::redis;
+    ///
+    /// let visits: i64 = rx.client().query(redis::cmd("INCR").arg("visits:home")).await?;
+    /// # let _ = visits;
+    /// # Ok(()) }
+    /// ```
     pub fn client(&self) -> Client {
         self.try_client()
             .expect("this redisx runtime has no Redis client (it was built without `.client(..)`)")
     }
 
     /// The default client, or an error when the runtime has none.
+    ///
+    /// ```
+    /// use redisx_runtime::{CacheConfig, CacheMode, ErrorCode, RedisX};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> redisx_runtime::Result<()> {
+    /// // An L1-only cache needs no Redis, and has no client.
+    /// let rx = RedisX::builder()
+    ///     .cache(CacheConfig::default().mode(CacheMode::L1Only))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(rx.try_client().unwrap_err().code(), ErrorCode::ConfigUnknownClient);
+    /// # Ok(()) }
+    /// ```
     pub fn try_client(&self) -> Result<Client> {
         self.inner.ctx.client()
     }
 
     /// A client by name.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::{redis, ErrorCode};
+    ///
+    /// // Built with `.client("sessions", ...)` beside the default client.
+    /// let sessions = rx.named_client("sessions")?;
+    /// sessions.query::<()>(redis::cmd("DEL").arg("session:8f3a")).await?;
+    /// assert_eq!(rx.named_client("sesions").unwrap_err().code(), ErrorCode::ConfigUnknownClient);
+    /// # Ok(()) }
+    /// ```
     pub fn named_client(&self, name: &str) -> Result<Client> {
         self.inner.ctx.named_client(name)
     }
 
     /// The cache service.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let cache = rx.cache();
+    /// cache.set("flags:dark-mode", &true, Some(Duration::from_secs(60))).await?;
+    /// assert_eq!(cache.get::<bool>("flags:dark-mode").await?, Some(true));
+    /// # Ok(()) }
+    /// ```
     pub fn cache(&self) -> &Cache {
         &self.inner.cache
     }
 
     /// A plugin added with [`RedisXBuilder::plugin`], by its type.
+    ///
+    /// ```no_run
+    /// # use redisx_runtime::plugin::{Plugin, PluginContext, PluginFuture};
+    /// # use redisx_runtime::Result;
+    /// # struct AuditLog;
+    /// # impl Plugin for AuditLog {
+    /// #     fn name(&self) -> &'static str { "audit-log" }
+    /// #     fn start<'a>(&'a self, _: &'a PluginContext) -> PluginFuture<'a, Result<()>> {
+    /// #         Box::pin(async { Ok(()) })
+    /// #     }
+    /// #     fn stop(&self, _: tokio::time::Instant) -> PluginFuture<'_, ()> { Box::pin(async {}) }
+    /// # }
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// // Built with `.plugin(AuditLog)`.
+    /// let audit: std::sync::Arc<AuditLog> = rx.plugin::<AuditLog>().expect("added at startup");
+    /// # let _ = audit;
+    /// # Ok(()) }
+    /// ```
     pub fn plugin<P: Plugin>(&self) -> Option<Arc<P>> {
         self.inner
             .plugins
@@ -200,26 +288,79 @@ impl RedisX {
     }
 
     /// The names of the plugins, in the order they started (`"cache"` first).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// // Built with `.plugin(AuditLog)`, which depends on the cache.
+    /// assert_eq!(rx.plugin_names(), ["cache", "audit-log"]);
+    /// # Ok(()) }
+    /// ```
     pub fn plugin_names(&self) -> Vec<&'static str> {
         self.inner.plugins.iter().map(|p| p.plugin.name()).collect()
     }
 
     /// The app key prefix (`""` when none was set).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::redis;
+    ///
+    /// // A raw command names the full key: `myapp:session:8f3a` with `.key_prefix("myapp:")`.
+    /// let key = format!("{}session:8f3a", rx.key_prefix());
+    /// let ttl: i64 = rx.client().query(redis::cmd("TTL").arg(&key)).await?;
+    /// # let _ = ttl;
+    /// # Ok(()) }
+    /// ```
     pub fn key_prefix(&self) -> &str {
         &self.inner.ctx.key_prefix
     }
 
     /// The metrics registry rendered in the Prometheus text format.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// // The body of `GET /metrics`.
+    /// let body = rx.metrics_text();
+    /// assert!(body.contains("redisx_command_duration_seconds"));
+    /// # Ok(()) }
+    /// ```
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.render()
     }
 
     /// The registry the metrics live in (the one passed to the builder, or the runtime's own).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::prometheus_client::metrics::counter::Counter;
+    ///
+    /// // An application metric beside redisx's, rendered by `metrics_text()` with them.
+    /// let orders: Counter = Counter::default();
+    /// rx.registry()
+    ///     .lock()
+    ///     .unwrap()
+    ///     .register("orders_placed", "Orders placed", orders.clone());
+    /// orders.inc();
+    /// # Ok(()) }
+    /// ```
     pub fn registry(&self) -> SharedRegistry {
         self.inner.metrics.registry.clone()
     }
 
     /// Whether [`shutdown`](RedisX::shutdown) was called.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// assert!(!rx.is_shut_down());
+    /// rx.shutdown().await;
+    /// assert!(rx.is_shut_down());
+    /// # Ok(()) }
+    /// ```
     pub fn is_shut_down(&self) -> bool {
         self.inner.shut_down.load(Ordering::SeqCst)
     }
@@ -230,6 +371,18 @@ impl RedisX {
     /// [`ErrorCode::ConnectionClosed`], L1 is emptied and cached functions run uncached.
     /// With the `otlp` feature, it then flushes every OTLP exporter built by
     /// `telemetry::otlp()` whose guard is alive (the exporters keep running). Idempotent.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::{redis, ErrorCode};
+    ///
+    /// // On SIGTERM, before the process exits:
+    /// rx.shutdown().await;
+    /// let err = rx.client().query::<()>(&redis::cmd("PING")).await.unwrap_err();
+    /// assert_eq!(err.code(), ErrorCode::ConnectionClosed);
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(&self) {
         if self.inner.shut_down.swap(true, Ordering::SeqCst) {
             return;
@@ -297,6 +450,21 @@ impl std::fmt::Debug for RedisXBuilder {
 impl RedisXBuilder {
     /// Adds a named client. The first one added is the default unless
     /// [`default_client`](Self::default_client) says otherwise.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    ///
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://cache.internal:6379")?)
+    ///     .client("sessions", ConnectionConfig::from_url("redis://sessions.internal:6379/1")?)
+    ///     .build()
+    ///     .await?;
+    /// let sessions = rx.named_client("sessions")?;
+    /// # let _ = sessions;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn client(mut self, name: impl Into<String>, config: ConnectionConfig) -> Self {
         self.clients.push((name.into(), config));
@@ -304,6 +472,21 @@ impl RedisXBuilder {
     }
 
     /// Chooses the default client by name.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    ///
+    /// let rx = RedisX::builder()
+    ///     .client("jobs", ConnectionConfig::from_url("redis://jobs.internal:6379")?)
+    ///     .client("cache", ConnectionConfig::from_url("redis://cache.internal:6379")?)
+    ///     .default_client("cache") // `rx.client()` and the cache use it
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn default_client(mut self, name: impl Into<String>) -> Self {
         self.default_client = Some(name.into());
@@ -311,6 +494,20 @@ impl RedisXBuilder {
     }
 
     /// The app prefix of every key (e.g. `myapp:`); empty by default.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    ///
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .key_prefix("billing:") // services sharing a server keep apart
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(rx.key_prefix(), "billing:");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -318,6 +515,25 @@ impl RedisXBuilder {
     }
 
     /// Configures the cache plugin (default: [`CacheConfig::default`]).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// use redisx_runtime::{CacheConfig, ConnectionConfig, RedisX};
+    ///
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .cache(
+    ///         CacheConfig::default()
+    ///             .default_ttl(Duration::from_secs(300))
+    ///             .l1_max_entries(50_000),
+    ///     )
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn cache(mut self, config: CacheConfig) -> Self {
         self.cache = Some(config);
@@ -326,6 +542,30 @@ impl RedisXBuilder {
 
     /// Adds a plugin: started by `build()` after the plugins it depends on, stopped by
     /// [`RedisX::shutdown`] before them; found again with [`RedisX::plugin`].
+    ///
+    /// ```no_run
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    /// # use redisx_runtime::plugin::{Plugin, PluginContext, PluginFuture};
+    /// # use redisx_runtime::Result;
+    /// # struct AuditLog;
+    /// # impl Plugin for AuditLog {
+    /// #     fn name(&self) -> &'static str { "audit-log" }
+    /// #     fn start<'a>(&'a self, _: &'a PluginContext) -> PluginFuture<'a, Result<()>> {
+    /// #         Box::pin(async { Ok(()) })
+    /// #     }
+    /// #     fn stop(&self, _: tokio::time::Instant) -> PluginFuture<'_, ()> { Box::pin(async {}) }
+    /// # }
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .plugin(AuditLog) // a unit struct that implements `Plugin`
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(rx.plugin_names(), ["cache", "audit-log"]);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn plugin<P: Plugin>(mut self, plugin: P) -> Self {
         let plugin = Arc::new(plugin);
@@ -338,6 +578,21 @@ impl RedisXBuilder {
 
     /// How long [`RedisX::shutdown`] waits for the plugins to stop, all together (default
     /// 10 s).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    ///
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .shutdown_timeout(Duration::from_secs(3)) // well inside the pod's grace period
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = Some(timeout);
@@ -366,6 +621,24 @@ impl RedisXBuilder {
     }
 
     /// Registers the redisx metrics in this registry instead of a private one.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use std::sync::{Arc, Mutex};
+    /// use redisx_runtime::prometheus_client::registry::Registry;
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    ///
+    /// // The application's registry, served at `/metrics` with its own metrics.
+    /// let registry = Arc::new(Mutex::new(Registry::default()));
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .registry(registry.clone())
+    ///     .build()
+    ///     .await?;
+    /// assert!(Arc::ptr_eq(&rx.registry(), &registry));
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn registry(mut self, registry: SharedRegistry) -> Self {
         self.registry = Some(registry);
@@ -376,6 +649,26 @@ impl RedisXBuilder {
     /// or newer ([`ErrorCode::ConnectionUnsupportedServer`] otherwise), preloads the Lua
     /// scripts and starts the plugins in dependency order (the cache first). A plugin that
     /// fails to start fails the build, after the ones already started are stopped.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::{ConnectionConfig, ErrorCode, RedisX};
+    ///
+    /// let built = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .build()
+    ///     .await;
+    /// let rx = match built {
+    ///     Ok(rx) => rx,
+    ///     Err(e) if e.code() == ErrorCode::ConnectionUnsupportedServer => {
+    ///         panic!("redisx needs Redis 7.0 or newer: {e}")
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// };
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
     pub async fn build(self) -> Result<RedisX> {
         let cache_cfg = self.cache.unwrap_or_default();
         cache_cfg.validate()?;

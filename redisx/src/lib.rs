@@ -50,7 +50,24 @@
 //! - [`metrics`]: the Prometheus metric set; [`RedisX::metrics_text`] renders it.
 //!
 //! ## Feature flags
-//! None yet: TLS (rustls) and both connection drivers are always built in.
+//!
+//! | Feature | Default | What it adds |
+//! |---|---|---|
+//! | `tls-rustls` | on | `rediss://` through rustls with the webpki roots (ring as rustls's crypto provider unless the application installs another). |
+//! | `tls-native` | off | `rediss://` through native-tls (OpenSSL on Linux: needs `libssl-dev` to build). With both TLS features on, rustls is used. |
+//! | `pool` | on | The deadpool-redis connection pool: `DriverKind::Pool` and the `pool_*_timeout` settings of [`ConnectionConfig`]. |
+//! | `serde` | off | serde `Deserialize` for [`ConnectionConfig`], [`CacheConfig`], [`ReconnectPolicy`] and [`DriverKind`], to load them from configuration files. |
+//! | `opentelemetry` | off | The `redisx::telemetry` module: the OpenTelemetry span bridge (`tracing-opentelemetry`) and the `opentelemetry` API. |
+//! | `otlp` | off | OTLP trace export over HTTP/protobuf, `redisx::telemetry::otlp()`, flushed by [`RedisX::shutdown`]; implies `opentelemetry`. |
+//!
+//! Always built, with no flag: the multiplexed driver, the Prometheus metrics ([`metrics`],
+//! [`RedisX::metrics_text`]) and both codecs (bincode and JSON). Without either TLS feature, a
+//! `rediss://` server is a configuration error.
+//!
+//! ```toml
+//! [dependencies]
+//! redisx = { version = "0.1", features = ["serde", "otlp"] }
+//! ```
 #![doc(test(attr(deny(warnings))))]
 
 pub use redisx_macros::{cache_evict, cache_put, cached};

@@ -75,6 +75,15 @@ impl ConnectionConfig {
     pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// A config for `host:port` with every other setting at its default.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("10.0.0.5", 6380);
+    /// assert_eq!((cfg.host(), cfg.port()), ("10.0.0.5", 6380));
+    /// assert_eq!(cfg.db_value(), 0);
+    /// assert_eq!(cfg.command_timeout_value(), ConnectionConfig::DEFAULT_COMMAND_TIMEOUT);
+    /// ```
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         Self {
             host: host.into(),
@@ -127,11 +136,36 @@ impl ConnectionConfig {
     ///   ([`client_name`](Self::client_name)).
     ///
     /// The error says what is wrong without repeating the password.
+    ///
+    /// ```
+    /// use redisx_runtime::{ConnectionConfig, ErrorCode};
+    ///
+    /// let url = "rediss://app:s3cret@cache.internal:6380/2?protocol=resp3";
+    /// let cfg = ConnectionConfig::from_url(url)?;
+    /// assert!(cfg.tls_value());
+    /// assert_eq!(cfg.username_value(), Some("app"));
+    /// assert_eq!(cfg.db_value(), 2);
+    /// assert!(cfg.resp3_value());
+    ///
+    /// let err = ConnectionConfig::from_url("redis://app:s3cret@cache.internal:port").unwrap_err();
+    /// assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+    /// assert!(!err.to_string().contains("s3cret"));
+    /// # Ok::<(), redisx_runtime::Error>(())
+    /// ```
     pub fn from_url(url: &str) -> Result<Self> {
         url::parse(url)
     }
 
     /// Sets the ACL user name.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379)
+    ///     .username("billing")
+    ///     .password("s3cret");
+    /// assert_eq!(cfg.username_value(), Some("billing"));
+    /// ```
     #[must_use]
     pub fn username(mut self, username: impl Into<String>) -> Self {
         self.username = Some(username.into());
@@ -139,6 +173,14 @@ impl ConnectionConfig {
     }
 
     /// Sets the password (for `AUTH`).
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379).password("s3cret");
+    /// assert_eq!(cfg.password_value(), Some("s3cret"));
+    /// assert_eq!(cfg.to_string(), "redis://:***@cache.internal:6379");
+    /// ```
     #[must_use]
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
@@ -146,6 +188,14 @@ impl ConnectionConfig {
     }
 
     /// Selects the logical database.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379).db(3);
+    /// assert_eq!(cfg.db_value(), 3);
+    /// assert_eq!(cfg.to_string(), "redis://cache.internal:6379/3");
+    /// ```
     #[must_use]
     pub fn db(mut self, db: i64) -> Self {
         self.db = db;
@@ -155,6 +205,14 @@ impl ConnectionConfig {
     /// Connects over TLS: rustls with the webpki roots (feature `tls-rustls`, the default) or
     /// native-tls with the system's roots (feature `tls-native`), unless
     /// [`tls_ca_cert`](Self::tls_ca_cert) names the trusted CA.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6380).tls(true);
+    /// assert!(cfg.tls_value());
+    /// assert_eq!(cfg.to_string(), "rediss://cache.internal:6380");
+    /// ```
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
@@ -162,6 +220,15 @@ impl ConnectionConfig {
     }
 
     /// With TLS, accept any certificate and host name. For tests only.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// // A test server with a self-signed certificate.
+    /// let cfg = ConnectionConfig::from_url("rediss://127.0.0.1:6380")?.tls_insecure(true);
+    /// assert!(cfg.tls_insecure_value());
+    /// # Ok::<(), redisx_runtime::Error>(())
+    /// ```
     #[must_use]
     pub fn tls_insecure(mut self, insecure: bool) -> Self {
         self.tls_insecure = insecure;
@@ -192,6 +259,19 @@ impl ConnectionConfig {
 
     /// With TLS, authenticate with this client certificate chain and private key (both PEM
     /// text), for a server that requires client certificates (`tls-auth-clients yes`).
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// // PEM text, as read from files or a secret store.
+    /// let cert = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n";
+    /// let key = "-----BEGIN PRIVATE KEY-----\nMC4C...\n-----END PRIVATE KEY-----\n";
+    /// let cfg = ConnectionConfig::from_url("rediss://cache.internal:6380")?
+    ///     .tls_client_cert(cert, key);
+    /// assert_eq!(cfg.tls_client_cert_value(), Some((cert.as_bytes(), key.as_bytes())));
+    /// assert!(!format!("{cfg:?}").contains("PRIVATE KEY"));
+    /// # Ok::<(), redisx_runtime::Error>(())
+    /// ```
     #[must_use]
     pub fn tls_client_cert(
         mut self,
@@ -205,6 +285,13 @@ impl ConnectionConfig {
     /// The connection name set with `CLIENT SETNAME` on every connection the client opens,
     /// so that `CLIENT LIST` on the server tells which service a connection belongs to. No
     /// spaces; none by default.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379).client_name("billing-worker");
+    /// assert_eq!(cfg.client_name_value(), Some("billing-worker"));
+    /// ```
     #[must_use]
     pub fn client_name(mut self, name: impl Into<String>) -> Self {
         self.client_name = Some(name.into());
@@ -213,6 +300,13 @@ impl ConnectionConfig {
 
     /// Speak RESP3 (`HELLO 3`) instead of RESP2 (default `false`). Replies convert to the same
     /// Rust types either way; RESP3 needs Redis 6 or newer.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379).resp3(true);
+    /// assert!(cfg.resp3_value());
+    /// ```
     #[must_use]
     pub fn resp3(mut self, on: bool) -> Self {
         self.resp3 = on;
@@ -220,6 +314,15 @@ impl ConnectionConfig {
     }
 
     /// How long one connection attempt may take (default 10 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379)
+    ///     .connect_timeout(Duration::from_secs(2));
+    /// assert_eq!(cfg.connect_timeout_value(), Duration::from_secs(2));
+    /// ```
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -228,6 +331,15 @@ impl ConnectionConfig {
 
     /// How long any command may take before it fails with [`ErrorCode::OperationTimeout`]
     /// (default 5 s). Enforced on every command.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379)
+    ///     .command_timeout(Duration::from_millis(500));
+    /// assert_eq!(cfg.command_timeout_value(), Duration::from_millis(500));
+    /// ```
     #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
@@ -237,6 +349,18 @@ impl ConnectionConfig {
     /// [`DriverKind::Pool`]: how long a command waits for a free connection when all
     /// `max_size` are in use, before failing with [`ErrorCode::ConnectionTimeout`] (default:
     /// the command timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redisx_runtime::{ConnectionConfig, DriverKind};
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379)
+    ///     .driver(DriverKind::Pool { max_size: 32 })
+    ///     .command_timeout(Duration::from_secs(2));
+    /// assert_eq!(cfg.pool_wait_timeout_value(), Duration::from_secs(2));
+    /// let cfg = cfg.pool_wait_timeout(Duration::from_millis(250));
+    /// assert_eq!(cfg.pool_wait_timeout_value(), Duration::from_millis(250));
+    /// ```
     #[cfg(feature = "pool")]
     #[must_use]
     pub fn pool_wait_timeout(mut self, timeout: Duration) -> Self {
@@ -246,6 +370,16 @@ impl ConnectionConfig {
 
     /// [`DriverKind::Pool`]: how long opening a new pooled connection may take (default: the
     /// connect timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redisx_runtime::{ConnectionConfig, DriverKind};
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379)
+    ///     .driver(DriverKind::Pool { max_size: 32 })
+    ///     .pool_create_timeout(Duration::from_secs(1));
+    /// assert_eq!(cfg.pool_create_timeout_value(), Duration::from_secs(1));
+    /// ```
     #[cfg(feature = "pool")]
     #[must_use]
     pub fn pool_create_timeout(mut self, timeout: Duration) -> Self {
@@ -256,6 +390,16 @@ impl ConnectionConfig {
     /// [`DriverKind::Pool`]: how long the health check of a connection taken from the pool
     /// (`UNWATCH` + `PING`) may take before the connection is dropped and another one is
     /// used (default: the command timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redisx_runtime::{ConnectionConfig, DriverKind};
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379)
+    ///     .driver(DriverKind::Pool { max_size: 32 })
+    ///     .pool_recycle_timeout(Duration::from_millis(100));
+    /// assert_eq!(cfg.pool_recycle_timeout_value(), Duration::from_millis(100));
+    /// ```
     #[cfg(feature = "pool")]
     #[must_use]
     pub fn pool_recycle_timeout(mut self, timeout: Duration) -> Self {
@@ -264,6 +408,17 @@ impl ConnectionConfig {
     }
 
     /// The reconnect backoff (default 1 s doubling to 30 s, with jitter).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redisx_runtime::{ConnectionConfig, ReconnectPolicy};
+    ///
+    /// let policy = ReconnectPolicy::default()
+    ///     .initial(Duration::from_millis(100))
+    ///     .max(Duration::from_secs(5));
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379).reconnect(policy);
+    /// assert_eq!(cfg.reconnect_value(), policy);
+    /// ```
     #[must_use]
     pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.reconnect = policy;
@@ -271,6 +426,16 @@ impl ConnectionConfig {
     }
 
     /// The connection driver (default [`DriverKind::Multiplexed`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "pool")] {
+    /// use redisx_runtime::{ConnectionConfig, DriverKind};
+    ///
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379)
+    ///     .driver(DriverKind::Pool { max_size: 16 });
+    /// assert_eq!(cfg.driver_value(), DriverKind::Pool { max_size: 16 });
+    /// # }
+    /// ```
     #[must_use]
     pub fn driver(mut self, driver: DriverKind) -> Self {
         self.driver = driver;
@@ -280,6 +445,14 @@ impl ConnectionConfig {
     /// When `true`, building the runtime does not fail while the server is unreachable: the
     /// client connects in the background and commands fail with
     /// [`ErrorCode::ConnectionClosed`] until it is up. Default `false`.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// // The service starts even while Redis is still coming up.
+    /// let cfg = ConnectionConfig::new("cache.internal", 6379).lazy(true);
+    /// assert!(cfg.lazy_value());
+    /// ```
     #[must_use]
     pub fn lazy(mut self, lazy: bool) -> Self {
         self.lazy = lazy;
