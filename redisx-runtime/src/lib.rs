@@ -35,6 +35,7 @@ macro_rules! traced {
     }};
 }
 
+mod builder;
 pub mod cache;
 mod call_site;
 mod client;
@@ -79,9 +80,10 @@ pub use redis;
 /// ```
 pub use prometheus_client;
 
+pub use builder::RedisXBuilder;
 pub use cache::{Cache, CacheConfig, CacheMode, CacheStats};
 pub use client::{Client, ConnectionConfig, DedicatedConnection, DriverKind, ReconnectPolicy};
 pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
 pub use plugin::{Plugin, PluginContext, PluginFuture};
-pub use runtime::{RedisX, RedisXBuilder};
+pub use runtime::RedisX;

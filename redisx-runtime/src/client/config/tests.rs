@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::error::ErrorCode;
 
 #[test]
 fn from_str_is_from_url() {
