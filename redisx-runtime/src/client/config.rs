@@ -330,7 +330,7 @@ impl ConnectionConfig {
         self
     }
 
-    /// How long any command may take before it fails with [`ErrorCode::OperationTimeout`]
+    /// How long any command may take before it fails with [`ErrorCode::OperationTimeout`](crate::ErrorCode::OperationTimeout)
     /// (default 5 s). Enforced on every command.
     ///
     /// ```
@@ -348,7 +348,7 @@ impl ConnectionConfig {
     }
 
     /// [`DriverKind::Pool`]: how long a command waits for a free connection when all
-    /// `max_size` are in use, before failing with [`ErrorCode::ConnectionTimeout`] (default:
+    /// `max_size` are in use, before failing with [`ErrorCode::ConnectionTimeout`](crate::ErrorCode::ConnectionTimeout) (default:
     /// the command timeout).
     ///
     /// ```
@@ -445,7 +445,7 @@ impl ConnectionConfig {
 
     /// When `true`, building the runtime does not fail while the server is unreachable: the
     /// client connects in the background and commands fail with
-    /// [`ErrorCode::ConnectionClosed`] until it is up. Default `false`.
+    /// [`ErrorCode::ConnectionClosed`](crate::ErrorCode::ConnectionClosed) until it is up. Default `false`.
     ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;
