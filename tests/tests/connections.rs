@@ -875,3 +875,37 @@ async fn record_keys_puts_the_key_on_cache_spans() {
         "{get:?}"
     );
 }
+
+/// A delete or an invalidation that Redis fails marks its `cache.invalidate` span failed, as
+/// a failed command's span is.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_invalidation_marks_its_span() {
+    let mut server = RedisServer::start();
+    let capture = Capture::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let rx = build(
+        config(&server.url()).command_timeout(Duration::from_millis(500)),
+        "invalidate_span",
+    )
+    .await
+    .unwrap();
+    rx.cache().set("k", &1u8, None).await.unwrap();
+    server.kill();
+    let err = rx.cache().delete("k").await.unwrap_err();
+    let seen = capture.seen();
+    let span = seen
+        .iter()
+        .find(|s| s.is_span && s.name == "cache.invalidate")
+        .expect("a cache.invalidate span");
+    assert_eq!(
+        span.fields.get("otel.status_code").map(String::as_str),
+        Some("ERROR"),
+        "{span:?}"
+    );
+    assert_eq!(
+        span.fields.get("error.type").map(String::as_str),
+        Some(err.code().as_str()),
+        "{span:?}"
+    );
+}

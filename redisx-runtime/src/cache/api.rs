@@ -342,17 +342,15 @@ impl Cache {
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(removed_l1);
         };
-        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", cache.keys = keys.len());
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", otel.kind = "internal", otel.status_code = tracing::field::Empty, error.type = tracing::field::Empty, cache.keys = keys.len());
         let full: Vec<String> = keys.iter().map(|k| self.full_key(k.as_ref())).collect();
         let user: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
         self.unlink_and_publish(client, &full, &user)
-            .instrument(span)
+            .instrument(span.clone())
             .await
             .map_err(|e| {
-                self.failed(
-                    Op::Delete,
-                    with_code(e, ErrorCode::CacheDeleteFailed, "delete"),
-                )
+                let e = with_code(e, ErrorCode::CacheDeleteFailed, "delete");
+                self.failed(Op::Delete, &span, e)
             })
     }
 
@@ -429,7 +427,7 @@ impl Cache {
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(self.inner.evict_local_pattern(pattern));
         };
-        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", cache.pattern = pattern);
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", otel.kind = "internal", otel.status_code = tracing::field::Empty, error.type = tracing::field::Empty, cache.pattern = pattern);
         let found = traced!(self.scan(client, pattern), span)?;
         let prefix_len = self.inner.keys.prefix().len();
         let mut full: Vec<&[u8]> = Vec::with_capacity(found.len());
@@ -449,10 +447,8 @@ impl Cache {
             self.inner.l1.remove(k);
         }
         let failed = |e| {
-            self.failed(
-                Op::Invalidate,
-                with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern"),
-            )
+            let e = with_code(e, ErrorCode::CacheDeleteFailed, "invalidate_pattern");
+            self.failed(Op::Invalidate, &span, e)
         };
         let deleted =
             traced!(self.unlink_and_publish(client, &full, &refs), span).map_err(failed)?;
@@ -481,9 +477,8 @@ impl Cache {
         let Some(client) = self.inner.client.as_ref() else {
             return Ok(0);
         };
-        let span =
-            tracing::debug_span!(target: "redisx::cache", "cache.invalidate", cache.clear = true);
-        let failed = |e| self.failed(Op::Invalidate, e);
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", otel.kind = "internal", otel.status_code = tracing::field::Empty, error.type = tracing::field::Empty, cache.clear = true);
+        let failed = |e| self.failed(Op::Invalidate, &span, e);
         let full = traced!(self.scan(client, "*"), span).map_err(failed)?;
         let deleted = traced!(self.unlink(client, &full), span).map_err(failed)?;
         self.inner.l1.clear();

@@ -326,9 +326,12 @@ impl Cache {
         }
     }
 
-    /// Counts a Redis failure that is returned to the caller (a delete or an invalidation).
-    pub(crate) fn failed(&self, op: Op, err: Error) -> Error {
+    /// Counts a Redis failure that is returned to the caller (a delete or an invalidation) and
+    /// marks the operation's span failed (`otel.status_code`, `error.type`).
+    pub(crate) fn failed(&self, op: Op, span: &tracing::Span, err: Error) -> Error {
         self.inner.metrics.error(op);
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", err.code().as_str());
         err
     }
 }

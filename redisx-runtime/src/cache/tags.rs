@@ -44,7 +44,7 @@ impl Cache {
             // Without Redis the tag index is in process.
             return Ok(self.inner.evict_local_tags(tags, |_| true));
         };
-        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", cache.tags = tags.len());
+        let span = tracing::debug_span!(target: "redisx::cache", "cache.invalidate", otel.kind = "internal", otel.status_code = tracing::field::Empty, error.type = tracing::field::Empty, cache.tags = tags.len());
         async {
             let claim = |t: &str| scripts::TAG_CLAIM.script.key(self.tag_key(t));
             let mut pipe = redis::pipe();
@@ -101,11 +101,11 @@ impl Cache {
             published?;
             Ok(deleted + local)
         }
-        .instrument(span)
+        .instrument(span.clone())
         .await
         .map_err(|e| {
             let e = with_code(e, ErrorCode::CacheTagInvalidationFailed, "invalidate_tags");
-            self.failed(Op::Invalidate, e)
+            self.failed(Op::Invalidate, &span, e)
         })
     }
 
