@@ -2,8 +2,6 @@
 //! indexes, wake-ups and invalidation in one round trip), corrupt-entry removal, deletes and
 //! scans.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -11,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::envelope::{self, Envelope, HEADER_LEN, Marker};
 use super::glob::glob_escape;
+use super::stats::RateLimitedLog;
 use super::{Cache, Call, invalidation, millis, scripts};
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
@@ -29,60 +28,14 @@ const CORRUPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// logged unthrottled until there is room).
 const CORRUPT_LOG_FAMILIES: usize = 256;
 
-static CORRUPT_LOG: RateLimitedLog = RateLimitedLog::new(CORRUPT_LOG_EVERY, CORRUPT_LOG_FAMILIES);
+static CORRUPT_LOG: RateLimitedLog<String> =
+    RateLimitedLog::new(CORRUPT_LOG_EVERY, CORRUPT_LOG_FAMILIES);
 
 /// The family of a full key, for rate-limited logging: the key up to its last `:`
 /// (`myapp:cache:user:42` is in `myapp:cache:user:`), so the entries of one cached type share
 /// a family.
 fn key_family(full: &str) -> &str {
     full.rfind(':').map_or(full, |i| &full[..=i])
-}
-
-/// At most one log line per family and window; the lines held back are counted and reported
-/// with the next one.
-pub(crate) struct RateLimitedLog {
-    every: Duration,
-    max_families: usize,
-    seen: Mutex<Option<Windows>>,
-}
-
-/// Family -> (start of its window, lines held back in it).
-type Windows = HashMap<Box<str>, (Instant, u64)>;
-
-impl RateLimitedLog {
-    pub(crate) const fn new(every: Duration, max_families: usize) -> Self {
-        Self {
-            every,
-            max_families,
-            seen: Mutex::new(None),
-        }
-    }
-
-    /// `Some(held back since the last line)` when `family` may log now; `None` (and one more
-    /// held back) otherwise.
-    pub(crate) fn admit(&self, family: &str, now: Instant) -> Option<u64> {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let seen = seen.get_or_insert_with(HashMap::new);
-        if let Some((since, held)) = seen.get_mut(family) {
-            if now.duration_since(*since) < self.every {
-                *held += 1;
-                return None;
-            }
-            let before = std::mem::take(held);
-            *since = now;
-            return Some(before);
-        }
-        if seen.len() >= self.max_families {
-            seen.retain(|_, (since, _)| now.duration_since(*since) < self.every);
-        }
-        if seen.len() < self.max_families {
-            seen.insert(family.into(), (now, 0));
-        }
-        Some(0)
-    }
 }
 
 /// What one L2 read found.
@@ -477,7 +430,7 @@ mod tests {
 
     #[test]
     fn corrupt_entries_are_logged_once_per_family_and_window() {
-        let log = RateLimitedLog::new(Duration::from_secs(10), 2);
+        let log = RateLimitedLog::<String>::new(Duration::from_secs(10), 2);
         let t0 = Instant::now();
         let family = key_family("app:cache:user:42");
         assert_eq!(family, "app:cache:user:");

@@ -81,7 +81,7 @@ use invalidation::Waiters;
 use l1::L1;
 use local::LocalTags;
 use stampede::ReadPredictor;
-use stats::{CacheMetrics, Counters, Warnings};
+use stats::{CacheMetrics, Counters, Warnings, warnings};
 
 /// What a cached value must be: serializable both ways (it is stored in Redis), `Clone` (each
 /// L1 hit hands out a clone) and shareable across threads. Implemented for every such type.
@@ -186,7 +186,7 @@ impl Cache {
                 client,
                 metrics,
                 counters: Counters::default(),
-                warnings: Warnings::default(),
+                warnings: warnings(),
                 flights: Flights::default(),
                 waiters: Waiters::default(),
                 reads: ReadPredictor::default(),

@@ -12,7 +12,9 @@
 //! | `redisx_cache_corrupt_entries_total` | counter | |
 //! | `redisx_cache_l1_entries` | gauge | |
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -100,37 +102,62 @@ struct OpLabels {
 /// every call fails the same way, and one warning per call would flood the log.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
-/// Rate-limits the warnings of failures: one per cause per [`WARN_EVERY`], carrying how many
-/// of the same were not logged since the last one.
-#[derive(Default)]
-pub(crate) struct Warnings {
-    causes: Mutex<HashMap<(Op, ErrorCode), (Instant, u64)>>,
+/// Rate-limits log lines: at most one per key (a cause of failure, a family of keys) and
+/// window; the lines held back are counted and reported with the next one. At most
+/// `max_keys` keys are tracked; past that, quiet ones are forgotten (and a new key logs
+/// unthrottled until there is room).
+pub(crate) struct RateLimitedLog<K> {
+    every: Duration,
+    max_keys: usize,
+    seen: Mutex<Option<HashMap<K, (Instant, u64)>>>,
 }
 
-impl Warnings {
-    /// `Some(suppressed)` when a failure of this cause is to be logged now (with the number
-    /// left out since the last one), `None` when it is left out.
-    fn admit(&self, op: Op, code: ErrorCode) -> Option<u64> {
-        let mut causes = self
-            .causes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        match causes.get_mut(&(op, code)) {
-            Some((last, suppressed)) if now.duration_since(*last) < WARN_EVERY => {
-                *suppressed += 1;
-                None
-            }
-            Some((last, suppressed)) => {
-                *last = now;
-                Some(std::mem::take(suppressed))
-            }
-            None => {
-                causes.insert((op, code), (now, 0));
-                Some(0)
-            }
+impl<K: Hash + Eq> RateLimitedLog<K> {
+    pub(crate) const fn new(every: Duration, max_keys: usize) -> Self {
+        Self {
+            every,
+            max_keys,
+            seen: Mutex::new(None),
         }
     }
+
+    /// `Some(held back since the last line)` when `key` may log at `now`; `None` (and one
+    /// more held back) otherwise.
+    pub(crate) fn admit<Q>(&self, key: &Q, now: Instant) -> Option<u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = seen.get_or_insert_with(HashMap::new);
+        if let Some((since, held)) = seen.get_mut(key) {
+            if now.duration_since(*since) < self.every {
+                *held += 1;
+                return None;
+            }
+            *since = now;
+            return Some(std::mem::take(held));
+        }
+        if seen.len() >= self.max_keys {
+            seen.retain(|_, (since, _)| now.duration_since(*since) < self.every);
+        }
+        if seen.len() < self.max_keys {
+            seen.insert(key.to_owned(), (now, 0));
+        }
+        Some(0)
+    }
+}
+
+/// The fail-open warnings of one cache: one per cause (operation and error code) per
+/// [`WARN_EVERY`]; the causes are few, so all are tracked.
+pub(crate) type Warnings = RateLimitedLog<(Op, ErrorCode)>;
+
+/// A cache's [`Warnings`], empty.
+pub(crate) fn warnings() -> Warnings {
+    RateLimitedLog::new(WARN_EVERY, usize::MAX)
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -314,7 +341,7 @@ impl Cache {
     pub(crate) fn fail_open(&self, op: Op, step: &'static str, key: &str, err: &Error) {
         bump(&self.inner.counters.errors);
         self.inner.metrics.error(op);
-        if let Some(suppressed) = self.inner.warnings.admit(op, err.code()) {
+        if let Some(suppressed) = self.inner.warnings.admit(&(op, err.code()), Instant::now()) {
             tracing::warn!(target: "redisx::cache",
                 op = op.label(),
                 step,
@@ -352,32 +379,31 @@ pub(crate) fn trace_l1_hit(key: Option<&str>) {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_cause_is_warned_once_per_period_with_the_count_left_out() {
-        let w = Warnings::default();
-        let code = ErrorCode::ConnectionFailed;
-        assert_eq!(w.admit(Op::Read, code), Some(0));
-        assert_eq!(w.admit(Op::Read, code), None);
-        assert_eq!(w.admit(Op::Read, code), None);
-        // Another cause is its own.
-        assert_eq!(w.admit(Op::Write, code), Some(0));
-        assert_eq!(w.admit(Op::Read, ErrorCode::OperationTimeout), Some(0));
-        // A period later, the next warning says how many were left out.
-        w.causes
-            .lock()
-            .unwrap()
-            .get_mut(&(Op::Read, code))
-            .unwrap()
-            .0 -= WARN_EVERY;
-        assert_eq!(w.admit(Op::Read, code), Some(2));
-        assert_eq!(w.admit(Op::Read, code), None);
-    }
-
     use std::sync::{Arc, Mutex};
 
     use prometheus_client::registry::Registry;
 
     use super::*;
+
+    #[test]
+    fn a_cause_is_warned_once_per_period_with_the_count_left_out() {
+        let w = warnings();
+        let code = ErrorCode::ConnectionFailed;
+        let t0 = Instant::now();
+        assert_eq!(w.admit(&(Op::Read, code), t0), Some(0));
+        assert_eq!(w.admit(&(Op::Read, code), t0), None);
+        assert_eq!(w.admit(&(Op::Read, code), t0), None);
+        // Another cause is its own.
+        assert_eq!(w.admit(&(Op::Write, code), t0), Some(0));
+        assert_eq!(
+            w.admit(&(Op::Read, ErrorCode::OperationTimeout), t0),
+            Some(0)
+        );
+        // A period later, the next warning says how many were left out.
+        let later = t0 + WARN_EVERY;
+        assert_eq!(w.admit(&(Op::Read, code), later), Some(2));
+        assert_eq!(w.admit(&(Op::Read, code), later), None);
+    }
 
     #[test]
     fn striped_counters_are_exported_with_the_redisx_prefix() {
