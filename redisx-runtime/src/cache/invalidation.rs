@@ -29,7 +29,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::{Notify, oneshot};
 
 use super::{Cache, CacheInner};
-use crate::client::{Client, ConnectionConfig};
+use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
 
 /// Builds a "keys changed" message.
@@ -276,23 +276,22 @@ impl Cache {
 /// Starts the listener; resolves `ready` once the first subscription is in place.
 pub(crate) fn spawn(
     cache: Weak<CacheInner>,
-    cfg: ConnectionConfig,
+    client: Client,
     channel: String,
     stop: Arc<Notify>,
     ready: oneshot::Sender<Result<()>>,
 ) {
-    tokio::spawn(listen(cache, cfg, channel, stop, ready));
+    tokio::spawn(listen(cache, client, channel, stop, ready));
 }
 
-async fn subscribe(cfg: &ConnectionConfig, channel: &str) -> Result<redis::aio::PubSub> {
-    let client = redis::Client::open(cfg.to_connection_info())?;
-    let connect = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub)
-    };
-    match tokio::time::timeout(cfg.connect_timeout, connect).await {
-        Ok(r) => r.map_err(|e| Error::from(e).with_context("channel", channel.to_owned())),
+/// A pub/sub connection of the client's own ([`Client::pubsub`]: its connect timeout and
+/// errors), subscribed to `channel` within the connect timeout too.
+async fn subscribe(client: &Client, channel: &str) -> Result<redis::aio::PubSub> {
+    let mut pubsub = client.pubsub().await?;
+    match tokio::time::timeout(client.config().connect_timeout, pubsub.subscribe(channel)).await {
+        Ok(r) => r
+            .map(|()| pubsub)
+            .map_err(|e| Error::from(e).with_context("channel", channel.to_owned())),
         Err(_) => Err(Error::new(
             ErrorCode::ConnectionTimeout,
             "subscribing to the cache invalidation channel timed out",
@@ -303,7 +302,7 @@ async fn subscribe(cfg: &ConnectionConfig, channel: &str) -> Result<redis::aio::
 
 async fn listen(
     cache: Weak<CacheInner>,
-    cfg: ConnectionConfig,
+    client: Client,
     channel: String,
     stop: Arc<Notify>,
     ready: oneshot::Sender<Result<()>>,
@@ -313,20 +312,23 @@ async fn listen(
     let mut subscribed_before = false;
     loop {
         let pubsub = tokio::select! {
-            r = subscribe(&cfg, &channel) => r,
+            r = subscribe(&client, &channel) => r,
             () = stop.notified() => return,
         };
         let pubsub = match pubsub {
             Ok(p) => p,
             Err(e) => {
                 if let Some(tx) = ready.take() {
-                    if !cfg.lazy {
+                    if !client.config().lazy {
                         let _ = tx.send(Err(e));
                         return;
                     }
                     let _ = tx.send(Ok(()));
                 }
-                let delay = cfg.reconnect.delay(attempt, rand::random_range(0.0..=1.0));
+                let delay = client
+                    .config()
+                    .reconnect
+                    .delay(attempt, rand::random_range(0.0..=1.0));
                 attempt = attempt.saturating_add(1);
                 tracing::debug!(target: "redisx::cache", %channel, error = %format_args!("{e:#}"), ?delay, "cache invalidation listener: subscribe failed");
                 tokio::select! {

@@ -284,7 +284,7 @@ impl Plugin for Cache {
             let (tx, rx) = tokio::sync::oneshot::channel();
             invalidation::spawn(
                 Arc::downgrade(&self.inner),
-                client.config().clone(),
+                client.clone(),
                 self.inner.channel.clone(),
                 self.inner.stop.clone(),
                 tx,
