@@ -6,6 +6,7 @@
 //! | `cache.l1_hit_cycle` | the same, in one shuffle repeated (the order of earlier runs) | the same | the same |
 //! | `cache.l1_hit_owned` | the same with owned values (a deep clone per hit) | the same | the same |
 //! | `cache.l1_hit_mt` | the same, one task per core on a multi-thread runtime | the same | `cached` |
+//! | `cache.l1_hit_scoped` | the same hit without `runtime = ...`, inside `rx.scope(..)` | the same with no scope (installed runtime) | the same with `runtime = rx` (see `cache_scope.rs`) |
 //! | `cache.l2_hit` | `#[redisx::cached(mode = "l2_only")]` hit | redis-rs `GET` + bincode decode | `cached` `AsyncRedisCache` hit |
 //! | `cache.miss` | `Cache::get_or_load` on fresh keys | `GET` miss + `SET PX` | `cached` `AsyncRedisCache` get + set; our own protocol sent raw through redis-rs |
 //! | `cache.stampede` | 1000 concurrent `get_or_load` callers over two runtimes | one loader call | — |
@@ -32,7 +33,7 @@ use crate::measure::{Comparison, Settings, Side, Unit, compare, emit, time_sync}
 use crate::{Context, unpin_current_thread};
 
 /// Keys of the L1 benches.
-const L1_KEYS: u64 = 100_000;
+pub(crate) const L1_KEYS: u64 = 100_000;
 /// Keys of the L2 benches (Redis round trips dominate; the key count barely matters there).
 const L2_KEYS: u64 = 10_000;
 /// Capacity of every in-process cache: all keys fit, nothing is evicted while measuring.
@@ -53,7 +54,7 @@ pub(crate) struct User {
 }
 
 /// The value every side stores under index `i`.
-fn user(i: u64) -> User {
+pub(crate) fn user(i: u64) -> User {
     User {
         id: i,
         name: format!("User Number {i:08} Lovelace-Babbage"),
@@ -67,7 +68,7 @@ fn bincode_config() -> bincode::config::Configuration {
 
 /// Passes over the keys in an L1 access order ([`random_order`]): 800k indices, read in
 /// sequence by every side.
-const L1_PASSES: u64 = 8;
+pub(crate) const L1_PASSES: u64 = 8;
 
 /// `passes` passes over `0..n`, each in its own seeded random order, shared by every side of a
 /// bench: every key is read equally often, in an order that no cache can predict.
@@ -78,7 +79,7 @@ const L1_PASSES: u64 = 8;
 /// CPU cache. `cached`'s `SizedCache` is such a list; reading 100k keys in one repeated
 /// permutation made its hits about 20 % cheaper than in fresh passes, while the other sides
 /// did not move (`cache.l1_hit_cycle` keeps that order, for comparison).
-fn random_order(n: u64, passes: u64, seed: u64) -> Arc<Vec<u64>> {
+pub(crate) fn random_order(n: u64, passes: u64, seed: u64) -> Arc<Vec<u64>> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let mut order = Vec::new();
     for _ in 0..passes.max(1) {
@@ -90,7 +91,7 @@ fn random_order(n: u64, passes: u64, seed: u64) -> Arc<Vec<u64>> {
 }
 
 /// Index into an access order: wraps around.
-fn at(order: &[u64], n: u64) -> u64 {
+pub(crate) fn at(order: &[u64], n: u64) -> u64 {
     let len = order.len() as u64;
     #[allow(
         clippy::cast_possible_truncation,
@@ -208,6 +209,9 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
     if ctx.selected("cache.l1_hit_owned") {
         done(l1_hit::<User>(ctx, &rx, "cache.l1_hit_owned", L1_PASSES).await);
     }
+    if ctx.selected("cache.l1_hit_scoped") {
+        done(crate::cache_scope::l1_hit_scoped(ctx, &rx).await);
+    }
     if ctx.selected("cache.l1_hit_mt") {
         done(l1_hit_mt(ctx, &rx).await);
     }
@@ -261,7 +265,7 @@ async fn peer_redis_cache(ctx: &Context, name: &str) -> cached::AsyncRedisCache<
 }
 
 /// Prints where a bench is, on stderr.
-fn stage(what: &str) {
+pub(crate) fn stage(what: &str) {
     eprintln!("cache: {what}");
 }
 
@@ -373,7 +377,7 @@ fn stack_key(buf: &mut [u8; KEY_BUF], i: u64) -> &str {
 }
 
 /// Warns when an L1 bench touched Redis (its figures would not be L1 hits).
-fn check_only_l1(rx: &RedisX, before: redisx::CacheStats, bench: &str) {
+pub(crate) fn check_only_l1(rx: &RedisX, before: redisx::CacheStats, bench: &str) {
     let after = rx.cache().stats();
     let l2 = (after.l2_hits + after.l2_misses) - (before.l2_hits + before.l2_misses);
     if l2 > 0 || after.loads > before.loads {

@@ -16,6 +16,7 @@
 //! ```
 
 mod cache;
+mod cache_scope;
 mod measure;
 
 use std::process::{Command, ExitCode, Stdio};

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::cache::{Cache, CacheConfig, CacheMode};
 use crate::client::{Client, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result};
+use crate::life::Life;
 use crate::metrics::{Metrics, SharedRegistry};
 use crate::plugin::{self, Plugin, PluginContext};
 use crate::runtime::{Inner, RedisX, Started, stop_all};
@@ -293,10 +293,11 @@ impl RedisXBuilder {
         };
         crate::key::validate_prefix(&self.key_prefix)?;
         let metrics = Arc::new(Metrics::new(self.registry));
+        let life = Life::new();
         let mut clients = HashMap::new();
         for (name, cfg) in self.clients {
             let lazy = cfg.lazy;
-            let client = Client::connect(&name, cfg, metrics.clone()).await?;
+            let client = Client::connect(&name, cfg, metrics.clone(), life.clone()).await?;
             if !lazy {
                 client.check_server_version().await?;
                 for s in crate::script::builtin() {
@@ -314,6 +315,7 @@ impl RedisXBuilder {
             key_prefix: self.key_prefix,
             registry: metrics.registry.clone(),
             record_keys: self.record_keys,
+            life: life.clone(),
         };
         let cache_client = if cache_cfg.mode_value() == CacheMode::L1Only {
             None
@@ -353,7 +355,7 @@ impl RedisXBuilder {
                 cache,
                 plugins,
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
-                shut_down: AtomicBool::new(false),
+                life,
             }),
         })
     }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::runtime::RedisX;
+use crate::scope;
 
 /// The warning logged (once per process and plugin) when a call finds no runtime.
 pub(crate) struct NoRuntime {
@@ -23,20 +24,24 @@ impl NoRuntime {
     }
 }
 
-/// The runtime of a call: the one given with `runtime = expr`, else the installed one; `None`
-/// when there is neither (logged once, with `missing`'s consequence).
-pub(crate) fn runtime<'a>(explicit: Option<&'a RedisX>, missing: &NoRuntime) -> Option<&'a RedisX> {
-    if explicit.is_some() {
-        return explicit;
-    }
-    let global = RedisX::global_ref();
-    if global.is_none() && !missing.warned.swap(true, Ordering::Relaxed) {
-        tracing::warn!(target: "redisx",
-            "no redisx runtime is installed (call `rx.install()` at startup or pass `runtime = ...`); {}",
-            missing.consequence
-        );
-    }
-    global
+/// Calls `f` with the runtime of a call: the one given with `runtime = expr`, else the current
+/// scope's ([`RedisX::scope`]), else the installed one; `None` when there is none (logged once,
+/// with `missing`'s consequence).
+#[inline]
+pub(crate) fn with_runtime<R>(
+    explicit: Option<&RedisX>,
+    missing: &NoRuntime,
+    f: impl FnOnce(Option<&RedisX>) -> R,
+) -> R {
+    scope::with_runtime(explicit, |rt| {
+        if rt.is_none() && !missing.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(target: "redisx",
+                "no redisx runtime is installed or in scope (call `rx.install()` at startup, run the call in `rx.scope(..)`, or pass `runtime = ...`); {}",
+                missing.consequence
+            );
+        }
+        f(rt)
+    })
 }
 
 /// Key or tag templates rendered to strings.

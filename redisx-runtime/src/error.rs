@@ -59,6 +59,10 @@ pub enum ErrorCode {
     ConfigNotInstalled,
     /// A named client does not exist.
     ConfigUnknownClient,
+    /// The runtime's background tasks (reconnect loop, invalidation listener) ran on a tokio
+    /// runtime that has shut down, so it can no longer serve: build and use a `RedisX` within
+    /// one tokio runtime (in tests, one per test, selected with `RedisX::scope`).
+    ConfigRuntimeGone,
     /// A key is empty, too long or contains control characters.
     CacheKeyInvalid,
     /// A value could not be serialized.
@@ -130,6 +134,7 @@ impl ErrorCode {
             Self::ConfigAlreadyInstalled => "CFG_ALREADY_INSTALLED",
             Self::ConfigNotInstalled => "CFG_NOT_INSTALLED",
             Self::ConfigUnknownClient => "CFG_UNKNOWN_CLIENT",
+            Self::ConfigRuntimeGone => "CFG_RUNTIME_GONE",
             Self::CacheKeyInvalid => "CACHE_KEY_INVALID",
             Self::CacheSerialization => "CACHE_SERIALIZATION_FAILED",
             Self::CacheDeserialization => "CACHE_DESERIALIZATION_FAILED",
@@ -177,7 +182,8 @@ impl ErrorCode {
             Self::ConfigInvalid
             | Self::ConfigAlreadyInstalled
             | Self::ConfigNotInstalled
-            | Self::ConfigUnknownClient => "config",
+            | Self::ConfigUnknownClient
+            | Self::ConfigRuntimeGone => "config",
             Self::CacheKeyInvalid
             | Self::CacheSerialization
             | Self::CacheDeserialization

@@ -42,11 +42,13 @@ mod client;
 pub mod codec;
 mod error;
 pub mod key;
+mod life;
 pub mod metrics;
 pub mod plugin;
 #[doc(hidden)]
 pub mod private;
 mod runtime;
+mod scope;
 mod script;
 #[cfg(feature = "opentelemetry")]
 pub mod telemetry;
@@ -87,3 +89,4 @@ pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
 pub use plugin::{Plugin, PluginContext, PluginFuture};
 pub use runtime::RedisX;
+pub use scope::spawn;

@@ -9,10 +9,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
 use crate::key::KeyBuilder;
+use crate::life::Life;
 use crate::metrics::SharedRegistry;
 
 /// The future a [`Plugin`]'s `start` and `stop` return.
@@ -90,6 +92,7 @@ pub struct PluginContext {
     pub(crate) key_prefix: String,
     pub(crate) registry: SharedRegistry,
     pub(crate) record_keys: bool,
+    pub(crate) life: Arc<Life>,
 }
 
 impl std::fmt::Debug for PluginContext {

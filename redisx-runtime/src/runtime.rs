@@ -1,7 +1,6 @@
 //! The runtime handle, [`RedisX`] (built by [`RedisXBuilder`](crate::RedisXBuilder)).
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use crate::builder::RedisXBuilder;
 use crate::cache::Cache;
 use crate::client::{Client, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result};
+use crate::life::Life;
 use crate::metrics::{Metrics, SharedRegistry};
 use crate::plugin::{Plugin, PluginContext};
 
@@ -46,7 +46,8 @@ pub(crate) struct Inner {
     /// Every plugin in start order, with its value for [`RedisX::plugin`].
     pub(crate) plugins: Vec<Started>,
     pub(crate) shutdown_timeout: Duration,
-    pub(crate) shut_down: AtomicBool,
+    /// Running, shut down, or gone with its tokio runtime.
+    pub(crate) life: Arc<Life>,
 }
 
 /// A started plugin: driven through its trait, found by its type.
@@ -362,7 +363,13 @@ impl RedisX {
     /// # Ok(()) }
     /// ```
     pub fn is_shut_down(&self) -> bool {
-        self.inner.shut_down.load(Ordering::SeqCst)
+        self.inner.life.is_shut_down()
+    }
+
+    /// Neither shut down nor gone with its tokio runtime (the hot path's check).
+    #[inline]
+    pub(crate) fn is_running(&self) -> bool {
+        self.inner.life.is_running()
     }
 
     /// Stops every plugin, in reverse start order and within the shutdown timeout
@@ -384,7 +391,7 @@ impl RedisX {
     /// # Ok(()) }
     /// ```
     pub async fn shutdown(&self) {
-        if self.inner.shut_down.swap(true, Ordering::SeqCst) {
+        if !self.inner.life.shut_down() {
             return;
         }
         let deadline = tokio::time::Instant::now() + self.inner.shutdown_timeout;

@@ -39,6 +39,7 @@ impl Cache {
             cache.layer = tracing::field::Empty,
             cache.hit = tracing::field::Empty
         );
+        self.inner.life.check()?;
         // Probed before the call context is built: an L1 hit builds no full key.
         self.inner.cfg.check_key(key)?;
         let mode = self.inner.cfg.mode_of(None);
@@ -105,6 +106,7 @@ impl Cache {
         &self,
         keys: &[K],
     ) -> Result<Vec<Option<T>>> {
+        self.inner.life.check()?;
         let mode = self.inner.cfg.mode_of(None);
         let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
         for k in keys {

@@ -345,16 +345,32 @@ pub fn cached<T>(
     if !enabled {
         return bypass();
     }
-    let Some(rt) = call_site::runtime(runtime, &NO_RUNTIME).filter(|rt| !rt.is_shut_down()) else {
-        return bypass();
-    };
-    let cache = rt.cache();
+    call_site::with_runtime(runtime, &NO_RUNTIME, |rt| {
+        let Some(rt) = rt else { return bypass() };
+        if !rt.is_running() {
+            // Shut down: uncached. Gone: uncached too, and said once.
+            let _ = rt.inner.life.check();
+            return bypass();
+        }
+        probe(spec, rt.cache(), key, tags, erasure).unwrap_or_else(bypass)
+    })
+}
+
+/// Renders the key and probes L1: `None` when the call bypasses the cache.
+#[inline]
+fn probe<T>(
+    spec: &'static CachedSpec,
+    cache: &Cache,
+    key: CallKey<'_>,
+    tags: &[fmt::Arguments<'_>],
+    erasure: Erasure<T>,
+) -> Option<CachedCall<T>> {
     if spec.over_max_ttl(cache) {
-        return bypass();
+        return None;
     }
     let buf = match key {
         CallKey::Template(args) => KeyBuf::render(args),
-        CallKey::Auto { hash: None, .. } => return bypass(),
+        CallKey::Auto { hash: None, .. } => return None,
         CallKey::Auto {
             self_type: Some(ty),
             hash: Some(hash),
@@ -370,18 +386,18 @@ pub fn cached<T>(
     let key = buf.as_str();
     if let Some(v) = cache.l1_peek::<T>(key, spec.mode, erasure) {
         trace_l1_hit(cache.span_key(key));
-        return CachedCall {
+        return Some(CachedCall {
             state: State::Hit(v),
-        };
+        });
     }
-    CachedCall {
+    Some(CachedCall {
         state: State::Miss(Miss {
             cache: cache.clone(),
             key: buf.into_string(),
             opts: spec.options(call_site::render(tags)),
             erasure,
         }),
-    }
+    })
 }
 
 fn infallible<T>(r: Result<T, Infallible>) -> T {
@@ -466,6 +482,11 @@ impl<T> CachedCall<T> {
     }
 }
 
+/// Whether `e` was already reported (a gone runtime is reported once, when found).
+fn reported(e: &crate::Error) -> bool {
+    e.code() == crate::ErrorCode::ConfigRuntimeGone
+}
+
 /// When `#[cache_evict]` evicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvictWhen {
@@ -491,7 +512,7 @@ pub fn cache_evict(
     tags: &[fmt::Arguments<'_>],
 ) -> EvictCall {
     EvictCall {
-        cache: call_site::runtime(runtime, &NO_RUNTIME).map(|rt| rt.cache().clone()),
+        cache: call_site::with_runtime(runtime, &NO_RUNTIME, |rt| rt.map(|rt| rt.cache().clone())),
         when,
         keys: call_site::render(keys),
         tags: call_site::render(tags),
@@ -503,11 +524,13 @@ impl EvictCall {
         let Some(cache) = &self.cache else { return };
         if !self.keys.is_empty()
             && let Err(e) = cache.delete_many(&self.keys).await
+            && !reported(&e)
         {
             tracing::warn!(target: "redisx::cache", keys = ?self.keys, error = %format_args!("{e:#}"), "#[cache_evict] could not delete keys");
         }
         if !self.tags.is_empty()
             && let Err(e) = cache.invalidate_tags(&self.tags).await
+            && !reported(&e)
         {
             tracing::warn!(target: "redisx::cache", tags = ?self.tags, error = %format_args!("{e:#}"), "#[cache_evict] could not invalidate tags");
         }
@@ -555,12 +578,14 @@ pub fn cache_put<T>(
     tags: &[fmt::Arguments<'_>],
 ) -> PutCall<T> {
     PutCall {
-        target: call_site::runtime(runtime, &NO_RUNTIME).map(|rt| {
-            (
-                rt.cache().clone(),
-                fmt::format(key),
-                spec.options(call_site::render(tags)),
-            )
+        target: call_site::with_runtime(runtime, &NO_RUNTIME, |rt| {
+            rt.map(|rt| {
+                (
+                    rt.cache().clone(),
+                    fmt::format(key),
+                    spec.options(call_site::render(tags)),
+                )
+            })
         }),
         _value: PhantomData,
     }
@@ -573,6 +598,7 @@ where
     async fn put(&self, value: &T) {
         if let Some((cache, key, opts)) = &self.target
             && let Err(e) = cache.set_with(key, value, opts).await
+            && !reported(&e)
         {
             tracing::warn!(target: "redisx::cache", key, error = %format_args!("{e:#}"), "#[cache_put] could not write the value");
         }

@@ -31,6 +31,7 @@ use tokio::sync::{Notify, oneshot};
 use super::{Cache, CacheInner};
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
+use crate::life::{TaskGuard, watched};
 
 /// Builds a "keys changed" message.
 pub(crate) fn keys_message<'a>(origin: &str, keys: impl IntoIterator<Item = &'a str>) -> String {
@@ -275,13 +276,14 @@ impl Cache {
 
 /// Starts the listener; resolves `ready` once the first subscription is in place.
 pub(crate) fn spawn(
+    guard: TaskGuard,
     cache: Weak<CacheInner>,
     client: Client,
     channel: String,
     stop: Arc<Notify>,
     ready: oneshot::Sender<Result<()>>,
 ) {
-    tokio::spawn(listen(cache, client, channel, stop, ready));
+    tokio::spawn(watched(guard, listen(cache, client, channel, stop, ready)));
 }
 
 /// A pub/sub connection of the client's own ([`Client::pubsub`]: its connect timeout and

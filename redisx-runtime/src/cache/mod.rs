@@ -74,6 +74,7 @@ pub use stats::CacheStats;
 use crate::client::Client;
 use crate::error::Result;
 use crate::key::KeyBuilder;
+use crate::life::Life;
 use crate::plugin::{Plugin, PluginContext, PluginFuture};
 use config::Resolved;
 use flight::Flights;
@@ -129,6 +130,8 @@ pub(crate) struct CacheInner {
     mixed_local_tags: std::sync::atomic::AtomicBool,
     /// Whether spans record the user keys ([`PluginContext::record_keys`]).
     record_keys: bool,
+    /// The runtime's state: calls on a gone runtime report it instead of failing open.
+    life: Arc<Life>,
     origin: String,
     channel: String,
     stop: Arc<Notify>,
@@ -193,6 +196,7 @@ impl Cache {
                 local_tags: std::sync::Mutex::default(),
                 mixed_local_tags: std::sync::atomic::AtomicBool::new(false),
                 record_keys: ctx.record_keys(),
+                life: ctx.life.clone(),
                 origin: format!("{:016x}", rand::random::<u64>()),
                 channel,
                 stop: Arc::new(Notify::new()),
@@ -276,13 +280,14 @@ impl Plugin for Cache {
         "cache"
     }
 
-    fn start<'a>(&'a self, _ctx: &'a PluginContext) -> PluginFuture<'a, Result<()>> {
+    fn start<'a>(&'a self, ctx: &'a PluginContext) -> PluginFuture<'a, Result<()>> {
         Box::pin(async move {
             let Some(client) = &self.inner.client else {
                 return Ok(());
             };
             let (tx, rx) = tokio::sync::oneshot::channel();
             invalidation::spawn(
+                ctx.life.guard("the cache's invalidation listener"),
                 Arc::downgrade(&self.inner),
                 client.clone(),
                 self.inner.channel.clone(),

@@ -341,6 +341,10 @@ impl Cache {
     pub(crate) fn fail_open(&self, op: Op, step: &'static str, key: &str, err: &Error) {
         bump(&self.inner.counters.errors);
         self.inner.metrics.error(op);
+        // A gone runtime was reported once, by the command that found it.
+        if err.code() == ErrorCode::ConfigRuntimeGone {
+            return;
+        }
         if let Some(suppressed) = self.inner.warnings.admit(&(op, err.code()), Instant::now()) {
             tracing::warn!(target: "redisx::cache",
                 op = op.label(),

@@ -67,7 +67,9 @@ impl Cache {
             return;
         };
         let cache = self.clone();
-        tokio::spawn(async move {
+        // In the caller's runtime scope: the loader's own cached calls resolve as the
+        // caller's would.
+        tokio::spawn(crate::scope::carry(async move {
             let Ok(call) = cache.call(&key, &refresh.entry) else {
                 return;
             };
@@ -120,7 +122,7 @@ impl Cache {
                     );
                 }
             }
-        });
+        }));
     }
 }
 

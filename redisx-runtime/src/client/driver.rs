@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use super::config::{ConnectionConfig, DriverKind};
 use crate::error::{Error, ErrorCode, Result};
+use crate::life::{Life, watched};
 
 /// A connection handed out by a [`Driver`]; cheap to create, used for one operation.
 pub(crate) enum Conn {
@@ -60,9 +61,15 @@ pub(crate) enum Driver {
 }
 
 impl Driver {
-    pub(crate) async fn connect(name: &str, cfg: &ConnectionConfig) -> Result<Self> {
+    pub(crate) async fn connect(
+        name: &str,
+        cfg: &ConnectionConfig,
+        life: &Arc<Life>,
+    ) -> Result<Self> {
         match cfg.driver {
-            DriverKind::Multiplexed => Ok(Self::Multiplexed(Multiplexed::start(name, cfg).await?)),
+            DriverKind::Multiplexed => Ok(Self::Multiplexed(
+                Multiplexed::start(name, cfg, life).await?,
+            )),
             #[cfg(feature = "pool")]
             DriverKind::Pool { max_size } => {
                 let manager = deadpool_redis::Manager::new_with_config(
@@ -249,7 +256,7 @@ pub(crate) struct Multiplexed {
 pub(crate) const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
 impl Multiplexed {
-    async fn start(name: &str, cfg: &ConnectionConfig) -> Result<Arc<Self>> {
+    async fn start(name: &str, cfg: &ConnectionConfig, life: &Arc<Life>) -> Result<Arc<Self>> {
         let client = redis::Client::open(cfg.to_connection_info())
             .map_err(|e| connect_error(name, cfg, e))?;
         let this = Arc::new(Self {
@@ -269,9 +276,9 @@ impl Multiplexed {
             let conn = this.open().await?;
             this.install(conn);
         }
-        tokio::spawn(Self::reconnect_loop(
-            Arc::downgrade(&this),
-            this.down.clone(),
+        tokio::spawn(watched(
+            life.guard("the connection's reconnect loop"),
+            Self::reconnect_loop(Arc::downgrade(&this), this.down.clone()),
         ));
         Ok(this)
     }

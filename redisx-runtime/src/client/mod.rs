@@ -16,6 +16,7 @@ pub use dedicated::DedicatedConnection;
 pub(crate) use driver::{Conn, Driver};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::life::Life;
 use crate::metrics::{CommandLabels, DurationLabels, ErrorLabels, Metrics};
 
 /// One named Redis client: a driver plus the instrumented command path.
@@ -73,6 +74,8 @@ struct ClientInner {
     cfg: ConnectionConfig,
     driver: Driver,
     metrics: Arc<Metrics>,
+    /// The runtime's state: a command on a gone runtime fails at once.
+    life: Arc<Life>,
     cmd_metrics: std::sync::RwLock<Vec<(&'static str, CmdMetrics)>>,
 }
 
@@ -98,14 +101,16 @@ impl Client {
         name: &str,
         cfg: ConnectionConfig,
         metrics: Arc<Metrics>,
+        life: Arc<Life>,
     ) -> Result<Self> {
-        let driver = Driver::connect(name, &cfg).await?;
+        let driver = Driver::connect(name, &cfg, &life).await?;
         Ok(Self {
             inner: Arc::new(ClientInner {
                 name: Arc::from(name),
                 cfg,
                 driver,
                 metrics,
+                life,
                 cmd_metrics: std::sync::RwLock::new(Vec::new()),
             }),
         })
@@ -328,6 +333,7 @@ impl Client {
         // The command timeout is enforced by the connection itself (its response timeout is
         // the command timeout, for both drivers), so no second timer is armed here.
         self.instrumented(command, async {
+            inner.life.check()?;
             let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
             op(&mut conn)
                 .await
