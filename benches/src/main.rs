@@ -6,7 +6,7 @@
 //!
 //! Suites: `cache`, `locks`, `rate-limit`, `idempotency`, `streams`, `all`. Without `--redis` the
 //! program starts its own throwaway `redis-server` on a free loopback port through the test
-//! harness (`redisx-tests`) and stops it at the end. It pins itself and that server to CPU 0 (a
+//! harness (`redisx::testing`) and stops it at the end. It pins itself and that server to CPU 0 (a
 //! loopback round trip costs 3–4× more when client and server wake each other across CPUs) and
 //! drives sequential benches from a `current_thread` tokio runtime. It prints a human table on
 //! stderr and one JSON object per comparison on stdout:
@@ -22,7 +22,7 @@ mod measure;
 use std::process::{Command, ExitCode, Stdio};
 
 use measure::{Comparison, Settings};
-use redisx_tests::RedisServer;
+use redisx::testing::RedisServer;
 
 /// The CPU the benchmark and its server run on.
 const CPU: usize = 0;

@@ -52,6 +52,8 @@ mod scope;
 mod script;
 #[cfg(feature = "opentelemetry")]
 pub mod telemetry;
+#[cfg(all(feature = "test-util", unix))]
+pub mod testing;
 
 /// The [`redis`](https://docs.rs/redis) crate redisx is built on, re-exported (as
 /// `deadpool-redis` does) so that commands, pipelines and scripts are built with the very

@@ -10,7 +10,7 @@ use redisx::{CacheConfig, Error, ErrorCode, RedisX};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{RedisServer, raw_connection, runtime, unique_prefix};
+use redisx::testing::{RedisServer, raw_connection, runtime, unique_prefix};
 
 /// How often the cache tests' `eventually` checks.
 pub const POLL: Duration = Duration::from_millis(2);

@@ -5,29 +5,17 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redisx_tests::{RedisServer, TEST_URL_ENV, raw_connection, unique_prefix};
-
-/// Whether a process with this pid is alive (a zombie counts as dead).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the field after the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
+use redisx::testing::{RedisServer, TEST_URL_ENV, process_alive, raw_connection, unique_prefix};
 
 fn wait_dead(pid: u32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if !alive(pid) {
+        if !process_alive(pid) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    !alive(pid)
+    !process_alive(pid)
 }
 
 async fn ping(url: &str) -> redis::RedisResult<String> {
@@ -95,7 +83,7 @@ async fn kill_then_start_again() {
     server.kill();
     assert!(!server.is_running());
     assert_eq!(server.pid(), None);
-    assert!(!alive(pid));
+    assert!(!process_alive(pid));
     assert!(ping(&server.url()).await.is_err());
     server.start_again();
     assert!(server.is_running());
@@ -106,9 +94,12 @@ async fn kill_then_start_again() {
 fn drop_kills_the_process() {
     let server = RedisServer::start_owned();
     let pid = server.pid().unwrap();
-    assert!(alive(pid));
+    assert!(process_alive(pid));
     drop(server);
-    assert!(!alive(pid), "redis-server {pid} survived its handle");
+    assert!(
+        !process_alive(pid),
+        "redis-server {pid} survived its handle"
+    );
 }
 
 #[test]
@@ -122,7 +113,10 @@ fn a_panicking_test_still_stops_its_server() {
     .join();
     assert!(result.is_err());
     let pid = rx.recv().unwrap();
-    assert!(!alive(pid), "redis-server {pid} survived a panicking test");
+    assert!(
+        !process_alive(pid),
+        "redis-server {pid} survived a panicking test"
+    );
 }
 
 #[tokio::test]
@@ -242,7 +236,7 @@ fn a_killed_test_process_leaves_no_orphan() {
         }
     }
     let pid = pid.expect("the helper did not report a redis-server pid");
-    assert!(alive(pid));
+    assert!(process_alive(pid));
     child.kill().unwrap(); // SIGKILL: no unwinding, no Drop
     child.wait().unwrap();
     assert!(
