@@ -16,6 +16,8 @@ pub(crate) trait Attribute {
     type Args;
     /// The validated call site: everything [`Attribute::expand`] needs, nothing left to check.
     type Model;
+    /// Whether the attribute takes `runtime = expr` (every one that uses a runtime does).
+    const RUNTIME: bool = true;
 
     /// Takes the attribute's keywords (`args.take(&KEY)`, ...); the order taken is the order
     /// messages list them in, before `crate` and `runtime`. The first is shown as the example
@@ -73,7 +75,7 @@ pub(crate) fn build<A: Attribute>(
     let mut diag = Diag::default();
     let mut parser = ArgParser::new(args);
     let own = A::keywords(&mut parser);
-    let common = Common::take(&mut parser);
+    let common = Common::take(&mut parser, A::RUNTIME);
     let complete = parser.finish(&mut diag);
     let func = match func::parse(item, A::NAME) {
         Ok(func) => func,

@@ -218,6 +218,25 @@ impl Func {
         future
     }
 
+    /// The attributes written on the function (`#[ignore]`, doc comments, ...).
+    pub(crate) fn outer_attrs(&self) -> &[Attribute] {
+        &self.outer_attrs
+    }
+
+    /// The function as written, without its outer attributes and named `ident`.
+    pub(crate) fn renamed(&self, ident: syn::Ident) -> TokenStream {
+        let mut sig = self.sig.clone();
+        sig.ident = ident;
+        let mut tokens = TokenStream::new();
+        self.vis.to_tokens(&mut tokens);
+        sig.to_tokens(&mut tokens);
+        self.brace.surround(&mut tokens, |tokens| {
+            tokens.append_all(&self.inner_attrs);
+            self.body.to_tokens(tokens);
+        });
+        tokens
+    }
+
     /// The function with its attributes and signature as written and `body` as its body.
     pub(crate) fn with_body(&self, body: &TokenStream) -> TokenStream {
         let mut tokens = TokenStream::new();

@@ -51,6 +51,7 @@ mod func;
 mod key_template;
 mod names;
 mod params;
+mod testing;
 mod ty;
 
 use proc_macro::TokenStream;
@@ -175,4 +176,44 @@ pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
     driver::run::<cache::cache_put::CachePut>(args.into(), item.into()).into()
+}
+
+/// Makes an `async fn` a test with a Redis runtime of its own (facade feature `test-util`).
+///
+/// The function becomes a `#[test]` that runs on a current-thread tokio runtime and calls
+/// `redisx::testing::block_on`: a fresh `RedisX` on a key prefix of its own, on the server
+/// `REDISX_TEST_URL` names or else one `redis-server` started for the test binary, set as the
+/// scope of the test's task (`#[cached]` and friends use it without `runtime = ...`). The keys
+/// under the prefix are deleted when the body ends, also when it panics. The function takes the
+/// runtime as its one parameter (`rx: redisx::RedisX`) or none, and returns `()` or a
+/// `Result` like any test; other attributes on it (`#[ignore]`, `#[should_panic]`) stay.
+///
+/// # Arguments
+///
+/// All are optional.
+///
+/// - `config = path`: a `fn(redisx::RedisXBuilder) -> redisx::RedisXBuilder` that customises
+///   the runtime (its cache, plugins); the key prefix is still the test's own.
+/// - `keep_keys = true`: leave the keys in Redis for a look after the test (the prefix is
+///   printed).
+/// - `crate = "path"`: see the crate docs.
+///
+/// # Example
+///
+/// ```text
+/// use redisx::{RedisX, cached};
+///
+/// #[cached(key = "user:{id}", ttl = "5m")]
+/// async fn user(id: u64) -> String { format!("user-{id}") }
+///
+/// #[redisx::test]
+/// async fn a_second_call_hits(rx: RedisX) {
+///     user(1).await;
+///     user(1).await;
+///     assert_eq!(rx.cache().stats().l1_hits, 1);
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    driver::run::<testing::Test>(args.into(), item.into()).into()
 }

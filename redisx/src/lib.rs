@@ -59,7 +59,7 @@
 //! | `serde` | off | serde `Deserialize` for [`ConnectionConfig`], [`CacheConfig`], [`ReconnectPolicy`] and [`DriverKind`], to load them from configuration files. |
 //! | `opentelemetry` | off | The `redisx::telemetry` module: the OpenTelemetry span bridge (`tracing-opentelemetry`) and the `opentelemetry` API. |
 //! | `otlp` | off | OTLP trace export over HTTP/protobuf, `redisx::telemetry::otlp()`, flushed by [`RedisX::shutdown`]; implies `opentelemetry`. |
-//! | `test-util` | off | The `redisx::testing` module (Unix only): real `redis-server` processes for integration tests, replicas, child-process scenarios for crash tests, and the topology parameter. |
+//! | `test-util` | off | `#[redisx::test]` and the `redisx::testing` module (Unix only): a Redis runtime per test, real `redis-server` processes for integration tests, replicas, child-process scenarios for crash tests, and the topology parameter. |
 //!
 //! Always built, with no flag: the multiplexed driver, the Prometheus metrics ([`metrics`],
 //! [`RedisX::metrics_text`]) and both codecs (bincode and JSON). Without either TLS feature, a
@@ -71,6 +71,8 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "test-util")]
+pub use redisx_macros::test;
 pub use redisx_macros::{cache_evict, cache_put, cached};
 pub use redisx_runtime::*;
 // Named again (the glob above already carries them) so that `redisx::redis` and

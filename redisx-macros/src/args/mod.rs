@@ -243,12 +243,20 @@ pub(crate) struct Common {
 }
 
 impl Common {
-    /// Takes `crate` and `runtime` (after the attribute's own keywords, so messages list them
-    /// last).
-    pub(crate) fn take(args: &mut ArgParser) -> Self {
+    /// Takes `crate` and, when the attribute has a runtime to choose, `runtime` (after the
+    /// attribute's own keywords, so messages list them last).
+    pub(crate) fn take(args: &mut ArgParser, runtime: bool) -> Self {
         Self {
             krate: args.take(&CRATE),
-            runtime: args.take(&RUNTIME),
+            runtime: if runtime {
+                args.take(&RUNTIME)
+            } else {
+                Arg {
+                    kw: RUNTIME.kw,
+                    given: false,
+                    value: None,
+                }
+            },
         }
     }
 
@@ -325,7 +333,7 @@ mod tests {
         let mut args = ArgParser::new(tokens);
         let key = args.take(&KEY);
         let ttl = args.take(&TTL);
-        Common::take(&mut args);
+        Common::take(&mut args, true);
         let complete = args.finish(&mut diag);
         let ttl = ttl.into_value().map(|d| d.ms);
         (key.into_value(), ttl, messages(diag.finish()), complete)
@@ -421,7 +429,7 @@ mod tests {
     #[test]
     fn common_defaults() {
         let mut args = ArgParser::new(TokenStream::new());
-        let paths = Common::take(&mut args).build();
+        let paths = Common::take(&mut args, true).build();
         assert!(args.finish(&mut Diag::default()));
         assert_eq!(paths.krate.to_string(), ":: redisx");
         assert_eq!(

@@ -204,11 +204,15 @@ pub(crate) fn integer(kw: Kw, expr: &Expr, range: RangeInclusive<u64>) -> syn::R
     }
 }
 
+/// A path, e.g. to a function: `config = my_config` or `config = setup::builder`.
+pub(crate) fn path(kw: Kw, expr: &Expr) -> syn::Result<syn::Path> {
+    match ungroup(expr) {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => Ok(path.path.clone()),
+        _ => Err(shape_error(kw, expr, "a path to a function")),
+    }
+}
+
 /// `true` or `false`.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by #[stream_consumer] and later attributes")
-)]
 pub(crate) fn boolean(kw: Kw, expr: &Expr) -> syn::Result<bool> {
     match as_lit(expr) {
         Some(Lit::Bool(lit)) => Ok(lit.value),

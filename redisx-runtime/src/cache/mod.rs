@@ -44,7 +44,7 @@ mod entry;
 mod envelope;
 mod flight;
 mod get_or_load;
-mod glob;
+pub(crate) mod glob;
 mod invalidation;
 pub(crate) mod l1;
 mod l2;

@@ -60,9 +60,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::{CacheConfig, ConnectionConfig, RedisX};
 
 mod process;
+mod run;
 mod server;
 
 pub use process::process_alive;
+pub use run::{TestOptions, block_on, run, server_url};
 pub use server::{RedisServer, ServerBuilder};
 
 /// How long a starting server may take to answer `PING` before the harness gives up.

@@ -1,0 +1,5 @@
+#[redisx::test]
+#[tokio::test]
+async fn twice() {}
+
+fn main() {}

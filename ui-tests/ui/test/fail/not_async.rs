@@ -1,0 +1,6 @@
+#[redisx::test]
+fn not_async(rx: redisx::RedisX) {
+    let _ = rx;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[redisx::test]
+async fn two(rx: redisx::RedisX, other: redisx::RedisX) {
+    let _ = (rx, other);
+}
+
+fn main() {}
