@@ -23,6 +23,8 @@
 //! # What is here
 //! - [`RedisServer`]: one server; start, stop, kill, restart on the same port; a password and
 //!   ACL users through [`RedisServer::builder`].
+//! - [`ReplicaSet`]: a primary with replicas ([`RedisServer::with_replicas`]), in sync before it
+//!   is handed out; kill and restart of any [`Member`].
 //! - Helpers: [`unique_prefix`], [`eventually`], [`runtime`], [`raw_connection`],
 //!   [`process_alive`], [`free_port`].
 //!
@@ -60,9 +62,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::{CacheConfig, ConnectionConfig, RedisX};
 
 mod process;
+mod replicas;
 mod server;
 
 pub use process::process_alive;
+pub use replicas::{Member, ReplicaSet, SYNC_CHANNEL};
 pub use server::{RedisServer, ServerBuilder};
 
 /// How long a starting server may take to answer `PING` before the harness gives up.

@@ -1,28 +1,13 @@
-//! Tests of the test harness itself: servers start, answer, restart on the same port, and never
-//! outlive their handle or the test process.
+//! Servers start, answer, restart on the same port, and never outlive their handle or the test
+//! process.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redisx::testing::{RedisServer, TEST_URL_ENV, process_alive, raw_connection, unique_prefix};
 
-fn wait_dead(pid: u32, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if !process_alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    !process_alive(pid)
-}
-
-async fn ping(url: &str) -> redis::RedisResult<String> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    redis::cmd("PING").query_async(&mut conn).await
-}
+use crate::{ping, wait_dead};
 
 #[tokio::test]
 async fn starts_and_answers_ping() {
@@ -214,7 +199,7 @@ fn a_killed_test_process_leaves_no_orphan() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "orphan_child_helper",
+            "servers::orphan_child_helper",
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -283,8 +268,13 @@ fn url_child_helper() {
 /// Runs `url_child_helper` in a child process with `mode` and the given environment.
 fn run_url_child(mode: &str, env: &[(&str, &str)], remove: &[&str]) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "url_child_helper", "--ignored", "--nocapture"])
-        .env(URL_CHILD_ENV, mode);
+    cmd.args([
+        "--exact",
+        "servers::url_child_helper",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env(URL_CHILD_ENV, mode);
     for (k, v) in env {
         cmd.env(k, v);
     }
