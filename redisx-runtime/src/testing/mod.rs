@@ -25,11 +25,13 @@
 //!   ACL users through [`RedisServer::builder`].
 //! - [`ReplicaSet`]: a primary with replicas ([`RedisServer::with_replicas`]), in sync before it
 //!   is handed out; kill and restart of any [`Member`].
+//! - [`ChildProcess`]: a named scenario of the same test binary run in a child process, for crash
+//!   tests: wait for its readiness line, `SIGKILL` it, restart it.
 //! - Helpers: [`unique_prefix`], [`eventually`], [`runtime`], [`raw_connection`],
 //!   [`process_alive`], [`free_port`].
 //!
 //! # No orphans
-//! Every process the harness starts is started through a tiny `sh`
+//! Every process the harness starts (servers and child scenarios) is started through a tiny `sh`
 //! wrapper that forks a watchdog and then `exec`s the program, so the child process *is* the
 //! program. The watchdog blocks reading a pipe whose only write end lives in the test process: it
 //! gets end-of-file when the handle is dropped (also while a panicking test unwinds) **and** when
@@ -61,10 +63,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::{CacheConfig, ConnectionConfig, RedisX};
 
+mod child;
 mod process;
 mod replicas;
 mod server;
 
+pub use child::{
+    ChildBuilder, ChildError, ChildProcess, READY_LINE, READY_TIMEOUT, SCENARIO_ENV, in_scenario,
+    signal_ready,
+};
 pub use process::process_alive;
 pub use replicas::{Member, ReplicaSet, SYNC_CHANNEL};
 pub use server::{RedisServer, ServerBuilder};

@@ -1,6 +1,7 @@
 //! Tests of the public test harness, `redisx::testing`: servers, replica sets, child processes
 //! and topologies.
 
+mod children;
 mod replicas;
 mod servers;
 
