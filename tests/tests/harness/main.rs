@@ -4,6 +4,7 @@
 mod children;
 mod replicas;
 mod servers;
+mod topology;
 
 use std::time::{Duration, Instant};
 
