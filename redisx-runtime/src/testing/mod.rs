@@ -21,13 +21,23 @@
 //! ```
 //!
 //! # What is here
+//! - [`run`] and [`block_on`] (what `#[redisx::test]` expands to): a fresh runtime per test on
+//!   a key prefix of its own, in scope for the body ([`RedisX::scope`]), its keys deleted
+//!   afterwards, on the server [`server_url`] names.
 //! - [`RedisServer`]: one server; start, stop, kill, restart on the same port; a password and
 //!   ACL users through [`RedisServer::builder`].
+//! - [`ReplicaSet`]: a primary with replicas ([`RedisServer::with_replicas`]), in sync before it
+//!   is handed out; kill and restart of any [`Member`].
+//! - [`ChildProcess`]: a named scenario of the same test binary run in a child process, for crash
+//!   tests: wait for its readiness line, `SIGKILL` it, restart it.
+//! - [`Topology`] and [`Deployment`]: the shape of Redis a test runs against, as a parameter, so
+//!   a test written once runs on every topology the harness can start (see "Writing a plugin's
+//!   tests" below).
 //! - Helpers: [`unique_prefix`], [`eventually`], [`runtime`], [`raw_connection`],
 //!   [`process_alive`], [`free_port`].
 //!
 //! # No orphans
-//! Every process the harness starts is started through a tiny `sh`
+//! Every process the harness starts (servers and child scenarios) is started through a tiny `sh`
 //! wrapper that forks a watchdog and then `exec`s the program, so the child process *is* the
 //! program. The watchdog blocks reading a pipe whose only write end lives in the test process: it
 //! gets end-of-file when the handle is dropped (also while a panicking test unwinds) **and** when
@@ -48,6 +58,45 @@
 //! Starting a server without `redis-server` on `PATH` panics with how to install it
 //! ([`NOT_FOUND_MESSAGE`]): a test that needs Redis never passes by skipping.
 //!
+//! # Writing a plugin's tests
+//! - Behaviour: a function that takes a [`Topology`], starts a [`Deployment`] of it and builds
+//!   the runtime with the plugin on a [`unique_prefix`]; one `#[tokio::test]` loops over
+//!   [`Topology::ALL`]. When cluster and sentinel join [`Topology::ALL`], the test runs on them
+//!   unchanged.
+//! - Crashes: the work to crash is a scenario run by [`ChildProcess`]; the test kills it with
+//!   `SIGKILL` at the point it signalled and checks what the crash left in Redis.
+//! - Replication: a [`ReplicaSet`], and `WAIT` on the connection that wrote.
+//!
+//! ```no_run
+//! use redisx_runtime::testing::{Deployment, Topology, unique_prefix};
+//! use redisx_runtime::{CacheConfig, RedisX};
+//!
+//! async fn start_plugin(deployment: &Deployment, test: &str) -> RedisX {
+//!     deployment
+//!         .redisx_builder()
+//!         .key_prefix(unique_prefix(test))
+//!         .cache(CacheConfig::default()) // ... and `.plugin(MyPlugin::new(..))`
+//!         .build()
+//!         .await
+//!         .expect("the runtime builds")
+//! }
+//!
+//! // With `#[tokio::test]`.
+//! async fn survives_a_restart() {
+//!     for &topology in Topology::ALL {
+//!         let mut deployment = Deployment::start_owned(topology);
+//!         let rx = start_plugin(&deployment, "survives_a_restart").await;
+//!         // ... use the plugin, then restart the servers:
+//!         if let Some(server) = deployment.standalone_mut() {
+//!             server.restart();
+//!         }
+//!         // ... and check it recovers.
+//!         # let _ = rx;
+//!     }
+//! }
+//! # fn main() { drop(survives_a_restart()); }
+//! ```
+//!
 //! # Platform
 //! Unix only: the harness runs `sh`, and `redis-server` itself does not run on Windows.
 
@@ -59,13 +108,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::{CacheConfig, ConnectionConfig, RedisX};
 
+mod child;
 mod process;
+mod replicas;
 mod run;
 mod server;
+mod topology;
 
+pub use child::{
+    ChildBuilder, ChildError, ChildProcess, READY_LINE, READY_TIMEOUT, SCENARIO_ENV, in_scenario,
+    signal_ready,
+};
 pub use process::process_alive;
+pub use replicas::{Member, ReplicaSet, SYNC_CHANNEL};
 pub use run::{TestOptions, block_on, run, server_url};
 pub use server::{RedisServer, ServerBuilder};
+pub use topology::{Deployment, Topology};
 
 /// How long a starting server may take to answer `PING` before the harness gives up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);

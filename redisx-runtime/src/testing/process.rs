@@ -25,6 +25,10 @@ const WRAPPER: &str = r#"exec 3<&0
 exec "$@" 3<&- </dev/null 2>&1
 "#;
 
+/// The shell that runs the wrapper, by absolute path so that a child started with another
+/// `PATH` (even an empty one) still starts.
+const SHELL: &str = "/bin/sh";
+
 /// How long a kill waits for the watchdog's `SIGKILL` before sending one itself.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -86,6 +90,15 @@ impl Output {
     }
 }
 
+/// Why [`Watched::wait_for_line`] returned without a line.
+#[derive(Debug)]
+pub(crate) enum LineWait {
+    /// No matching line within the bound.
+    TimedOut,
+    /// The process closed its output (it exited) without printing a matching line.
+    Closed,
+}
+
 /// One process started behind the watchdog, with its output collected by a reader thread.
 #[derive(Debug)]
 pub(crate) struct Watched {
@@ -104,7 +117,7 @@ impl Watched {
         args: &[OsString],
         env: &[(OsString, Option<OsString>)],
     ) -> io::Result<Self> {
-        let mut command = Command::new("sh");
+        let mut command = Command::new(SHELL);
         command
             .arg("-c")
             .arg(WRAPPER)
@@ -122,7 +135,10 @@ impl Watched {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = command.spawn().map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot run `sh` to start {label}: {e}"))
+            io::Error::new(
+                e.kind(),
+                format!("cannot run `{SHELL}` to start {label}: {e}"),
+            )
         })?;
         let watchdog = child.stdin.take();
         let output = Arc::new(Output::default());
@@ -175,6 +191,31 @@ impl Watched {
     /// Whether the process still runs.
     pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until a line of the output contains `needle` and returns that line; the whole
+    /// output of the process is searched, from its first line.
+    pub(crate) fn wait_for_line(&self, needle: &str, within: Duration) -> Result<String, LineWait> {
+        let deadline = Instant::now() + within;
+        let mut log = self.output.lock();
+        loop {
+            if let Some(line) = log.text.lines().find(|line| line.contains(needle)) {
+                return Ok(line.to_owned());
+            }
+            if log.closed {
+                return Err(LineWait::Closed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LineWait::TimedOut);
+            }
+            log = self
+                .output
+                .changed
+                .wait_timeout(log, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// Waits until the output has ended (the process exited and the reader saw end-of-file), for

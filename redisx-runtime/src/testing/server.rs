@@ -27,7 +27,9 @@ struct AclUser {
 /// How to start an owned server: extra command-line arguments, a password, ACL users, CPU pinning.
 ///
 /// Made by [`RedisServer::builder`]; [`ServerBuilder::start`] always starts a server of its own
-/// (it ignores `REDISX_TEST_URL`, since a configured server cannot be borrowed).
+/// (it ignores `REDISX_TEST_URL`, since a configured server cannot be borrowed), and
+/// [`ServerBuilder::start_with_replicas`] a primary with replicas that all share the
+/// configuration.
 ///
 /// ```no_run
 /// use redisx_runtime::testing::RedisServer;
@@ -44,8 +46,8 @@ struct AclUser {
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct ServerBuilder {
-    args: Vec<OsString>,
-    password: Option<String>,
+    pub(super) args: Vec<OsString>,
+    pub(super) password: Option<String>,
     users: Vec<AclUser>,
     cpu: Option<usize>,
 }

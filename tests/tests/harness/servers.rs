@@ -1,28 +1,14 @@
-//! Tests of the test harness itself: servers start, answer, restart on the same port, and never
-//! outlive their handle or the test process.
+//! Servers start, answer, restart on the same port, and never outlive their handle or the test
+//! process.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redisx::testing::{RedisServer, TEST_URL_ENV, process_alive, raw_connection, unique_prefix};
+use redisx::testing::{
+    ChildProcess, NOT_FOUND_MESSAGE, RedisServer, TEST_URL_ENV, in_scenario, process_alive,
+    raw_connection, signal_ready, unique_prefix,
+};
 
-fn wait_dead(pid: u32, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if !process_alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    !process_alive(pid)
-}
-
-async fn ping(url: &str) -> redis::RedisResult<String> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    redis::cmd("PING").query_async(&mut conn).await
-}
+use crate::{ping, wait_dead};
 
 #[tokio::test]
 async fn starts_and_answers_ping() {
@@ -193,68 +179,51 @@ fn parallel_servers_get_distinct_ports() {
     assert_eq!(ports.len(), 4);
 }
 
-const ORPHAN_CHILD_ENV: &str = "REDISX_HARNESS_ORPHAN_CHILD";
-
-/// Run by `a_killed_test_process_leaves_no_orphan` in a child process: starts a server, prints
-/// its pid, then waits to be killed.
+/// Scenario of `a_killed_test_process_leaves_no_orphan`: starts a server, prints its pid, then
+/// waits to be killed.
 #[test]
-#[ignore = "helper: run in a child process by a_killed_test_process_leaves_no_orphan"]
-fn orphan_child_helper() {
-    if std::env::var_os(ORPHAN_CHILD_ENV).is_none() {
+#[ignore = "scenario: run in a child process by a_killed_test_process_leaves_no_orphan"]
+fn orphan_scenario() {
+    if !in_scenario("servers::orphan_scenario") {
         return;
     }
     let server = RedisServer::start_owned();
     println!("REDIS_PID {}", server.pid().unwrap());
+    signal_ready();
     std::thread::sleep(Duration::from_secs(60));
     drop(server);
 }
 
 #[test]
 fn a_killed_test_process_leaves_no_orphan() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "orphan_child_helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ORPHAN_CHILD_ENV, "1")
+    let mut child = ChildProcess::scenario("servers::orphan_scenario")
         .env_remove(TEST_URL_ENV)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+        .start();
+    let line = child
+        .wait_for_line("REDIS_PID ", Duration::from_secs(1))
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut pid = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        // libtest prints "test orphan_child_helper ... " before the helper's own output.
-        if let Some((_, p)) = line.split_once("REDIS_PID ") {
-            pid = Some(p.trim().parse::<u32>().unwrap());
-            break;
-        }
-    }
-    let pid = pid.expect("the helper did not report a redis-server pid");
+    let (_, pid) = line.split_once("REDIS_PID ").unwrap();
+    let pid: u32 = pid.trim().parse().unwrap();
     assert!(process_alive(pid));
-    child.kill().unwrap(); // SIGKILL: no unwinding, no Drop
-    child.wait().unwrap();
+    child.kill(); // SIGKILL: no unwinding, no Drop
     assert!(
         wait_dead(pid, Duration::from_secs(5)),
         "redis-server {pid} outlived the SIGKILLed test process"
     );
 }
 
-const URL_CHILD_ENV: &str = "REDISX_HARNESS_URL_CHILD";
+/// The environment variable that tells `url_scenario` which case it checks.
+const URL_MODE_ENV: &str = "REDISX_HARNESS_URL_MODE";
 
 /// Run by `a_test_url_handle_points_there_and_refuses_process_control` with `REDISX_TEST_URL`
 /// set, and by `redis_url_is_ignored` with only `REDIS_URL` set.
 #[test]
-#[ignore = "helper: run in a child process by the two tests below"]
-fn url_child_helper() {
-    let Some(mode) = std::env::var_os(URL_CHILD_ENV) else {
+#[ignore = "scenario: run in a child process by the two tests below"]
+fn url_scenario() {
+    if !in_scenario("servers::url_scenario") {
         return;
-    };
+    }
+    let mode = std::env::var(URL_MODE_ENV).unwrap();
     let mut server = RedisServer::start();
     if mode == "redis_url" {
         // An application's `REDIS_URL` never points the suite at its server.
@@ -280,23 +249,23 @@ fn url_child_helper() {
     println!("URL_CHILD_OK");
 }
 
-/// Runs `url_child_helper` in a child process with `mode` and the given environment.
+/// Runs `url_scenario` to its end in a child process with `mode` and the given environment.
 fn run_url_child(mode: &str, env: &[(&str, &str)], remove: &[&str]) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "url_child_helper", "--ignored", "--nocapture"])
-        .env(URL_CHILD_ENV, mode);
+    let mut child = ChildProcess::scenario("servers::url_scenario")
+        .env(URL_MODE_ENV, mode)
+        .no_ready_line();
     for (k, v) in env {
-        cmd.env(k, v);
+        child = child.env(k, v);
     }
     for k in remove {
-        cmd.env_remove(k);
+        child = child.env_remove(k);
     }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut child = child.start();
+    let status = child.wait_exit(Duration::from_secs(30)).unwrap();
     assert!(
-        out.status.success() && stdout.contains("URL_CHILD_OK"),
-        "helper failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        status.success() && child.output().contains("URL_CHILD_OK"),
+        "the scenario failed ({status}):\n{}",
+        child.output()
     );
 }
 
@@ -316,4 +285,28 @@ fn redis_url_is_ignored() {
         &[("REDIS_URL", "redis://127.0.0.1:6999/0")],
         &[TEST_URL_ENV],
     );
+}
+
+/// Starts a server with no `redis-server` on `PATH`.
+#[test]
+#[ignore = "scenario: run in a child process by a_missing_redis_server_says_how_to_install_it"]
+fn missing_server_scenario() {
+    if !in_scenario("servers::missing_server_scenario") {
+        return;
+    }
+    let _server = RedisServer::start_owned();
+}
+
+#[test]
+fn a_missing_redis_server_says_how_to_install_it() {
+    let mut child = ChildProcess::scenario("servers::missing_server_scenario")
+        .env("PATH", "/nonexistent")
+        .env_remove(TEST_URL_ENV)
+        .no_ready_line()
+        .start();
+    let status = child.wait_exit(Duration::from_secs(30)).unwrap();
+    let output = child.output();
+    assert!(!status.success(), "started without redis-server:\n{output}");
+    assert!(output.contains(NOT_FOUND_MESSAGE), "{output}");
+    assert!(output.contains("apt-get install redis-server"), "{output}");
 }
