@@ -50,6 +50,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod cache;
+pub mod otlp;
 pub mod tls;
 
 /// How long a starting server may take to answer `PING` before the harness gives up.
