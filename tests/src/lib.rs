@@ -13,5 +13,7 @@
 //! ```
 
 pub mod cache;
+pub mod otlp;
+pub mod tls;
 
 pub use redisx::testing::*;

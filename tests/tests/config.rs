@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use redisx::{ConnectionConfig, DriverKind, ErrorCode, RedisX};
+use redisx_tests::tls::{TempDir, make_certificates};
 use redisx_tests::{RedisServer, unique_prefix};
 
 /// `RedisX::connect` gives one working client named `default` and the default cache.
@@ -75,28 +76,6 @@ async fn from_env_child() {
         .expect("CLIENT INFO");
     println!("from_env: db {db}");
     rx.shutdown().await;
-}
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(unique_prefix(what).replace(':', "-").trim_end_matches('-'));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The `CLIENT INFO` line of the connection a runtime's default client uses.
@@ -327,86 +306,6 @@ async fn pool_wait_timeout_ends_the_wait_for_a_busy_pool() {
         .unwrap()
         .expect("the busy command completes once the server resumes");
     rx.shutdown().await;
-}
-
-/// Runs `openssl` with `args` in `dir`, panicking with its output when it fails.
-fn openssl(dir: &TempDir, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(&dir.0)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `openssl` ({e}); install it with `apt-get install openssl`")
-        });
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private CA, a server certificate for 127.0.0.1 and a client certificate, all signed by
-/// the CA, made with the `openssl` CLI: `ca.crt`, `server.{crt,key}`, `client.{crt,key}`.
-fn make_certificates(dir: &TempDir) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=redisx test CA"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &ca);
-    for (who, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.path(&format!("{who}.ext")), ext).unwrap();
-        let (key, csr, crt, extfile) = (
-            format!("{who}.key"),
-            format!("{who}.csr"),
-            format!("{who}.crt"),
-            format!("{who}.ext"),
-        );
-        let subj = format!("/CN=redisx test {who}");
-        let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
-        req.extend(ec);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "2",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-extfile",
-                &extfile,
-                "-out",
-                &crt,
-            ],
-        );
-    }
 }
 
 /// A server with a TLS port besides its plain one, using the certificates in `dir`.

@@ -1,14 +1,15 @@
-//! OTLP export (`redisx::telemetry::otlp()`) end to end: a `#[cached]` miss against real Redis,
-//! its spans sent over OTLP/HTTP to a receiver in this test, decoded with
-//! `opentelemetry-proto`, and checked as a tree.
+//! OTLP/HTTP export (`redisx::telemetry::otlp()`) end to end: a `#[cached]` miss against real
+//! Redis, its spans sent to a receiver in this test (plain `http://`, then `https://` with a
+//! private CA made at test time), decoded with `opentelemetry-proto` and checked as a tree by
+//! the helpers of `redisx_tests::otlp`, which `otlp_grpc.rs` shares.
 //!
 //! The receiver runs on a thread and Tokio runtime of its own, so it answers whatever the test's
 //! runtime is doing (flushing blocks the thread that flushes until the receiver answered).
 //! `cargo test -p redisx-tests --test otlp -- --nocapture` prints the span tree it received.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -17,28 +18,33 @@ use hyper::{Request, Response, StatusCode};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
 use prost::Message;
-use redisx::{CacheConfig, RedisX, cached};
-use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
+use redisx::ErrorCode;
+use redisx_tests::eventually;
+use redisx_tests::otlp::{Received, cached_miss, expect_cache_get_tree, exporter};
+use redisx_tests::tls::{TempDir, make_certificates};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{self, pki_types::pem::PemObject};
 use tracing_subscriber::layer::SubscriberExt;
 
-/// What the receiver decoded: every export request, in arrival order.
-type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
-
-/// An OTLP/HTTP trace receiver on a free loopback port: accepts `POST /v1/traces` with an
-/// `application/x-protobuf` body, answers anything else with 404 / 415.
+/// An OTLP/HTTP trace receiver on a free loopback port, over TLS when given an acceptor:
+/// accepts `POST /v1/traces` with an `application/x-protobuf` body, answers anything else with
+/// 404 / 415.
 struct Receiver {
     addr: SocketAddr,
+    tls: bool,
     received: Received,
+    /// TLS handshakes that failed (the client refused the certificate, or spoke plain text).
+    handshake_failures: Arc<AtomicUsize>,
 }
 
 impl Receiver {
-    fn start() -> Self {
+    fn start(tls: Option<TlsAcceptor>) -> Self {
         let received = Received::default();
+        let handshake_failures = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = std::sync::mpsc::channel();
-        let store = received.clone();
+        let (store, failures) = (received.clone(), handshake_failures.clone());
+        let secure = tls.is_some();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -49,60 +55,50 @@ impl Receiver {
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
-                    let store = store.clone();
+                    let (store, failures, tls) = (store.clone(), failures.clone(), tls.clone());
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let store = store.clone();
-                            async move { Ok::<_, hyper::Error>(handle(req, &store).await) }
-                        });
-                        // A connection the exporter drops midway is not the test's concern.
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
+                        match tls {
+                            None => serve(stream, store).await,
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(stream) => serve(stream, store).await,
+                                Err(_) => {
+                                    failures.fetch_add(1, Ordering::SeqCst);
+                                }
+                            },
+                        }
                     });
                 }
             });
         });
         let addr = rx.recv().expect("the receiver reports its address");
-        Self { addr, received }
+        Self {
+            addr,
+            tls: secure,
+            received,
+            handshake_failures,
+        }
     }
 
     /// The base URL to give the exporter (it appends `/v1/traces`).
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
+}
 
-    /// Every span received so far, with the `service.name` of its resource.
-    fn spans(&self) -> Vec<(String, Span)> {
-        let received = self.received.lock().unwrap();
-        let mut spans = Vec::new();
-        for request in received.iter() {
-            for rs in &request.resource_spans {
-                let service = rs
-                    .resource
-                    .as_ref()
-                    .and_then(|r| attr(&r.attributes, "service.name"))
-                    .unwrap_or_default();
-                for ss in &rs.scope_spans {
-                    for span in &ss.spans {
-                        spans.push((service.clone(), span.clone()));
-                    }
-                }
-            }
-        }
-        spans
-    }
-
-    /// The resource attributes of the first export request.
-    fn resource(&self) -> Vec<KeyValue> {
-        let received = self.received.lock().unwrap();
-        received
-            .iter()
-            .flat_map(|r| &r.resource_spans)
-            .find_map(|rs| rs.resource.as_ref())
-            .map(|r| r.attributes.clone())
-            .unwrap_or_default()
-    }
+/// Serves HTTP/1.1 on `io` until the exporter closes it.
+async fn serve<IO>(io: IO, store: Received)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let store = store.clone();
+        async move { Ok::<_, hyper::Error>(handle(req, &store).await) }
+    });
+    // A connection the exporter drops midway is not the test's concern.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
 }
 
 async fn handle(req: Request<Incoming>, store: &Received) -> Response<Full<Bytes>> {
@@ -135,193 +131,89 @@ async fn handle(req: Request<Incoming>, store: &Received) -> Response<Full<Bytes
         .unwrap()
 }
 
-/// The value of attribute `key`, as text.
-fn attr(attributes: &[KeyValue], key: &str) -> Option<String> {
-    let kv = attributes.iter().find(|kv| kv.key == key)?;
-    Some(match kv.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) => s.clone(),
-        any_value::Value::BoolValue(b) => b.to_string(),
-        any_value::Value::IntValue(i) => i.to_string(),
-        any_value::Value::DoubleValue(d) => d.to_string(),
-        other => format!("{other:?}"),
-    })
-}
-
-fn show_attrs(attributes: &[KeyValue]) -> String {
-    attributes
-        .iter()
-        .map(|kv| {
-            format!(
-                "{}={}",
-                kv.key,
-                attr(attributes, &kv.key).unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn kind(span: &Span) -> &'static str {
-    SpanKind::try_from(span.kind).map_or("?", |k| match k {
-        SpanKind::Client => "client",
-        SpanKind::Server => "server",
-        SpanKind::Internal => "internal",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Unspecified => "unspecified",
-    })
-}
-
-/// Prints `spans` as trees: roots first (in start order), each child indented under its parent.
-fn print_tree(spans: &[(String, Span)]) {
-    let mut children: HashMap<&[u8], Vec<&Span>> = HashMap::new();
-    let ids: Vec<&[u8]> = spans.iter().map(|(_, s)| s.span_id.as_slice()).collect();
-    let mut roots = Vec::new();
-    for (_, span) in spans {
-        if span.parent_span_id.is_empty() || !ids.contains(&span.parent_span_id.as_slice()) {
-            roots.push(span);
-        } else {
-            children
-                .entry(span.parent_span_id.as_slice())
-                .or_default()
-                .push(span);
-        }
-    }
-    roots.sort_by_key(|s| s.start_time_unix_nano);
-    for root in roots {
-        walk(root, 0, &children);
-    }
-}
-
-/// Prints `span` at `depth`, then its children (in start order) one level deeper.
-fn walk(span: &Span, depth: usize, children: &HashMap<&[u8], Vec<&Span>>) {
-    println!(
-        "{}{} [{}] {}",
-        "  ".repeat(depth),
-        span.name,
-        kind(span),
-        show_attrs(&span.attributes)
-    );
-    let mut kids = children
-        .get(span.span_id.as_slice())
-        .cloned()
-        .unwrap_or_default();
-    kids.sort_by_key(|s| s.start_time_unix_nano);
-    for kid in kids {
-        walk(kid, depth + 1, children);
-    }
-}
-
-static RT: OnceLock<RedisX> = OnceLock::new();
-
-#[cached(key = "user:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
-async fn user(id: u64) -> Result<String, String> {
-    Ok(format!("user-{id}"))
+/// A TLS acceptor serving `server.crt` (signed by the private CA in `dir`), on ring.
+fn acceptor(dir: &TempDir) -> TlsAcceptor {
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(dir.path("server.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.path("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    TlsAcceptor::from(Arc::new(config))
 }
 
 #[tokio::test]
 async fn a_cached_miss_exports_cache_get_with_the_command_spans_as_children() {
-    let receiver = Receiver::start();
-    let (layer, guard) = redisx::telemetry::otlp()
-        .endpoint(receiver.url())
-        .service_name("redisx-otlp-test")
-        .resource_attribute("deployment.environment.name", "test")
-        .build()
-        .unwrap();
-    // Scoped to this test's thread (a current-thread runtime): nothing global is installed.
-    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-
-    let server = RedisServer::start();
-    let rx = runtime(
-        &server.url(),
-        &unique_prefix("otlp"),
-        CacheConfig::default(),
-    )
-    .await;
-    assert!(RT.set(rx).is_ok());
-    let rx = RT.get().unwrap();
-    assert_eq!(user(7).await.unwrap(), "user-7");
-    // Flushes the exporter (the spans are otherwise sent every few seconds, in batches).
-    rx.shutdown().await;
-
-    // A cache.get span with a command span under it, once the receiver has them.
-    let has_tree = || {
-        let spans = receiver.spans();
-        spans.iter().any(|(_, parent)| {
-            parent.name == "cache.get"
-                && spans
-                    .iter()
-                    .any(|(_, child)| child.parent_span_id == parent.span_id)
-        })
-    };
-    let arrived = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
-        std::future::ready(has_tree())
-    })
-    .await;
-    let spans = receiver.spans();
-    println!("resource: {}", show_attrs(&receiver.resource()));
-    print_tree(&spans);
-    assert!(arrived, "no cache.get span with children arrived");
-
-    let resource = receiver.resource();
-    assert_eq!(
-        attr(&resource, "service.name").as_deref(),
-        Some("redisx-otlp-test")
-    );
-    assert_eq!(
-        attr(&resource, "deployment.environment.name").as_deref(),
-        Some("test")
-    );
-    assert!(
-        spans
-            .iter()
-            .all(|(service, _)| service == "redisx-otlp-test")
-    );
-
-    let (_, get) = spans
-        .iter()
-        .find(|(_, s)| {
-            s.name == "cache.get" && spans.iter().any(|(_, c)| c.parent_span_id == s.span_id)
-        })
-        .unwrap();
-    let commands: Vec<&Span> = spans
-        .iter()
-        .map(|(_, s)| s)
-        .filter(|s| s.parent_span_id == get.span_id)
-        .collect();
-    assert!(!commands.is_empty());
-    for command in &commands {
-        assert_eq!(command.trace_id, get.trace_id, "one trace");
-        assert_eq!(
-            attr(&command.attributes, "db.system.name").as_deref(),
-            Some("redis"),
-            "{}",
-            command.name
-        );
-        let operation = attr(&command.attributes, "db.operation.name")
-            .unwrap_or_else(|| panic!("{} has no db.operation.name", command.name));
-        // `otel.name` names the span after its command.
-        assert_eq!(command.name, operation);
-        assert_eq!(kind(command), "client", "{}", command.name);
-    }
+    let receiver = Receiver::start(None);
+    let (layer, guard) = exporter(&receiver.url()).build().unwrap();
+    cached_miss(layer).await;
+    expect_cache_get_tree(&receiver.received).await;
     guard.shutdown().unwrap();
 }
 
+/// Over `https://`, trusting the private CA that signed the receiver's certificate.
+#[tokio::test]
+async fn an_https_collector_signed_by_a_private_ca_receives_the_tree() {
+    let dir = TempDir::new("otlp_https");
+    make_certificates(&dir);
+    let receiver = Receiver::start(Some(acceptor(&dir)));
+    let (layer, guard) = exporter(&receiver.url())
+        .tls_ca_cert(dir.read("ca.crt"))
+        .build()
+        .unwrap();
+    cached_miss(layer).await;
+    expect_cache_get_tree(&receiver.received).await;
+    guard.shutdown().unwrap();
+    assert_eq!(receiver.handshake_failures.load(Ordering::SeqCst), 0);
+}
+
+/// Without the private CA, the built-in roots do not trust the receiver: the handshake fails
+/// and nothing is delivered.
+#[tokio::test]
+async fn an_https_collector_is_refused_when_its_ca_is_not_trusted() {
+    let dir = TempDir::new("otlp_untrusted");
+    make_certificates(&dir);
+    let receiver = Receiver::start(Some(acceptor(&dir)));
+    let (layer, guard) = exporter(&receiver.url())
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("probe").in_scope(|| {});
+    });
+    let flushed = guard.flush();
+    assert!(flushed.is_err(), "the export succeeded: {flushed:?}");
+    assert!(receiver.received.lock().unwrap().is_empty());
+    // The exporter did reach the receiver, and gave up in the handshake.
+    let refused = eventually(Duration::from_secs(2), Duration::from_millis(20), || {
+        std::future::ready(receiver.handshake_failures.load(Ordering::SeqCst) > 0)
+    })
+    .await;
+    assert!(refused, "no handshake failed at the receiver");
+}
+
 #[test]
-fn build_refuses_an_https_endpoint_and_a_sampling_ratio_out_of_range() {
+fn build_refuses_a_non_http_endpoint_and_a_sampling_ratio_out_of_range() {
     let refused = |builder: redisx::telemetry::OtlpBuilder| match builder
         .build::<tracing_subscriber::Registry>(
     ) {
         Ok(_) => panic!("built"),
         Err(e) => e,
     };
-    let e = refused(redisx::telemetry::otlp().endpoint("https://collector:4318"));
-    assert_eq!(e.code(), redisx::ErrorCode::ConfigInvalid);
-    assert!(e.to_string().contains("TLS"), "{e}");
+    let e = refused(redisx::telemetry::otlp().endpoint("ftp://collector:4318"));
+    assert_eq!(e.code(), ErrorCode::ConfigInvalid);
+    assert!(e.to_string().contains("https://"), "{e}");
     let e = refused(
         redisx::telemetry::otlp()
             .endpoint("http://127.0.0.1:4318")
             .sampling_ratio(1.5),
     );
-    assert_eq!(e.code(), redisx::ErrorCode::ConfigInvalid);
+    assert_eq!(e.code(), ErrorCode::ConfigInvalid);
 }
