@@ -50,6 +50,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod cache;
+pub mod tempdir;
 
 /// How long a starting server may take to answer `PING` before the harness gives up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);

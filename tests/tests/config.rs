@@ -1,9 +1,10 @@
 //! Configuration against real servers: the one-line constructors, URL forms, Unix sockets,
-//! client names, RESP3, pool timeouts and TLS with a custom CA and client certificates.
+//! client names, RESP3 and pool timeouts (TLS is in `tls.rs`).
 
 use std::time::Duration;
 
 use redisx::{ConnectionConfig, DriverKind, ErrorCode, RedisX};
+use redisx_tests::tempdir::TempDir;
 use redisx_tests::{RedisServer, unique_prefix};
 
 /// `RedisX::connect` gives one working client named `default` and the default cache.
@@ -75,28 +76,6 @@ async fn from_env_child() {
         .expect("CLIENT INFO");
     println!("from_env: db {db}");
     rx.shutdown().await;
-}
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(unique_prefix(what).replace(':', "-").trim_end_matches('-'));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The `CLIENT INFO` line of the connection a runtime's default client uses.
@@ -327,189 +306,6 @@ async fn pool_wait_timeout_ends_the_wait_for_a_busy_pool() {
         .unwrap()
         .expect("the busy command completes once the server resumes");
     rx.shutdown().await;
-}
-
-/// Runs `openssl` with `args` in `dir`, panicking with its output when it fails.
-fn openssl(dir: &TempDir, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(&dir.0)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `openssl` ({e}); install it with `apt-get install openssl`")
-        });
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private CA, a server certificate for 127.0.0.1 and a client certificate, all signed by
-/// the CA, made with the `openssl` CLI: `ca.crt`, `server.{crt,key}`, `client.{crt,key}`.
-fn make_certificates(dir: &TempDir) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=redisx test CA"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &ca);
-    for (who, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.path(&format!("{who}.ext")), ext).unwrap();
-        let (key, csr, crt, extfile) = (
-            format!("{who}.key"),
-            format!("{who}.csr"),
-            format!("{who}.crt"),
-            format!("{who}.ext"),
-        );
-        let subj = format!("/CN=redisx test {who}");
-        let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
-        req.extend(ec);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "2",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-extfile",
-                &extfile,
-                "-out",
-                &crt,
-            ],
-        );
-    }
-}
-
-/// A server with a TLS port besides its plain one, using the certificates in `dir`.
-fn tls_server(dir: &TempDir, auth_clients: &str) -> (RedisServer, u16) {
-    let tls_port = redisx_tests::free_port();
-    let server = RedisServer::builder()
-        .arg("--tls-port")
-        .arg(tls_port.to_string())
-        .arg("--tls-cert-file")
-        .arg(dir.path("server.crt"))
-        .arg("--tls-key-file")
-        .arg(dir.path("server.key"))
-        .arg("--tls-ca-cert-file")
-        .arg(dir.path("ca.crt"))
-        .arg("--tls-auth-clients")
-        .arg(auth_clients)
-        .start();
-    (server, tls_port)
-}
-
-async fn build(cfg: ConnectionConfig) -> redisx::Result<RedisX> {
-    RedisX::builder().client("default", cfg).build().await
-}
-
-/// `rediss://` with `tls_ca_cert` trusts a server whose certificate a private CA signed;
-/// without it (the built-in roots) the handshake fails with a TLS error.
-#[tokio::test]
-async fn tls_with_a_custom_ca() {
-    let dir = TempDir::new("tls_ca");
-    make_certificates(&dir);
-    let (_server, port) = tls_server(&dir, "optional");
-    let url = format!("rediss://127.0.0.1:{port}");
-    let ca = std::fs::read(dir.path("ca.crt")).unwrap();
-    let rx = build(
-        ConnectionConfig::from_url(&url)
-            .unwrap()
-            .tls_ca_cert(ca.clone()),
-    )
-    .await
-    .expect("connects over TLS trusting the test CA");
-    assert!(rx.client().config().tls_value());
-    assert_eq!(
-        rx.client().config().tls_ca_cert_value(),
-        Some(ca.as_slice())
-    );
-    cache_round_trip(&rx, "tls_ca").await;
-    rx.shutdown().await;
-    let err = build(
-        ConnectionConfig::from_url(&url)
-            .unwrap()
-            .connect_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .unwrap_err();
-    // redis-rs reports rustls's "invalid peer certificate: UnknownIssuer" without the word
-    // TLS, which the connect error classifier looks for.
-    assert!(
-        matches!(
-            err.code(),
-            ErrorCode::ConnectionTls | ErrorCode::ConnectionFailed
-        ) && format!("{err:#}").contains("certificate"),
-        "{err:#}"
-    );
-}
-
-/// A server that requires client certificates accepts the one `tls_client_cert` presents,
-/// and refuses a client without one.
-#[tokio::test]
-async fn tls_with_a_client_certificate() {
-    let dir = TempDir::new("tls_client");
-    make_certificates(&dir);
-    let (_server, port) = tls_server(&dir, "yes");
-    let read = |name: &str| std::fs::read(dir.path(name)).unwrap();
-    let base = ConnectionConfig::from_url(&format!("rediss://127.0.0.1:{port}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .tls_ca_cert(read("ca.crt"));
-    let rx = build(
-        base.clone()
-            .tls_client_cert(read("client.crt"), read("client.key")),
-    )
-    .await
-    .expect("connects with the client certificate");
-    cache_round_trip(&rx, "tls_client").await;
-    rx.shutdown().await;
-    let err = build(base).await.unwrap_err();
-    assert!(
-        matches!(
-            err.code(),
-            ErrorCode::ConnectionTls | ErrorCode::ConnectionFailed
-        ),
-        "{err}"
-    );
-}
-
-/// A certificate that does not parse is a config error when the runtime is built.
-#[tokio::test]
-async fn tls_certificates_that_do_not_parse_fail_the_build() {
-    let cfg = ConnectionConfig::from_url("rediss://127.0.0.1:1")
-        .unwrap()
-        .tls_ca_cert("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
-    let err = build(cfg).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
 }
 
 /// With the `serde` feature, a client and the cache load from a config file's table (JSON

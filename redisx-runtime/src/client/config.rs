@@ -205,7 +205,8 @@ impl ConnectionConfig {
 
     /// Connects over TLS: rustls with the webpki roots (feature `tls-rustls`, the default) or
     /// native-tls with the system's roots (feature `tls-native`), unless
-    /// [`tls_ca_cert`](Self::tls_ca_cert) names the trusted CA.
+    /// [`tls_ca_cert`](Self::tls_ca_cert) names the trusted CA. With both features on, rustls
+    /// is used.
     ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;
@@ -260,6 +261,11 @@ impl ConnectionConfig {
 
     /// With TLS, authenticate with this client certificate chain and private key (both PEM
     /// text), for a server that requires client certificates (`tls-auth-clients yes`).
+    ///
+    /// rustls takes a PKCS#8 (`BEGIN PRIVATE KEY`), PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1
+    /// (`BEGIN EC PRIVATE KEY`) key; native-tls (feature `tls-native` without `tls-rustls`)
+    /// only PKCS#8, and building the runtime with another form fails with
+    /// [`ErrorCode::ConfigInvalid`](crate::ErrorCode::ConfigInvalid) saying how to convert it.
     ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;

@@ -195,7 +195,7 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
             ErrorCode::ConnectionAuthFailed | ErrorCode::OperationNoPermission => {
                 ErrorCode::ConnectionAuthFailed
             }
-            _ if err.to_string().to_ascii_lowercase().contains("tls") => ErrorCode::ConnectionTls,
+            _ if cfg.tls && is_tls_failure(&err) => ErrorCode::ConnectionTls,
             _ => ErrorCode::ConnectionFailed,
         }
     };
@@ -212,6 +212,22 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
         .with_context("client", name)
         .with_context("server", cfg.to_string())
         .with_redis_source(err)
+}
+
+/// Whether a connect error on a `rediss://` connection comes from TLS: the handshake, a
+/// certificate check (rustls says "invalid peer certificate", OpenSSL "certificate verify
+/// failed", a server that wants a client certificate sends an alert), or the TLS setup.
+fn is_tls_failure(err: &redis::RedisError) -> bool {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    let text = text.to_ascii_lowercase();
+    ["tls", "ssl", "certificate", "handshake"]
+        .iter()
+        .any(|word| text.contains(word))
 }
 
 #[cfg(feature = "pool")]
