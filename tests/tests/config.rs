@@ -179,6 +179,66 @@ async fn client_name_is_visible_in_client_list() {
     }
 }
 
+/// The `CLIENT LIST` lines of `server`, read on a raw connection.
+async fn client_list(server: &RedisServer) -> Vec<String> {
+    let mut raw = redisx_tests::raw_connection(&server.url()).await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    list.lines().map(str::to_owned).collect()
+}
+
+/// Connections of their own carry the client name with their role appended: the cache's
+/// invalidation listener and `rx.pubsub()` `NAME:pubsub` (subscribed: `sub=1`), a dedicated
+/// connection `NAME:dedicated`. Without a client name, none is set.
+#[tokio::test]
+async fn pubsub_and_dedicated_connections_carry_the_client_name() {
+    let server = RedisServer::start_owned();
+    let cfg = ConnectionConfig::from_url(&server.url())
+        .unwrap()
+        .client_name("billing");
+    let rx = RedisX::builder()
+        .client("default", cfg)
+        .build()
+        .await
+        .expect("connects");
+    let listener = client_list(&server).await;
+    assert!(
+        listener
+            .iter()
+            .any(|l| field(l, "name") == "billing:pubsub" && field(l, "sub") == "1"),
+        "no subscribed connection named billing:pubsub (the cache's listener): {listener:#?}"
+    );
+    let mut pubsub = rx.pubsub().await.expect("a pubsub connection");
+    pubsub.psubscribe("events:*").await.expect("PSUBSCRIBE");
+    let mut dedicated = rx.dedicated_connection().await.expect("a dedicated one");
+    let _: String = dedicated.query(&redis::cmd("PING")).await.unwrap();
+    let list = client_list(&server).await;
+    let named = |name: &str| list.iter().filter(|l| field(l, "name") == name).count();
+    assert_eq!(named("billing:pubsub"), 2, "{list:#?}");
+    assert!(
+        list.iter()
+            .any(|l| field(l, "name") == "billing:pubsub" && field(l, "psub") == "1"),
+        "{list:#?}"
+    );
+    assert_eq!(named("billing:dedicated"), 1, "{list:#?}");
+    assert_eq!(named("billing"), 1, "the shared connection: {list:#?}");
+    drop((pubsub, dedicated));
+    rx.shutdown().await;
+
+    let rx = RedisX::connect(&server.url()).await.expect("connects");
+    let _pubsub = rx.pubsub().await.expect("a pubsub connection");
+    let _dedicated = rx.dedicated_connection().await.expect("a dedicated one");
+    let list = client_list(&server).await;
+    assert!(
+        list.iter().all(|l| field(l, "name").is_empty()),
+        "a connection got a name none was set for: {list:#?}"
+    );
+    rx.shutdown().await;
+}
+
 /// A client name with a space is refused when the runtime is built, before connecting.
 #[tokio::test]
 async fn an_invalid_client_name_fails_the_build() {

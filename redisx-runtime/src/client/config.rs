@@ -293,6 +293,12 @@ impl ConnectionConfig {
     /// so that `CLIENT LIST` on the server tells which service a connection belongs to. No
     /// spaces; none by default.
     ///
+    /// The shared connection and the pool's carry the name as is; connections of their own
+    /// carry it with their role appended: `NAME:pubsub` for [`Client::pubsub`](crate::Client::pubsub)
+    /// (and the cache's invalidation listener), `NAME:dedicated` for
+    /// [`Client::dedicated_connection`](crate::Client::dedicated_connection). A `MONITOR`
+    /// connection has none.
+    ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;
     ///

@@ -1,14 +1,17 @@
 //! Connections of their own, for what the shared connection refuses: blocking reads and
-//! connection-state commands ([`DedicatedConnection`]), subscriptions ([`Client::pubsub`])
-//! and `MONITOR` ([`Client::monitor`]).
+//! connection-state commands ([`DedicatedConnection`]) and `MONITOR` ([`Client::monitor`]);
+//! subscriptions are in `pubsub.rs`.
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, FromRedisValue, Pipeline, Value};
 
 use super::driver::{connect_error, connection_config};
-use super::{Client, command_name, guard};
+use super::{Client, ConnectionConfig, command_name, guard};
 use crate::error::{Error, ErrorCode, Result};
 use crate::runtime::RedisX;
+
+/// What `CLIENT SETNAME` appends to the client name on a dedicated connection.
+const DEDICATED_ROLE: &str = "dedicated";
 
 /// A Redis connection of its own, opened with the client's configuration and instrumented
 /// like the client (the same `redis.command` span, the same `redisx_commands_total` and
@@ -147,40 +150,26 @@ impl Client {
     /// ```
     pub async fn dedicated_connection(&self) -> Result<DedicatedConnection> {
         let cfg = self.config();
-        let client = self.redis_client()?;
+        let client = self.redis_client_for(cfg)?;
         let config = connection_config(cfg, None);
-        let opened = client.get_multiplexed_async_connection_with_config(&config);
-        let conn = self.connecting(opened).await?;
+        let conn = self
+            .connecting(async {
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                cfg.init_connection(&mut conn, Some(DEDICATED_ROLE)).await?;
+                Ok::<_, redis::RedisError>(conn)
+            })
+            .await?;
         Ok(DedicatedConnection {
             client: self.clone(),
             conn,
         })
     }
 
-    /// Opens a publish/subscribe connection of its own (`redis::aio::PubSub`) with this
-    /// client's configuration: what `SUBSCRIBE`, `PSUBSCRIBE` and `SSUBSCRIBE` need. Its
-    /// messages are not commands, so it is not instrumented.
-    ///
-    /// ```no_run
-    /// use futures_util::StreamExt;
-    ///
-    /// # #[allow(dead_code)]
-    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
-    /// let mut pubsub = rx.pubsub().await?;
-    /// pubsub.subscribe("events").await?;
-    /// if let Some(msg) = pubsub.on_message().next().await {
-    ///     let payload: String = msg.get_payload()?;
-    ///     println!("{payload}");
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
-        let client = self.redis_client()?;
-        self.connecting(client.get_async_pubsub()).await
-    }
-
     /// Opens a connection of its own in `MONITOR` mode (`redis::aio::Monitor`) with this
-    /// client's configuration. Not instrumented.
+    /// client's configuration. Not instrumented, and without the client name: redis-rs's
+    /// monitor sends no command of ours before `MONITOR`.
     ///
     /// ```no_run
     /// use futures_util::StreamExt;
@@ -195,18 +184,19 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn monitor(&self) -> Result<redis::aio::Monitor> {
-        let client = self.redis_client()?;
+        let client = self.redis_client_for(self.config())?;
         self.connecting(client.get_async_monitor()).await
     }
 
-    fn redis_client(&self) -> Result<redis::Client> {
-        redis::Client::open(self.config().to_connection_info())
+    /// A redis-rs client for `cfg` (this client's config, or a variant of it).
+    pub(super) fn redis_client_for(&self, cfg: &ConnectionConfig) -> Result<redis::Client> {
+        redis::Client::open(cfg.to_connection_info())
             .map_err(|e| connect_error(self.name(), self.config(), e))
     }
 
     /// Awaits a connection attempt within the connect timeout, with the errors of the
     /// shared connection's.
-    async fn connecting<C>(
+    pub(super) async fn connecting<C>(
         &self,
         opened: impl Future<Output = redis::RedisResult<C>>,
     ) -> Result<C> {
@@ -241,19 +231,5 @@ impl RedisX {
     /// ```
     pub async fn dedicated_connection(&self) -> Result<DedicatedConnection> {
         self.try_client()?.dedicated_connection().await
-    }
-
-    /// Opens a publish/subscribe connection to the default client's server; see
-    /// [`Client::pubsub`].
-    ///
-    /// ```no_run
-    /// # #[allow(dead_code)]
-    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
-    /// let mut pubsub = rx.pubsub().await?;
-    /// pubsub.psubscribe("orders:*").await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
-        self.try_client()?.pubsub().await
     }
 }

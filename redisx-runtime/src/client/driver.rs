@@ -170,7 +170,7 @@ fn init_hook(cfg: &ConnectionConfig) -> deadpool_redis::Hook {
     deadpool_redis::Hook::async_fn(move |conn, _| {
         let cfg = cfg.clone();
         Box::pin(async move {
-            cfg.init_connection(conn)
+            cfg.init_connection(conn, None)
                 .await
                 .map_err(deadpool_redis::HookError::Backend)
         })
@@ -298,7 +298,7 @@ impl Multiplexed {
             .client
             .get_multiplexed_async_connection_with_config(&config);
         match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
-            Ok(Ok(mut conn)) => match self.cfg.init_connection(&mut conn).await {
+            Ok(Ok(mut conn)) => match self.cfg.init_connection(&mut conn, None).await {
                 Ok(()) => Ok(conn),
                 Err(e) => Err(connect_error(&self.name, &self.cfg, e)),
             },

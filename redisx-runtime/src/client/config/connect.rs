@@ -74,12 +74,22 @@ impl ConnectionConfig {
         Ok(info)
     }
 
-    /// Runs what every new connection needs before its first command (`CLIENT SETNAME`).
-    pub(crate) async fn init_connection<C>(&self, conn: &mut C) -> redis::RedisResult<()>
+    /// Runs what every new connection needs before its first command: `CLIENT SETNAME` with
+    /// the client name, followed by `:{role}` on a connection with a role of its own
+    /// (`pubsub`, `dedicated`), so that `CLIENT LIST` tells them from the shared ones.
+    pub(crate) async fn init_connection<C>(
+        &self,
+        conn: &mut C,
+        role: Option<&str>,
+    ) -> redis::RedisResult<()>
     where
         C: redis::aio::ConnectionLike + Send,
     {
         if let Some(name) = &self.client_name {
+            let name = match role {
+                Some(role) => format!("{name}:{role}"),
+                None => name.clone(),
+            };
             redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg(name)
