@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 /// let cfg = ConnectionConfig::from_url("redis://app:s3cret@10.0.0.5:6380/2")?
 ///     .command_timeout(Duration::from_millis(500))
 ///     .client_name("billing-worker")
-///     .driver(DriverKind::Pool { max_size: 16 });
+///     .driver(DriverKind::Multiplexed);
 /// assert_eq!(cfg.host(), "10.0.0.5");
 /// assert_eq!(cfg.port(), 6380);
 /// assert_eq!(cfg.db_value(), 2);
