@@ -21,8 +21,9 @@ const DEDICATED_ROLE: &str = "dedicated";
 ///
 /// It has **no response timeout**: a blocking read waits as long as its own timeout argument
 /// says (give it one). Its state (selected database, open transaction) is its own; nothing else
-/// uses it, and it is closed when dropped. It does not reconnect: open a new one after a
-/// connection error. Subscriptions and `MONITOR` need connections of another kind:
+/// uses it, and it is closed when dropped. It does not reconnect, since a new connection would
+/// silently lack that state: once the connection is lost (a command in flight included), every
+/// call fails with [`ErrorCode::ConnectionClosed`] saying so; open a new one. Subscriptions and `MONITOR` need connections of another kind:
 /// [`Client::pubsub`] and [`Client::monitor`]. `CLIENT REPLY` is refused here too (the
 /// connection would wait for replies that never come).
 ///
@@ -39,9 +40,33 @@ const DEDICATED_ROLE: &str = "dedicated";
 /// # let _ = job;
 /// # Ok(()) }
 /// ```
+///
+/// A worker that outlives a Redis restart opens a new connection when its own is lost:
+///
+/// ```no_run
+/// use redisx_runtime::{ErrorCode, redis};
+///
+/// # #[allow(dead_code)]
+/// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+/// let mut conn = rx.dedicated_connection().await?;
+/// loop {
+///     match conn.query::<Option<(String, String)>>(redis::cmd("BLPOP").arg("jobs").arg(5)).await {
+///         Ok(Some((_, job))) => println!("{job}"),
+///         Ok(None) => {}
+///         Err(e) if e.code() == ErrorCode::ConnectionClosed => {
+///             // Fails (and the loop ends) while Redis is still down; retry as suits you.
+///             conn = rx.dedicated_connection().await?;
+///         }
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// # }
+/// ```
 pub struct DedicatedConnection {
     client: Client,
     conn: MultiplexedConnection,
+    /// Why the connection was lost, once it was: every later call fails with it.
+    lost: Option<String>,
 }
 
 impl std::fmt::Debug for DedicatedConnection {
@@ -86,26 +111,28 @@ impl DedicatedConnection {
         for cmd in pipeline.cmd_iter() {
             guard::check_dedicated(cmd)?;
         }
-        let Self { client, conn } = self;
+        self.check_open()?;
+        let Self { client, conn, lost } = self;
         client
             .instrumented("PIPELINE", async {
                 pipeline
                     .query_async(conn)
                     .await
-                    .map_err(|e| client.command_error(e))
+                    .map_err(|e| command_error(client, lost, e))
             })
             .await
     }
 
     pub(super) async fn query_value(&mut self, cmd: &Cmd) -> Result<Value> {
         guard::check_dedicated(cmd)?;
-        let Self { client, conn } = self;
+        self.check_open()?;
+        let Self { client, conn, lost } = self;
         client
             .instrumented(command_name(cmd), async {
                 conn.req_packed_command(cmd)
                     .await
                     .and_then(Value::extract_error)
-                    .map_err(|e| client.command_error(e))
+                    .map_err(|e| command_error(client, lost, e))
             })
             .await
     }
@@ -119,12 +146,13 @@ impl DedicatedConnection {
         for cmd in pipeline.cmd_iter() {
             guard::check_dedicated(cmd)?;
         }
-        let Self { client, conn } = self;
+        self.check_open()?;
+        let Self { client, conn, lost } = self;
         client
             .instrumented("PIPELINE", async {
                 conn.req_packed_commands(pipeline, offset, count)
                     .await
-                    .map_err(|e| client.command_error(e))
+                    .map_err(|e| command_error(client, lost, e))
             })
             .await
     }
@@ -132,6 +160,35 @@ impl DedicatedConnection {
     pub(super) fn db(&self) -> i64 {
         self.conn.get_db()
     }
+
+    /// Fails once the connection was lost, without sending anything.
+    fn check_open(&self) -> Result<()> {
+        match &self.lost {
+            Some(why) => Err(lost_error()
+                .with_context("client", self.client.name())
+                .with_context("lost_because", why.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What `CONN_CLOSED` says on a lost dedicated connection.
+const LOST: &str = "the dedicated connection was lost and does not reconnect (its selected \
+     database, WATCH or transaction went with it): open a new one with \
+     `rx.dedicated_connection()` (or `Client::dedicated_connection`)";
+
+fn lost_error() -> Error {
+    Error::new(ErrorCode::ConnectionClosed, LOST)
+}
+
+/// A command's error (the command span adds the client and command to it); one that says
+/// the connection is gone marks it lost, for good.
+fn command_error(client: &Client, lost: &mut Option<String>, e: redis::RedisError) -> Error {
+    if !e.is_timeout() && (e.is_connection_dropped() || e.is_unrecoverable_error()) {
+        *lost = Some(e.to_string());
+        return lost_error().with_redis_source(e);
+    }
+    client.command_error(e)
 }
 
 impl Client {
@@ -164,6 +221,7 @@ impl Client {
         Ok(DedicatedConnection {
             client: self.clone(),
             conn,
+            lost: None,
         })
     }
 
