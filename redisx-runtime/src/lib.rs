@@ -86,7 +86,9 @@ pub use prometheus_client;
 
 pub use builder::RedisXBuilder;
 pub use cache::{Cache, CacheConfig, CacheMode, CacheStats};
-pub use client::{Client, ConnectionConfig, DedicatedConnection, DriverKind, ReconnectPolicy};
+pub use client::{
+    Client, ConnectionConfig, DedicatedConnection, DriverKind, PubSub, ReconnectPolicy,
+};
 pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
 pub use plugin::{Plugin, PluginContext, PluginFuture};

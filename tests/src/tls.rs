@@ -26,6 +26,11 @@ impl TempDir {
         self.0.join(name)
     }
 
+    /// The directory itself.
+    pub fn root(&self) -> &std::path::Path {
+        &self.0
+    }
+
     /// The contents of the file `name` in the directory.
     ///
     /// # Panics
@@ -42,7 +47,8 @@ impl Drop for TempDir {
 }
 
 /// Runs `openssl` with `args` in `dir`, panicking with its output when it fails.
-fn openssl(dir: &TempDir, args: &[&str]) {
+/// (`pub` for tests that make keys of other forms, such as PKCS#1.)
+pub fn openssl(dir: &TempDir, args: &[&str]) {
     let out = std::process::Command::new("openssl")
         .args(args)
         .current_dir(&dir.0)
@@ -57,33 +63,43 @@ fn openssl(dir: &TempDir, args: &[&str]) {
     );
 }
 
-/// A private CA, a server certificate for 127.0.0.1 and `localhost` and a client certificate,
-/// all signed by the CA, made with the `openssl` CLI in `dir`: `ca.crt`, `server.{crt,key}`,
-/// `client.{crt,key}` (PEM).
-///
-/// # Panics
-/// When `openssl` is missing or fails.
-pub fn make_certificates(dir: &TempDir) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=redisx test CA"];
-    ca.extend(ec);
+/// The options of `openssl req` for a new P-256 key without a passphrase (written as PKCS#8).
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// A self-signed CA: `{name}.crt` and `{name}.key`.
+fn make_ca(dir: &TempDir, name: &str) {
+    let subj = format!("/CN=redisx test {name}");
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", &subj];
+    ca.extend(EC_KEY);
     ca.extend([
         "-keyout",
-        "ca.key",
+        &key,
         "-out",
-        "ca.crt",
+        &crt,
         "-addext",
         "basicConstraints=critical,CA:TRUE",
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     openssl(dir, &ca);
+}
+
+/// A private CA (`ca.crt`), a server certificate for 127.0.0.1 and `localhost` and a client
+/// certificate (`server.{crt,key}`, `client.{crt,key}`, PEM) signed by it, and another CA that
+/// signed neither (`other-ca.crt`), made with the `openssl` CLI in `dir`.
+///
+/// # Panics
+/// When `openssl` is missing or fails.
+pub fn make_certificates(dir: &TempDir) {
+    make_ca(dir, "ca");
+    make_ca(dir, "other-ca");
     for (who, ext) in [
         (
             "server",
@@ -100,7 +116,7 @@ pub fn make_certificates(dir: &TempDir) {
         );
         let subj = format!("/CN=redisx test {who}");
         let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
-        req.extend(ec);
+        req.extend(EC_KEY);
         openssl(dir, &req);
         openssl(
             dir,

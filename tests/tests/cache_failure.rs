@@ -157,6 +157,56 @@ async fn corrupt_bytes_are_a_miss_and_are_replaced() {
     assert_eq!(cache.get::<Vec<String>>("typed").await.unwrap(), None);
 }
 
+/// Regression: on the miss and stampede path (`get_or_load`), a corrupt entry counted two L2
+/// misses: one when read, one when read again after its removal. Reading a corrupt entry is
+/// one L2 miss, through `get_or_load` and `get` alike.
+#[tokio::test]
+async fn a_corrupt_entry_counts_one_l2_miss() {
+    let server = RedisServer::start();
+    let rx = runtime(
+        &server.url(),
+        &unique_prefix("corrupt_stats"),
+        CacheConfig::default(),
+    )
+    .await;
+    let cache = rx.cache();
+    let mut conn = raw(&server).await;
+    let mut corrupt = async |key: &str| {
+        let () = redis::cmd("SET")
+            .arg(cache.full_key(key))
+            .arg(&b"\x01garbage"[..])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    };
+    // (L2 misses, L2 hits, corrupt entries, loads) since `before`.
+    let delta = |before: redisx::CacheStats| {
+        let now = cache.stats();
+        (
+            now.l2_misses - before.l2_misses,
+            now.l2_hits - before.l2_hits,
+            now.corrupt_entries - before.corrupt_entries,
+            now.loads - before.loads,
+        )
+    };
+
+    corrupt("loaded").await;
+    let before = cache.stats();
+    let v = cache
+        .get_or_load("loaded", None, || async {
+            Ok::<_, Error>("fresh".to_owned())
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, "fresh");
+    assert_eq!(delta(before), (1, 0, 1, 1), "{:?}", cache.stats());
+
+    corrupt("read").await;
+    let before = cache.stats();
+    assert_eq!(cache.get::<String>("read").await.unwrap(), None);
+    assert_eq!(delta(before), (1, 0, 1, 0), "{:?}", cache.stats());
+}
+
 /// Regression: one key under the cache's prefix that is not UTF-8 (another program's) made
 /// `SCAN` fail to decode, so `clear` and `invalidate_pattern` failed altogether.
 #[tokio::test]

@@ -1,10 +1,10 @@
 //! Configuration against real servers: the one-line constructors, URL forms, Unix sockets,
-//! client names, RESP3, pool timeouts and TLS with a custom CA and client certificates.
+//! client names, RESP3 and pool timeouts (TLS is in `tls.rs`).
 
 use std::time::Duration;
 
 use redisx::{ConnectionConfig, DriverKind, ErrorCode, RedisX};
-use redisx_tests::tls::{TempDir, make_certificates};
+use redisx_tests::tls::TempDir;
 use redisx_tests::{RedisServer, unique_prefix};
 
 /// `RedisX::connect` gives one working client named `default` and the default cache.
@@ -179,6 +179,66 @@ async fn client_name_is_visible_in_client_list() {
     }
 }
 
+/// The `CLIENT LIST` lines of `server`, read on a raw connection.
+async fn client_list(server: &RedisServer) -> Vec<String> {
+    let mut raw = redisx_tests::raw_connection(&server.url()).await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    list.lines().map(str::to_owned).collect()
+}
+
+/// Connections of their own carry the client name with their role appended: the cache's
+/// invalidation listener and `rx.pubsub()` `NAME:pubsub` (subscribed: `sub=1`), a dedicated
+/// connection `NAME:dedicated`. Without a client name, none is set.
+#[tokio::test]
+async fn pubsub_and_dedicated_connections_carry_the_client_name() {
+    let server = RedisServer::start_owned();
+    let cfg = ConnectionConfig::from_url(&server.url())
+        .unwrap()
+        .client_name("billing");
+    let rx = RedisX::builder()
+        .client("default", cfg)
+        .build()
+        .await
+        .expect("connects");
+    let listener = client_list(&server).await;
+    assert!(
+        listener
+            .iter()
+            .any(|l| field(l, "name") == "billing:pubsub" && field(l, "sub") == "1"),
+        "no subscribed connection named billing:pubsub (the cache's listener): {listener:#?}"
+    );
+    let mut pubsub = rx.pubsub().await.expect("a pubsub connection");
+    pubsub.psubscribe("events:*").await.expect("PSUBSCRIBE");
+    let mut dedicated = rx.dedicated_connection().await.expect("a dedicated one");
+    let _: String = dedicated.query(&redis::cmd("PING")).await.unwrap();
+    let list = client_list(&server).await;
+    let named = |name: &str| list.iter().filter(|l| field(l, "name") == name).count();
+    assert_eq!(named("billing:pubsub"), 2, "{list:#?}");
+    assert!(
+        list.iter()
+            .any(|l| field(l, "name") == "billing:pubsub" && field(l, "psub") == "1"),
+        "{list:#?}"
+    );
+    assert_eq!(named("billing:dedicated"), 1, "{list:#?}");
+    assert_eq!(named("billing"), 1, "the shared connection: {list:#?}");
+    drop((pubsub, dedicated));
+    rx.shutdown().await;
+
+    let rx = RedisX::connect(&server.url()).await.expect("connects");
+    let _pubsub = rx.pubsub().await.expect("a pubsub connection");
+    let _dedicated = rx.dedicated_connection().await.expect("a dedicated one");
+    let list = client_list(&server).await;
+    assert!(
+        list.iter().all(|l| field(l, "name").is_empty()),
+        "a connection got a name none was set for: {list:#?}"
+    );
+    rx.shutdown().await;
+}
+
 /// A client name with a space is refused when the runtime is built, before connecting.
 #[tokio::test]
 async fn an_invalid_client_name_fails_the_build() {
@@ -306,109 +366,6 @@ async fn pool_wait_timeout_ends_the_wait_for_a_busy_pool() {
         .unwrap()
         .expect("the busy command completes once the server resumes");
     rx.shutdown().await;
-}
-
-/// A server with a TLS port besides its plain one, using the certificates in `dir`.
-fn tls_server(dir: &TempDir, auth_clients: &str) -> (RedisServer, u16) {
-    let tls_port = redisx_tests::free_port();
-    let server = RedisServer::builder()
-        .arg("--tls-port")
-        .arg(tls_port.to_string())
-        .arg("--tls-cert-file")
-        .arg(dir.path("server.crt"))
-        .arg("--tls-key-file")
-        .arg(dir.path("server.key"))
-        .arg("--tls-ca-cert-file")
-        .arg(dir.path("ca.crt"))
-        .arg("--tls-auth-clients")
-        .arg(auth_clients)
-        .start();
-    (server, tls_port)
-}
-
-async fn build(cfg: ConnectionConfig) -> redisx::Result<RedisX> {
-    RedisX::builder().client("default", cfg).build().await
-}
-
-/// `rediss://` with `tls_ca_cert` trusts a server whose certificate a private CA signed;
-/// without it (the built-in roots) the handshake fails with a TLS error.
-#[tokio::test]
-async fn tls_with_a_custom_ca() {
-    let dir = TempDir::new("tls_ca");
-    make_certificates(&dir);
-    let (_server, port) = tls_server(&dir, "optional");
-    let url = format!("rediss://127.0.0.1:{port}");
-    let ca = std::fs::read(dir.path("ca.crt")).unwrap();
-    let rx = build(
-        ConnectionConfig::from_url(&url)
-            .unwrap()
-            .tls_ca_cert(ca.clone()),
-    )
-    .await
-    .expect("connects over TLS trusting the test CA");
-    assert!(rx.client().config().tls_value());
-    assert_eq!(
-        rx.client().config().tls_ca_cert_value(),
-        Some(ca.as_slice())
-    );
-    cache_round_trip(&rx, "tls_ca").await;
-    rx.shutdown().await;
-    let err = build(
-        ConnectionConfig::from_url(&url)
-            .unwrap()
-            .connect_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .unwrap_err();
-    // redis-rs reports rustls's "invalid peer certificate: UnknownIssuer" without the word
-    // TLS, which the connect error classifier looks for.
-    assert!(
-        matches!(
-            err.code(),
-            ErrorCode::ConnectionTls | ErrorCode::ConnectionFailed
-        ) && format!("{err:#}").contains("certificate"),
-        "{err:#}"
-    );
-}
-
-/// A server that requires client certificates accepts the one `tls_client_cert` presents,
-/// and refuses a client without one.
-#[tokio::test]
-async fn tls_with_a_client_certificate() {
-    let dir = TempDir::new("tls_client");
-    make_certificates(&dir);
-    let (_server, port) = tls_server(&dir, "yes");
-    let read = |name: &str| std::fs::read(dir.path(name)).unwrap();
-    let base = ConnectionConfig::from_url(&format!("rediss://127.0.0.1:{port}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .tls_ca_cert(read("ca.crt"));
-    let rx = build(
-        base.clone()
-            .tls_client_cert(read("client.crt"), read("client.key")),
-    )
-    .await
-    .expect("connects with the client certificate");
-    cache_round_trip(&rx, "tls_client").await;
-    rx.shutdown().await;
-    let err = build(base).await.unwrap_err();
-    assert!(
-        matches!(
-            err.code(),
-            ErrorCode::ConnectionTls | ErrorCode::ConnectionFailed
-        ),
-        "{err}"
-    );
-}
-
-/// A certificate that does not parse is a config error when the runtime is built.
-#[tokio::test]
-async fn tls_certificates_that_do_not_parse_fail_the_build() {
-    let cfg = ConnectionConfig::from_url("rediss://127.0.0.1:1")
-        .unwrap()
-        .tls_ca_cert("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
-    let err = build(cfg).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
 }
 
 /// With the `serde` feature, a client and the cache load from a config file's table (JSON

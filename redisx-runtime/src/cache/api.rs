@@ -82,6 +82,7 @@ impl Cache {
                 Some(env.value)
             }
             Read::Corrupt(bytes, e) => {
+                self.inner.metrics.l2_misses.inc();
                 self.remove_corrupt(&self.full_key(call.key), bytes, &e)
                     .await;
                 None

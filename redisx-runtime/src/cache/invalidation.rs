@@ -29,7 +29,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::{Notify, oneshot};
 
 use super::{Cache, CacheInner};
-use crate::client::Client;
+use crate::client::{Client, PubSub};
 use crate::error::{Error, ErrorCode, Result};
 use crate::life::{TaskGuard, watched};
 
@@ -288,12 +288,12 @@ pub(crate) fn spawn(
 
 /// A pub/sub connection of the client's own ([`Client::pubsub`]: its connect timeout and
 /// errors), subscribed to `channel` within the connect timeout too.
-async fn subscribe(client: &Client, channel: &str) -> Result<redis::aio::PubSub> {
+async fn subscribe(client: &Client, channel: &str) -> Result<PubSub> {
     let mut pubsub = client.pubsub().await?;
     match tokio::time::timeout(client.config().connect_timeout, pubsub.subscribe(channel)).await {
         Ok(r) => r
             .map(|()| pubsub)
-            .map_err(|e| Error::from(e).with_context("channel", channel.to_owned())),
+            .map_err(|e| e.with_context("channel", channel.to_owned())),
         Err(_) => Err(Error::new(
             ErrorCode::ConnectionTimeout,
             "subscribing to the cache invalidation channel timed out",

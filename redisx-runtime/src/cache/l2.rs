@@ -173,9 +173,10 @@ impl Cache {
                 self.inner.metrics.l2_misses.inc();
                 Read::Expired(env)
             }
+            // A miss, counted where it is handled: the stampede path reads again after
+            // removing it, and that read counts the one miss (or hit).
             Err(e) => {
                 self.inner.metrics.corrupt.inc();
-                self.inner.metrics.l2_misses.inc();
                 Read::Corrupt(bytes, e)
             }
         }

@@ -208,9 +208,11 @@ impl Cache {
                 }
                 Read::Expired(env) => Some(env),
                 Read::Corrupt(bytes, e) => {
+                    // Removed, then read again: that read counts this call's miss (or hit).
                     self.remove_corrupt(full, bytes, &e).await;
                     corrupt_retries += 1;
                     if corrupt_retries > 2 {
+                        self.inner.metrics.l2_misses.inc();
                         return Claim::Load {
                             lock: RegenLock::None,
                             stale,

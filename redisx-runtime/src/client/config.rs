@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 /// let cfg = ConnectionConfig::from_url("redis://app:s3cret@10.0.0.5:6380/2")?
 ///     .command_timeout(Duration::from_millis(500))
 ///     .client_name("billing-worker")
-///     .driver(DriverKind::Pool { max_size: 16 });
+///     .driver(DriverKind::Multiplexed);
 /// assert_eq!(cfg.host(), "10.0.0.5");
 /// assert_eq!(cfg.port(), 6380);
 /// assert_eq!(cfg.db_value(), 2);
@@ -205,7 +205,8 @@ impl ConnectionConfig {
 
     /// Connects over TLS: rustls with the webpki roots (feature `tls-rustls`, the default) or
     /// native-tls with the system's roots (feature `tls-native`), unless
-    /// [`tls_ca_cert`](Self::tls_ca_cert) names the trusted CA.
+    /// [`tls_ca_cert`](Self::tls_ca_cert) names the trusted CA. With both features on, rustls
+    /// is used.
     ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;
@@ -261,6 +262,11 @@ impl ConnectionConfig {
     /// With TLS, authenticate with this client certificate chain and private key (both PEM
     /// text), for a server that requires client certificates (`tls-auth-clients yes`).
     ///
+    /// rustls takes a PKCS#8 (`BEGIN PRIVATE KEY`), PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1
+    /// (`BEGIN EC PRIVATE KEY`) key; native-tls (feature `tls-native` without `tls-rustls`)
+    /// only PKCS#8, and building the runtime with another form fails with
+    /// [`ErrorCode::ConfigInvalid`](crate::ErrorCode::ConfigInvalid) saying how to convert it.
+    ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;
     ///
@@ -286,6 +292,12 @@ impl ConnectionConfig {
     /// The connection name set with `CLIENT SETNAME` on every connection the client opens,
     /// so that `CLIENT LIST` on the server tells which service a connection belongs to. No
     /// spaces; none by default.
+    ///
+    /// The shared connection and the pool's carry the name as is; connections of their own
+    /// carry it with their role appended: `NAME:pubsub` for [`Client::pubsub`](crate::Client::pubsub)
+    /// (and the cache's invalidation listener), `NAME:dedicated` for
+    /// [`Client::dedicated_connection`](crate::Client::dedicated_connection). A `MONITOR`
+    /// connection has none.
     ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;

@@ -1,14 +1,17 @@
 //! Connections of their own, for what the shared connection refuses: blocking reads and
-//! connection-state commands ([`DedicatedConnection`]), subscriptions ([`Client::pubsub`])
-//! and `MONITOR` ([`Client::monitor`]).
+//! connection-state commands ([`DedicatedConnection`]) and `MONITOR` ([`Client::monitor`]);
+//! subscriptions are in `pubsub.rs`.
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, FromRedisValue, Pipeline, Value};
 
 use super::driver::{connect_error, connection_config};
-use super::{Client, command_name, guard};
+use super::{Client, ConnectionConfig, command_name, guard};
 use crate::error::{Error, ErrorCode, Result};
 use crate::runtime::RedisX;
+
+/// What `CLIENT SETNAME` appends to the client name on a dedicated connection.
+const DEDICATED_ROLE: &str = "dedicated";
 
 /// A Redis connection of its own, opened with the client's configuration and instrumented
 /// like the client (the same `redis.command` span, the same `redisx_commands_total` and
@@ -18,8 +21,9 @@ use crate::runtime::RedisX;
 ///
 /// It has **no response timeout**: a blocking read waits as long as its own timeout argument
 /// says (give it one). Its state (selected database, open transaction) is its own; nothing else
-/// uses it, and it is closed when dropped. It does not reconnect: open a new one after a
-/// connection error. Subscriptions and `MONITOR` need connections of another kind:
+/// uses it, and it is closed when dropped. It does not reconnect, since a new connection would
+/// silently lack that state: once the connection is lost (a command in flight included), every
+/// call fails with [`ErrorCode::ConnectionClosed`] saying so; open a new one. Subscriptions and `MONITOR` need connections of another kind:
 /// [`Client::pubsub`] and [`Client::monitor`]. `CLIENT REPLY` is refused here too (the
 /// connection would wait for replies that never come).
 ///
@@ -36,9 +40,33 @@ use crate::runtime::RedisX;
 /// # let _ = job;
 /// # Ok(()) }
 /// ```
+///
+/// A worker that outlives a Redis restart opens a new connection when its own is lost:
+///
+/// ```no_run
+/// use redisx_runtime::{ErrorCode, redis};
+///
+/// # #[allow(dead_code)]
+/// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+/// let mut conn = rx.dedicated_connection().await?;
+/// loop {
+///     match conn.query::<Option<(String, String)>>(redis::cmd("BLPOP").arg("jobs").arg(5)).await {
+///         Ok(Some((_, job))) => println!("{job}"),
+///         Ok(None) => {}
+///         Err(e) if e.code() == ErrorCode::ConnectionClosed => {
+///             // Fails (and the loop ends) while Redis is still down; retry as suits you.
+///             conn = rx.dedicated_connection().await?;
+///         }
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// # }
+/// ```
 pub struct DedicatedConnection {
     client: Client,
     conn: MultiplexedConnection,
+    /// Why the connection was lost, once it was: every later call fails with it.
+    lost: Option<String>,
 }
 
 impl std::fmt::Debug for DedicatedConnection {
@@ -83,26 +111,28 @@ impl DedicatedConnection {
         for cmd in pipeline.cmd_iter() {
             guard::check_dedicated(cmd)?;
         }
-        let Self { client, conn } = self;
+        self.check_open()?;
+        let Self { client, conn, lost } = self;
         client
             .instrumented("PIPELINE", async {
                 pipeline
                     .query_async(conn)
                     .await
-                    .map_err(|e| client.command_error(e))
+                    .map_err(|e| command_error(client, lost, e))
             })
             .await
     }
 
     pub(super) async fn query_value(&mut self, cmd: &Cmd) -> Result<Value> {
         guard::check_dedicated(cmd)?;
-        let Self { client, conn } = self;
+        self.check_open()?;
+        let Self { client, conn, lost } = self;
         client
             .instrumented(command_name(cmd), async {
                 conn.req_packed_command(cmd)
                     .await
                     .and_then(Value::extract_error)
-                    .map_err(|e| client.command_error(e))
+                    .map_err(|e| command_error(client, lost, e))
             })
             .await
     }
@@ -116,12 +146,13 @@ impl DedicatedConnection {
         for cmd in pipeline.cmd_iter() {
             guard::check_dedicated(cmd)?;
         }
-        let Self { client, conn } = self;
+        self.check_open()?;
+        let Self { client, conn, lost } = self;
         client
             .instrumented("PIPELINE", async {
                 conn.req_packed_commands(pipeline, offset, count)
                     .await
-                    .map_err(|e| client.command_error(e))
+                    .map_err(|e| command_error(client, lost, e))
             })
             .await
     }
@@ -129,6 +160,35 @@ impl DedicatedConnection {
     pub(super) fn db(&self) -> i64 {
         self.conn.get_db()
     }
+
+    /// Fails once the connection was lost, without sending anything.
+    fn check_open(&self) -> Result<()> {
+        match &self.lost {
+            Some(why) => Err(lost_error()
+                .with_context("client", self.client.name())
+                .with_context("lost_because", why.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What `CONN_CLOSED` says on a lost dedicated connection.
+const LOST: &str = "the dedicated connection was lost and does not reconnect (its selected \
+     database, WATCH or transaction went with it): open a new one with \
+     `rx.dedicated_connection()` (or `Client::dedicated_connection`)";
+
+fn lost_error() -> Error {
+    Error::new(ErrorCode::ConnectionClosed, LOST)
+}
+
+/// A command's error (the command span adds the client and command to it); one that says
+/// the connection is gone marks it lost, for good.
+fn command_error(client: &Client, lost: &mut Option<String>, e: redis::RedisError) -> Error {
+    if !e.is_timeout() && (e.is_connection_dropped() || e.is_unrecoverable_error()) {
+        *lost = Some(e.to_string());
+        return lost_error().with_redis_source(e);
+    }
+    client.command_error(e)
 }
 
 impl Client {
@@ -147,40 +207,27 @@ impl Client {
     /// ```
     pub async fn dedicated_connection(&self) -> Result<DedicatedConnection> {
         let cfg = self.config();
-        let client = self.redis_client()?;
+        let client = self.redis_client_for(cfg)?;
         let config = connection_config(cfg, None);
-        let opened = client.get_multiplexed_async_connection_with_config(&config);
-        let conn = self.connecting(opened).await?;
+        let conn = self
+            .connecting(async {
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                cfg.init_connection(&mut conn, Some(DEDICATED_ROLE)).await?;
+                Ok::<_, redis::RedisError>(conn)
+            })
+            .await?;
         Ok(DedicatedConnection {
             client: self.clone(),
             conn,
+            lost: None,
         })
     }
 
-    /// Opens a publish/subscribe connection of its own (`redis::aio::PubSub`) with this
-    /// client's configuration: what `SUBSCRIBE`, `PSUBSCRIBE` and `SSUBSCRIBE` need. Its
-    /// messages are not commands, so it is not instrumented.
-    ///
-    /// ```no_run
-    /// use futures_util::StreamExt;
-    ///
-    /// # #[allow(dead_code)]
-    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
-    /// let mut pubsub = rx.pubsub().await?;
-    /// pubsub.subscribe("events").await?;
-    /// if let Some(msg) = pubsub.on_message().next().await {
-    ///     let payload: String = msg.get_payload()?;
-    ///     println!("{payload}");
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
-        let client = self.redis_client()?;
-        self.connecting(client.get_async_pubsub()).await
-    }
-
     /// Opens a connection of its own in `MONITOR` mode (`redis::aio::Monitor`) with this
-    /// client's configuration. Not instrumented.
+    /// client's configuration. Not instrumented, and without the client name: redis-rs's
+    /// monitor sends no command of ours before `MONITOR`.
     ///
     /// ```no_run
     /// use futures_util::StreamExt;
@@ -195,18 +242,19 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn monitor(&self) -> Result<redis::aio::Monitor> {
-        let client = self.redis_client()?;
+        let client = self.redis_client_for(self.config())?;
         self.connecting(client.get_async_monitor()).await
     }
 
-    fn redis_client(&self) -> Result<redis::Client> {
-        redis::Client::open(self.config().to_connection_info())
+    /// A redis-rs client for `cfg` (this client's config, or a variant of it).
+    pub(super) fn redis_client_for(&self, cfg: &ConnectionConfig) -> Result<redis::Client> {
+        redis::Client::open(cfg.to_connection_info())
             .map_err(|e| connect_error(self.name(), self.config(), e))
     }
 
     /// Awaits a connection attempt within the connect timeout, with the errors of the
     /// shared connection's.
-    async fn connecting<C>(
+    pub(super) async fn connecting<C>(
         &self,
         opened: impl Future<Output = redis::RedisResult<C>>,
     ) -> Result<C> {
@@ -241,19 +289,5 @@ impl RedisX {
     /// ```
     pub async fn dedicated_connection(&self) -> Result<DedicatedConnection> {
         self.try_client()?.dedicated_connection().await
-    }
-
-    /// Opens a publish/subscribe connection to the default client's server; see
-    /// [`Client::pubsub`].
-    ///
-    /// ```no_run
-    /// # #[allow(dead_code)]
-    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
-    /// let mut pubsub = rx.pubsub().await?;
-    /// pubsub.psubscribe("orders:*").await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
-        self.try_client()?.pubsub().await
     }
 }

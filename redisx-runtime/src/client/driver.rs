@@ -107,7 +107,8 @@ impl Driver {
 
     /// A connection for one operation. With the multiplexed driver this fails at once with
     /// [`ErrorCode::ConnectionClosed`] while the connection is being re-established.
-    #[cfg_attr(not(feature = "pool"), allow(unused_variables))]
+    // Without the pool, nothing here awaits; the signature stays the same for the callers.
+    #[cfg_attr(not(feature = "pool"), allow(unused_variables, clippy::unused_async))]
     pub(crate) async fn conn(&self, name: &str, cfg: &ConnectionConfig) -> Result<Conn> {
         match self {
             Self::Multiplexed(m) => m
@@ -177,7 +178,7 @@ fn init_hook(cfg: &ConnectionConfig) -> deadpool_redis::Hook {
     deadpool_redis::Hook::async_fn(move |conn, _| {
         let cfg = cfg.clone();
         Box::pin(async move {
-            cfg.init_connection(conn)
+            cfg.init_connection(conn, None)
                 .await
                 .map_err(deadpool_redis::HookError::Backend)
         })
@@ -202,7 +203,7 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
             ErrorCode::ConnectionAuthFailed | ErrorCode::OperationNoPermission => {
                 ErrorCode::ConnectionAuthFailed
             }
-            _ if err.to_string().to_ascii_lowercase().contains("tls") => ErrorCode::ConnectionTls,
+            _ if cfg.tls && is_tls_failure(&err) => ErrorCode::ConnectionTls,
             _ => ErrorCode::ConnectionFailed,
         }
     };
@@ -219,6 +220,22 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
         .with_context("client", name)
         .with_context("server", cfg.to_string())
         .with_redis_source(err)
+}
+
+/// Whether a connect error on a `rediss://` connection comes from TLS: the handshake, a
+/// certificate check (rustls says "invalid peer certificate", OpenSSL "certificate verify
+/// failed", a server that wants a client certificate sends an alert), or the TLS setup.
+fn is_tls_failure(err: &redis::RedisError) -> bool {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    let text = text.to_ascii_lowercase();
+    ["tls", "ssl", "certificate", "handshake"]
+        .iter()
+        .any(|word| text.contains(word))
 }
 
 #[cfg(feature = "pool")]
@@ -289,7 +306,7 @@ impl Multiplexed {
             .client
             .get_multiplexed_async_connection_with_config(&config);
         match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
-            Ok(Ok(mut conn)) => match self.cfg.init_connection(&mut conn).await {
+            Ok(Ok(mut conn)) => match self.cfg.init_connection(&mut conn, None).await {
                 Ok(()) => Ok(conn),
                 Err(e) => Err(connect_error(&self.name, &self.cfg, e)),
             },

@@ -5,6 +5,7 @@ mod connection_like;
 mod dedicated;
 mod driver;
 mod guard;
+mod pubsub;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, Script, ScriptInvocation, ToRedisArgs
 pub use config::{ConnectionConfig, DriverKind, ReconnectPolicy};
 pub use dedicated::DedicatedConnection;
 pub(crate) use driver::{Conn, Driver};
+pub use pubsub::PubSub;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::life::Life;

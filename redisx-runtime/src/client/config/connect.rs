@@ -55,9 +55,14 @@ impl ConnectionConfig {
         if self.tls && (self.tls_ca_cert.is_some() || self.tls_client_cert.is_some()) {
             let certs = redis::TlsCertificates {
                 client_tls: self.tls_client_cert.as_ref().map(|(cert, key)| {
+                    // native-tls wants the key's PEM block first: drop any text before it.
+                    let key = match pkcs8_start(key) {
+                        Some(start) if NATIVE_TLS => &key[start..],
+                        _ => key,
+                    };
                     redis::ClientTlsConfig {
                         client_cert: cert.clone(),
-                        client_key: key.clone(),
+                        client_key: key.to_vec(),
                     }
                 }),
                 root_cert: self.tls_ca_cert.clone(),
@@ -69,12 +74,22 @@ impl ConnectionConfig {
         Ok(info)
     }
 
-    /// Runs what every new connection needs before its first command (`CLIENT SETNAME`).
-    pub(crate) async fn init_connection<C>(&self, conn: &mut C) -> redis::RedisResult<()>
+    /// Runs what every new connection needs before its first command: `CLIENT SETNAME` with
+    /// the client name, followed by `:{role}` on a connection with a role of its own
+    /// (`pubsub`, `dedicated`), so that `CLIENT LIST` tells them from the shared ones.
+    pub(crate) async fn init_connection<C>(
+        &self,
+        conn: &mut C,
+        role: Option<&str>,
+    ) -> redis::RedisResult<()>
     where
         C: redis::aio::ConnectionLike + Send,
     {
         if let Some(name) = &self.client_name {
+            let name = match role {
+                Some(role) => format!("{name}:{role}"),
+                None => name.clone(),
+            };
             redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg(name)
@@ -96,6 +111,19 @@ impl ConnectionConfig {
             return bad(format!(
                 "the client name {name:?} is not valid: Redis takes a non-empty name without spaces"
             ));
+        }
+        if NATIVE_TLS
+            && self.tls
+            && let Some((_, key)) = &self.tls_client_cert
+            && pkcs8_start(key).is_none()
+        {
+            return bad(
+                "the TLS client key is not PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), the only \
+                 form native-tls (feature `tls-native`) takes: convert it with \
+                 `openssl pkcs8 -topk8 -nocrypt -in client.key -out client.pk8.key`, or use the \
+                 `tls-rustls` feature, which also takes PKCS#1 and SEC1 keys"
+                    .into(),
+            );
         }
         let has_certs = self.tls_ca_cert.is_some() || self.tls_client_cert.is_some();
         if self.socket.is_some() && self.tls {
@@ -122,6 +150,15 @@ impl ConnectionConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `rediss://` goes through native-tls: redis-rs uses it only when rustls is off.
+const NATIVE_TLS: bool = cfg!(all(feature = "tls-native", not(feature = "tls-rustls")));
+
+/// Where the PKCS#8 block of a PEM private key starts, if it has one.
+fn pkcs8_start(key_pem: &[u8]) -> Option<usize> {
+    const BEGIN: &[u8] = b"-----BEGIN PRIVATE KEY-----";
+    key_pem.windows(BEGIN.len()).position(|w| w == BEGIN)
 }
 
 #[cfg(feature = "tls-rustls")]
