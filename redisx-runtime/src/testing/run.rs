@@ -99,7 +99,8 @@ pub fn server_url() -> String {
 /// ```no_run
 /// use redisx_runtime::testing::{self, TestOptions};
 ///
-/// #[tokio::test]
+/// // The body of a `#[tokio::test]`:
+/// # #[allow(dead_code)]
 /// async fn stores_a_user() {
 ///     testing::run(TestOptions::new("stores_a_user"), |rx| async move {
 ///         rx.cache().set("user:1", &"Ada".to_owned(), None).await.unwrap();
@@ -155,7 +156,8 @@ where
 /// ```no_run
 /// use redisx_runtime::testing::{self, TestOptions};
 ///
-/// #[test]
+/// // The body of a `#[test]`:
+/// # #[allow(dead_code)]
 /// fn counts_visits() {
 ///     testing::block_on(TestOptions::new("counts_visits"), |rx| async move {
 ///         let n: i64 = rx.client().query(redisx_runtime::redis::cmd("INCR").arg(rx.cache().full_key("visits"))).await.unwrap();
