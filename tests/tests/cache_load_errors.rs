@@ -6,17 +6,18 @@
 //! `LoadOptions::share_errors()`. Other errors keep the take-over (the waiting callers load one
 //! at a time), and a caller that arrives after the failure starts a new load.
 //!
-//! Every test runs its callers on a current-thread runtime, and its loader waits until all of
-//! them have called (then 100 ms more), so the callers really wait on one load.
+//! Every test is a `#[redisx::test]` (a runtime of its own, in scope for the body, whose
+//! `#[cached]` functions use it), so its callers run on a current-thread tokio runtime; its
+//! loader waits until all of them have called (then 100 ms more), so the callers really wait
+//! on one load.
 
 use std::future::Future;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redisx::cache::{EntryOptions, LoadOptions};
-use redisx::{CacheConfig, Error, ErrorCode, RedisX, cached};
-use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
+use redisx::testing::eventually;
+use redisx::{Error, ErrorCode, RedisX, cached};
 
 /// How many callers ask for the key at once.
 const CALLERS: usize = 8;
@@ -75,7 +76,8 @@ impl Gate {
 }
 
 /// Runs `CALLERS` calls made by `call` concurrently (each announced at `gate` when it starts)
-/// and returns their outcomes.
+/// and returns their outcomes. The calls run in tasks spawned with `redisx::spawn`, in the
+/// test's scope.
 async fn concurrently<T, Fut>(gate: &'static Gate, mut call: impl FnMut() -> Fut) -> Vec<T>
 where
     T: Send + 'static,
@@ -84,7 +86,7 @@ where
     let tasks: Vec<_> = (0..CALLERS)
         .map(|_| {
             let call = call();
-            tokio::spawn(async move {
+            redisx::spawn(async move {
                 gate.arrive();
                 call.await
             })
@@ -95,10 +97,6 @@ where
         outcomes.push(task.await.expect("a caller panicked"));
     }
     outcomes
-}
-
-async fn build(server: &RedisServer, test: &str) -> RedisX {
-    runtime(&server.url(), &unique_prefix(test), CacheConfig::default()).await
 }
 
 fn backend_down() -> Error {
@@ -113,11 +111,9 @@ struct Unavailable(String);
 #[derive(Debug, PartialEq, Eq)]
 struct Down(String);
 
-#[tokio::test(flavor = "current_thread")]
-async fn get_or_load_shares_a_redisx_error_with_its_waiting_callers() {
+#[redisx::test]
+async fn get_or_load_shares_a_redisx_error_with_its_waiting_callers(rx: RedisX) {
     static GATE: Gate = Gate::new();
-    let server = RedisServer::start();
-    let rx = build(&server, "load_err_redisx").await;
     let call = || {
         let cache = rx.cache().clone();
         async move {
@@ -141,11 +137,9 @@ async fn get_or_load_shares_a_redisx_error_with_its_waiting_callers() {
     assert_eq!(GATE.loads(), 2, "the late caller loaded");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_string_error_is_shared_with_the_waiting_callers() {
+#[redisx::test]
+async fn a_string_error_is_shared_with_the_waiting_callers(rx: RedisX) {
     static GATE: Gate = Gate::new();
-    let server = RedisServer::start();
-    let rx = build(&server, "load_err_string").await;
     // `get_or_load` needs `E: From<redisx::Error>`, which `String` is not: the same load with
     // the default options (errors shared when redisx knows their type).
     let call = || {
@@ -172,19 +166,16 @@ async fn a_string_error_is_shared_with_the_waiting_callers() {
 mod cached_clone_error {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static GATE: Gate = Gate::new();
 
-    #[cached(key = "quote:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "quote:{id}", ttl = "1m")]
     async fn quote(id: u64) -> Result<u32, Unavailable> {
         GATE.load().await;
         Err(Unavailable(format!("quote {id}")))
     }
 
-    #[tokio::test(flavor = "current_thread")]
+    #[redisx::test]
     async fn cached_shares_a_clone_error_with_its_waiting_callers() {
-        let server = RedisServer::start();
-        assert!(RT.set(build(&server, "load_err_cached").await).is_ok());
         let outcomes = concurrently(&GATE, || quote(1)).await;
         assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
         for outcome in outcomes {
@@ -198,10 +189,9 @@ mod cached_clone_error {
 mod cached_error_without_clone {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static GATE: Gate = Gate::new();
 
-    #[cached(key = "stock:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "stock:{id}", ttl = "1m")]
     async fn stock(id: u64) -> Result<u32, Down> {
         GATE.load().await;
         Err(Down(format!("stock {id}")))
@@ -209,10 +199,8 @@ mod cached_error_without_clone {
 
     /// The control: an error that cannot be cloned is not shared; the waiting callers take
     /// over the load one at a time, each getting its own error.
-    #[tokio::test(flavor = "current_thread")]
+    #[redisx::test]
     async fn cached_with_an_error_that_is_not_clone_takes_over_one_at_a_time() {
-        let server = RedisServer::start();
-        assert!(RT.set(build(&server, "load_err_no_clone").await).is_ok());
         let outcomes = concurrently(&GATE, || stock(1)).await;
         for outcome in outcomes {
             assert_eq!(outcome, Err(Down("stock 1".to_owned())));
@@ -226,11 +214,9 @@ mod cached_error_without_clone {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn load_options_share_errors_shares_any_clone_error() {
+#[redisx::test]
+async fn load_options_share_errors_shares_any_clone_error(rx: RedisX) {
     static GATE: Gate = Gate::new();
-    let server = RedisServer::start();
-    let rx = build(&server, "load_err_share_errors").await;
     let call = || {
         let cache = rx.cache().clone();
         async move {
@@ -254,11 +240,9 @@ async fn load_options_share_errors_shares_any_clone_error() {
 
 /// The control of the test above: the same error type without `share_errors()` is not one
 /// redisx knows, so the waiting callers take over the load one at a time.
-#[tokio::test(flavor = "current_thread")]
-async fn without_share_errors_an_unknown_error_type_is_taken_over() {
+#[redisx::test]
+async fn without_share_errors_an_unknown_error_type_is_taken_over(rx: RedisX) {
     static GATE: Gate = Gate::new();
-    let server = RedisServer::start();
-    let rx = build(&server, "load_err_not_shared").await;
     let call = || {
         let cache = rx.cache().clone();
         async move {

@@ -1,47 +1,36 @@
-//! `#[cached]` (with `#[cache_evict]` and `#[cache_put]`) end to end against real Redis.
+//! `#[cached]` end to end against real Redis: hits and misses, keys, errors, `condition` and
+//! `unless`, codecs, and which runtime a call uses. `#[cache_put]` and `#[cache_evict]` are in
+//! `cache_put_evict_attr.rs`; SWR, `stale_if_error`, the L1 options and a Redis that goes away
+//! in `cached_attr_tiers.rs`.
 //!
-//! Every test builds its own runtime and hands it to its functions with `runtime = ...` (a
-//! `static OnceLock<RedisX>` per test module, or `&self.rx` on a method); nothing is installed,
-//! so the tests run in parallel and a function without `runtime` runs uncached. Loader calls
-//! are counted with an `AtomicUsize` per function.
+//! The tests are `#[redisx::test]`s: each runs with a fresh runtime on a key prefix of its own
+//! (on the test binary's server) set as its task's scope, so the functions below without
+//! `runtime = ...` use it; the tests run in parallel, and their keys are deleted afterwards.
+//! Outside a scope (nothing is installed in this binary) a function runs uncached, which the
+//! last test, a plain `#[tokio::test]`, checks. What landed in Redis is read with a raw
+//! connection. Loader calls are counted with an `AtomicUsize` per function.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redisx::{
-    CacheConfig, ConnectionConfig, ReconnectPolicy, RedisX, cache_evict, cache_put, cached,
-};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx::testing::{self, raw_connection};
+use redisx::{CacheConfig, RedisX, RedisXBuilder, cached};
 
-async fn build(server: &RedisServer, test: &str) -> RedisX {
-    build_with(ConnectionConfig::from_url(&server.url()).unwrap(), test).await
-}
-
-async fn build_with(cfg: ConnectionConfig, test: &str) -> RedisX {
-    RedisX::builder()
-        .client("default", cfg)
-        .key_prefix(unique_prefix(test))
-        .cache(CacheConfig::default())
-        .build()
-        .await
-        .unwrap()
-}
-
-/// Stores the test's runtime in its module's cell, and returns it.
-fn set(cell: &'static OnceLock<RedisX>, rx: RedisX) -> &'static RedisX {
-    assert!(cell.set(rx).is_ok(), "each test sets its runtime once");
-    cell.get().unwrap()
-}
-
-/// Whether the cache entry of `key` exists in Redis (read with a raw connection).
-async fn in_redis(server: &RedisServer, rx: &RedisX, key: &str) -> bool {
-    let mut conn = raw_connection(&server.url()).await;
+/// Whether the cache entry of `key` in `rx` exists in Redis (read with a raw connection).
+async fn in_redis(rx: &RedisX, key: &str) -> bool {
+    let mut conn = raw_connection(&testing::server_url()).await;
     redis::cmd("EXISTS")
         .arg(rx.cache().full_key(key))
         .query_async(&mut conn)
         .await
         .unwrap()
+}
+
+/// A second runtime on the test's server, under the test's prefix (so the test's clean-up
+/// deletes its keys too), for functions that name their runtime with `runtime = ...`.
+async fn runtime_under(rx: &RedisX, name: &str) -> RedisX {
+    let prefix = format!("{}{name}:", rx.key_prefix());
+    testing::runtime(&testing::server_url(), &prefix, CacheConfig::default()).await
 }
 
 fn loads(counter: &AtomicUsize) -> usize {
@@ -51,25 +40,19 @@ fn loads(counter: &AtomicUsize) -> usize {
 mod miss_then_hit {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(key = "user:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "user:{id}", ttl = "1m")]
     async fn user(id: u64) -> Result<String, String> {
         LOADS.fetch_add(1, Ordering::SeqCst);
         Ok(format!("user-{id}"))
     }
 
-    #[tokio::test]
-    async fn the_second_call_is_a_hit_from_l1_then_from_redis() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_hit").await);
+    #[redisx::test]
+    async fn the_second_call_is_a_hit_from_l1_then_from_redis(rx: RedisX) {
         assert_eq!(user(1).await.unwrap(), "user-1");
         assert_eq!(loads(&LOADS), 1, "a miss runs the function");
-        assert!(
-            in_redis(&server, rx, "user:1").await,
-            "stored under its key"
-        );
+        assert!(in_redis(&rx, "user:1").await, "stored under its key");
         assert_eq!(user(1).await.unwrap(), "user-1");
         assert_eq!(loads(&LOADS), 1, "the second call is a hit");
         assert_eq!(rx.cache().stats().l1_hits, 1);
@@ -84,19 +67,16 @@ mod miss_then_hit {
 mod ttl_expiry {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(key = "rate:{currency}", ttl = "1s", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "rate:{currency}", ttl = "1s")]
     async fn rate(currency: &str) -> f64 {
         LOADS.fetch_add(1, Ordering::SeqCst);
         if currency == "EUR" { 1.0 } else { 0.5 }
     }
 
-    #[tokio::test]
+    #[redisx::test]
     async fn the_function_runs_again_after_the_ttl() {
-        let server = RedisServer::start();
-        set(&RT, build(&server, "attr_ttl").await);
         assert!((rate("EUR").await - 1.0).abs() < f64::EPSILON);
         assert!((rate("EUR").await - 1.0).abs() < f64::EPSILON);
         assert_eq!(loads(&LOADS), 1);
@@ -111,11 +91,10 @@ mod ttl_expiry {
 mod err_not_cached {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
     /// Fails on its first call, succeeds afterwards.
-    #[cached(key = "flaky:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "flaky:{id}", ttl = "1m")]
     async fn flaky(id: u64) -> Result<u64, String> {
         let n = LOADS.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
@@ -124,10 +103,8 @@ mod err_not_cached {
         Ok(id * 2)
     }
 
-    #[tokio::test]
-    async fn an_err_passes_through_and_is_not_cached_then_ok_is() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_err").await);
+    #[redisx::test]
+    async fn an_err_passes_through_and_is_not_cached_then_ok_is(rx: RedisX) {
         assert_eq!(
             flaky(4).await,
             Err("attempt 1 failed".to_owned()),
@@ -135,7 +112,7 @@ mod err_not_cached {
         );
         assert_eq!(loads(&LOADS), 1);
         assert!(
-            !in_redis(&server, rx, "flaky:4").await,
+            !in_redis(&rx, "flaky:4").await,
             "nothing (no value, no lock) is left in Redis after an error"
         );
         assert_eq!(flaky(4).await, Ok(8));
@@ -148,20 +125,17 @@ mod err_not_cached {
 mod plain_return_type {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
     /// Not a `Result`: every value is cached, `None` too.
-    #[cached(key = "find:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "find:{id}", ttl = "1m")]
     async fn find(id: u64) -> Option<u64> {
         LOADS.fetch_add(1, Ordering::SeqCst);
         (id > 0).then_some(id)
     }
 
-    #[tokio::test]
-    async fn every_value_is_cached_none_too() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_plain").await);
+    #[redisx::test]
+    async fn every_value_is_cached_none_too(rx: RedisX) {
         assert_eq!(find(0).await, None);
         assert_eq!(find(0).await, None);
         assert_eq!(loads(&LOADS), 1, "`None` is a value like any other");
@@ -199,10 +173,11 @@ mod method_in_impl {
         }
     }
 
-    #[tokio::test]
-    async fn a_method_with_self_in_its_key_caches_per_receiver() {
-        let server = RedisServer::start();
-        let rx = build(&server, "attr_method").await;
+    /// The repositories' runtime is not the test's scope: were `runtime = &self.rx` ignored,
+    /// the entries would land under the scope's prefix instead.
+    #[redisx::test]
+    async fn a_method_with_self_in_its_key_caches_per_receiver(scope: RedisX) {
+        let rx = runtime_under(&scope, "repo").await;
         let repo = |tenant: &str| Repo {
             rx: rx.clone(),
             tenant: tenant.to_owned(),
@@ -218,161 +193,91 @@ mod method_in_impl {
             "another receiver is another key"
         );
         assert_eq!(loads(&globex.loads), 1);
-        assert!(in_redis(&server, &rx, "acme:order:1").await);
-        assert!(in_redis(&server, &rx, "globex:order:1").await);
+        assert!(in_redis(&rx, "acme:order:1").await);
+        assert!(in_redis(&rx, "globex:order:1").await);
+        assert!(!in_redis(&scope, "acme:order:1").await);
+    }
+}
+
+mod explicit_runtime {
+    use super::*;
+
+    static PINNED_LOADS: AtomicUsize = AtomicUsize::new(0);
+    static SCOPED_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Names its runtime.
+    #[cached(key = "pinned:{id}", ttl = "1m", runtime = rx)]
+    async fn pinned(rx: &RedisX, id: u64) -> u64 {
+        let _ = rx;
+        PINNED_LOADS.fetch_add(1, Ordering::SeqCst);
+        id
+    }
+
+    /// Uses the runtime of its scope.
+    #[cached(key = "scoped:{id}", ttl = "1m")]
+    async fn scoped(id: u64) -> u64 {
+        SCOPED_LOADS.fetch_add(1, Ordering::SeqCst);
+        id
+    }
+
+    #[redisx::test]
+    async fn runtime_expr_wins_over_the_scope(scope: RedisX) {
+        let named = runtime_under(&scope, "named").await;
+        assert_eq!(pinned(&named, 1).await, 1);
+        assert_eq!(pinned(&named, 1).await, 1);
+        assert_eq!(loads(&PINNED_LOADS), 1, "the second call is a hit");
+        assert_eq!(named.cache().stats().l1_hits, 1, "in the named runtime");
+        assert!(in_redis(&named, "pinned:1").await);
+        // Were the scope to win, the entry would be here and the hit in its stats.
+        assert!(!in_redis(&scope, "pinned:1").await);
+        assert_eq!(scope.cache().stats().l1_hits, 0);
+
+        // Control: the scope is in force for a function that names no runtime.
+        assert_eq!(scoped(1).await, 1);
+        assert_eq!(scoped(1).await, 1);
+        assert_eq!(loads(&SCOPED_LOADS), 1);
+        assert!(in_redis(&scope, "scoped:1").await);
+        assert!(!in_redis(&named, "scoped:1").await);
     }
 }
 
 mod param_named_key {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(key = "k:{key}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "k:{key}", ttl = "1m")]
     async fn by_key(key: String) -> String {
         LOADS.fetch_add(1, Ordering::SeqCst);
         key + "!"
     }
 
-    #[tokio::test]
-    async fn a_parameter_named_key_is_rendered_into_the_key() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_key").await);
+    #[redisx::test]
+    async fn a_parameter_named_key_is_rendered_into_the_key(rx: RedisX) {
         assert_eq!(by_key("a".to_owned()).await, "a!");
         assert_eq!(by_key("a".to_owned()).await, "a!");
         assert_eq!(by_key("b".to_owned()).await, "b!");
         assert_eq!(loads(&LOADS), 2);
-        assert!(in_redis(&server, rx, "k:a").await);
-        assert!(in_redis(&server, rx, "k:b").await);
-    }
-}
-
-mod tags_and_evict {
-    use super::*;
-
-    static RT: OnceLock<RedisX> = OnceLock::new();
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-
-    #[cached(key = "user:{id}", ttl = "1m", tags = ["users", "user:{id}"], runtime = RT.get().expect("set by the test"))]
-    async fn user(id: u64) -> String {
-        LOADS.fetch_add(1, Ordering::SeqCst);
-        format!("user-{id}")
-    }
-
-    #[cache_evict(tags = ["user:{id}"], runtime = RT.get().expect("set by the test"))]
-    async fn touch_user(id: u64) {
-        let _ = id;
-    }
-
-    #[cache_evict(tags = ["users"], runtime = RT.get().expect("set by the test"))]
-    async fn reset_users() {}
-
-    /// Evicts by key, only after `Ok`.
-    #[cache_evict(keys = ["user:{id}"], runtime = RT.get().expect("set by the test"))]
-    async fn delete_user(id: u64) -> Result<(), String> {
-        if id == 0 {
-            return Err("user 0 cannot be deleted".to_owned());
-        }
-        Ok(())
-    }
-
-    async fn read_all(ids: &[u64]) {
-        for id in ids {
-            assert_eq!(user(*id).await, format!("user-{id}"));
-        }
-    }
-
-    #[tokio::test]
-    async fn evicting_a_tag_or_key_makes_the_next_call_a_miss() {
-        let server = RedisServer::start();
-        set(&RT, build(&server, "attr_tags").await);
-        read_all(&[0, 1, 2]).await;
-        read_all(&[0, 1, 2]).await;
-        assert_eq!(loads(&LOADS), 3);
-
-        touch_user(1).await;
-        read_all(&[0, 1, 2]).await;
-        assert_eq!(loads(&LOADS), 4, "only user 1 carried the tag `user:1`");
-
-        reset_users().await;
-        read_all(&[0, 1, 2]).await;
-        assert_eq!(loads(&LOADS), 7, "every entry carried the tag `users`");
-
-        delete_user(2).await.unwrap();
-        read_all(&[0, 1, 2]).await;
-        assert_eq!(loads(&LOADS), 8, "the key of user 2 was deleted");
-
-        assert!(delete_user(0).await.is_err());
-        read_all(&[0, 1, 2]).await;
-        assert_eq!(loads(&LOADS), 8, "an Err does not evict");
-    }
-}
-
-mod put_overwrites {
-    use super::*;
-
-    static RT: OnceLock<RedisX> = OnceLock::new();
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-
-    #[cached(key = "name:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
-    async fn name(id: u64) -> String {
-        LOADS.fetch_add(1, Ordering::SeqCst);
-        format!("loaded-{id}")
-    }
-
-    #[cache_put(key = "name:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
-    async fn rename(id: u64, new_name: String) -> String {
-        let _ = id;
-        new_name
-    }
-
-    /// Writes only an `Ok`.
-    #[cache_put(key = "name:{id}", ttl = "1m", runtime = RT.get().expect("set by the test"))]
-    async fn try_rename(id: u64, new_name: String) -> Result<String, String> {
-        let _ = id;
-        if new_name.is_empty() {
-            return Err("a name cannot be empty".to_owned());
-        }
-        Ok(new_name)
-    }
-
-    #[tokio::test]
-    async fn cache_put_overwrites_what_cached_reads() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_put").await);
-        assert_eq!(name(1).await, "loaded-1");
-        assert_eq!(rename(1, "Ada".to_owned()).await, "Ada");
-        assert_eq!(name(1).await, "Ada", "the put value replaced L1");
-        rx.cache().clear_l1();
-        assert_eq!(name(1).await, "Ada", "and L2");
-        assert!(try_rename(1, String::new()).await.is_err());
-        assert_eq!(name(1).await, "Ada", "an Err is not written");
-        assert_eq!(try_rename(1, "Grace".to_owned()).await.unwrap(), "Grace");
-        assert_eq!(name(1).await, "Grace");
-        // A put for a key nobody read yet fills it.
-        assert_eq!(rename(2, "Edsger".to_owned()).await, "Edsger");
-        assert_eq!(name(2).await, "Edsger");
-        assert_eq!(loads(&LOADS), 1, "only the first read ran the function");
+        assert!(in_redis(&rx, "k:a").await);
+        assert!(in_redis(&rx, "k:b").await);
     }
 }
 
 mod condition_and_unless {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static COND_LOADS: AtomicUsize = AtomicUsize::new(0);
     static UNLESS_LOADS: AtomicUsize = AtomicUsize::new(0);
 
     /// Id 0 bypasses the cache.
-    #[cached(key = "cond:{id}", ttl = "1m", condition = |id: &u64| *id != 0, runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "cond:{id}", ttl = "1m", condition = |id: &u64| *id != 0)]
     async fn conditional(id: u64) -> u64 {
         COND_LOADS.fetch_add(1, Ordering::SeqCst);
         id
     }
 
     /// Empty values are returned but not cached.
-    #[cached(key = "unless:{id}", ttl = "1m", unless = |v: &String| v.is_empty(), runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "unless:{id}", ttl = "1m", unless = |v: &String| v.is_empty())]
     async fn maybe_empty(id: u64) -> String {
         UNLESS_LOADS.fetch_add(1, Ordering::SeqCst);
         if id == 0 {
@@ -382,14 +287,12 @@ mod condition_and_unless {
         }
     }
 
-    #[tokio::test]
-    async fn condition_false_bypasses_and_unless_true_does_not_cache() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_cond").await);
+    #[redisx::test]
+    async fn condition_false_bypasses_and_unless_true_does_not_cache(rx: RedisX) {
         assert_eq!(conditional(0).await, 0);
         assert_eq!(conditional(0).await, 0);
         assert_eq!(loads(&COND_LOADS), 2, "condition false: every call runs");
-        assert!(!in_redis(&server, rx, "cond:0").await);
+        assert!(!in_redis(&rx, "cond:0").await);
         assert_eq!(conditional(5).await, 5);
         assert_eq!(conditional(5).await, 5);
         assert_eq!(loads(&COND_LOADS), 3, "condition true: cached");
@@ -397,7 +300,7 @@ mod condition_and_unless {
         assert_eq!(maybe_empty(0).await, "");
         assert_eq!(maybe_empty(0).await, "");
         assert_eq!(loads(&UNLESS_LOADS), 2, "unless true: not cached");
-        assert!(!in_redis(&server, rx, "unless:0").await);
+        assert!(!in_redis(&rx, "unless:0").await);
         assert_eq!(maybe_empty(7).await, "7");
         assert_eq!(maybe_empty(7).await, "7");
         assert_eq!(loads(&UNLESS_LOADS), 3, "unless false: cached");
@@ -407,20 +310,17 @@ mod condition_and_unless {
 mod auto_key {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
     /// No `key`: the key is the function's path plus a hash of the arguments.
-    #[cached(ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    #[cached(ttl = "1m")]
     async fn search(query: String, page: u32) -> Vec<String> {
         LOADS.fetch_add(1, Ordering::SeqCst);
         vec![query, page.to_string()]
     }
 
-    #[tokio::test]
-    async fn different_arguments_are_different_entries() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_auto").await);
+    #[redisx::test]
+    async fn different_arguments_are_different_entries(rx: RedisX) {
         let s = |q: &str, p| search(q.to_owned(), p);
         assert_eq!(s("a", 1).await, ["a", "1"]);
         assert_eq!(s("a", 1).await, ["a", "1"]);
@@ -443,7 +343,6 @@ mod auto_key {
 mod unhashable_args {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
     /// An argument whose `Serialize` fails (as a `#[serde(flatten)]` field does with bincode).
@@ -457,16 +356,14 @@ mod unhashable_args {
         }
     }
 
-    #[cached(ttl = "1m", runtime = RT.get().expect("set by the test"))]
+    #[cached(ttl = "1m")]
     async fn echo(v: Opaque) -> u32 {
         LOADS.fetch_add(1, Ordering::SeqCst);
         v.0
     }
 
-    #[tokio::test]
-    async fn calls_with_unhashable_arguments_run_uncached() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_unhashable").await);
+    #[redisx::test]
+    async fn calls_with_unhashable_arguments_run_uncached(rx: RedisX) {
         assert_eq!(echo(Opaque(1)).await, 1);
         assert_eq!(
             echo(Opaque(2)).await,
@@ -488,19 +385,15 @@ mod unhashable_args {
 mod json_codec {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
-
-    #[cached(key = "json:{id}", ttl = "1m", codec = Json, runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "json:{id}", ttl = "1m", codec = Json)]
     async fn tags_of(id: u64) -> Vec<String> {
         vec![format!("t{id}")]
     }
 
-    #[tokio::test]
-    async fn codec_json_stores_json() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_json").await);
+    #[redisx::test]
+    async fn codec_json_stores_json(rx: RedisX) {
         assert_eq!(tags_of(3).await, ["t3"]);
-        let mut conn = raw_connection(&server.url()).await;
+        let mut conn = raw_connection(&testing::server_url()).await;
         let bytes: Vec<u8> = redis::cmd("GET")
             .arg(rx.cache().full_key("json:3"))
             .query_async(&mut conn)
@@ -513,101 +406,20 @@ mod json_codec {
     }
 }
 
-mod no_runtime {
-    use super::*;
-
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-
-    /// No `runtime`, and this test binary installs none.
-    #[cached(key = "none:{id}", ttl = "1m")]
-    async fn uncached(id: u64) -> u64 {
-        LOADS.fetch_add(1, Ordering::SeqCst);
-        id
-    }
-
-    #[tokio::test]
-    async fn without_an_installed_runtime_the_function_runs_uncached() {
-        assert!(RedisX::global().is_none());
-        assert_eq!(uncached(1).await, 1);
-        assert_eq!(uncached(1).await, 1);
-        assert_eq!(loads(&LOADS), 2);
-    }
-}
-
-mod redis_killed {
-    use super::*;
-
-    static RT: OnceLock<RedisX> = OnceLock::new();
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-
-    /// L2 only, so that every hit comes from Redis.
-    #[cached(key = "k:{id}", ttl = "1m", mode = "l2_only", runtime = RT.get().expect("set by the test"))]
-    async fn value(id: u64) -> u64 {
-        LOADS.fetch_add(1, Ordering::SeqCst);
-        id + 100
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn calls_keep_answering_and_caching_resumes_after_restart() {
-        let mut server = RedisServer::start_owned();
-        let cfg = ConnectionConfig::from_url(&server.url())
-            .unwrap()
-            .connect_timeout(Duration::from_millis(500))
-            .command_timeout(Duration::from_millis(500))
-            .reconnect(
-                ReconnectPolicy::default()
-                    .initial(Duration::from_millis(50))
-                    .max(Duration::from_millis(200)),
-            );
-        set(&RT, build_with(cfg, "attr_killed").await);
-        assert_eq!(value(1).await, 101);
-        assert_eq!(value(1).await, 101);
-        assert_eq!(loads(&LOADS), 1);
-
-        server.kill();
-        for i in 1..=5 {
-            let started = Instant::now();
-            assert_eq!(value(1).await, 101);
-            let took = started.elapsed();
-            assert!(took < Duration::from_secs(2), "call {i} took {took:?}");
-            assert_eq!(loads(&LOADS), 1 + i, "call {i} ran the function");
-        }
-
-        server.start_again();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let before = loads(&LOADS);
-            assert_eq!(value(1).await, 101);
-            assert_eq!(value(1).await, 101);
-            if loads(&LOADS) == before + 1 {
-                break; // the second call was a hit again
-            }
-            assert!(
-                Instant::now() < deadline,
-                "caching did not resume within 10 s of the restart"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 mod arc_values {
     use super::*;
     use std::sync::Arc;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(key = "doc:{id}", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "doc:{id}")]
     async fn doc(id: u64) -> Result<Arc<String>, String> {
         LOADS.fetch_add(1, Ordering::SeqCst);
         Ok(Arc::new(format!("doc-{id}")))
     }
 
-    #[tokio::test]
-    async fn an_l1_hit_hands_out_the_same_arc() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_arc").await);
+    #[redisx::test]
+    async fn an_l1_hit_hands_out_the_same_arc(rx: RedisX) {
         let first = doc(7).await.unwrap();
         let again = doc(7).await.unwrap();
         assert_eq!(loads(&LOADS), 1);
@@ -634,349 +446,53 @@ mod arc_values {
 mod ttl_over_configured_max {
     use super::*;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cached(key = "long:{id}", ttl = "1h", runtime = RT.get().expect("set by the test"))]
+    #[cached(key = "long:{id}", ttl = "1h")]
     async fn long_lived(id: u64) -> u64 {
         LOADS.fetch_add(1, Ordering::SeqCst);
         id
     }
 
+    /// A cache whose ttls may not exceed a minute.
+    fn max_ttl_one_minute(builder: RedisXBuilder) -> RedisXBuilder {
+        builder.cache(
+            CacheConfig::default()
+                .default_ttl(Duration::from_secs(60))
+                .max_ttl(Duration::from_secs(60)),
+        )
+    }
+
     /// The macro accepts up to 24 h; a cache configured with a smaller `max_ttl` rejects the
     /// call site at run time: it runs uncached (never with a clamped ttl), warning once.
-    #[tokio::test]
-    async fn a_ttl_above_the_configured_max_runs_uncached() {
-        let server = RedisServer::start();
-        let rx = RedisX::builder()
-            .client(
-                "default",
-                ConnectionConfig::from_url(&server.url()).unwrap(),
-            )
-            .key_prefix(unique_prefix("attr_max_ttl"))
-            .cache(
-                CacheConfig::default()
-                    .default_ttl(Duration::from_secs(60))
-                    .max_ttl(Duration::from_secs(60)),
-            )
-            .build()
-            .await
-            .unwrap();
-        let rx = set(&RT, rx);
+    #[redisx::test(config = max_ttl_one_minute)]
+    async fn a_ttl_above_the_configured_max_runs_uncached(rx: RedisX) {
         for _ in 0..3 {
             assert_eq!(long_lived(5).await, 5);
         }
         assert_eq!(loads(&LOADS), 3, "every call ran the function");
-        assert!(!in_redis(&server, rx, "long:5").await, "nothing was cached");
+        assert!(!in_redis(&rx, "long:5").await, "nothing was cached");
     }
 }
 
-mod swr_attr {
+mod no_runtime {
     use super::*;
-    use redisx_tests::eventually;
-    use std::sync::atomic::AtomicU32;
 
-    static RT: OnceLock<RedisX> = OnceLock::new();
     static LOADS: AtomicUsize = AtomicUsize::new(0);
-    /// What the function returns; the test bumps it to see the refresh land.
-    static VALUE: AtomicU32 = AtomicU32::new(1);
 
-    /// How long every run after the first (a refresh) takes.
-    const REFRESH_DELAY: Duration = Duration::from_secs(1);
-
-    #[cached(key = "swr:{id}", ttl = "300ms", swr = "30s", runtime = RT.get().expect("set by the test"))]
-    async fn setting(id: u64) -> Result<u32, String> {
-        let _ = id;
-        let n = LOADS.fetch_add(1, Ordering::SeqCst) + 1;
-        if n > 1 {
-            // A slow refresh, so that a caller waiting for it would be seen waiting.
-            tokio::time::sleep(REFRESH_DELAY).await;
-        }
-        Ok(VALUE.load(Ordering::SeqCst))
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stale_value_is_served_at_once_and_refreshed_once_in_the_background() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_swr").await);
-        assert_eq!(setting(1).await, Ok(1));
-        assert_eq!(loads(&LOADS), 1, "a miss runs the function");
-
-        VALUE.store(2, Ordering::SeqCst);
-        // Past the 300 ms ttl, well inside the 30 s SWR window.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-
-        // Several callers hit the stale entry at the same time.
-        let tasks: Vec<_> = (0..5)
-            .map(|_| {
-                tokio::spawn(async {
-                    let started = Instant::now();
-                    let v = setting(1).await;
-                    (v, started.elapsed())
-                })
-            })
-            .collect();
-        for t in tasks {
-            let (v, took) = t.await.unwrap();
-            // Ignoring `swr`: the entry would be gone (or reloaded in the foreground) after the
-            // ttl, so the caller would get the new value 2, not the stale 1.
-            assert_eq!(v, Ok(1), "the stale value is served during the SWR window");
-            // Ignoring `swr`: the caller would wait for the (1 s) reload itself.
-            assert!(
-                took < REFRESH_DELAY,
-                "a stale hit waited for the refresh ({took:?})"
-            );
-        }
-
-        // The background refresh lands: a later call returns the new value. (This checks the
-        // refresh part of SWR: a stale value served with no refresh would stay 1 for ever.)
-        let refreshed = eventually(
-            Duration::from_secs(5),
-            Duration::from_millis(20),
-            || async { setting(1).await == Ok(2) },
-        )
-        .await;
-        assert!(refreshed, "the refreshed value never arrived");
-        // This guards the *single* refresh: a refresh per stale caller (the leading spawned
-        // caller, the polls above) would make this well over 2. Ignoring `swr` alone would not show
-        // here (a foreground reload under stampede protection also runs the function twice);
-        // the stale-value and timing assertions above catch that.
-        assert_eq!(
-            loads(&LOADS),
-            2,
-            "the function ran once for the miss and once for one refresh"
-        );
-        // A late duplicate refresh would show up here (same reason as above).
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(loads(&LOADS), 2, "no second refresh ran later");
-        let stats = rx.cache().stats();
-        // Ignoring `swr`: no background refresh would start (refreshes 0).
-        assert_eq!(stats.refreshes, 1, "{stats:?}");
-        // Ignoring `swr`: no stale value would be served (stale_served 0).
-        assert!(stats.stale_served >= 1, "{stats:?}");
-    }
-}
-
-mod stale_if_error_attr {
-    use super::*;
-    use std::sync::atomic::AtomicBool;
-
-    static RT: OnceLock<RedisX> = OnceLock::new();
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-    /// When set, the function fails.
-    static FAILING: AtomicBool = AtomicBool::new(false);
-
-    #[cached(key = "quote:{id}", ttl = "200ms", stale_if_error = "2s", runtime = RT.get().expect("set by the test"))]
-    async fn quote(id: u64) -> Result<u32, String> {
+    /// No `runtime`; this test sets no scope, and this test binary installs no runtime.
+    #[cached(key = "none:{id}", ttl = "1m")]
+    async fn uncached(id: u64) -> u64 {
         LOADS.fetch_add(1, Ordering::SeqCst);
-        if FAILING.load(Ordering::SeqCst) {
-            return Err(format!("quote {id}: backend down"));
-        }
-        Ok(42)
+        id
     }
 
     #[tokio::test]
-    async fn a_failure_after_the_ttl_serves_the_stale_value_until_the_window_ends() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_sie").await);
-        assert_eq!(quote(1).await, Ok(42));
-        // The entry was written before this instant: it is stale 200 ms after it at the
-        // latest, and gone from Redis 200 ms + 2 s after it at the latest.
-        let written = Instant::now();
-        assert_eq!(loads(&LOADS), 1);
-
-        FAILING.store(true, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(400)).await; // past the ttl, inside the window
-        // Ignoring `stale_if_error`: the entry would have left Redis with the 200 ms ttl, so
-        // the call would be a miss and return the function's Err.
-        assert_eq!(
-            quote(1).await,
-            Ok(42),
-            "the stale value is served while the function fails"
-        );
-        // Holds with or without the option: stale-if-error serves the old value only after
-        // the function really ran and failed (it is not a plain cache hit).
-        assert_eq!(loads(&LOADS), 2, "the function ran (and failed)");
-        // Ignoring `stale_if_error`: nothing stale would be served (stale_served 0).
-        assert_eq!(rx.cache().stats().stale_served, 1);
-
-        // Past ttl + 2 s, with a margin.
-        let past = written + Duration::from_millis(200 + 2000 + 600);
-        tokio::time::sleep(past.saturating_duration_since(Instant::now())).await;
-        // A window taken as unbounded (or much longer than 2 s) would still answer Ok(42).
-        assert_eq!(
-            quote(1).await,
-            Err("quote 1: backend down".to_owned()),
-            "past the window the error passes through"
-        );
-        // The failing function ran again (the stale value was not kept as a fresh entry).
-        assert_eq!(loads(&LOADS), 3);
-    }
-}
-
-mod l1_ttl_attr {
-    use super::*;
-
-    static RT: OnceLock<RedisX> = OnceLock::new();
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-
-    #[cached(key = "profile:{id}", ttl = "1m", l1_ttl = "200ms", runtime = RT.get().expect("set by the test"))]
-    async fn profile(id: u64) -> String {
-        LOADS.fetch_add(1, Ordering::SeqCst);
-        format!("profile-{id}")
-    }
-
-    #[tokio::test]
-    async fn after_the_l1_ttl_the_value_comes_from_redis_without_running_the_function() {
-        let server = RedisServer::start();
-        let rx = set(&RT, build(&server, "attr_l1_ttl").await);
-        assert_eq!(profile(1).await, "profile-1");
-        assert_eq!(loads(&LOADS), 1);
-        assert_eq!(
-            rx.cache().l1_len(),
-            1,
-            "the value sits in L1 after the call"
-        );
-
-        tokio::time::sleep(Duration::from_millis(500)).await; // past the 200 ms L1 ttl
-        let before = rx.cache().stats();
-        assert_eq!(profile(1).await, "profile-1");
-        let after = rx.cache().stats();
-        // The 1 m ttl holds in Redis: whatever L1 does, the function does not run again.
-        assert_eq!(loads(&LOADS), 1, "answered from the cache");
-        // Ignoring `l1_ttl`: L1 would keep the entry for CacheConfig's 60 s, so this call would
-        // be an L1 hit (l1_hits + 1) and Redis would not be read (l2_hits + 0).
-        assert_eq!(
-            after.l2_hits,
-            before.l2_hits + 1,
-            "the call was answered by L2: {before:?} -> {after:?}"
-        );
-        assert_eq!(
-            after.l1_hits, before.l1_hits,
-            "the call was not answered by L1: {before:?} -> {after:?}"
-        );
-        assert!(in_redis(&server, rx, "profile:1").await);
-    }
-}
-
-mod l1_only_attr {
-    use super::*;
-
-    static RT: OnceLock<RedisX> = OnceLock::new();
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-
-    #[cached(key = "local:{id}", ttl = "1m", mode = "l1_only", runtime = RT.get().expect("set by the test"))]
-    async fn local_only(id: u64) -> u64 {
-        LOADS.fetch_add(1, Ordering::SeqCst);
-        id * 10
-    }
-
-    #[tokio::test]
-    async fn an_l1_only_call_site_caches_in_process_and_writes_nothing_to_redis() {
-        let server = RedisServer::start();
-        // A runtime with Redis: only the call site's `mode` keeps the entry out of it.
-        let rx = set(&RT, build(&server, "attr_l1_only").await);
-        assert_eq!(local_only(3).await, 30);
-        assert_eq!(local_only(3).await, 30);
-        assert_eq!(loads(&LOADS), 1, "the second call was a hit");
-        assert_eq!(rx.cache().l1_len(), 1, "the entry lives in L1");
-        // Ignoring `mode`: the default L1 + L2 would write the entry to Redis.
-        assert!(
-            !in_redis(&server, rx, "local:3").await,
-            "nothing was written to Redis"
-        );
-        // Ignoring `mode`: the first call's miss would have read Redis (l2_misses 1).
-        let stats = rx.cache().stats();
-        assert_eq!(
-            stats.l2_hits + stats.l2_misses,
-            0,
-            "Redis was not consulted: {stats:?}"
-        );
-    }
-}
-
-mod invalidation_off {
-    use super::*;
-    use redisx_tests::{eventually, runtime};
-
-    /// Reads `key` through `rx` until it answers `want` from its L1.
-    async fn serves_from_l1(rx: &RedisX, key: &str, want: &str) -> bool {
-        eventually(Duration::from_secs(2), Duration::from_millis(5), || async {
-            let before = rx.cache().stats().l1_hits;
-            let v = rx.cache().get::<String>(key).await.unwrap();
-            v.as_deref() == Some(want) && rx.cache().stats().l1_hits > before
-        })
-        .await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn without_invalidation_b_keeps_its_l1_copy_and_with_it_b_sees_the_update() {
-        let server = RedisServer::start();
-
-        // Invalidation off.
-        let prefix = unique_prefix("attr_invalidation_off");
-        let cfg = CacheConfig::default().invalidation(false);
-        let a = runtime(&server.url(), &prefix, cfg.clone()).await;
-        let b = runtime(&server.url(), &prefix, cfg).await;
-        a.cache()
-            .set("cfg:1", &"v1".to_owned(), None)
-            .await
-            .unwrap();
-        assert!(
-            serves_from_l1(&b, "cfg:1", "v1").await,
-            "B never answered from its L1"
-        );
-        a.cache()
-            .set("cfg:1", &"v2".to_owned(), None)
-            .await
-            .unwrap();
-        let overwritten = Instant::now();
-        for i in 0..8 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            // Ignoring `invalidation(false)`: A's pub/sub message would evict B's copy within
-            // about 100 ms, and B would read v2 from Redis.
-            assert_eq!(
-                b.cache().get::<String>("cfg:1").await.unwrap().as_deref(),
-                Some("v1"),
-                "check {i}, {:?} after A's write: B dropped its L1 copy",
-                overwritten.elapsed()
-            );
-        }
-        assert!(overwritten.elapsed() >= Duration::from_millis(300));
-        // Redis holds v2 all along: the v1 above came from B's L1.
-        b.cache().clear_l1();
-        assert_eq!(
-            b.cache().get::<String>("cfg:1").await.unwrap().as_deref(),
-            Some("v2")
-        );
-
-        // Control: the same with invalidation on.
-        let prefix = unique_prefix("attr_invalidation_on");
-        let cfg = CacheConfig::default().invalidation(true);
-        let a = runtime(&server.url(), &prefix, cfg.clone()).await;
-        let b = runtime(&server.url(), &prefix, cfg).await;
-        a.cache()
-            .set("cfg:1", &"v1".to_owned(), None)
-            .await
-            .unwrap();
-        // A's message about this first write may reach B after B's first read and evict what
-        // it filled: read until B answers from L1.
-        assert!(
-            serves_from_l1(&b, "cfg:1", "v1").await,
-            "B never answered from its L1"
-        );
-        a.cache()
-            .set("cfg:1", &"v2".to_owned(), None)
-            .await
-            .unwrap();
-        // If invalidation never reached B (e.g. the flag were read inverted or ignored as
-        // off), B would keep v1 from L1 here just like above.
-        let seen = eventually(
-            Duration::from_millis(100),
-            Duration::from_millis(2),
-            || async { b.cache().get::<String>("cfg:1").await.unwrap().as_deref() == Some("v2") },
-        )
-        .await;
-        assert!(seen, "with invalidation on, B still serves v1 after 100 ms");
+    async fn without_a_scope_or_an_installed_runtime_the_function_runs_uncached() {
+        assert!(RedisX::global().is_none());
+        assert!(RedisX::current().is_none());
+        assert_eq!(uncached(1).await, 1);
+        assert_eq!(uncached(1).await, 1);
+        assert_eq!(loads(&LOADS), 2);
     }
 }
