@@ -168,13 +168,17 @@ pub(crate) fn with_runtime<R>(
     explicit: Option<&RedisX>,
     f: impl FnOnce(Option<&RedisX>) -> R,
 ) -> R {
-    if explicit.is_some() {
-        return f(explicit);
-    }
-    if ACTIVE.load(Ordering::Relaxed) != 0
+    // `f` is called once, so it inlines here (the body of every `#[cached]` hit).
+    let scoped;
+    let rt = if explicit.is_some() {
+        explicit
+    } else if ACTIVE.load(Ordering::Relaxed) != 0
         && let Ok(rx) = SCOPED.try_with(|e| e.rx.clone())
     {
-        return f(Some(&rx));
-    }
-    f(RedisX::global_ref())
+        scoped = rx;
+        Some(&scoped)
+    } else {
+        RedisX::global_ref()
+    };
+    f(rt)
 }
