@@ -99,3 +99,23 @@ pub async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
 pub fn is_marker(v: &[u8]) -> bool {
     v.first() == Some(&0xFE) && v.len() == 17
 }
+
+/// A set, get and delete of a key under `test`'s own prefix through the cache, with L1 and L2
+/// and the invalidation listener.
+pub async fn round_trip(rx: &RedisX, test: &str) {
+    let key = format!("{}k", unique_prefix(test));
+    rx.cache()
+        .set(&key, &"v".to_owned(), None)
+        .await
+        .expect("set");
+    assert_eq!(
+        rx.cache()
+            .get::<String>(&key)
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("v")
+    );
+    rx.cache().delete(&key).await.expect("delete");
+    assert_eq!(rx.cache().get::<String>(&key).await.expect("get"), None);
+}

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use redisx::{ConnectionConfig, DriverKind, ErrorCode, RedisX};
+use redisx_tests::cache::round_trip;
 use redisx_tests::tls::TempDir;
 use redisx_tests::{RedisServer, unique_prefix};
 
@@ -86,25 +87,6 @@ async fn client_info(rx: &RedisX) -> String {
         .expect("CLIENT INFO")
 }
 
-/// A set, get and delete through the cache, with L1 and L2 and the invalidation listener.
-async fn cache_round_trip(rx: &RedisX, test: &str) {
-    let key = format!("{}k", unique_prefix(test));
-    rx.cache()
-        .set(&key, &"v".to_owned(), None)
-        .await
-        .expect("set");
-    assert_eq!(
-        rx.cache()
-            .get::<String>(&key)
-            .await
-            .expect("get")
-            .as_deref(),
-        Some("v")
-    );
-    rx.cache().delete(&key).await.expect("delete");
-    assert_eq!(rx.cache().get::<String>(&key).await.expect("get"), None);
-}
-
 /// A `redis+unix://` URL and `ConnectionConfig::unix_socket` both reach a server over its
 /// Unix socket (`flags=U` in `CLIENT INFO`), with the database and the cache working.
 #[tokio::test]
@@ -131,7 +113,7 @@ async fn unix_socket_urls_and_constructor_connect() {
         assert!(flags.contains('U'), "not a Unix socket connection: {info}");
         assert_eq!(field(&info, "db"), "3", "{info}");
         assert_eq!(rx.client().config().socket_path(), Some(socket.as_path()));
-        cache_round_trip(rx, "unix").await;
+        round_trip(rx, "unix").await;
         rx.shutdown().await;
     }
     drop(server);
@@ -277,7 +259,7 @@ async fn resp3_is_opt_in() {
     for rx in [&by_url, &by_setter] {
         assert!(rx.client().config().resp3_value());
         assert_eq!(field(&client_info(rx).await, "resp"), "3");
-        cache_round_trip(rx, "resp3").await;
+        round_trip(rx, "resp3").await;
         rx.shutdown().await;
     }
 }
@@ -404,6 +386,6 @@ async fn configs_load_with_serde_and_connect() {
         ("4", "from-file", "3"),
         "{info}"
     );
-    cache_round_trip(&rx, "serde").await;
+    round_trip(&rx, "serde").await;
     rx.shutdown().await;
 }

@@ -10,8 +10,9 @@
 use std::time::Duration;
 
 use redisx::{ConnectionConfig, ErrorCode, RedisX};
+use redisx_tests::RedisServer;
+use redisx_tests::cache::round_trip;
 use redisx_tests::tls::{TempDir, make_certificates, openssl};
-use redisx_tests::{RedisServer, unique_prefix};
 
 /// The backend redis-rs uses: native-tls only when rustls is off.
 const NATIVE: bool = cfg!(all(feature = "tls-native", not(feature = "tls-rustls")));
@@ -45,25 +46,6 @@ async fn build(cfg: ConnectionConfig) -> redisx::Result<RedisX> {
     RedisX::builder().client("default", cfg).build().await
 }
 
-/// A set, get and delete through the cache, with L1 and L2 and the invalidation listener.
-async fn cache_round_trip(rx: &RedisX, test: &str) {
-    let key = format!("{}k", unique_prefix(test));
-    rx.cache()
-        .set(&key, &"v".to_owned(), None)
-        .await
-        .expect("set");
-    assert_eq!(
-        rx.cache()
-            .get::<String>(&key)
-            .await
-            .expect("get")
-            .as_deref(),
-        Some("v")
-    );
-    rx.cache().delete(&key).await.expect("delete");
-    assert_eq!(rx.cache().get::<String>(&key).await.expect("get"), None);
-}
-
 /// `rediss://` with `tls_ca_cert` trusts a server whose certificate a private CA signed, and
 /// the cache works over it.
 #[tokio::test]
@@ -80,7 +62,7 @@ async fn tls_with_a_custom_ca() {
         rx.client().config().tls_ca_cert_value(),
         Some(ca.as_slice())
     );
-    cache_round_trip(&rx, "tls_ca").await;
+    round_trip(&rx, "tls_ca").await;
     rx.shutdown().await;
 }
 
@@ -121,7 +103,7 @@ async fn tls_with_a_client_certificate() {
     )
     .await
     .expect("connects with the client certificate");
-    cache_round_trip(&rx, "tls_client").await;
+    round_trip(&rx, "tls_client").await;
     rx.shutdown().await;
     let err = build(base).await.unwrap_err();
     // rustls reads the server's "certificate required" alert (`CONN_TLS_ERROR`); over OpenSSL
@@ -162,7 +144,7 @@ async fn a_client_key_that_is_not_pkcs8() {
         );
     } else {
         let rx = build(cfg).await.expect("rustls takes a SEC1 key");
-        cache_round_trip(&rx, "tls_sec1").await;
+        round_trip(&rx, "tls_sec1").await;
         rx.shutdown().await;
     }
 }
@@ -178,7 +160,7 @@ async fn tls_insecure_skips_the_certificate_checks() {
         ConnectionConfig::from_url(&format!("rediss://127.0.0.1:{port}?insecure=true")).unwrap(),
     ] {
         let rx = build(cfg).await.expect("connects without checking");
-        cache_round_trip(&rx, "tls_insecure").await;
+        round_trip(&rx, "tls_insecure").await;
         rx.shutdown().await;
     }
 }
