@@ -102,6 +102,9 @@ pub fn is_marker(v: &[u8]) -> bool {
 
 /// A set, get and delete of a key under `test`'s own prefix through the cache, with L1 and L2
 /// and the invalidation listener.
+///
+/// # Panics
+/// When a step fails or reads back something else.
 pub async fn round_trip(rx: &RedisX, test: &str) {
     let key = format!("{}k", unique_prefix(test));
     rx.cache()

@@ -48,6 +48,9 @@ impl Drop for TempDir {
 
 /// Runs `openssl` with `args` in `dir`, panicking with its output when it fails.
 /// (`pub` for tests that make keys of other forms, such as PKCS#1.)
+///
+/// # Panics
+/// When `openssl` is missing or fails.
 pub fn openssl(dir: &TempDir, args: &[&str]) {
     let out = std::process::Command::new("openssl")
         .args(args)

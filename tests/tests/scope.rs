@@ -181,3 +181,37 @@ async fn an_swr_refresh_runs_in_the_scope_of_the_call_that_started_it() {
         keys_under(&server, a.key_prefix()).await
     );
 }
+
+static WARM_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(key = "warm:{n}", ttl = "1m")]
+async fn warm(n: u64) -> u64 {
+    WARM_LOADS.fetch_add(1, Ordering::SeqCst);
+    n
+}
+
+#[tokio::test]
+async fn warmup_loaders_run_in_the_scope_of_the_caller() {
+    let server = RedisServer::start();
+    let a = build(&server, "scope_warmup").await;
+    let entries = (0..4u64).map(|n| {
+        // Each loader calls a cached function, which must find `a` through the scope.
+        (format!("outer:{n}"), move || async move {
+            Ok::<_, redisx::Error>(warm(n).await)
+        })
+    });
+    let report = a
+        .scope(
+            a.cache()
+                .warmup(entries, &redisx::cache::EntryOptions::new(), 2),
+        )
+        .await;
+    assert_eq!(report.warmed, 4);
+    let keys = keys_under(&server, a.key_prefix()).await;
+    for n in 0..4 {
+        assert!(
+            keys.contains(&a.cache().full_key(&format!("warm:{n}"))),
+            "warm:{n} under the scope's prefix: {keys:?}"
+        );
+    }
+}

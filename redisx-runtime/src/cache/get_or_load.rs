@@ -225,10 +225,11 @@ impl Cache {
             let cache = self.clone();
             let opts = opts.clone();
             let permit = sem.clone().acquire_owned().await.expect("never closed");
-            set.spawn(async move {
+            // The loaders run in the caller's runtime scope, as the caller's own calls would.
+            set.spawn(crate::scope::carry(async move {
                 let _permit = permit;
                 cache.get_or_load_with(&key, &opts, loader).await.is_ok()
-            });
+            }));
         }
         let mut report = WarmupReport::default();
         while let Some(r) = set.join_next().await {
