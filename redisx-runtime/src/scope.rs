@@ -4,7 +4,7 @@
 //! the runtime of the current scope, else the installed one ([`RedisX::install`]). A scope is a
 //! tokio task-local value, so it follows one task across `.await`s and threads and never leaks
 //! into another task; [`spawn`] starts a task in the scope of the caller, as redisx's own
-//! background work (stale-while-revalidate refreshes) does.
+//! background work (stale-while-revalidate refreshes, warmup loaders) does.
 
 use std::future::Future;
 use std::pin::Pin;
