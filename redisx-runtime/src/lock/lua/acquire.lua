@@ -1,0 +1,29 @@
+-- acquire.lua: take a lock if it is free, and hand out its fencing token.
+--
+-- KEYS[1]  the lock key, `{app prefix}lock:{<key>}`
+-- KEYS[2]  its fence counter, `{app prefix}lock:{<key>}:fence` (the same hash tag, so the
+--          same cluster slot)
+-- ARGV[1]  the caller's owner token (random, 128 bits in hex)
+-- ARGV[2]  the lock ttl in milliseconds
+-- ARGV[3]  the counter's ttl in milliseconds (the lock ttl plus a long grace: the counter
+--          outlives the lock, and is renewed with it by extend.lua)
+-- Returns  {1, fencing token} when the lock was taken; {0, remaining ttl of the holder in
+--          milliseconds} when another owner holds it.
+-- The fencing token is max(counter + 1, server TIME in microseconds), stored back in the
+-- counter: tokens strictly increase per key across holders, and, as long as the server clock
+-- moves forward, across a restart without persistence or a failover to a replica whose
+-- counter is stale (where the counter is gone or behind, the clock carries on).
+-- Atomicity: two keys in one slot, one script: the lock is taken and its token handed out
+-- together, so no two holders ever carry the same token.
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local fence = counter + 1
+if now > fence then
+  fence = now
+end
+redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[3])
+return {1, fence}
