@@ -9,6 +9,7 @@ use crate::cache::{Cache, CacheConfig, CacheMode};
 use crate::client::{Client, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result};
 use crate::life::Life;
+use crate::lock::{LockConfig, Locks};
 use crate::metrics::{Metrics, SharedRegistry};
 use crate::plugin::{self, Plugin, PluginContext};
 use crate::runtime::{Inner, RedisX, Started, stop_all};
@@ -20,6 +21,7 @@ pub struct RedisXBuilder {
     default_client: Option<String>,
     key_prefix: String,
     cache: Option<CacheConfig>,
+    locks: Option<LockConfig>,
     registry: Option<SharedRegistry>,
     plugins: Vec<Started>,
     shutdown_timeout: Option<Duration>,
@@ -33,6 +35,7 @@ impl std::fmt::Debug for RedisXBuilder {
             .field("default_client", &self.default_client)
             .field("key_prefix", &self.key_prefix)
             .field("cache", &self.cache)
+            .field("locks", &self.locks)
             .field(
                 "plugins",
                 &self
@@ -138,6 +141,35 @@ impl RedisXBuilder {
         self
     }
 
+    /// Configures the lock plugin, `rx.locks()` (default: [`LockConfig::default`]; the
+    /// plugin is always there, and costs nothing until a lock is taken).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo() -> redisx_runtime::Result<()> {
+    /// use std::time::Duration;
+    /// use redisx_runtime::lock::{LockConfig, RetryStrategy};
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    ///
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .locks(
+    ///         LockConfig::default()
+    ///             .default_ttl(Duration::from_secs(10))
+    ///             .retry(RetryStrategy::Fixed(Duration::from_millis(50)))
+    ///             .wait(Duration::from_secs(2)),
+    ///     )
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn locks(mut self, config: LockConfig) -> Self {
+        self.locks = Some(config);
+        self
+    }
+
     /// Adds a plugin: started by `build()` after the plugins it depends on, stopped by
     /// [`RedisX::shutdown`] before them; found again with [`RedisX::plugin`].
     ///
@@ -161,7 +193,7 @@ impl RedisXBuilder {
     ///     .plugin(AuditLog) // a unit struct that implements `Plugin`
     ///     .build()
     ///     .await?;
-    /// assert_eq!(rx.plugin_names(), ["cache", "audit-log"]);
+    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "audit-log"]);
     /// # Ok(()) }
     /// ```
     #[must_use]
@@ -270,6 +302,8 @@ impl RedisXBuilder {
     pub async fn build(self) -> Result<RedisX> {
         let cache_cfg = self.cache.unwrap_or_default();
         cache_cfg.validate()?;
+        let lock_cfg = self.locks.unwrap_or_default();
+        lock_cfg.validate()?;
         let mut seen = std::collections::HashSet::new();
         for (name, cfg) in &self.clients {
             cfg.validate()
@@ -317,28 +351,21 @@ impl RedisXBuilder {
             record_keys: self.record_keys,
             life: life.clone(),
         };
-        let cache_client = if cache_cfg.mode_value() == CacheMode::L1Only {
-            None
-        } else {
-            let name = cache_cfg.client.clone().or_else(|| ctx.default_client.clone()).ok_or_else(|| {
-                Error::new(
-                    ErrorCode::ConfigInvalid,
-                    "the cache needs a Redis client: add one with `.client(name, config)`, or use `CacheMode::L1Only`",
-                )
-            })?;
-            Some(ctx.clients.get(&name).cloned().ok_or_else(|| {
-                Error::new(
-                    ErrorCode::ConfigUnknownClient,
-                    format!("the cache's client `{name}` is not among the configured clients"),
-                )
-            })?)
-        };
+        let cache_client = cache_client(&cache_cfg, &ctx)?;
         let cache = Cache::new(cache_cfg, &ctx, cache_client);
+        let locks = Locks::new(lock_cfg, &ctx)?;
         let builtin = Arc::new(cache.clone());
-        let mut plugins = vec![Started {
-            plugin: builtin.clone(),
-            any: builtin,
-        }];
+        let builtin_locks = Arc::new(locks.clone());
+        let mut plugins = vec![
+            Started {
+                plugin: builtin.clone(),
+                any: builtin,
+            },
+            Started {
+                plugin: builtin_locks.clone(),
+                any: builtin_locks,
+            },
+        ];
         plugins.extend(self.plugins);
         let plugins = plugin::start_order(plugins)?;
         for (i, p) in plugins.iter().enumerate() {
@@ -353,12 +380,33 @@ impl RedisXBuilder {
                 ctx,
                 metrics,
                 cache,
+                locks,
                 plugins,
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
                 life,
             }),
         })
     }
+}
+
+/// The client of the cache: `None` for an L1-only cache, else the configured or default one.
+fn cache_client(cfg: &CacheConfig, ctx: &PluginContext) -> Result<Option<Client>> {
+    if cfg.mode_value() == CacheMode::L1Only {
+        return Ok(None);
+    }
+    let name = cfg.client.clone().or_else(|| ctx.default_client.clone()).ok_or_else(|| {
+        Error::new(
+            ErrorCode::ConfigInvalid,
+            "the cache needs a Redis client: add one with `.client(name, config)`, or use `CacheMode::L1Only`",
+        )
+    })?;
+    let client = ctx.clients.get(&name).cloned().ok_or_else(|| {
+        Error::new(
+            ErrorCode::ConfigUnknownClient,
+            format!("the cache's client `{name}` is not among the configured clients"),
+        )
+    })?;
+    Ok(Some(client))
 }
 
 /// How long a shutdown waits for the plugins to stop, unless configured.

@@ -43,6 +43,7 @@ pub mod codec;
 mod error;
 pub mod key;
 mod life;
+pub mod lock;
 pub mod metrics;
 pub mod plugin;
 #[doc(hidden)]
@@ -91,6 +92,7 @@ pub use client::{
 };
 pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
+pub use lock::{LockConfig, LockGuard, LockOptions, Locks};
 pub use plugin::{Plugin, PluginContext, PluginFuture};
 pub use runtime::RedisX;
 pub use scope::spawn;

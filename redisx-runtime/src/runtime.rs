@@ -9,6 +9,7 @@ use crate::cache::Cache;
 use crate::client::{Client, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result};
 use crate::life::Life;
+use crate::lock::Locks;
 use crate::metrics::{Metrics, SharedRegistry};
 use crate::plugin::{Plugin, PluginContext};
 
@@ -43,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<Metrics>,
     /// The built-in cache, typed (it is also the first of `plugins`).
     pub(crate) cache: Cache,
+    /// The built-in lock service, typed (it is also one of `plugins`).
+    pub(crate) locks: Locks,
     /// Every plugin in start order, with its value for [`RedisX::plugin`].
     pub(crate) plugins: Vec<Started>,
     pub(crate) shutdown_timeout: Duration,
@@ -261,6 +264,22 @@ impl RedisX {
         &self.inner.cache
     }
 
+    /// The lock service (configured with [`RedisXBuilder::locks`], else the defaults).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::lock::LockOptions;
+    ///
+    /// let guard = rx.locks().acquire("order:7", &LockOptions::new()).await?;
+    /// // ... one instance at a time ...
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn locks(&self) -> &Locks {
+        &self.inner.locks
+    }
+
     /// A plugin added with [`RedisXBuilder::plugin`], by its type.
     ///
     /// ```no_run
@@ -288,13 +307,13 @@ impl RedisX {
             .find_map(|p| p.any.clone().downcast::<P>().ok())
     }
 
-    /// The names of the plugins, in the order they started (`"cache"` first).
+    /// The names of the plugins, in the order they started (`"cache"` and `"locks"` first).
     ///
     /// ```no_run
     /// # #[allow(dead_code)]
     /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
     /// // Built with `.plugin(AuditLog)`, which depends on the cache.
-    /// assert_eq!(rx.plugin_names(), ["cache", "audit-log"]);
+    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "audit-log"]);
     /// # Ok(()) }
     /// ```
     pub fn plugin_names(&self) -> Vec<&'static str> {

@@ -25,5 +25,8 @@ pub(crate) use lua;
 /// Every built-in plugin's scripts, for preloading (and reloading after `NOSCRIPT` in a
 /// pipeline).
 pub(crate) fn builtin() -> impl Iterator<Item = &'static LuaScript> {
-    crate::cache::scripts::ALL.iter().copied()
+    crate::cache::scripts::ALL
+        .iter()
+        .chain(crate::lock::scripts::ALL)
+        .copied()
 }

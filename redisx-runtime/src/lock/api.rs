@@ -1,0 +1,278 @@
+//! The public calls of the lock service: `acquire`, `try_acquire`, `with_lock`, `is_locked`,
+//! `force_release`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::config::Resolved;
+use super::guard::{Held, millis};
+use super::stats::Outcome;
+use super::{FENCE_COUNTER_GRACE, LockGuard, LockKeys, LockOptions, Locks, renew, scripts};
+use crate::error::{Error, ErrorCode, Result};
+
+/// How many attempts a call may make: one, or by the retry settings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempts {
+    One,
+    Retry,
+}
+
+impl Locks {
+    /// Acquires the lock on `key`, retrying while another owner holds it: up to `retries`
+    /// more times, or until the `wait` budget is spent when one is set (see [`LockOptions`]),
+    /// sleeping by the retry strategy in between. Gives up with
+    /// [`ErrorCode::LockAcquisitionTimeout`] (its `attempts` context says how many were made).
+    /// Fails closed: a Redis error (down, timeout) is returned at once, as its own code.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redisx_runtime::ErrorCode;
+    /// use redisx_runtime::lock::LockOptions;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let opts = LockOptions::new().wait(Duration::from_secs(5));
+    /// match rx.locks().acquire("invoice:2024-001", &opts).await {
+    ///     Ok(guard) => {
+    ///         // ... issue the invoice ...
+    ///         guard.release().await?;
+    ///     }
+    ///     Err(e) if e.code() == ErrorCode::LockAcquisitionTimeout => {
+    ///         eprintln!("someone else is issuing it: {e}");
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire(&self, key: &str, opts: &LockOptions) -> Result<LockGuard> {
+        match self.acquire_with(key, opts, Attempts::Retry).await? {
+            Ok(guard) => Ok(guard),
+            Err(attempts) => Err(Error::new(
+                ErrorCode::LockAcquisitionTimeout,
+                "the lock stayed held by another owner through every attempt",
+            )
+            .with_context("key", key)
+            .with_context("attempts", attempts.to_string())),
+        }
+    }
+
+    /// Makes exactly one attempt: `Ok(None)` when another owner holds the lock.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// use redisx_runtime::lock::LockOptions;
+    ///
+    /// // A periodic job that one instance runs, the others skip.
+    /// if let Some(guard) = rx.locks().try_acquire("cron:cleanup", &LockOptions::new()).await? {
+    ///     // ... clean up ...
+    ///     guard.release().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn try_acquire(&self, key: &str, opts: &LockOptions) -> Result<Option<LockGuard>> {
+        Ok(self.acquire_with(key, opts, Attempts::One).await?.ok())
+    }
+
+    /// Runs `body` holding the lock on `key`, then releases it. The body never runs when the
+    /// lock is not acquired (the acquisition's error, converted into `E`, is returned). The
+    /// body's error reaches the caller unchanged, after the release. When the body succeeded
+    /// but the release fails (Redis down, or the lock expired meanwhile), the body's result is
+    /// returned; the release error is logged and counted (`redisx_lock_release_errors_total`).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redisx_runtime::lock::LockOptions;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let opts = LockOptions::new().ttl(Duration::from_secs(10)).wait(Duration::from_secs(3));
+    /// let settled = rx
+    ///     .locks()
+    ///     .with_lock("order:7", &opts, async {
+    ///         // ... settle the order; runs on one instance at a time ...
+    ///         Ok::<_, redisx_runtime::Error>(true)
+    ///     })
+    ///     .await?;
+    /// assert!(settled);
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_lock<T, E, F>(&self, key: &str, opts: &LockOptions, body: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<Error>,
+    {
+        let guard = self.acquire(key, opts).await?;
+        let out = body.await;
+        let fence = guard.fencing_token();
+        if let Err(e) = guard.release().await {
+            if e.code() == ErrorCode::LockNotOwned {
+                self.inner.metrics.release_errors.inc();
+            }
+            tracing::warn!(target: "redisx::lock", key, fencing_token = fence, error = %format_args!("{e:#}"), "with_lock: the lock could not be released after the body ran");
+        }
+        out
+    }
+
+    /// Whether any owner holds the lock on `key` right now.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// if rx.locks().is_locked("migration:v42").await? {
+    ///     println!("a migration is running");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn is_locked(&self, key: &str) -> Result<bool> {
+        let keys = self.inner.lock_keys(key)?;
+        let client = self.inner.client()?;
+        let n: i64 = client
+            .query(redis::cmd("EXISTS").arg(&keys.lock))
+            .await
+            .map_err(|e| e.with_context("key", key))?;
+        Ok(n == 1)
+    }
+
+    /// Removes the lock on `key` whoever holds it (an administrator's call, for a holder known
+    /// to be dead): `true` when a lock was removed. Waiters are told on the lock's channel. The
+    /// holder, if alive, finds out at its next renewal ([`LockGuard::lost`]); its fencing
+    /// token stays smaller than the next holder's.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let removed = rx.locks().force_release("job:stuck").await?;
+    /// println!("removed a lock: {removed}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_release(&self, key: &str) -> Result<bool> {
+        let keys = self.inner.lock_keys(key)?;
+        let client = self.inner.client()?;
+        let n: i64 = client
+            .eval(
+                &scripts::FORCE_RELEASE.script,
+                &[&keys.lock],
+                &[keys.channel.as_str(), "forced"],
+            )
+            .await
+            .map_err(|e| e.with_context("key", key))?;
+        Ok(n == 1)
+    }
+
+    /// The acquisition loop: `Ok(Ok(guard))`, `Ok(Err(attempts made))` when the lock stayed
+    /// busy, `Err` on a Redis or argument error. Within a `lock.acquire` span.
+    async fn acquire_with(
+        &self,
+        key: &str,
+        opts: &LockOptions,
+        attempts: Attempts,
+    ) -> Result<Result<LockGuard, u32>> {
+        let shared = &self.inner;
+        let plan = shared.cfg.resolve(opts)?;
+        let keys = shared.lock_keys(key)?;
+        let span = tracing::debug_span!(target: "redisx::lock", "lock.acquire",
+            otel.kind = "internal",
+            lock.key = shared.record_keys.then_some(key),
+            lock.ttl_ms = millis(plan.ttl),
+            lock.attempts = tracing::field::Empty,
+            lock.acquired = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let start = Instant::now();
+        let (out, made) = traced!(self.attempts(key, &keys, &plan, attempts), span);
+        shared.metrics.wait.observe(start.elapsed().as_secs_f64());
+        span.record("lock.attempts", made);
+        let outcome = match &out {
+            Ok(Ok(_)) => Outcome::Acquired,
+            Ok(Err(_)) if attempts == Attempts::One => Outcome::Busy,
+            Ok(Err(_)) => Outcome::Timeout,
+            Err(_) => Outcome::Error,
+        };
+        shared.metrics.outcome(outcome);
+        span.record("lock.acquired", outcome == Outcome::Acquired);
+        if let Err(e) = &out {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", e.code().as_str());
+        }
+        out.map_err(|e| e.with_context("key", key))
+    }
+
+    /// Attempts until acquired or out of attempts; also returns how many were made.
+    async fn attempts(
+        &self,
+        key: &str,
+        keys: &LockKeys,
+        plan: &Resolved,
+        attempts: Attempts,
+    ) -> (Result<Result<LockGuard, u32>>, u32) {
+        let budget_end = plan.wait.map(|w| Instant::now() + w);
+        let mut made = 0u32;
+        loop {
+            made += 1;
+            match self.attempt(key, keys, plan).await {
+                Ok(Some(guard)) => return (Ok(Ok(guard)), made),
+                Ok(None) => {}
+                Err(e) => return (Err(e), made),
+            }
+            if attempts == Attempts::One {
+                return (Ok(Err(made)), made);
+            }
+            let sleep = plan.retry.sleep(made, plan.jitter);
+            let more = match budget_end {
+                Some(end) => Instant::now() + sleep <= end,
+                None => made <= plan.retries,
+            };
+            if !more {
+                return (Ok(Err(made)), made);
+            }
+            tokio::time::sleep(sleep).await;
+        }
+    }
+
+    /// One attempt: the acquire script. `Ok(None)` when another owner holds the lock.
+    async fn attempt(
+        &self,
+        key: &str,
+        keys: &LockKeys,
+        plan: &Resolved,
+    ) -> Result<Option<LockGuard>> {
+        let shared = &self.inner;
+        let client = shared.client()?;
+        let token = format!("{:032x}", rand::random::<u128>());
+        let sent = Instant::now();
+        let reply: (i64, i64) = client
+            .eval(
+                &scripts::ACQUIRE.script,
+                &[&keys.lock, &keys.fence],
+                &[
+                    token.clone(),
+                    millis(plan.ttl).to_string(),
+                    millis(plan.ttl + FENCE_COUNTER_GRACE).to_string(),
+                ],
+            )
+            .await?;
+        if reply.0 != 1 {
+            return Ok(None);
+        }
+        let fence = u64::try_from(reply.1).unwrap_or(0);
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let held = Arc::new(Held::new(
+            id,
+            shared.clone(),
+            key,
+            keys.clone(),
+            token,
+            fence,
+            sent,
+            plan.ttl,
+            plan.auto_renew,
+        ));
+        shared.registry().insert(id, held.clone());
+        renew::spawn(held.clone());
+        Ok(Some(LockGuard::new(held)))
+    }
+}

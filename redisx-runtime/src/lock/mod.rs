@@ -1,0 +1,253 @@
+//! Distributed locks: `rx.locks()`.
+//!
+//! A lock is one Redis key, `{app prefix}lock:{<key>}` (the user key inside a hash tag), set
+//! with `SET NX PX` to a random owner token; only the owner's token releases
+//! ([`LockGuard::release`]) or extends it. Acquiring retries a busy lock with the configured
+//! [`RetryStrategy`] (a retry count, or a `wait` budget). A held lock is renewed in the
+//! background every third of its ttl, and its guard keeps a local validity deadline (the
+//! last confirmed acquisition or renewal, plus the ttl, minus a safety margin of a tenth of
+//! the ttl, at most 1 s): when it passes without a confirmed renewal, even with Redis hanging,
+//! [`LockGuard::lost`] resolves. Redis down fails closed: `acquire` returns the connection or
+//! operation error, never a guard.
+//!
+//! The plugin (`"locks"`) is always started, right after the cache, with
+//! [`LockConfig::default`] unless [`RedisXBuilder::locks`](crate::RedisXBuilder::locks) gives
+//! another: it costs nothing until a lock is taken (no connection, no task). Its stop, in
+//! [`RedisX::shutdown`](crate::RedisX::shutdown), releases every lock still held.
+//!
+//! # Fencing tokens
+//! Every acquisition also returns a fencing token ([`LockGuard::fencing_token`]): a `u64`,
+//! `max(counter + 1, server TIME in µs)`, computed and stored in the key's counter
+//! (`{app prefix}lock:{<key>}:fence`, the same cluster slot) by the same script that takes
+//! the lock. What is guaranteed:
+//! - per key, every holder's token is strictly larger than every earlier holder's token on
+//!   the same server (the counter);
+//! - after a restart that lost the data, or a failover to a replica whose counter is missing
+//!   or behind, tokens still increase **as long as the server's clock moves forward** (the
+//!   new token is at least the server time in µs, and earlier tokens ran ahead of the clock by
+//!   at most one per acquisition made within the same microsecond);
+//! - the counter expires one hour after its lock's last acquisition or renewal (so counters of
+//!   keys no longer used do not pile up); past that, the clock alone orders tokens.
+//!
+//! What is not: a token says nothing about whether its holder *still* holds the lock (a paused
+//! holder wakes up with an old token); a clock stepped backwards on a failed-over server can
+//! hand out a smaller token. The token protects a resource only if the resource checks it:
+//! send it with every write, and have the resource refuse a token smaller than the largest it
+//! has seen for that key (a conditional `UPDATE .. WHERE fence < $token`, a version column, an
+//! object store's precondition). Then a holder that lost its lock without knowing can no
+//! longer overwrite the work of the next one.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redisx_runtime::lock::LockOptions;
+//!
+//! # #[allow(dead_code)]
+//! # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+//! let opts = LockOptions::new().ttl(Duration::from_secs(10)).wait(Duration::from_secs(2));
+//! let guard = rx.locks().acquire("order:7", &opts).await?;
+//! // Pass the token to the resource, which refuses writes with a smaller one.
+//! let fence = guard.fencing_token();
+//! # let _ = fence;
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod config;
+mod guard;
+mod renew;
+pub(crate) mod scripts;
+mod stats;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use config::{LockConfig, LockOptions, MIN_TTL, RetryStrategy};
+pub use guard::LockGuard;
+pub use stats::LockStats;
+
+use crate::client::Client;
+use crate::error::{Error, ErrorCode, Result};
+use crate::key::{self, KeyBuilder};
+use crate::life::Life;
+use crate::plugin::{Plugin, PluginContext, PluginFuture};
+use guard::Held;
+use stats::LockMetrics;
+
+/// How long a key's fence counter outlives its lock's last acquisition or renewal.
+pub const FENCE_COUNTER_GRACE: Duration = Duration::from_secs(3600);
+
+/// The lock service of a runtime: `rx.locks()`. Cheap to clone.
+#[derive(Clone)]
+pub struct Locks {
+    inner: Arc<Shared>,
+}
+
+/// What the service, its guards and their renewal tasks share.
+pub(crate) struct Shared {
+    cfg: LockConfig,
+    keys: KeyBuilder,
+    /// `None` when the runtime has no Redis client: every call fails closed.
+    client: Option<Client>,
+    metrics: LockMetrics,
+    record_keys: bool,
+    life: Arc<Life>,
+    /// The locks held (or being released after a drop), for the shutdown to release.
+    held: Mutex<HashMap<u64, Arc<Held>>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Locks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locks")
+            .field("config", &self.inner.cfg)
+            .field("held", &self.inner.registry().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Redis keys and channel of one lock.
+#[derive(Debug, Clone)]
+pub(crate) struct LockKeys {
+    pub(crate) lock: String,
+    pub(crate) fence: String,
+    pub(crate) channel: String,
+}
+
+impl Locks {
+    /// The service with `cfg` (checked), on its configured client or the default one.
+    pub(crate) fn new(cfg: LockConfig, ctx: &PluginContext) -> Result<Self> {
+        cfg.validate()?;
+        let client = match &cfg.client {
+            Some(name) => Some(ctx.named_client(name).map_err(|e| {
+                Error::new(
+                    ErrorCode::ConfigUnknownClient,
+                    format!("the locks' client `{name}` is not among the configured clients"),
+                )
+                .with_source(e)
+            })?),
+            None => ctx.client().ok(),
+        };
+        Ok(Self {
+            inner: Arc::new(Shared {
+                keys: ctx.keys(&cfg.key_prefix),
+                cfg,
+                client,
+                metrics: LockMetrics::register(ctx.registry()),
+                record_keys: ctx.record_keys(),
+                life: ctx.life.clone(),
+                held: Mutex::default(),
+                next_id: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The configuration the locks run with.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) {
+    /// println!("default ttl {:?}", rx.locks().config().default_ttl_value());
+    /// # }
+    /// ```
+    pub fn config(&self) -> &LockConfig {
+        &self.inner.cfg
+    }
+
+    /// The Redis key of the lock on `key`: `{app prefix}{lock prefix}{<key>}`.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) {
+    /// // With `.key_prefix("myapp:")` on the builder and the default lock prefix:
+    /// assert_eq!(rx.locks().full_key("order:7"), "myapp:lock:{order:7}");
+    /// # }
+    /// ```
+    pub fn full_key(&self, key: &str) -> String {
+        self.inner.keys.full(&key::tagged(key))
+    }
+
+    /// Counters of the locks since the runtime started.
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) {
+    /// let stats = rx.locks().stats();
+    /// println!("{} acquired, {} held now, {} lost", stats.acquired, stats.active, stats.lost);
+    /// # }
+    /// ```
+    pub fn stats(&self) -> LockStats {
+        self.inner.metrics.stats()
+    }
+}
+
+impl Shared {
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Held>>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The client, or the error of a runtime without one.
+    fn client(&self) -> Result<&Client> {
+        self.client.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::ConfigUnknownClient,
+                "locks need a Redis client; add one with `.client(name, config)`",
+            )
+        })
+    }
+
+    /// Checks `key` and builds its keys. The lock key and its fence counter must hash to one
+    /// cluster slot: a key whose braces would break the hash tag is refused.
+    fn lock_keys(&self, key: &str) -> Result<LockKeys> {
+        key::validate(key, self.cfg.max_key_len)?;
+        let lock = self.keys.full(&key::tagged(key));
+        let fence = format!("{lock}:fence");
+        if (key.contains(['{', '}']) || self.keys.prefix().contains(['{', '}']))
+            && key::slot(&lock) != key::slot(&fence)
+        {
+            return Err(Error::new(
+                ErrorCode::CacheKeyInvalid,
+                "the lock key's braces break its hash tag (its fence counter would land in another cluster slot)",
+            )
+            .with_context("key", key.escape_debug().to_string()));
+        }
+        Ok(LockKeys {
+            channel: format!("{lock}:released"),
+            lock,
+            fence,
+        })
+    }
+}
+
+/// The lock plugin: its start does nothing (locks cost nothing until taken); its stop releases
+/// every lock still held, each on its own (one failed release does not stop the others).
+impl Plugin for Locks {
+    fn name(&self) -> &'static str {
+        "locks"
+    }
+
+    fn dependencies(&self) -> &'static [&'static str] {
+        &["cache"]
+    }
+
+    fn start<'a>(&'a self, _ctx: &'a PluginContext) -> PluginFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn stop(&self, deadline: tokio::time::Instant) -> PluginFuture<'_, ()> {
+        Box::pin(async move {
+            let held: Vec<Arc<Held>> = self.inner.registry().drain().map(|(_, h)| h).collect();
+            let releases = held.iter().map(|h| async move {
+                h.stop_for_shutdown();
+                if let Err(e) = tokio::time::timeout_at(deadline, h.release_in_redis()).await {
+                    tracing::warn!(target: "redisx::lock", key = h.key(), "{e}: a held lock was not released before the shutdown deadline; it expires at its ttl");
+                }
+            });
+            futures_util::future::join_all(releases).await;
+        })
+    }
+}
