@@ -1,4 +1,4 @@
-//! The redisx integration test suite: its own fixtures ([`cache`]) on top of the public harness,
+//! The redisx integration test suite: its own fixtures ([`cache`], [`lock`]) on top of the public harness,
 //! [`redisx::testing`].
 //!
 //! The harness is re-exported here, so `use redisx_tests::RedisServer` and the like keep working;
@@ -13,6 +13,7 @@
 //! ```
 
 pub mod cache;
+pub mod lock;
 pub mod otlp;
 pub mod tls;
 

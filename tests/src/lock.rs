@@ -1,0 +1,66 @@
+//! Fixtures of the lock tests (`tests/tests/lock_*.rs`): runtimes with a lock config, raw reads
+//! of the lock keys, and the count of scripts a runtime ran.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redisx::lock::LockConfig;
+use redisx::{ConnectionConfig, ReconnectPolicy, RedisX};
+
+/// A runtime on `url` with the key prefix `prefix` and `locks`, a short command timeout and a
+/// quick reconnect (for the tests that stop or restart the server).
+///
+/// # Panics
+/// When the runtime does not build.
+pub async fn lock_runtime(url: &str, prefix: &str, locks: LockConfig) -> RedisX {
+    let config = ConnectionConfig::from_url(url)
+        .expect("a Redis URL")
+        .command_timeout(Duration::from_millis(500))
+        .reconnect(
+            ReconnectPolicy::default()
+                .initial(Duration::from_millis(20))
+                .max(Duration::from_millis(100)),
+        );
+    RedisX::builder()
+        .client("default", config)
+        .key_prefix(prefix)
+        .locks(locks)
+        .build()
+        .await
+        .expect("the runtime builds")
+}
+
+/// The value of `key`, read without redisx.
+///
+/// # Panics
+/// When the read fails.
+pub async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("GET")
+}
+
+/// Whether `key` exists, read without redisx.
+///
+/// # Panics
+/// When the read fails.
+pub async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
+    let n: i64 = redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("EXISTS");
+    n == 1
+}
+
+/// How many scripts (`EVALSHA`, either outcome) `rx` has sent, from its metrics: one per
+/// acquisition attempt, release or renewal.
+pub fn scripts_sent(rx: &RedisX) -> u64 {
+    rx.metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("redisx_commands_total{") && l.contains("command=\"EVALSHA\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

@@ -1,0 +1,100 @@
+//! Locks when things stop: Redis down fails closed (an error, never a guard), and the runtime's
+//! shutdown releases every lock still held, one failed release not stopping the others.
+
+use std::time::Duration;
+
+use redisx::ErrorCode;
+use redisx::lock::{LockConfig, LockOptions};
+use redisx_tests::lock::{exists, lock_runtime};
+use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_within_the_command_timeout() {
+    let mut server = RedisServer::start_owned();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("lock_down"),
+        LockConfig::default(),
+    )
+    .await;
+    server.kill();
+
+    let opts = LockOptions::new().retries(5);
+    for _ in 0..3 {
+        let attempt = rx.locks().acquire("payment:1", &opts);
+        // The command timeout is 500 ms; the bound is generous.
+        let err = tokio::time::timeout(Duration::from_secs(5), attempt)
+            .await
+            .expect("fails within the command timeout, without retrying the busy-lock way")
+            .unwrap_err();
+        assert!(
+            matches!(err.code().family(), "connection" | "operation"),
+            "the connection or operation error, not a lock code: {err}"
+        );
+        assert_eq!(err.context_value("key"), Some("payment:1"), "{err}");
+        let err = rx
+            .locks()
+            .try_acquire("payment:1", &LockOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.code().family(), "connection" | "operation"),
+            "{err}"
+        );
+    }
+    let stats = rx.locks().stats();
+    assert_eq!((stats.errors, stats.acquired, stats.active), (6, 0, 0));
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_every_held_lock_even_when_one_release_fails() {
+    let server = RedisServer::start();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("lock_shutdown"),
+        LockConfig::default(),
+    )
+    .await;
+    let mut raw = raw_connection(&server.url()).await;
+    let locks = rx.locks();
+    let a = locks.acquire("a", &LockOptions::new()).await.unwrap();
+    let broken = locks.acquire("broken", &LockOptions::new()).await.unwrap();
+    let c = locks.acquire("c", &LockOptions::new()).await.unwrap();
+    // The release script of `broken` fails: its key is now a hash (WRONGTYPE on GET).
+    let broken_key = locks.full_key("broken");
+    let () = redis::pipe()
+        .atomic()
+        .del(&broken_key)
+        .hset(&broken_key, "f", "v")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let lost = [a.lost(), broken.lost(), c.lost()];
+
+    rx.shutdown().await;
+    for name in ["a", "c"] {
+        assert!(
+            !exists(&mut raw, &locks.full_key(name)).await,
+            "{name} released"
+        );
+    }
+    assert_eq!(
+        locks.stats().release_errors,
+        1,
+        "the failed release is counted"
+    );
+    assert_eq!(locks.stats().active, 0);
+    for l in lost {
+        tokio::time::timeout(Duration::from_secs(2), l)
+            .await
+            .expect("every guard learns its lock was released");
+    }
+    assert!(!a.is_held());
+    let err = a.release().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LockNotOwned, "{err}");
+    assert!(err.message().contains("shutdown"), "{err}");
+    drop((broken, c));
+    rx.shutdown().await; // harmless
+    assert!(rx.is_shut_down());
+}

@@ -1,0 +1,164 @@
+//! Fencing tokens: strictly increasing per key across holders (in one runtime and across two),
+//! larger for a new holder than for one that held past its ttl, and still increasing after a
+//! restart of the server that lost the counter.
+
+use std::time::Duration;
+
+use redisx::ErrorCode;
+use redisx::lock::{LockConfig, LockOptions};
+use redisx_tests::lock::{exists, get, lock_runtime};
+use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_strictly_increase_across_holders() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("lock_fence");
+    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let rx = if i % 2 == 0 { &a } else { &b };
+        let guard = rx
+            .locks()
+            .acquire("account:1", &LockOptions::new())
+            .await
+            .unwrap();
+        tokens.push(guard.fencing_token());
+        guard.release().await.unwrap();
+    }
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing: {tokens:?}"
+    );
+    // Another key has a sequence of its own, also past the server clock's microseconds.
+    let other = a
+        .locks()
+        .acquire("account:2", &LockOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        other.fencing_token() > 1_000_000_000_000_000,
+        "{}",
+        other.fencing_token()
+    );
+
+    // The counter outlives the lock.
+    let mut raw = raw_connection(&server.url()).await;
+    let lock_key = a.locks().full_key("account:2");
+    let fence_key = format!("{lock_key}:fence");
+    let pttl = |key: String| {
+        let mut raw = raw.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(key)
+                .query_async::<i64>(&mut raw)
+                .await
+                .unwrap()
+        }
+    };
+    let (lock_ttl, fence_ttl) = (pttl(lock_key.clone()).await, pttl(fence_key.clone()).await);
+    assert!(
+        fence_ttl > lock_ttl + 3_000_000,
+        "{fence_ttl} vs {lock_ttl}"
+    );
+    assert_eq!(
+        get(&mut raw, &fence_key).await,
+        Some(other.fencing_token().to_string())
+    );
+    other.release().await.unwrap();
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_past_its_ttl_carries_a_smaller_token_and_cannot_release_the_new_owners_lock() {
+    let server = RedisServer::start();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("lock_paused"),
+        LockConfig::default(),
+    )
+    .await;
+    let mut raw = raw_connection(&server.url()).await;
+    let key = rx.locks().full_key("invoice:9");
+    // A holder that stops renewing (as if paused) and outlives its ttl.
+    let old = rx
+        .locks()
+        .acquire(
+            "invoice:9",
+            &LockOptions::new()
+                .ttl(Duration::from_millis(100))
+                .auto_renew(false),
+        )
+        .await
+        .unwrap();
+    let expired = eventually(Duration::from_secs(2), Duration::from_millis(10), || {
+        let mut raw = raw.clone();
+        let key = key.clone();
+        async move { !exists(&mut raw, &key).await }
+    })
+    .await;
+    assert!(expired, "the unrenewed lock expires");
+
+    let new = rx
+        .locks()
+        .acquire("invoice:9", &LockOptions::new())
+        .await
+        .unwrap();
+    assert!(new.fencing_token() > old.fencing_token());
+    let err = old.release().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LockNotOwned, "{err}");
+    assert_eq!(
+        get(&mut raw, &key).await.as_deref(),
+        Some(new.owner_token()),
+        "the new owner's key is left in place"
+    );
+    assert!(new.is_held());
+    new.release().await.unwrap();
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_still_increase_after_a_restart_that_lost_the_counter() {
+    let mut server = RedisServer::start_owned();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("lock_restart"),
+        LockConfig::default(),
+    )
+    .await;
+    let fence_key = format!("{}:fence", rx.locks().full_key("ledger"));
+    let mut before = Vec::new();
+    for _ in 0..5 {
+        let guard = rx
+            .locks()
+            .acquire("ledger", &LockOptions::new())
+            .await
+            .unwrap();
+        before.push(guard.fencing_token());
+        guard.release().await.unwrap();
+    }
+
+    server.restart();
+    let mut raw = raw_connection(&server.url()).await;
+    assert!(
+        !exists(&mut raw, &fence_key).await,
+        "the restart lost the counter"
+    );
+    // The runtime reconnects on its own; until it has, an acquire fails (closed).
+    let mut after = None;
+    for _ in 0..100 {
+        match rx.locks().acquire("ledger", &LockOptions::new()).await {
+            Ok(guard) => {
+                after = Some(guard.fencing_token());
+                guard.release().await.unwrap();
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let after = after.expect("the runtime reconnects to the restarted server");
+    let last = *before.last().unwrap();
+    assert!(after > last, "{after} after the restart, {last} before");
+    rx.shutdown().await;
+}
