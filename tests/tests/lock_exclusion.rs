@@ -1,17 +1,24 @@
 //! Mutual exclusion: critical sections doing a non-atomic GET-then-SET increment, from tasks
-//! spread over two runtimes (two instances of one service), give the exact total under the
-//! lock; the same workload without the lock loses updates, so the check can fail.
+//! spread over two OS processes with two runtimes each (instances of one service), give the
+//! exact total under the lock; the same workload without the lock loses updates, so the check
+//! can fail.
 //!
-//! `REDISX_LOCK_SECTIONS` sets the sections per task (default 50, 8 tasks).
+//! `REDISX_LOCK_SECTIONS` sets the sections per task (default 50; 8 tasks per process).
 
 use std::time::Duration;
 
 use redisx::RedisX;
 use redisx::lock::{LockConfig, LockOptions, RetryStrategy};
+use redisx::testing::{ChildProcess, in_scenario, signal_ready};
 use redisx_tests::lock::lock_runtime;
 use redisx_tests::{RedisServer, unique_prefix};
 
+/// Tasks per process, spread over its two runtimes.
 const TASKS: u64 = 8;
+
+/// The environment variables that give the child process its server, prefix and counter.
+const URL_ENV: &str = "REDISX_LOCK_TEST_URL";
+const PREFIX_ENV: &str = "REDISX_LOCK_TEST_PREFIX";
 
 fn sections() -> u64 {
     std::env::var("REDISX_LOCK_SECTIONS")
@@ -31,18 +38,17 @@ async fn increment(rx: &RedisX, counter: &str) {
         .unwrap();
 }
 
-/// Runs `TASKS` tasks, alternately on `a` and `b`, each doing `sections()` increments of one
-/// counter, with the lock or without; returns the counter's final value.
-async fn workload(a: &RedisX, b: &RedisX, locked: bool) -> u64 {
-    let counter = format!("{}counter:{locked}", a.key_prefix());
+/// Runs `TASKS` tasks, alternately on `a` and `b`, each doing `sections()` increments of
+/// `counter` (a full key), with the lock or without.
+async fn workload(a: &RedisX, b: &RedisX, counter: &str, locked: bool) {
     // A 1–5 ms fixed retry (3 ms with full jitter), for as long as it takes.
     let opts = LockOptions::new()
         .retry(RetryStrategy::Fixed(Duration::from_millis(3)))
-        .wait(Duration::from_secs(120));
+        .wait(Duration::from_secs(300));
     let tasks: Vec<_> = (0..TASKS)
         .map(|i| {
             let rx = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let (counter, opts) = (counter.clone(), opts.clone());
+            let (counter, opts) = (counter.to_owned(), opts.clone());
             tokio::spawn(async move {
                 for _ in 0..sections() {
                     if locked {
@@ -59,36 +65,103 @@ async fn workload(a: &RedisX, b: &RedisX, locked: bool) -> u64 {
     for t in tasks {
         t.await.unwrap();
     }
-    let n: Option<u64> = a
-        .client()
-        .query(redis::cmd("GET").arg(&counter))
-        .await
-        .unwrap();
+}
+
+async fn read(rx: &RedisX, key: &str) -> u64 {
+    let n: Option<u64> = rx.client().query(redis::cmd("GET").arg(key)).await.unwrap();
     n.unwrap_or(0)
 }
 
+/// Two runtimes on `url` under `prefix`: two instances of one service.
+async fn pair(url: &str, prefix: &str) -> (RedisX, RedisX) {
+    let a = lock_runtime(url, prefix, LockConfig::default()).await;
+    let b = lock_runtime(url, prefix, LockConfig::default()).await;
+    (a, b)
+}
+
+/// The child process's half of the locked workload: waits for the parent's go (a key), then
+/// runs the same workload on the same counter.
+#[test]
+#[ignore = "scenario: run in a child process by locked_increments_from_two_processes_give_the_exact_total"]
+fn exclusion_worker() {
+    if !in_scenario("exclusion_worker") {
+        return;
+    }
+    let url = std::env::var(URL_ENV).unwrap();
+    let prefix = std::env::var(PREFIX_ENV).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (a, b) = pair(&url, &prefix).await;
+        signal_ready();
+        let go = format!("{prefix}go");
+        while read(&a, &go).await == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        workload(&a, &b, &format!("{prefix}counter"), true).await;
+        assert_eq!(a.locks().stats().lost + b.locks().stats().lost, 0);
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn locked_increments_from_two_runtimes_give_the_exact_total() {
+async fn locked_increments_from_two_processes_give_the_exact_total() {
     let server = RedisServer::start();
     let prefix = unique_prefix("lock_exclusion");
-    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let expected = TASKS * sections();
+    let (a, b) = pair(&server.url(), &prefix).await;
+    let child = ChildProcess::scenario("exclusion_worker")
+        .env(URL_ENV, server.url())
+        .env(PREFIX_ENV, &prefix)
+        .start();
+    let () = a
+        .client()
+        .query(redis::cmd("SET").arg(format!("{prefix}go")).arg(1))
+        .await
+        .unwrap();
+    let counter = format!("{prefix}counter");
+    workload(&a, &b, &counter, true).await;
+    let (exit, output) = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        let exit = child.wait_exit(Duration::from_secs(300));
+        (exit, child.output())
+    })
+    .await
+    .unwrap();
+    assert!(
+        exit.unwrap().success(),
+        "the child's half failed:\n{output}"
+    );
 
+    let expected = 2 * TASKS * sections();
     assert_eq!(
-        workload(&a, &b, true).await,
+        read(&a, &counter).await,
         expected,
         "no update lost under the lock"
     );
     let stats = (a.locks().stats(), b.locks().stats());
-    assert_eq!(stats.0.acquired + stats.1.acquired, expected);
+    assert_eq!(stats.0.acquired + stats.1.acquired, TASKS * sections());
     assert_eq!((stats.0.lost, stats.1.lost), (0, 0));
     assert_eq!((stats.0.active, stats.1.active), (0, 0));
+    a.shutdown().await;
+    b.shutdown().await;
+}
 
-    let unlocked = workload(&a, &b, false).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_increments_without_the_lock_lose_updates() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("lock_no_exclusion");
+    let (a, b) = pair(&server.url(), &prefix).await;
+    let counter = format!("{prefix}counter");
+    workload(&a, &b, &counter, false).await;
+    let total = read(&a, &counter).await;
+    let expected = TASKS * sections();
     assert!(
-        unlocked < expected,
-        "the same workload without the lock loses updates ({unlocked} of {expected}), so the check above can fail"
+        total < expected,
+        "without the lock, updates are lost ({total} of {expected}), so the locked check can fail"
     );
     a.shutdown().await;
     b.shutdown().await;
