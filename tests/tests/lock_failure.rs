@@ -6,7 +6,7 @@ use std::time::Duration;
 use redisx::ErrorCode;
 use redisx::lock::{LockConfig, LockOptions};
 use redisx_tests::lock::{exists, lock_runtime};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_closed_within_the_command_timeout() {
@@ -97,4 +97,49 @@ async fn shutdown_releases_every_held_lock_even_when_one_release_fails() {
     drop((broken, c));
     rx.shutdown().await; // harmless
     assert!(rx.is_shut_down());
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .expect("runs kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_acquisition_leaves_no_lock_behind() {
+    let server = RedisServer::start_owned();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("lock_cancel"),
+        LockConfig::default(),
+    )
+    .await;
+    let raw = raw_connection(&server.url()).await;
+    let lock_key = rx.locks().full_key("job");
+    let fence_key = format!("{lock_key}:fence");
+    let pid = server.pid().expect("an owned server");
+
+    // The attempt is sent to a paused server, and the caller gives up before the reply.
+    signal(pid, "-STOP");
+    let opts = LockOptions::new();
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(100), rx.locks().acquire("job", &opts)).await;
+    signal(pid, "-CONT");
+    assert!(cancelled.is_err(), "the caller gave up first");
+
+    // The server ran the attempt once resumed (its fence counter is there), and the abandoned
+    // lock was given up rather than left to its 30 s ttl.
+    let cleaned = eventually(Duration::from_secs(2), Duration::from_millis(10), || {
+        let mut raw = raw.clone();
+        let (lock_key, fence_key) = (lock_key.clone(), fence_key.clone());
+        async move { exists(&mut raw, &fence_key).await && !exists(&mut raw, &lock_key).await }
+    })
+    .await;
+    assert!(cleaned, "the abandoned attempt's lock is released");
+    let guard = rx.locks().try_acquire("job", &opts).await.unwrap();
+    assert!(guard.is_some(), "free for the next caller");
+    rx.shutdown().await;
 }

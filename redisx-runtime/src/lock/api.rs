@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::config::Resolved;
 use super::guard::{Held, millis};
 use super::stats::Outcome;
-use super::{FENCE_COUNTER_GRACE, LockGuard, LockKeys, LockOptions, Locks, renew, scripts};
+use super::{FENCE_COUNTER_GRACE, LockGuard, LockKeys, LockOptions, Locks, Shared, renew, scripts};
 use crate::error::{Error, ErrorCode, Result};
 
 /// How many attempts a call may make: one, or by the retry settings.
@@ -243,8 +243,14 @@ impl Locks {
         let shared = &self.inner;
         let client = shared.client()?;
         let token = format!("{:032x}", rand::random::<u128>());
+        let mut in_flight = InFlight {
+            shared,
+            keys,
+            token: &token,
+            armed: true,
+        };
         let sent = Instant::now();
-        let reply: (i64, i64) = client
+        let reply: Result<(i64, i64)> = client
             .eval(
                 &scripts::ACQUIRE.script,
                 &[&keys.lock, &keys.fence],
@@ -254,7 +260,11 @@ impl Locks {
                     millis(plan.ttl + FENCE_COUNTER_GRACE).to_string(),
                 ],
             )
-            .await?;
+            .await;
+        // Without a reply in time the script may still have run: the lock is given up then.
+        in_flight.armed = matches!(&reply, Err(e) if e.code() == ErrorCode::OperationTimeout);
+        drop(in_flight);
+        let reply = reply?;
         if reply.0 != 1 {
             return Ok(None);
         }
@@ -274,5 +284,37 @@ impl Locks {
         shared.registry().insert(id, held.clone());
         renew::spawn(held.clone());
         Ok(Some(LockGuard::new(held)))
+    }
+}
+
+/// One acquisition attempt in flight. Dropped while armed (the caller's future was cancelled
+/// before the reply came, or the reply timed out), the script may have taken the lock with
+/// nobody to hold it: it is released in the background by its token, instead of being left
+/// to its ttl.
+struct InFlight<'a> {
+    shared: &'a Arc<Shared>,
+    keys: &'a LockKeys,
+    token: &'a str,
+    armed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (shared, keys, token) = (
+            self.shared.clone(),
+            self.keys.clone(),
+            self.token.to_owned(),
+        );
+        handle.spawn(async move {
+            if let Err(e) = shared.release_by_token(&keys, &token, "abandoned").await {
+                tracing::debug!(target: "redisx::lock", error = %format_args!("{e:#}"), "could not give up an abandoned acquisition attempt; its lock expires at its ttl");
+            }
+        });
     }
 }

@@ -163,21 +163,10 @@ impl Held {
             otel.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        let run = async {
-            let client = self.shared.client()?;
-            let n: i64 = client
-                .eval(
-                    &scripts::RELEASE.script,
-                    &[&self.keys.lock],
-                    &[
-                        self.token.as_str(),
-                        self.keys.channel.as_str(),
-                        &self.fence.to_string(),
-                    ],
-                )
-                .await?;
-            Ok(n == 1)
-        };
+        let message = self.fence.to_string();
+        let run = self
+            .shared
+            .release_by_token(&self.keys, &self.token, &message);
         let out: Result<bool> = traced!(run, span);
         match &out {
             Ok(released) => {

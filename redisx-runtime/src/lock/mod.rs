@@ -223,6 +223,22 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Runs the release script for the owner `token`: `Ok(true)` when the key was that
+    /// owner's and is gone (then `message` is published on the lock's channel).
+    async fn release_by_token(&self, keys: &LockKeys, token: &str, message: &str) -> Result<bool> {
+        let client = self.client()?;
+        let n: i64 = client
+            .eval(
+                &scripts::RELEASE.script,
+                &[&keys.lock],
+                &[token, keys.channel.as_str(), message],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+}
+
 /// The lock plugin: its start does nothing (locks cost nothing until taken); its stop releases
 /// every lock still held, each on its own (one failed release does not stop the others).
 impl Plugin for Locks {
