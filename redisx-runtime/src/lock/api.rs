@@ -212,7 +212,7 @@ impl Locks {
         let budget_end = plan.wait.map(|w| Instant::now() + w);
         let mut made = 0u32;
         loop {
-            made += 1;
+            made = made.saturating_add(1);
             match self.attempt(key, keys, plan).await {
                 Ok(Some(guard)) => return (Ok(Ok(guard)), made),
                 Ok(None) => {}

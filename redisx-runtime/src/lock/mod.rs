@@ -259,9 +259,12 @@ impl Plugin for Locks {
             let held: Vec<Arc<Held>> = self.inner.registry().drain().map(|(_, h)| h).collect();
             let releases = held.iter().map(|h| async move {
                 h.stop_for_shutdown();
-                if let Err(e) = tokio::time::timeout_at(deadline, h.release_in_redis()).await {
-                    tracing::warn!(target: "redisx::lock", key = h.key(), "{e}: a held lock was not released before the shutdown deadline; it expires at its ttl");
-                }
+                let why = match tokio::time::timeout_at(deadline, h.release_in_redis()).await {
+                    Ok(Ok(_)) => return,
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(_) => "the shutdown deadline passed".to_owned(),
+                };
+                tracing::warn!(target: "redisx::lock", key = h.key(), error = why, "the shutdown could not release a held lock; it expires at its ttl");
             });
             futures_util::future::join_all(releases).await;
         })
