@@ -43,6 +43,12 @@ impl Default for RetryStrategy {
 
 impl RetryStrategy {
     /// The delay (before jitter) after the `attempt`-th failed attempt, counted from 1.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::lock::RetryStrategy;
+    /// assert_eq!(RetryStrategy::default().delay(2), Duration::from_millis(200));
+    /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
         let n = attempt.max(1);
         match *self {
@@ -68,6 +74,11 @@ impl RetryStrategy {
 }
 
 /// The shortest lock ttl accepted: a renewal every third of it must have time to answer.
+///
+/// ```
+/// use redisx_runtime::lock::MIN_TTL;
+/// assert_eq!(MIN_TTL, std::time::Duration::from_millis(10));
+/// ```
 pub const MIN_TTL: Duration = Duration::from_millis(10);
 
 /// Configuration of the lock plugin (`rx.locks()`), set on the builder with
@@ -382,41 +393,80 @@ pub struct LockOptions {
 
 impl LockOptions {
     /// Every option from the [`LockConfig`].
+    ///
+    /// ```
+    /// # use redisx_runtime::lock::LockOptions;
+    /// assert_eq!(LockOptions::new(), LockOptions::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The lock's ttl (at most the config's max ttl).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::lock::LockOptions;
+    /// let _opts = LockOptions::new().ttl(Duration::from_secs(5));
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
     /// A wait budget: attempts go on until it is spent (the retry count is then not used).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::lock::LockOptions;
+    /// let _opts = LockOptions::new().wait(Duration::from_secs(2));
+    /// ```
     pub fn wait(mut self, budget: Duration) -> Self {
         self.wait = Some(budget);
         self
     }
 
     /// How many times to try again after the first attempt (when no wait budget is set).
+    ///
+    /// ```
+    /// # use redisx_runtime::lock::LockOptions;
+    /// let _opts = LockOptions::new().retries(0); // one attempt, then LOCK_ACQUISITION_TIMEOUT
+    /// ```
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = Some(retries);
         self
     }
 
     /// The delays between attempts.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::lock::{LockOptions, RetryStrategy};
+    /// let _opts = LockOptions::new().retry(RetryStrategy::Fixed(Duration::from_millis(10)));
+    /// ```
     pub fn retry(mut self, strategy: RetryStrategy) -> Self {
         self.retry = Some(strategy);
         self
     }
 
     /// Full jitter on the retry sleeps.
+    ///
+    /// ```
+    /// # use redisx_runtime::lock::LockOptions;
+    /// let _opts = LockOptions::new().jitter(false); // sleep the strategy's delays exactly
+    /// ```
     pub fn jitter(mut self, on: bool) -> Self {
         self.jitter = Some(on);
         self
     }
 
     /// Renews the lock in the background every third of its ttl.
+    ///
+    /// ```
+    /// # use redisx_runtime::lock::LockOptions;
+    /// // Held for at most its ttl; `lost()` fires when that runs out.
+    /// let _opts = LockOptions::new().auto_renew(false);
+    /// ```
     pub fn auto_renew(mut self, on: bool) -> Self {
         self.auto_renew = Some(on);
         self

@@ -77,9 +77,27 @@ use guard::Held;
 use stats::LockMetrics;
 
 /// How long a key's fence counter outlives its lock's last acquisition or renewal.
+///
+/// ```
+/// use redisx_runtime::lock::FENCE_COUNTER_GRACE;
+/// assert_eq!(FENCE_COUNTER_GRACE.as_secs(), 3600);
+/// ```
 pub const FENCE_COUNTER_GRACE: Duration = Duration::from_secs(3600);
 
 /// The lock service of a runtime: `rx.locks()`. Cheap to clone.
+///
+/// ```no_run
+/// # #[allow(dead_code)]
+/// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+/// let locks = rx.locks().clone(); // into a task of its own
+/// tokio::spawn(async move {
+///     if let Ok(Some(guard)) = locks.try_acquire("cron:hourly", &Default::default()).await {
+///         // ... one instance runs the job ...
+///         let _ = guard.release().await;
+///     }
+/// });
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Locks {
     inner: Arc<Shared>,

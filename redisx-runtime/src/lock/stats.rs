@@ -30,6 +30,16 @@ const HOLD_BUCKETS: [f64; 12] = [
 ];
 
 /// Counters of one runtime's locks, as returned by [`Locks::stats`](super::Locks::stats).
+///
+/// ```no_run
+/// # #[allow(dead_code)]
+/// # async fn demo(rx: redisx_runtime::RedisX) {
+/// let stats: redisx_runtime::lock::LockStats = rx.locks().stats();
+/// if stats.lost > 0 {
+///     eprintln!("{} locks were lost while held", stats.lost);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockStats {
