@@ -40,7 +40,11 @@ async fn run(held: Arc<Held>) {
         let t = held.timing();
         let now = Instant::now();
         if now >= t.deadline {
-            held.lose("it was not renewed before its local validity deadline (Redis did not confirm a renewal in time)");
+            held.lose(if held.auto_renew {
+                "Redis did not confirm a renewal before the lock's local validity deadline"
+            } else {
+                "its ttl ran out (auto-renew is off) before it was released"
+            });
             return;
         }
         if next.is_some_and(|n| now >= n) {
