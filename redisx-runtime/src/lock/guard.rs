@@ -1,7 +1,6 @@
 //! [`LockGuard`]: a held lock, its validity deadline, its loss signal, its release.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,8 +56,6 @@ pub(crate) struct Held {
     status: watch::Sender<Status>,
     /// Woken when `timing` changes other than by the renewal task (a manual `extend`).
     pub(crate) changed: Notify,
-    /// Set once the loss was logged and counted.
-    reported: AtomicBool,
 }
 
 impl Held {
@@ -87,7 +84,6 @@ impl Held {
             timing: Mutex::new(Timing::new(sent, ttl)),
             status: watch::Sender::new(Status::Held),
             changed: Notify::new(),
-            reported: AtomicBool::new(false),
         }
     }
 
@@ -121,29 +117,28 @@ impl Held {
         }
     }
 
-    /// Moves from `Held` to `to`; `true` when this call made the move (then the lock stops
-    /// counting as active and its hold time is recorded).
+    /// Moves from `Held` to `to`; `true` when this call made the move. The lock stops counting
+    /// as active, its hold time is recorded and a loss is counted before the waiters of
+    /// `lost()` are woken, so they see the counts.
     fn end(&self, to: Status) -> bool {
-        let moved = self.status.send_if_modified(|s| {
-            if *s == Status::Held {
-                *s = to;
-                true
-            } else {
-                false
+        self.status.send_if_modified(|s| {
+            if *s != Status::Held {
+                return false;
             }
-        });
-        if moved {
+            *s = to;
             let m = &self.shared.metrics;
             m.active.dec();
             m.hold.observe(self.acquired_at.elapsed().as_secs_f64());
-        }
-        moved
+            if to == Status::Lost {
+                m.lost.inc();
+            }
+            true
+        })
     }
 
-    /// Marks the lock lost (once: logged at WARN and counted), unless it already ended.
+    /// Marks the lock lost (logged once at WARN, counted), unless it already ended.
     pub(crate) fn lose(&self, why: &str) {
-        if self.end(Status::Lost) && !self.reported.swap(true, Ordering::Relaxed) {
-            self.shared.metrics.lost.inc();
+        if self.end(Status::Lost) {
             tracing::warn!(target: "redisx::lock", key = self.key, fencing_token = self.fence, "a held lock was lost: {why}");
         }
     }
