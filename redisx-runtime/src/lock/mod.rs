@@ -26,12 +26,14 @@
 //!   or behind, tokens still increase **as long as the server's clock moves forward** (the
 //!   new token is at least the server time in µs, and earlier tokens ran ahead of the clock by
 //!   at most one per acquisition made within the same microsecond);
-//! - the counter expires one hour after its lock's last acquisition or renewal (so counters of
-//!   keys no longer used do not pile up); past that, the clock alone orders tokens.
+//! - the counter expires an hour after its lock would (its ttl is the lock's ttl plus an hour,
+//!   set again by every acquisition and renewal), so counters of keys no longer used do not
+//!   pile up; past that, the clock alone orders tokens.
 //!
 //! What is not: a token says nothing about whether its holder *still* holds the lock (a paused
 //! holder wakes up with an old token); a clock stepped backwards on a failed-over server can
-//! hand out a smaller token. The token protects a resource only if the resource checks it:
+//! hand out a smaller token; tokens are not consecutive (they follow the clock), and tokens of
+//! different keys are unrelated. The token protects a resource only if the resource checks it:
 //! send it with every write, and have the resource refuse a token smaller than the largest it
 //! has seen for that key (a conditional `UPDATE .. WHERE fence < $token`, a version column, an
 //! object store's precondition). Then a holder that lost its lock without knowing can no
@@ -76,7 +78,8 @@ use crate::plugin::{Plugin, PluginContext, PluginFuture};
 use guard::Held;
 use stats::LockMetrics;
 
-/// How long a key's fence counter outlives its lock's last acquisition or renewal.
+/// How much longer than its lock a key's fence counter lives: its ttl is the lock's plus this,
+/// set by every acquisition and renewal.
 ///
 /// ```
 /// use redisx_runtime::lock::FENCE_COUNTER_GRACE;
