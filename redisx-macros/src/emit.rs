@@ -29,6 +29,12 @@ impl SpecStatic {
     }
 
     /// Appends `.setter(value)` when there is a value.
+    /// `.setter()`: a setter without an argument.
+    pub(crate) fn set_unit(&mut self, setter: &str) {
+        let setter = format_ident!("{setter}", span = Span::call_site());
+        self.value.extend(quote!(.#setter()));
+    }
+
     pub(crate) fn set_some(&mut self, setter: &str, value: Option<impl ToTokens>) {
         if let Some(value) = value {
             self.set(setter, value);

@@ -161,10 +161,6 @@ impl Func {
 
     /// The return type as a [`ResultType`]; otherwise records, at the return type (at the name
     /// without one), that `#[attr]` requires `Result<T, E>` with `E: From<redisx::Error>`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by #[with_lock] and later attributes")
-    )]
     pub(crate) fn require_result(&self, attr: &str, diag: &mut Diag) -> Option<ResultType<'_>> {
         let result = self.result();
         if result.is_none() {

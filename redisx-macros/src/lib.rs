@@ -49,6 +49,7 @@ mod duration;
 mod emit;
 mod func;
 mod key_template;
+mod lock;
 mod names;
 mod params;
 mod testing;
@@ -216,4 +217,50 @@ pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     driver::run::<testing::Test>(args.into(), item.into()).into()
+}
+
+/// Runs an `async fn` under a distributed lock (`rx.locks()`); sugar over
+/// `Locks::with_lock_using` (`Locks::try_with_lock_using` with `on_busy = "skip"`).
+///
+/// The key is rendered from the arguments; the call waits for the lock as its options say,
+/// runs the body while holding it (renewed in the background unless `auto_renew = false`) and
+/// releases it, whatever the body returns. The function must return `Result<T, E>` with
+/// `E: From<redisx::Error>`: a lock that cannot be had, no runtime, or Redis down is an error
+/// and the body never runs (locks fail closed). Inside the body,
+/// `redisx::lock::fencing_token()` returns the lock's fencing token.
+///
+/// # Arguments
+///
+/// - `key = "order:{id}"` (required): the key template (see the crate docs).
+/// - `ttl = "30s"`: the lock's ttl (default and maximum: the runtime's `LockConfig`).
+/// - `wait = "5s"`: keep trying for this long (instead of a number of `retries`).
+/// - `retries = 3`: attempts after the first.
+/// - `retry = "exponential"`: `"fixed"`, `"linear"` or `"exponential"`, shaped by
+///   `retry_delay = "100ms"` (the fixed delay, the linear step, the first exponential delay)
+///   and `retry_max = "3s"` (the cap).
+/// - `auto_renew = false`: no renewal; the lock lapses after `ttl`.
+/// - `on_lost = "cancel"` (default): a lock lost while the body runs drops the body at its
+///   next `.await` and the call returns `Err(LOCK_EXPIRED)`; `"continue"` lets it finish.
+/// - `on_busy = "error"` (default): wait, then `Err(LOCK_ACQUISITION_TIMEOUT)`; `"skip"`: one
+///   attempt, and `Ok(())` / `Ok(None)` without running the body when the lock is held
+///   elsewhere (for `Result<(), E>` and `Result<Option<T>, E>` only).
+/// - `crate = "path"`, `runtime = expr`: see the crate docs.
+///
+/// # Example
+///
+/// ```text
+/// use redisx::with_lock;
+///
+/// #[with_lock(key = "order:{id}", ttl = "30s", wait = "5s")]
+/// async fn settle(id: u64) -> Result<Receipt, AppError> {
+///     let fence = redisx::lock::fencing_token().expect("under the lock");
+///     payments::charge(id, fence).await
+/// }
+///
+/// #[with_lock(key = "cron:hourly", on_busy = "skip")]
+/// async fn hourly() -> Result<(), AppError> { jobs::run().await }
+/// ```
+#[proc_macro_attribute]
+pub fn with_lock(args: TokenStream, item: TokenStream) -> TokenStream {
+    driver::run::<lock::WithLock>(args.into(), item.into()).into()
 }

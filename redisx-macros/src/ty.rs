@@ -73,10 +73,6 @@ pub(crate) fn result(ty: &Type) -> Option<ResultType<'_>> {
 
 impl<'a> ResultType<'a> {
     /// `Result<(), E>`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by #[with_lock] and later attributes")
-    )]
     pub(crate) fn is_unit(&self) -> bool {
         self.ok.is_some_and(
             |ok| matches!(unwrap_parens(ok), Type::Tuple(tuple) if tuple.elems.is_empty()),
@@ -84,10 +80,6 @@ impl<'a> ResultType<'a> {
     }
 
     /// The `T` of `Result<Option<T>, E>`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by #[idempotent] and later attributes")
-    )]
     pub(crate) fn ok_option(&self) -> Option<&'a Type> {
         self.ok.and_then(|ok| wrapped(ok, "Option"))
     }

@@ -12,4 +12,5 @@ pub use crate::cache::call_site::{
 };
 pub use crate::cache::{CacheMode, Erasure, ErrorSharing};
 pub use crate::codec::CodecKind;
+pub use crate::lock::call_site::{LockError, LockSpec, RetryKind, WithLockCall, with_lock};
 pub use crate::runtime::RedisX;

@@ -76,7 +76,7 @@
 
 #[cfg(feature = "test-util")]
 pub use redisx_macros::test;
-pub use redisx_macros::{cache_evict, cache_put, cached};
+pub use redisx_macros::{cache_evict, cache_put, cached, with_lock};
 pub use redisx_runtime::*;
 // Named again (the glob above already carries them) so that `redisx::redis` and
 // `redisx::prometheus_client` stay public even if the glob's contents change.

@@ -166,10 +166,6 @@ pub(crate) fn duration(kw: Kw, expr: &Expr) -> syn::Result<Duration> {
 }
 
 /// `5`: an unsuffixed whole number within `range` (`limit = 5`, `concurrency = 8`).
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by #[rate_limit] and later attributes")
-)]
 pub(crate) fn integer(kw: Kw, expr: &Expr, range: RangeInclusive<u64>) -> syn::Result<u64> {
     let (min, max) = (range.start(), range.end());
     let out_of_range = |span: Span, value: &str| {

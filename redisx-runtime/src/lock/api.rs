@@ -9,7 +9,9 @@ use std::time::Instant;
 use super::config::Resolved;
 use super::guard::{Held, millis};
 use super::stats::Outcome;
-use super::{FENCE_COUNTER_GRACE, LockGuard, LockKeys, LockOptions, Locks, Shared, renew, scripts};
+use super::{
+    FENCE_COUNTER_GRACE, LockCall, LockGuard, LockKeys, LockOptions, Locks, Shared, renew, scripts,
+};
 use crate::error::{Error, ErrorCode, Result};
 
 /// How many attempts a call may make: one, or by the retry settings.
@@ -81,6 +83,9 @@ impl Locks {
     /// body's error reaches the caller unchanged, after the release. When the body succeeded
     /// but the release fails (Redis down, or the lock expired meanwhile), the body's result is
     /// returned; the release error is logged and counted (`redisx_lock_release_errors_total`).
+    /// A lock lost while the body runs stops the body with [`ErrorCode::LockExpired`]
+    /// ([`with_lock_using`](Self::with_lock_using) chooses otherwise); the body reads the
+    /// lock's fencing token with [`fencing_token`](super::fencing_token).
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -104,16 +109,8 @@ impl Locks {
         F: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        let guard = self.acquire(key, opts).await?;
-        let out = body.await;
-        let fence = guard.fencing_token();
-        if let Err(e) = guard.release().await {
-            if e.code() == ErrorCode::LockNotOwned {
-                self.inner.metrics.release_errors.inc();
-            }
-            tracing::warn!(target: "redisx::lock", key, fencing_token = fence, error = %format_args!("{e:#}"), "with_lock: the lock could not be released after the body ran");
-        }
-        out
+        self.with_lock_using(key, &LockCall::from(opts.clone()), body)
+            .await
     }
 
     /// Whether any owner holds the lock on `key` right now.

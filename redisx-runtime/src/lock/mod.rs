@@ -55,11 +55,13 @@
 //! ```
 
 mod api;
+pub(crate) mod call_site;
 mod config;
 mod guard;
 mod renew;
 pub(crate) mod scripts;
 mod stats;
+mod with;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -69,6 +71,7 @@ use std::time::Duration;
 pub use config::{LockConfig, LockOptions, MIN_TTL, RetryStrategy};
 pub use guard::LockGuard;
 pub use stats::LockStats;
+pub use with::{LockCall, OnLost, fencing_token};
 
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};

@@ -1,0 +1,10 @@
+use redisx::with_lock;
+
+#[with_lock(key = "job")]
+async fn job() -> u64 {
+    1
+}
+
+fn main() {
+    let _ = job();
+}
