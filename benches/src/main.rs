@@ -17,6 +17,7 @@
 
 mod cache;
 mod cache_scope;
+mod locks;
 mod measure;
 
 use std::process::{Command, ExitCode, Stdio};
@@ -29,6 +30,9 @@ const CPU: usize = 0;
 
 /// The suites this program knows, in `all` order.
 const SUITES: &[&str] = &["cache", "locks", "rate-limit", "idempotency", "streams"];
+
+/// The suites implemented so far.
+const IMPLEMENTED: &[&str] = &["cache", "locks"];
 
 /// Everything a suite needs to know about the run.
 pub(crate) struct Context {
@@ -162,12 +166,12 @@ fn main() -> ExitCode {
     let missing: Vec<&str> = SUITES
         .iter()
         .copied()
-        .filter(|s| *s != "cache" && (args.suite == "all" || args.suite == *s))
+        .filter(|s| !IMPLEMENTED.contains(s) && (args.suite == "all" || args.suite == *s))
         .collect();
     for suite in &missing {
         eprintln!("suite `{suite}`: not implemented yet");
     }
-    if args.suite != "all" && args.suite != "cache" {
+    if args.suite != "all" && !IMPLEMENTED.contains(&args.suite.as_str()) {
         return ExitCode::FAILURE;
     }
 
@@ -225,7 +229,14 @@ fn main() -> ExitCode {
         .build()
         .expect("a current_thread tokio runtime");
     let comparisons: Vec<Comparison> = rt.block_on(async {
-        let results = cache::run(&ctx).await;
+        let wanted = |suite: &str| args.suite == "all" || args.suite == suite;
+        let mut results = Vec::new();
+        if wanted("cache") {
+            results.extend(cache::run(&ctx).await);
+        }
+        if wanted("locks") {
+            results.extend(locks::run(&ctx).await);
+        }
         if args.redis.is_some() {
             cleanup(&ctx).await;
         }
