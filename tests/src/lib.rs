@@ -15,6 +15,7 @@
 pub mod cache;
 pub mod lock;
 pub mod otlp;
+pub mod spans;
 pub mod tls;
 
 pub use redisx::testing::*;

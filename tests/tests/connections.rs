@@ -4,8 +4,6 @@
 //! restart, named clients, the command metrics (in the runtime's registry or the user's), and
 //! the `redis.command` tracing spans.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -15,10 +13,9 @@ use prometheus_client::registry::Registry;
 use redisx::{
     CacheConfig, ConnectionConfig, DriverKind, Error, ErrorCode, ReconnectPolicy, RedisX,
 };
+use redisx_tests::spans::{Capture, Seen};
 use redisx_tests::{RedisServer, eventually, free_port, raw_connection, unique_prefix};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::layer::SubscriberExt as _;
 
 const DRIVERS: [DriverKind; 2] = [DriverKind::Multiplexed, DriverKind::Pool { max_size: 4 }];
 
@@ -640,85 +637,6 @@ async fn a_user_registry_receives_the_metrics() {
 }
 
 // ---------------------------------------------------------------------------------- spans
-
-/// One span or event seen by [`Capture`]: its name and its fields as text.
-#[derive(Debug, Clone)]
-struct Seen {
-    name: String,
-    is_span: bool,
-    fields: HashMap<String, String>,
-}
-
-/// A `tracing` layer that records every span (with fields recorded later) and event.
-#[derive(Clone, Default)]
-struct Capture {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    spans: Arc<Mutex<HashMap<u64, usize>>>,
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let mut fields = HashMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.push(Seen {
-            name: attrs.metadata().name().to_owned(),
-            is_span: true,
-            fields,
-        });
-        self.spans
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.into_u64(), seen.len() - 1);
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        let index = self
-            .spans
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id.into_u64())
-            .copied();
-        if let Some(i) = index {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            values.record(&mut Fields(&mut seen[i].fields));
-        }
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let mut fields = HashMap::new();
-        event.record(&mut Fields(&mut fields));
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Seen {
-                name: event.metadata().name().to_owned(),
-                is_span: false,
-                fields,
-            });
-    }
-}
-
-impl Capture {
-    fn seen(&self) -> Vec<Seen> {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
 
 /// The OpenTelemetry conventions of the spans: a failed command's status and its database as
 /// a string; no key on a cache span unless `record_keys(true)`.

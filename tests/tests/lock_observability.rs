@@ -1,73 +1,11 @@
 //! What the locks show: the `lock.acquire` and `lock.release` spans (target `redisx::lock`,
 //! the key only with `record_keys(true)`) and the `redisx_lock_*` metrics.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use redisx::lock::{LockConfig, LockOptions};
 use redisx::{ConnectionConfig, RedisX};
+use redisx_tests::spans::Capture;
 use redisx_tests::{RedisServer, unique_prefix};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
-
-/// One span seen by [`Capture`]: its name, target and fields as text.
-#[derive(Debug, Clone)]
-struct Seen {
-    name: String,
-    target: String,
-    fields: HashMap<String, String>,
-}
-
-/// A `tracing` layer that records every span, with the fields recorded later.
-#[derive(Clone, Default)]
-struct Capture {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    ids: Arc<Mutex<HashMap<u64, usize>>>,
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let mut fields = HashMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.push(Seen {
-            name: attrs.metadata().name().to_owned(),
-            target: attrs.metadata().target().to_owned(),
-            fields,
-        });
-        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        ids.insert(id.into_u64(), seen.len() - 1);
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        let ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&i) = ids.get(&id.into_u64()) {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            values.record(&mut Fields(&mut seen[i].fields));
-        }
-    }
-}
-
-impl Capture {
-    fn spans(&self, name: &str) -> Vec<Seen> {
-        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.iter().filter(|s| s.name == name).cloned().collect()
-    }
-}
+use tracing_subscriber::layer::SubscriberExt as _;
 
 async fn start(server: &RedisServer, record_keys: bool) -> RedisX {
     RedisX::builder()
@@ -81,10 +19,6 @@ async fn start(server: &RedisServer, record_keys: bool) -> RedisX {
         .build()
         .await
         .unwrap()
-}
-
-fn field<'a>(span: &'a Seen, name: &str) -> Option<&'a str> {
-    span.fields.get(name).map(String::as_str)
 }
 
 // One test in this binary: tests on other threads would race the callsites' interest cache.
@@ -106,15 +40,11 @@ async fn spans_carry_ttl_attempts_and_outcome_and_metrics_follow_the_locks() {
     assert_eq!(acquires.len(), 2, "{acquires:?}");
     let (ok, timed_out) = (&acquires[0], &acquires[1]);
     assert_eq!(ok.target, "redisx::lock");
-    assert_eq!(field(ok, "lock.ttl_ms"), Some("5000"));
-    assert_eq!(field(ok, "lock.attempts"), Some("1"));
-    assert_eq!(field(ok, "lock.acquired"), Some("true"));
-    assert_eq!(
-        field(timed_out, "lock.attempts"),
-        Some("2"),
-        "{timed_out:?}"
-    );
-    assert_eq!(field(timed_out, "lock.acquired"), Some("false"));
+    assert_eq!(ok.field("lock.ttl_ms"), Some("5000"));
+    assert_eq!(ok.field("lock.attempts"), Some("1"));
+    assert_eq!(ok.field("lock.acquired"), Some("true"));
+    assert_eq!(timed_out.field("lock.attempts"), Some("2"), "{timed_out:?}");
+    assert_eq!(timed_out.field("lock.acquired"), Some("false"));
     assert_eq!(busy.context_value("attempts"), Some("2"));
     assert!(
         acquires.iter().all(|s| !s.fields.contains_key("lock.key")),
@@ -122,7 +52,7 @@ async fn spans_carry_ttl_attempts_and_outcome_and_metrics_follow_the_locks() {
     );
     let releases = capture.spans("lock.release");
     assert_eq!(releases.len(), 1, "{releases:?}");
-    assert_eq!(field(&releases[0], "lock.released"), Some("true"));
+    assert_eq!(releases[0].field("lock.released"), Some("true"));
     rx.shutdown().await;
 
     let rx = start(&server, true).await;
@@ -134,7 +64,7 @@ async fn spans_carry_ttl_attempts_and_outcome_and_metrics_follow_the_locks() {
         .await
         .unwrap();
     let last = capture.spans("lock.acquire").pop().unwrap();
-    assert_eq!(field(&last, "lock.key"), Some("order:2"));
+    assert_eq!(last.field("lock.key"), Some("order:2"));
     rx.shutdown().await;
 
     check_metrics(&server).await;

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::config::Resolved;
-use super::guard::{Held, millis};
+use super::guard::{Held, Taken, millis};
 use super::stats::Outcome;
 use super::{
     FENCE_COUNTER_GRACE, LockCall, LockGuard, LockKeys, LockOptions, Locks, Shared, renew, scripts,
@@ -268,15 +268,17 @@ impl Locks {
         let fence = u64::try_from(reply.1).unwrap_or(0);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let held = Arc::new(Held::new(
-            id,
             shared.clone(),
-            key,
-            keys.clone(),
-            token,
-            fence,
-            sent,
-            plan.ttl,
-            plan.auto_renew,
+            Taken {
+                id,
+                key,
+                keys: keys.clone(),
+                token,
+                fence,
+                sent,
+                ttl: plan.ttl,
+                auto_renew: plan.auto_renew,
+            },
         ));
         shared.registry().insert(id, held.clone());
         renew::spawn(held.clone());

@@ -42,6 +42,19 @@ impl Timing {
     }
 }
 
+/// What an acquisition that took the lock learned: the lock's identity, its token and fence,
+/// and when the winning attempt was sent with which ttl.
+pub(crate) struct Taken<'a> {
+    pub(crate) id: u64,
+    pub(crate) key: &'a str,
+    pub(crate) keys: LockKeys,
+    pub(crate) token: String,
+    pub(crate) fence: u64,
+    pub(crate) sent: Instant,
+    pub(crate) ttl: Duration,
+    pub(crate) auto_renew: bool,
+}
+
 /// One held lock, shared by its guard, its renewal task and the plugin's registry.
 pub(crate) struct Held {
     pub(crate) id: u64,
@@ -59,31 +72,21 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        id: u64,
-        shared: Arc<Shared>,
-        key: &str,
-        keys: LockKeys,
-        token: String,
-        fence: u64,
-        sent: Instant,
-        ttl: Duration,
-        auto_renew: bool,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, taken: Taken<'_>) -> Self {
         shared.metrics.active.inc();
         Self {
-            id,
+            id: taken.id,
             shared,
-            key: key.to_owned(),
-            keys,
-            token,
-            fence,
-            acquired_at: sent,
-            auto_renew,
-            timing: Mutex::new(Timing::new(sent, ttl)),
+            key: taken.key.to_owned(),
+            keys: taken.keys,
+            token: taken.token,
+            fence: taken.fence,
+            acquired_at: taken.sent,
+            auto_renew: taken.auto_renew,
+            timing: Mutex::new(Timing::new(taken.sent, taken.ttl)),
             status: watch::Sender::new(Status::Held),
             changed: Notify::new(),
+            reported: AtomicBool::new(false),
         }
     }
 
