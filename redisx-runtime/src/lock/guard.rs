@@ -86,7 +86,6 @@ impl Held {
             timing: Mutex::new(Timing::new(taken.sent, taken.ttl)),
             status: watch::Sender::new(Status::Held),
             changed: Notify::new(),
-            reported: AtomicBool::new(false),
         }
     }
 
