@@ -12,9 +12,13 @@ use tracing_subscriber::layer::Context;
 /// One span or event seen by [`Capture`]: its name, target and fields as text.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The span's or event's name.
     pub name: String,
+    /// Its target (`redisx::cache`, `redisx::command`, ...).
     pub target: String,
+    /// A span (`true`) or an event.
     pub is_span: bool,
+    /// Its fields, as text (a span's include those recorded after it was created).
     pub fields: HashMap<String, String>,
 }
 
