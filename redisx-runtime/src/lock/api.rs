@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::config::Resolved;
 use super::guard::{Held, Taken, millis};
 use super::stats::Outcome;
+use super::wake::Waiter;
 use super::{
     FENCE_COUNTER_GRACE, LockCall, LockGuard, LockKeys, LockOptions, Locks, Shared, renew, scripts,
 };
@@ -198,7 +199,11 @@ impl Locks {
         out.map_err(|e| e.with_context("key", key))
     }
 
-    /// Attempts until acquired or out of attempts; also returns how many were made.
+    /// Attempts until acquired or out of attempts; also returns how many were made. Between
+    /// attempts the caller sleeps by the retry strategy, but a release of the lock (here or
+    /// elsewhere) ends the sleep for one waiter of this process, which tries again at once;
+    /// if that try loses, it sleeps out the rest of the same interval. Attempts on a release
+    /// spend no retry, and the waiting never outlasts what the strategy alone would.
     async fn attempts(
         &self,
         key: &str,
@@ -208,6 +213,11 @@ impl Locks {
     ) -> (Result<Result<LockGuard, u32>>, u32) {
         let budget_end = plan.wait.map(|w| Instant::now() + w);
         let mut made = 0u32;
+        // Full sleeps of the retry strategy so far.
+        let mut slept = 0u32;
+        let mut waiter: Option<Waiter<'_>> = None;
+        // The end of the sleep a release interrupted.
+        let mut until: Option<tokio::time::Instant> = None;
         loop {
             made = made.saturating_add(1);
             match self.attempt(key, keys, plan).await {
@@ -218,15 +228,27 @@ impl Locks {
             if attempts == Attempts::One {
                 return (Ok(Err(made)), made);
             }
-            let sleep = plan.retry.sleep(made, plan.jitter);
-            let more = match budget_end {
-                Some(end) => Instant::now() + sleep <= end,
-                None => made <= plan.retries,
+            let end = if let Some(end) = until {
+                end
+            } else {
+                let sleep = plan.retry.sleep(slept.saturating_add(1), plan.jitter);
+                let more = match budget_end {
+                    Some(end) => Instant::now() + sleep <= end,
+                    None => slept < plan.retries,
+                };
+                if !more {
+                    return (Ok(Err(made)), made);
+                }
+                tokio::time::Instant::now() + sleep
             };
-            if !more {
-                return (Ok(Err(made)), made);
+            let waiter = waiter.get_or_insert_with(|| self.inner.waiter(keys));
+            tokio::select! {
+                () = tokio::time::sleep_until(end) => {
+                    slept = slept.saturating_add(1);
+                    until = None;
+                }
+                () = waiter.released() => until = Some(end),
             }
-            tokio::time::sleep(sleep).await;
         }
     }
 

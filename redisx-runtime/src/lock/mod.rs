@@ -61,6 +61,7 @@ mod guard;
 mod renew;
 pub(crate) mod scripts;
 mod stats;
+mod wake;
 mod with;
 
 use std::collections::HashMap;
@@ -73,6 +74,7 @@ pub use guard::LockGuard;
 pub use stats::LockStats;
 pub use with::{LockCall, OnLost, fencing_token};
 
+use crate::cache::glob::glob_escape;
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
 use crate::key::{self, KeyBuilder};
@@ -80,6 +82,7 @@ use crate::life::Life;
 use crate::plugin::{Plugin, PluginContext, PluginFuture};
 use guard::Held;
 use stats::LockMetrics;
+use wake::{CHANNEL_SUFFIX, Waiter, Wakeups};
 
 /// How much longer than its lock a key's fence counter lives: its ttl is the lock's plus this,
 /// set by every acquisition and renewal.
@@ -121,6 +124,8 @@ pub(crate) struct Shared {
     /// The locks held (or being released after a drop), for the shutdown to release.
     held: Mutex<HashMap<u64, Arc<Held>>>,
     next_id: AtomicU64,
+    /// The callers waiting for a lock here, woken on its release.
+    wakeups: Wakeups,
 }
 
 impl std::fmt::Debug for Locks {
@@ -164,6 +169,7 @@ impl Locks {
                 life: ctx.life.clone(),
                 held: Mutex::default(),
                 next_id: AtomicU64::new(0),
+                wakeups: Wakeups::default(),
             }),
         })
     }
@@ -240,7 +246,7 @@ impl Shared {
             .with_context("key", key.escape_debug().to_string()));
         }
         Ok(LockKeys {
-            channel: format!("{lock}:released"),
+            channel: format!("{lock}{CHANNEL_SUFFIX}"),
             lock,
             fence,
         })
@@ -259,7 +265,20 @@ impl Shared {
                 &[token, keys.channel.as_str(), message],
             )
             .await?;
+        if n == 1 {
+            self.wakeups.wake(&keys.lock);
+        }
         Ok(n == 1)
+    }
+
+    /// Queues a caller on the lock of `keys`, subscribing this runtime to release messages
+    /// first (once; without a client there is nothing to wait for, the attempt failed).
+    fn waiter(self: &Arc<Self>, keys: &LockKeys) -> Waiter<'_> {
+        if let Some(client) = &self.client {
+            let pattern = format!("{}*{CHANNEL_SUFFIX}", glob_escape(&self.keys.full("")));
+            self.wakeups.listen(self, client, pattern);
+        }
+        self.wakeups.wait(&keys.lock)
     }
 }
 
@@ -280,6 +299,7 @@ impl Plugin for Locks {
 
     fn stop(&self, deadline: tokio::time::Instant) -> PluginFuture<'_, ()> {
         Box::pin(async move {
+            self.inner.wakeups.stop();
             let held: Vec<Arc<Held>> = self.inner.registry().drain().map(|(_, h)| h).collect();
             let releases = held.iter().map(|h| async move {
                 h.stop_for_shutdown();

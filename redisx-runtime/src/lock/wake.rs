@@ -1,0 +1,169 @@
+//! Waking the callers that wait for a lock when it is released, instead of letting them sleep
+//! through their backoff.
+//!
+//! Callers of this process that wait on one key share one [`Notify`]: a release wakes one of
+//! them (`notify_one`), which tries again while the others keep waiting, so a release sends
+//! one attempt to Redis per process, not one per waiter. Releases by this process wake it
+//! directly; releases elsewhere arrive as the release script's message on the lock's channel
+//! (`{lock key}:released`), received by one pattern subscription per runtime, opened when a
+//! caller first waits. A lost message (a reconnect, a holder whose lock expired instead of
+//! being released) only means the waiter retries on its backoff: the retry strategy stays the
+//! bound.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::sync::Notify;
+
+use super::Shared;
+use crate::client::Client;
+use crate::life::watched;
+
+/// The channels' suffix after the lock key.
+pub(crate) const CHANNEL_SUFFIX: &str = ":released";
+
+/// The waiters of one runtime, by full lock key.
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Set once the pattern subscription was started.
+    listening: AtomicBool,
+    /// Ends the subscription (the plugin's stop).
+    stop: Arc<Notify>,
+}
+
+struct Slot {
+    notify: Arc<Notify>,
+    waiters: usize,
+}
+
+/// One caller waiting on a lock; leaves the queue when dropped.
+pub(crate) struct Waiter<'a> {
+    wakeups: &'a Wakeups,
+    lock: String,
+    notify: Arc<Notify>,
+}
+
+impl Waiter<'_> {
+    /// Resolves when the lock is released (here or elsewhere), or at once when a release
+    /// arrived since the last wait.
+    pub(crate) async fn released(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.wakeups.slots();
+        if let Some(slot) = slots.get_mut(&self.lock) {
+            slot.waiters -= 1;
+            if slot.waiters == 0 {
+                slots.remove(&self.lock);
+            }
+        }
+    }
+}
+
+impl Wakeups {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a caller on the lock `lock` (its full key).
+    pub(crate) fn wait(&self, lock: &str) -> Waiter<'_> {
+        let mut slots = self.slots();
+        let slot = slots.entry(lock.to_owned()).or_insert_with(|| Slot {
+            notify: Arc::new(Notify::new()),
+            waiters: 0,
+        });
+        slot.waiters += 1;
+        Waiter {
+            wakeups: self,
+            lock: lock.to_owned(),
+            notify: slot.notify.clone(),
+        }
+    }
+
+    /// The lock `lock` was released: one of its waiters here tries again.
+    pub(crate) fn wake(&self, lock: &str) {
+        if let Some(slot) = self.slots().get(lock) {
+            slot.notify.notify_one();
+        }
+    }
+
+    /// Ends the subscription.
+    pub(crate) fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    /// Starts the subscription to every lock channel of the runtime (`pattern`), once.
+    pub(crate) fn listen(&self, shared: &Arc<Shared>, client: &Client, pattern: String) {
+        if self.listening.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let task = listen(
+            Arc::downgrade(shared),
+            client.clone(),
+            pattern,
+            self.stop.clone(),
+        );
+        tokio::spawn(watched(
+            shared.life.guard("the locks' release listener"),
+            task,
+        ));
+    }
+}
+
+/// Receives release messages and wakes the waiters of their locks; resubscribes with backoff
+/// when the connection drops, until the plugin stops or the service is gone.
+async fn listen(shared: Weak<Shared>, client: Client, pattern: String, stop: Arc<Notify>) {
+    let mut failures: u32 = 0;
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.pubsub().await?;
+            pubsub.psubscribe(&pattern).await?;
+            Ok::<_, crate::error::Error>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            () = stop.notified() => return,
+            r = subscribed => r,
+        };
+        match pubsub {
+            Ok(pubsub) => {
+                failures = 0;
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    let msg = tokio::select! {
+                        () = stop.notified() => return,
+                        msg = messages.next() => msg,
+                    };
+                    let Some(msg) = msg else { break };
+                    let Some(shared) = shared.upgrade() else {
+                        return;
+                    };
+                    if let Some(lock) = msg.get_channel_name().strip_suffix(CHANNEL_SUFFIX) {
+                        shared.wakeups.wake(lock);
+                    }
+                }
+                tracing::debug!(target: "redisx::lock", "the release listener's connection closed; resubscribing");
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(target: "redisx::lock", error = %format_args!("{e:#}"), "the lock release listener cannot subscribe; waiters fall back to their retry strategy until it can");
+                }
+            }
+        }
+        if shared.strong_count() == 0 {
+            return;
+        }
+        let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));
+        tokio::select! {
+            () = stop.notified() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+    }
+}

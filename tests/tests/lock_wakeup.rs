@@ -1,0 +1,113 @@
+//! Waiters are woken by a release instead of sleeping through their backoff: released in the
+//! same runtime (the local queue) or by another runtime (the release message over pub/sub).
+//! Each waiter's next scheduled retry is 20 s away; acquiring within a few seconds shows the
+//! release woke it (the bound is generous, not a latency).
+
+use std::time::Duration;
+
+use redisx::RedisX;
+use redisx::lock::{LockConfig, LockOptions, RetryStrategy};
+use redisx_tests::lock::lock_runtime;
+use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+
+/// A waiter whose only retry comes 20 s after its first attempt.
+fn patient() -> LockOptions {
+    LockOptions::new()
+        .retry(RetryStrategy::Fixed(Duration::from_secs(20)))
+        .jitter(false)
+        .retries(1)
+}
+
+/// Waits (generously) for `waiter` to get the lock `key` that `holder` holds now, after
+/// `holder` releases it. Returns the waiter's fencing token.
+async fn handed_over(server: &RedisServer, holder: &RedisX, waiter: &RedisX, key: &str) -> u64 {
+    let held = holder
+        .locks()
+        .acquire(key, &LockOptions::new())
+        .await
+        .unwrap();
+    let locks = waiter.locks().clone();
+    let owned = key.to_owned();
+    let waiting = tokio::spawn(async move { locks.acquire(&owned, &patient()).await });
+    // The waiter's first attempt failed and its release listener is subscribed.
+    let conn = raw_connection(&server.url()).await;
+    let subscribed = eventually(Duration::from_secs(2), Duration::from_millis(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let n: i64 = redis::cmd("PUBSUB")
+                .arg("NUMPAT")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            n >= 1
+        }
+    })
+    .await;
+    assert!(subscribed, "the waiter subscribed to release messages");
+    let fence = held.fencing_token();
+    held.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiter got the lock long before its next scheduled retry (20 s)")
+        .unwrap()
+        .expect("acquired");
+    assert!(guard.fencing_token() > fence);
+    let token = guard.fencing_token();
+    guard.release().await.unwrap();
+    token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_in_the_same_runtime_wakes_a_waiter() {
+    let server = RedisServer::start();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("wake_local"),
+        LockConfig::default(),
+    )
+    .await;
+    handed_over(&server, &rx, &rx, "job").await;
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_by_another_instance_wakes_a_waiter_through_pub_sub() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("wake_remote");
+    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    handed_over(&server, &b, &a, "job").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_expires_without_a_release_is_taken_on_the_backoff() {
+    let server = RedisServer::start();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("wake_expiry"),
+        LockConfig::default(),
+    )
+    .await;
+    // Held without renewal: it lapses after 300 ms and nobody publishes a release.
+    let held = rx
+        .locks()
+        .acquire(
+            "job",
+            &LockOptions::new()
+                .ttl(Duration::from_millis(300))
+                .auto_renew(false),
+        )
+        .await
+        .unwrap();
+    let opts = LockOptions::new()
+        .retry(RetryStrategy::Fixed(Duration::from_millis(100)))
+        .jitter(false)
+        .wait(Duration::from_secs(5));
+    let guard = rx.locks().acquire("job", &opts).await.unwrap();
+    assert!(guard.fencing_token() > held.fencing_token());
+    guard.release().await.unwrap();
+    drop(held);
+    rx.shutdown().await;
+}
