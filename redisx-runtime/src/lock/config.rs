@@ -83,7 +83,8 @@ pub const MIN_TTL: Duration = Duration::from_millis(10);
 
 /// Configuration of the lock plugin (`rx.locks()`), set on the builder with
 /// [`RedisXBuilder::locks`](crate::RedisXBuilder::locks). Every option is set by a method of
-/// its name and read back with `_value`.
+/// its name and read back with `_value`. With the `serde` feature it also loads from a config
+/// file's table, by the same names (see its `Deserialize` impl).
 ///
 /// ```
 /// use std::time::Duration;

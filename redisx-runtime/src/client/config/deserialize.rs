@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use super::{ConnectionConfig, DriverKind, ReconnectPolicy};
 use crate::cache::{CacheConfig, CacheMode, StampedeConfig, StampedeFallback};
 use crate::codec::CodecKind;
+use crate::lock::{LockConfig, RetryStrategy};
 
 /// Parses `"150ms"`, `"5s"`, `"1m30s"`: one or more whole numbers, each followed by a unit
 /// (`ms`, `s`, `m`, `h`, `d`).
@@ -380,6 +381,66 @@ impl<'de> Deserialize<'de> for CacheConfig {
         c.tag_index_prefix = t.tag_index_prefix.unwrap_or(c.tag_index_prefix);
         c.max_tags_per_key = t.max_tags_per_key.unwrap_or(c.max_tags_per_key);
         c.invalidation = t.invalidation.unwrap_or(c.invalidation);
+        Ok(c)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RetryRepr {
+    Fixed { delay: Dur },
+    Linear { step: Dur, max: Dur },
+    Exponential { initial: Dur, max: Dur },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockTable {
+    default_ttl: Option<Dur>,
+    max_ttl: Option<Dur>,
+    key_prefix: Option<String>,
+    client: Option<String>,
+    retry: Option<RetryRepr>,
+    jitter: Option<bool>,
+    retries: Option<u32>,
+    wait: Option<Dur>,
+    auto_renew: Option<bool>,
+    max_key_len: Option<usize>,
+}
+
+/// A table of the options by their setters' names: durations are strings, `retry` is one of
+/// `{ fixed = { delay = "50ms" } }`, `{ linear = { step = "50ms", max = "1s" } }` or
+/// `{ exponential = { initial = "100ms", max = "3s" } }`; absent fields keep their defaults.
+/// The build validates it (a `default_ttl` over `max_ttl` is `CFG_INVALID`).
+///
+/// ```toml
+/// [locks]
+/// default_ttl = "10s"
+/// retries = 5
+/// retry = { exponential = { initial = "50ms", max = "2s" } }
+/// ```
+impl<'de> Deserialize<'de> for LockConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = LockTable::deserialize(d)?;
+        let mut c = Self::default();
+        c.default_ttl = dur(t.default_ttl).unwrap_or(c.default_ttl);
+        c.max_ttl = dur(t.max_ttl).unwrap_or(c.max_ttl);
+        c.key_prefix = t.key_prefix.unwrap_or(c.key_prefix);
+        c.client = t.client.or(c.client);
+        if let Some(r) = t.retry {
+            c.retry = match r {
+                RetryRepr::Fixed { delay } => RetryStrategy::Fixed(delay.0),
+                RetryRepr::Linear { step, max } => RetryStrategy::Linear(step.0, max.0),
+                RetryRepr::Exponential { initial, max } => {
+                    RetryStrategy::Exponential(initial.0, max.0)
+                }
+            };
+        }
+        c.jitter = t.jitter.unwrap_or(c.jitter);
+        c.retries = t.retries.unwrap_or(c.retries);
+        c.wait = dur(t.wait).or(c.wait);
+        c.auto_renew = t.auto_renew.unwrap_or(c.auto_renew);
+        c.max_key_len = t.max_key_len.unwrap_or(c.max_key_len);
         Ok(c)
     }
 }

@@ -164,3 +164,35 @@ fn a_cache_config_loads_from_a_table() {
     let err = from_json::<CacheConfig>(r#"{ "mode": "l3" }"#).unwrap_err();
     assert!(err.contains("unknown variant"), "{err}");
 }
+
+#[test]
+fn a_lock_config_loads_from_a_table() {
+    let cfg: LockConfig = from_json(
+        r#"{"default_ttl": "10s", "max_ttl": "1m", "key_prefix": "mutex:", "client": "coord",
+            "retry": {"linear": {"step": "50ms", "max": "1s"}}, "jitter": false,
+            "retries": 5, "wait": "2s", "auto_renew": false, "max_key_len": 256}"#,
+    )
+    .unwrap();
+    let ms = Duration::from_millis;
+    assert_eq!(cfg.default_ttl_value(), Duration::from_secs(10));
+    assert_eq!(cfg.max_ttl_value(), Duration::from_secs(60));
+    assert_eq!(cfg.key_prefix_value(), "mutex:");
+    assert_eq!(cfg.client_value(), Some("coord"));
+    assert_eq!(cfg.retry_value(), RetryStrategy::Linear(ms(50), ms(1000)));
+    assert!(!cfg.jitter_value() && !cfg.auto_renew_value());
+    assert_eq!(cfg.retries_value(), 5);
+    assert_eq!(cfg.wait_value(), Some(Duration::from_secs(2)));
+    assert_eq!(cfg.max_key_len_value(), 256);
+
+    let empty: LockConfig = from_json("{}").unwrap();
+    assert_eq!(empty, LockConfig::default());
+    let fixed: LockConfig = from_json(r#"{"retry": {"fixed": {"delay": "5ms"}}}"#).unwrap();
+    assert_eq!(fixed.retry_value(), RetryStrategy::Fixed(ms(5)));
+
+    let err = from_json::<LockConfig>(r#"{"ttl": "1s"}"#).unwrap_err();
+    assert!(err.contains("unknown field `ttl`"), "{err}");
+    let err = from_json::<LockConfig>(r#"{"retry": {"random": {}}}"#).unwrap_err();
+    assert!(err.contains("unknown variant `random`"), "{err}");
+    let err = from_json::<LockConfig>(r#"{"wait": "soon"}"#).unwrap_err();
+    assert!(err.contains("invalid duration"), "{err}");
+}
