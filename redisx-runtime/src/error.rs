@@ -89,6 +89,9 @@ pub enum ErrorCode {
     LockExtensionFailed,
     /// A lock expired while it was held.
     LockExpired,
+    /// A lock key is empty, too long, holds control characters, or has braces that would
+    /// split the lock from its fence counter across cluster slots.
+    LockKeyInvalid,
     /// A rate limit was exceeded.
     RateLimitExceeded,
     /// A rate-limit script failed.
@@ -148,6 +151,7 @@ impl ErrorCode {
             Self::LockNotOwned => "LOCK_NOT_OWNED",
             Self::LockExtensionFailed => "LOCK_EXTENSION_FAILED",
             Self::LockExpired => "LOCK_EXPIRED",
+            Self::LockKeyInvalid => "LOCK_KEY_INVALID",
             Self::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             Self::RateLimitScriptError => "RATE_LIMIT_SCRIPT_ERROR",
             Self::IdempotencyKeyInvalid => "IDEMPOTENCY_KEY_INVALID",
@@ -196,7 +200,8 @@ impl ErrorCode {
             | Self::LockAcquisitionTimeout
             | Self::LockNotOwned
             | Self::LockExtensionFailed
-            | Self::LockExpired => "lock",
+            | Self::LockExpired
+            | Self::LockKeyInvalid => "lock",
             Self::RateLimitExceeded | Self::RateLimitScriptError => "rate_limit",
             Self::IdempotencyKeyInvalid
             | Self::IdempotencyInProgress

@@ -186,12 +186,13 @@ async fn bad_keys_and_ttls_are_refused_before_redis() {
         .acquire("", &LockOptions::new())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::CacheKeyInvalid, "{err}");
+    assert_eq!(err.code(), ErrorCode::LockKeyInvalid, "{err}");
     let err = rx
         .locks()
         .acquire("}x", &LockOptions::new())
         .await
         .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LockKeyInvalid, "{err}");
     assert!(err.message().contains("hash tag"), "{err}");
     let guard = rx
         .locks()
