@@ -21,13 +21,19 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// assert!(validate("bad\nkey", 1024).is_err());
 /// assert!(validate(&"x".repeat(1025), 1024).is_err());
 /// ```
+#[inline]
 pub fn validate(key: &str, max_len: usize) -> Result<()> {
+    check(key, max_len, ErrorCode::CacheKeyInvalid)
+}
+
+/// [`validate`], failing with `code` (each plugin reports its own keys).
+pub(crate) fn check(key: &str, max_len: usize, code: ErrorCode) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::new(ErrorCode::CacheKeyInvalid, "the key is empty"));
+        return Err(Error::new(code, "the key is empty"));
     }
     if key.len() > max_len {
         return Err(Error::new(
-            ErrorCode::CacheKeyInvalid,
+            code,
             format!(
                 "the key is {} bytes long; the limit is {max_len}",
                 key.len()
@@ -40,7 +46,7 @@ pub fn validate(key: &str, max_len: usize) -> Result<()> {
     let suspect = key.bytes().any(|b| b < 0x20 || b == 0x7F || b == 0xC2);
     if suspect && let Some((i, c)) = key.char_indices().find(|(_, c)| c.is_control()) {
         return Err(Error::new(
-            ErrorCode::CacheKeyInvalid,
+            code,
             format!("the key contains the control character {c:?} at byte {i}"),
         )
         .with_context("key", key.escape_debug().to_string()));

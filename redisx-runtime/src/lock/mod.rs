@@ -233,13 +233,7 @@ impl Shared {
     /// Checks `key` and builds its keys. The lock key and its fence counter must hash to one
     /// cluster slot: a key whose braces would break the hash tag is refused.
     fn lock_keys(&self, key: &str) -> Result<LockKeys> {
-        key::validate(key, self.cfg.max_key_len).map_err(|e| {
-            let err = Error::new(ErrorCode::LockKeyInvalid, e.message().to_owned());
-            match e.context_value("key") {
-                Some(k) => err.with_context("key", k.to_owned()),
-                None => err,
-            }
-        })?;
+        key::check(key, self.cfg.max_key_len, ErrorCode::LockKeyInvalid)?;
         let lock = self.keys.full(&key::tagged(key));
         let fence = format!("{lock}:fence");
         if (key.contains(['{', '}']) || self.keys.prefix().contains(['{', '}']))
