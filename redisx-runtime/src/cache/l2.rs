@@ -121,6 +121,23 @@ pub(crate) async fn scan_pages<T: redis::FromRedisValue>(
     }
 }
 
+/// Every key matching the glob `pattern` (`SCAN MATCH`, never `KEYS`), as bytes (a key another
+/// program wrote need not be UTF-8, and must not make the scan fail), sorted, without
+/// duplicates.
+pub(crate) async fn scan_match(client: &Client, pattern: &str) -> Result<Vec<Vec<u8>>> {
+    let keys = scan_pages(client, "SCAN", |cursor| {
+        redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+    })
+    .await?;
+    Ok(sorted(keys))
+}
+
 /// `items` sorted, without duplicates.
 pub(crate) fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
     items.sort_unstable();
@@ -411,17 +428,7 @@ impl Cache {
     /// program wrote under the prefix need not be UTF-8, and must not make the scan fail.
     pub(crate) async fn scan(&self, client: &Client, pattern: &str) -> Result<Vec<Vec<u8>>> {
         let pat = format!("{}{pattern}", glob_escape(self.inner.keys.prefix()));
-        let keys = scan_pages(client, "SCAN", |cursor| {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pat)
-                .arg("COUNT")
-                .arg(1000)
-                .clone()
-        })
-        .await?;
-        Ok(sorted(keys))
+        scan_match(client, &pat).await
     }
 }
 

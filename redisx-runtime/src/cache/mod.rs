@@ -48,6 +48,8 @@ pub(crate) mod glob;
 mod invalidation;
 pub(crate) mod l1;
 mod l2;
+#[cfg(all(feature = "test-util", unix))]
+pub(crate) use l2::scan_match;
 mod load;
 mod local;
 pub(crate) mod scripts;

@@ -10,7 +10,8 @@ use futures_util::FutureExt as _;
 
 use super::{RedisServer, unique_prefix};
 use crate::cache::glob::glob_escape;
-use crate::{CacheConfig, ConnectionConfig, RedisX, RedisXBuilder, redis};
+use crate::cache::scan_match;
+use crate::{CacheConfig, ConnectionConfig, RedisX, RedisXBuilder};
 
 /// How [`run`] sets a test up; built by `#[redisx::test]` from its arguments.
 ///
@@ -180,29 +181,10 @@ where
         .block_on(run(options, body))
 }
 
-/// Deletes every key whose name starts with `prefix` (`SCAN MATCH` with the prefix escaped,
-/// then `UNLINK` per batch).
+/// Deletes every key whose name starts with `prefix`: the cache's `SCAN MATCH` (the prefix
+/// escaped) and its `UNLINK` per cluster slot and chunk.
 async fn delete_prefixed(rx: &RedisX, prefix: &str) -> crate::Result<()> {
     let client = rx.client();
-    let pattern = format!("{}*", glob_escape(prefix));
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = client
-            .query(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000),
-            )
-            .await?;
-        if !keys.is_empty() {
-            client.query::<()>(redis::cmd("UNLINK").arg(&keys)).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    let keys = scan_match(&client, &format!("{}*", glob_escape(prefix))).await?;
+    rx.cache().unlink(&client, &keys).await.map(drop)
 }
