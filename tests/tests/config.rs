@@ -264,18 +264,6 @@ async fn resp3_is_opt_in() {
     }
 }
 
-/// Stops (`SIGSTOP`) or resumes (`SIGCONT`) a server process: a stopped server accepts TCP
-/// connections (the kernel does) but never answers, as a hung server would.
-fn signal(server: &RedisServer, sig: &str) {
-    let pid = server.pid().expect("a running owned server");
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig} {pid} failed");
-}
-
 /// A pool client whose own connect and command timeouts are far longer than the pool
 /// timeouts under test, so that only those can end a checkout.
 fn slow_pool(server: &RedisServer) -> ConnectionConfig {
@@ -307,9 +295,9 @@ async fn pool_recycle_and_create_timeouts_end_a_checkout_on_a_hung_server() {
         .await
         .unwrap();
     rx.client().ping().await.expect("the pool works");
-    signal(&server, "-STOP");
+    server.pause();
     let result = tokio::time::timeout(HANG_GUARD, rx.client().ping()).await;
-    signal(&server, "-CONT");
+    server.resume();
     let err = result
         .expect("the pool timeouts end the checkout")
         .unwrap_err();
@@ -331,7 +319,7 @@ async fn pool_wait_timeout_ends_the_wait_for_a_busy_pool() {
         .await
         .unwrap();
     rx.client().ping().await.expect("the pool works");
-    signal(&server, "-STOP");
+    server.pause();
     let busy = tokio::spawn({
         let client = rx.client();
         async move { client.ping().await }
@@ -340,7 +328,7 @@ async fn pool_wait_timeout_ends_the_wait_for_a_busy_pool() {
     // connection, before this one resumes.
     tokio::task::yield_now().await;
     let result = tokio::time::timeout(HANG_GUARD, rx.client().ping()).await;
-    signal(&server, "-CONT");
+    server.resume();
     let err = result.expect("the wait timeout ends the wait").unwrap_err();
     assert_eq!(err.code(), ErrorCode::ConnectionTimeout, "{err}");
     assert!(err.to_string().contains("Wait"), "{err}");

@@ -99,15 +99,6 @@ async fn shutdown_releases_every_held_lock_even_when_one_release_fails() {
     assert!(rx.is_shut_down());
 }
 
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(sig)
-        .arg(pid.to_string())
-        .status()
-        .expect("runs kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_acquisition_leaves_no_lock_behind() {
     let server = RedisServer::start_owned();
@@ -120,14 +111,13 @@ async fn a_cancelled_acquisition_leaves_no_lock_behind() {
     let raw = raw_connection(&server.url()).await;
     let lock_key = rx.locks().full_key("job");
     let fence_key = format!("{lock_key}:fence");
-    let pid = server.pid().expect("an owned server");
 
     // The attempt is sent to a paused server, and the caller gives up before the reply.
-    signal(pid, "-STOP");
+    server.pause();
     let opts = LockOptions::new();
     let cancelled =
         tokio::time::timeout(Duration::from_millis(100), rx.locks().acquire("job", &opts)).await;
-    signal(pid, "-CONT");
+    server.resume();
     assert!(cancelled.is_err(), "the caller gave up first");
 
     // The server ran the attempt once resumed (its fence counter is there), and the abandoned

@@ -1,7 +1,6 @@
 //! Auto-renewal and the loss signal: a 300 ms lock kept through a 2 s body; a key deleted from
 //! outside, and a Redis that stops answering (SIGSTOP), both fire `lost()`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -106,22 +105,13 @@ async fn a_key_deleted_from_outside_fires_lost() {
     rx.shutdown().await;
 }
 
-/// Sends `SIGCONT` to the paused server when dropped, also when the test fails.
-struct Resume(u32);
+/// Resumes the paused server when dropped, also when the test fails.
+struct Resume<'a>(&'a RedisServer);
 
-impl Drop for Resume {
+impl Drop for Resume<'_> {
     fn drop(&mut self) {
-        signal(self.0, "-CONT");
+        self.0.resume();
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .arg(sig)
-        .arg(pid.to_string())
-        .status()
-        .expect("runs kill");
-    assert!(status.success(), "kill {sig} {pid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,9 +128,8 @@ async fn a_redis_that_stops_answering_fires_lost_by_the_local_deadline() {
         .acquire("job", &LockOptions::new().ttl(TTL))
         .await
         .unwrap();
-    let pid = server.pid().expect("an owned, running server");
-    signal(pid, "-STOP");
-    let resume = Resume(pid);
+    server.pause();
+    let resume = Resume(&server);
 
     // Redis cannot answer while paused: only the local validity deadline can fire lost().
     tokio::time::timeout(WITHIN, guard.lost())

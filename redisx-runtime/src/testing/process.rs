@@ -237,6 +237,20 @@ impl Watched {
         }
     }
 
+    /// Sends the signal `sig` (`STOP`, `CONT`, ...) to the process with the `kill` command.
+    ///
+    /// # Panics
+    /// When `kill` cannot run or fails.
+    pub(crate) fn signal(&self, sig: &str) {
+        let pid = self.pid();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run `kill` ({e})"))
+            .success();
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
+
     /// Kills the process (`SIGKILL`) and reaps it. The pipe is closed first so that the watchdog
     /// signals the process while it is still this process's (unreaped) child; a direct `SIGKILL`
     /// follows only if the watchdog is gone.

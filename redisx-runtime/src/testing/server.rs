@@ -497,6 +497,39 @@ impl RedisServer {
         self.start_again();
     }
 
+    /// Pauses the server (`SIGSTOP`): it still accepts TCP connections (the kernel does) but
+    /// answers nothing, as a hung server would, until [`resume`](Self::resume).
+    ///
+    /// ```no_run
+    /// use redisx_runtime::testing::RedisServer;
+    ///
+    /// let server = RedisServer::start_owned();
+    /// server.pause();
+    /// // ... a call now runs into its timeouts ...
+    /// server.resume();
+    /// ```
+    ///
+    /// # Panics
+    /// On a `REDISX_TEST_URL` handle, when the server is stopped, or when `kill` fails.
+    pub fn pause(&self) {
+        self.running("pause").signal("STOP");
+    }
+
+    /// Lets a paused server go on (`SIGCONT`); see [`pause`](Self::pause).
+    ///
+    /// # Panics
+    /// On a `REDISX_TEST_URL` handle, when the server is stopped, or when `kill` fails.
+    pub fn resume(&self) {
+        self.running("resume").signal("CONT");
+    }
+
+    fn running(&self, what: &str) -> &Watched {
+        self.owned(what)
+            .process
+            .as_ref()
+            .unwrap_or_else(|| panic!("RedisServer::{what}: the server is stopped"))
+    }
+
     fn owned(&self, what: &str) -> &Owned {
         match &self.inner {
             Inner::Owned(owned) => owned,
