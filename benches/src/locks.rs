@@ -2,7 +2,7 @@
 //!
 //! | bench | ours | floor | peers |
 //! |---|---|---|---|
-//! | `locks.acquire_release` | `rx.locks().acquire` + `LockGuard::release` with the default options (auto-renew on), one key, sequential | redis-rs `SET NX PX` + the compare-and-delete script (`EVALSHA`, loaded once) | `rslock` `lock` + `unlock`; ours with auto-renew off |
+//! | `locks.acquire_release` | `rx.locks().acquire` + `LockGuard::release` with the default options (auto-renew on), one key, sequential | redis-rs `SET NX PX` + the compare-and-delete script (`EVALSHA`, loaded once) | `rslock` `lock` + `unlock`; ours' own two scripts sent raw by redis-rs (the server's share of the fencing token and the release message, without our client side); ours with auto-renew off |
 //! | `locks.contended` | 64 tasks over 8 keys, each looping acquire → critical section → release, a fixed 1 ms retry without jitter | the same loop raw: `SET NX PX`, a 1 ms sleep after a failed attempt, the release script | `rslock` `acquire_no_guard` (its own retry: 3 attempts 0–200 ms apart, then again) + `unlock` |
 //!
 //! Every side talks to the same server over one multiplexed connection (ours through its
@@ -42,6 +42,9 @@ const WAIT: Duration = Duration::from_secs(60);
 const KEY: &str = "bench:acquire_release";
 /// The floor's release script.
 const FLOOR_RELEASE: &str = include_str!("lua/floor_release.lua");
+/// Ours' acquire and release scripts, sent raw by the fenced floor.
+const OURS_ACQUIRE: &str = include_str!("../../redisx-runtime/src/lock/lua/acquire.lua");
+const OURS_RELEASE: &str = include_str!("../../redisx-runtime/src/lock/lua/release.lua");
 
 /// Runs the suite; returns every comparison, each already printed as a JSON line when its
 /// bench finished.
@@ -94,7 +97,21 @@ fn ttl(rx: &RedisX) -> Duration {
 struct Floor {
     conn: MultiplexedConnection,
     release_sha: Arc<str>,
+    /// Ours' scripts, loaded for the fenced floor.
+    fenced_acquire_sha: Arc<str>,
+    fenced_release_sha: Arc<str>,
     ttl_ms: u64,
+}
+
+/// `SCRIPT LOAD` of `body`: its sha.
+async fn load(conn: &mut MultiplexedConnection, body: &str) -> Arc<str> {
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(body)
+        .query_async(conn)
+        .await
+        .expect("SCRIPT LOAD of a bench script");
+    sha.into()
 }
 
 impl Floor {
@@ -104,15 +121,11 @@ impl Floor {
             .get_multiplexed_async_connection()
             .await
             .unwrap_or_else(|e| panic!("cannot connect redis-rs to {}: {e}", ctx.url));
-        let sha: String = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(FLOOR_RELEASE)
-            .query_async(&mut conn)
-            .await
-            .expect("SCRIPT LOAD of the floor's release script");
         Self {
+            release_sha: load(&mut conn, FLOOR_RELEASE).await,
+            fenced_acquire_sha: load(&mut conn, OURS_ACQUIRE).await,
+            fenced_release_sha: load(&mut conn, OURS_RELEASE).await,
             conn,
-            release_sha: sha.into(),
             ttl_ms: u64::try_from(ttl.as_millis()).expect("the ttl fits in u64 milliseconds"),
         }
     }
@@ -135,6 +148,39 @@ impl Floor {
             .await
             .expect("SET NX PX");
         matches!(reply, redis::Value::Okay).then_some(token)
+    }
+
+    /// One attempt with ours' acquire script (the lock and its fencing token): the owner
+    /// token and the fencing token when the lock was taken.
+    async fn try_acquire_fenced(&mut self, key: &str, fence: &str) -> Option<(String, u64)> {
+        let token = token();
+        let (taken, value): (i64, u64) = redis::cmd("EVALSHA")
+            .arg(&*self.fenced_acquire_sha)
+            .arg(2)
+            .arg(key)
+            .arg(fence)
+            .arg(&token)
+            .arg(self.ttl_ms)
+            .arg(self.ttl_ms + 3_600_000)
+            .query_async(&mut self.conn)
+            .await
+            .expect("EVALSHA of ours' acquire script");
+        (taken == 1).then_some((token, value))
+    }
+
+    /// Ours' release script (the compare, the `DEL` and the release message).
+    async fn release_fenced(&mut self, key: &str, channel: &str, token: &str, fence: u64) -> bool {
+        let n: i64 = redis::cmd("EVALSHA")
+            .arg(&*self.fenced_release_sha)
+            .arg(1)
+            .arg(key)
+            .arg(token)
+            .arg(channel)
+            .arg(fence)
+            .query_async(&mut self.conn)
+            .await
+            .expect("EVALSHA of ours' release script");
+        n == 1
     }
 
     /// The release script: whether the lock was still `token`'s.
@@ -194,6 +240,29 @@ async fn acquire_release(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
             }
         })
     };
+    let fenced_side = {
+        let floor = Floor::new(ctx, ttl).await;
+        let key = Floor::key(ctx, "fenced");
+        let (fence, channel) = (format!("{key}:fence"), format!("{key}:released"));
+        Side::new("redis-rs, ours' acquire + release scripts", move |ops| {
+            let (mut floor, key, fence, channel) =
+                (floor.clone(), key.clone(), fence.clone(), channel.clone());
+            async move {
+                let start = Instant::now();
+                for _ in 0..ops {
+                    let (token, value) = floor
+                        .try_acquire_fenced(&key, &fence)
+                        .await
+                        .expect("the key is free");
+                    assert!(
+                        floor.release_fenced(&key, &channel, &token, value).await,
+                        "the fenced floor lost its lock"
+                    );
+                }
+                start.elapsed()
+            }
+        })
+    };
     let peer_side = {
         let (peer, key) = (rslock(ctx), rslock_key(ctx, KEY));
         Side::new("rslock lock + unlock", move |ops| {
@@ -216,7 +285,7 @@ async fn acquire_release(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
         Unit::UsPerOp,
         &ctx.settings,
         ours,
-        vec![floor_side, peer_side, ours_no_renew],
+        vec![floor_side, peer_side, fenced_side, ours_no_renew],
     )
     .await
 }

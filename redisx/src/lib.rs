@@ -44,8 +44,8 @@
 //! - [`ConnectionConfig`]: one Redis server (URL, TLS, ACL user, timeouts, reconnect, driver).
 //! - [`Cache`] (`rx.cache()`): the cache service; [`cached`] is sugar over
 //!   [`Cache::get_or_load_using`].
-//! - [`Locks`] (`rx.locks()`): distributed locks with auto-renewal, a loss signal and fencing
-//!   tokens ([`lock`]).
+//! - [`Locks`] (`rx.locks()`): distributed locks and semaphores with auto-renewal, a loss
+//!   signal and fencing tokens ([`lock`]).
 //! - [`Plugin`]: what the runtime starts and stops (the cache and the locks are two; add your
 //!   own with [`RedisXBuilder::plugin`]).
 //! - [`Error`] / [`ErrorCode`]: one error type with stable codes.

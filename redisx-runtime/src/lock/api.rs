@@ -9,15 +9,16 @@ use std::time::Instant;
 use super::config::Resolved;
 use super::guard::{Held, Taken, millis};
 use super::stats::Outcome;
-use super::wake::Waiter;
+use super::wake::{Turn, Waiter};
 use super::{
-    FENCE_COUNTER_GRACE, LockCall, LockGuard, LockKeys, LockOptions, Locks, Shared, renew, scripts,
+    FENCE_COUNTER_GRACE, Kind, LockCall, LockGuard, LockKeys, LockOptions, Locks, Shared, renew,
+    scripts,
 };
 use crate::error::{Error, ErrorCode, Result};
 
 /// How many attempts a call may make: one, or by the retry settings.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Attempts {
+pub(crate) enum Attempts {
     One,
     Retry,
 }
@@ -50,7 +51,10 @@ impl Locks {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self, key: &str, opts: &LockOptions) -> Result<LockGuard> {
-        match self.acquire_with(key, opts, Attempts::Retry).await? {
+        match self
+            .acquire_with(key, Kind::Lock, opts, Attempts::Retry)
+            .await?
+        {
             Ok(guard) => Ok(guard),
             Err(attempts) => Err(Error::new(
                 ErrorCode::LockAcquisitionTimeout,
@@ -76,7 +80,10 @@ impl Locks {
     /// # Ok(()) }
     /// ```
     pub async fn try_acquire(&self, key: &str, opts: &LockOptions) -> Result<Option<LockGuard>> {
-        Ok(self.acquire_with(key, opts, Attempts::One).await?.ok())
+        Ok(self
+            .acquire_with(key, Kind::Lock, opts, Attempts::One)
+            .await?
+            .ok())
     }
 
     /// Runs `body` holding the lock on `key`, then releases it. The body never runs when the
@@ -160,20 +167,26 @@ impl Locks {
         Ok(n == 1)
     }
 
-    /// The acquisition loop: `Ok(Ok(guard))`, `Ok(Err(attempts made))` when the lock stayed
-    /// busy, `Err` on a Redis or argument error. Within a `lock.acquire` span.
-    async fn acquire_with(
+    /// The acquisition loop of a lock or a permit: `Ok(Ok(guard))`, `Ok(Err(attempts made))`
+    /// when it stayed busy, `Err` on a Redis or argument error. Within a `lock.acquire` span.
+    pub(crate) async fn acquire_with(
         &self,
         key: &str,
+        kind: Kind,
         opts: &LockOptions,
         attempts: Attempts,
     ) -> Result<Result<LockGuard, u32>> {
         let shared = &self.inner;
         let plan = shared.cfg.resolve(opts)?;
-        let keys = shared.lock_keys(key)?;
+        let keys = shared.keys_of(key, kind)?;
+        let permits = match kind {
+            Kind::Lock => None,
+            Kind::Permit(n) => Some(n),
+        };
         let span = tracing::debug_span!(target: "redisx::lock", "lock.acquire",
             otel.kind = "internal",
             lock.key = shared.record_keys.then_some(key),
+            lock.permits = permits,
             lock.ttl_ms = millis(plan.ttl),
             lock.attempts = tracing::field::Empty,
             lock.acquired = tracing::field::Empty,
@@ -200,10 +213,14 @@ impl Locks {
     }
 
     /// Attempts until acquired or out of attempts; also returns how many were made. Between
-    /// attempts the caller sleeps by the retry strategy, but a release of the lock (here or
-    /// elsewhere) ends the sleep for one waiter of this process, which tries again at once;
-    /// if that try loses, it sleeps out the rest of the same interval. Attempts on a release
-    /// spend no retry, and the waiting never outlasts what the strategy alone would.
+    /// attempts the caller sleeps by the retry strategy. Callers of this process waiting on
+    /// one key queue in arrival order and only the head of the queue sends attempts; a
+    /// newcomer tries first only when nobody here waits on the key. A caller in line waits
+    /// for its turn no longer than its strategy would have kept trying (the `wait` budget,
+    /// or the longest its remaining retries can take), and the retries that fit in the time
+    /// it waited count as spent. A release of the lock (here or elsewhere) wakes the head,
+    /// which tries again at once; if that try loses, it sleeps out the rest of the same
+    /// interval, so tries on a release spend no retry.
     async fn attempts(
         &self,
         key: &str,
@@ -211,24 +228,45 @@ impl Locks {
         plan: &Resolved,
         attempts: Attempts,
     ) -> (Result<Result<LockGuard, u32>>, u32) {
+        let shared = &self.inner;
         let budget_end = plan.wait.map(|w| Instant::now() + w);
         let mut made = 0u32;
         // Full sleeps of the retry strategy so far.
         let mut slept = 0u32;
+        let mut try_now = attempts == Attempts::One || !shared.wakeups.queued(&keys.lock);
         let mut waiter: Option<Waiter<'_>> = None;
+        // This caller's turn at the head of the queue.
+        let mut turn: Option<Turn> = None;
         // The end of the sleep a release interrupted.
         let mut until: Option<tokio::time::Instant> = None;
         loop {
-            made = made.saturating_add(1);
-            match self.attempt(key, keys, plan).await {
-                Ok(Some(guard)) => return (Ok(Ok(guard)), made),
-                Ok(None) => {}
-                Err(e) => return (Err(e), made),
+            if try_now {
+                made = made.saturating_add(1);
+                match self.attempt(key, keys, plan).await {
+                    Ok(Some(guard)) => return (Ok(Ok(guard)), made),
+                    Ok(None) => {}
+                    Err(e) => return (Err(e), made),
+                }
+                if attempts == Attempts::One {
+                    return (Ok(Err(made)), made);
+                }
             }
-            if attempts == Attempts::One {
-                return (Ok(Err(made)), made);
+            let waiter = waiter.get_or_insert_with(|| shared.waiter(keys));
+            if turn.is_none() {
+                // In line (at once when nobody is ahead): no attempts, no wake-ups.
+                let queued_at = Instant::now();
+                let give_up = budget_end
+                    .unwrap_or_else(|| queued_at + plan.retry.remaining(slept, plan.retries));
+                tokio::select! {
+                    t = waiter.turn() => turn = Some(t),
+                    () = tokio::time::sleep_until(give_up.into()) => return (Ok(Err(made)), made),
+                }
+                if budget_end.is_none() {
+                    let spent = plan.retry.spent(slept, plan.retries, queued_at.elapsed());
+                    slept = slept.saturating_add(spent);
+                }
             }
-            let end = if let Some(end) = until {
+            let end = if let Some(end) = until.take() {
                 end
             } else {
                 let sleep = plan.retry.sleep(slept.saturating_add(1), plan.jitter);
@@ -241,7 +279,6 @@ impl Locks {
                 }
                 tokio::time::Instant::now() + sleep
             };
-            let waiter = waiter.get_or_insert_with(|| self.inner.waiter(keys));
             tokio::select! {
                 () = tokio::time::sleep_until(end) => {
                     slept = slept.saturating_add(1);
@@ -249,6 +286,7 @@ impl Locks {
                 }
                 () = waiter.released() => until = Some(end),
             }
+            try_now = true;
         }
     }
 
@@ -269,17 +307,28 @@ impl Locks {
             armed: true,
         };
         let sent = Instant::now();
-        let reply: Result<(i64, i64)> = client
-            .eval(
-                &scripts::ACQUIRE.script,
-                &[&keys.lock, &keys.fence],
-                &[
-                    token.clone(),
-                    millis(plan.ttl).to_string(),
-                    millis(plan.ttl + FENCE_COUNTER_GRACE).to_string(),
-                ],
-            )
-            .await;
+        let ttl = millis(plan.ttl).to_string();
+        let counter_ttl = millis(plan.ttl + FENCE_COUNTER_GRACE).to_string();
+        let reply: Result<(i64, i64)> = match keys.kind {
+            Kind::Lock => {
+                client
+                    .eval(
+                        &scripts::ACQUIRE.script,
+                        &[&keys.lock, &keys.fence],
+                        &[token.as_str(), &ttl, &counter_ttl],
+                    )
+                    .await
+            }
+            Kind::Permit(permits) => {
+                client
+                    .eval(
+                        &scripts::SEM_ACQUIRE.script,
+                        &[&keys.lock, &keys.fence],
+                        &[token.as_str(), &ttl, &permits.to_string(), &counter_ttl],
+                    )
+                    .await
+            }
+        };
         // Without a reply in time the script may still have run: the lock is given up then.
         in_flight.armed = matches!(&reply, Err(e) if e.code() == ErrorCode::OperationTimeout);
         drop(in_flight);
@@ -303,7 +352,7 @@ impl Locks {
             },
         ));
         shared.registry().insert(id, held.clone());
-        renew::spawn(held.clone());
+        renew::schedule(&held);
         Ok(Some(LockGuard::new(held)))
     }
 }

@@ -61,6 +61,47 @@ impl RetryStrategy {
         }
     }
 
+    /// The longest the sleeps after attempts `after + 1 ..= last` can take together (jitter
+    /// only shortens them): how long a caller that has slept `after` times may still wait.
+    pub(crate) fn remaining(&self, after: u32, last: u32) -> Duration {
+        // Exact for the first steps; past them every delay is at most the cap.
+        const EXACT: u32 = 64;
+        let cap = match *self {
+            Self::Fixed(d) => d,
+            Self::Linear(_, max) | Self::Exponential(_, max) => max,
+        };
+        let first = after.saturating_add(1);
+        let exact_last = last.min(after.saturating_add(EXACT));
+        let exact =
+            (first..=exact_last).fold(Duration::ZERO, |acc, n| acc.saturating_add(self.delay(n)));
+        exact.saturating_add(cap.saturating_mul(last.saturating_sub(exact_last)))
+    }
+
+    /// How many of the sleeps after attempts `after + 1 ..= last` fit, unjittered, in
+    /// `elapsed`: the retries a caller spent waiting that long in line.
+    pub(crate) fn spent(&self, after: u32, last: u32, elapsed: Duration) -> u32 {
+        if let Self::Fixed(d) = *self {
+            let n = if d.is_zero() {
+                u128::MAX
+            } else {
+                elapsed.as_nanos() / d.as_nanos()
+            };
+            return u32::try_from(n)
+                .unwrap_or(u32::MAX)
+                .min(last.saturating_sub(after));
+        }
+        let mut acc = Duration::ZERO;
+        let mut n = 0;
+        while after + n < last {
+            acc = acc.saturating_add(self.delay(after + n + 1));
+            if acc > elapsed {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// The sleep before the next attempt: [`delay`](Self::delay), or with `jitter` a uniform
     /// draw between zero and it.
     pub(crate) fn sleep(&self, attempt: u32, jitter: bool) -> Duration {
@@ -537,6 +578,25 @@ mod tests {
             (r.wait, r.auto_renew, r.jitter),
             (Some(MS(9)), false, false)
         );
+    }
+
+    #[test]
+    fn the_time_left_and_the_retries_spent_in_line_follow_the_schedule() {
+        let exp = RetryStrategy::Exponential(MS(100), MS(400));
+        // 100 + 200 + 400 + 400 after none slept; 400 + 400 after two.
+        assert_eq!(exp.remaining(0, 4), MS(1100));
+        assert_eq!(exp.remaining(2, 4), MS(800));
+        assert_eq!(exp.remaining(4, 4), Duration::ZERO);
+        assert_eq!(exp.remaining(0, 1000), MS(300 + 400 * 998));
+        assert_eq!(exp.spent(0, 4, MS(299)), 1);
+        assert_eq!(exp.spent(0, 4, MS(300)), 2);
+        assert_eq!(exp.spent(0, 4, MS(10_000)), 4);
+        assert_eq!(exp.spent(2, 4, MS(500)), 1);
+        let fixed = RetryStrategy::Fixed(MS(50));
+        assert_eq!(fixed.remaining(1, 3), MS(100));
+        assert_eq!(fixed.spent(0, 3, MS(120)), 2);
+        assert_eq!(fixed.spent(0, 3, MS(1000)), 3);
+        assert_eq!(RetryStrategy::Fixed(Duration::ZERO).spent(0, 3, MS(1)), 3);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! [`LockGuard`]: a held lock, its validity deadline, its loss signal, its release.
 
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::config::safety_margin;
-use super::{FENCE_COUNTER_GRACE, LockKeys, Shared, scripts};
+use super::{FENCE_COUNTER_GRACE, Kind, LockKeys, Shared, scripts};
 use crate::error::{Error, ErrorCode, Result};
 
 /// Where a held lock stands.
@@ -30,6 +31,9 @@ pub(crate) struct Timing {
     pub(crate) confirmed: Instant,
     /// `confirmed + ttl - margin`: past it, the lock counts as lost.
     pub(crate) deadline: Instant,
+    /// When auto-renewal renews it next: a third of the ttl after `confirmed`, sooner after
+    /// a failed renewal.
+    pub(crate) renew_at: Instant,
 }
 
 impl Timing {
@@ -38,6 +42,7 @@ impl Timing {
             ttl,
             confirmed: sent,
             deadline: sent + ttl.saturating_sub(safety_margin(ttl)),
+            renew_at: sent + ttl / 3,
         }
     }
 }
@@ -67,8 +72,8 @@ pub(crate) struct Held {
     pub(crate) auto_renew: bool,
     timing: Mutex<Timing>,
     status: watch::Sender<Status>,
-    /// Woken when `timing` changes other than by the renewal task (a manual `extend`).
-    pub(crate) changed: Notify,
+    /// The generation of its live entry in the renewal queue (older entries are skipped).
+    pub(crate) generation: AtomicU64,
 }
 
 impl Held {
@@ -85,7 +90,7 @@ impl Held {
             auto_renew: taken.auto_renew,
             timing: Mutex::new(Timing::new(taken.sent, taken.ttl)),
             status: watch::Sender::new(Status::Held),
-            changed: Notify::new(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -117,6 +122,14 @@ impl Held {
         if sent >= t.confirmed {
             *t = Timing::new(sent, ttl);
         }
+    }
+
+    /// Sets the next renewal to `at` (after a failed one).
+    pub(crate) fn retry_renewal_at(&self, at: Instant) {
+        self.timing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .renew_at = at;
     }
 
     /// Moves from `Held` to `to`; `true` when this call made the move. The lock stops counting
@@ -181,9 +194,13 @@ impl Held {
     /// Runs the extend script with `ttl`: `Ok(true)` when the key was still this owner's.
     pub(crate) async fn extend_in_redis(&self, ttl: Duration) -> Result<bool> {
         let client = self.shared.client()?;
+        let script = match self.keys.kind {
+            Kind::Lock => &scripts::EXTEND.script,
+            Kind::Permit(_) => &scripts::SEM_EXTEND.script,
+        };
         let n: i64 = client
             .eval(
-                &scripts::EXTEND.script,
+                script,
                 &[&self.keys.lock, &self.keys.fence],
                 &[
                     self.token.clone(),
@@ -333,7 +350,7 @@ impl LockGuard {
             .map_err(|e| e.with_context("key", held.key.clone()))?
         {
             held.confirm(sent, ttl);
-            held.changed.notify_one();
+            super::renew::schedule(held);
             Ok(())
         } else {
             held.lose("it expired, was deleted or another owner took it (found by extend)");

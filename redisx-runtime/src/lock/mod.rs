@@ -10,6 +10,14 @@
 //! [`LockGuard::lost`] resolves. Redis down fails closed: `acquire` returns the connection or
 //! operation error, never a guard.
 //!
+//! Callers of one process waiting for the same lock queue in arrival order; only the head of
+//! the queue sends attempts to Redis, and a release (here, or elsewhere through the lock's
+//! release channel) wakes it to try at once. Every caller's own retry strategy still bounds
+//! its wait.
+//!
+//! [`Locks::semaphore`] gives a [`Semaphore`]: up to N holders at once across every instance,
+//! each [`Permit`] with a lock guard's renewal, loss signal, fencing token and wake-up.
+//!
 //! The plugin (`"locks"`) is always started, right after the cache, with
 //! [`LockConfig::default`] unless [`RedisXBuilder::locks`](crate::RedisXBuilder::locks) gives
 //! another: it costs nothing until a lock is taken (no connection, no task). Its stop, in
@@ -60,6 +68,7 @@ mod config;
 mod guard;
 mod renew;
 pub(crate) mod scripts;
+mod semaphore;
 mod stats;
 mod wake;
 mod with;
@@ -71,6 +80,7 @@ use std::time::Duration;
 
 pub use config::{LockConfig, LockOptions, MIN_TTL, RetryStrategy};
 pub use guard::LockGuard;
+pub use semaphore::{Permit, Semaphore};
 pub use stats::LockStats;
 pub use with::{LockCall, OnLost, fencing_token};
 
@@ -126,6 +136,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// The callers waiting for a lock here, woken on its release.
     wakeups: Wakeups,
+    /// The held locks' renewals and deadlines.
+    renewals: renew::Renewals,
 }
 
 impl std::fmt::Debug for Locks {
@@ -137,13 +149,29 @@ impl std::fmt::Debug for Locks {
     }
 }
 
-/// The Redis keys and channel of one lock.
+/// What is held: a lock (one owner), or a semaphore's permit (one of `permits` owners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Lock,
+    Permit(u32),
+}
+
+/// The Redis keys and channel of one lock or semaphore.
 #[derive(Debug, Clone)]
 pub(crate) struct LockKeys {
+    pub(crate) kind: Kind,
+    /// The lock key, or the semaphore's sorted set of leases.
     pub(crate) lock: String,
     pub(crate) fence: String,
     pub(crate) channel: String,
 }
+
+/// Where a semaphore's keys sit after the lock prefix: `{lock prefix}sem:{<key>}`, apart from
+/// every lock key (`{lock prefix}{<key>}`).
+const SEMAPHORE_INFIX: &str = "sem:";
+
+/// The fence counter's suffix after the lock key.
+const FENCE_SUFFIX: &str = ":fence";
 
 impl Locks {
     /// The service with `cfg` (checked), on its configured client or the default one.
@@ -170,6 +198,7 @@ impl Locks {
                 held: Mutex::default(),
                 next_id: AtomicU64::new(0),
                 wakeups: Wakeups::default(),
+                renewals: renew::Renewals::default(),
             }),
         })
     }
@@ -230,13 +259,32 @@ impl Shared {
         })
     }
 
-    /// Checks `key` and builds its keys. The lock key and its fence counter must hash to one
-    /// cluster slot: a key whose braces would break the hash tag is refused.
+    /// Checks `key` and builds the keys of its lock.
     fn lock_keys(&self, key: &str) -> Result<LockKeys> {
+        self.keys_of(key, Kind::Lock)
+    }
+
+    /// Checks `key` and builds its keys for `kind`. The lock key (or leases) and the fence
+    /// counter must hash to one cluster slot: a key whose braces would break the hash tag is
+    /// refused.
+    fn keys_of(&self, key: &str, kind: Kind) -> Result<LockKeys> {
         key::check(key, self.cfg.max_key_len, ErrorCode::LockKeyInvalid)?;
-        let lock = self.keys.full(&key::tagged(key));
-        let fence = format!("{lock}:fence");
-        if (key.contains(['{', '}']) || self.keys.prefix().contains(['{', '}']))
+        // Built by hand: this runs on every acquisition.
+        let prefix = self.keys.prefix();
+        let infix = match kind {
+            Kind::Lock => "",
+            Kind::Permit(_) => SEMAPHORE_INFIX,
+        };
+        let len = prefix.len() + infix.len() + key.len() + 2;
+        let build = |suffix: &str| {
+            let mut s = String::with_capacity(len + suffix.len());
+            for part in [prefix, infix, "{", key, "}", suffix] {
+                s.push_str(part);
+            }
+            s
+        };
+        let (lock, fence, channel) = (build(""), build(FENCE_SUFFIX), build(CHANNEL_SUFFIX));
+        if (key.contains(['{', '}']) || prefix.contains(['{', '}']))
             && key::slot(&lock) != key::slot(&fence)
         {
             return Err(Error::new(
@@ -246,21 +294,26 @@ impl Shared {
             .with_context("key", key.escape_debug().to_string()));
         }
         Ok(LockKeys {
-            channel: format!("{lock}{CHANNEL_SUFFIX}"),
+            kind,
             lock,
             fence,
+            channel,
         })
     }
 }
 
 impl Shared {
-    /// Runs the release script for the owner `token`: `Ok(true)` when the key was that
-    /// owner's and is gone (then `message` is published on the lock's channel).
+    /// Runs the release script for the owner `token`: `Ok(true)` when the key (or lease) was
+    /// that owner's and is gone (then `message` is published on the lock's channel).
     async fn release_by_token(&self, keys: &LockKeys, token: &str, message: &str) -> Result<bool> {
         let client = self.client()?;
+        let script = match keys.kind {
+            Kind::Lock => &scripts::RELEASE.script,
+            Kind::Permit(_) => &scripts::SEM_RELEASE.script,
+        };
         let n: i64 = client
             .eval(
-                &scripts::RELEASE.script,
+                script,
                 &[&keys.lock],
                 &[token, keys.channel.as_str(), message],
             )
@@ -300,6 +353,7 @@ impl Plugin for Locks {
     fn stop(&self, deadline: tokio::time::Instant) -> PluginFuture<'_, ()> {
         Box::pin(async move {
             self.inner.wakeups.stop();
+            self.inner.renewals.stop();
             let held: Vec<Arc<Held>> = self.inner.registry().drain().map(|(_, h)| h).collect();
             let releases = held.iter().map(|h| async move {
                 h.stop_for_shutdown();

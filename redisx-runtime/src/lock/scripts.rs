@@ -7,6 +7,19 @@ lua!(ACQUIRE, "lua/acquire.lua");
 lua!(RELEASE, "lua/release.lua");
 lua!(EXTEND, "lua/extend.lua");
 lua!(FORCE_RELEASE, "lua/force_release.lua");
+lua!(SEM_ACQUIRE, "lua/sem_acquire.lua");
+lua!(SEM_RELEASE, "lua/sem_release.lua");
+lua!(SEM_EXTEND, "lua/sem_extend.lua");
+lua!(SEM_HOLDERS, "lua/sem_holders.lua");
 
 /// Every lock script.
-pub(crate) static ALL: &[&LuaScript] = &[&ACQUIRE, &RELEASE, &EXTEND, &FORCE_RELEASE];
+pub(crate) static ALL: &[&LuaScript] = &[
+    &ACQUIRE,
+    &RELEASE,
+    &EXTEND,
+    &FORCE_RELEASE,
+    &SEM_ACQUIRE,
+    &SEM_RELEASE,
+    &SEM_EXTEND,
+    &SEM_HOLDERS,
+];

@@ -1,22 +1,24 @@
 //! Waking the callers that wait for a lock when it is released, instead of letting them sleep
 //! through their backoff.
 //!
-//! Callers of this process that wait on one key share one [`Notify`]: a release wakes one of
-//! them (`notify_one`), which tries again while the others keep waiting, so a release sends
-//! one attempt to Redis per process, not one per waiter. Releases by this process wake it
-//! directly; releases elsewhere arrive as the release script's message on the lock's channel
+//! Callers of this process that wait on one key form a FIFO queue (a fair async mutex, the
+//! key's gate): only its head sends attempts to Redis; the others wait for their turn, each
+//! still bounded by its own retry strategy. The head waits on the key's [`Notify`]: a release
+//! wakes it (`notify_one`), so a release sends one attempt to Redis per process, not one per
+//! waiter. When the head takes the lock, the next caller in line becomes the head. Releases
+//! by this process wake it directly; releases elsewhere arrive as the release script's message on the lock's channel
 //! (`{lock key}:released`), received by one pattern subscription per runtime, opened when a
 //! caller first waits. A lost message (a reconnect, a holder whose lock expired instead of
 //! being released) only means the waiter retries on its backoff: the retry strategy stays the
 //! bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedMutexGuard};
 
 use super::Shared;
 use crate::client::Client;
@@ -29,6 +31,8 @@ pub(crate) const CHANNEL_SUFFIX: &str = ":released";
 #[derive(Default)]
 pub(crate) struct Wakeups {
     slots: Mutex<HashMap<String, Slot>>,
+    /// The callers waiting on any key: zero lets an uncontended acquisition skip the map.
+    waiting: AtomicUsize,
     /// Set once the pattern subscription was started.
     listening: AtomicBool,
     /// Ends the subscription (the plugin's stop).
@@ -37,26 +41,39 @@ pub(crate) struct Wakeups {
 
 struct Slot {
     notify: Arc<Notify>,
+    /// Held by the head of the key's queue; fair, so callers get their turn in arrival order.
+    gate: Arc<tokio::sync::Mutex<()>>,
     waiters: usize,
 }
+
+/// The turn of the head of a key's queue; the next caller in line gets it when dropped.
+pub(crate) type Turn = OwnedMutexGuard<()>;
 
 /// One caller waiting on a lock; leaves the queue when dropped.
 pub(crate) struct Waiter<'a> {
     wakeups: &'a Wakeups,
     lock: String,
     notify: Arc<Notify>,
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Waiter<'_> {
     /// Resolves when the lock is released (here or elsewhere), or at once when a release
-    /// arrived since the last wait.
+    /// arrived since the last wait. Only the head of the queue waits on it.
     pub(crate) async fn released(&self) {
         self.notify.notified().await;
+    }
+
+    /// Resolves when this caller is the head of the key's queue. The future keeps the
+    /// caller's place in line: it must live until it resolves.
+    pub(crate) fn turn(&self) -> impl Future<Output = Turn> + Send + 'static {
+        self.gate.clone().lock_owned()
     }
 }
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
+        self.wakeups.waiting.fetch_sub(1, Ordering::Relaxed);
         let mut slots = self.wakeups.slots();
         if let Some(slot) = slots.get_mut(&self.lock) {
             slot.waiters -= 1;
@@ -72,18 +89,27 @@ impl Wakeups {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether callers of this process wait on the lock `lock` (its full key): a newcomer
+    /// then queues behind them instead of trying first.
+    pub(crate) fn queued(&self, lock: &str) -> bool {
+        self.waiting.load(Ordering::Relaxed) != 0 && self.slots().contains_key(lock)
+    }
+
     /// Queues a caller on the lock `lock` (its full key).
     pub(crate) fn wait(&self, lock: &str) -> Waiter<'_> {
         let mut slots = self.slots();
         let slot = slots.entry(lock.to_owned()).or_insert_with(|| Slot {
             notify: Arc::new(Notify::new()),
+            gate: Arc::new(tokio::sync::Mutex::new(())),
             waiters: 0,
         });
         slot.waiters += 1;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         Waiter {
             wakeups: self,
             lock: lock.to_owned(),
             notify: slot.notify.clone(),
+            gate: slot.gate.clone(),
         }
     }
 

@@ -170,7 +170,12 @@ impl Locks {
     }
 
     /// Runs `body` while `guard` holds, then releases it.
-    async fn guarded<T, E, F>(&self, guard: LockGuard, on_lost: OnLost, body: F) -> Result<T, E>
+    pub(super) async fn guarded<T, E, F>(
+        &self,
+        guard: LockGuard,
+        on_lost: OnLost,
+        body: F,
+    ) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
         E: From<Error>,

@@ -1,0 +1,37 @@
+-- sem_acquire.lua: take one of a semaphore's permits if one is free, and hand out its
+-- fencing token.
+--
+-- KEYS[1]  the semaphore's leases, `{app prefix}lock:sem:{<key>}`: a sorted set of owner
+--          tokens scored by the lease's expiry (server time, in milliseconds)
+-- KEYS[2]  its fence counter, `{app prefix}lock:sem:{<key>}:fence` (the same hash tag, so
+--          the same cluster slot)
+-- ARGV[1]  the caller's owner token (random, 128 bits in hex)
+-- ARGV[2]  the lease ttl in milliseconds
+-- ARGV[3]  the permits: at most this many unexpired leases at once
+-- ARGV[4]  the counter's ttl in milliseconds (the lease ttl plus a long grace)
+-- Returns  {1, fencing token} when a permit was taken; {0, milliseconds until the earliest
+--          lease expires} when every permit is held.
+-- Expired leases (holders that died or stopped renewing) are removed first, so their permits
+-- are free again. The set expires with its longest lease, so an idle semaphore leaves nothing.
+-- The fencing token is max(counter + 1, server TIME in microseconds), as for a lock.
+-- Atomicity: two keys in one slot, one script: the count, the lease and the token are decided
+-- together, so no more than ARGV[3] leases are ever live and no two carry the same token.
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(first[2]) - now_ms}
+end
+local expiry = now_ms + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local fence = counter + 1
+if now > fence then
+  fence = now
+end
+redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[4])
+return {1, fence}
