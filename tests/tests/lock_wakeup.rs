@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redisx::RedisX;
 use redisx::lock::{LockConfig, LockOptions, RetryStrategy};
-use redisx_tests::lock::lock_runtime;
+use redisx_tests::lock::{lock_runtime, scripts_sent};
 use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
 
 /// A waiter whose only retry comes 20 s after its first attempt.
@@ -109,5 +109,64 @@ async fn a_lock_that_expires_without_a_release_is_taken_on_the_backoff() {
     assert!(guard.fencing_token() > held.fencing_token());
     guard.release().await.unwrap();
     drop(held);
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_skips_its_own_release_messages() {
+    let server = RedisServer::start();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("wake_own"),
+        LockConfig::default(),
+    )
+    .await;
+    let held = rx
+        .locks()
+        .acquire("job", &LockOptions::new())
+        .await
+        .unwrap();
+    // Two patient waiters in line: the first is the head, the second waits for its turn.
+    let spawn_waiter = || {
+        let locks = rx.locks().clone();
+        tokio::spawn(async move { locks.acquire("job", &patient()).await })
+    };
+    let first = spawn_waiter();
+    let conn = raw_connection(&server.url()).await;
+    let subscribed = eventually(Duration::from_secs(2), Duration::from_millis(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let n: i64 = redis::cmd("PUBSUB")
+                .arg("NUMPAT")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            n >= 1
+        }
+    })
+    .await;
+    assert!(subscribed, "the runtime subscribed to release messages");
+    let second = spawn_waiter();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = scripts_sent(&rx);
+    held.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("the head got the lock long before its next scheduled retry (20 s)")
+        .unwrap()
+        .expect("acquired");
+    // Time for the release message to come back to this runtime's own subscription.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The release and the head's one try. Acting on its own message, the runtime would have
+    // sent the new head (the second waiter) a wasted try at a lock it had just taken.
+    assert_eq!(scripts_sent(&rx) - before, 2);
+    assert!(!second.is_finished());
+    guard.release().await.unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the second waiter got the lock after the first released it")
+        .unwrap()
+        .expect("acquired");
+    last.release().await.unwrap();
     rx.shutdown().await;
 }

@@ -138,6 +138,8 @@ pub(crate) struct Shared {
     wakeups: Wakeups,
     /// The held locks' renewals and deadlines.
     renewals: renew::Renewals,
+    /// This runtime's random id, at the head of its release messages.
+    instance: String,
 }
 
 impl std::fmt::Debug for Locks {
@@ -199,6 +201,7 @@ impl Locks {
                 next_id: AtomicU64::new(0),
                 wakeups: Wakeups::default(),
                 renewals: renew::Renewals::default(),
+                instance: format!("{:016x}", rand::random::<u64>()),
             }),
         })
     }
@@ -311,13 +314,17 @@ impl Shared {
             Kind::Lock => &scripts::RELEASE.script,
             Kind::Permit(_) => &scripts::SEM_RELEASE.script,
         };
-        let n: i64 = client
-            .eval(
-                script,
-                &[&keys.lock],
-                &[token, keys.channel.as_str(), message],
-            )
-            .await?;
+        // `{instance}:{message}`: the listener of this runtime skips its own releases, which
+        // woke its waiters directly.
+        let mut payload = String::with_capacity(self.instance.len() + 1 + message.len());
+        for part in [self.instance.as_str(), ":", message] {
+            payload.push_str(part);
+        }
+        let (lock, args) = (
+            [&keys.lock],
+            [token, keys.channel.as_str(), payload.as_str()],
+        );
+        let n: i64 = client.eval(script, &lock, &args).await?;
         if n == 1 {
             self.wakeups.wake(&keys.lock);
         }

@@ -4,11 +4,13 @@
 //! Callers of this process that wait on one key form a FIFO queue (a fair async mutex, the
 //! key's gate): only its head sends attempts to Redis; the others wait for their turn, each
 //! still bounded by its own retry strategy. The head waits on the key's [`Notify`]: a release
-//! wakes it (`notify_one`), so a release sends one attempt to Redis per process, not one per
-//! waiter. When the head takes the lock, the next caller in line becomes the head. Releases
-//! by this process wake it directly; releases elsewhere arrive as the release script's message on the lock's channel
-//! (`{lock key}:released`), received by one pattern subscription per runtime, opened when a
-//! caller first waits. A lost message (a reconnect, a holder whose lock expired instead of
+//! wakes it, so a release sends one attempt to Redis per process, not one per waiter. When
+//! the head takes the lock, the next caller in line becomes the head.
+//!
+//! Releases by this process wake the head directly. Releases elsewhere arrive as the release script's message on the lock's
+//! channel (`{lock key}:released`, the message `{runtime id}:{fencing token}`), received by
+//! one pattern subscription per runtime, opened when a caller first waits; a runtime skips
+//! its own messages. A lost message (a reconnect, a holder whose lock expired instead of
 //! being released) only means the waiter retries on its backoff: the retry strategy stays the
 //! bound.
 
@@ -170,7 +172,12 @@ async fn listen(shared: Weak<Shared>, client: Client, pattern: String, stop: Arc
                     let Some(shared) = shared.upgrade() else {
                         return;
                     };
-                    if let Some(lock) = msg.get_channel_name().strip_suffix(CHANNEL_SUFFIX) {
+                    let own = msg
+                        .get_payload_bytes()
+                        .strip_prefix(shared.instance.as_bytes())
+                        .is_some_and(|rest| rest.first() == Some(&b':'));
+                    if !own && let Some(lock) = msg.get_channel_name().strip_suffix(CHANNEL_SUFFIX)
+                    {
                         shared.wakeups.wake(lock);
                     }
                 }

@@ -3,7 +3,8 @@
 -- KEYS[1]  the lock key
 -- ARGV[1]  the caller's owner token
 -- ARGV[2]  the lock's release channel (`{lock key}:released`)
--- ARGV[3]  the message published on it (the released holder's fencing token)
+-- ARGV[3]  the message published on it (`{releasing runtime id}:{released holder's fencing
+--          token}`: a runtime skips its own messages)
 -- Returns  1 when the key held ARGV[1] and was deleted; 0 otherwise (it expired, or another
 --          owner holds it now: that owner's key is left untouched).
 -- Atomicity: one key; the compare, the DEL and the PUBLISH run as one script, so another

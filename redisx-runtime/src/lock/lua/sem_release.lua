@@ -4,7 +4,8 @@
 -- KEYS[1]  the semaphore's leases (sorted set of owner tokens by expiry in server ms)
 -- ARGV[1]  the caller's owner token
 -- ARGV[2]  the semaphore's release channel (`{leases key}:released`)
--- ARGV[3]  the message published on it (the released holder's fencing token)
+-- ARGV[3]  the message published on it (`{releasing runtime id}:{released holder's fencing
+--          token}`: a runtime skips its own messages)
 -- Returns  1 when the lease was live and is removed; 0 otherwise (it expired or was removed:
 --          an expired lease is cleared without a message, its permit was already free).
 -- Atomicity: one key; the check, the ZREM and the PUBLISH run as one script.
