@@ -64,3 +64,25 @@ pub fn scripts_sent(rx: &RedisX) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// Waits (up to 2 s) until some runtime on the server at `url` has a pattern subscription: the
+/// locks' release listener, opened when a caller first waits.
+///
+/// # Panics
+/// When no pattern subscription appears in time, or the server cannot be asked.
+pub async fn wait_for_release_listener(url: &str) {
+    let conn = crate::raw_connection(url).await;
+    let subscribed = crate::eventually(Duration::from_secs(2), Duration::from_millis(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let n: i64 = redis::cmd("PUBSUB")
+                .arg("NUMPAT")
+                .query_async(&mut conn)
+                .await
+                .expect("PUBSUB NUMPAT");
+            n >= 1
+        }
+    })
+    .await;
+    assert!(subscribed, "a runtime subscribed to lock release messages");
+}

@@ -12,7 +12,7 @@ use redisx::lock::{
     LockCall, LockConfig, LockOptions, MIN_TTL, Permit, RetryStrategy, fencing_token,
 };
 use redisx::{Error, ErrorCode, RedisX};
-use redisx_tests::lock::{lock_runtime, scripts_sent};
+use redisx_tests::lock::{lock_runtime, scripts_sent, wait_for_release_listener};
 use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -244,23 +244,7 @@ async fn woken_by_a_release(server: &RedisServer, holder: &RedisX, waiter: &Redi
     assert!(tried, "the waiter made its first attempt");
     // ... and, for a release elsewhere, its runtime listens for release messages.
     if remote {
-        let conn = raw_connection(&server.url()).await;
-        let subscribed = eventually(Duration::from_secs(2), MS(10), || {
-            let mut conn = conn.clone();
-            async move {
-                let n: i64 = redis::cmd("PUBSUB")
-                    .arg("NUMPAT")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                n >= 1
-            }
-        })
-        .await;
-        assert!(
-            subscribed,
-            "the waiter's runtime subscribed to release messages"
-        );
+        wait_for_release_listener(&server.url()).await;
     }
     // Lets the waiter settle into its wait.
     tokio::time::sleep(MS(100)).await;

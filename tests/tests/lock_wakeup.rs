@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use redisx::RedisX;
 use redisx::lock::{LockConfig, LockOptions, RetryStrategy};
-use redisx_tests::lock::{lock_runtime, scripts_sent};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::lock::{lock_runtime, scripts_sent, wait_for_release_listener};
+use redisx_tests::{RedisServer, unique_prefix};
 
 /// A waiter whose only retry comes 20 s after its first attempt.
 fn patient() -> LockOptions {
@@ -30,20 +30,7 @@ async fn handed_over(server: &RedisServer, holder: &RedisX, waiter: &RedisX, key
     let owned = key.to_owned();
     let waiting = tokio::spawn(async move { locks.acquire(&owned, &patient()).await });
     // The waiter's first attempt failed and its release listener is subscribed.
-    let conn = raw_connection(&server.url()).await;
-    let subscribed = eventually(Duration::from_secs(2), Duration::from_millis(10), || {
-        let mut conn = conn.clone();
-        async move {
-            let n: i64 = redis::cmd("PUBSUB")
-                .arg("NUMPAT")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            n >= 1
-        }
-    })
-    .await;
-    assert!(subscribed, "the waiter subscribed to release messages");
+    wait_for_release_listener(&server.url()).await;
     let fence = held.fencing_token();
     held.release().await.unwrap();
     let guard = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -132,20 +119,7 @@ async fn a_runtime_skips_its_own_release_messages() {
         tokio::spawn(async move { locks.acquire("job", &patient()).await })
     };
     let first = spawn_waiter();
-    let conn = raw_connection(&server.url()).await;
-    let subscribed = eventually(Duration::from_secs(2), Duration::from_millis(10), || {
-        let mut conn = conn.clone();
-        async move {
-            let n: i64 = redis::cmd("PUBSUB")
-                .arg("NUMPAT")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            n >= 1
-        }
-    })
-    .await;
-    assert!(subscribed, "the runtime subscribed to release messages");
+    wait_for_release_listener(&server.url()).await;
     let second = spawn_waiter();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = scripts_sent(&rx);
