@@ -154,7 +154,7 @@ impl Floor {
     /// token and the fencing token when the lock was taken.
     async fn try_acquire_fenced(&mut self, key: &str, fence: &str) -> Option<(String, u64)> {
         let token = token();
-        let (taken, value): (i64, u64) = redis::cmd("EVALSHA")
+        let (won, value): (i64, u64) = redis::cmd("EVALSHA")
             .arg(&*self.fenced_acquire_sha)
             .arg(2)
             .arg(key)
@@ -165,7 +165,7 @@ impl Floor {
             .query_async(&mut self.conn)
             .await
             .expect("EVALSHA of ours' acquire script");
-        (taken == 1).then_some((token, value))
+        (won == 1).then_some((token, value))
     }
 
     /// Ours' release script (the compare, the `DEL` and the release message).

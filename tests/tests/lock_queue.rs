@@ -220,3 +220,52 @@ async fn a_queued_lock_caller_gives_up_by_its_own_retries() {
 async fn a_queued_semaphore_caller_gives_up_by_its_own_retries() {
     a_queued_caller_gives_up_by_its_own_retries(Target::Semaphore).await;
 }
+
+/// Three permits freed at once in the runtime where three callers wait in line, each on a
+/// 20 s retry, reach all three: each new head of a semaphore's queue tries at once (the three
+/// wake-ups arrive together and count once, so waiting for one each would leave the last
+/// caller to its retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permits_freed_together_reach_every_caller_in_line() {
+    const PERMITS: u32 = 3;
+    let server = RedisServer::start();
+    let rx = lock_runtime(
+        &server.url(),
+        &unique_prefix("queue_permits"),
+        LockConfig::default(),
+    )
+    .await;
+    let sem = rx.locks().semaphore("pool", PERMITS);
+    let mut held = Vec::new();
+    for _ in 0..PERMITS {
+        held.push(sem.acquire(&LockOptions::new()).await.unwrap());
+    }
+    let patient = LockOptions::new()
+        .retry(RetryStrategy::Fixed(Duration::from_secs(20)))
+        .jitter(false)
+        .retries(1);
+    let waiters: Vec<_> = (0..PERMITS)
+        .map(|_| {
+            let (sem, opts) = (sem.clone(), patient.clone());
+            tokio::spawn(async move { sem.acquire(&opts).await })
+        })
+        .collect();
+    tokio::time::sleep(MS(300)).await;
+    let releases = held.into_iter().map(Permit::release);
+    for released in futures_util::future::join_all(releases).await {
+        released.unwrap();
+    }
+    let mut permits = Vec::new();
+    for w in waiters {
+        let permit = tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("every caller in line got a permit long before its retry (20 s)")
+            .unwrap()
+            .expect("acquired");
+        permits.push(permit);
+    }
+    for permit in permits {
+        permit.release().await.unwrap();
+    }
+    rx.shutdown().await;
+}

@@ -220,7 +220,8 @@ impl Locks {
     /// or the longest its remaining retries can take), and the retries that fit in the time
     /// it waited count as spent. A release of the lock (here or elsewhere) wakes the head,
     /// which tries again at once; if that try loses, it sleeps out the rest of the same
-    /// interval, so tries on a release spend no retry.
+    /// interval, so tries on a release spend no retry. A semaphore's new head tries at once
+    /// (the caller before it took one permit; another may be free), a lock's does not.
     async fn attempts(
         &self,
         key: &str,
@@ -253,7 +254,10 @@ impl Locks {
             }
             let waiter = waiter.get_or_insert_with(|| shared.waiter(keys));
             if turn.is_none() {
-                // In line (at once when nobody is ahead): no attempts, no wake-ups.
+                turn = waiter.try_turn();
+            }
+            if turn.is_none() {
+                // In line behind others: no attempts, no wake-ups.
                 let queued_at = Instant::now();
                 let give_up = budget_end
                     .unwrap_or_else(|| queued_at + plan.retry.remaining(slept, plan.retries));
@@ -264,6 +268,11 @@ impl Locks {
                 if budget_end.is_none() {
                     let spent = plan.retry.spent(slept, plan.retries, queued_at.elapsed());
                     slept = slept.saturating_add(spent);
+                }
+                // The caller ahead just took a permit; another may be free.
+                if matches!(keys.kind, Kind::Permit(n) if n > 1) {
+                    try_now = true;
+                    continue;
                 }
             }
             let end = if let Some(end) = until.take() {

@@ -66,6 +66,11 @@ impl Waiter<'_> {
         self.notify.notified().await;
     }
 
+    /// The head's turn now, when nobody else is in line or at the head.
+    pub(crate) fn try_turn(&self) -> Option<Turn> {
+        self.gate.clone().try_lock_owned().ok()
+    }
+
     /// Resolves when this caller is the head of the key's queue. The future keeps the
     /// caller's place in line: it must live until it resolves.
     pub(crate) fn turn(&self) -> impl Future<Output = Turn> + Send + 'static {
