@@ -67,6 +67,7 @@ pub(crate) mod call_site;
 mod config;
 mod guard;
 mod renew;
+mod retry;
 pub(crate) mod scripts;
 mod semaphore;
 mod stats;
@@ -78,8 +79,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use config::{LockConfig, LockOptions, MIN_TTL, RetryStrategy};
+pub use config::{LockConfig, LockOptions, MIN_TTL};
 pub use guard::LockGuard;
+pub use retry::RetryStrategy;
 pub use semaphore::{Permit, Semaphore};
 pub use stats::LockStats;
 pub use with::{LockCall, OnLost, fencing_token};

@@ -7,12 +7,12 @@
 //! wakes it, so a release sends one attempt to Redis per process, not one per waiter. When
 //! the head takes the lock, the next caller in line becomes the head.
 //!
-//! Releases by this process wake the head directly. Releases elsewhere arrive as the release script's message on the lock's
-//! channel (`{lock key}:released`, the message `{runtime id}:{fencing token}`), received by
-//! one pattern subscription per runtime, opened when a caller first waits; a runtime skips
-//! its own messages. A lost message (a reconnect, a holder whose lock expired instead of
-//! being released) only means the waiter retries on its backoff: the retry strategy stays the
-//! bound.
+//! Releases by this process wake the head directly. Releases elsewhere arrive as the release
+//! script's message on the lock's channel (`{lock key}:released`, the message
+//! `{runtime id}:{fencing token}`), received by one pattern subscription per runtime, opened
+//! when a caller first waits; a runtime skips its own messages. A lost message (a reconnect, a
+//! holder whose lock expired instead of being released) only means the waiter retries on its
+//! backoff: the retry strategy stays the bound.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
