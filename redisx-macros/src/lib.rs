@@ -52,6 +52,7 @@ mod key_template;
 mod lock;
 mod names;
 mod params;
+mod rate_limit;
 mod testing;
 mod ty;
 
@@ -263,4 +264,40 @@ pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn with_lock(args: TokenStream, item: TokenStream) -> TokenStream {
     driver::run::<lock::WithLock>(args.into(), item.into()).into()
+}
+
+/// Runs an `async fn` only when a rate limit (`rx.rate_limiter()`) admits the call; sugar over
+/// `RateLimiter::with_limit` (`RateLimiter::with_policy` with `policy`).
+///
+/// The key is rendered from the arguments and checked against the limit; on a denial the body
+/// does not run and the call returns `Err(E::from(redisx::Error::rate_limited(decision)))`
+/// (`RATE_LIMIT_EXCEEDED`, the decision readable with `rate_limit_decision()`). The function
+/// must return `Result<T, E>` with `E: From<redisx::Error>`: no runtime, or Redis down under
+/// the default fail-closed policy, is an error too and the body never runs.
+///
+/// # Arguments
+///
+/// - `key = "login:{ip}"` (required): the key template (see the crate docs).
+/// - `limit = 5`, `window = "1m"`, `algorithm = "sliding_window"`: the limit (each one left
+///   out comes from the runtime's default limit); algorithms: `"fixed_window"`,
+///   `"sliding_window"`, `"sliding_counter"`, `"token_bucket"`, `"gcra"`.
+/// - `policy = "login"`: a named policy of the runtime's `RateLimitConfig` instead (its limits
+///   are all or nothing; not with `limit`, `window` or `algorithm`).
+/// - `cost = 1`: the points one call costs.
+/// - `crate = "path"`, `runtime = expr`: see the crate docs.
+///
+/// # Example
+///
+/// ```text
+/// use redisx::rate_limit;
+///
+/// #[rate_limit(key = "login:{ip}", limit = 5, window = "1m")]
+/// async fn login(ip: IpAddr, form: Login) -> Result<Session, AppError> { auth::login(form).await }
+///
+/// #[rate_limit(key = "export:{tenant}", policy = "exports", cost = 10)]
+/// async fn export(tenant: u64) -> Result<(), AppError> { exports::run(tenant).await }
+/// ```
+#[proc_macro_attribute]
+pub fn rate_limit(args: TokenStream, item: TokenStream) -> TokenStream {
+    driver::run::<rate_limit::RateLimit>(args.into(), item.into()).into()
 }

@@ -12,6 +12,7 @@ use crate::life::Life;
 use crate::lock::{LockConfig, Locks};
 use crate::metrics::{Metrics, SharedRegistry};
 use crate::plugin::{self, Plugin, PluginContext};
+use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::runtime::{Inner, RedisX, Started, stop_all};
 
 /// Builds a [`RedisX`]; see [`RedisX::builder`].
@@ -22,6 +23,7 @@ pub struct RedisXBuilder {
     key_prefix: String,
     cache: Option<CacheConfig>,
     locks: Option<LockConfig>,
+    rate_limit: Option<RateLimitConfig>,
     registry: Option<SharedRegistry>,
     plugins: Vec<Started>,
     shutdown_timeout: Option<Duration>,
@@ -36,6 +38,7 @@ impl std::fmt::Debug for RedisXBuilder {
             .field("key_prefix", &self.key_prefix)
             .field("cache", &self.cache)
             .field("locks", &self.locks)
+            .field("rate_limit", &self.rate_limit)
             .field(
                 "plugins",
                 &self
@@ -170,6 +173,33 @@ impl RedisXBuilder {
         self
     }
 
+    /// Configures the rate limiter, `rx.rate_limiter()` (default:
+    /// [`RateLimitConfig::default`]).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    /// use redisx_runtime::rate_limit::{Limit, RateLimitConfig};
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn start() -> redisx_runtime::Result<()> {
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .rate_limit(
+    ///         RateLimitConfig::default()
+    ///             .policy("login", [Limit::sliding_window(5, Duration::from_secs(60))]),
+    ///     )
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
+        self.rate_limit = Some(config);
+        self
+    }
+
     /// Adds a plugin: started by `build()` after the plugins it depends on, stopped by
     /// [`RedisX::shutdown`] before them; found again with [`RedisX::plugin`].
     ///
@@ -193,7 +223,7 @@ impl RedisXBuilder {
     ///     .plugin(AuditLog) // a unit struct that implements `Plugin`
     ///     .build()
     ///     .await?;
-    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "audit-log"]);
+    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "audit-log"]);
     /// # Ok(()) }
     /// ```
     #[must_use]
@@ -304,6 +334,8 @@ impl RedisXBuilder {
         cache_cfg.validate()?;
         let lock_cfg = self.locks.unwrap_or_default();
         lock_cfg.validate()?;
+        let rate_limit_cfg = self.rate_limit.unwrap_or_default();
+        rate_limit_cfg.validate()?;
         let mut seen = std::collections::HashSet::new();
         for (name, cfg) in &self.clients {
             cfg.validate()
@@ -354,8 +386,10 @@ impl RedisXBuilder {
         let cache_client = cache_client(&cache_cfg, &ctx)?;
         let cache = Cache::new(cache_cfg, &ctx, cache_client);
         let locks = Locks::new(lock_cfg, &ctx)?;
+        let rate_limiter = RateLimiter::new(rate_limit_cfg, &ctx)?;
         let builtin = Arc::new(cache.clone());
         let builtin_locks = Arc::new(locks.clone());
+        let builtin_rate_limiter = Arc::new(rate_limiter.clone());
         let mut plugins = vec![
             Started {
                 plugin: builtin.clone(),
@@ -364,6 +398,10 @@ impl RedisXBuilder {
             Started {
                 plugin: builtin_locks.clone(),
                 any: builtin_locks,
+            },
+            Started {
+                plugin: builtin_rate_limiter.clone(),
+                any: builtin_rate_limiter,
             },
         ];
         plugins.extend(self.plugins);
@@ -381,6 +419,7 @@ impl RedisXBuilder {
                 metrics,
                 cache,
                 locks,
+                rate_limiter,
                 plugins,
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
                 life,

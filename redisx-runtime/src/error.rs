@@ -96,6 +96,8 @@ pub enum ErrorCode {
     RateLimitExceeded,
     /// A rate-limit script failed.
     RateLimitScriptError,
+    /// A rate-limit key is empty, too long or holds control characters.
+    RateLimitKeyInvalid,
     /// An idempotency key is invalid.
     IdempotencyKeyInvalid,
     /// A request with the same idempotency key is still being processed.
@@ -154,6 +156,7 @@ impl ErrorCode {
             Self::LockKeyInvalid => "LOCK_KEY_INVALID",
             Self::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             Self::RateLimitScriptError => "RATE_LIMIT_SCRIPT_ERROR",
+            Self::RateLimitKeyInvalid => "RATE_LIMIT_KEY_INVALID",
             Self::IdempotencyKeyInvalid => "IDEMPOTENCY_KEY_INVALID",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::IdempotencyPreviousFailed => "IDEMPOTENCY_PREVIOUS_FAILED",
@@ -202,7 +205,9 @@ impl ErrorCode {
             | Self::LockExtensionFailed
             | Self::LockExpired
             | Self::LockKeyInvalid => "lock",
-            Self::RateLimitExceeded | Self::RateLimitScriptError => "rate_limit",
+            Self::RateLimitExceeded | Self::RateLimitScriptError | Self::RateLimitKeyInvalid => {
+                "rate_limit"
+            }
             Self::IdempotencyKeyInvalid
             | Self::IdempotencyInProgress
             | Self::IdempotencyPreviousFailed
@@ -261,6 +266,8 @@ struct Inner {
     /// (a server reply, an I/O error): `source()` then skips it, so a report walking the chain
     /// prints that text once. [`Error::redis_error`] still reaches it.
     transparent_source: bool,
+    /// The denied decision of a [`Error::rate_limited`] error.
+    decision: Option<Box<crate::rate_limit::Decision>>,
 }
 
 impl Error {
@@ -273,8 +280,47 @@ impl Error {
                 context: Vec::new(),
                 source: None,
                 transparent_source: false,
+                decision: None,
             }),
         }
+    }
+
+    /// A denied rate limit as an error, [`ErrorCode::RateLimitExceeded`] (what
+    /// `#[rate_limit]` returns, through `E: From<Error>`); the decision stays readable with
+    /// [`rate_limit_decision`](Self::rate_limit_decision).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redisx_runtime::{Error, ErrorCode};
+    /// use redisx_runtime::rate_limit::Limit;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let limit = Limit::sliding_window(5, Duration::from_secs(60));
+    /// let d = rx.rate_limiter().check("login:10.0.0.1", &limit).await?;
+    /// if !d.allowed {
+    ///     let e = Error::rate_limited(d);
+    ///     assert_eq!(e.code(), ErrorCode::RateLimitExceeded);
+    ///     println!("retry in {:?}", e.rate_limit_decision().unwrap().retry_after);
+    ///     return Err(e);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limited(decision: crate::rate_limit::Decision) -> Self {
+        let secs = decision.retry_after_secs();
+        let mut e = Self::new(
+            ErrorCode::RateLimitExceeded,
+            format!("rate limit exceeded; try again in {secs} seconds"),
+        )
+        .with_context("limit", decision.limit.to_string())
+        .with_context("remaining", decision.remaining.to_string());
+        Arc::make_mut(&mut e.inner).decision = Some(Box::new(decision));
+        e
+    }
+
+    /// The denied decision of an error made by [`rate_limited`](Self::rate_limited).
+    pub fn rate_limit_decision(&self) -> Option<&crate::rate_limit::Decision> {
+        self.inner.decision.as_deref()
     }
 
     /// Adds a piece of context (`client`, `command`, `key`, ...), shown in `Display`.

@@ -48,6 +48,7 @@ pub mod metrics;
 pub mod plugin;
 #[doc(hidden)]
 pub mod private;
+pub mod rate_limit;
 mod runtime;
 mod scope;
 mod script;
@@ -94,5 +95,6 @@ pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
 pub use lock::{LockConfig, LockGuard, LockOptions, Locks};
 pub use plugin::{Plugin, PluginContext, PluginFuture};
+pub use rate_limit::{RateLimitConfig, RateLimiter};
 pub use runtime::RedisX;
 pub use scope::spawn;

@@ -13,4 +13,6 @@ pub use crate::cache::call_site::{
 pub use crate::cache::{CacheMode, Erasure, ErrorSharing};
 pub use crate::codec::CodecKind;
 pub use crate::lock::call_site::{LockError, LockSpec, RetryKind, WithLockCall, with_lock};
+pub use crate::rate_limit::Algorithm as RateLimitAlgorithm;
+pub use crate::rate_limit::call_site::{RateLimitCall, RateLimitError, RateLimitSpec, rate_limit};
 pub use crate::runtime::RedisX;

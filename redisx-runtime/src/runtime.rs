@@ -12,6 +12,7 @@ use crate::life::Life;
 use crate::lock::Locks;
 use crate::metrics::{Metrics, SharedRegistry};
 use crate::plugin::{Plugin, PluginContext};
+use crate::rate_limit::RateLimiter;
 
 static GLOBAL: OnceLock<RedisX> = OnceLock::new();
 
@@ -46,6 +47,7 @@ pub(crate) struct Inner {
     pub(crate) cache: Cache,
     /// The built-in lock service, typed (it is also one of `plugins`).
     pub(crate) locks: Locks,
+    pub(crate) rate_limiter: RateLimiter,
     /// Every plugin in start order, with its value for [`RedisX::plugin`].
     pub(crate) plugins: Vec<Started>,
     pub(crate) shutdown_timeout: Duration,
@@ -280,6 +282,25 @@ impl RedisX {
         &self.inner.locks
     }
 
+    /// The rate limiter (configured with [`RedisXBuilder::rate_limit`], else the defaults).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redisx_runtime::rate_limit::Limit;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let d = rx
+    ///     .rate_limiter()
+    ///     .check("ip:10.0.0.1", &Limit::fixed_window(100, Duration::from_secs(60)))
+    ///     .await?;
+    /// # let _ = d;
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.rate_limiter
+    }
+
     /// A plugin added with [`RedisXBuilder::plugin`], by its type.
     ///
     /// ```no_run
@@ -313,7 +334,7 @@ impl RedisX {
     /// # #[allow(dead_code)]
     /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
     /// // Built with `.plugin(AuditLog)`, which depends on the cache.
-    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "audit-log"]);
+    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "audit-log"]);
     /// # Ok(()) }
     /// ```
     pub fn plugin_names(&self) -> Vec<&'static str> {

@@ -28,5 +28,6 @@ pub(crate) fn builtin() -> impl Iterator<Item = &'static LuaScript> {
     crate::cache::scripts::ALL
         .iter()
         .chain(crate::lock::scripts::ALL)
+        .chain(crate::rate_limit::scripts::ALL)
         .copied()
 }

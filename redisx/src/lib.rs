@@ -1,9 +1,9 @@
 //! # redisx
 //!
 //! Redis for Rust services, beyond get/set: a two-tier cache (in-process L1 in front of Redis),
-//! with locks, rate limiting, idempotency and stream consumers to follow, as attributes on
-//! `async fn`s that expand into calls to one runtime, configured once at startup and observable
-//! through Prometheus metrics and `tracing` spans with OpenTelemetry attributes.
+//! distributed locks and rate limiting, with idempotency and stream consumers to follow, as
+//! attributes on `async fn`s that expand into calls to one runtime, configured once at startup
+//! and observable through Prometheus metrics and `tracing` spans with OpenTelemetry attributes.
 //!
 //! ```no_run
 //! use redisx::{cached, ConnectionConfig, RedisX};
@@ -46,6 +46,8 @@
 //!   [`Cache::get_or_load_using`].
 //! - [`Locks`] (`rx.locks()`): distributed locks and semaphores with auto-renewal, a loss
 //!   signal and fencing tokens ([`lock`]).
+//! - [`RateLimiter`] (`rx.rate_limiter()`): five rate-limit algorithms on the server's clock,
+//!   several limits all or nothing, denied keys answered locally ([`rate_limit`](mod@rate_limit)).
 //! - [`Plugin`]: what the runtime starts and stops (the cache and the locks are two; add your
 //!   own with [`RedisXBuilder::plugin`]).
 //! - [`Error`] / [`ErrorCode`]: one error type with stable codes.
@@ -76,7 +78,7 @@
 
 #[cfg(feature = "test-util")]
 pub use redisx_macros::test;
-pub use redisx_macros::{cache_evict, cache_put, cached, with_lock};
+pub use redisx_macros::{cache_evict, cache_put, cached, rate_limit, with_lock};
 pub use redisx_runtime::*;
 // Named again (the glob above already carries them) so that `redisx::redis` and
 // `redisx::prometheus_client` stay public even if the glob's contents change.

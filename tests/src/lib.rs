@@ -15,6 +15,7 @@
 pub mod cache;
 pub mod lock;
 pub mod otlp;
+pub mod rate_limit;
 pub mod spans;
 pub mod tls;
 

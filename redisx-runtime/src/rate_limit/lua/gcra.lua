@@ -1,0 +1,28 @@
+-- gcra.lua: the generic cell rate algorithm (part of the rate-limit script), as redis-cell.
+--
+-- State: one string, the theoretical arrival time (TAT, µs, a float) of the next point,
+-- expiring when it is reached (an absent key is a full burst). One point is emitted every
+-- T = window / limit; `param` is the burst (0: the limit): a burst of B admits exactly B
+-- points at once, then one per T. The reported limit is the burst. A tolerance of 1 µs
+-- absorbs float rounding at the exact boundary.
+ALGORITHMS.gcra = function(key, now, limit, window, cost, param)
+  local burst = limit
+  if param > 0 then
+    burst = param
+  end
+  local T = window / limit
+  local tat = math.max(tonumber(redis.call('GET', key) or '0') or 0, now)
+  local new_tat = tat + cost * T
+  local allow_at = new_tat - burst * T
+  local d = {limit = burst}
+  d.allowed = allow_at <= now + 1
+  d.left = math.max(math.floor((now + burst * T - tat + 1) / T), 0)
+  d.left_after = math.max(math.floor((now + burst * T - new_tat + 1) / T), 0)
+  d.reset = tat
+  d.reset_after = new_tat
+  d.retry = d.allowed and 0 or math.max(math.ceil(allow_at - now), 1)
+  d.commit = function()
+    redis.call('SET', key, string.format('%.17g', new_tat), 'PX', int(math.ceil((new_tat - now) / 1000) + 1))
+  end
+  return d
+end
