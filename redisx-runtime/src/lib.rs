@@ -41,6 +41,8 @@ mod call_site;
 mod client;
 pub mod codec;
 mod error;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod key;
 mod life;
 pub mod lock;

@@ -1,0 +1,33 @@
+//! HTTP (feature `axum`): the tower/axum rate-limit layer ([`RateLimitLayer`]) with its key
+//! extractors and headers, and `IntoResponse` for [`Error`](crate::Error) with the right status
+//! for every code ([`status_of`]) and a problem+json body without internal details.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{Router, routing::post};
+//! use redisx_runtime::http::{HeaderStyle, KeyExtractor, RateLimitLayer};
+//! use redisx_runtime::rate_limit::Limit;
+//!
+//! # #[allow(dead_code)]
+//! # fn app(rx: redisx_runtime::RedisX) -> Router {
+//! Router::new()
+//!     .route("/api/orders", post(|| async { "created" }))
+//!     .route_layer(
+//!         RateLimitLayer::new(Limit::token_bucket(100, Duration::from_secs(60)))
+//!             .runtime(rx)
+//!             .key(KeyExtractor::api_key())
+//!             .headers(HeaderStyle::Both),
+//!     )
+//! # }
+//! ```
+
+mod client_ip;
+pub mod future;
+mod key;
+mod layer;
+mod response;
+
+pub use client_ip::Cidr;
+pub use key::{KeyExtractor, RequestView};
+pub use layer::{HeaderStyle, RateLimitLayer, RateLimitService};
+pub use response::status_of;

@@ -1,0 +1,310 @@
+//! The rate-limit layer through a real axum server on a loopback socket and a real HTTP client:
+//! limit headers, 429 with `Retry-After` and a problem+json body, draft headers, client
+//! addresses behind trusted and untrusted proxies, one charge per request when layered twice,
+//! missing keys, skipped routes, Redis stopped (fail closed and fail open), and
+//! `IntoResponse` for `redisx::Error`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::get;
+use redisx::http::{HeaderStyle, KeyExtractor, RateLimitLayer};
+use redisx::rate_limit::{ErrorPolicy, Limit, RateLimitConfig};
+use redisx::{ConnectionConfig, Error, ErrorCode, RedisX};
+use redisx_tests::{RedisServer, unique_prefix};
+use serde_json::Value;
+
+/// Serves `app` on a free loopback port, with the peer address as `ConnectInfo`.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// A plain-HTTP client (reqwest is built without a TLS provider of its own: ring is given).
+fn client() -> reqwest::Client {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+fn header(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+fn number(res: &reqwest::Response, name: &str) -> u64 {
+    header(res, name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .parse()
+        .unwrap()
+}
+
+fn app(layer: RateLimitLayer) -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route("/health", get(|| async { "up" }))
+        .layer(layer)
+}
+
+#[redisx::test]
+async fn checked_responses_carry_the_limit_headers_and_a_denial_is_a_problem(rx: RedisX) {
+    let limit = Limit::fixed_window(2, Duration::from_secs(60));
+    let url = serve(app(RateLimitLayer::new(limit).runtime(rx))).await;
+    let c = client();
+    let first = c.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(number(&first, "x-ratelimit-limit"), 2);
+    assert_eq!(number(&first, "x-ratelimit-remaining"), 1);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let reset = number(&first, "x-ratelimit-reset");
+    assert!(
+        reset > now && reset <= now + 61,
+        "reset {reset} is unix seconds"
+    );
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    let denied = c.get(&url).send().await.unwrap();
+    assert_eq!(denied.status(), 429);
+    let retry = number(&denied, "retry-after");
+    assert!((1..=60).contains(&retry));
+    assert_eq!(number(&denied, "x-ratelimit-remaining"), 0);
+    assert_eq!(
+        header(&denied, "content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    let body: Value = serde_json::from_str(&denied.text().await.unwrap()).unwrap();
+    assert_eq!(body["status"], 429);
+    assert_eq!(body["code"], "RATE_LIMIT_EXCEEDED");
+    assert_eq!(
+        (body["limit"].as_u64(), body["remaining"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(body["retry_after"].as_u64(), Some(retry));
+    assert_eq!(
+        body["detail"],
+        format!("Rate limit exceeded. Try again in {retry} seconds.")
+    );
+}
+
+#[redisx::test]
+async fn draft_headers_replace_the_legacy_ones_on_request(rx: RedisX) {
+    let limit = Limit::sliding_window(5, Duration::from_secs(60));
+    let layer = RateLimitLayer::new(limit)
+        .runtime(rx)
+        .headers(HeaderStyle::Draft)
+        .message(|d| format!("slow down ({} max)", d.limit));
+    let url = serve(app(layer)).await;
+    let res = client().get(&url).send().await.unwrap();
+    assert_eq!(
+        header(&res, "ratelimit-policy").as_deref(),
+        Some(r#""default";q=5;w=60"#)
+    );
+    let now = header(&res, "ratelimit").unwrap();
+    assert!(now.starts_with(r#""default";r=4;t="#), "{now}");
+    assert!(header(&res, "x-ratelimit-limit").is_none());
+}
+
+#[redisx::test]
+async fn a_forwarded_for_from_an_untrusted_peer_is_ignored(rx: RedisX) {
+    let limit = Limit::fixed_window(1, Duration::from_secs(60));
+    let layer = RateLimitLayer::new(limit)
+        .runtime(rx)
+        .key(KeyExtractor::client_ip(["10.0.0.0/8".parse().unwrap()]));
+    let url = serve(app(layer)).await;
+    let c = client();
+    let first = c
+        .get(&url)
+        .header("x-forwarded-for", "1.1.1.1")
+        .send()
+        .await;
+    assert_eq!(first.unwrap().status(), 200);
+    // The peer (127.0.0.1) is not a trusted proxy: a new address in the header is no escape.
+    let second = c
+        .get(&url)
+        .header("x-forwarded-for", "2.2.2.2")
+        .send()
+        .await;
+    assert_eq!(second.unwrap().status(), 429);
+}
+
+#[redisx::test]
+async fn a_trusted_proxy_is_honoured_and_read_from_the_right(rx: RedisX) {
+    let limit = Limit::fixed_window(1, Duration::from_secs(60));
+    let layer = RateLimitLayer::new(limit.clone())
+        .runtime(rx.clone())
+        .key(KeyExtractor::client_ip(["127.0.0.1/32".parse().unwrap()]));
+    let url = serve(app(layer)).await;
+    let c = client();
+    let get = |xff: &'static str| c.get(&url).header("x-forwarded-for", xff).send();
+    assert_eq!(get("198.51.100.1").await.unwrap().status(), 200);
+    assert_eq!(
+        get("198.51.100.2").await.unwrap().status(),
+        200,
+        "another client"
+    );
+    // A made-up leading entry passed through the proxy is not taken as the client.
+    assert_eq!(get("6.6.6.6, 198.51.100.1").await.unwrap().status(), 429);
+    let state = rx
+        .rate_limiter()
+        .state("ip:198.51.100.1", &limit)
+        .await
+        .unwrap();
+    assert_eq!(
+        state.current, 1,
+        "the client's own bucket, namespaced `ip:`"
+    );
+}
+
+#[redisx::test]
+async fn two_layers_with_the_same_limit_charge_a_request_once(rx: RedisX) {
+    let limit = Limit::fixed_window(4, Duration::from_secs(60));
+    let layer = || RateLimitLayer::new(limit.clone()).runtime(rx.clone());
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route_layer(layer())
+        .layer(layer());
+    let url = serve(app).await;
+    let c = client();
+    for remaining in [3, 2] {
+        let res = c.get(&url).send().await.unwrap();
+        assert_eq!(number(&res, "x-ratelimit-remaining"), remaining);
+    }
+    let state = rx
+        .rate_limiter()
+        .state("ip:127.0.0.1", &limit)
+        .await
+        .unwrap();
+    assert_eq!(state.current, 2);
+}
+
+#[redisx::test]
+async fn a_missing_key_is_refused_and_a_skipped_route_is_not_checked(rx: RedisX) {
+    let layer = RateLimitLayer::new(Limit::fixed_window(1, Duration::from_secs(60)))
+        .runtime(rx)
+        .key(KeyExtractor::api_key())
+        .skip(|r| r.uri.path() == "/health");
+    let url = serve(app(layer)).await;
+    let c = client();
+    let anonymous = c.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401, "never a shared bucket");
+    let with_key = c.get(&url).header("x-api-key", "k1").send().await;
+    assert_eq!(with_key.unwrap().status(), 200);
+    let other_key = c.get(&url).header("x-api-key", "k2").send().await;
+    assert_eq!(other_key.unwrap().status(), 200);
+    for _ in 0..3 {
+        let health = c.get(format!("{url}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        assert!(header(&health, "x-ratelimit-limit").is_none());
+    }
+}
+
+/// A runtime on `server` failing as `policy` says, with a short command timeout.
+async fn runtime(server: &RedisServer, policy: ErrorPolicy) -> RedisX {
+    RedisX::builder()
+        .client(
+            "default",
+            ConnectionConfig::from_url(&server.url())
+                .unwrap()
+                .command_timeout(Duration::from_millis(300)),
+        )
+        .key_prefix(unique_prefix("http_rl"))
+        .rate_limit(RateLimitConfig::default().error_policy(policy))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_fails_closed_without_internal_text_or_open_by_choice() {
+    let mut server = RedisServer::start();
+    let closed = runtime(&server, ErrorPolicy::FailClosed).await;
+    let open = runtime(&server, ErrorPolicy::FailOpen).await;
+    let limit = Limit::fixed_window(5, Duration::from_secs(60));
+    let closed_url = serve(app(
+        RateLimitLayer::new(limit.clone()).runtime(closed.clone())
+    ))
+    .await;
+    let open_url = serve(app(RateLimitLayer::new(limit).runtime(open.clone()))).await;
+    let c = client();
+    assert_eq!(c.get(&closed_url).send().await.unwrap().status(), 200);
+    server.kill();
+    let res = c.get(&closed_url).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    let fields: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, ["code", "status", "title", "type"], "{body}");
+    assert!(body["code"].as_str().unwrap().starts_with("CONN_") || body["code"] == "OP_TIMEOUT");
+    let res = c.get(&open_url).send().await.unwrap();
+    assert_eq!(res.status(), 200, "fail open admits");
+    assert_eq!(number(&res, "x-ratelimit-remaining"), 5);
+    closed.shutdown().await;
+    open.shutdown().await;
+}
+
+#[redisx::test]
+async fn errors_answer_with_their_status_and_no_internal_details(rx: RedisX) {
+    let limit = Limit::fixed_window(1, Duration::from_secs(60));
+    let rx2 = rx.clone();
+    let app = Router::new()
+        .route(
+            "/limited",
+            get(move || {
+                let (rx, limit) = (rx2.clone(), limit.clone());
+                async move {
+                    let d = rx.rate_limiter().check("handler", &limit).await?;
+                    if d.allowed {
+                        Ok("ok")
+                    } else {
+                        Err(Error::rate_limited(d))
+                    }
+                }
+            }),
+        )
+        .route(
+            "/down",
+            get(|| async {
+                Err::<&str, _>(Error::new(
+                    ErrorCode::ConnectionFailed,
+                    "secret: redis at 10.1.2.3:6379 refused",
+                ))
+            }),
+        );
+    let url = serve(app).await;
+    let c = client();
+    assert_eq!(
+        c.get(format!("{url}/limited"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let denied = c.get(format!("{url}/limited")).send().await.unwrap();
+    assert_eq!(denied.status(), 429);
+    assert!(number(&denied, "retry-after") >= 1);
+    let down = c.get(format!("{url}/down")).send().await.unwrap();
+    assert_eq!(down.status(), 503);
+    let text = down.text().await.unwrap();
+    assert!(
+        !text.contains("secret") && !text.contains("10.1.2.3"),
+        "{text}"
+    );
+    assert!(text.contains("CONN_FAILED"), "{text}");
+}
