@@ -19,6 +19,7 @@ mod cache;
 mod cache_scope;
 mod locks;
 mod measure;
+mod rate_limit;
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -32,7 +33,7 @@ const CPU: usize = 0;
 const SUITES: &[&str] = &["cache", "locks", "rate-limit", "idempotency", "streams"];
 
 /// The suites implemented so far.
-const IMPLEMENTED: &[&str] = &["cache", "locks"];
+const IMPLEMENTED: &[&str] = &["cache", "locks", "rate-limit"];
 
 /// Everything a suite needs to know about the run.
 pub(crate) struct Context {
@@ -236,6 +237,9 @@ fn main() -> ExitCode {
         }
         if wanted("locks") {
             results.extend(locks::run(&ctx).await);
+        }
+        if wanted("rate-limit") {
+            results.extend(rate_limit::run(&ctx).await);
         }
         if args.redis.is_some() {
             cleanup(&ctx).await;

@@ -1,0 +1,378 @@
+//! The `rate-limit` suite: `rx.rate_limiter()` against its raw Redis floor.
+//!
+//! | bench | ours | floor | other baselines |
+//! |---|---|---|---|
+//! | `rate_limit.<algorithm>` | `check` of one key, sequential, never denied (a limit of 10⁹ per minute) | redis-rs `EVALSHA` of the same script with the same arguments on one connection | `EVALSHA` of a trivial script (`return 1`) |
+//! | `rate_limit.<algorithm>_c64` | 64 tasks over 64 keys, each checking in a loop; cost per check | the same loop with the raw `EVALSHA` | |
+//! | `rate_limit.denied_flood` | checks of an exhausted key with the local deny cache (on by default) | the same without it (every check a round trip) | |
+//! | `rate_limit.http` | `GET /` through axum with `RateLimitLayer` (peer-IP key), over loopback | the same server without the layer | |
+//!
+//! The algorithms: `fixed_window`, `sliding_window` (the log), `sliding_counter`,
+//! `token_bucket`, `gcra`. Every side talks to the same server over one multiplexed
+//! connection, on the same pinned CPU.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use redis::aio::MultiplexedConnection;
+use redisx::http::RateLimitLayer;
+use redisx::rate_limit::{Algorithm, Limit, RateLimitConfig};
+use redisx::{ConnectionConfig, RedisX};
+
+use crate::Context;
+use crate::measure::{Comparison, Side, Unit, compare, emit};
+
+/// The rate-limit script, as the runtime assembles it.
+const SCRIPT: &str = concat!(
+    include_str!("../../redisx-runtime/src/rate_limit/lua/prelude.lua"),
+    include_str!("../../redisx-runtime/src/rate_limit/lua/fixed_window.lua"),
+    include_str!("../../redisx-runtime/src/rate_limit/lua/sliding_window.lua"),
+    include_str!("../../redisx-runtime/src/rate_limit/lua/sliding_counter.lua"),
+    include_str!("../../redisx-runtime/src/rate_limit/lua/token_bucket.lua"),
+    include_str!("../../redisx-runtime/src/rate_limit/lua/gcra.lua"),
+    include_str!("../../redisx-runtime/src/rate_limit/lua/check.lua"),
+);
+
+/// A limit that never denies within a run.
+const HUGE: u64 = 1_000_000_000;
+/// Its window.
+const WINDOW: Duration = Duration::from_secs(60);
+/// Tasks (and keys) of the `_c64` benches.
+const TASKS: u64 = 64;
+
+/// Runs the suite; returns every comparison, each already printed as a JSON line when its
+/// bench finished.
+pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
+    let rx = runtime(ctx, true).await;
+    let mut all = Vec::new();
+    let mut done = |part: Vec<Comparison>| {
+        part.iter().for_each(emit);
+        all.extend(part);
+    };
+    let floor = Floor::new(ctx).await;
+    for algorithm in Algorithm::ALL {
+        let name = format!("rate_limit.{algorithm}");
+        if ctx.selected(&name) {
+            done(sequential(ctx, &rx, &floor, algorithm, &name).await);
+        }
+        let name = format!("rate_limit.{algorithm}_c64");
+        if ctx.selected(&name) {
+            done(concurrent(ctx, &rx, &floor, algorithm, &name).await);
+        }
+    }
+    if ctx.selected("rate_limit.denied_flood") {
+        done(denied_flood(ctx, &rx).await);
+    }
+    if ctx.selected("rate_limit.http") {
+        done(http(ctx, &rx).await);
+    }
+    rx.shutdown().await;
+    all
+}
+
+async fn runtime(ctx: &Context, local_deny: bool) -> RedisX {
+    RedisX::builder()
+        .client(
+            "default",
+            ConnectionConfig::from_url(&ctx.url).expect("the Redis URL is valid"),
+        )
+        .key_prefix(&ctx.prefix)
+        .rate_limit(RateLimitConfig::default().local_deny(local_deny))
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect redisx to {}: {e}", ctx.url))
+}
+
+fn stage(what: &str) {
+    eprintln!("rate-limit: {what}");
+}
+
+/// The raw floor: redis-rs on one multiplexed connection, the script loaded once.
+#[derive(Clone)]
+struct Floor {
+    conn: MultiplexedConnection,
+    sha: Arc<str>,
+    trivial: Arc<str>,
+}
+
+impl Floor {
+    async fn new(ctx: &Context) -> Self {
+        let conn = redis::Client::open(ctx.url.as_str())
+            .expect("the Redis URL is valid")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect redis-rs to {}: {e}", ctx.url));
+        let load = |body: &'static str| {
+            let mut conn = conn.clone();
+            async move {
+                let sha: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(body)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("SCRIPT LOAD");
+                Arc::<str>::from(sha)
+            }
+        };
+        let sha = load(SCRIPT).await;
+        let trivial = load("return 1").await;
+        Self { conn, sha, trivial }
+    }
+
+    /// One raw check of `key` (1 point of `limit`): whether it was admitted.
+    async fn check(&mut self, key: &str, algorithm: Algorithm, limit: u64) -> bool {
+        let reply: Vec<i64> = redis::cmd("EVALSHA")
+            .arg(&*self.sha)
+            .arg(1)
+            .arg(key)
+            .arg("check")
+            .arg(1)
+            .arg(algorithm.as_str())
+            .arg(limit)
+            .arg(u64::try_from(WINDOW.as_millis()).expect("a small window"))
+            .arg(0)
+            .query_async(&mut self.conn)
+            .await
+            .expect("EVALSHA of the rate-limit script");
+        reply[0] == 1
+    }
+
+    /// `EVALSHA` of `return 1` with one key.
+    async fn trivial(&mut self, key: &str) {
+        let _: i64 = redis::cmd("EVALSHA")
+            .arg(&*self.trivial)
+            .arg(1)
+            .arg(key)
+            .query_async(&mut self.conn)
+            .await
+            .expect("EVALSHA of the trivial script");
+    }
+}
+
+/// A fresh key name per run of a side, so no state carries over between sides.
+fn fresh(ctx: &Context, what: &str) -> String {
+    format!(
+        "{}floor:rl:{what}:{{{}}}",
+        ctx.prefix,
+        rand::random::<u64>()
+    )
+}
+
+async fn sequential(
+    ctx: &Context,
+    rx: &RedisX,
+    floor: &Floor,
+    algorithm: Algorithm,
+    name: &str,
+) -> Vec<Comparison> {
+    stage(&format!("{name}: one key, sequential"));
+    let limit = Limit::new(algorithm, HUGE, WINDOW);
+    let ours = {
+        let limiter = rx.rate_limiter().clone();
+        Side::new(format!("redisx check ({algorithm})"), move |ops| {
+            let (limiter, limit) = (limiter.clone(), limit.clone());
+            let key = format!("seq:{}", rand::random::<u64>());
+            async move {
+                let start = Instant::now();
+                for _ in 0..ops {
+                    let d = limiter.check(&key, &limit).await.expect("a check");
+                    assert!(d.allowed);
+                }
+                start.elapsed()
+            }
+        })
+    };
+    let raw = {
+        let (floor, prefix) = (floor.clone(), ctx.prefix.clone());
+        Side::new("redis-rs EVALSHA of the same script", move |ops| {
+            let mut floor = floor.clone();
+            let key = format!("{prefix}floor:rl:{{{}}}", rand::random::<u64>());
+            async move {
+                let start = Instant::now();
+                for _ in 0..ops {
+                    assert!(floor.check(&key, algorithm, HUGE).await);
+                }
+                start.elapsed()
+            }
+        })
+    };
+    let trivial = {
+        let floor = floor.clone();
+        let key = fresh(ctx, "trivial");
+        Side::new("redis-rs EVALSHA of `return 1`", move |ops| {
+            let (mut floor, key) = (floor.clone(), key.clone());
+            async move {
+                let start = Instant::now();
+                for _ in 0..ops {
+                    floor.trivial(&key).await;
+                }
+                start.elapsed()
+            }
+        })
+    };
+    compare(name, Unit::UsPerOp, &ctx.settings, ours, vec![raw, trivial]).await
+}
+
+async fn concurrent(
+    ctx: &Context,
+    rx: &RedisX,
+    floor: &Floor,
+    algorithm: Algorithm,
+    name: &str,
+) -> Vec<Comparison> {
+    stage(&format!("{name}: {TASKS} tasks over {TASKS} keys"));
+    let limit = Limit::new(algorithm, HUGE, WINDOW);
+    let ours = {
+        let limiter = rx.rate_limiter().clone();
+        Side::new(
+            format!("redisx check ({algorithm}), 64 tasks"),
+            move |ops| {
+                let (limiter, limit) = (limiter.clone(), limit.clone());
+                let run = rand::random::<u64>();
+                async move {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|t| {
+                            let (limiter, limit) = (limiter.clone(), limit.clone());
+                            let share = ops / TASKS + u64::from(t < ops % TASKS);
+                            tokio::spawn(async move {
+                                let key = format!("c64:{run}:{t}");
+                                for _ in 0..share {
+                                    let d = limiter.check(&key, &limit).await.expect("a check");
+                                    assert!(d.allowed);
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("a bench task");
+                    }
+                    start.elapsed()
+                }
+            },
+        )
+    };
+    let raw = {
+        let (floor, prefix) = (floor.clone(), ctx.prefix.clone());
+        Side::new(
+            "redis-rs EVALSHA of the same script, 64 tasks",
+            move |ops| {
+                let (floor, prefix) = (floor.clone(), prefix.clone());
+                let run = rand::random::<u64>();
+                async move {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|t| {
+                            let mut floor = floor.clone();
+                            let key = format!("{prefix}floor:rl:c64:{run}:{{{t}}}");
+                            let share = ops / TASKS + u64::from(t < ops % TASKS);
+                            tokio::spawn(async move {
+                                for _ in 0..share {
+                                    assert!(floor.check(&key, algorithm, HUGE).await);
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("a bench task");
+                    }
+                    start.elapsed()
+                }
+            },
+        )
+    };
+    compare(name, Unit::UsPerOp, &ctx.settings, ours, vec![raw]).await
+}
+
+async fn denied_flood(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
+    stage("denied_flood: checks of an exhausted key");
+    let without = runtime(ctx, false).await;
+    let limit = Limit::fixed_window(1, Duration::from_secs(3600));
+    let side = |label: &str, rx: &RedisX| {
+        let (limiter, limit) = (rx.rate_limiter().clone(), limit.clone());
+        Side::new(label, move |ops| {
+            let (limiter, limit) = (limiter.clone(), limit.clone());
+            let key = format!("flood:{}", rand::random::<u64>());
+            async move {
+                assert!(limiter.check(&key, &limit).await.expect("a check").allowed);
+                let start = Instant::now();
+                for _ in 0..ops {
+                    let d = limiter.check(&key, &limit).await.expect("a check");
+                    assert!(!d.allowed);
+                }
+                start.elapsed()
+            }
+        })
+    };
+    let ours = side("redisx, local deny cache on (default)", rx);
+    let off = side("redisx, local deny cache off", &without);
+    let out = compare(
+        "rate_limit.denied_flood",
+        Unit::UsPerOp,
+        &ctx.settings,
+        ours,
+        vec![off],
+    )
+    .await;
+    without.shutdown().await;
+    out
+}
+
+/// Serves `app` on a free loopback port with `ConnectInfo`.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("the bench server");
+    });
+    format!("http://{addr}/")
+}
+
+async fn http(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
+    stage("http: GET / through axum, with and without the layer");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plain = Router::new().route("/", get(|| async { "ok" }));
+    let limited = plain
+        .clone()
+        .layer(RateLimitLayer::new(Limit::fixed_window(HUGE, WINDOW)).runtime(rx.clone()));
+    let (with_url, without_url) = (serve(limited).await, serve(plain).await);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("an HTTP client");
+    let side = |label: &str, url: String| {
+        let client = client.clone();
+        Side::new(label, move |ops| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let start = Instant::now();
+                for _ in 0..ops {
+                    let res = client.get(&url).send().await.expect("a response");
+                    assert_eq!(res.status(), 200);
+                    let _ = res.bytes().await.expect("a body");
+                }
+                start.elapsed()
+            }
+        })
+    };
+    let ours = side("axum + RateLimitLayer (fixed window, peer IP)", with_url);
+    let bare = side("the same axum server without the layer", without_url);
+    compare(
+        "rate_limit.http",
+        Unit::UsPerOp,
+        &ctx.settings,
+        ours,
+        vec![bare],
+    )
+    .await
+}
