@@ -65,15 +65,19 @@ async fn fixed_window_is_epoch_aligned_and_does_not_count_denials() {
     );
     let s = rl.state("k", &limit).await.unwrap();
     assert_eq!(s.current, 3, "{s:?}");
-    // Decisions cap `current` at the limit; the stored count (hash field `c`) shows it too.
+    // Decisions cap `current` at the limit; the stored count (`{window} {count}`) shows it too.
     let mut raw = raw_connection(&server.url()).await;
-    let stored: Option<u64> = redis::cmd("HGET")
+    let stored: String = redis::cmd("GET")
         .arg(rl.full_key("k", &limit))
-        .arg("c")
         .query_async(&mut raw)
         .await
         .unwrap();
-    assert_eq!(stored, Some(3), "the window's count holds no denial");
+    let count = stored.split(' ').nth(1).map(str::to_owned);
+    assert_eq!(
+        count.as_deref(),
+        Some("3"),
+        "the window's count holds no denial: {stored}"
+    );
 
     // The next window starts from zero.
     let wait = reset.duration_since(SystemTime::now()).unwrap_or_default();

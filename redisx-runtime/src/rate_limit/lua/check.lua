@@ -12,35 +12,52 @@
 --          points can be admitted (ms, 0 when allowed).
 -- Time is the server's (TIME), never a client clock. Atomicity: one script over keys of one
 -- slot: every limit is decided on the same state, and either all of them consume or none
--- does (a limit that admits is not consumed when another denies).
-local mode = ARGV[1]
+-- does (a limit that admits is not consumed when another denies). A single limit is decided
+-- and consumed in one pass; several are decided first, then consumed in a second pass.
 local cost = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local decisions = {}
-local all = true
-for i = 1, #KEYS do
-  local b = 2 + (i - 1) * 4
-  local algorithm = ALGORITHMS[ARGV[b + 1]]
-  if not algorithm then
-    return redis.error_reply('ERR unknown rate limit algorithm ' .. tostring(ARGV[b + 1]))
+local n = #KEYS
+local algorithms = {}
+for i = 1, n do
+  local name = ARGV[(i - 1) * 4 + 3]
+  local f
+  if name == 'fixed_window' then
+    f = fixed_window
+  elseif name == 'sliding_window' then
+    f = sliding_window
+  elseif name == 'sliding_counter' then
+    f = sliding_counter
+  elseif name == 'token_bucket' then
+    f = token_bucket
+  elseif name == 'gcra' then
+    f = gcra
+  else
+    return redis.error_reply('ERR unknown rate limit algorithm ' .. tostring(name))
   end
-  local d = algorithm(KEYS[i], now, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]) * 1000, cost,
-    tonumber(ARGV[b + 4]))
-  decisions[i] = d
-  all = all and d.allowed
+  algorithms[i] = f
 end
-local commit = mode == 'check' and all and cost > 0
 local out = {}
-for i = 1, #KEYS do
-  local d = decisions[i]
-  if commit then
-    d.commit()
+local function decide(write)
+  local all = true
+  for i = 1, n do
+    local b = (i - 1) * 4 + 3
+    local allowed, limit, remaining, reset, retry = algorithms[i](KEYS[i], now,
+      tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]) * 1000, cost, tonumber(ARGV[b + 3]), write)
+    local o = (i - 1) * 5
+    out[o + 1] = allowed and 1 or 0
+    out[o + 2] = limit
+    out[o + 3] = math.max(remaining, 0)
+    out[o + 4] = math.ceil(reset / 1000)
+    out[o + 5] = math.ceil(retry / 1000)
+    all = all and allowed
   end
-  out[#out + 1] = d.allowed and 1 or 0
-  out[#out + 1] = d.limit
-  out[#out + 1] = math.max(commit and d.left_after or d.left, 0)
-  out[#out + 1] = math.ceil((commit and d.reset_after or d.reset) / 1000)
-  out[#out + 1] = math.ceil(d.retry / 1000)
+  return all
+end
+local consume = ARGV[1] == 'check' and cost > 0
+if n == 1 then
+  decide(consume)
+elseif decide(false) and consume then
+  decide(true)
 end
 return out

@@ -1,25 +1,32 @@
 -- fixed_window.lua: the fixed window algorithm (part of the rate-limit script).
 --
--- State: a hash {w = the window's index (now / window), c = points consumed in it}, expiring at
--- the window's end. Windows are aligned on the epoch, so every instance agrees on them.
--- Denied hits are not counted: a client that keeps knocking while denied is admitted again as
--- soon as the next window starts, and `current` never exceeds the limit.
-ALGORITHMS.fixed_window = function(key, now, limit, window, cost)
+-- State: a string `{window index} {points consumed}`, expiring at the window's end (set when
+-- the window's first point is consumed, kept after). Windows are aligned on the epoch, so
+-- every instance agrees on them. Denied hits are not counted: a client that keeps knocking
+-- while denied is admitted again as soon as the next window starts, and `current` never
+-- exceeds the limit.
+local function fixed_window(key, now, limit, window, cost, _, write)
   local w = math.floor(now / window)
   local ends = (w + 1) * window
-  local v = redis.call('HMGET', key, 'w', 'c')
   local used = 0
-  if tonumber(v[1]) == w then
-    used = tonumber(v[2]) or 0
+  local v = redis.call('GET', key)
+  if v then
+    local sw, sc = string.match(v, '^(%d+) (%d+)$')
+    if tonumber(sw) == w then
+      used = tonumber(sc)
+    end
   end
-  local d = {limit = limit, left = math.max(limit - used, 0), left_after = limit - used - cost}
-  d.allowed = used + cost <= limit
-  d.reset = used > 0 and ends or now
-  d.reset_after = ends
-  d.retry = d.allowed and 0 or (ends - now)
-  d.commit = function()
-    redis.call('HSET', key, 'w', int(w), 'c', int(used + cost))
-    redis.call('PEXPIRE', key, int(math.ceil((ends - now) / 1000)))
+  if used + cost <= limit then
+    if write then
+      local value = int(w) .. ' ' .. int(used + cost)
+      if used == 0 then
+        redis.call('SET', key, value, 'PX', int(math.ceil((ends - now) / 1000)))
+      else
+        redis.call('SET', key, value, 'KEEPTTL')
+      end
+      return true, limit, limit - used - cost, ends, 0
+    end
+    return true, limit, limit - used, used > 0 and ends or now, 0
   end
-  return d
+  return false, limit, math.max(limit - used, 0), used > 0 and ends or now, ends - now
 end

@@ -5,7 +5,7 @@
 -- T = window / limit; `param` is the burst (0: the limit): a burst of B admits exactly B
 -- points at once, then one per T. The reported limit is the burst. A tolerance of 1 µs
 -- absorbs float rounding at the exact boundary.
-ALGORITHMS.gcra = function(key, now, limit, window, cost, param)
+local function gcra(key, now, limit, window, cost, param, write)
   local burst = limit
   if param > 0 then
     burst = param
@@ -14,15 +14,14 @@ ALGORITHMS.gcra = function(key, now, limit, window, cost, param)
   local tat = math.max(tonumber(redis.call('GET', key) or '0') or 0, now)
   local new_tat = tat + cost * T
   local allow_at = new_tat - burst * T
-  local d = {limit = burst}
-  d.allowed = allow_at <= now + 1
-  d.left = math.max(math.floor((now + burst * T - tat + 1) / T), 0)
-  d.left_after = math.max(math.floor((now + burst * T - new_tat + 1) / T), 0)
-  d.reset = tat
-  d.reset_after = new_tat
-  d.retry = d.allowed and 0 or math.max(math.ceil(allow_at - now), 1)
-  d.commit = function()
-    redis.call('SET', key, string.format('%.17g', new_tat), 'PX', int(math.ceil((new_tat - now) / 1000) + 1))
+  local left = math.max(math.floor((now + burst * T - tat + 1) / T), 0)
+  if allow_at <= now + 1 then
+    if write then
+      redis.call('SET', key, string.format('%.17g', new_tat),
+        'PX', int(math.ceil((new_tat - now) / 1000) + 1))
+      return true, burst, math.max(math.floor((now + burst * T - new_tat + 1) / T), 0), new_tat, 0
+    end
+    return true, burst, left, tat, 0
   end
-  return d
+  return false, burst, left, tat, math.max(math.ceil(allow_at - now), 1)
 end

@@ -1,54 +1,59 @@
 -- sliding_counter.lua: the sliding window counter algorithm (part of the rate-limit script).
 --
--- State: a hash {w = the current window's index, c = points in it, p = points in the window
--- before}, expiring when both have left. The count of the sliding window is estimated as
--- p × (the share of the previous window still inside it) + c: O(1) memory per key, and
--- approximate. It never admits more than `limit` per aligned window; in a window-long interval
--- across two aligned windows it can admit more than `limit` when the previous window's points
--- were bunched at its end (at most 2 × limit), and it is exact for evenly spread traffic.
-ALGORITHMS.sliding_counter = function(key, now, limit, window, cost)
+-- State: a string `{window index} {points in it} {points in the window before}`, expiring when
+-- both have left (set when the window's first point is consumed, kept after). The count of the
+-- sliding window is estimated as the previous window's points × the share of it still inside,
+-- plus the current window's: O(1) memory per key, and approximate. It never admits more than
+-- `limit` per aligned window; in a window-long interval across two aligned windows it can
+-- admit more than `limit` when the previous window's points were bunched at its end (at most
+-- 2 × limit), and it is exact for evenly spread traffic.
+local function sliding_counter(key, now, limit, window, cost, _, write)
   local w = math.floor(now / window)
   local start = w * window
-  local v = redis.call('HMGET', key, 'w', 'c', 'p')
-  local sw, c, p = tonumber(v[1]), 0, 0
-  if sw == w then
-    c = tonumber(v[2]) or 0
-    p = tonumber(v[3]) or 0
-  elseif sw == w - 1 then
-    p = tonumber(v[2]) or 0
+  local c, p = 0, 0
+  local v = redis.call('GET', key)
+  if v then
+    local sw, sc, sp = string.match(v, '^(%d+) (%d+) (%d+)$')
+    sw = tonumber(sw)
+    if sw == w then
+      c, p = tonumber(sc), tonumber(sp)
+    elseif sw == w - 1 then
+      p = tonumber(sc)
+    end
   end
   local est = p * (1 - (now - start) / window) + c
-  local d = {limit = limit}
-  d.allowed = est + cost <= limit
-  d.left = math.max(math.floor(limit - est), 0)
-  d.left_after = math.max(math.floor(limit - est - cost), 0)
-  if c > 0 then
-    d.reset = start + 2 * window
-  elseif p > 0 then
-    d.reset = start + window
-  else
-    d.reset = now
-  end
-  d.reset_after = start + 2 * window
-  d.retry = 0
-  if not d.allowed then
-    local at
-    if c + cost <= limit and p > 0 then
-      -- Later in this window, once enough of the previous window's weight has gone.
-      at = start + window * (1 - (limit - c - cost) / p)
-    else
-      -- In the next window, where this window's points weigh as the previous ones.
-      local e = 0
-      if c > 0 then
-        e = math.max(window * (1 - (limit - cost) / c), 0)
+  if est + cost <= limit then
+    if write then
+      local value = int(w) .. ' ' .. int(c + cost) .. ' ' .. int(p)
+      if c == 0 then
+        redis.call('SET', key, value, 'PX', int(math.ceil((start + 2 * window - now) / 1000)))
+      else
+        redis.call('SET', key, value, 'KEEPTTL')
       end
-      at = start + window + e
+      return true, limit, math.max(math.floor(limit - est - cost), 0), start + 2 * window, 0
     end
-    d.retry = math.max(math.ceil(at - now), 1)
   end
-  d.commit = function()
-    redis.call('HSET', key, 'w', int(w), 'c', int(c + cost), 'p', int(p))
-    redis.call('PEXPIRE', key, int(math.ceil((start + 2 * window - now) / 1000)))
+  local reset = now
+  if c > 0 then
+    reset = start + 2 * window
+  elseif p > 0 then
+    reset = start + window
   end
-  return d
+  local left = math.max(math.floor(limit - est), 0)
+  if est + cost <= limit then
+    return true, limit, left, reset, 0
+  end
+  local at
+  if c + cost <= limit and p > 0 then
+    -- Later in this window, once enough of the previous window's weight has gone.
+    at = start + window * (1 - (limit - c - cost) / p)
+  else
+    -- In the next window, where this window's points weigh as the previous ones.
+    local e = 0
+    if c > 0 then
+      e = math.max(window * (1 - (limit - cost) / c), 0)
+    end
+    at = start + window + e
+  end
+  return false, limit, left, reset, math.max(math.ceil(at - now), 1)
 end

@@ -1,30 +1,29 @@
 -- token_bucket.lua: the token bucket algorithm (part of the rate-limit script).
 --
--- State: a hash {t = tokens left (a float), ts = when they were counted (µs)}, expiring when
--- the bucket would be full again (an absent key is a full bucket). Capacity = limit; `param`
--- is the refill in tokens per millisecond (0: limit per window). The same rate serves
--- check, peek and state, since they all run this function.
-ALGORITHMS.token_bucket = function(key, now, limit, window, cost, param)
+-- State: a string `{tokens left (a float)} {when they were counted (µs)}`, expiring when the
+-- bucket would be full again (an absent key is a full bucket). Capacity = limit; `param` is
+-- the refill in tokens per millisecond (0: limit per window). The same rate serves check, peek
+-- and state, since they all run this function.
+local function token_bucket(key, now, limit, window, cost, param, write)
   local rate = limit / window
   if param > 0 then
     rate = param / 1000
   end
-  local v = redis.call('HMGET', key, 't', 'ts')
   local tokens = limit
-  if v[1] and v[2] then
-    local elapsed = math.max(now - tonumber(v[2]), 0)
-    tokens = math.min(limit, tonumber(v[1]) + elapsed * rate)
+  local v = redis.call('GET', key)
+  if v then
+    local t, ts = string.match(v, '^(%S+) (%d+)$')
+    tokens = math.min(limit, tonumber(t) + math.max(now - tonumber(ts), 0) * rate)
   end
-  local d = {limit = limit}
-  d.allowed = tokens >= cost
-  d.left = math.floor(tokens + 1e-9)
-  d.left_after = math.floor(tokens - cost + 1e-9)
-  d.reset = now + math.ceil((limit - tokens) / rate)
-  d.reset_after = now + math.ceil((limit - tokens + cost) / rate)
-  d.retry = d.allowed and 0 or math.max(math.ceil((cost - tokens) / rate), 1)
-  d.commit = function()
-    redis.call('HSET', key, 't', string.format('%.17g', tokens - cost), 'ts', int(now))
-    redis.call('PEXPIRE', key, int(math.ceil((limit - tokens + cost) / rate / 1000) + 1))
+  if tokens >= cost then
+    if write then
+      local left = tokens - cost
+      redis.call('SET', key, string.format('%.17g', left) .. ' ' .. int(now),
+        'PX', int(math.ceil((limit - left) / rate / 1000) + 1))
+      return true, limit, math.floor(left + 1e-9), now + math.ceil((limit - left) / rate), 0
+    end
+    return true, limit, math.floor(tokens + 1e-9), now + math.ceil((limit - tokens) / rate), 0
   end
-  return d
+  return false, limit, math.floor(tokens + 1e-9), now + math.ceil((limit - tokens) / rate),
+    math.max(math.ceil((cost - tokens) / rate), 1)
 end
