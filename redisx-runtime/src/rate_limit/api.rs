@@ -2,6 +2,7 @@
 //! policy forms), `peek`, `state`, `reset`, `full_key`.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -232,9 +233,19 @@ impl RateLimiter {
     /// # }
     /// ```
     pub fn full_key(&self, key: &str, limit: &Limit) -> String {
-        self.inner
-            .keys
-            .full(&format!("{}:{}", limit.spec(), key::tagged(key)))
+        self.state_key(key, |out| limit.write_spec(out))
+    }
+
+    /// `{app prefix}{rl prefix}{what}:{<key>}`, built in one buffer.
+    fn state_key(&self, key: &str, what: impl FnOnce(&mut String)) -> String {
+        let prefix = self.inner.keys.prefix();
+        let mut s = String::with_capacity(prefix.len() + key.len() + 48);
+        s.push_str(prefix);
+        what(&mut s);
+        for part in [":{", key, "}"] {
+            s.push_str(part);
+        }
+        s
     }
 
     /// Runs `body` if `cost` points of `limit` on `key` are admitted; a denial returns
@@ -306,15 +317,18 @@ impl RateLimiter {
         for l in limits.iter() {
             l.validate()?;
         }
-        let tagged = key::tagged(key);
         let keys: Vec<String> = match policy {
-            Some(p) if limits.len() == 1 => vec![self.inner.keys.full(&format!("{p}:{tagged}"))],
+            Some(p) if limits.len() == 1 => vec![self.state_key(key, |s| s.push_str(p))],
             Some(p) => (0..limits.len())
-                .map(|i| self.inner.keys.full(&format!("{p}#{i}:{tagged}")))
+                .map(|i| {
+                    self.state_key(key, |s| {
+                        let _ = write!(s, "{p}#{i}");
+                    })
+                })
                 .collect(),
             None => limits
                 .iter()
-                .map(|l| self.inner.keys.full(&format!("{}:{tagged}", l.spec())))
+                .map(|l| self.state_key(key, |s| l.write_spec(s)))
                 .collect(),
         };
         if keys.len() > 1 && key.contains(['{', '}']) {
@@ -406,22 +420,22 @@ impl RateLimiter {
     /// The script: the deciding limit's index and decision.
     async fn eval(&self, call: &Call<'_>, mode: Mode, cost: u64) -> Result<(usize, Decision)> {
         let client = self.inner.client()?;
-        let mut args: Vec<String> = Vec::with_capacity(2 + 4 * call.limits.len());
-        args.push(mode.as_str().to_owned());
-        args.push(cost.to_string());
-        for l in call.limits.iter() {
-            args.push(l.algorithm.as_str().to_owned());
-            args.push(l.points.to_string());
-            args.push(l.window_ms().to_string());
-            args.push(match (l.refill, l.burst) {
-                (Some(r), _) => format!("{r}"),
-                (_, Some(b)) => b.to_string(),
-                _ => "0".to_owned(),
-            });
+        let mut inv = scripts::CHECK.script.prepare_invoke();
+        for k in &call.keys {
+            inv.key(k);
         }
-        let reply: Vec<i64> = client
-            .eval(&scripts::CHECK.script, &call.keys, &args)
-            .await?;
+        inv.arg(mode.as_str()).arg(cost);
+        for l in call.limits.iter() {
+            inv.arg(l.algorithm.as_str())
+                .arg(l.points)
+                .arg(l.window_ms());
+            match (l.refill, l.burst) {
+                (Some(r), _) => inv.arg(r),
+                (_, Some(b)) => inv.arg(b),
+                _ => inv.arg(0),
+            };
+        }
+        let reply: Vec<i64> = client.invoke(&inv).await?;
         if reply.len() != 5 * call.limits.len() {
             return Err(Error::new(
                 ErrorCode::RateLimitScriptError,

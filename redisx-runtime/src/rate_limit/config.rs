@@ -237,20 +237,26 @@ impl Limit {
     /// Its part of a state key: `{algorithm}:{limit}/{window}`, plus its parameter when set,
     /// so one key under two limits never shares a state.
     pub(crate) fn spec(&self) -> String {
+        let mut s = String::new();
+        self.write_spec(&mut s);
+        s
+    }
+
+    /// Appends [`spec`](Self::spec) to `out` (the hot path builds a key in one buffer).
+    pub(crate) fn write_spec(&self, out: &mut String) {
         let ms = self.window_ms();
-        let window = if ms.is_multiple_of(1000) {
-            format!("{}s", ms / 1000)
+        let _ = write!(out, "{}:{}/", self.algorithm, self.points);
+        let _ = if ms.is_multiple_of(1000) {
+            write!(out, "{}s", ms / 1000)
         } else {
-            format!("{ms}ms")
+            write!(out, "{ms}ms")
         };
-        let mut s = format!("{}:{}/{window}", self.algorithm, self.points);
         if let Some(r) = self.refill {
-            let _ = write!(s, ":r{r}");
+            let _ = write!(out, ":r{r}");
         }
         if let Some(b) = self.burst {
-            let _ = write!(s, ":b{b}");
+            let _ = write!(out, ":b{b}");
         }
-        s
     }
 }
 
