@@ -60,7 +60,7 @@
 //! | `tls-rustls` | on | `rediss://` through rustls with the webpki roots (ring as rustls's crypto provider unless the application installs another). |
 //! | `tls-native` | off | `rediss://` through native-tls (OpenSSL on Linux: needs `libssl-dev` to build). With both TLS features on, rustls is used. |
 //! | `pool` | on | The deadpool-redis connection pool: `DriverKind::Pool` and the `pool_*_timeout` settings of [`ConnectionConfig`]. |
-//! | `serde` | off | serde `Deserialize` for [`ConnectionConfig`], [`CacheConfig`], [`LockConfig`], [`ReconnectPolicy`] and [`DriverKind`], to load them from configuration files. |
+//! | `serde` | off | serde `Deserialize` for [`ConnectionConfig`], [`CacheConfig`], [`LockConfig`], [`RateLimitConfig`] (with its `Limit`s), [`ReconnectPolicy`] and [`DriverKind`], to load them from configuration files. |
 //! | `opentelemetry` | off | The `redisx::telemetry` module: the OpenTelemetry span bridge (`tracing-opentelemetry`) and the `opentelemetry` API. |
 //! | `otlp` | off | OTLP trace export over HTTP/protobuf, `redisx::telemetry::otlp()`, to `http://` and `https://` collectors (rustls on ring), flushed by [`RedisX::shutdown`]; implies `opentelemetry`. |
 //! | `otlp-grpc` | off | OTLP over gRPC as well (`OtlpProtocol::Grpc`, through tonic, which adds many crates to the build); implies `otlp`. |

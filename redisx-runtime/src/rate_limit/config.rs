@@ -283,7 +283,8 @@ pub enum ErrorPolicy {
 }
 
 /// Configuration of the rate limiter (`rx.rate_limiter()`), set on the builder with
-/// [`RedisXBuilder::rate_limit`](crate::RedisXBuilder::rate_limit).
+/// [`RedisXBuilder::rate_limit`](crate::RedisXBuilder::rate_limit). With the `serde` feature it
+/// also loads from a config file's table, by the setters' names (see its `Deserialize` impl).
 ///
 /// ```
 /// use std::time::Duration;

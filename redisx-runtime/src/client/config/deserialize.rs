@@ -16,6 +16,7 @@ use super::{ConnectionConfig, DriverKind, ReconnectPolicy};
 use crate::cache::{CacheConfig, CacheMode, StampedeConfig, StampedeFallback};
 use crate::codec::CodecKind;
 use crate::lock::{LockConfig, RetryStrategy};
+use crate::rate_limit::{Algorithm, ErrorPolicy, Limit, RateLimitConfig};
 
 /// Parses `"150ms"`, `"5s"`, `"1m30s"`: one or more whole numbers, each followed by a unit
 /// (`ms`, `s`, `m`, `h`, `d`).
@@ -440,6 +441,108 @@ impl<'de> Deserialize<'de> for LockConfig {
         c.retries = t.retries.unwrap_or(c.retries);
         c.wait = dur(t.wait).or(c.wait);
         c.auto_renew = t.auto_renew.unwrap_or(c.auto_renew);
+        c.max_key_len = t.max_key_len.unwrap_or(c.max_key_len);
+        Ok(c)
+    }
+}
+
+/// An algorithm by its name (`"sliding_window"`, ...); an unknown name is an error naming the
+/// accepted ones.
+impl<'de> Deserialize<'de> for Algorithm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse()
+            .map_err(|e: crate::Error| de::Error::custom(e.message()))
+    }
+}
+
+/// `"fail_closed"` or `"fail_open"`.
+impl<'de> Deserialize<'de> for ErrorPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Repr {
+            FailClosed,
+            FailOpen,
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::FailClosed => Self::FailClosed,
+            Repr::FailOpen => Self::FailOpen,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Refill {
+    tokens: u64,
+    per: Dur,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitTable {
+    algorithm: Option<Algorithm>,
+    limit: u64,
+    window: Dur,
+    refill: Option<Refill>,
+    burst: Option<u64>,
+}
+
+/// `{ algorithm = "token_bucket", limit = 100, window = "1m", refill = { tokens = 10, per =
+/// "1s" } }` (`algorithm` defaults to the sliding window; `burst` for GCRA). The build
+/// validates it.
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = LimitTable::deserialize(d)?;
+        let mut l = Limit::new(t.algorithm.unwrap_or_default(), t.limit, t.window.0);
+        if let Some(r) = t.refill {
+            l = l.refill(r.tokens, r.per.0);
+        }
+        if let Some(b) = t.burst {
+            l = l.burst(b);
+        }
+        Ok(l)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitTable {
+    default_limit: Option<Limit>,
+    policies: Option<std::collections::HashMap<String, Vec<Limit>>>,
+    key_prefix: Option<String>,
+    client: Option<String>,
+    error_policy: Option<ErrorPolicy>,
+    local_deny: Option<bool>,
+    local_deny_capacity: Option<usize>,
+    max_key_len: Option<usize>,
+}
+
+/// A table of the options by their setters' names, `policies` a table of named lists of
+/// limits; absent fields keep their defaults. The build validates it.
+///
+/// ```toml
+/// [rate_limit]
+/// default_limit = { limit = 300, window = "1m" }
+/// error_policy = "fail_open"
+/// policies.login = [{ algorithm = "sliding_window", limit = 5, window = "1m" }]
+/// ```
+impl<'de> Deserialize<'de> for RateLimitConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = RateLimitTable::deserialize(d)?;
+        let mut c = Self::default();
+        if let Some(l) = t.default_limit {
+            c = c.default_limit(l);
+        }
+        for (name, limits) in t.policies.unwrap_or_default() {
+            c = c.policy(&name, limits);
+        }
+        c.key_prefix = t.key_prefix.unwrap_or(c.key_prefix);
+        c.client = t.client.or(c.client);
+        c.error_policy = t.error_policy.unwrap_or(c.error_policy);
+        c.local_deny = t.local_deny.unwrap_or(c.local_deny);
+        c.local_deny_capacity = t.local_deny_capacity.unwrap_or(c.local_deny_capacity);
         c.max_key_len = t.max_key_len.unwrap_or(c.max_key_len);
         Ok(c)
     }

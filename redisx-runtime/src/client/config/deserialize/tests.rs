@@ -196,3 +196,55 @@ fn a_lock_config_loads_from_a_table() {
     let err = from_json::<LockConfig>(r#"{"wait": "soon"}"#).unwrap_err();
     assert!(err.contains("invalid duration"), "{err}");
 }
+
+#[test]
+fn a_rate_limit_config_loads_from_a_table() {
+    use crate::rate_limit::{Algorithm, ErrorPolicy, Limit, RateLimitConfig};
+    let cfg: RateLimitConfig = from_json(
+        r#"{"default_limit": {"limit": 300, "window": "1m"},
+            "policies": {"login": [{"algorithm": "fixed_window", "limit": 5, "window": "1m"},
+                                    {"algorithm": "token_bucket", "limit": 50, "window": "1h",
+                                     "refill": {"tokens": 1, "per": "1m"}}],
+                         "smooth": [{"algorithm": "gcra", "limit": 10, "window": "1s", "burst": 3}]},
+            "key_prefix": "limits:", "client": "rl", "error_policy": "fail_open",
+            "local_deny": false, "local_deny_capacity": 10, "max_key_len": 64}"#,
+    )
+    .unwrap();
+    let s = Duration::from_secs;
+    assert_eq!(
+        cfg.default_limit_value(),
+        &Limit::sliding_window(300, s(60))
+    );
+    assert_eq!(
+        cfg.policy_value("login").unwrap(),
+        [
+            Limit::fixed_window(5, s(60)),
+            Limit::token_bucket(50, s(3600)).refill(1, s(60)),
+        ]
+    );
+    assert_eq!(
+        cfg.policy_value("smooth").unwrap(),
+        [Limit::gcra(10, s(1)).burst(3)]
+    );
+    assert_eq!(cfg.error_policy_value(), ErrorPolicy::FailOpen);
+    assert!(!cfg.local_deny_value());
+    assert!(cfg.validate().is_ok());
+
+    let empty: RateLimitConfig = from_json("{}").unwrap();
+    assert_eq!(
+        empty.default_limit_value().algorithm(),
+        Algorithm::SlidingWindow
+    );
+    let err = from_json::<RateLimitConfig>(
+        r#"{"default_limit": {"algorithm": "leaky", "limit": 1, "window": "1s"}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("unknown rate limit algorithm `leaky`"),
+        "{err}"
+    );
+    let err = from_json::<RateLimitConfig>(r#"{"error_policy": "fail_sometimes"}"#).unwrap_err();
+    assert!(err.contains("unknown variant"), "{err}");
+    let err = from_json::<RateLimitConfig>(r#"{"limit": 5}"#).unwrap_err();
+    assert!(err.contains("unknown field `limit`"), "{err}");
+}
