@@ -1,8 +1,8 @@
 //! The rate-limit layer through a real axum server on a loopback socket and a real HTTP client:
 //! limit headers, 429 with `Retry-After` and a problem+json body, draft headers, client
 //! addresses behind trusted and untrusted proxies, one charge per request when layered twice,
-//! missing keys, skipped routes, Redis stopped (fail closed and fail open), and
-//! `IntoResponse` for `redisx::Error`.
+//! missing keys, skipped routes, `#[rate_limit]` underneath the layer, Redis stopped (fail
+//! closed and fail open), and `IntoResponse` for `redisx::Error`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -307,4 +307,54 @@ async fn errors_answer_with_their_status_and_no_internal_details(rx: RedisX) {
         "{text}"
     );
     assert!(text.contains("CONN_FAILED"), "{text}");
+}
+
+#[redisx::rate_limit(key = "ip:{ip}", limit = 4, window = "1m", algorithm = "fixed_window")]
+async fn same_limit(ip: String) -> Result<String, Error> {
+    Ok(ip)
+}
+
+#[redisx::rate_limit(key = "ip:{ip}", limit = 9, window = "1m", algorithm = "fixed_window")]
+async fn other_limit(ip: String) -> Result<String, Error> {
+    Ok(ip)
+}
+
+#[redisx::test]
+async fn the_attribute_under_the_layer_does_not_charge_the_same_limit_again(rx: RedisX) {
+    let limit = Limit::fixed_window(4, Duration::from_secs(60));
+    let handler_rx = rx.clone();
+    let app = Router::new()
+        .route(
+            "/",
+            get(
+                move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| {
+                    let rx = handler_rx.clone();
+                    async move {
+                        // The attributes use this runtime (the server's tasks have no scope).
+                        rx.scope(async move {
+                            let ip = peer.ip().to_string();
+                            same_limit(ip.clone()).await?;
+                            other_limit(ip).await?;
+                            Ok::<_, Error>("ok")
+                        })
+                        .await
+                    }
+                },
+            ),
+        )
+        .layer(RateLimitLayer::new(limit.clone()).runtime(rx.clone()));
+    let url = serve(app).await;
+    let c = client();
+    for _ in 0..2 {
+        assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    }
+    let rl = rx.rate_limiter();
+    let same = rl.state("ip:127.0.0.1", &limit).await.unwrap();
+    assert_eq!(
+        same.current, 2,
+        "one charge per request for the same limit and key"
+    );
+    let other = Limit::fixed_window(9, Duration::from_secs(60));
+    let other = rl.state("ip:127.0.0.1", &other).await.unwrap();
+    assert_eq!(other.current, 2, "a different limit is still checked");
 }

@@ -279,40 +279,41 @@ where
                     None,
                 ));
             };
-            let mark = format!("{}\n{key}", cfg.limits_id());
-            let checked = req.extensions().get::<Checked>();
-            if checked.is_some_and(|c| c.0.contains(&mark)) {
-                return inner.call(req).await;
-            }
-            let decision = match cfg.check(&key).await {
-                Ok(d) => d,
+            let decision = match cfg.check(&key, req.extensions().get::<Checked>()).await {
+                Ok(None) => return inner.call(req).await,
+                Ok(Some(d)) => d,
                 Err(e) => {
                     let status = status_of(e.code());
                     return Ok(refuse(grpc, status, e.code().as_str(), None));
                 }
             };
-            if !decision.allowed {
+            if !decision.0.allowed {
                 let detail = cfg
                     .message
                     .as_ref()
-                    .map_or_else(|| denied_message(&decision), |m| m(&decision));
+                    .map_or_else(|| denied_message(&decision.0), |m| m(&decision.0));
                 let mut res = refuse(
                     grpc,
                     StatusCode::TOO_MANY_REQUESTS,
                     "RATE_LIMIT_EXCEEDED",
-                    Some((&decision, detail.as_str())),
+                    Some((&decision.0, detail.as_str())),
                 );
-                cfg.set_headers(res.headers_mut(), &decision);
+                cfg.set_headers(res.headers_mut(), &decision.0);
                 return Ok(res);
             }
+            let (decision, mark) = decision;
             let mut marks = req
                 .extensions()
                 .get::<Checked>()
                 .cloned()
                 .unwrap_or_default();
             marks.0.push(mark);
+            let scope = Arc::new(marks.0.clone());
             req.extensions_mut().insert(marks);
-            let mut res = inner.call(req).await?;
+            // `#[rate_limit]` underneath sees what was checked, and does not charge it again.
+            let mut res = crate::rate_limit::CHECKED
+                .scope(scope, inner.call(req))
+                .await?;
             cfg.set_headers(res.headers_mut(), &decision);
             Ok(res)
         });
@@ -321,17 +322,13 @@ where
 }
 
 impl Config {
-    /// Names what the layer checks, for the double-check marker.
-    fn limits_id(&self) -> String {
-        match &self.limits {
-            Limits::One(l) => l.spec(),
-            Limits::Policy(p) => format!("policy:{p}"),
-            Limits::Default => "default".to_owned(),
-        }
-    }
-
-    /// Checks the request's key.
-    async fn check(&self, key: &str) -> Result<Decision> {
+    /// Checks the request's key, unless a layer before checked the same limit and key
+    /// (`Ok(None)`): the decision and the mark of what was checked.
+    async fn check(
+        &self,
+        key: &str,
+        checked: Option<&Checked>,
+    ) -> Result<Option<(Decision, String)>> {
         let rx = match &self.runtime {
             Some(rx) => rx.clone(),
             None => RedisX::current().ok_or_else(|| {
@@ -342,14 +339,25 @@ impl Config {
             })?,
         };
         let limiter = rx.rate_limiter();
-        match &self.limits {
-            Limits::One(l) => limiter.check_cost(key, l, self.cost).await,
-            Limits::Policy(p) => limiter.check_policy(p, key, self.cost).await,
+        let default;
+        let (limit, policy) = match &self.limits {
+            Limits::One(l) => (Some(l), None),
+            Limits::Policy(p) => (None, Some(p.as_str())),
             Limits::Default => {
-                let l = limiter.config().default_limit_value().clone();
-                limiter.check_cost(key, &l, self.cost).await
+                default = limiter.config().default_limit_value().clone();
+                (Some(&default), None)
             }
+        };
+        let mark = crate::rate_limit::mark(limit, policy, key);
+        if checked.is_some_and(|c| c.0.contains(&mark)) {
+            return Ok(None);
         }
+        let d = match (limit, policy) {
+            (_, Some(p)) => limiter.check_policy(p, key, self.cost).await?,
+            (Some(l), None) => limiter.check_cost(key, l, self.cost).await?,
+            (None, None) => unreachable!("a layer checks a limit or a policy"),
+        };
+        Ok(Some((d, mark)))
     }
 
     /// The limit headers of `d`.

@@ -145,9 +145,15 @@ impl RateLimitCall {
         let (limiter, key) = self.target?;
         let spec = self.spec;
         if let Some(policy) = spec.policy {
+            if super::already_checked(&super::mark(None, Some(policy), &key)) {
+                return body.await;
+            }
             limiter.with_policy(policy, &key, spec.cost, body).await
         } else {
             let limit = spec.limit_with(&limiter.config().default_limit);
+            if super::already_checked(&super::mark(Some(&limit), None, &key)) {
+                return body.await;
+            }
             limiter.with_limit(&key, &limit, spec.cost, body).await
         }
     }

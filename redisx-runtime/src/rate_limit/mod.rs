@@ -55,6 +55,32 @@ use crate::plugin::{Plugin, PluginContext, PluginFuture};
 use local::LocalDeny;
 use stats::RateLimitMetrics;
 
+tokio::task_local! {
+    /// The (limit, key) pairs an HTTP layer already checked for the request this task serves,
+    /// as `{limit spec or "policy:{name}"}\n{key}`: `#[rate_limit]` underneath does not charge
+    /// the same pair again.
+    pub(crate) static CHECKED: Arc<Vec<String>>;
+}
+
+/// Whether the request this task serves was already checked for `mark`.
+pub(crate) fn already_checked(mark: &str) -> bool {
+    CHECKED
+        .try_with(|marks| marks.iter().any(|m| m == mark))
+        .unwrap_or(false)
+}
+
+/// The mark of a check of `key` under one limit, or under a policy.
+pub(crate) fn mark(limit: Option<&Limit>, policy: Option<&str>, key: &str) -> String {
+    let mut s = match (policy, limit) {
+        (Some(p), _) => format!("policy:{p}"),
+        (None, Some(l)) => l.spec(),
+        (None, None) => String::new(),
+    };
+    s.push('\n');
+    s.push_str(key);
+    s
+}
+
 /// The rate limiter of a runtime: `rx.rate_limiter()`. Cheap to clone.
 ///
 /// ```no_run
