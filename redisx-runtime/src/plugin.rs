@@ -131,6 +131,23 @@ impl PluginContext {
         })
     }
 
+    /// The client of a built-in plugin (`owner`, possessive, names it in the error): the one
+    /// its config names (an [`ErrorCode::ConfigUnknownClient`] error when there is none of
+    /// that name), else the default one; `None` for a runtime without clients (the plugin's
+    /// calls then fail).
+    pub(crate) fn plugin_client(&self, owner: &str, named: Option<&str>) -> Result<Option<Client>> {
+        match named {
+            Some(name) => self.named_client(name).map(Some).map_err(|e| {
+                Error::new(
+                    ErrorCode::ConfigUnknownClient,
+                    format!("the {owner} client `{name}` is not among the configured clients"),
+                )
+                .with_source(e)
+            }),
+            None => Ok(self.client().ok()),
+        }
+    }
+
     /// The app key prefix (`""` when none was set).
     pub fn key_prefix(&self) -> &str {
         &self.key_prefix

@@ -20,3 +20,19 @@ pub mod spans;
 pub mod tls;
 
 pub use redisx::testing::*;
+
+/// A connection to `url` for the tests that stop, pause or restart their server: a short
+/// command timeout (500 ms) and a quick reconnect (20 ms doubling to 100 ms).
+///
+/// # Panics
+/// When `url` is not a Redis URL.
+pub fn quick_connection(url: &str) -> redisx::ConnectionConfig {
+    redisx::ConnectionConfig::from_url(url)
+        .expect("a Redis URL")
+        .command_timeout(std::time::Duration::from_millis(500))
+        .reconnect(
+            redisx::ReconnectPolicy::default()
+                .initial(std::time::Duration::from_millis(20))
+                .max(std::time::Duration::from_millis(100)),
+        )
+}

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use redisx::RedisX;
 use redisx::lock::LockConfig;
-use redisx::{ConnectionConfig, ReconnectPolicy, RedisX};
 
 /// A runtime on `url` with the key prefix `prefix` and `locks`, a short command timeout and a
 /// quick reconnect (for the tests that stop or restart the server).
@@ -13,14 +13,7 @@ use redisx::{ConnectionConfig, ReconnectPolicy, RedisX};
 /// # Panics
 /// When the runtime does not build.
 pub async fn lock_runtime(url: &str, prefix: &str, locks: LockConfig) -> RedisX {
-    let config = ConnectionConfig::from_url(url)
-        .expect("a Redis URL")
-        .command_timeout(Duration::from_millis(500))
-        .reconnect(
-            ReconnectPolicy::default()
-                .initial(Duration::from_millis(20))
-                .max(Duration::from_millis(100)),
-        );
+    let config = crate::quick_connection(url);
     RedisX::builder()
         .client("default", config)
         .key_prefix(prefix)

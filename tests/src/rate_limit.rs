@@ -5,8 +5,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
+use redisx::RedisX;
 use redisx::rate_limit::{Algorithm, RateLimitConfig};
-use redisx::{ConnectionConfig, ReconnectPolicy, RedisX};
 
 /// A runtime on `url` with the key prefix `prefix` and `limits`, a short command timeout and a
 /// quick reconnect (for the tests that stop or restart the server).
@@ -14,14 +14,7 @@ use redisx::{ConnectionConfig, ReconnectPolicy, RedisX};
 /// # Panics
 /// When the runtime does not build.
 pub async fn rl_runtime(url: &str, prefix: &str, limits: RateLimitConfig) -> RedisX {
-    let config = ConnectionConfig::from_url(url)
-        .expect("a Redis URL")
-        .command_timeout(Duration::from_millis(500))
-        .reconnect(
-            ReconnectPolicy::default()
-                .initial(Duration::from_millis(20))
-                .max(Duration::from_millis(100)),
-        );
+    let config = crate::quick_connection(url);
     RedisX::builder()
         .client("default", config)
         .key_prefix(prefix)

@@ -120,18 +120,7 @@ impl RateLimiter {
     /// The limiter with `cfg` (checked), on its configured client or the default one.
     pub(crate) fn new(cfg: RateLimitConfig, ctx: &PluginContext) -> Result<Self> {
         cfg.validate()?;
-        let client = match &cfg.client {
-            Some(name) => Some(ctx.named_client(name).map_err(|e| {
-                Error::new(
-                    ErrorCode::ConfigUnknownClient,
-                    format!(
-                        "the rate limiter's client `{name}` is not among the configured clients"
-                    ),
-                )
-                .with_source(e)
-            })?),
-            None => ctx.client().ok(),
-        };
+        let client = ctx.plugin_client("rate limiter's", cfg.client.as_deref())?;
         Ok(Self {
             inner: Arc::new(Shared {
                 keys: ctx.keys(&cfg.key_prefix),
