@@ -54,7 +54,7 @@ mod load;
 mod local;
 pub(crate) mod scripts;
 mod stampede;
-mod stats;
+pub(crate) mod stats;
 mod swr;
 mod tags;
 

@@ -409,7 +409,10 @@ impl RateLimiter {
                 match shared.cfg.error_policy {
                     ErrorPolicy::FailClosed => Err(e),
                     ErrorPolicy::FailOpen => {
-                        tracing::warn!(target: "redisx::rate_limit", error = %format_args!("{e:#}"), "a rate limit check failed; admitted (fail open)");
+                        let now = std::time::Instant::now();
+                        if let Some(held_back) = shared.warnings.admit(&e.code(), now) {
+                            tracing::warn!(target: "redisx::rate_limit", error = %format_args!("{e:#}"), held_back, "a rate limit check failed; admitted (fail open)");
+                        }
                         Ok(Decision::open(deciding_limit(&call.limits)))
                     }
                 }

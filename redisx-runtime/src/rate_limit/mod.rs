@@ -48,6 +48,7 @@ use std::sync::Arc;
 pub use config::{Algorithm, ErrorPolicy, Limit, RateLimitConfig};
 pub use decision::Decision;
 
+use crate::cache::stats::RateLimitedLog;
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
 use crate::key::KeyBuilder;
@@ -106,6 +107,8 @@ pub(crate) struct Shared {
     metrics: RateLimitMetrics,
     record_keys: bool,
     local: LocalDeny,
+    /// The fail-open warnings: one per error code every 5 s, with the count held back.
+    warnings: RateLimitedLog<ErrorCode>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -129,6 +132,7 @@ impl RateLimiter {
                 client,
                 metrics: RateLimitMetrics::register(ctx.registry()),
                 record_keys: ctx.record_keys(),
+                warnings: RateLimitedLog::new(std::time::Duration::from_secs(5), usize::MAX),
             }),
         })
     }
