@@ -2,7 +2,7 @@
 //!
 //! | bench | ours | floor | other baselines |
 //! |---|---|---|---|
-//! | `rate_limit.<algorithm>` | `check` of one key, sequential, never denied (a limit of 10⁹ per minute) | redis-rs `EVALSHA` of the same script with the same arguments on one connection | `EVALSHA` of a trivial script (`return 1`) |
+//! | `rate_limit.<algorithm>` | `check` of one key, sequential, never denied (a limit of 10⁹ per minute) | redis-rs `EVALSHA` of the same script (the algorithm's one-limit script) with the same arguments on one connection | `EVALSHA` of a trivial script (`return 1`) |
 //! | `rate_limit.<algorithm>_c64` | 64 tasks over 64 keys, each checking in a loop; cost per check | the same loop with the raw `EVALSHA` | |
 //! | `rate_limit.denied_flood` | checks of an exhausted key with the local deny cache (on by default) | the same without it (every check a round trip) | |
 //! | `rate_limit.http` | `GET /` through axum with `RateLimitLayer` (peer-IP key), over loopback | the same server without the layer | |
@@ -25,16 +25,37 @@ use redisx::{ConnectionConfig, RedisX};
 use crate::Context;
 use crate::measure::{Comparison, Side, Unit, compare, emit};
 
-/// The rate-limit script, as the runtime assembles it.
-const SCRIPT: &str = concat!(
-    include_str!("../../redisx-runtime/src/rate_limit/lua/prelude.lua"),
-    include_str!("../../redisx-runtime/src/rate_limit/lua/fixed_window.lua"),
-    include_str!("../../redisx-runtime/src/rate_limit/lua/sliding_window.lua"),
-    include_str!("../../redisx-runtime/src/rate_limit/lua/sliding_counter.lua"),
-    include_str!("../../redisx-runtime/src/rate_limit/lua/token_bucket.lua"),
-    include_str!("../../redisx-runtime/src/rate_limit/lua/gcra.lua"),
-    include_str!("../../redisx-runtime/src/rate_limit/lua/check.lua"),
-);
+/// The pieces of the rate-limit scripts, as the runtime assembles them.
+const PRELUDE: &str = include_str!("../../redisx-runtime/src/rate_limit/lua/prelude.lua");
+const SINGLE: &str = include_str!("../../redisx-runtime/src/rate_limit/lua/single.lua");
+
+/// The algorithm's Lua file.
+fn algorithm_file(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::FixedWindow => {
+            include_str!("../../redisx-runtime/src/rate_limit/lua/fixed_window.lua")
+        }
+        Algorithm::SlidingWindow => {
+            include_str!("../../redisx-runtime/src/rate_limit/lua/sliding_window.lua")
+        }
+        Algorithm::SlidingCounter => {
+            include_str!("../../redisx-runtime/src/rate_limit/lua/sliding_counter.lua")
+        }
+        Algorithm::TokenBucket => {
+            include_str!("../../redisx-runtime/src/rate_limit/lua/token_bucket.lua")
+        }
+        Algorithm::Gcra => include_str!("../../redisx-runtime/src/rate_limit/lua/gcra.lua"),
+    }
+}
+
+/// The one-limit script of `algorithm`, the one a single-limit check runs.
+fn single_script(algorithm: Algorithm) -> String {
+    format!(
+        "{PRELUDE}{}\nlocal algorithm = {}\n{SINGLE}",
+        algorithm_file(algorithm),
+        algorithm.as_str()
+    )
+}
 
 /// A limit that never denies within a run.
 const HUGE: u64 = 1_000_000_000;
@@ -94,7 +115,8 @@ fn stage(what: &str) {
 #[derive(Clone)]
 struct Floor {
     conn: MultiplexedConnection,
-    sha: Arc<str>,
+    /// The one-limit script of each algorithm, in `Algorithm::ALL` order.
+    shas: Arc<[Arc<str>]>,
     trivial: Arc<str>,
 }
 
@@ -105,7 +127,7 @@ impl Floor {
             .get_multiplexed_async_connection()
             .await
             .unwrap_or_else(|e| panic!("cannot connect redis-rs to {}: {e}", ctx.url));
-        let load = |body: &'static str| {
+        let load = |body: String| {
             let mut conn = conn.clone();
             async move {
                 let sha: String = redis::cmd("SCRIPT")
@@ -117,15 +139,26 @@ impl Floor {
                 Arc::<str>::from(sha)
             }
         };
-        let sha = load(SCRIPT).await;
-        let trivial = load("return 1").await;
-        Self { conn, sha, trivial }
+        let mut shas = Vec::new();
+        for a in Algorithm::ALL {
+            shas.push(load(single_script(a)).await);
+        }
+        let trivial = load("return 1".to_owned()).await;
+        Self {
+            conn,
+            shas: shas.into(),
+            trivial,
+        }
     }
 
     /// One raw check of `key` (1 point of `limit`): whether it was admitted.
     async fn check(&mut self, key: &str, algorithm: Algorithm, limit: u64) -> bool {
+        let at = Algorithm::ALL
+            .iter()
+            .position(|a| *a == algorithm)
+            .expect("a known algorithm");
         let reply: Vec<i64> = redis::cmd("EVALSHA")
-            .arg(&*self.sha)
+            .arg(&*self.shas[at])
             .arg(1)
             .arg(key)
             .arg("check")

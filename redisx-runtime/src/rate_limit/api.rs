@@ -423,7 +423,11 @@ impl RateLimiter {
     /// The script: the deciding limit's index and decision.
     async fn eval(&self, call: &Call<'_>, mode: Mode, cost: u64) -> Result<(usize, Decision)> {
         let client = self.inner.client()?;
-        let mut inv = scripts::CHECK.script.prepare_invoke();
+        let script = match &*call.limits {
+            [one] => scripts::single(one.algorithm),
+            _ => &scripts::CHECK,
+        };
+        let mut inv = script.script.prepare_invoke();
         for k in &call.keys {
             inv.key(k);
         }
