@@ -64,6 +64,7 @@
 //! | `opentelemetry` | off | The `redisx::telemetry` module: the OpenTelemetry span bridge (`tracing-opentelemetry`) and the `opentelemetry` API. |
 //! | `otlp` | off | OTLP trace export over HTTP/protobuf, `redisx::telemetry::otlp()`, to `http://` and `https://` collectors (rustls on ring), flushed by [`RedisX::shutdown`]; implies `opentelemetry`. |
 //! | `otlp-grpc` | off | OTLP over gRPC as well (`OtlpProtocol::Grpc`, through tonic, which adds many crates to the build); implies `otlp`. |
+//! | `tonic` | off | `RateLimitLayer` in front of tonic services as well (tonic's body type; gRPC refusals as `RESOURCE_EXHAUSTED` / `UNAVAILABLE`); implies `axum`. |
 //! | `axum` | off | The `redisx::http` module: the tower/axum rate-limit layer (`RateLimitLayer`, key extractors with trusted proxies, limit headers, 429 problem+json) and `IntoResponse` for [`Error`]. |
 //! | `test-util` | off | `#[redisx::test]` and the `redisx::testing` module (Unix only): a Redis runtime per test, real `redis-server` processes for integration tests, replicas, child-process scenarios for crash tests, and the topology parameter. |
 //!

@@ -12,7 +12,7 @@ use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
 use super::key::{KeyExtractor, RequestView};
-use super::response::{denied_message, problem, status_of};
+use super::response::{RefusalBody, denied_message, problem, status_of};
 use crate::error::Result;
 use crate::rate_limit::{Decision, Limit};
 use crate::runtime::RedisX;
@@ -67,9 +67,10 @@ struct Config {
 /// without its key (no API key, no user) gets 401 (see
 /// [`missing_key_status`](Self::missing_key_status)), never a shared bucket. Redis down
 /// answers 503 without internal details, unless the limiter fails open
-/// ([`ErrorPolicy::FailOpen`](crate::rate_limit::ErrorPolicy::FailOpen)). gRPC requests
-/// (`content-type: application/grpc`) are answered with `grpc-status` 8
-/// (`RESOURCE_EXHAUSTED`) or 14 (`UNAVAILABLE`). A request is checked once per layer limit and
+/// ([`ErrorPolicy::FailOpen`](crate::rate_limit::ErrorPolicy::FailOpen)). The layer serves any
+/// service whose response body is a [`RefusalBody`] (axum's; tonic's with the `tonic`
+/// feature): gRPC requests (`content-type: application/grpc`) are answered with `grpc-status`
+/// 8 (`RESOURCE_EXHAUSTED`), 16 (`UNAUTHENTICATED`) or 14 (`UNAVAILABLE`). A request is checked once per layer limit and
 /// key even when two layers with the same limit wrap it (a router layer and a route layer).
 ///
 /// ```no_run
@@ -245,7 +246,7 @@ where
         + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: From<String> + Send + 'static,
+    ResBody: RefusalBody + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -404,7 +405,7 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 /// A refusal: problem+json over HTTP; over gRPC a trailers-only response with its status
 /// (`RESOURCE_EXHAUSTED` for a denial, `UNAUTHENTICATED` for a missing key, `UNAVAILABLE`
 /// otherwise).
-fn refuse<B: From<String>>(
+fn refuse<B: RefusalBody>(
     grpc: bool,
     status: StatusCode,
     code: &str,
@@ -418,7 +419,7 @@ fn refuse<B: From<String>>(
         StatusCode::UNAUTHORIZED => "16",
         _ => "14",
     };
-    let mut res = Response::new(B::from(String::new()));
+    let mut res = Response::new(B::refusal(String::new()));
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     h.insert("grpc-status", HeaderValue::from_static(grpc_status));

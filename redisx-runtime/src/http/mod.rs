@@ -30,4 +30,4 @@ mod response;
 pub use client_ip::Cidr;
 pub use key::{KeyExtractor, RequestView};
 pub use layer::{HeaderStyle, RateLimitLayer, RateLimitService};
-pub use response::status_of;
+pub use response::{RefusalBody, status_of};

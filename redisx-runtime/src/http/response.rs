@@ -75,6 +75,44 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
+/// A response body the rate-limit layer can write its refusals in: axum's (and so hyper's
+/// `String`-built bodies), `String`, and tonic's (feature `tonic`). Implement it for another
+/// body type to put the layer in front of its service.
+///
+/// ```
+/// use redisx_runtime::http::RefusalBody;
+///
+/// let body: String = RefusalBody::refusal(r#"{"status":429}"#.to_owned());
+/// assert!(body.contains("429"));
+/// ```
+pub trait RefusalBody: Sized {
+    /// A body holding `text` (empty for a gRPC refusal, whose status travels in headers).
+    fn refusal(text: String) -> Self;
+}
+
+impl RefusalBody for axum::body::Body {
+    fn refusal(text: String) -> Self {
+        Self::from(text)
+    }
+}
+
+impl RefusalBody for String {
+    fn refusal(text: String) -> Self {
+        text
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl RefusalBody for tonic::body::Body {
+    fn refusal(text: String) -> Self {
+        if text.is_empty() {
+            Self::empty()
+        } else {
+            Self::new(text)
+        }
+    }
+}
+
 /// The default message of a denial.
 pub(crate) fn denied_message(d: &Decision) -> String {
     format!(
@@ -85,7 +123,7 @@ pub(crate) fn denied_message(d: &Decision) -> String {
 
 /// A problem+json response: `status`, a public `detail` (never an internal message), the
 /// stable `code`, and for a denial its decision's members and `Retry-After`.
-pub(crate) fn problem<B: From<String>>(
+pub(crate) fn problem<B: RefusalBody>(
     status: StatusCode,
     code: &str,
     detail: Option<&str>,
@@ -106,7 +144,7 @@ pub(crate) fn problem<B: From<String>>(
         body["reset"] = d.reset_unix_secs().into();
         body["retry_after"] = d.retry_after_secs().into();
     }
-    let mut res = Response::new(B::from(body.to_string()));
+    let mut res = Response::new(B::refusal(body.to_string()));
     *res.status_mut() = status;
     res.headers_mut().insert(
         CONTENT_TYPE,
