@@ -157,7 +157,7 @@ impl Floor {
             .iter()
             .position(|a| *a == algorithm)
             .expect("a known algorithm");
-        let reply: Vec<i64> = redis::cmd("EVALSHA")
+        let reply: String = redis::cmd("EVALSHA")
             .arg(&*self.shas[at])
             .arg(1)
             .arg(key)
@@ -170,7 +170,7 @@ impl Floor {
             .query_async(&mut self.conn)
             .await
             .expect("EVALSHA of the rate-limit script");
-        reply[0] == 1
+        reply.starts_with("1 ")
     }
 
     /// `EVALSHA` of `return 1` with one key.

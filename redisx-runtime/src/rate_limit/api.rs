@@ -442,7 +442,12 @@ impl RateLimiter {
                 _ => inv.arg(0),
             };
         }
-        let reply: Vec<i64> = client.invoke(&inv).await?;
+        let reply: Vec<i64> = if let [_] = &*call.limits {
+            let text: String = client.invoke(&inv).await?;
+            text.split(' ').filter_map(|n| n.parse().ok()).collect()
+        } else {
+            client.invoke(&inv).await?
+        };
         if reply.len() != 5 * call.limits.len() {
             return Err(Error::new(
                 ErrorCode::RateLimitScriptError,
