@@ -442,12 +442,21 @@ impl RateLimiter {
                 _ => inv.arg(0),
             };
         }
-        let reply: Vec<i64> = if let [_] = &*call.limits {
-            let text: String = client.invoke(&inv).await?;
-            text.split(' ').filter_map(|n| n.parse().ok()).collect()
-        } else {
-            client.invoke(&inv).await?
-        };
+        if let [_] = &*call.limits {
+            // One limit: a single decision from the one-string reply, without collecting.
+            let text: Vec<u8> = client.invoke(&inv).await?;
+            let d = parse_single(&text).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::RateLimitScriptError,
+                    format!(
+                        "the rate limit script answered {:?}, not 5 integers",
+                        String::from_utf8_lossy(&text)
+                    ),
+                )
+            })?;
+            return Ok((0, decision(&d)));
+        }
+        let reply: Vec<i64> = client.invoke(&inv).await?;
         if reply.len() != 5 * call.limits.len() {
             return Err(Error::new(
                 ErrorCode::RateLimitScriptError,
@@ -532,6 +541,23 @@ fn deciding_limit(limits: &[Limit]) -> u64 {
         .unwrap_or(0)
 }
 
+/// The 5 integers of a one-limit reply, `"a b c d e"`; `None` when it is not that.
+fn parse_single(text: &[u8]) -> Option<[i64; 5]> {
+    let mut out = [0i64; 5];
+    let mut parts = text.split(|b| *b == b' ');
+    for slot in &mut out {
+        let part = parts.next()?;
+        if part.is_empty() {
+            return None;
+        }
+        *slot = part.iter().try_fold(0i64, |n, &b| {
+            let digit = i64::from(b.checked_sub(b'0').filter(|d| *d < 10)?);
+            n.checked_mul(10)?.checked_add(digit)
+        })?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 /// One limit's decision from the script's 5 integers.
 fn decision(r: &[i64]) -> Decision {
     let n = |i: usize| u64::try_from(r[i]).unwrap_or(0);
@@ -542,4 +568,27 @@ fn decision(r: &[i64]) -> Decision {
         UNIX_EPOCH + Duration::from_millis(n(3)),
         Duration::from_millis(n(4)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_single;
+
+    #[test]
+    fn a_one_limit_reply_parses_exactly() {
+        assert_eq!(
+            parse_single(b"1 100 99 1733600000000 0"),
+            Some([1, 100, 99, 1_733_600_000_000, 0])
+        );
+        for bad in [
+            &b""[..],
+            b"1 2 3 4",
+            b"1 2 3 4 5 6",
+            b"1 2 x 4 5",
+            b"1  2 3 4 5",
+            b"-1 2 3 4 5",
+        ] {
+            assert_eq!(parse_single(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }
