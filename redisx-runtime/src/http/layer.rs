@@ -46,6 +46,7 @@ type Skip = Arc<dyn Fn(&RequestView<'_>) -> bool + Send + Sync>;
 type Message = Arc<dyn Fn(&Decision) -> String + Send + Sync>;
 
 /// The checks of one layer, shared by its services.
+#[derive(Clone)]
 struct Config {
     limits: Limits,
     runtime: Option<RedisX>,
@@ -146,8 +147,9 @@ impl RateLimitLayer {
         Self::with(Limits::Default)
     }
 
+    /// The settings to change: this layer's own (copied first if a clone shares them).
     fn cfg(&mut self) -> &mut Config {
-        Arc::get_mut(&mut self.cfg).expect("a layer is configured before it is cloned")
+        Arc::make_mut(&mut self.cfg)
     }
 
     /// The runtime to check with (default: the scope's or the installed one, per request).
@@ -427,4 +429,21 @@ fn refuse<B: RefusalBody>(
         h.insert("grpc-message", v);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_clone_configured_afterwards_keeps_the_original_untouched() {
+        let layer = RateLimitLayer::new(Limit::fixed_window(1, Duration::from_secs(1)));
+        let copy = layer.clone().cost(3).headers(HeaderStyle::Off);
+        assert_eq!(
+            (layer.cfg.cost, layer.cfg.headers),
+            (1, HeaderStyle::Legacy)
+        );
+        assert_eq!((copy.cfg.cost, copy.cfg.headers), (3, HeaderStyle::Off));
+    }
 }
