@@ -2,9 +2,15 @@
 //! compile-time options of a call site) and the one sibling item the design allows, a
 //! link-time registration.
 
-use crate::names::SPEC;
+use crate::args::Paths;
+use crate::driver::Site;
+use crate::func::Func;
+use crate::key_template::Template;
+use crate::names::{CALL, SPEC};
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::{ToTokens, format_ident, quote};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::Ident;
+use syn::spanned::Spanned;
 
 /// `static __REDISX_SPEC: #ty = #ty::new(..).setter(value)...;`: a call site's options, built
 /// in a `const` context once (the runtime's spec types have `const fn` builders), read by
@@ -57,6 +63,36 @@ impl ToTokens for SpecStatic {
         let Self { ty, value } = self;
         tokens.extend(quote!(static #SPEC: #ty = #value;));
     }
+}
+
+/// The body of a fallible attribute (`#[with_lock]`, `#[rate_limit]`): the spec static, then
+/// `let __redisx_call = #krate::__private::#entry(&__REDISX_SPEC, #runtime, #key);` and
+/// `__redisx_call.#method(async move { original body }).await`. The call is spanned at the
+/// function's error type, so a type without `From<redisx::Error>` is reported there, once.
+pub(crate) fn fallible_call(
+    func: &Func,
+    site: &Site,
+    spec: &SpecStatic,
+    entry: &str,
+    key: &Template,
+    method: &str,
+) -> TokenStream {
+    let Paths { krate, runtime } = &site.paths;
+    let spec_ref = SpecStatic::reference();
+    let at = func
+        .error_type()
+        .map_or_else(|| func.value_span(), Spanned::span);
+    let span = Span::mixed_site().located_at(at);
+    let call = CALL.at(span);
+    let entry = Ident::new(entry, Span::call_site());
+    let method = Ident::new(method, span);
+    let body = func.body_future();
+    let run = quote_spanned!(span=> #call.#method(#body).await);
+    func.with_body(&quote! {
+        #spec
+        let #call = #krate::__private::#entry(#spec_ref, #runtime, #key);
+        #run
+    })
 }
 
 /// The one item an expansion may emit beside the function: a link-time registration of

@@ -2,17 +2,15 @@
 //! one `__private::with_lock(..)` call around the original body.
 
 use crate::args::read::{self, Duration};
-use crate::args::{Arg, ArgParser, KEY, Keyword, Kw, Paths, TTL};
+use crate::args::{Arg, ArgParser, KEY, Keyword, Kw, TTL};
 use crate::diag::Diag;
 use crate::driver::{Attribute, Site};
-use crate::emit::SpecStatic;
+use crate::emit::{self, SpecStatic};
 use crate::func::Func;
 use crate::key_template::{self, Template};
-use crate::names::CALL;
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
-use syn::{Expr, Ident, LitStr};
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Expr, LitStr};
 
 const WAIT: Keyword<Duration> = Keyword::new("wait", r#"wait = "5s""#, read::duration);
 const RETRIES: Keyword<u64> = Keyword::new("retries", "retries = 3", retries);
@@ -191,30 +189,13 @@ impl Attribute for WithLock {
     }
 
     fn expand(model: Model, site: &Site, func: &Func) -> TokenStream {
-        let Paths { krate, runtime } = &site.paths;
         let Model { key, spec, run } = model;
-        let spec_ref = SpecStatic::reference();
-        // At the error type: a type without `From<redisx::Error>` is reported there, once.
-        let at = func
-            .error_type()
-            .map_or_else(|| func.value_span(), Spanned::span);
-        let span = Span::mixed_site().located_at(at);
-        let call = CALL.at(span);
-        let method = Ident::new(
-            match run {
-                Run::Wait => "run",
-                Run::Skip => "run_skip",
-                Run::SkipOption => "run_skip_option",
-            },
-            span,
-        );
-        let body = func.body_future();
-        let run = quote_spanned!(span=> #call.#method(#body).await);
-        func.with_body(&quote! {
-            #spec
-            let #call = #krate::__private::with_lock(#spec_ref, #runtime, #key);
-            #run
-        })
+        let method = match run {
+            Run::Wait => "run",
+            Run::Skip => "run_skip",
+            Run::SkipOption => "run_skip_option",
+        };
+        emit::fallible_call(func, site, &spec, "with_lock", &key, method)
     }
 }
 

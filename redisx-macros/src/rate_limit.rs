@@ -2,16 +2,14 @@
 //! `RateLimitSpec` static and one `__private::rate_limit(..)` call around the original body.
 
 use crate::args::read::{self, Duration};
-use crate::args::{Arg, ArgParser, KEY, Keyword, Kw, Paths};
+use crate::args::{Arg, ArgParser, KEY, Keyword, Kw};
 use crate::diag::Diag;
 use crate::driver::{Attribute, Site};
-use crate::emit::SpecStatic;
+use crate::emit::{self, SpecStatic};
 use crate::func::Func;
 use crate::key_template::{self, Template};
-use crate::names::CALL;
-use proc_macro2::{Literal, Span, TokenStream};
-use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
 use syn::{Expr, LitStr};
 
 const LIMIT: Keyword<u64> = Keyword::new("limit", "limit = 5", limit);
@@ -132,22 +130,8 @@ impl Attribute for RateLimit {
     }
 
     fn expand(model: Model, site: &Site, func: &Func) -> TokenStream {
-        let Paths { krate, runtime } = &site.paths;
         let Model { key, spec } = model;
-        let spec_ref = SpecStatic::reference();
-        // At the error type: a type without `From<redisx::Error>` is reported there, once.
-        let at = func
-            .error_type()
-            .map_or_else(|| func.value_span(), Spanned::span);
-        let span = Span::mixed_site().located_at(at);
-        let call = CALL.at(span);
-        let body = func.body_future();
-        let run = quote_spanned!(span=> #call.run(#body).await);
-        func.with_body(&quote! {
-            #spec
-            let #call = #krate::__private::rate_limit(#spec_ref, #runtime, #key);
-            #run
-        })
+        emit::fallible_call(func, site, &spec, "rate_limit", &key, "run")
     }
 }
 
