@@ -26,7 +26,7 @@ use cached::{ConcurrentCachedAsync as _, proc_macro::cached as peer_cached};
 use rand::SeedableRng as _;
 use rand::seq::SliceRandom as _;
 use redis::aio::MultiplexedConnection;
-use redisx::{CacheConfig, ConnectionConfig, RedisX};
+use redisx::{CacheConfig, RedisX};
 use serde::{Deserialize, Serialize};
 
 use crate::measure::{Comparison, Settings, Side, Unit, compare, emit, time_sync};
@@ -229,21 +229,15 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
 }
 
 async fn runtime(ctx: &Context) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&ctx.url).expect("the Redis URL is valid"),
-        )
-        .key_prefix(&ctx.prefix)
-        .cache(
+    ctx.runtime(|b| {
+        b.cache(
             CacheConfig::default()
                 .l1_max_entries(CAPACITY)
                 .l1_ttl(TTL)
                 .default_ttl(TTL),
         )
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect redisx to {}: {e}", ctx.url))
+    })
+    .await
 }
 
 async fn connection(ctx: &Context) -> MultiplexedConnection {

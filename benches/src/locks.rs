@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
+use redisx::RedisX;
 use redisx::lock::{LockOptions, Locks, RetryStrategy};
-use redisx::{ConnectionConfig, RedisX};
 
 use crate::Context;
 use crate::measure::{Comparison, Side, Unit, compare, emit};
@@ -49,7 +49,7 @@ const OURS_RELEASE: &str = include_str!("../../redisx-runtime/src/lock/lua/relea
 /// Runs the suite; returns every comparison, each already printed as a JSON line when its
 /// bench finished.
 pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
-    let rx = runtime(ctx).await;
+    let rx = ctx.runtime(|b| b).await;
     let mut all = Vec::new();
     let mut done = |part: Vec<Comparison>| {
         part.iter().for_each(emit);
@@ -63,18 +63,6 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
     }
     rx.shutdown().await;
     all
-}
-
-async fn runtime(ctx: &Context) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&ctx.url).expect("the Redis URL is valid"),
-        )
-        .key_prefix(&ctx.prefix)
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect redisx to {}: {e}", ctx.url))
 }
 
 /// Prints where a bench is, on stderr.

@@ -58,6 +58,23 @@ impl Context {
             .as_ref()
             .is_none_or(|names| names.iter().any(|n| n == name))
     }
+
+    /// A runtime on the benchmark's server and key prefix, with what `configure` adds.
+    pub(crate) async fn runtime(
+        &self,
+        configure: impl FnOnce(redisx::RedisXBuilder) -> redisx::RedisXBuilder,
+    ) -> redisx::RedisX {
+        let builder = redisx::RedisX::builder()
+            .client(
+                "default",
+                redisx::ConnectionConfig::from_url(&self.url).expect("the Redis URL is valid"),
+            )
+            .key_prefix(&self.prefix);
+        configure(builder)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect redisx to {}: {e}", self.url))
+    }
 }
 
 struct Args {

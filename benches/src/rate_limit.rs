@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use redis::aio::MultiplexedConnection;
+use redisx::RedisX;
 use redisx::http::RateLimitLayer;
 use redisx::rate_limit::{Algorithm, Limit, RateLimitConfig};
-use redisx::{ConnectionConfig, RedisX};
 
 use crate::Context;
 use crate::measure::{Comparison, Side, Unit, compare, emit};
@@ -95,16 +95,8 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
 }
 
 async fn runtime(ctx: &Context, local_deny: bool) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&ctx.url).expect("the Redis URL is valid"),
-        )
-        .key_prefix(&ctx.prefix)
-        .rate_limit(RateLimitConfig::default().local_deny(local_deny))
-        .build()
+    ctx.runtime(|b| b.rate_limit(RateLimitConfig::default().local_deny(local_deny)))
         .await
-        .unwrap_or_else(|e| panic!("cannot connect redisx to {}: {e}", ctx.url))
 }
 
 fn stage(what: &str) {
