@@ -36,3 +36,14 @@ pub fn quick_connection(url: &str) -> redisx::ConnectionConfig {
                 .max(std::time::Duration::from_millis(100)),
         )
 }
+
+/// The sum of the samples of the counter `name` (e.g. `redisx_commands_total`) in `rx`'s
+/// metrics whose labels include every one of `labels` (each as written, `command="EVALSHA"`).
+pub fn metric_sum(rx: &redisx::RedisX, name: &str, labels: &[&str]) -> u64 {
+    let head = format!("{name}{{");
+    rx.metrics_text()
+        .lines()
+        .filter(|l| l.starts_with(&head) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

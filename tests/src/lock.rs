@@ -51,11 +51,7 @@ pub async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
 /// How many scripts (`EVALSHA`, either outcome) `rx` has sent, from its metrics: one per
 /// acquisition attempt, release or renewal.
 pub fn scripts_sent(rx: &RedisX) -> u64 {
-    rx.metrics_text()
-        .lines()
-        .filter(|l| l.starts_with("redisx_commands_total{") && l.contains("command=\"EVALSHA\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    crate::metric_sum(rx, "redisx_commands_total", &["command=\"EVALSHA\""])
 }
 
 /// Waits (up to 2 s) until some runtime on the server at `url` has a pattern subscription: the

@@ -1,5 +1,5 @@
 //! Fixtures of the rate-limit tests (`tests/tests/rate_limit_*.rs`): runtimes with a rate-limit
-//! config, raw reads of what the limiter wrote (keys, TTLs, the server's script calls), the
+//! config, raw reads of what the limiter wrote (keys, the server's script calls), the
 //! limiter's request counters, and epoch-aligned window arithmetic.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,19 +22,6 @@ pub async fn rl_runtime(url: &str, prefix: &str, limits: RateLimitConfig) -> Red
         .build()
         .await
         .expect("the runtime builds")
-}
-
-/// The remaining time to live of `key` in milliseconds, read without redisx (`-2`: no such key,
-/// `-1`: no expiry).
-///
-/// # Panics
-/// When the read fails.
-pub async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("PTTL")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .expect("PTTL")
 }
 
 /// Every key under `prefix` (which holds no glob characters), read without redisx.
@@ -87,12 +74,7 @@ pub async fn script_calls(conn: &mut MultiplexedConnection) -> u64 {
 pub fn requests(rx: &RedisX, algorithm: Algorithm, status: &str) -> u64 {
     let alg = format!("algorithm=\"{}\"", algorithm.as_str());
     let status = format!("status=\"{status}\"");
-    rx.metrics_text()
-        .lines()
-        .filter(|l| l.starts_with("redisx_ratelimit_requests_total{"))
-        .filter(|l| l.contains(&alg) && l.contains(&status))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    crate::metric_sum(rx, "redisx_ratelimit_requests_total", &[&alg, &status])
 }
 
 /// `t` in milliseconds since the Unix epoch.

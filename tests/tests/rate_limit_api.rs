@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use redisx::rate_limit::{Algorithm, Decision, Limit, RateLimitConfig};
 use redisx::{Error, ErrorCode, RedisX};
-use redisx_tests::rate_limit::{keys_under, pttl, rl_runtime};
+use redisx_tests::cache::pttl;
+use redisx_tests::rate_limit::{keys_under, rl_runtime};
 use redisx_tests::{RedisServer, raw_connection, unique_prefix};
 
 /// Long enough that nothing refills, slides or expires during a test.
