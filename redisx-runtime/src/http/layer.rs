@@ -71,8 +71,9 @@ struct Config {
 /// ([`ErrorPolicy::FailOpen`](crate::rate_limit::ErrorPolicy::FailOpen)). The layer serves any
 /// service whose response body is a [`RefusalBody`] (axum's; tonic's with the `tonic`
 /// feature): gRPC requests (`content-type: application/grpc`) are answered with `grpc-status`
-/// 8 (`RESOURCE_EXHAUSTED`), 16 (`UNAUTHENTICATED`) or 14 (`UNAVAILABLE`). A request is checked once per layer limit and
-/// key even when two layers with the same limit wrap it (a router layer and a route layer).
+/// 8 (`RESOURCE_EXHAUSTED`), 16 (`UNAUTHENTICATED`) or 14 (`UNAVAILABLE`). A request is
+/// checked once per limit and key even when two layers with the same limit wrap it (a router
+/// layer and a route layer), or `#[rate_limit]` with that limit runs inside.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -235,11 +236,6 @@ impl<S> std::fmt::Debug for RateLimitService<S> {
     }
 }
 
-/// The (limit, key) pairs already checked for a request, so a second layer with the same limit
-/// does not charge it again.
-#[derive(Clone, Default)]
-struct Checked(Vec<String>);
-
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for RateLimitService<S>
 where
     S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>
@@ -258,7 +254,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // The clone that was driven to readiness serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -282,7 +278,7 @@ where
                     None,
                 ));
             };
-            let decision = match cfg.check(&key, req.extensions().get::<Checked>()).await {
+            let decision = match cfg.check(&key).await {
                 Ok(None) => return inner.call(req).await,
                 Ok(Some(d)) => d,
                 Err(e) => {
@@ -305,17 +301,10 @@ where
                 return Ok(res);
             }
             let (decision, mark) = decision;
-            let mut marks = req
-                .extensions()
-                .get::<Checked>()
-                .cloned()
-                .unwrap_or_default();
-            marks.0.push(mark);
-            let scope = Arc::new(marks.0.clone());
-            req.extensions_mut().insert(marks);
-            // `#[rate_limit]` underneath sees what was checked, and does not charge it again.
+            // A layer or `#[rate_limit]` underneath sees what was checked, and does not charge
+            // it again.
             let mut res = crate::rate_limit::CHECKED
-                .scope(scope, inner.call(req))
+                .scope(crate::rate_limit::marks_with(mark), inner.call(req))
                 .await?;
             cfg.set_headers(res.headers_mut(), &decision);
             Ok(res)
@@ -325,13 +314,9 @@ where
 }
 
 impl Config {
-    /// Checks the request's key, unless a layer before checked the same limit and key
-    /// (`Ok(None)`): the decision and the mark of what was checked.
-    async fn check(
-        &self,
-        key: &str,
-        checked: Option<&Checked>,
-    ) -> Result<Option<(Decision, String)>> {
+    /// Checks the request's key, unless a layer around this one checked the same limit and
+    /// key (`Ok(None)`): the decision and the mark of what was checked.
+    async fn check(&self, key: &str) -> Result<Option<(Decision, String)>> {
         let rx = match &self.runtime {
             Some(rx) => rx.clone(),
             None => RedisX::current().ok_or_else(|| {
@@ -352,7 +337,7 @@ impl Config {
             }
         };
         let mark = crate::rate_limit::mark(limit, policy, key);
-        if checked.is_some_and(|c| c.0.contains(&mark)) {
+        if crate::rate_limit::already_checked(&mark) {
             return Ok(None);
         }
         let d = match (limit, policy) {

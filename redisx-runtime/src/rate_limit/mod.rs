@@ -57,10 +57,21 @@ use local::LocalDeny;
 use stats::RateLimitMetrics;
 
 tokio::task_local! {
-    /// The (limit, key) pairs an HTTP layer already checked for the request this task serves,
-    /// as `{limit spec or "policy:{name}"}\n{key}`: `#[rate_limit]` underneath does not charge
-    /// the same pair again.
+    /// The (limit, key) pairs the HTTP layers around the request this task serves already
+    /// checked, as `{limit spec or "policy:{name}"}\n{key}`: a layer or `#[rate_limit]`
+    /// underneath does not charge the same pair again.
     pub(crate) static CHECKED: Arc<Vec<String>>;
+}
+
+/// The marks checked so far for this task's request, and `mark`.
+#[cfg_attr(
+    not(feature = "axum"),
+    allow(dead_code, reason = "set by the HTTP layer")
+)]
+pub(crate) fn marks_with(mark: String) -> Arc<Vec<String>> {
+    let mut marks = CHECKED.try_with(|m| m.to_vec()).unwrap_or_default();
+    marks.push(mark);
+    Arc::new(marks)
 }
 
 /// Whether the request this task serves was already checked for `mark`.
