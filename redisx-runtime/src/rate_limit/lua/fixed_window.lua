@@ -18,12 +18,7 @@ local function fixed_window(key, now, limit, window, cost, _, write)
   end
   if used + cost <= limit then
     if write then
-      local value = int(w) .. ' ' .. int(used + cost)
-      if used == 0 then
-        redis.call('SET', key, value, 'PX', int(math.ceil((ends - now) / 1000)))
-      else
-        redis.call('SET', key, value, 'KEEPTTL')
-      end
+      store_window(key, int(w) .. ' ' .. int(used + cost), used == 0, ends - now)
       return true, limit, limit - used - cost, ends, 0
     end
     return true, limit, limit - used, used > 0 and ends or now, 0

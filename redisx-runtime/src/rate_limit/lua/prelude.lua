@@ -13,3 +13,13 @@
 local function int(x)
   return string.format('%d', x)
 end
+
+-- Stores a window's state `value` in `key`: expiring `expires_in` µs from now when the window's
+-- first point starts it (`fresh`), keeping the expiry that start set otherwise.
+local function store_window(key, value, fresh, expires_in)
+  if fresh then
+    redis.call('SET', key, value, 'PX', int(math.ceil(expires_in / 1000)))
+  else
+    redis.call('SET', key, value, 'KEEPTTL')
+  end
+end

@@ -25,11 +25,7 @@ local function sliding_counter(key, now, limit, window, cost, _, write)
   if est + cost <= limit then
     if write then
       local value = int(w) .. ' ' .. int(c + cost) .. ' ' .. int(p)
-      if c == 0 then
-        redis.call('SET', key, value, 'PX', int(math.ceil((start + 2 * window - now) / 1000)))
-      else
-        redis.call('SET', key, value, 'KEEPTTL')
-      end
+      store_window(key, value, c == 0, start + 2 * window - now)
       return true, limit, math.max(math.floor(limit - est - cost), 0), start + 2 * window, 0
     end
   end
