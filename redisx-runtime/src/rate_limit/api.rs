@@ -31,7 +31,7 @@ impl Mode {
 /// The limits of one call and their state keys.
 struct Call<'a> {
     key: &'a str,
-    limits: Cow<'a, [Limit]>,
+    limits: &'a [Limit],
     keys: Vec<String>,
 }
 
@@ -80,7 +80,7 @@ impl RateLimiter {
     /// # Ok(()) }
     /// ```
     pub async fn check_cost(&self, key: &str, limit: &Limit, cost: u64) -> Result<Decision> {
-        let call = self.call(key, Cow::Borrowed(std::slice::from_ref(limit)), None)?;
+        let call = self.call(key, std::slice::from_ref(limit), None)?;
         self.run(&call, Mode::Check, cost).await
     }
 
@@ -103,7 +103,7 @@ impl RateLimiter {
     /// # Ok(()) }
     /// ```
     pub async fn check_all(&self, key: &str, limits: &[Limit], cost: u64) -> Result<Decision> {
-        let call = self.call(key, Cow::Borrowed(limits), None)?;
+        let call = self.call(key, limits, None)?;
         self.run(&call, Mode::Check, cost).await
     }
 
@@ -118,8 +118,8 @@ impl RateLimiter {
     /// # Ok(()) }
     /// ```
     pub async fn check_default(&self, key: &str) -> Result<Decision> {
-        let limit = self.inner.cfg.default_limit.clone();
-        let call = self.call(key, Cow::Owned(vec![limit]), None)?;
+        let limit = std::slice::from_ref(&self.inner.cfg.default_limit);
+        let call = self.call(key, limit, None)?;
         self.run(&call, Mode::Check, 1).await
     }
 
@@ -154,7 +154,7 @@ impl RateLimiter {
     /// # Ok(()) }
     /// ```
     pub async fn peek(&self, key: &str, limit: &Limit, cost: u64) -> Result<Decision> {
-        let call = self.call(key, Cow::Borrowed(std::slice::from_ref(limit)), None)?;
+        let call = self.call(key, std::slice::from_ref(limit), None)?;
         self.run(&call, Mode::Peek, cost).await
     }
 
@@ -179,7 +179,7 @@ impl RateLimiter {
     /// # Ok(()) }
     /// ```
     pub async fn state(&self, key: &str, limit: &Limit) -> Result<Decision> {
-        let call = self.call(key, Cow::Borrowed(std::slice::from_ref(limit)), None)?;
+        let call = self.call(key, std::slice::from_ref(limit), None)?;
         self.run(&call, Mode::Peek, 0).await
     }
 
@@ -205,7 +205,7 @@ impl RateLimiter {
     /// # Ok(()) }
     /// ```
     pub async fn reset(&self, key: &str, limit: &Limit) -> Result<()> {
-        let call = self.call(key, Cow::Borrowed(std::slice::from_ref(limit)), None)?;
+        let call = self.call(key, std::slice::from_ref(limit), None)?;
         self.delete(&call).await
     }
 
@@ -301,7 +301,7 @@ impl RateLimiter {
     fn call<'a>(
         &self,
         key: &'a str,
-        limits: Cow<'a, [Limit]>,
+        limits: &'a [Limit],
         policy: Option<&str>,
     ) -> Result<Call<'a>> {
         key::check(
@@ -314,7 +314,7 @@ impl RateLimiter {
                 "a rate limit check needs at least one limit".to_owned(),
             ));
         }
-        for l in limits.iter() {
+        for l in limits {
             l.validate()?;
         }
         let keys: Vec<String> = match policy {
@@ -345,13 +345,13 @@ impl RateLimiter {
     }
 
     /// The call of the named policy on `key`.
-    fn policy_call<'a>(&self, policy: &str, key: &'a str) -> Result<Call<'a>> {
+    fn policy_call<'a>(&'a self, policy: &str, key: &'a str) -> Result<Call<'a>> {
         let limits = self.inner.cfg.policies.get(policy).ok_or_else(|| {
             invalid(format!(
                 "unknown rate limit policy `{policy}`; add it with `RateLimitConfig::policy`"
             ))
         })?;
-        self.call(key, Cow::Owned(limits.clone()), Some(policy))
+        self.call(key, limits, Some(policy))
     }
 
     /// Runs the script for `call` (answering a denied check locally when it can), within a
@@ -413,7 +413,7 @@ impl RateLimiter {
                         if let Some(held_back) = shared.warnings.admit(&e.code(), now) {
                             tracing::warn!(target: "redisx::rate_limit", error = %format_args!("{e:#}"), held_back, "a rate limit check failed; admitted (fail open)");
                         }
-                        Ok(Decision::open(deciding_limit(&call.limits)))
+                        Ok(Decision::open(deciding_limit(call.limits)))
                     }
                 }
             }
@@ -423,7 +423,7 @@ impl RateLimiter {
     /// The script: the deciding limit's index and decision.
     async fn eval(&self, call: &Call<'_>, mode: Mode, cost: u64) -> Result<(usize, Decision)> {
         let client = self.inner.client()?;
-        let script = match &*call.limits {
+        let script = match call.limits {
             [one] => scripts::single(one.algorithm),
             _ => &scripts::CHECK,
         };
@@ -432,7 +432,7 @@ impl RateLimiter {
             inv.key(k);
         }
         inv.arg(mode.as_str()).arg(cost);
-        for l in call.limits.iter() {
+        for l in call.limits {
             inv.arg(l.algorithm.as_str())
                 .arg(l.points)
                 .arg(l.window_ms());
@@ -442,7 +442,7 @@ impl RateLimiter {
                 _ => inv.arg(0),
             };
         }
-        if let [_] = &*call.limits {
+        if let [_] = call.limits {
             // One limit: a single decision from the one-string reply, without collecting.
             let text: Vec<u8> = client.invoke(&inv).await?;
             let d = parse_single(&text).ok_or_else(|| {
