@@ -17,6 +17,7 @@
 
 mod cache;
 mod cache_scope;
+mod idempotency;
 mod locks;
 mod measure;
 mod rate_limit;
@@ -33,7 +34,7 @@ const CPU: usize = 0;
 const SUITES: &[&str] = &["cache", "locks", "rate-limit", "idempotency", "streams"];
 
 /// The suites implemented so far.
-const IMPLEMENTED: &[&str] = &["cache", "locks", "rate-limit"];
+const IMPLEMENTED: &[&str] = &["cache", "locks", "rate-limit", "idempotency"];
 
 /// Everything a suite needs to know about the run.
 pub(crate) struct Context {
@@ -257,6 +258,9 @@ fn main() -> ExitCode {
         }
         if wanted("rate-limit") {
             results.extend(rate_limit::run(&ctx).await);
+        }
+        if wanted("idempotency") {
+            results.extend(idempotency::run(&ctx).await);
         }
         if args.redis.is_some() {
             cleanup(&ctx).await;

@@ -77,11 +77,29 @@ pub(crate) fn fallible_call(
     key: &Template,
     method: &str,
 ) -> TokenStream {
-    let Paths { krate, runtime } = &site.paths;
-    let spec_ref = SpecStatic::reference();
     let at = func
         .error_type()
         .map_or_else(|| func.value_span(), Spanned::span);
+    let key = key.to_token_stream();
+    fallible_call_with(func, site, spec, entry, &key, method, at)
+}
+
+/// [`fallible_call`] with any `args` after the spec and the runtime (e.g. `#key,
+/// #fingerprint`), the `.#method(..).await` spanned `at` a token of the user's:
+/// every unmet bound of the method is reported there, once. (A bound of an `async fn` is
+/// checked at the call and again at its `.await`, so spanning one type argument elsewhere,
+/// with a turbofish, reports its mistakes twice.)
+pub(crate) fn fallible_call_with(
+    func: &Func,
+    site: &Site,
+    spec: &SpecStatic,
+    entry: &str,
+    args: &TokenStream,
+    method: &str,
+    at: Span,
+) -> TokenStream {
+    let Paths { krate, runtime } = &site.paths;
+    let spec_ref = SpecStatic::reference();
     let span = Span::mixed_site().located_at(at);
     let call = CALL.at(span);
     let entry = Ident::new(entry, Span::call_site());
@@ -90,7 +108,7 @@ pub(crate) fn fallible_call(
     let run = quote_spanned!(span=> #call.#method(#body).await);
     func.with_body(&quote! {
         #spec
-        let #call = #krate::__private::#entry(#spec_ref, #runtime, #key);
+        let #call = #krate::__private::#entry(#spec_ref, #runtime, #args);
         #run
     })
 }

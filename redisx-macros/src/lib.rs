@@ -48,6 +48,7 @@ mod driver;
 mod duration;
 mod emit;
 mod func;
+mod idempotent;
 mod key_template;
 mod lock;
 mod names;
@@ -300,4 +301,54 @@ pub fn with_lock(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn rate_limit(args: TokenStream, item: TokenStream) -> TokenStream {
     driver::run::<rate_limit::RateLimit>(args.into(), item.into()).into()
+}
+
+/// Runs an `async fn` once per idempotency key and replays its outcome to every duplicate
+/// (`rx.idempotency()`); sugar over `Idempotency::run` (`Idempotency::run_recording_errors`
+/// with `record_errors = true`).
+///
+/// The key is rendered from the arguments, and the call's fingerprint computed from the
+/// fingerprinted arguments (serialized). The first call with a key runs the body and records
+/// its `Ok` value (as JSON, for `ttl`); a later call with the same key and fingerprint gets that
+/// value back without running the body, and a duplicate that arrives while the first still
+/// runs waits for it. The same key with another fingerprint is an error
+/// (`IDEMPOTENCY_FINGERPRINT_MISMATCH`): the key was reused for another request. An `Err` is
+/// not recorded unless `record_errors = true`: it marks the key failed for the lock ttl
+/// (duplicates get `IDEMPOTENCY_PREVIOUS_FAILED`), then a retry runs the body again. The
+/// function must return `Result<T, E>` with `E: From<redisx::Error>` (a refused duplicate, no
+/// runtime, or Redis down under the default fail-closed policy is an error, and the body does
+/// not run) and `T: Serialize + DeserializeOwned`; every fingerprinted argument must be
+/// `Serialize`.
+///
+/// # Arguments
+///
+/// - `key = "payment:{req.idempotency_key}"` (required): the key template (see the crate
+///   docs).
+/// - `ttl = "24h"`: how long an outcome is kept and replayed (default: the runtime's
+///   `IdempotencyConfig`, as for the two below).
+/// - `lock_ttl = "30s"`: the lease of a running call, renewed while the body runs; a caller
+///   that died leaves the key to one duplicate after it.
+/// - `wait = "60s"`: how long a duplicate waits for the running call, then
+///   `IDEMPOTENCY_IN_PROGRESS`.
+/// - `fingerprint = [req]`: the parameters that identify a request, hashed with their names in
+///   the order listed. Default: every parameter but the receiver, in order (a parameter
+///   destructured by a pattern is left out); `fingerprint = []`: none, every call of a key is
+///   the same request.
+/// - `record_errors = true`: record and replay an `Err` too; `E` must then also be
+///   `Serialize + DeserializeOwned`.
+/// - `crate = "path"`, `runtime = expr`: see the crate docs.
+///
+/// # Example
+///
+/// ```text
+/// use redisx::idempotent;
+///
+/// #[idempotent(key = "payment:{req.idempotency_key}", ttl = "24h", fingerprint = [req])]
+/// async fn charge(req: ChargeRequest, client: &PaymentClient) -> Result<Receipt, AppError> {
+///     client.charge(&req).await
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
+    driver::run::<idempotent::Idempotent>(args.into(), item.into()).into()
 }

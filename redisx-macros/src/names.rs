@@ -22,6 +22,8 @@ pub(crate) const SPEC: Local = Local("__REDISX_SPEC");
 pub(crate) const ENABLED: Local = Local("__redisx_enabled");
 /// The value an `unless` path is called with.
 pub(crate) const VALUE: Local = Local("__redisx_v");
+/// The `Fingerprint` an `#[idempotent]` call builds from its arguments.
+pub(crate) const FP: Local = Local("__redisx_fp");
 
 /// The local fn through which a `condition` closure is called. It is spanned to the closure
 /// (not mixed-site) so that an arity or type mismatch is reported there; it lives in its own

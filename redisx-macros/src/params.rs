@@ -56,10 +56,6 @@ impl Params {
     /// Keeps the names in `list` (the value of keyword `kw`, e.g. `fingerprint = [req]`) that
     /// are parameters (or `self` in a method), each spanned as the user wrote it; every other
     /// name is an error at that name.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by #[idempotent] and later attributes")
-    )]
     pub(crate) fn check_names(&self, kw: &str, list: Vec<Ident>, diag: &mut Diag) -> Vec<Ident> {
         list.into_iter()
             .filter(|name| {

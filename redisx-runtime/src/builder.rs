@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::cache::{Cache, CacheConfig, CacheMode};
 use crate::client::{Client, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result};
+use crate::idempotency::{Idempotency, IdempotencyConfig};
 use crate::life::Life;
 use crate::lock::{LockConfig, Locks};
 use crate::metrics::{Metrics, SharedRegistry};
@@ -24,6 +25,7 @@ pub struct RedisXBuilder {
     cache: Option<CacheConfig>,
     locks: Option<LockConfig>,
     rate_limit: Option<RateLimitConfig>,
+    idempotency: Option<IdempotencyConfig>,
     registry: Option<SharedRegistry>,
     plugins: Vec<Started>,
     shutdown_timeout: Option<Duration>,
@@ -39,6 +41,7 @@ impl std::fmt::Debug for RedisXBuilder {
             .field("cache", &self.cache)
             .field("locks", &self.locks)
             .field("rate_limit", &self.rate_limit)
+            .field("idempotency", &self.idempotency)
             .field(
                 "plugins",
                 &self
@@ -200,6 +203,30 @@ impl RedisXBuilder {
         self
     }
 
+    /// Configures the idempotency plugin, `rx.idempotency()` (default:
+    /// [`IdempotencyConfig::default`]).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    /// use redisx_runtime::idempotency::IdempotencyConfig;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn start() -> redisx_runtime::Result<()> {
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .idempotency(IdempotencyConfig::default().lock_ttl(Duration::from_secs(10)))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn idempotency(mut self, config: IdempotencyConfig) -> Self {
+        self.idempotency = Some(config);
+        self
+    }
+
     /// Adds a plugin: started by `build()` after the plugins it depends on, stopped by
     /// [`RedisX::shutdown`] before them; found again with [`RedisX::plugin`].
     ///
@@ -223,16 +250,12 @@ impl RedisXBuilder {
     ///     .plugin(AuditLog) // a unit struct that implements `Plugin`
     ///     .build()
     ///     .await?;
-    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "audit-log"]);
+    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "idempotency", "audit-log"]);
     /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn plugin<P: Plugin>(mut self, plugin: P) -> Self {
-        let plugin = Arc::new(plugin);
-        self.plugins.push(Started {
-            plugin: plugin.clone(),
-            any: plugin,
-        });
+        self.plugins.push(Started::of(plugin));
         self
     }
 
@@ -336,6 +359,8 @@ impl RedisXBuilder {
         lock_cfg.validate()?;
         let rate_limit_cfg = self.rate_limit.unwrap_or_default();
         rate_limit_cfg.validate()?;
+        let idempotency_cfg = self.idempotency.unwrap_or_default();
+        idempotency_cfg.validate()?;
         let mut seen = std::collections::HashSet::new();
         for (name, cfg) in &self.clients {
             cfg.validate()
@@ -387,22 +412,12 @@ impl RedisXBuilder {
         let cache = Cache::new(cache_cfg, &ctx, cache_client);
         let locks = Locks::new(lock_cfg, &ctx)?;
         let rate_limiter = RateLimiter::new(rate_limit_cfg, &ctx)?;
-        let builtin = Arc::new(cache.clone());
-        let builtin_locks = Arc::new(locks.clone());
-        let builtin_rate_limiter = Arc::new(rate_limiter.clone());
+        let idempotency = Idempotency::new(idempotency_cfg, &ctx)?;
         let mut plugins = vec![
-            Started {
-                plugin: builtin.clone(),
-                any: builtin,
-            },
-            Started {
-                plugin: builtin_locks.clone(),
-                any: builtin_locks,
-            },
-            Started {
-                plugin: builtin_rate_limiter.clone(),
-                any: builtin_rate_limiter,
-            },
+            Started::of(cache.clone()),
+            Started::of(locks.clone()),
+            Started::of(rate_limiter.clone()),
+            Started::of(idempotency.clone()),
         ];
         plugins.extend(self.plugins);
         let plugins = plugin::start_order(plugins)?;
@@ -420,6 +435,7 @@ impl RedisXBuilder {
                 cache,
                 locks,
                 rate_limiter,
+                idempotency,
                 plugins,
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
                 life,

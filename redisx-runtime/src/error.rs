@@ -106,6 +106,11 @@ pub enum ErrorCode {
     IdempotencyPreviousFailed,
     /// The request does not match the fingerprint stored for its idempotency key.
     IdempotencyFingerprintMismatch,
+    /// A stored idempotency record or result cannot be decoded (not written by redisx, or its
+    /// type changed in a deploy); the call does not run again.
+    IdempotencyRecordInvalid,
+    /// A result or a fingerprinted argument could not be serialized.
+    IdempotencySerialization,
     /// Creating or reading a consumer group failed.
     StreamConsumerGroupError,
     /// Acknowledging a stream message failed.
@@ -161,6 +166,8 @@ impl ErrorCode {
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::IdempotencyPreviousFailed => "IDEMPOTENCY_PREVIOUS_FAILED",
             Self::IdempotencyFingerprintMismatch => "IDEMPOTENCY_FINGERPRINT_MISMATCH",
+            Self::IdempotencyRecordInvalid => "IDEMPOTENCY_RECORD_INVALID",
+            Self::IdempotencySerialization => "IDEMPOTENCY_SERIALIZATION",
             Self::StreamConsumerGroupError => "STREAM_CONSUMER_GROUP_ERROR",
             Self::StreamAckFailed => "STREAM_ACK_FAILED",
             Self::StreamReadFailed => "STREAM_READ_FAILED",
@@ -211,7 +218,9 @@ impl ErrorCode {
             Self::IdempotencyKeyInvalid
             | Self::IdempotencyInProgress
             | Self::IdempotencyPreviousFailed
-            | Self::IdempotencyFingerprintMismatch => "idempotency",
+            | Self::IdempotencyFingerprintMismatch
+            | Self::IdempotencyRecordInvalid
+            | Self::IdempotencySerialization => "idempotency",
             Self::StreamConsumerGroupError
             | Self::StreamAckFailed
             | Self::StreamReadFailed

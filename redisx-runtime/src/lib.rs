@@ -43,6 +43,7 @@ pub mod codec;
 mod error;
 #[cfg(feature = "axum")]
 pub mod http;
+pub mod idempotency;
 pub mod key;
 mod life;
 pub mod lock;
@@ -95,6 +96,7 @@ pub use client::{
 };
 pub use codec::{Bincode, Codec, CodecKind, Json};
 pub use error::{Error, ErrorCode, Result};
+pub use idempotency::{Idempotency, IdempotencyConfig};
 pub use lock::{LockConfig, LockGuard, LockOptions, Locks};
 pub use plugin::{Plugin, PluginContext, PluginFuture};
 pub use rate_limit::{RateLimitConfig, RateLimiter};

@@ -12,6 +12,11 @@ pub use crate::cache::call_site::{
 };
 pub use crate::cache::{CacheMode, Erasure, ErrorSharing};
 pub use crate::codec::CodecKind;
+pub use crate::idempotency::Fingerprint;
+pub use crate::idempotency::call_site::{
+    IdempotentArg, IdempotentCall, IdempotentError, IdempotentRecordedError, IdempotentSpec,
+    IdempotentValue, fingerprint_arg, idempotent,
+};
 pub use crate::lock::call_site::{LockError, LockSpec, RetryKind, WithLockCall, with_lock};
 pub use crate::rate_limit::Algorithm as RateLimitAlgorithm;
 pub use crate::rate_limit::call_site::{RateLimitCall, RateLimitError, RateLimitSpec, rate_limit};

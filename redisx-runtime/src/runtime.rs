@@ -8,6 +8,7 @@ use crate::builder::RedisXBuilder;
 use crate::cache::Cache;
 use crate::client::{Client, ConnectionConfig};
 use crate::error::{Error, ErrorCode, Result};
+use crate::idempotency::Idempotency;
 use crate::life::Life;
 use crate::lock::Locks;
 use crate::metrics::{Metrics, SharedRegistry};
@@ -48,6 +49,7 @@ pub(crate) struct Inner {
     /// The built-in lock service, typed (it is also one of `plugins`).
     pub(crate) locks: Locks,
     pub(crate) rate_limiter: RateLimiter,
+    pub(crate) idempotency: Idempotency,
     /// Every plugin in start order, with its value for [`RedisX::plugin`].
     pub(crate) plugins: Vec<Started>,
     pub(crate) shutdown_timeout: Duration,
@@ -59,6 +61,17 @@ pub(crate) struct Inner {
 pub(crate) struct Started {
     pub(crate) plugin: Arc<dyn Plugin>,
     pub(crate) any: Arc<dyn Any + Send + Sync>,
+}
+
+impl Started {
+    /// A plugin, reachable both as a plugin and by its type.
+    pub(crate) fn of<P: Plugin>(plugin: P) -> Self {
+        let plugin = Arc::new(plugin);
+        Self {
+            plugin: plugin.clone(),
+            any: plugin,
+        }
+    }
 }
 
 impl AsRef<dyn Plugin> for Started {
@@ -301,6 +314,27 @@ impl RedisX {
         &self.inner.rate_limiter
     }
 
+    /// The idempotency service (configured with [`RedisXBuilder::idempotency`], else the
+    /// defaults).
+    ///
+    /// ```no_run
+    /// use redisx_runtime::idempotency::IdempotencyOptions;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let n: u64 = rx
+    ///     .idempotency()
+    ///     .run("import:2026-12-07", "", &IdempotencyOptions::new(), async {
+    ///         Ok::<_, redisx_runtime::Error>(42) // runs once per key
+    ///     })
+    ///     .await?;
+    /// # let _ = n;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.inner.idempotency
+    }
+
     /// A plugin added with [`RedisXBuilder::plugin`], by its type.
     ///
     /// ```no_run
@@ -334,7 +368,7 @@ impl RedisX {
     /// # #[allow(dead_code)]
     /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
     /// // Built with `.plugin(AuditLog)`, which depends on the cache.
-    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "audit-log"]);
+    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "idempotency", "audit-log"]);
     /// # Ok(()) }
     /// ```
     pub fn plugin_names(&self) -> Vec<&'static str> {

@@ -29,5 +29,6 @@ pub(crate) fn builtin() -> impl Iterator<Item = &'static LuaScript> {
         .iter()
         .chain(crate::lock::scripts::ALL)
         .chain(crate::rate_limit::scripts::ALL)
+        .chain(crate::idempotency::scripts::ALL)
         .copied()
 }

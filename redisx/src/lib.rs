@@ -1,7 +1,7 @@
 //! # redisx
 //!
 //! Redis for Rust services, beyond get/set: a two-tier cache (in-process L1 in front of Redis),
-//! distributed locks and rate limiting, with idempotency and stream consumers to follow, as
+//! distributed locks, rate limiting and idempotency, with stream consumers to follow, as
 //! attributes on `async fn`s that expand into calls to one runtime, configured once at startup
 //! and observable through Prometheus metrics and `tracing` spans with OpenTelemetry attributes.
 //!
@@ -48,6 +48,9 @@
 //!   signal and fencing tokens ([`lock`]).
 //! - [`RateLimiter`] (`rx.rate_limiter()`): five rate-limit algorithms on the server's clock,
 //!   several limits all or nothing, denied keys answered locally ([`rate_limit`](mod@rate_limit)).
+//! - [`Idempotency`] (`rx.idempotency()`): exactly-once execution per key with the outcome
+//!   replayed to duplicates, which wait woken by pub/sub; [`idempotent`] is sugar over
+//!   [`Idempotency::run`] ([`idempotency`](mod@idempotency)).
 //! - [`Plugin`]: what the runtime starts and stops (the cache and the locks are two; add your
 //!   own with [`RedisXBuilder::plugin`]).
 //! - [`Error`] / [`ErrorCode`]: one error type with stable codes.
@@ -65,7 +68,7 @@
 //! | `otlp` | off | OTLP trace export over HTTP/protobuf, `redisx::telemetry::otlp()`, to `http://` and `https://` collectors (rustls on ring), flushed by [`RedisX::shutdown`]; implies `opentelemetry`. |
 //! | `otlp-grpc` | off | OTLP over gRPC as well (`OtlpProtocol::Grpc`, through tonic, which adds many crates to the build); implies `otlp`. |
 //! | `tonic` | off | `RateLimitLayer` in front of tonic services as well (tonic's body type; gRPC refusals as `RESOURCE_EXHAUSTED` / `UNAVAILABLE`); implies `axum`. |
-//! | `axum` | off | The `redisx::http` module: the tower/axum rate-limit layer (`RateLimitLayer`, key extractors with trusted proxies, limit headers, 429 problem+json) and `IntoResponse` for [`Error`]. |
+//! | `axum` | off | The `redisx::http` module: the tower/axum rate-limit layer (`RateLimitLayer`, key extractors with trusted proxies, limit headers, 429 problem+json), the `Idempotency-Key` layer (`IdempotencyLayer`: replay, 409/422 problem+json) and `IntoResponse` for [`Error`]. |
 //! | `test-util` | off | `#[redisx::test]` and the `redisx::testing` module (Unix only): a Redis runtime per test, real `redis-server` processes for integration tests, replicas, child-process scenarios for crash tests, and the topology parameter. |
 //!
 //! Always built, with no flag: the multiplexed driver, the Prometheus metrics ([`metrics`],
@@ -80,7 +83,7 @@
 
 #[cfg(feature = "test-util")]
 pub use redisx_macros::test;
-pub use redisx_macros::{cache_evict, cache_put, cached, rate_limit, with_lock};
+pub use redisx_macros::{cache_evict, cache_put, cached, idempotent, rate_limit, with_lock};
 pub use redisx_runtime::*;
 // Named again (the glob above already carries them) so that `redisx::redis` and
 // `redisx::prometheus_client` stay public even if the glob's contents change.

@@ -1,5 +1,5 @@
-//! The redisx integration test suite: its own fixtures ([`cache`], [`lock`]) on top of the public harness,
-//! [`redisx::testing`].
+//! The redisx integration test suite: its own fixtures ([`cache`], [`idempotency`], [`lock`]) on
+//! top of the public harness, [`redisx::testing`].
 //!
 //! The harness is re-exported here, so `use redisx_tests::RedisServer` and the like keep working;
 //! new tests import from `redisx::testing`, as a user's tests do.
@@ -13,6 +13,7 @@
 //! ```
 
 pub mod cache;
+pub mod idempotency;
 pub mod lock;
 pub mod otlp;
 pub mod rate_limit;

@@ -15,7 +15,10 @@ async fn connect_builds_a_default_runtime() {
     let rx = RedisX::connect(&server.url()).await.expect("connects");
     assert_eq!(rx.client().name(), "default");
     assert_eq!(rx.key_prefix(), "");
-    assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit"]);
+    assert_eq!(
+        rx.plugin_names(),
+        ["cache", "locks", "rate_limit", "idempotency"]
+    );
     let key = format!("{}k", unique_prefix("connect"));
     rx.cache().set(&key, &7_u32, None).await.expect("set");
     assert_eq!(rx.cache().get::<u32>(&key).await.expect("get"), Some(7));

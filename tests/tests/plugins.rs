@@ -235,7 +235,14 @@ async fn plugins_start_after_their_dependencies_and_stop_in_reverse_before_the_c
 
     assert_eq!(
         rx.plugin_names(),
-        ["cache", "locks", "rate_limit", "audit", "reporter"]
+        [
+            "cache",
+            "locks",
+            "rate_limit",
+            "idempotency",
+            "audit",
+            "reporter"
+        ]
     );
     assert_eq!(journal.events(), ["start audit", "start reporter"]);
     let prefix = rx.key_prefix().to_owned();

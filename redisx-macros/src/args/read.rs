@@ -109,10 +109,6 @@ pub(crate) fn template_list(kw: Kw, expr: &Expr) -> syn::Result<Vec<LitStr>> {
 
 /// `[req, id]`: a list of parameter names, checked against the signature later
 /// (`Params::check_names`).
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by #[idempotent] and later attributes")
-)]
 pub(crate) fn param_list(kw: Kw, expr: &Expr) -> syn::Result<Vec<Ident>> {
     let mut diag = Diag::default();
     let mut names = Vec::new();

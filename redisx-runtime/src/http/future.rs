@@ -4,7 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The response future of a [`RateLimitService`](super::RateLimitService).
+/// The response future of a [`RateLimitService`](super::RateLimitService) and of an
+/// [`IdempotencyService`](super::IdempotencyService).
 pub struct ResponseFuture<R, E> {
     inner: Pin<Box<dyn Future<Output = Result<R, E>> + Send>>,
 }

@@ -16,7 +16,7 @@ use crate::rate_limit::Decision;
 /// | invalid keys (`*_KEY_INVALID`) | 400 |
 /// | `IDEMPOTENCY_IN_PROGRESS`, `IDEMPOTENCY_PREVIOUS_FAILED`, lock errors | 409 |
 /// | `IDEMPOTENCY_FINGERPRINT_MISMATCH` | 422 |
-/// | everything else (configuration, scripts, codecs, streams, `INTERNAL`) | 500 |
+/// | everything else (configuration, scripts, codecs, idempotency records, streams, `INTERNAL`) | 500 |
 ///
 /// ```
 /// use redisx_runtime::ErrorCode;
@@ -67,6 +67,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::CacheDeleteFailed
         | C::CacheTagInvalidationFailed
         | C::RateLimitScriptError
+        | C::IdempotencyRecordInvalid
+        | C::IdempotencySerialization
         | C::StreamConsumerGroupError
         | C::StreamAckFailed
         | C::StreamReadFailed
@@ -129,6 +131,28 @@ pub(crate) fn problem<B: RefusalBody>(
     detail: Option<&str>,
     decision: Option<&Decision>,
 ) -> Response<B> {
+    let mut body = problem_body(status, code, detail);
+    if let Some(d) = decision {
+        body["limit"] = d.limit.into();
+        body["remaining"] = d.remaining.into();
+        body["reset"] = d.reset_unix_secs().into();
+        body["retry_after"] = d.retry_after_secs().into();
+    }
+    let mut res = problem_response(status, &body);
+    if let Some(d) = decision {
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(d.retry_after_secs()));
+    }
+    res
+}
+
+/// The members of every problem body: `type` (`about:blank`), `title` (the status's reason),
+/// `status`, the stable `code`, and `detail` when given (public text only).
+pub(crate) fn problem_body(
+    status: StatusCode,
+    code: &str,
+    detail: Option<&str>,
+) -> serde_json::Value {
     let mut body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),
@@ -138,22 +162,20 @@ pub(crate) fn problem<B: RefusalBody>(
     if let Some(detail) = detail {
         body["detail"] = detail.into();
     }
-    if let Some(d) = decision {
-        body["limit"] = d.limit.into();
-        body["remaining"] = d.remaining.into();
-        body["reset"] = d.reset_unix_secs().into();
-        body["retry_after"] = d.retry_after_secs().into();
-    }
+    body
+}
+
+/// A response with `status` and `body` as `application/problem+json`.
+pub(crate) fn problem_response<B: RefusalBody>(
+    status: StatusCode,
+    body: &serde_json::Value,
+) -> Response<B> {
     let mut res = Response::new(B::refusal(body.to_string()));
     *res.status_mut() = status;
     res.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    if let Some(d) = decision {
-        res.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(d.retry_after_secs()));
-    }
     res
 }
 
