@@ -387,3 +387,31 @@ async fn redis_down_runs_the_body_unprotected_when_failing_open() {
     );
     rx.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_cannot_be_stored_still_reaches_its_caller() {
+    let mut server = RedisServer::start_owned();
+    let rx = start(&server, "idem_store_lost", IdempotencyConfig::default()).await;
+    let idem = rx.idempotency();
+    let (started_tx, started_rx) = oneshot::channel();
+    let (go_tx, go_rx) = oneshot::channel::<()>();
+    let call = tokio::spawn({
+        let idem = idem.clone();
+        async move {
+            idem.run("pay:1", FP, &IdempotencyOptions::new(), async move {
+                let _ = started_tx.send(());
+                let _ = go_rx.await;
+                Ok::<_, Error>(42_u32)
+            })
+            .await
+        }
+    });
+    bounded("the body starts", started_rx).await.unwrap();
+    server.kill(); // Redis goes away while the body runs: the effect happens, the store fails.
+    go_tx.send(()).unwrap();
+    let out = bounded("the call", call).await.unwrap();
+    assert_eq!(out.unwrap(), 42, "the caller still gets its value");
+    let s = idem.stats();
+    assert_eq!((s.new, s.store_failures), (1, 1), "{s:?}");
+    rx.shutdown().await;
+}
