@@ -1,5 +1,5 @@
-//! Attribute macros of [redisx](https://docs.rs/redisx): `#[cached]`, `#[cache_evict]` and
-//! `#[cache_put]`.
+//! Attribute macros of [redisx](https://docs.rs/redisx): `#[cached]`, `#[cache_evict]`,
+//! `#[cache_put]`, `#[with_lock]`, `#[rate_limit]`, `#[idempotent]`, and `#[redisx::test]`.
 //!
 //! Use them through the `redisx` crate (`use redisx::cached;`), never from this crate directly:
 //! the expansions call `::redisx::__private`, and the `redisx` facade pins this crate to the
