@@ -17,31 +17,11 @@ use axum::{Extension, Router};
 use redisx::http::{IdempotencyKey, IdempotencyLayer, KeyExtractor};
 use redisx::idempotency::{ErrorPolicy, IdempotencyConfig, IdempotencyOptions, Status};
 use redisx::{ConnectionConfig, Error, RedisX};
+use redisx_tests::http::{client, serve};
 use redisx_tests::{RedisServer, unique_prefix};
 use serde_json::Value;
 
 const KEY: &str = "idempotency-key";
-
-/// Serves `app` on a free loopback port, with the peer address as `ConnectInfo`.
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}")
-}
-
-/// A plain-HTTP client (reqwest is built without a TLS provider of its own: ring is given).
-fn client() -> reqwest::Client {
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 fn header(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers()

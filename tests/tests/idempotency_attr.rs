@@ -4,7 +4,6 @@
 //! runtime, and the attribute under an `IdempotencyLayer` holding the same key (run once, no
 //! self-deadlock).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use redisx::http::{IdempotencyKey, IdempotencyLayer};
 use redisx::{Error, ErrorCode, RedisX, idempotent};
+use redisx_tests::http::{client, serve};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -218,21 +218,11 @@ async fn under_a_layer_holding_the_same_key_it_runs_once(rx: RedisX) {
             }),
         )
         .layer(IdempotencyLayer::new().runtime(rx.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = serve(app).await;
+    let client = client();
     let post = || {
         client
-            .post(format!("http://{addr}/orders"))
+            .post(format!("{base}/orders"))
             .header("idempotency-key", "order-1")
             .body("{}")
             .send()
