@@ -21,6 +21,8 @@ mod idempotency;
 mod locks;
 mod measure;
 mod rate_limit;
+mod streams;
+mod streams_consume;
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -34,7 +36,7 @@ const CPU: usize = 0;
 const SUITES: &[&str] = &["cache", "locks", "rate-limit", "idempotency", "streams"];
 
 /// The suites implemented so far.
-const IMPLEMENTED: &[&str] = &["cache", "locks", "rate-limit", "idempotency"];
+const IMPLEMENTED: &[&str] = &["cache", "locks", "rate-limit", "idempotency", "streams"];
 
 /// Everything a suite needs to know about the run.
 pub(crate) struct Context {
@@ -261,6 +263,9 @@ fn main() -> ExitCode {
         }
         if wanted("idempotency") {
             results.extend(idempotency::run(&ctx).await);
+        }
+        if wanted("streams") {
+            results.extend(streams::run(&ctx).await);
         }
         if args.redis.is_some() {
             cleanup(&ctx).await;

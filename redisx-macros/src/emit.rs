@@ -52,6 +52,12 @@ impl SpecStatic {
         self.set_some(setter, ms.map(Literal::u64_unsuffixed));
     }
 
+    /// The value alone, `ty::new(..).setter(value)...`, for a spec that is not a static of
+    /// its own (a registration's entry, see [`registration`]).
+    pub(crate) fn value(&self) -> &TokenStream {
+        &self.value
+    }
+
     /// `&__REDISX_SPEC`.
     pub(crate) fn reference() -> TokenStream {
         quote!(&#SPEC)
@@ -117,7 +123,6 @@ pub(crate) fn fallible_call_with(
 /// `entry` (a constant expression, e.g. `ConsumerSpec::new(..)` naming the function), collected
 /// by the runtime at startup through `inventory`. Only free functions can have a sibling
 /// item; an attribute that registers must reject methods.
-#[cfg_attr(not(test), expect(dead_code, reason = "used by #[stream_consumer]"))]
 pub(crate) fn registration(krate: &TokenStream, entry: &TokenStream) -> TokenStream {
     quote! {
         #krate::__private::inventory::submit! { #entry }

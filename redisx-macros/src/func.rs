@@ -55,10 +55,6 @@ pub(crate) fn parse(item: TokenStream, attr: &str) -> syn::Result<Func> {
 
 /// How a handler takes its payload: `Message<T>` or `T` itself.
 #[derive(Clone, Copy)]
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by #[stream_consumer] and later attributes")
-)]
 pub(crate) enum Payload<'a> {
     /// `Wrapper<T>`: holds `T`.
     Wrapped(&'a Type),
@@ -103,10 +99,6 @@ impl Func {
     }
 
     /// The type of the first parameter that is not the receiver, read as `wrapper<T>` or `T`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by #[stream_consumer] and later attributes")
-    )]
     pub(crate) fn payload(&self, wrapper: &str) -> Option<Payload<'_>> {
         let ty = self.sig.inputs.iter().find_map(|input| match input {
             FnArg::Typed(typed) => Some(&*typed.ty),
@@ -231,6 +223,12 @@ impl Func {
             self.body.to_tokens(tokens);
         });
         tokens
+    }
+
+    /// The function exactly as written: for an attribute that leaves it alone and emits an
+    /// item beside it (a registration).
+    pub(crate) fn as_written(&self) -> TokenStream {
+        self.with_body(&self.body)
     }
 
     /// The function with its attributes and signature as written and `body` as its body.

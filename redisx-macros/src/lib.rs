@@ -1,5 +1,6 @@
 //! Attribute macros of [redisx](https://docs.rs/redisx): `#[cached]`, `#[cache_evict]`,
-//! `#[cache_put]`, `#[with_lock]`, `#[rate_limit]`, `#[idempotent]`, and `#[redisx::test]`.
+//! `#[cache_put]`, `#[with_lock]`, `#[rate_limit]`, `#[idempotent]`, `#[stream_consumer]`, and
+//! `#[redisx::test]`.
 //!
 //! Use them through the `redisx` crate (`use redisx::cached;`), never from this crate directly:
 //! the expansions call `::redisx::__private`, and the `redisx` facade pins this crate to the
@@ -8,7 +9,9 @@
 //! the facade it expands to.
 //!
 //! Every attribute keeps the function's signature exactly as written and replaces only its body,
-//! so the attributes work on free functions and on methods in `impl` blocks. Arguments are checked
+//! so the attributes work on free functions and on methods in `impl` blocks; the exception is
+//! `#[stream_consumer]`, which keeps the whole function and registers it beside it, so it takes
+//! free functions only. Arguments are checked
 //! at compile time: unknown or repeated arguments, malformed durations, key templates naming a
 //! parameter the function does not have, and a function that is not `async` are compile errors
 //! pointing at the offending token.
@@ -19,7 +22,8 @@
 //!   (default `::redisx`), e.g. `crate = "my_app::redisx"`.
 //! - `runtime = expr`: the `RedisX` to use instead of the installed default; any expression
 //!   whose value borrows as a `RedisX` (`RedisX`, `&RedisX`, `Arc<RedisX>`, ...), evaluated on
-//!   every call, e.g. `runtime = &self.redisx`.
+//!   every call, e.g. `runtime = &self.redisx`. Not for `#[stream_consumer]` (a consumer runs
+//!   on the runtime that starts it) nor `#[redisx::test]` (which makes its own).
 //!
 //! # Key templates
 //!
@@ -54,6 +58,7 @@ mod lock;
 mod names;
 mod params;
 mod rate_limit;
+mod stream_consumer;
 mod testing;
 mod ty;
 
@@ -351,4 +356,64 @@ pub fn rate_limit(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     driver::run::<idempotent::Idempotent>(args.into(), item.into()).into()
+}
+
+/// Makes an `async fn` the handler of a consumer group of a Redis stream (`rx.streams()`);
+/// sugar over `Streams::consumer`.
+///
+/// The function stays exactly as written (call it directly in tests); beside it, a link-time
+/// registration names its stream, group and options. `rx.start_consumers()` starts every
+/// registered consumer of the program, `rx.streams().start_registered("on_order")` one of them
+/// (by name, or by path `module::on_order` when several share a name); the runtime's shutdown
+/// stops them. The function takes one parameter, the delivered message (`msg: Message<Order>`,
+/// `redisx::streams::Message`: payload, entry id, attempt, `ack()`, `reject(..)`) or its payload
+/// alone (`order: Order`); the payload must be `serde::Deserialize` (`DeserializeOwned + Send +
+/// 'static`). It returns `Result<(), E>` with `E: Display + Send + 'static`: `Ok(())`
+/// acknowledges the message, an `Err` is retried (up to `max_retries`), then sent to the
+/// stream's dead-letter stream with the error's text. The future must be `Send + 'static`.
+///
+/// Registration needs a path to the function, so it must be a free function (in a module or a
+/// block): a method (with `self`) is a compile error, and an associated function in an `impl`
+/// block is not supported (call it from a free function instead). A `#[cfg]` written on the
+/// function applies to its registration too.
+///
+/// # Arguments
+///
+/// - `stream = "orders"` (required): the stream's name (its key is under the app prefix).
+/// - `group = "billing"` (required): the consumer group, created when missing
+///   (`XGROUP CREATE .. MKSTREAM`).
+/// - `concurrency = 8`: how many handlers run at once (default 1).
+/// - `max_retries = 5`: retries after the first attempt, then the DLQ (default 3; 0: none).
+/// - `batch = 10`: the most messages one read asks for (default 10).
+/// - `block = "5s"`: how long one read blocks waiting for messages (default 5 s).
+/// - `claim_idle = "30s"`: how long a message stays pending on a consumer that stopped before
+///   another claims it (default 30 s); `claim_idle = "off"` turns automatic reclaim off (a
+///   zero duration is an error, as everywhere).
+/// - `consumer = "billing-1"`: this process's consumer name in the group (default
+///   `{hostname}-{pid}`).
+///
+/// The defaults are those of the runtime's `ConsumerOptions`; an option left out is not set.
+/// - `crate = "path"`: see the crate docs. There is no `runtime = expr`: a consumer runs on the
+///   runtime that starts it.
+///
+/// # Example
+///
+/// ```text
+/// use redisx::stream_consumer;
+/// use redisx::streams::Message;
+///
+/// #[stream_consumer(stream = "orders", group = "billing", concurrency = 8, max_retries = 5)]
+/// async fn on_order(msg: Message<Order>) -> Result<(), AppError> {
+///     billing::charge(msg.payload()).await
+/// }
+///
+/// #[stream_consumer(stream = "orders", group = "mailer", claim_idle = "off")]
+/// async fn confirm(order: Order) -> Result<(), AppError> { mail::confirm(&order).await }
+///
+/// // at startup, once the runtime is built:
+/// let consumers = rx.start_consumers().await?;
+/// ```
+#[proc_macro_attribute]
+pub fn stream_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
+    driver::run::<stream_consumer::StreamConsumer>(args.into(), item.into()).into()
 }

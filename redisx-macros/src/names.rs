@@ -25,6 +25,11 @@ pub(crate) const VALUE: Local = Local("__redisx_v");
 /// The `Fingerprint` an `#[idempotent]` call builds from its arguments.
 pub(crate) const FP: Local = Local("__redisx_fp");
 
+/// The `&Streams` and `&ConsumerSpec` a `#[stream_consumer]` registration's start is called
+/// with.
+pub(crate) const STREAMS: Local = Local("__redisx_streams");
+pub(crate) const CONSUMER_SPEC: Local = Local("__redisx_spec");
+
 /// The local fn through which a `condition` closure is called. It is spanned to the closure
 /// (not mixed-site) so that an arity or type mismatch is reported there; it lives in its own
 /// block, so it shadows nothing.

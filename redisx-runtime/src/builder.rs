@@ -15,6 +15,7 @@ use crate::metrics::{Metrics, SharedRegistry};
 use crate::plugin::{self, Plugin, PluginContext};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::runtime::{Inner, RedisX, Started, stop_all};
+use crate::streams::{Streams, StreamsConfig};
 
 /// Builds a [`RedisX`]; see [`RedisX::builder`].
 #[derive(Default)]
@@ -26,6 +27,7 @@ pub struct RedisXBuilder {
     locks: Option<LockConfig>,
     rate_limit: Option<RateLimitConfig>,
     idempotency: Option<IdempotencyConfig>,
+    streams: Option<StreamsConfig>,
     registry: Option<SharedRegistry>,
     plugins: Vec<Started>,
     shutdown_timeout: Option<Duration>,
@@ -42,6 +44,7 @@ impl std::fmt::Debug for RedisXBuilder {
             .field("locks", &self.locks)
             .field("rate_limit", &self.rate_limit)
             .field("idempotency", &self.idempotency)
+            .field("streams", &self.streams)
             .field(
                 "plugins",
                 &self
@@ -227,6 +230,28 @@ impl RedisXBuilder {
         self
     }
 
+    /// Configures the streams plugin, `rx.streams()` (default: [`StreamsConfig::default`]).
+    ///
+    /// ```no_run
+    /// use redisx_runtime::{ConnectionConfig, RedisX};
+    /// use redisx_runtime::streams::StreamsConfig;
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn start() -> redisx_runtime::Result<()> {
+    /// let rx = RedisX::builder()
+    ///     .client("default", ConnectionConfig::from_url("redis://127.0.0.1:6379")?)
+    ///     .streams(StreamsConfig::default().max_len(1_000_000))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = rx;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn streams(mut self, config: StreamsConfig) -> Self {
+        self.streams = Some(config);
+        self
+    }
+
     /// Adds a plugin: started by `build()` after the plugins it depends on, stopped by
     /// [`RedisX::shutdown`] before them; found again with [`RedisX::plugin`].
     ///
@@ -250,7 +275,7 @@ impl RedisXBuilder {
     ///     .plugin(AuditLog) // a unit struct that implements `Plugin`
     ///     .build()
     ///     .await?;
-    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "idempotency", "audit-log"]);
+    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "idempotency", "streams", "audit-log"]);
     /// # Ok(()) }
     /// ```
     #[must_use]
@@ -361,6 +386,8 @@ impl RedisXBuilder {
         rate_limit_cfg.validate()?;
         let idempotency_cfg = self.idempotency.unwrap_or_default();
         idempotency_cfg.validate()?;
+        let streams_cfg = self.streams.unwrap_or_default();
+        streams_cfg.validate()?;
         let mut seen = std::collections::HashSet::new();
         for (name, cfg) in &self.clients {
             cfg.validate()
@@ -413,11 +440,13 @@ impl RedisXBuilder {
         let locks = Locks::new(lock_cfg, &ctx)?;
         let rate_limiter = RateLimiter::new(rate_limit_cfg, &ctx)?;
         let idempotency = Idempotency::new(idempotency_cfg, &ctx)?;
+        let streams = Streams::new(streams_cfg, &ctx)?;
         let mut plugins = vec![
             Started::of(cache.clone()),
             Started::of(locks.clone()),
             Started::of(rate_limiter.clone()),
             Started::of(idempotency.clone()),
+            Started::of(streams.clone()),
         ];
         plugins.extend(self.plugins);
         let plugins = plugin::start_order(plugins)?;
@@ -436,6 +465,7 @@ impl RedisXBuilder {
                 locks,
                 rate_limiter,
                 idempotency,
+                streams,
                 plugins,
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
                 life,

@@ -111,6 +111,8 @@ pub enum ErrorCode {
     IdempotencyRecordInvalid,
     /// A result or a fingerprinted argument could not be serialized.
     IdempotencySerialization,
+    /// A stream name is empty, too long, holds control characters, or braces (its hash tag).
+    StreamNameInvalid,
     /// Creating or reading a consumer group failed.
     StreamConsumerGroupError,
     /// Acknowledging a stream message failed.
@@ -168,6 +170,7 @@ impl ErrorCode {
             Self::IdempotencyFingerprintMismatch => "IDEMPOTENCY_FINGERPRINT_MISMATCH",
             Self::IdempotencyRecordInvalid => "IDEMPOTENCY_RECORD_INVALID",
             Self::IdempotencySerialization => "IDEMPOTENCY_SERIALIZATION",
+            Self::StreamNameInvalid => "STREAM_NAME_INVALID",
             Self::StreamConsumerGroupError => "STREAM_CONSUMER_GROUP_ERROR",
             Self::StreamAckFailed => "STREAM_ACK_FAILED",
             Self::StreamReadFailed => "STREAM_READ_FAILED",
@@ -221,7 +224,8 @@ impl ErrorCode {
             | Self::IdempotencyFingerprintMismatch
             | Self::IdempotencyRecordInvalid
             | Self::IdempotencySerialization => "idempotency",
-            Self::StreamConsumerGroupError
+            Self::StreamNameInvalid
+            | Self::StreamConsumerGroupError
             | Self::StreamAckFailed
             | Self::StreamReadFailed
             | Self::StreamPublishFailed => "stream",

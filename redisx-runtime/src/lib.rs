@@ -55,6 +55,7 @@ pub mod rate_limit;
 mod runtime;
 mod scope;
 mod script;
+pub mod streams;
 #[cfg(feature = "opentelemetry")]
 pub mod telemetry;
 #[cfg(all(feature = "test-util", unix))]
@@ -102,3 +103,4 @@ pub use plugin::{Plugin, PluginContext, PluginFuture};
 pub use rate_limit::{RateLimitConfig, RateLimiter};
 pub use runtime::RedisX;
 pub use scope::spawn;
+pub use streams::{Streams, StreamsConfig};

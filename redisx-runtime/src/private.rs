@@ -21,3 +21,9 @@ pub use crate::lock::call_site::{LockError, LockSpec, RetryKind, WithLockCall, w
 pub use crate::rate_limit::Algorithm as RateLimitAlgorithm;
 pub use crate::rate_limit::call_site::{RateLimitCall, RateLimitError, RateLimitSpec, rate_limit};
 pub use crate::runtime::RedisX;
+pub use crate::streams::call_site::{
+    ConsumerError, ConsumerPayload, ConsumerSpec, StartFn, StartFuture, start_message,
+    start_payload,
+};
+pub use crate::streams::{Message as StreamMessage, Streams};
+pub use inventory;

@@ -14,6 +14,7 @@ use crate::lock::Locks;
 use crate::metrics::{Metrics, SharedRegistry};
 use crate::plugin::{Plugin, PluginContext};
 use crate::rate_limit::RateLimiter;
+use crate::streams::Streams;
 
 static GLOBAL: OnceLock<RedisX> = OnceLock::new();
 
@@ -50,6 +51,7 @@ pub(crate) struct Inner {
     pub(crate) locks: Locks,
     pub(crate) rate_limiter: RateLimiter,
     pub(crate) idempotency: Idempotency,
+    pub(crate) streams: Streams,
     /// Every plugin in start order, with its value for [`RedisX::plugin`].
     pub(crate) plugins: Vec<Started>,
     pub(crate) shutdown_timeout: Duration,
@@ -335,6 +337,19 @@ impl RedisX {
         &self.inner.idempotency
     }
 
+    /// The streams service (configured with [`RedisXBuilder::streams`], else the defaults).
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
+    /// let keys = rx.streams().keys("orders", false)?;
+    /// # let _ = keys;
+    /// # Ok(()) }
+    /// ```
+    pub fn streams(&self) -> &Streams {
+        &self.inner.streams
+    }
+
     /// A plugin added with [`RedisXBuilder::plugin`], by its type.
     ///
     /// ```no_run
@@ -368,7 +383,7 @@ impl RedisX {
     /// # #[allow(dead_code)]
     /// # async fn demo(rx: redisx_runtime::RedisX) -> redisx_runtime::Result<()> {
     /// // Built with `.plugin(AuditLog)`, which depends on the cache.
-    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "idempotency", "audit-log"]);
+    /// assert_eq!(rx.plugin_names(), ["cache", "locks", "rate_limit", "idempotency", "streams", "audit-log"]);
     /// # Ok(()) }
     /// ```
     pub fn plugin_names(&self) -> Vec<&'static str> {

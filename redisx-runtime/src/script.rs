@@ -30,5 +30,6 @@ pub(crate) fn builtin() -> impl Iterator<Item = &'static LuaScript> {
         .chain(crate::lock::scripts::ALL)
         .chain(crate::rate_limit::scripts::ALL)
         .chain(crate::idempotency::scripts::ALL)
+        .chain(crate::streams::scripts::ALL)
         .copied()
 }

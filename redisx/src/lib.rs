@@ -83,7 +83,9 @@
 
 #[cfg(feature = "test-util")]
 pub use redisx_macros::test;
-pub use redisx_macros::{cache_evict, cache_put, cached, idempotent, rate_limit, with_lock};
+pub use redisx_macros::{
+    cache_evict, cache_put, cached, idempotent, rate_limit, stream_consumer, with_lock,
+};
 pub use redisx_runtime::*;
 // Named again (the glob above already carries them) so that `redisx::redis` and
 // `redisx::prometheus_client` stay public even if the glob's contents change.

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod otlp;
 pub mod rate_limit;
 pub mod spans;
+pub mod streams;
 pub mod tls;
 
 pub use redisx::testing::*;

@@ -17,7 +17,7 @@ async fn connect_builds_a_default_runtime() {
     assert_eq!(rx.key_prefix(), "");
     assert_eq!(
         rx.plugin_names(),
-        ["cache", "locks", "rate_limit", "idempotency"]
+        ["cache", "locks", "rate_limit", "idempotency", "streams"]
     );
     let key = format!("{}k", unique_prefix("connect"));
     rx.cache().set(&key, &7_u32, None).await.expect("set");

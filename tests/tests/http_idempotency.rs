@@ -5,7 +5,6 @@
 //! limits, methods not covered, Redis stopped (fail closed and fail open), and an
 //! `Idempotency::run` on the same key inside the handler.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

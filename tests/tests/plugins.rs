@@ -240,6 +240,7 @@ async fn plugins_start_after_their_dependencies_and_stop_in_reverse_before_the_c
             "locks",
             "rate_limit",
             "idempotency",
+            "streams",
             "audit",
             "reporter"
         ]

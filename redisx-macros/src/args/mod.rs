@@ -213,6 +213,21 @@ impl ArgParser {
         arg
     }
 
+    /// Refuses keyword `name` wherever it is given, with `message` at its name: an argument
+    /// other attributes take that this one cannot (`runtime` of `#[stream_consumer]`). It is
+    /// not listed among the accepted ones, and counts as understood (so a missing argument is
+    /// still reported).
+    pub(crate) fn refuse(&mut self, name: &str, message: &str) {
+        self.split(CRATE.kw.example);
+        for (index, (raw, taken)) in self.raw.iter_mut().enumerate() {
+            if !*taken && raw.name.unraw() == name {
+                *taken = true;
+                let error = syn::Error::new(raw.name.span(), message);
+                self.errors.push((index, error));
+            }
+        }
+    }
+
     /// Records every error in source order, each argument no keyword took as unknown (listing
     /// the keywords taken), and returns whether every argument was understood.
     pub(crate) fn finish(mut self, diag: &mut Diag) -> bool {
@@ -411,6 +426,21 @@ mod tests {
         assert_eq!(
             messages(diag.finish()),
             ["`limit` must be from 1 to 100; `500` is out of range"]
+        );
+    }
+
+    #[test]
+    fn refused_keywords() {
+        let mut diag = Diag::default();
+        let mut args = ArgParser::new(quote!(runtime = rx, key = "k", runtime = ry));
+        let key = args.take(&KEY);
+        args.refuse("runtime", "no runtime here");
+        Common::take(&mut args, false);
+        assert!(args.finish(&mut diag));
+        assert!(key.is_given());
+        assert_eq!(
+            messages(diag.finish()),
+            ["no runtime here", "no runtime here"]
         );
     }
 

@@ -58,9 +58,8 @@ pub(crate) fn lit_str(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
         .ok_or_else(|| shape_error(kw, expr, "a string literal"))
 }
 
-/// A non-empty string literal: a key template, resolved against the parameters later
-/// (`key_template::resolve`).
-pub(crate) fn key(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
+/// A non-empty string literal: a name (`stream = "orders"`, `group = "billing"`).
+pub(crate) fn non_empty_str(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
     let lit = lit_str(kw, expr)?;
     if lit.value().is_empty() {
         return Err(syn::Error::new(
@@ -69,6 +68,12 @@ pub(crate) fn key(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
         ));
     }
     Ok(lit)
+}
+
+/// A non-empty string literal: a key template, resolved against the parameters later
+/// (`key_template::resolve`).
+pub(crate) fn key(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
+    non_empty_str(kw, expr)
 }
 
 /// The elements of `[a, b]`, or the error saying `kw` must be an array of `what`.

@@ -44,7 +44,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::CacheKeyInvalid
         | C::LockKeyInvalid
         | C::RateLimitKeyInvalid
-        | C::IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
+        | C::IdempotencyKeyInvalid
+        | C::StreamNameInvalid => StatusCode::BAD_REQUEST,
         C::IdempotencyInProgress
         | C::IdempotencyPreviousFailed
         | C::LockAcquisitionFailed

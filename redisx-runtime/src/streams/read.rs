@@ -1,0 +1,184 @@
+//! A consumer's background loops: reading new messages (`XREADGROUP` on a connection of its
+//! own), moving due delayed messages into the stream, and reclaiming the messages of consumers
+//! that stopped. Each backs off when Redis fails and resumes by itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+
+use super::engine::Engine;
+use super::fields::{self, Fields};
+use super::scripts;
+use crate::client::DedicatedConnection;
+use crate::error::{ErrorCode, Result};
+
+/// How much longer than its `BLOCK` a read may take before its connection is presumed dead.
+const READ_MARGIN: Duration = Duration::from_secs(5);
+
+/// The pause after the `n`th failure in a row: 100 ms doubling to 5 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << n.min(6))).min(Duration::from_secs(5))
+}
+
+impl Engine {
+    /// Sleeps `d`, or less when stopping; `false` when stopping.
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = self.stopped() => false,
+            () = tokio::time::sleep(d) => true,
+        }
+    }
+
+    /// Reads new messages and hands them to handlers until the consumer stops.
+    pub(crate) async fn read_loop(self: Arc<Self>) {
+        let mut failures: u32 = 0;
+        let mut conn: Option<DedicatedConnection> = None;
+        let mut group_ready = false;
+        while !self.is_stopping() {
+            if let Err(e) = self.read_once(&mut conn, &mut group_ready).await {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(target: "redisx::streams", stream = %self.name, group = %self.opts.group, error = %format_args!("{e:#}"), "a consumer cannot read; it backs off and resumes by itself");
+                }
+                if !self.pause(backoff(failures)).await {
+                    break;
+                }
+            } else {
+                if failures > 0 {
+                    tracing::info!(target: "redisx::streams", stream = %self.name, group = %self.opts.group, "a consumer reads again");
+                }
+                failures = 0;
+            }
+        }
+    }
+
+    /// One read: free slots, then `XREADGROUP .. COUNT {free} BLOCK {block} .. >`.
+    async fn read_once(
+        self: &Arc<Self>,
+        conn: &mut Option<DedicatedConnection>,
+        group_ready: &mut bool,
+    ) -> Result<()> {
+        if !*group_ready {
+            self.ensure_group().await?;
+            *group_ready = true;
+        }
+        let Some(permits) = self.slots(self.opts.batch).await else {
+            return Ok(());
+        };
+        if conn.is_none() {
+            *conn = Some(self.shared.client()?.dedicated_connection().await?);
+        }
+        let Some(c) = conn.as_mut() else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.opts.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(permits.len())
+            .arg("BLOCK")
+            .arg(u64::try_from(self.opts.block.as_millis()).unwrap_or(u64::MAX))
+            .arg("STREAMS")
+            .arg(&self.keys.stream)
+            .arg(">");
+        let read = tokio::select! {
+            () = self.stopped() => {
+                // The read in flight is abandoned with its connection.
+                *conn = None;
+                return Ok(());
+            }
+            r = tokio::time::timeout(self.opts.block + READ_MARGIN, c.query::<Value>(&cmd)) => r,
+        };
+        match read {
+            Ok(Ok(value)) => {
+                let entries = stream_entries(value);
+                self.dispatch(entries, permits, &HashMap::new());
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                if format!("{e:#}").contains("NOGROUP") {
+                    // The stream or group was deleted: create it again.
+                    *group_ready = false;
+                }
+                if e.code() == ErrorCode::ConnectionClosed || e.code().family() == "connection" {
+                    *conn = None;
+                }
+                Err(self.error(ErrorCode::StreamReadFailed, "reading the stream failed", e))
+            }
+            Err(_) => {
+                *conn = None;
+                Err(self.error(
+                    ErrorCode::StreamReadFailed,
+                    "a blocking read outlived its block time; its connection is dropped",
+                    crate::error::Error::new(ErrorCode::OperationTimeout, "no reply in time"),
+                ))
+            }
+        }
+    }
+
+    /// Moves due delayed messages (retries, `publish_in`) into the stream until the consumer
+    /// stops: at once when more are due, else at the next due time or every `delayed_poll`.
+    pub(crate) async fn delayed_loop(self: Arc<Self>) {
+        let poll = self.shared.cfg.delayed_poll;
+        let mut failures: u32 = 0;
+        while !self.is_stopping() {
+            let wait = match self.promote().await {
+                Ok((moved, _)) if moved >= PROMOTE_BATCH => Duration::ZERO,
+                Ok((_, next)) => next.map_or(poll, |n| n.min(poll)),
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 {
+                        tracing::warn!(target: "redisx::streams", stream = %self.name, error = %format_args!("{e:#}"), "moving due delayed messages failed; retrying");
+                    }
+                    backoff(failures)
+                }
+            };
+            if !wait.is_zero() && !self.pause(wait).await {
+                break;
+            }
+        }
+    }
+
+    /// One run of the promote script: how many moved, and when the next is due.
+    async fn promote(&self) -> Result<(u64, Option<Duration>)> {
+        let mut inv = scripts::PROMOTE.script.prepare_invoke();
+        inv.key(&self.keys.stream)
+            .key(&self.keys.delayed)
+            .key(&self.keys.dlq)
+            .arg(PROMOTE_BATCH)
+            .arg(self.shared.cfg.max_len)
+            .arg(self.shared.cfg.dlq_max_len);
+        let (moved, next, malformed): (u64, i64, u64) = self.shared.client()?.invoke(&inv).await?;
+        if malformed > 0 {
+            tracing::error!(target: "redisx::streams", stream = %self.name, malformed, "delayed messages that do not parse were moved to the DLQ");
+        }
+        Ok((moved, u64::try_from(next).ok().map(Duration::from_millis)))
+    }
+}
+
+/// The most delayed messages one promote call moves.
+const PROMOTE_BATCH: u64 = 100;
+
+/// The entries of an `XREADGROUP` reply for one stream (RESP2 array or RESP3 map; nil when
+/// the block ran out).
+pub(crate) fn stream_entries(value: Value) -> Vec<(String, Fields)> {
+    match value {
+        Value::Array(streams) => streams
+            .into_iter()
+            .flat_map(|s| match s {
+                Value::Array(mut pair) if pair.len() == 2 => {
+                    pair.pop().map(fields::entries).unwrap_or_default()
+                }
+                _ => Vec::new(),
+            })
+            .collect(),
+        Value::Map(streams) => streams
+            .into_iter()
+            .flat_map(|(_, entries)| fields::entries(entries))
+            .collect(),
+        _ => Vec::new(),
+    }
+}

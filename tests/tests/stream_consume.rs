@@ -1,0 +1,257 @@
+//! Consuming a stream end to end against real Redis: a handler's `Ok` acknowledges, an `Err`
+//! retries through the delayed set after the backoff and dead-letters after `max_retries`
+//! retries (with its metadata), an undecodable message goes to the DLQ at once, manual `ack` /
+//! `reject`, and the concurrency bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redisx::streams::{Backoff, ConsumerOptions, Message, StreamsConfig};
+use redisx::{Error, ErrorCode, RedisX};
+use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Job {
+    n: u64,
+}
+
+/// Retries after 50 ms (doubling to 200 ms), so the tests see several attempts quickly.
+fn quick() -> StreamsConfig {
+    StreamsConfig::default().backoff(Backoff {
+        initial: Duration::from_millis(50),
+        multiplier: 2.0,
+        max: Duration::from_millis(200),
+    })
+}
+
+async fn runtime(server: &RedisServer, test: &str, cfg: StreamsConfig) -> RedisX {
+    RedisX::builder()
+        .client(
+            "default",
+            redisx::ConnectionConfig::from_url(&server.url()).unwrap(),
+        )
+        .key_prefix(unique_prefix(test))
+        .streams(cfg)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Appends `job` to the stream `key` with raw `XADD`, in the documented layout.
+async fn add(conn: &mut MultiplexedConnection, key: &str, job: &Job) -> String {
+    redis::cmd("XADD")
+        .arg(key)
+        .arg("*")
+        .arg("data")
+        .arg(serde_json::to_string(job).unwrap())
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+async fn pending(conn: &mut MultiplexedConnection, key: &str, group: &str) -> u64 {
+    let (n, ..): (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+        .arg(key)
+        .arg(group)
+        .query_async(conn)
+        .await
+        .unwrap();
+    n
+}
+
+async fn xlen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("XLEN").arg(key).query_async(conn).await.unwrap()
+}
+
+fn within() -> Duration {
+    Duration::from_secs(3)
+}
+
+fn poll() -> Duration {
+    Duration::from_millis(10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ok_acknowledges_and_err_retries_then_dead_letters() {
+    let server = RedisServer::start();
+    let rx = runtime(&server, "stream_retry", quick()).await;
+    let keys = rx.streams().keys("jobs", false).unwrap();
+    let mut raw = raw_connection(&server.url()).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(u64, u32)>::new()));
+    let handle = {
+        let seen = seen.clone();
+        rx.streams()
+            .consumer(
+                "jobs",
+                ConsumerOptions::new("workers")
+                    .max_retries(2)
+                    .block(Duration::from_millis(200)),
+                move |m: Message<Job>| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock().unwrap().push((m.payload().n, m.attempt()));
+                        if m.payload().n == 13 {
+                            Err(Error::new(ErrorCode::Internal, "unlucky"))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                },
+            )
+            .start()
+            .await
+            .unwrap()
+    };
+    add(&mut raw, &keys.stream, &Job { n: 1 }).await;
+    let bad = add(&mut raw, &keys.stream, &Job { n: 13 }).await;
+
+    let dead = eventually(within(), poll(), || {
+        let mut raw = raw.clone();
+        let dlq = keys.dlq.clone();
+        async move { xlen(&mut raw, &dlq).await == 1 }
+    })
+    .await;
+    assert!(
+        dead,
+        "the failing job reached the DLQ: {:?}",
+        seen.lock().unwrap()
+    );
+    let attempts: Vec<u32> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| *n == 13)
+        .map(|(_, a)| *a)
+        .collect();
+    assert_eq!(
+        attempts,
+        [1, 2, 3],
+        "max_retries = 2: three attempts in all"
+    );
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&keys.dlq)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let fields: std::collections::HashMap<_, _> = entries[0].1.iter().cloned().collect();
+    assert_eq!(fields["error"], "INTERNAL: unlucky", "the error's Display");
+    assert_eq!(fields["attempt"], "3");
+    assert_eq!(fields["original_stream"], "jobs");
+    assert_eq!(fields["data"], r#"{"n":13}"#);
+    // The first attempt's id is the original; retries were new entries.
+    assert!(fields.contains_key("original_id"));
+    let _ = bad;
+    assert_eq!(
+        pending(&mut raw, &keys.stream, "workers").await,
+        0,
+        "all acknowledged"
+    );
+    let consumed = redisx_tests::metric_sum(
+        &rx,
+        "redisx_stream_messages_consumed_total",
+        &["status=\"retry\""],
+    );
+    assert_eq!(consumed, 2);
+    handle.stop().await;
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_goes_to_the_dlq_at_once() {
+    let server = RedisServer::start();
+    let rx = runtime(&server, "stream_poison", quick()).await;
+    let keys = rx.streams().keys("jobs", false).unwrap();
+    let mut raw = raw_connection(&server.url()).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handle = {
+        let runs = runs.clone();
+        rx.streams()
+            .consumer(
+                "jobs",
+                ConsumerOptions::new("g").block(Duration::from_millis(200)),
+                move |_m: Message<Job>| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, Error>(()) }
+                },
+            )
+            .start()
+            .await
+            .unwrap()
+    };
+    let _: String = redis::cmd("XADD")
+        .arg(&keys.stream)
+        .arg("*")
+        .arg("data")
+        .arg("not json")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let dead = eventually(within(), poll(), || {
+        let mut raw = raw.clone();
+        let dlq = keys.dlq.clone();
+        async move { xlen(&mut raw, &dlq).await == 1 }
+    })
+    .await;
+    assert!(dead);
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the handler never saw it");
+    assert_eq!(pending(&mut raw, &keys.stream, "g").await, 0);
+    handle.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_never_exceeded() {
+    let server = RedisServer::start();
+    let rx = runtime(&server, "stream_concurrency", quick()).await;
+    let keys = rx.streams().keys("jobs", false).unwrap();
+    let mut raw = raw_connection(&server.url()).await;
+    let (now, max, done) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let handle = {
+        let (now, max, done) = (now.clone(), max.clone(), done.clone());
+        rx.streams()
+            .consumer(
+                "jobs",
+                ConsumerOptions::new("g")
+                    .concurrency(3)
+                    .batch(10)
+                    .block(Duration::from_millis(200)),
+                move |_m: Message<Job>| {
+                    let (now, max, done) = (now.clone(), max.clone(), done.clone());
+                    async move {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(n, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        done.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, Error>(())
+                    }
+                },
+            )
+            .start()
+            .await
+            .unwrap()
+    };
+    for n in 0..30 {
+        add(&mut raw, &keys.stream, &Job { n }).await;
+    }
+    let all = eventually(within(), poll(), || {
+        let done = done.clone();
+        async move { done.load(Ordering::SeqCst) == 30 }
+    })
+    .await;
+    assert!(all, "{} handled", done.load(Ordering::SeqCst));
+    assert_eq!(
+        max.load(Ordering::SeqCst),
+        3,
+        "exactly the bound at the peak"
+    );
+    handle.stop().await;
+}
