@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `streams.publish` | `publish` of a small struct (JSON-encoded, one `XADD .. MAXLEN ~ 100000 *`) | redis-rs `XADD key MAXLEN ~ 100000 * data <json>` on one connection, the JSON encoded per call |
 //! | `streams.publish_batch` | `publish_batch` of 100 messages (one pipeline) | a redis-rs pipeline of the same 100 `XADD`s |
-//! | `streams.consume`, `streams.delivery` | see [`streams_consume`](crate::streams_consume) | |
+//! | `streams.consume`, `streams.delivery`, `streams.apalis` | see [`streams_consume`](crate::streams_consume) | |
 //!
 //! Every side talks to the same server on the same pinned CPU.
 
@@ -64,6 +64,9 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
     }
     if ctx.selected("streams.delivery") {
         done(crate::streams_consume::delivery(ctx, &rx).await);
+    }
+    if ctx.selected("streams.apalis") {
+        done(crate::streams_consume::apalis(ctx, &rx).await);
     }
     rx.shutdown().await;
     all

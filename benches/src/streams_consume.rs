@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `streams.consume` | a consumer (`concurrency` = `batch` = 10) handling pre-published messages with a no-op handler (read, handle, acknowledge); cost per message | redis-rs: `XREADGROUP COUNT 10` then one `XACK` of the ids read, in a loop on a dedicated connection |
 //! | `streams.delivery` | publish to handler start, one message at a time, the consumer blocked on its read | the same with a raw blocking `XREADGROUP` loop |
+//! | `streams.apalis` | the `streams.consume` side | `apalis-redis` 1.0 running the same no-op job (worker concurrency 10, fetches of 10) |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -330,4 +331,77 @@ async fn ours_delivery(rx: RedisX, url: String, ops: u64) -> Duration {
         .await
         .expect("DEL");
     total
+}
+
+/// `streams.apalis`: the same no-op job through `apalis-redis` (its worker with a concurrency
+/// limit of 10 and fetches of 10), jobs pushed before the round.
+pub(crate) async fn apalis(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
+    stage("apalis: the same no-op jobs through apalis-redis");
+    let settings = ctx.settings.with_max_ops(5_000);
+    let ours = {
+        let (rx, url) = (rx.clone(), ctx.url.clone());
+        Side::new("redisx consumer (concurrency 10, batch 10)", move |ops| {
+            ours_consume(rx.clone(), url.clone(), ops)
+        })
+    };
+    let theirs = {
+        let (url, prefix) = (ctx.url.clone(), ctx.prefix.clone());
+        Side::new(
+            "apalis-redis worker (concurrency 10, batch 10)",
+            move |ops| apalis_round(url.clone(), prefix.clone(), ops),
+        )
+    };
+    compare(
+        "streams.apalis",
+        Unit::UsPerOp,
+        &settings,
+        ours,
+        vec![theirs],
+    )
+    .await
+}
+
+/// A job for apalis (its JSON codec).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct ApalisJob {
+    n: u64,
+}
+
+/// One round of apalis: `ops` jobs pushed, then a worker runs until it handled them all.
+async fn apalis_round(url: String, prefix: String, ops: u64) -> Duration {
+    use apalis::prelude::{BoxDynError, TaskSink as _, WorkerBuilder, WorkerBuilderExt as _};
+
+    let conn = apalis_redis::connect(url.as_str())
+        .await
+        .expect("apalis connects");
+    let config = apalis_redis::Config::default()
+        .queue(format!("{prefix}apalis:{}", rand::random::<u64>()))
+        .batch_size(COUNT);
+    let mut storage = apalis_redis::RedisStorage::new(conn).with_config(config);
+    for n in 0..ops {
+        storage.push(ApalisJob { n }).await.expect("apalis push");
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+    let start = Instant::now();
+    let worker = WorkerBuilder::new(format!("bench-{}", rand::random::<u64>()))
+        .backend(storage)
+        .concurrency(COUNT)
+        .build(move |_job: ApalisJob| {
+            let (done, tx) = (done.clone(), tx.clone());
+            async move {
+                if done.fetch_add(1, Ordering::Relaxed) + 1 == ops
+                    && let Some(tx) = tx.lock().expect("the sender").take()
+                {
+                    let _ = tx.send(());
+                }
+                Ok::<(), BoxDynError>(())
+            }
+        });
+    worker
+        .run_until(async move { rx.await.map_err(std::io::Error::other) })
+        .await
+        .expect("the apalis worker");
+    start.elapsed()
 }

@@ -291,7 +291,9 @@ impl ConsumerOptions {
     }
 
     /// Where a group created by this consumer starts: `$` (default, new messages only) or
-    /// `0` (the whole stream), or an id.
+    /// `0` (the whole stream), or an id. A group that disappears while the consumer runs (a
+    /// Redis restart without persistence, `XGROUP DESTROY`) is created again from `0`, so
+    /// nothing published since is skipped.
     pub fn start_id(mut self, id: &str) -> Self {
         id.clone_into(&mut self.start_id);
         self

@@ -202,7 +202,7 @@ impl<T: DeserializeOwned + 'static> Consumer<T> {
             }
             running.insert(id.clone(), engine.clone());
         }
-        if let Err(e) = engine.ensure_group().await {
+        if let Err(e) = engine.ensure_group(&engine.opts.start_id).await {
             if !super::engine::is_unreachable(&e) {
                 self.shared.registry().remove(&id);
                 return Err(e);

@@ -46,7 +46,7 @@ pub struct DeadLetter {
     pub error: Option<String>,
     /// Its id in the stream.
     pub original_id: Option<String>,
-    /// The stream's key.
+    /// The stream's name (as its consumer was given it).
     pub original_stream: Option<String>,
     /// When it was dead-lettered.
     pub failed_at: Option<SystemTime>,

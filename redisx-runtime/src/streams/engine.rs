@@ -92,7 +92,7 @@ impl Engine {
     }
 
     /// Creates the group (and the stream) if missing; an existing group is fine.
-    pub(crate) async fn ensure_group(&self) -> Result<()> {
+    pub(crate) async fn ensure_group(&self, start_id: &str) -> Result<()> {
         let r: Result<()> = self
             .shared
             .client()?
@@ -101,7 +101,7 @@ impl Engine {
                     .arg("CREATE")
                     .arg(&self.keys.stream)
                     .arg(&self.opts.group)
-                    .arg(&self.opts.start_id)
+                    .arg(start_id)
                     .arg("MKSTREAM"),
             )
             .await;

@@ -35,9 +35,9 @@ impl Engine {
     pub(crate) async fn read_loop(self: Arc<Self>) {
         let mut failures: u32 = 0;
         let mut conn: Option<DedicatedConnection> = None;
-        let mut group_ready = false;
+        let mut group = Group::Unknown;
         while !self.is_stopping() {
-            if let Err(e) = self.read_once(&mut conn, &mut group_ready).await {
+            if let Err(e) = self.read_once(&mut conn, &mut group).await {
                 failures = failures.saturating_add(1);
                 if failures == 1 {
                     tracing::warn!(target: "redisx::streams", stream = %self.name, group = %self.opts.group, error = %format_args!("{e:#}"), "a consumer cannot read; it backs off and resumes by itself");
@@ -58,12 +58,15 @@ impl Engine {
     async fn read_once(
         self: &Arc<Self>,
         conn: &mut Option<DedicatedConnection>,
-        group_ready: &mut bool,
+        group: &mut Group,
     ) -> Result<()> {
-        if !*group_ready {
-            self.ensure_group().await?;
-            *group_ready = true;
+        match group {
+            Group::Ready => {}
+            Group::Unknown => self.ensure_group(&self.opts.start_id).await?,
+            // Everything in the stream now came after the group disappeared: skip nothing.
+            Group::Lost => self.ensure_group("0").await?,
         }
+        *group = Group::Ready;
         let Some(permits) = self.slots(self.opts.batch).await else {
             return Ok(());
         };
@@ -100,8 +103,8 @@ impl Engine {
             }
             Ok(Err(e)) => {
                 if format!("{e:#}").contains("NOGROUP") {
-                    // The stream or group was deleted: create it again.
-                    *group_ready = false;
+                    // The stream or group is gone (a restart without persistence, a delete).
+                    *group = Group::Lost;
                 }
                 if e.code() == ErrorCode::ConnectionClosed || e.code().family() == "connection" {
                     *conn = None;
@@ -157,6 +160,17 @@ impl Engine {
         }
         Ok((moved, u64::try_from(next).ok().map(Duration::from_millis)))
     }
+}
+
+/// What a reader knows of its group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// Not checked yet: created at the configured start id when missing.
+    Unknown,
+    Ready,
+    /// Reads found it missing: created again from the start of the stream, so messages
+    /// published since it disappeared are delivered, not skipped.
+    Lost,
 }
 
 /// The most delayed messages one promote call moves.

@@ -1,0 +1,251 @@
+//! `#[stream_consumer]` end to end and a consumer's resilience: registered functions started by
+//! `rx.start_consumers()` (both handler forms) and one by one by name; a consumer that outlives
+//! a Redis restart resumes by itself; entries a stream's cap removed while pending are recorded
+//! in the DLQ as lost and counted.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redisx::streams::{ConsumerOptions, Message, PublishOptions, StreamsConfig};
+use redisx::{Error, stream_consumer};
+use redisx_tests::streams::{Job, keys, stream_runtime};
+use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+
+/// What the registered consumers saw, by stream.
+static SEEN: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+
+fn seen(stream: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = SEEN
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(s, _)| s == stream)
+        .map(|(_, n)| *n)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[stream_consumer(
+    stream = "attr_messages",
+    group = "g",
+    concurrency = 2,
+    block = "200ms"
+)]
+async fn on_message(msg: Message<Job>) -> Result<(), Error> {
+    SEEN.lock()
+        .unwrap()
+        .push(("attr_messages".to_owned(), msg.payload().n));
+    Ok(())
+}
+
+#[stream_consumer(
+    stream = "attr_payloads",
+    group = "g",
+    block = "200ms",
+    claim_idle = "off"
+)]
+async fn on_payload(job: Job) -> Result<(), String> {
+    SEEN.lock()
+        .unwrap()
+        .push(("attr_payloads".to_owned(), job.n));
+    Ok(())
+}
+
+#[stream_consumer(stream = "attr_by_name", group = "g", block = "200ms")]
+async fn on_named(job: Job) -> Result<(), Error> {
+    SEEN.lock()
+        .unwrap()
+        .push(("attr_by_name".to_owned(), job.n));
+    Ok(())
+}
+
+fn within() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn poll() -> Duration {
+    Duration::from_millis(10)
+}
+
+async fn wait_seen(stream: &str, want: &[u64]) -> bool {
+    eventually(within(), poll(), || async { seen(stream) == want }).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_consumers_start_together_or_by_name() {
+    let server = RedisServer::start();
+    let rx = stream_runtime(
+        &server.url(),
+        &unique_prefix("stream_attr"),
+        StreamsConfig::default(),
+    )
+    .await;
+    let started = rx.start_consumers().await.unwrap();
+    assert_eq!(started.len(), 3, "every registered consumer of this binary");
+    for n in 0..5 {
+        rx.streams()
+            .publish("attr_messages", &Job { n })
+            .await
+            .unwrap();
+        rx.streams()
+            .publish("attr_payloads", &Job { n: n + 100 })
+            .await
+            .unwrap();
+    }
+    assert!(
+        wait_seen("attr_messages", &[0, 1, 2, 3, 4]).await,
+        "{:?}",
+        seen("attr_messages")
+    );
+    assert!(
+        wait_seen("attr_payloads", &[100, 101, 102, 103, 104]).await,
+        "{:?}",
+        seen("attr_payloads")
+    );
+    // Already running: starting it again by name is refused (same stream, group and name).
+    let e = rx.streams().start_registered("on_named").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        redisx::ErrorCode::StreamConsumerGroupError,
+        "{e:#}"
+    );
+    for h in &started {
+        h.stop().await;
+    }
+    // By name, after the others stopped.
+    let named = rx.streams().start_registered("on_named").await.unwrap();
+    rx.streams()
+        .publish("attr_by_name", &Job { n: 7 })
+        .await
+        .unwrap();
+    assert!(wait_seen("attr_by_name", &[7]).await);
+    let e = rx.streams().start_registered("nope").await.unwrap_err();
+    assert!(e.message().contains("`nope`"), "{e:#}");
+    named.stop().await;
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_resumes_after_redis_restarts() {
+    let mut server = RedisServer::start_owned();
+    let rx = stream_runtime(
+        &server.url(),
+        &unique_prefix("stream_resume"),
+        StreamsConfig::default(),
+    )
+    .await;
+    let got = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let handle = {
+        let got = got.clone();
+        rx.streams()
+            .consumer(
+                "resume",
+                ConsumerOptions::new("g").block(Duration::from_millis(200)),
+                move |m: Message<Job>| {
+                    got.lock().unwrap().push(m.payload().n);
+                    async { Ok::<_, Error>(()) }
+                },
+            )
+            .start()
+            .await
+            .unwrap()
+    };
+    rx.streams().publish("resume", &Job { n: 1 }).await.unwrap();
+    let first = eventually(within(), poll(), || async {
+        got.lock().unwrap().len() == 1
+    })
+    .await;
+    assert!(first);
+    // Redis goes away and comes back empty: the consumer recreates its group and reads on.
+    server.restart();
+    let republished = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+        let rx = rx.clone();
+        async move { rx.streams().publish("resume", &Job { n: 2 }).await.is_ok() }
+    })
+    .await;
+    assert!(republished, "the producer works again");
+    let resumed = eventually(Duration::from_secs(10), poll(), || async {
+        got.lock().unwrap().contains(&2)
+    })
+    .await;
+    assert!(
+        resumed,
+        "the consumer resumed by itself: {:?}",
+        got.lock().unwrap()
+    );
+    handle.stop().await;
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_trimmed_while_pending_are_recorded_as_lost() {
+    let server = RedisServer::start();
+    let rx = stream_runtime(
+        &server.url(),
+        &unique_prefix("stream_lost"),
+        StreamsConfig::default(),
+    )
+    .await;
+    let k = keys(&rx, "lost");
+    let mut raw = raw_connection(&server.url()).await;
+    let streams = rx.streams();
+    assert!(streams.create_group("lost", "g", "0").await.unwrap());
+    // A consumer that died after reading 300 entries, then a publish that caps the stream to
+    // one entry (approximately: whole nodes of 100 go).
+    let batch: Vec<Job> = (0..300).map(|n| Job { n }).collect();
+    streams.publish_batch("lost", &batch).await.unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("g")
+        .arg("dead")
+        .arg("COUNT")
+        .arg(300)
+        .arg("STREAMS")
+        .arg(&k.stream)
+        .arg(">")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    streams
+        .publish_with("lost", &Job { n: 999 }, &PublishOptions::new().max_len(1))
+        .await
+        .unwrap();
+    let len: u64 = redis::cmd("XLEN")
+        .arg(&k.stream)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(len < 301, "the cap removed entries: {len} left");
+
+    let handle = streams
+        .consumer(
+            "lost",
+            ConsumerOptions::new("g")
+                .consumer("alive")
+                .block(Duration::from_millis(100))
+                .claim_idle(Duration::from_millis(100))
+                .batch(100)
+                .concurrency(100),
+            |_m: Message<Job>| async { Ok::<_, Error>(()) },
+        )
+        .start()
+        .await
+        .unwrap();
+    let removed = 301 - len;
+    let recorded = eventually(within(), poll(), || {
+        let streams = streams.clone();
+        async move { streams.dlq_len("lost").await.unwrap() >= removed }
+    })
+    .await;
+    assert!(recorded, "every trimmed pending entry is in the DLQ");
+    let dead = streams.dlq_list("lost", 1).await.unwrap();
+    assert!(
+        dead[0].error.as_deref().is_some_and(|e| e.contains("lost")),
+        "{dead:?}"
+    );
+    let counted = redisx_tests::metric_sum(&rx, "redisx_stream_trimmed_pending_total", &[]);
+    assert_eq!(counted, removed);
+    handle.stop().await;
+    rx.shutdown().await;
+}
