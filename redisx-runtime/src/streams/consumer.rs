@@ -172,6 +172,12 @@ impl<T: DeserializeOwned + 'static> Consumer<T> {
             self.opts.group.clone(),
             consumer.clone(),
         );
+        let acker = super::acker::Acker::start(
+            self.shared.client()?.clone(),
+            keys.stream.clone(),
+            self.opts.group.clone(),
+        );
+        let metrics = self.shared.metrics.group(&self.stream, &self.opts.group);
         let engine = Arc::new(Engine {
             shared: self.shared.clone(),
             name: Arc::from(self.stream.as_str()),
@@ -185,9 +191,12 @@ impl<T: DeserializeOwned + 'static> Consumer<T> {
             stop: Notify::new(),
             running: AtomicUsize::new(0),
             idle: Notify::new(),
+            acker,
+            metrics,
             order_chain: Mutex::default(),
             order_gen: std::sync::atomic::AtomicU64::new(0),
-            tasks: Mutex::default(),
+            aborting: AtomicBool::new(false),
+            abort: Notify::new(),
         });
         {
             let mut running = self.shared.registry();

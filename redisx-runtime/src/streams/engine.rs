@@ -15,7 +15,7 @@ use tracing::field::Empty;
 
 use super::fields::{self, Fields};
 use super::message::{Settle, Settled};
-use super::stats::{Consumed, GroupLabels};
+use super::stats::Consumed;
 use super::{ConsumerOptions, Shared, StreamKeys, scripts};
 use crate::error::{Error, ErrorCode, Result};
 use crate::plugin::PluginFuture;
@@ -66,8 +66,14 @@ pub(crate) struct Engine {
     /// the receiver its successor waits on), so each waits for the one read before it.
     pub(crate) order_chain: Mutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
     pub(crate) order_gen: AtomicU64,
-    /// The handler tasks, aborted when a drain runs out of time.
-    pub(crate) tasks: Mutex<tokio::task::JoinSet<()>>,
+    /// Set (and notified) when a drain runs out of time: the handlers still running stop at
+    /// their next await.
+    pub(crate) aborting: AtomicBool,
+    pub(crate) abort: Notify,
+    /// Sends the acknowledgements, batched.
+    pub(crate) acker: super::acker::Acker,
+    /// The consumer's metric handles.
+    pub(crate) metrics: super::stats::GroupMetrics,
 }
 
 impl Engine {
@@ -82,13 +88,6 @@ impl Engine {
             return;
         }
         notified.await;
-    }
-
-    fn labels(&self) -> GroupLabels {
-        GroupLabels {
-            stream: self.name.to_string(),
-            group: self.opts.group.clone(),
-        }
     }
 
     /// Creates the group (and the stream) if missing; an existing group is fine.
@@ -134,6 +133,11 @@ impl Engine {
             () = self.stopped() => return None,
             p = self.slots.clone().acquire_owned() => p.ok()?,
         };
+        if want > 1 && self.slots.available_permits() + 1 < want {
+            // Handlers finishing together (their acknowledgements come back in one batch) free
+            // their slots in the same instant: let them land, so the read asks for them all.
+            tokio::task::yield_now().await;
+        }
         let mut permits = vec![first];
         while permits.len() < want {
             match self.slots.clone().try_acquire_owned() {
@@ -163,9 +167,8 @@ impl Engine {
             let turn = self.turn(&entry);
             let engine = self.clone();
             let running = Running::new(self.clone());
-            let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
-            tasks.spawn(async move {
-                let _running = running;
+            // Boxed: the task then moves a pointer, not the handler's whole state machine.
+            let work = Box::pin(async move {
                 let turn = match turn {
                     Some(mut t) => {
                         if let Some(previous) = t.previous.take() {
@@ -183,9 +186,25 @@ impl Engine {
                     engine.end_turn(t);
                 }
             });
-            // Finished tasks are reaped as new ones come, so the set stays small.
-            while tasks.try_join_next().is_some() {}
+            let engine = self.clone();
+            tokio::spawn(async move {
+                let _running = running;
+                tokio::select! {
+                    biased;
+                    () = engine.aborted() => {}
+                    () = work => {}
+                }
+            });
         }
+    }
+
+    /// Resolves when a drain gave up waiting for the handlers.
+    async fn aborted(&self) {
+        let notified = self.abort.notified();
+        if self.aborting.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 
     /// The place of `entry` in its key's order (`None` without `ordering_key`, or without a
@@ -239,7 +258,6 @@ impl Engine {
             otel.status_code = Empty,
         );
         super::trace::set_parent(&span, &entry);
-        let metrics = &self.shared.metrics;
         let entry = Arc::new(entry);
         let settled = Arc::new(Settled::default());
         let delivery = Delivery {
@@ -262,9 +280,8 @@ impl Engine {
                 () = &mut keep => run.await,
             }
         };
-        metrics
+        self.metrics
             .processing
-            .get_or_create(&self.labels())
             .observe(started.elapsed().as_secs_f64());
         if settled.is_settled() {
             span.record("redisx.outcome", "settled_by_handler");
@@ -272,7 +289,7 @@ impl Engine {
         }
         let status = match outcome {
             Outcome::Ok => {
-                self.ack_or_log(&id).await;
+                self.acker.ack_later(&id);
                 Consumed::Success
             }
             Outcome::Err(error) => {
@@ -287,7 +304,7 @@ impl Engine {
             }
         };
         span.record("redisx.outcome", status.as_str());
-        metrics.consumed(&self.name, &self.opts.group, status);
+        self.metrics.consumed(status);
     }
 
     /// Keeps `id` claimed by this consumer while its handler runs (its idle time reset every
@@ -358,25 +375,8 @@ impl Engine {
         Consumed::DeadLetter
     }
 
-    /// Acknowledges `id`; a failure leaves it pending (reclaimed and delivered again later).
-    async fn ack_or_log(&self, id: &str) {
-        if let Err(e) = self.ack(id).await {
-            tracing::warn!(target: "redisx::streams", stream = %self.name, id, error = %format_args!("{e:#}"), "acknowledging a handled message failed; it stays pending and may be delivered again");
-        }
-    }
-
     async fn ack(&self, id: &str) -> Result<()> {
-        let _: i64 = self
-            .shared
-            .client()?
-            .query(
-                redis::cmd("XACK")
-                    .arg(&self.keys.stream)
-                    .arg(&self.opts.group)
-                    .arg(id),
-            )
-            .await?;
-        Ok(())
+        self.acker.ack(id).await
     }
 
     /// Dead-letters `id` (or, with the DLQ off, acknowledges and drops it with an error log).
@@ -445,13 +445,23 @@ impl Engine {
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 let left = self.running.load(Ordering::Acquire);
                 tracing::warn!(target: "redisx::streams", stream = %self.name, group = %self.opts.group, left, "the drain ran out of time; the unfinished messages stay pending for another consumer");
-                let mut tasks =
-                    std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
-                tasks.abort_all();
-                // Returns once the aborted handlers have ended.
-                while tasks.join_next().await.is_some() {}
+                self.aborting.store(true, Ordering::Release);
+                self.abort.notify_waiters();
+                // Returns once the aborted handlers have ended (each at its next await).
+                loop {
+                    let idle = self.idle.notified();
+                    if self.running.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    idle.await;
+                }
                 break;
             }
+        }
+        // The acknowledgements of the handlers that finished are sent before the drain ends.
+        let flushed = tokio::time::timeout_at(deadline, self.acker.flush()).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!(target: "redisx::streams", stream = %self.name, group = %self.opts.group, "the drain could not send every acknowledgement; those messages stay pending and may be delivered again");
         }
     }
 }
@@ -498,9 +508,7 @@ impl Settle for Engine {
     fn ack<'a>(&'a self, id: &'a str) -> PluginFuture<'a, Result<()>> {
         Box::pin(async move {
             self.ack(id).await?;
-            self.shared
-                .metrics
-                .consumed(&self.name, &self.opts.group, Consumed::Success);
+            self.metrics.consumed(Consumed::Success);
             Ok(())
         })
     }
@@ -514,9 +522,7 @@ impl Settle for Engine {
     ) -> PluginFuture<'a, Result<()>> {
         Box::pin(async move {
             self.dead_letter(id, entry, attempt, reason).await?;
-            self.shared
-                .metrics
-                .consumed(&self.name, &self.opts.group, Consumed::DeadLetter);
+            self.metrics.consumed(Consumed::DeadLetter);
             Ok(())
         })
     }

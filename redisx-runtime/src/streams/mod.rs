@@ -28,6 +28,7 @@
 //! A dead-letter entry carries the same fields (`attempt`: the attempts made) and `error`,
 //! `original_id`, `original_stream`, `failed_at` (ms since the epoch).
 
+mod acker;
 pub(crate) mod call_site;
 mod config;
 mod consumer;

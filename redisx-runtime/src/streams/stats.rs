@@ -45,6 +45,19 @@ pub(crate) struct ConsumedLabels {
     pub(crate) status: &'static str,
 }
 
+/// One consumer's metric handles (no label lookup per message).
+pub(crate) struct GroupMetrics {
+    pub(crate) processing: Histogram,
+    consumed: [Counter; 4],
+}
+
+impl GroupMetrics {
+    /// Counts one delivery's outcome.
+    pub(crate) fn consumed(&self, status: Consumed) {
+        self.consumed[status as usize].inc();
+    }
+}
+
 /// How a delivery ended (`status` of `redisx_stream_messages_consumed_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Consumed {
@@ -134,15 +147,29 @@ impl StreamMetrics {
         m
     }
 
-    /// Counts one delivery's outcome.
-    pub(crate) fn consumed(&self, stream: &str, group: &str, status: Consumed) {
-        self.consumed
-            .get_or_create(&ConsumedLabels {
+    /// The metric handles of one consumer's stream and group, resolved once.
+    pub(crate) fn group(&self, stream: &str, group: &str) -> GroupMetrics {
+        let labels = GroupLabels {
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+        };
+        let consumed = [
+            Consumed::Success,
+            Consumed::Retry,
+            Consumed::DeadLetter,
+            Consumed::DecodeError,
+        ]
+        .map(|status| {
+            self.consumed.get_or_create_owned(&ConsumedLabels {
                 stream: stream.to_owned(),
                 group: group.to_owned(),
                 status: status.as_str(),
             })
-            .inc();
+        });
+        GroupMetrics {
+            processing: self.processing.get_or_create_owned(&labels),
+            consumed,
+        }
     }
 }
 
@@ -158,7 +185,7 @@ mod tests {
     fn the_metrics_are_exported_under_their_names() {
         let registry: SharedRegistry = Arc::new(Mutex::new(Registry::default()));
         let m = StreamMetrics::register(&registry);
-        m.consumed("orders", "billing", Consumed::Retry);
+        m.group("orders", "billing").consumed(Consumed::Retry);
         m.published
             .get_or_create(&StreamLabels {
                 stream: "orders".to_owned(),
