@@ -38,6 +38,40 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     Ok(out)
 }
 
+/// Appends to `cmd` the fields [`encode`] makes, encoding into `buf` (cleared first; a batch
+/// reuses it, so no message allocates its own).
+pub(crate) fn write_fields<T: Serialize + ?Sized>(
+    cmd: &mut redis::Cmd,
+    buf: &mut Vec<u8>,
+    stream: &str,
+    codec: CodecKind,
+    payload: &T,
+) -> Result<()> {
+    buf.clear();
+    match codec {
+        CodecKind::Bincode => Bincode::encode_into(payload, buf),
+        CodecKind::Json => Json::encode_into(payload, buf),
+    }
+    .map_err(|e| {
+        Error::new(
+            ErrorCode::StreamPublishFailed,
+            "the message cannot be encoded",
+        )
+        .with_context("stream", stream.to_owned())
+        .with_source(e)
+    })?;
+    cmd.arg(fields::DATA).arg(buf.as_slice());
+    if codec == CodecKind::Bincode {
+        cmd.arg(fields::CODEC).arg("bincode");
+    }
+    let mut trace: Fields = Vec::new();
+    super::trace::inject(&mut trace);
+    for (name, value) in &trace {
+        cmd.arg(name).arg(value);
+    }
+    Ok(())
+}
+
 /// Decodes the payload of an entry by its `codec` field.
 pub(crate) fn decode<T: DeserializeOwned>(entry: &[(String, Vec<u8>)]) -> Result<T> {
     let bad = |what: String| Error::new(ErrorCode::StreamReadFailed, what);

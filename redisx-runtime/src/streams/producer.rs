@@ -151,9 +151,11 @@ impl Streams {
         span.record("messaging.batch.message_count", msgs.len());
         let mut pipe = redis::Pipeline::with_capacity(msgs.len());
         span.in_scope(|| {
+            let mut buf = Vec::new();
             for msg in msgs {
-                let fields = message::encode(stream, shared.cfg.codec, msg)?;
-                pipe.add_command(xadd(&keys.stream, shared.cfg.max_len, false, None, &fields));
+                let mut cmd = xadd_head(&keys.stream, shared.cfg.max_len, false, None);
+                message::write_fields(&mut cmd, &mut buf, stream, shared.cfg.codec, msg)?;
+                pipe.add_command(cmd);
             }
             Ok::<_, Error>(())
         })
@@ -236,6 +238,15 @@ fn xadd(
     id: Option<&str>,
     fields: &Fields,
 ) -> redis::Cmd {
+    let mut cmd = xadd_head(key, max_len, nomkstream, id);
+    for (name, value) in fields {
+        cmd.arg(name).arg(value);
+    }
+    cmd
+}
+
+/// `XADD key [NOMKSTREAM] MAXLEN ~ max_len id|*`, the fields to follow.
+fn xadd_head(key: &str, max_len: u64, nomkstream: bool, id: Option<&str>) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(key);
     if nomkstream {
@@ -245,9 +256,6 @@ fn xadd(
         .arg("~")
         .arg(max_len)
         .arg(id.unwrap_or("*"));
-    for (name, value) in fields {
-        cmd.arg(name).arg(value);
-    }
     cmd
 }
 
