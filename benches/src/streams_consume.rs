@@ -88,81 +88,7 @@ pub(crate) async fn delivery(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
         let (url, prefix) = (ctx.url.clone(), ctx.prefix.clone());
         Side::new(
             "redis-rs: XADD to a blocking XREADGROUP's reply",
-            move |ops| {
-                let (url, prefix) = (url.clone(), prefix.clone());
-                async move {
-                    let key = format!("{prefix}floor:delivery:{}", rand::random::<u64>());
-                    let client = redis::Client::open(url.as_str()).expect("a URL");
-                    let mut conn = client
-                        .get_multiplexed_async_connection()
-                        .await
-                        .expect("a connection");
-                    create_group(&mut conn, &key, "g").await;
-                    let arrived = Arc::new(Notify::new());
-                    let reader = {
-                        let (client, key, arrived) = (client.clone(), key.clone(), arrived.clone());
-                        tokio::spawn(async move {
-                            let mut reader = client
-                                .get_multiplexed_async_connection()
-                                .await
-                                .expect("a connection");
-                            let mut seen = 0;
-                            while seen < ops {
-                                let reply: redis::streams::StreamReadReply =
-                                    redis::cmd("XREADGROUP")
-                                        .arg("GROUP")
-                                        .arg("g")
-                                        .arg("raw")
-                                        .arg("COUNT")
-                                        .arg(1)
-                                        .arg("BLOCK")
-                                        .arg(0)
-                                        .arg("STREAMS")
-                                        .arg(&key)
-                                        .arg(">")
-                                        .query_async(&mut reader)
-                                        .await
-                                        .expect("XREADGROUP");
-                                for k in reply.keys {
-                                    for e in k.ids {
-                                        seen += 1;
-                                        arrived.notify_one();
-                                        let _: u64 = redis::cmd("XACK")
-                                            .arg(&key)
-                                            .arg("g")
-                                            .arg(&e.id)
-                                            .query_async(&mut reader)
-                                            .await
-                                            .expect("XACK");
-                                    }
-                                }
-                            }
-                        })
-                    };
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    let mut total = Duration::ZERO;
-                    for i in 0..ops {
-                        let start = Instant::now();
-                        let _: String = redis::cmd("XADD")
-                            .arg(&key)
-                            .arg("*")
-                            .arg("data")
-                            .arg(format!("{{\"n\":{i}}}"))
-                            .query_async(&mut conn)
-                            .await
-                            .expect("XADD");
-                        arrived.notified().await;
-                        total += start.elapsed();
-                    }
-                    reader.await.expect("the reader");
-                    let () = redis::cmd("DEL")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .expect("DEL");
-                    total
-                }
-            },
+            move |ops| raw_delivery(url.clone(), prefix.clone(), ops),
         )
     };
     compare(
@@ -404,4 +330,78 @@ async fn apalis_round(url: String, prefix: String, ops: u64) -> Duration {
         .await
         .expect("the apalis worker");
     start.elapsed()
+}
+
+/// One round of the raw blocking reader: `ops` messages published one at a time, each timed
+/// to its reply.
+async fn raw_delivery(url: String, prefix: String, ops: u64) -> Duration {
+    let key = format!("{prefix}floor:delivery:{}", rand::random::<u64>());
+    let client = redis::Client::open(url.as_str()).expect("a URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection");
+    create_group(&mut conn, &key, "g").await;
+    let arrived = Arc::new(Notify::new());
+    let reader = {
+        let (client, key, arrived) = (client.clone(), key.clone(), arrived.clone());
+        tokio::spawn(async move {
+            let mut reader = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("a connection");
+            let mut seen = 0;
+            while seen < ops {
+                let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg("g")
+                    .arg("raw")
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("BLOCK")
+                    .arg(0)
+                    .arg("STREAMS")
+                    .arg(&key)
+                    .arg(">")
+                    .query_async(&mut reader)
+                    .await
+                    .expect("XREADGROUP");
+                for k in reply.keys {
+                    for e in k.ids {
+                        seen += 1;
+                        arrived.notify_one();
+                        let _: u64 = redis::cmd("XACK")
+                            .arg(&key)
+                            .arg("g")
+                            .arg(&e.id)
+                            .query_async(&mut reader)
+                            .await
+                            .expect("XACK");
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut total = Duration::ZERO;
+    for i in 0..ops {
+        let start = Instant::now();
+        let _: String = redis::cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("data")
+            .arg(format!("{{\"n\":{i}}}"))
+            .query_async(&mut conn)
+            .await
+            .expect("XADD");
+        arrived.notified().await;
+        total += start.elapsed();
+    }
+    reader.await.expect("the reader");
+    let () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    total
 }
