@@ -5,6 +5,7 @@ mod connection_like;
 mod dedicated;
 mod driver;
 mod guard;
+pub(crate) mod listener;
 mod pubsub;
 
 use std::sync::Arc;

@@ -348,7 +348,7 @@ impl Shared {
             if !waited {
                 // The subscription starts with the first wait; once established it re-reads
                 // every waited-on record, so a completion published before is not missed.
-                self.waits.listen(self, client, &self.channel);
+                self.waits.listen(self, client);
             }
             waited = true;
             // Past the lease (plus a margin for the clocks), the owner may be dead: check again.

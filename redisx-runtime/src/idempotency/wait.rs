@@ -11,16 +11,19 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
+use redis::Msg;
 use tokio::sync::{Notify, watch};
 
 use super::Shared;
 use super::record::Record;
-use crate::client::Client;
+use crate::client::listener::{self, Listener};
+use crate::client::{Client, PubSub};
+use crate::error::Result;
 use crate::life::watched;
+use crate::plugin::PluginFuture;
 
 /// What a slot's waiters were last handed: `None` before any read; then the record (`None`
 /// when the key is gone).
@@ -131,17 +134,12 @@ impl Waits {
         self.stop.notify_one();
     }
 
-    /// Starts the subscription to `channel`, once.
-    pub(crate) fn listen(&self, shared: &Arc<Shared>, client: &Client, channel: &str) {
+    /// Starts the subscription to the completion channel, once.
+    pub(crate) fn listen(&self, shared: &Arc<Shared>, client: &Client) {
         if self.listening.load(Ordering::Relaxed) || self.listening.swap(true, Ordering::SeqCst) {
             return;
         }
-        let task = listen(
-            Arc::downgrade(shared),
-            client.clone(),
-            channel.to_owned(),
-            self.stop.clone(),
-        );
+        let task = listener::listen(Arc::downgrade(shared), client.clone(), self.stop.clone());
         tokio::spawn(watched(
             shared.life.guard("the idempotency completion listener"),
             task,
@@ -169,70 +167,40 @@ fn refresh_all(shared: &Arc<Shared>) {
     }
 }
 
-/// Receives completion messages and re-reads the waited-on records; resubscribes with backoff
-/// when the connection drops, until the plugin stops or the service is gone.
-async fn listen(shared: Weak<Shared>, client: Client, channel: String, stop: Arc<Notify>) {
-    let mut failures: u32 = 0;
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, crate::error::Error>(pubsub)
-        };
-        let pubsub = tokio::select! {
-            () = stop.notified() => return,
-            r = subscribed => r,
-        };
-        match pubsub {
-            Ok(pubsub) => {
-                failures = 0;
-                let Some(s) = shared.upgrade() else { return };
-                s.waits.subscribed.store(true, Ordering::Relaxed);
-                // A completion published before the subscription took effect was missed.
-                refresh_all(&s);
-                let recheck = s.cfg.recheck;
-                drop(s);
-                let mut messages = pubsub.into_on_message();
-                let mut tick = tokio::time::interval(recheck);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.reset();
-                loop {
-                    tokio::select! {
-                        () = stop.notified() => return,
-                        _ = tick.tick() => {
-                            let Some(s) = shared.upgrade() else { return };
-                            refresh_all(&s);
-                        }
-                        msg = messages.next() => {
-                            let Some(msg) = msg else { break };
-                            let Some(s) = shared.upgrade() else { return };
-                            if let Ok(key) = std::str::from_utf8(msg.get_payload_bytes())
-                                && s.waits.has_waiters(key)
-                            {
-                                refresh(&s, key.to_owned());
-                            }
-                        }
-                    }
-                }
-                if let Some(s) = shared.upgrade() {
-                    s.waits.subscribed.store(false, Ordering::Relaxed);
-                }
-                tracing::debug!(target: "redisx::idempotency", "the completion listener's connection closed; resubscribing");
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                if failures == 1 {
-                    tracing::warn!(target: "redisx::idempotency", error = %format_args!("{e:#}"), "the idempotency completion listener cannot subscribe; waiting duplicates re-check the record on their own until it can");
-                }
-            }
+/// A completion message re-reads its record for the waiters here; so does every
+/// (re)subscription and every `recheck` while waiters exist.
+impl Listener for Shared {
+    const WHAT: &'static str = "the idempotency completion listener";
+    const FALLBACK: &'static str =
+        "waiting duplicates re-check the record on their own until it can";
+
+    fn subscribe<'a>(&'a self, pubsub: &'a mut PubSub) -> PluginFuture<'a, Result<()>> {
+        Box::pin(pubsub.subscribe(&self.channel))
+    }
+
+    fn message(this: &Arc<Self>, msg: &Msg) {
+        if let Ok(key) = std::str::from_utf8(msg.get_payload_bytes())
+            && this.waits.has_waiters(key)
+        {
+            refresh(this, key.to_owned());
         }
-        if shared.strong_count() == 0 {
-            return;
-        }
-        let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));
-        tokio::select! {
-            () = stop.notified() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
+    }
+
+    fn subscribed(this: &Arc<Self>) {
+        this.waits.subscribed.store(true, Ordering::Relaxed);
+        // A completion published before the subscription took effect was missed.
+        refresh_all(this);
+    }
+
+    fn unsubscribed(&self) {
+        self.waits.subscribed.store(false, Ordering::Relaxed);
+    }
+
+    fn tick_every(&self) -> Option<Duration> {
+        Some(self.cfg.recheck)
+    }
+
+    fn tick(this: &Arc<Self>) {
+        refresh_all(this);
     }
 }

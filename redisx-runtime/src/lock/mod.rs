@@ -86,7 +86,6 @@ pub use semaphore::{Permit, Semaphore};
 pub use stats::LockStats;
 pub use with::{LockCall, OnLost, fencing_token};
 
-use crate::cache::glob::glob_escape;
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
 use crate::key::{self, KeyBuilder};
@@ -328,8 +327,7 @@ impl Shared {
     /// first (once; without a client there is nothing to wait for, the attempt failed).
     fn waiter(self: &Arc<Self>, keys: &LockKeys) -> Waiter<'_> {
         if let Some(client) = &self.client {
-            let pattern = format!("{}*{CHANNEL_SUFFIX}", glob_escape(&self.keys.full("")));
-            self.wakeups.listen(self, client, pattern);
+            self.wakeups.listen(self, client);
         }
         self.wakeups.wait(&keys.lock)
     }

@@ -16,15 +16,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use futures_util::StreamExt as _;
+use redis::Msg;
 use tokio::sync::{Notify, OwnedMutexGuard};
 
 use super::Shared;
-use crate::client::Client;
+use crate::cache::glob::glob_escape;
+use crate::client::listener::{self, Listener};
+use crate::client::{Client, PubSub};
+use crate::error::Result;
 use crate::life::watched;
+use crate::plugin::PluginFuture;
 
 /// The channels' suffix after the lock key.
 pub(crate) const CHANNEL_SUFFIX: &str = ":released";
@@ -132,17 +135,12 @@ impl Wakeups {
         self.stop.notify_one();
     }
 
-    /// Starts the subscription to every lock channel of the runtime (`pattern`), once.
-    pub(crate) fn listen(&self, shared: &Arc<Shared>, client: &Client, pattern: String) {
-        if self.listening.swap(true, Ordering::SeqCst) {
+    /// Starts the subscription to every lock channel of the runtime, once.
+    pub(crate) fn listen(&self, shared: &Arc<Shared>, client: &Client) {
+        if self.listening.load(Ordering::Relaxed) || self.listening.swap(true, Ordering::SeqCst) {
             return;
         }
-        let task = listen(
-            Arc::downgrade(shared),
-            client.clone(),
-            pattern,
-            self.stop.clone(),
-        );
+        let task = listener::listen(Arc::downgrade(shared), client.clone(), self.stop.clone());
         tokio::spawn(watched(
             shared.life.guard("the locks' release listener"),
             task,
@@ -150,58 +148,24 @@ impl Wakeups {
     }
 }
 
-/// Receives release messages and wakes the waiters of their locks; resubscribes with backoff
-/// when the connection drops, until the plugin stops or the service is gone.
-async fn listen(shared: Weak<Shared>, client: Client, pattern: String, stop: Arc<Notify>) {
-    let mut failures: u32 = 0;
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.pubsub().await?;
-            pubsub.psubscribe(&pattern).await?;
-            Ok::<_, crate::error::Error>(pubsub)
-        };
-        let pubsub = tokio::select! {
-            () = stop.notified() => return,
-            r = subscribed => r,
-        };
-        match pubsub {
-            Ok(pubsub) => {
-                failures = 0;
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let msg = tokio::select! {
-                        () = stop.notified() => return,
-                        msg = messages.next() => msg,
-                    };
-                    let Some(msg) = msg else { break };
-                    let Some(shared) = shared.upgrade() else {
-                        return;
-                    };
-                    let own = msg
-                        .get_payload_bytes()
-                        .strip_prefix(shared.instance.as_bytes())
-                        .is_some_and(|rest| rest.first() == Some(&b':'));
-                    if !own && let Some(lock) = msg.get_channel_name().strip_suffix(CHANNEL_SUFFIX)
-                    {
-                        shared.wakeups.wake(lock);
-                    }
-                }
-                tracing::debug!(target: "redisx::lock", "the release listener's connection closed; resubscribing");
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                if failures == 1 {
-                    tracing::warn!(target: "redisx::lock", error = %format_args!("{e:#}"), "the lock release listener cannot subscribe; waiters fall back to their retry strategy until it can");
-                }
-            }
-        }
-        if shared.strong_count() == 0 {
-            return;
-        }
-        let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));
-        tokio::select! {
-            () = stop.notified() => return,
-            () = tokio::time::sleep(backoff) => {}
+/// Release messages wake the waiters of their locks; a runtime skips its own (it woke its
+/// waiters directly).
+impl Listener for Shared {
+    const WHAT: &'static str = "the lock release listener";
+    const FALLBACK: &'static str = "waiters fall back to their retry strategy until it can";
+
+    fn subscribe<'a>(&'a self, pubsub: &'a mut PubSub) -> PluginFuture<'a, Result<()>> {
+        let pattern = format!("{}*{CHANNEL_SUFFIX}", glob_escape(&self.keys.full("")));
+        Box::pin(async move { pubsub.psubscribe(&pattern).await })
+    }
+
+    fn message(this: &Arc<Self>, msg: &Msg) {
+        let own = msg
+            .get_payload_bytes()
+            .strip_prefix(this.instance.as_bytes())
+            .is_some_and(|rest| rest.first() == Some(&b':'));
+        if !own && let Some(lock) = msg.get_channel_name().strip_suffix(CHANNEL_SUFFIX) {
+            this.wakeups.wake(lock);
         }
     }
 }

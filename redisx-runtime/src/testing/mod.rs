@@ -28,6 +28,11 @@
 //!   ACL users through [`RedisServer::builder`].
 //! - [`ReplicaSet`]: a primary with replicas ([`RedisServer::with_replicas`]), in sync before it
 //!   is handed out; kill and restart of any [`Member`].
+//! - [`RedisCluster`]: a Redis Cluster (masters with replicas, slots assigned by `redis-cli
+//!   --cluster create`), whole before it is handed out; manual failover, kill and restart of any
+//!   node. [`RedisSentinel`]: a master with two replicas and three sentinels watching it; manual
+//!   failover and a killed master. (redisx itself does not connect to either yet: they are not in
+//!   [`Topology::ALL`].)
 //! - [`ChildProcess`]: a named scenario of the same test binary run in a child process, for crash
 //!   tests: wait for its readiness line, `SIGKILL` it, restart it.
 //! - [`Topology`] and [`Deployment`]: the shape of Redis a test runs against, as a parameter, so
@@ -43,6 +48,10 @@
 //! gets end-of-file when the handle is dropped (also while a panicking test unwinds) **and** when
 //! the test process dies in any way (even `SIGKILL`, since the kernel closes the pipe), and then
 //! `SIGKILL`s the program. No server outlives its test process.
+//!
+//! The files of a [`RedisCluster`] or [`RedisSentinel`] (node and sentinel configurations) live
+//! in a temporary directory of its own, removed after its processes when the handle is dropped,
+//! also while a panicking test unwinds; only a test process that is killed leaves one behind.
 //!
 //! # `REDISX_TEST_URL`
 //! When `REDISX_TEST_URL` is set, [`RedisServer::start`] returns a handle that points at that
@@ -109,9 +118,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::{CacheConfig, ConnectionConfig, RedisX};
 
 mod child;
+mod cluster;
 mod process;
 mod replicas;
 mod run;
+mod scratch;
+mod sentinel;
 mod server;
 mod topology;
 
@@ -119,9 +131,11 @@ pub use child::{
     ChildBuilder, ChildError, ChildProcess, READY_LINE, READY_TIMEOUT, SCENARIO_ENV, in_scenario,
     signal_ready,
 };
+pub use cluster::RedisCluster;
 pub use process::process_alive;
 pub use replicas::{Member, ReplicaSet, SYNC_CHANNEL};
 pub use run::{TestOptions, block_on, run, server_url};
+pub use sentinel::RedisSentinel;
 pub use server::{RedisServer, ServerBuilder};
 pub use topology::{Deployment, Topology};
 

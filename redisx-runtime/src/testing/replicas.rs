@@ -11,7 +11,7 @@ use super::server::{RedisServer, ServerBuilder};
 /// Arguments every member of a replica set gets before the user's own: a full sync streams the
 /// snapshot over the socket at once (no 5 s delay, no `dump.rdb` written in the working
 /// directory on either side).
-const REPLICATION_ARGS: [&str; 6] = [
+pub(super) const REPLICATION_ARGS: [&str; 6] = [
     "--repl-diskless-sync",
     "yes",
     "--repl-diskless-sync-delay",
@@ -360,12 +360,30 @@ impl ReplicaSet {
     }
 }
 
-/// A connection to `server` as the harness's admin (with the password, if any).
-fn connect(server: &RedisServer) -> redis::RedisResult<redis::Connection> {
+/// A connection to `server` as the harness's admin (with the password, if any), with short
+/// timeouts: also used by the cluster and the sentinels.
+pub(super) fn connect(server: &RedisServer) -> redis::RedisResult<redis::Connection> {
     let client = redis::Client::open(server.admin_url())?;
     let conn = client.get_connection_with_timeout(PROBE_TIMEOUT)?;
     conn.set_read_timeout(Some(Duration::from_secs(1)))?;
     Ok(conn)
+}
+
+/// Runs a command of words (`["CLUSTER", "INFO"]`) on `node` as the harness's admin, over a
+/// fresh connection ([`connect`]); the error names the command and the port.
+pub(super) fn query<T: redis::FromRedisValue>(
+    node: &RedisServer,
+    words: &[&str],
+) -> Result<T, String> {
+    let what = format!("{} on port {}", words.join(" "), node.port());
+    let (name, args) = words
+        .split_first()
+        .ok_or_else(|| format!("{what}: an empty command"))?;
+    let mut conn = connect(node).map_err(|e| format!("{what}: {e}"))?;
+    redis::cmd(name)
+        .arg(args)
+        .query(&mut conn)
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 /// The text of `INFO replication` on `server`.
@@ -394,7 +412,7 @@ fn primary_state(info: &str, port: u16) -> Option<&str> {
 }
 
 /// The value of `name:value` in an `INFO` text.
-fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines().find_map(|line| {
         line.strip_prefix(name)
             .and_then(|rest| rest.strip_prefix(':'))

@@ -24,7 +24,8 @@ struct AclUser {
     rules: Vec<String>,
 }
 
-/// How to start an owned server: extra command-line arguments, a password, ACL users, CPU pinning.
+/// How to start an owned server: a configuration file, extra command-line arguments, a password,
+/// ACL users, CPU pinning.
 ///
 /// Made by [`RedisServer::builder`]; [`ServerBuilder::start`] always starts a server of its own
 /// (it ignores `REDISX_TEST_URL`, since a configured server cannot be borrowed), and
@@ -48,8 +49,10 @@ struct AclUser {
 pub struct ServerBuilder {
     pub(super) args: Vec<OsString>,
     pub(super) password: Option<String>,
+    config_file: Option<PathBuf>,
     users: Vec<AclUser>,
     cpu: Option<usize>,
+    cluster_bus: bool,
 }
 
 impl ServerBuilder {
@@ -69,6 +72,34 @@ impl ServerBuilder {
     {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Starts `redis-server` from this configuration file: it comes first on the command line
+    /// (`redis-server <file> --port ...`), so the harness's own arguments and those of
+    /// [`ServerBuilder::arg`] override what it sets. The server may rewrite the file (a sentinel
+    /// does), so give each server a file of its own.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::testing::RedisServer;
+    ///
+    /// let conf = std::env::temp_dir().join("my-test-redis.conf");
+    /// std::fs::write(&conf, "maxmemory 10mb\n")?;
+    /// let server = RedisServer::builder().config_file(&conf).start();
+    /// # let _ = server;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Gives the server a cluster bus port of its own (`--cluster-port`), a free loopback port
+    /// found with the server's port and kept across restarts, instead of Redis's default of the
+    /// server's port + 10000, which is out of range or taken for many free ports. For cluster
+    /// nodes (`--cluster-enabled yes`).
+    pub(super) fn cluster_bus(mut self) -> Self {
+        self.cluster_bus = true;
         self
     }
 
@@ -118,6 +149,7 @@ impl ServerBuilder {
         let config = Config {
             binary,
             taskset,
+            conf_file: self.config_file,
             args: self.args,
             password: self.password,
             users: self.users,
@@ -126,12 +158,14 @@ impl ServerBuilder {
         let mut last_failure = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match spawn_server(&config, port, false) {
+            let bus_port = self.cluster_bus.then(|| other_free_port(port));
+            match spawn_server(&config, port, bus_port, false) {
                 Ok(process) => {
                     return RedisServer {
                         inner: Inner::Owned(Box::new(Owned {
                             config,
                             port,
+                            bus_port,
                             process: Some(process),
                         })),
                     };
@@ -147,11 +181,22 @@ impl ServerBuilder {
     }
 }
 
+/// A free loopback port other than `port`.
+fn other_free_port(port: u16) -> u16 {
+    loop {
+        let other = free_port();
+        if other != port {
+            return other;
+        }
+    }
+}
+
 /// The fixed parts of how an owned server is started, kept for restarts.
 #[derive(Debug)]
 struct Config {
     binary: PathBuf,
     taskset: Option<PathBuf>,
+    conf_file: Option<PathBuf>,
     args: Vec<OsString>,
     password: Option<String>,
     users: Vec<AclUser>,
@@ -166,9 +211,15 @@ enum StartError {
     Fatal(String),
 }
 
-/// Starts `redis-server` on `port` behind the watchdog and waits until it is ready. With
-/// `same_port` (a restart), "address in use" is not reported as [`StartError::PortTaken`].
-fn spawn_server(config: &Config, port: u16, same_port: bool) -> Result<Watched, StartError> {
+/// Starts `redis-server` on `port` (and its cluster bus on `bus_port`) behind the watchdog and
+/// waits until it is ready. With `same_port` (a restart), "address in use" is not reported as
+/// [`StartError::PortTaken`].
+fn spawn_server(
+    config: &Config,
+    port: u16,
+    bus_port: Option<u16>,
+    same_port: bool,
+) -> Result<Watched, StartError> {
     let mut args: Vec<OsString> = Vec::new();
     let program = match (&config.taskset, config.cpu) {
         (Some(taskset), Some(cpu)) => {
@@ -178,6 +229,9 @@ fn spawn_server(config: &Config, port: u16, same_port: bool) -> Result<Watched, 
         }
         _ => config.binary.clone().into_os_string(),
     };
+    if let Some(file) = &config.conf_file {
+        args.push(file.clone().into_os_string());
+    }
     let port_arg = port.to_string();
     for arg in [
         "--port",
@@ -192,6 +246,9 @@ fn spawn_server(config: &Config, port: u16, same_port: bool) -> Result<Watched, 
         "no",
     ] {
         args.push(arg.into());
+    }
+    if let Some(bus_port) = bus_port {
+        args.extend(["--cluster-port".into(), bus_port.to_string().into()]);
     }
     if let Some(password) = &config.password {
         args.extend(["--requirepass".into(), password.into()]);
@@ -286,11 +343,13 @@ fn local_url(port: u16, user: &str, password: Option<&str>) -> String {
     }
 }
 
-/// An owned server: its configuration, its port and (while it runs) its process.
+/// An owned server: its configuration, its port (and cluster bus port) and (while it runs) its
+/// process.
 #[derive(Debug)]
 struct Owned {
     config: Config,
     port: u16,
+    bus_port: Option<u16>,
     process: Option<Watched>,
 }
 
@@ -469,7 +528,7 @@ impl RedisServer {
         );
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            match spawn_server(&owned.config, owned.port, true) {
+            match spawn_server(&owned.config, owned.port, owned.bus_port, true) {
                 Ok(process) => {
                     owned.process = Some(process);
                     return;
