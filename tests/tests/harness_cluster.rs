@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redisx::testing::{RedisCluster, eventually, process_alive, raw_connection, unique_prefix};
+use redisx::testing::{
+    RedisCluster, RedisServer, eventually, process_alive, raw_connection, unique_prefix,
+};
 
 /// Starts a cluster of 3 masters with a replica each, printing how long it took.
 fn start_cluster(test: &str) -> RedisCluster {
@@ -155,7 +157,11 @@ async fn starts_whole_serves_every_slot_range_and_cleans_up() {
 
     let dir = cluster.dir().to_owned();
     assert!(dir.join("nodes-0.conf").is_file());
-    let pids: Vec<u32> = cluster.nodes().iter().filter_map(|n| n.pid()).collect();
+    let pids: Vec<u32> = cluster
+        .nodes()
+        .iter()
+        .filter_map(RedisServer::pid)
+        .collect();
     assert_eq!(pids.len(), 6);
     drop(conn);
     drop(cluster);

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use redisx::testing::{RedisSentinel, process_alive, raw_connection, unique_prefix};
+use redisx::testing::{RedisSentinel, RedisServer, process_alive, raw_connection, unique_prefix};
 
 /// Starts the deployment, printing how long it took.
 fn start_sentinel(test: &str) -> RedisSentinel {
@@ -84,7 +84,7 @@ async fn sentinels_resolve_the_master_and_clean_up() {
         .iter()
         .chain([servers.primary()])
         .chain(servers.replicas())
-        .filter_map(|s| s.pid())
+        .filter_map(RedisServer::pid)
         .collect();
     assert_eq!(pids.len(), 6);
     drop(sentinel);
@@ -110,6 +110,19 @@ async fn failover_moves_the_master_to_a_replica() {
     );
     assert_eq!(role(&after).await, "master");
     writable(&after, "sentinel_failover").await;
+
+    // Right after a failover (the old master is not yet turned into a replica), the new master
+    // can crash too: the sentinels promote another server.
+    let started = Instant::now();
+    sentinel.kill_master();
+    println!(
+        "failover: kill_master() after it took {:?}",
+        started.elapsed()
+    );
+    let last = sentinel.master_url();
+    assert_ne!(last, after);
+    assert_eq!(role(&last).await, "master");
+    writable(&last, "sentinel_failover").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

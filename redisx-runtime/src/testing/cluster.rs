@@ -244,25 +244,25 @@ impl RedisCluster {
                 self.nodes[old].port()
             )
         });
-        let ask = |cluster: &Self| {
-            query::<String>(&cluster.nodes[new], &["CLUSTER", "FAILOVER"]).unwrap_or_else(|e| {
-                panic!(
-                    "RedisCluster::failover: node {new} refused to take over from node {old}: {e}"
-                )
-            })
-        };
-        ask(self);
+        let ask = |cluster: &Self| query::<String>(&cluster.nodes[new], &["CLUSTER", "FAILOVER"]);
+        if let Err(e) = ask(self) {
+            panic!("RedisCluster::failover: node {new} refused to take over from node {old}: {e}");
+        }
         let mut asked = Instant::now();
         self.wait_until("failover", |cluster| {
             let (new_line, old_line) = (cluster.own_line(new)?, cluster.own_line(old)?);
             if !new_line.is_master() || old_line.master.as_ref() != Some(&cluster.ids[new]) {
-                if asked.elapsed() >= FAILOVER_RETRY {
-                    ask(cluster);
+                // Redis gives a manual failover 5 s; one that timed out is asked for again.
+                let mut again = String::new();
+                if !new_line.is_master() && asked.elapsed() >= FAILOVER_RETRY {
                     asked = Instant::now();
+                    if let Err(e) = ask(cluster) {
+                        again = format!(" (asked again: {e})");
+                    }
                 }
                 return Err(format!(
                     "node {new} has not taken over from node {old}: node {new} is {}, node {old} \
-                     is {}",
+                     is {}{again}",
                     cluster.describe(&new_line),
                     cluster.describe(&old_line)
                 ));
@@ -294,8 +294,8 @@ impl RedisCluster {
         self.wait_until("start_again", Self::health);
     }
 
-    /// Kills every node (`SIGKILL`). Their files stay until the cluster is dropped; nodes can be
-    /// brought back one by one with [`RedisCluster::start_again`].
+    /// Kills every node (`SIGKILL`), e.g. to see a client fail; their files stay until the
+    /// cluster is dropped, which also stops the nodes when this is not called.
     pub fn stop(&mut self) {
         for node in &mut self.nodes {
             node.kill();

@@ -28,6 +28,10 @@ const DOWN_AFTER_MS: u64 = 1000;
 /// `sentinel failover-timeout`: a failed failover is tried again after twice this.
 const FAILOVER_TIMEOUT_MS: u64 = 5000;
 
+/// When `SENTINEL FAILOVER` is asked again if the master has not moved (twice the failover
+/// timeout: an aborted failover is over by then).
+const FAILOVER_RETRY: Duration = Duration::from_millis(2 * FAILOVER_TIMEOUT_MS);
+
 /// How long the harness waits for the sentinels: at the start (they find each other through
 /// hello messages sent every 2 s) and for a failover (usually 1 to 3 s, but a failed leader
 /// election is retried only after twice the failover timeout).
@@ -158,7 +162,7 @@ impl RedisSentinel {
 
     /// A manual failover (`SENTINEL FAILOVER <name>`): a replica becomes the master. Waits until
     /// every sentinel names a new master address, has finished the failover, and that server
-    /// says `role:master`; this takes 1 to 2 s. The old master is turned into a replica of the
+    /// says `role:master`; this takes about 2 s. The old master is turned into a replica of the
     /// new one by the sentinels some 10 s later (they wait that long before reconfiguring a
     /// server that still says it is a master).
     ///
@@ -167,13 +171,17 @@ impl RedisSentinel {
     /// message names what was not reached).
     pub fn failover(&mut self) {
         let old = self.agreed_master("failover");
-        let mut requested = false;
+        let mut requested: Option<Instant> = None;
         self.wait_until("failover", |deployment| {
-            if !requested {
-                deployment
-                    .request_failover()
-                    .map_err(|e| format!("no sentinel accepted SENTINEL FAILOVER: {e}"))?;
-                requested = true;
+            // Asked until a sentinel accepts, and again when an accepted failover came to
+            // nothing (the sentinel aborted it; one still running answers `INPROG`).
+            if requested.is_none_or(|at| at.elapsed() >= FAILOVER_RETRY) {
+                match deployment.request_failover() {
+                    Err(e) if requested.is_none() => {
+                        return Err(format!("no sentinel accepted SENTINEL FAILOVER: {e}"));
+                    }
+                    _ => requested = Some(Instant::now()),
+                }
             }
             deployment.moved_from(old)
         });
@@ -181,7 +189,7 @@ impl RedisSentinel {
 
     /// Kills the current master (`SIGKILL`), as a crash would, then waits until the sentinels
     /// agree that it is down and have promoted a replica: every sentinel names the new address,
-    /// has finished the failover, and that server says `role:master`. This takes 2 to 4 s; 30 s
+    /// has finished the failover, and that server says `role:master`. This takes 3 to 5 s; 30 s
     /// at most (a failed leader election is retried after 10 s). The killed server stays
     /// stopped.
     ///
