@@ -13,6 +13,7 @@
 //! ```
 
 pub mod cache;
+pub mod connections;
 pub mod http;
 pub mod idempotency;
 pub mod lock;
