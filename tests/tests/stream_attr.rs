@@ -1,7 +1,7 @@
 //! `#[stream_consumer]` end to end and a consumer's resilience: registered functions started by
 //! `rx.start_consumers()` (both handler forms) and one by one by name; a consumer that outlives
 //! a Redis restart resumes by itself; entries a stream's cap removed while pending are recorded
-//! in the DLQ as lost and counted.
+//! in the DLQ as lost and counted; the runtime's shutdown drains the handlers in flight.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -248,4 +248,61 @@ async fn entries_trimmed_while_pending_are_recorded_as_lost() {
     assert_eq!(counted, removed);
     handle.stop().await;
     rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_the_handlers_in_flight() {
+    let server = RedisServer::start();
+    let rx = stream_runtime(
+        &server.url(),
+        &unique_prefix("stream_shutdown"),
+        StreamsConfig::default(),
+    )
+    .await;
+    let k = keys(&rx, "drain");
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = std::sync::Arc::new(Mutex::new(Some(started_tx)));
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _handle = {
+        let (started_tx, finished) = (started_tx.clone(), finished.clone());
+        rx.streams()
+            .consumer(
+                "drain",
+                ConsumerOptions::new("g").block(Duration::from_millis(200)),
+                move |_m: Message<Job>| {
+                    let (started_tx, finished) = (started_tx.clone(), finished.clone());
+                    async move {
+                        if let Some(tx) = started_tx.lock().unwrap().take() {
+                            let _ = tx.send(());
+                        }
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Ok::<_, Error>(())
+                    }
+                },
+            )
+            .start()
+            .await
+            .unwrap()
+    };
+    rx.streams().publish("drain", &Job { n: 1 }).await.unwrap();
+    tokio::time::timeout(within(), started_rx)
+        .await
+        .expect("the handler starts")
+        .unwrap();
+    // The runtime's shutdown stops the consumer through the plugin lifecycle: the handler in
+    // flight finishes and its message is acknowledged before the clients close.
+    rx.shutdown().await;
+    assert!(
+        finished.load(std::sync::atomic::Ordering::SeqCst),
+        "the in-flight handler finished before shutdown returned"
+    );
+    let mut raw = raw_connection(&server.url()).await;
+    let (pending, ..): (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+        .arg(&k.stream)
+        .arg("g")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "its message was acknowledged");
 }
