@@ -1,7 +1,7 @@
 //! # redisx
 //!
 //! Redis for Rust services, beyond get/set: a two-tier cache (in-process L1 in front of Redis),
-//! distributed locks, rate limiting and idempotency, with stream consumers to follow, as
+//! distributed locks, rate limiting, idempotency and Redis Streams consumers, as
 //! attributes on `async fn`s that expand into calls to one runtime, configured once at startup
 //! and observable through Prometheus metrics and `tracing` spans with OpenTelemetry attributes.
 //!
@@ -51,8 +51,11 @@
 //! - [`Idempotency`] (`rx.idempotency()`): exactly-once execution per key with the outcome
 //!   replayed to duplicates, which wait woken by pub/sub; [`idempotent`] is sugar over
 //!   [`Idempotency::run`] ([`idempotency`](mod@idempotency)).
-//! - [`Plugin`]: what the runtime starts and stops (the cache and the locks are two; add your
-//!   own with [`RedisXBuilder::plugin`]).
+//! - [`Streams`] (`rx.streams()`): a producer and consumer groups with bounded concurrency,
+//!   retries through a delayed set, a DLQ, reclaim of dead consumers and graceful drain;
+//!   [`stream_consumer`] registers a consumer function ([`streams`](mod@streams)).
+//! - [`Plugin`]: what the runtime starts and stops (the cache, locks, rate limiter,
+//!   idempotency and streams are built in; add your own with [`RedisXBuilder::plugin`]).
 //! - [`Error`] / [`ErrorCode`]: one error type with stable codes.
 //! - [`metrics`]: the Prometheus metric set; [`RedisX::metrics_text`] renders it.
 //!
