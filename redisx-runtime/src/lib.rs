@@ -35,6 +35,12 @@ macro_rules! traced {
     }};
 }
 
+/// A duration in whole milliseconds for a Redis argument (`PX`, script ttls, `BLOCK`),
+/// saturating at `u64::MAX`.
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 mod builder;
 pub mod cache;
 mod call_site;

@@ -12,8 +12,9 @@ use super::l1::Erasure;
 use super::l2::{self, CHUNK, Condition, Read, with_code};
 use super::local::Fill;
 use super::stats::Op;
-use super::{Cache, Cacheable, Call, EntryOptions, invalidation, millis};
+use super::{Cache, Cacheable, Call, EntryOptions, invalidation};
 use crate::error::{ErrorCode, Result};
+use crate::millis;
 
 impl Cache {
     /// Reads a value: L1, then L2 (an L2 hit fills L1). A stale value inside its SWR window

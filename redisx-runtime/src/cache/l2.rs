@@ -10,10 +10,11 @@ use serde::de::DeserializeOwned;
 use super::envelope::{self, Envelope, HEADER_LEN, Marker};
 use super::glob::glob_escape;
 use super::stats::RateLimitedLog;
-use super::{Cache, Call, invalidation, millis, scripts};
+use super::{Cache, Call, invalidation, scripts};
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
 use crate::key;
+use crate::millis;
 
 /// Keys per `UNLINK`, per `ZADD` and per invalidation message.
 pub(crate) const CHUNK: usize = 1000;

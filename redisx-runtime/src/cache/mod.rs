@@ -59,7 +59,6 @@ mod swr;
 mod tags;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -170,10 +169,6 @@ impl Call<'_> {
     fn full(&self) -> Option<&str> {
         self.full.as_deref()
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Cache {

@@ -14,9 +14,10 @@ use super::envelope::{self, Envelope, HEADER_LEN, Marker};
 use super::invalidation::{self, Registration};
 use super::l2::{Condition, Read};
 use super::stats::Op;
-use super::{Cache, CacheInner, Call, millis, scripts};
+use super::{Cache, CacheInner, Call, scripts};
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::millis;
 
 /// How often a waiter re-reads when no pub/sub message woke it: half the lock ttl, within
 /// these bounds. It is only the safety net for a lost message or a lock holder that died

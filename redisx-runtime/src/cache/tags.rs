@@ -8,9 +8,10 @@ use tracing::Instrument as _;
 use super::entry::validate_tag;
 use super::l2::{CHUNK, scan_pages, slot_chunks, sorted, with_code};
 use super::stats::Op;
-use super::{Cache, invalidation, millis, scripts};
+use super::{Cache, invalidation, scripts};
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
+use crate::millis;
 
 /// What `tag_claim.lua` took from one index: its members, and their scores in the same order.
 type Claimed = (Vec<String>, Vec<String>);

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use tracing::field::Empty;
 
-use super::claim::{Claim, Finish, millis};
+use super::claim::{Claim, Finish};
 use super::config::Resolved;
 use super::record::{Checked, Record};
 use super::stats::{IdempotencyStats, Outcome};
 use super::{Idempotency, IdempotencyOptions, Shared, scripts};
 use crate::error::{Error, ErrorCode, Result};
 use crate::key;
+use crate::millis;
 
 /// What [`Idempotency::check_and_lock`] found.
 #[derive(Debug)]
@@ -283,7 +284,10 @@ impl Shared {
         lock_ttl: Duration,
     ) -> Result<Checked> {
         let mut inv = scripts::CHECK.script.prepare_invoke();
-        inv.key(full).arg(fp).arg(owner).arg(millis(lock_ttl));
+        inv.key(full)
+            .arg(fp)
+            .arg(owner)
+            .arg(millis(lock_ttl).max(1));
         let reply: redis::Value = self.client()?.invoke(&inv).await?;
         Checked::parse(full, reply)
     }

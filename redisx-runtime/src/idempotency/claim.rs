@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use super::scripts;
 use crate::error::Result;
+use crate::millis;
 
 /// The outcome stored by [`Claim`]'s finish.
 pub(crate) enum Finish<'a> {
@@ -170,7 +171,7 @@ impl Shared {
     /// Extends the lease of `owner`'s claim on `full`: `false` when it is no longer theirs.
     pub(crate) async fn renew(&self, full: &str, owner: &str, lock_ttl: Duration) -> Result<bool> {
         let mut inv = scripts::RENEW.script.prepare_invoke();
-        inv.key(full).arg(owner).arg(millis(lock_ttl));
+        inv.key(full).arg(owner).arg(millis(lock_ttl).max(1));
         let n: i64 = self.client()?.invoke(&inv).await?;
         Ok(n == 1)
     }
@@ -200,7 +201,7 @@ impl Shared {
         inv.key(full)
             .arg(owner)
             .arg(state)
-            .arg(millis(ttl))
+            .arg(millis(ttl).max(1))
             .arg(kind)
             .arg(result)
             .arg(reason)
@@ -218,9 +219,4 @@ impl Shared {
             }
         }
     }
-}
-
-/// Milliseconds for Redis, at least 1.
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::config::Resolved;
-use super::guard::{Held, Taken, millis};
+use super::guard::{Held, Taken};
 use super::stats::Outcome;
 use super::wake::{Turn, Waiter};
 use super::{
@@ -15,6 +15,7 @@ use super::{
     scripts,
 };
 use crate::error::{Error, ErrorCode, Result};
+use crate::millis;
 
 /// How many attempts a call may make: one, or by the retry settings.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::config::safety_margin;
 use super::{FENCE_COUNTER_GRACE, Kind, LockKeys, Shared, scripts};
 use crate::error::{Error, ErrorCode, Result};
+use crate::millis;
 
 /// Where a held lock stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,10 +217,6 @@ impl Held {
     fn unregister(&self) {
         self.shared.registry().remove(&self.id);
     }
-}
-
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A held lock, from [`Locks::acquire`](super::Locks::acquire) or

@@ -140,7 +140,7 @@ impl Shared {
     ) -> Result<Option<Published>> {
         let waited = d.replicas.max(d.required);
         let timeout = d.timeout.max(Duration::from_millis(1));
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let timeout_ms = crate::millis(timeout);
         let client = self.client()?;
         // A dedicated connection has no response timeout: bound the round trip here.
         let limit = timeout.saturating_add(client.config().command_timeout_value());

@@ -353,7 +353,7 @@ impl Engine {
                 .key(&self.keys.delayed)
                 .arg(&self.opts.group)
                 .arg(id)
-                .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
+                .arg(crate::millis(delay))
                 .arg(fields::delayed_member(&next));
             match self.shared.client() {
                 Ok(client) => match client.invoke::<i64>(&inv).await {

@@ -193,7 +193,7 @@ impl Streams {
         msg: &T,
         delay: Duration,
     ) -> Result<()> {
-        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let ms = crate::millis(delay);
         self.inner.schedule(stream, msg, Due::In(ms)).await
     }
 
@@ -215,9 +215,7 @@ impl Streams {
         msg: &T,
         at: SystemTime,
     ) -> Result<()> {
-        let ms = at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let ms = at.duration_since(UNIX_EPOCH).map_or(0, crate::millis);
         self.inner.schedule(stream, msg, Due::At(ms)).await
     }
 }

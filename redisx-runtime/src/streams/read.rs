@@ -83,7 +83,7 @@ impl Engine {
             .arg("COUNT")
             .arg(permits.len())
             .arg("BLOCK")
-            .arg(u64::try_from(self.opts.block.as_millis()).unwrap_or(u64::MAX))
+            .arg(crate::millis(self.opts.block))
             .arg("STREAMS")
             .arg(&self.keys.stream)
             .arg(">");

@@ -61,7 +61,7 @@ impl Engine {
                         .arg(&self.keys.stream)
                         .arg(&self.opts.group)
                         .arg(&self.consumer)
-                        .arg(u64::try_from(self.opts.claim_idle.as_millis()).unwrap_or(u64::MAX))
+                        .arg(crate::millis(self.opts.claim_idle))
                         .arg(&cursor)
                         .arg("COUNT")
                         .arg(permits.len()),
@@ -177,7 +177,7 @@ impl Engine {
                     .arg(&self.opts.group),
             )
             .await?;
-        let idle_ms = u64::try_from(self.opts.claim_idle.as_millis()).unwrap_or(u64::MAX);
+        let idle_ms = crate::millis(self.opts.claim_idle);
         for c in consumers {
             let name = c
                 .get("name")
