@@ -90,33 +90,13 @@ impl Engine {
         notified.await;
     }
 
-    /// Creates the group (and the stream) if missing; an existing group is fine.
+    /// Creates the group (and the stream) if missing; an existing group is fine. Redis
+    /// unreachable keeps its own code: the caller backs off and tries again.
     pub(crate) async fn ensure_group(&self, start_id: &str) -> Result<()> {
-        let r: Result<()> = self
-            .shared
-            .client()?
-            .query(
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(&self.keys.stream)
-                    .arg(&self.opts.group)
-                    .arg(start_id)
-                    .arg("MKSTREAM"),
-            )
-            .await;
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) if format!("{e:#}").contains("BUSYGROUP") => Ok(()),
-            // Redis unreachable keeps its own code: the caller backs off and tries again.
-            Err(e) if is_unreachable(&e) => Err(e
-                .with_context("stream", self.name.to_string())
-                .with_context("group", self.opts.group.clone())),
-            Err(e) => Err(self.error(
-                ErrorCode::StreamConsumerGroupError,
-                "the consumer group cannot be created",
-                e,
-            )),
-        }
+        self.shared
+            .create_group(&self.keys.stream, &self.name, &self.opts.group, start_id)
+            .await
+            .map(|_| ())
     }
 
     /// An error naming the stream and group.

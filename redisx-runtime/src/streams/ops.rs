@@ -210,39 +210,21 @@ impl Streams {
     /// ```
     pub async fn create_group(&self, stream: &str, group: &str, start_id: &str) -> Result<bool> {
         let keys = self.inner.stream_keys(stream, false)?;
-        let fail = |e| {
-            failed(
-                e,
+        if group.is_empty() || group.contains(char::is_control) {
+            return Err(failed(
+                Error::new(
+                    ErrorCode::StreamConsumerGroupError,
+                    "a consumer group name must be non-empty without control characters",
+                ),
                 ErrorCode::StreamConsumerGroupError,
                 "creating the consumer group failed",
                 stream,
             )
-            .with_context("group", group)
-        };
-        if group.is_empty() || group.contains(char::is_control) {
-            return Err(fail(Error::new(
-                ErrorCode::StreamConsumerGroupError,
-                "a consumer group name must be non-empty without control characters",
-            )));
+            .with_context("group", group));
         }
-        let client = self.inner.client().map_err(fail)?;
-        let created = client
-            .query::<()>(
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(&keys.stream)
-                    .arg(group)
-                    .arg(start_id)
-                    .arg("MKSTREAM"),
-            )
-            .await;
-        match created {
-            Ok(()) => Ok(true),
-            Err(e) if e.redis_error().and_then(redis::RedisError::code) == Some("BUSYGROUP") => {
-                Ok(false)
-            }
-            Err(e) => Err(fail(e)),
-        }
+        self.inner
+            .create_group(&keys.stream, stream, group, start_id)
+            .await
     }
 
     /// The entries `group` delivered and has not acknowledged (`XPENDING` summary). A group
@@ -351,5 +333,47 @@ impl Shared {
             }
         }
         Ok(groups)
+    }
+}
+
+impl Shared {
+    /// `XGROUP CREATE {key} {group} {start_id} MKSTREAM` for the stream `name`: `Ok(false)`
+    /// when the group already existed. Connection, timeout and config errors keep their
+    /// codes; others are `STREAM_CONSUMER_GROUP_ERROR`, naming the stream and group.
+    pub(crate) async fn create_group(
+        &self,
+        key: &str,
+        name: &str,
+        group: &str,
+        start_id: &str,
+    ) -> Result<bool> {
+        let fail = |e| {
+            failed(
+                e,
+                ErrorCode::StreamConsumerGroupError,
+                "creating the consumer group failed",
+                name,
+            )
+            .with_context("group", group)
+        };
+        let created = self
+            .client()
+            .map_err(fail)?
+            .query::<()>(
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(key)
+                    .arg(group)
+                    .arg(start_id)
+                    .arg("MKSTREAM"),
+            )
+            .await;
+        match created {
+            Ok(()) => Ok(true),
+            Err(e) if e.redis_error().and_then(redis::RedisError::code) == Some("BUSYGROUP") => {
+                Ok(false)
+            }
+            Err(e) => Err(fail(e)),
+        }
     }
 }

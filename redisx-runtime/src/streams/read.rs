@@ -102,7 +102,7 @@ impl Engine {
                 Ok(())
             }
             Ok(Err(e)) => {
-                if format!("{e:#}").contains("NOGROUP") {
+                if e.redis_error().and_then(redis::RedisError::code) == Some("NOGROUP") {
                     // The stream or group is gone (a restart without persistence, a delete).
                     *group = Group::Lost;
                 }
