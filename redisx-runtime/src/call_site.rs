@@ -44,6 +44,24 @@ pub(crate) fn with_runtime<R>(
     })
 }
 
+/// Marks a task carries for the calls underneath it (what the layers around a request already
+/// did): a task-local list of strings.
+pub(crate) type Marks = tokio::task::LocalKey<std::sync::Arc<Vec<String>>>;
+
+/// The marks of `list` this task carries (none outside a scope), and `mark`: the value to
+/// scope the calls underneath with.
+pub(crate) fn marks_with(list: &'static Marks, mark: String) -> std::sync::Arc<Vec<String>> {
+    let mut marks = list.try_with(|m| m.to_vec()).unwrap_or_default();
+    marks.push(mark);
+    std::sync::Arc::new(marks)
+}
+
+/// Whether this task carries `mark` in `list`.
+pub(crate) fn has_mark(list: &'static Marks, mark: &str) -> bool {
+    list.try_with(|marks| marks.iter().any(|m| m == mark))
+        .unwrap_or(false)
+}
+
 /// Key or tag templates rendered to strings.
 pub(crate) fn render(templates: &[fmt::Arguments<'_>]) -> Vec<String> {
     templates.iter().map(|t| fmt::format(*t)).collect()

@@ -85,16 +85,12 @@ tokio::task_local! {
 
 /// The keys claimed around this task, and `full`.
 pub(crate) fn claimed_with(full: String) -> Arc<Vec<String>> {
-    let mut keys = CLAIMED.try_with(|k| k.to_vec()).unwrap_or_default();
-    keys.push(full);
-    Arc::new(keys)
+    crate::call_site::marks_with(&CLAIMED, full)
 }
 
 /// Whether a call around this task holds the claim of `full`.
 pub(crate) fn already_claimed(full: &str) -> bool {
-    CLAIMED
-        .try_with(|keys| keys.iter().any(|k| k == full))
-        .unwrap_or(false)
+    crate::call_site::has_mark(&CLAIMED, full)
 }
 
 /// The idempotency service of a runtime: `rx.idempotency()`. Cheap to clone.

@@ -69,16 +69,12 @@ tokio::task_local! {
     allow(dead_code, reason = "set by the HTTP layer")
 )]
 pub(crate) fn marks_with(mark: String) -> Arc<Vec<String>> {
-    let mut marks = CHECKED.try_with(|m| m.to_vec()).unwrap_or_default();
-    marks.push(mark);
-    Arc::new(marks)
+    crate::call_site::marks_with(&CHECKED, mark)
 }
 
 /// Whether the request this task serves was already checked for `mark`.
 pub(crate) fn already_checked(mark: &str) -> bool {
-    CHECKED
-        .try_with(|marks| marks.iter().any(|m| m == mark))
-        .unwrap_or(false)
+    crate::call_site::has_mark(&CHECKED, mark)
 }
 
 /// The mark of a check of `key` under one limit, or under a policy.
