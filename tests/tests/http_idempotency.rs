@@ -15,8 +15,9 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use redisx::http::{IdempotencyKey, IdempotencyLayer, KeyExtractor};
 use redisx::idempotency::{ErrorPolicy, IdempotencyConfig, IdempotencyOptions, Status};
-use redisx::{ConnectionConfig, Error, RedisX};
+use redisx::{Error, RedisX};
 use redisx_tests::http::{client, serve};
+use redisx_tests::idempotency::idem_runtime;
 use redisx_tests::{RedisServer, unique_prefix};
 use serde_json::Value;
 
@@ -486,21 +487,15 @@ async fn methods_not_covered_pass_through(rx: RedisX) {
     assert!(rx.idempotency().get("same").await.unwrap().is_none());
 }
 
-/// A runtime on `server` whose idempotency fails as `policy` says, with a short command
-/// timeout.
+/// A runtime on `server` whose idempotency fails as `policy` says (the fixture for tests that stop
+/// the server: a short command timeout, a quick reconnect).
 async fn runtime(server: &RedisServer, policy: ErrorPolicy) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&server.url())
-                .unwrap()
-                .command_timeout(Duration::from_millis(300)),
-        )
-        .key_prefix(unique_prefix("http_idem"))
-        .idempotency(IdempotencyConfig::default().error_policy(policy))
-        .build()
-        .await
-        .unwrap()
+    idem_runtime(
+        &server.url(),
+        &unique_prefix("http_idem"),
+        IdempotencyConfig::default().error_policy(policy),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

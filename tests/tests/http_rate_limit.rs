@@ -11,8 +11,9 @@ use axum::Router;
 use axum::routing::get;
 use redisx::http::{HeaderStyle, KeyExtractor, RateLimitLayer};
 use redisx::rate_limit::{ErrorPolicy, Limit, RateLimitConfig};
-use redisx::{ConnectionConfig, Error, ErrorCode, RedisX};
+use redisx::{Error, ErrorCode, RedisX};
 use redisx_tests::http::{client, serve};
+use redisx_tests::rate_limit::rl_runtime;
 use redisx_tests::{RedisServer, unique_prefix};
 use serde_json::Value;
 
@@ -190,20 +191,15 @@ async fn a_missing_key_is_refused_and_a_skipped_route_is_not_checked(rx: RedisX)
     }
 }
 
-/// A runtime on `server` failing as `policy` says, with a short command timeout.
+/// A runtime on `server` whose rate limiter fails as `policy` says (the fixture for tests that stop
+/// the server: a short command timeout, a quick reconnect).
 async fn runtime(server: &RedisServer, policy: ErrorPolicy) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&server.url())
-                .unwrap()
-                .command_timeout(Duration::from_millis(300)),
-        )
-        .key_prefix(unique_prefix("http_rl"))
-        .rate_limit(RateLimitConfig::default().error_policy(policy))
-        .build()
-        .await
-        .unwrap()
+    rl_runtime(
+        &server.url(),
+        &unique_prefix("http_rl"),
+        RateLimitConfig::default().error_policy(policy),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
