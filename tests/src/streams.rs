@@ -38,11 +38,25 @@ pub fn fixed_backoff(ms: u64) -> StreamsConfig {
 /// # Panics
 /// When the runtime does not build.
 pub async fn stream_runtime(url: &str, prefix: &str, cfg: StreamsConfig) -> RedisX {
+    stream_runtime_on(
+        ConnectionConfig::from_url(url).expect("a Redis URL"),
+        prefix,
+        cfg,
+    )
+    .await
+}
+
+/// [`stream_runtime`] on the connection `connection` (e.g. [`crate::quick_connection`]).
+///
+/// # Panics
+/// When the runtime does not build.
+pub async fn stream_runtime_on(
+    connection: ConnectionConfig,
+    prefix: &str,
+    cfg: StreamsConfig,
+) -> RedisX {
     RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(url).expect("a Redis URL"),
-        )
+        .client("default", connection)
         .key_prefix(prefix)
         .streams(cfg)
         .build()
@@ -297,6 +311,36 @@ pub async fn entries(
     rows.into_iter()
         .map(|(id, fields)| (id, fields.into_iter().collect()))
         .collect()
+}
+
+/// One stream entry as raw `XRANGE` returns it: its id and its fields in order.
+pub type Entry = (String, Vec<(String, Vec<u8>)>);
+
+/// The entries of the stream `key` as raw `XRANGE` returns them.
+///
+/// # Panics
+/// When the read fails.
+pub async fn xrange(conn: &mut MultiplexedConnection, key: &str) -> Vec<Entry> {
+    redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE")
+}
+
+/// Whether `key` exists.
+///
+/// # Panics
+/// When the read fails.
+pub async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
+    let n: u64 = redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("EXISTS");
+    n == 1
 }
 
 /// The integer at `key` (0 when missing).

@@ -8,30 +8,24 @@ use redis::aio::MultiplexedConnection;
 use redisx::streams::{PublishOptions, StreamsConfig};
 use redisx::testing::{Member, RedisServer};
 use redisx::{ErrorCode, RedisX};
+use redisx_tests::streams::{stream_runtime_on, xrange};
 use redisx_tests::{quick_connection, raw_connection, unique_prefix};
 
-/// One stream entry as raw `XRANGE` returns it: its id and its fields in order.
-type Entry = (String, Vec<(String, Vec<u8>)>);
-
 async fn start(url: &str, test: &str) -> RedisX {
-    RedisX::builder()
-        .client("default", quick_connection(url))
-        .key_prefix(unique_prefix(test))
-        .streams(StreamsConfig::default())
-        .build()
-        .await
-        .expect("the runtime builds")
+    stream_runtime_on(
+        quick_connection(url),
+        &unique_prefix(test),
+        StreamsConfig::default(),
+    )
+    .await
 }
 
 async fn ids_on(raw: &mut MultiplexedConnection, key: &str) -> Vec<String> {
-    let entries: Vec<Entry> = redis::cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .query_async(raw)
+    xrange(raw, key)
         .await
-        .expect("XRANGE");
-    entries.into_iter().map(|(id, _)| id).collect()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use redis::aio::MultiplexedConnection;
 use redisx::streams::StreamsConfig;
 use redisx::{ErrorCode, RedisX};
+use redisx_tests::streams::{exists, stream_runtime_on, xrange};
 use redisx_tests::{RedisServer, quick_connection, raw_connection, unique_prefix};
 use serde::{Deserialize, Serialize};
 
@@ -16,38 +17,15 @@ struct Job {
     n: u64,
 }
 
-/// One stream entry as raw `XRANGE` returns it: its id and its fields in order.
-type Entry = (String, Vec<(String, Vec<u8>)>);
-
 async fn start(server: &RedisServer, test: &str) -> (RedisX, String) {
     let prefix = unique_prefix(test);
-    let rx = RedisX::builder()
-        .client("default", quick_connection(&server.url()))
-        .key_prefix(&prefix)
-        .streams(StreamsConfig::default())
-        .build()
-        .await
-        .expect("the runtime builds");
+    let rx = stream_runtime_on(
+        quick_connection(&server.url()),
+        &prefix,
+        StreamsConfig::default(),
+    )
+    .await;
     (rx, prefix)
-}
-
-async fn xrange(raw: &mut MultiplexedConnection, key: &str) -> Vec<Entry> {
-    redis::cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .query_async(raw)
-        .await
-        .expect("XRANGE")
-}
-
-async fn exists(raw: &mut MultiplexedConnection, key: &str) -> bool {
-    let n: u64 = redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(raw)
-        .await
-        .expect("EXISTS");
-    n == 1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

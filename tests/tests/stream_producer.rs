@@ -11,6 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redisx::codec::{Bincode, Codec, CodecKind};
 use redisx::streams::{PublishOptions, StreamsConfig};
 use redisx::{ErrorCode, RedisX};
+use redisx_tests::streams::{Entry, exists, stream_runtime_on, xrange};
 use redisx_tests::{
     RedisServer, eventually, metric_sum, quick_connection, raw_connection, unique_prefix,
 };
@@ -29,44 +30,17 @@ fn order(id: u64) -> Order {
     }
 }
 
-/// One stream entry as raw `XRANGE` returns it: its id and its fields in order.
-type Entry = (String, Vec<(String, Vec<u8>)>);
-
-async fn runtime(url: &str, prefix: &str, cfg: StreamsConfig) -> RedisX {
-    RedisX::builder()
-        .client("default", quick_connection(url))
-        .key_prefix(prefix)
-        .streams(cfg)
-        .build()
-        .await
-        .expect("the runtime builds")
-}
-
 async fn start(server: &RedisServer, test: &str) -> (RedisX, String) {
     let prefix = unique_prefix(test);
     (
-        runtime(&server.url(), &prefix, StreamsConfig::default()).await,
+        stream_runtime_on(
+            quick_connection(&server.url()),
+            &prefix,
+            StreamsConfig::default(),
+        )
+        .await,
         prefix,
     )
-}
-
-async fn xrange(raw: &mut MultiplexedConnection, key: &str) -> Vec<Entry> {
-    redis::cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .query_async(raw)
-        .await
-        .expect("XRANGE")
-}
-
-async fn exists(raw: &mut MultiplexedConnection, key: &str) -> bool {
-    let n: u64 = redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(raw)
-        .await
-        .expect("EXISTS");
-    n == 1
 }
 
 /// The server's clock, ms since the epoch.
@@ -173,7 +147,12 @@ async fn nomkstream_on_a_missing_stream_answers_none_and_creates_nothing() {
 async fn explicit_ids_raw_names_and_the_maxlen_cap() {
     let server = RedisServer::start();
     let prefix = unique_prefix("stream_ids_caps");
-    let rx = runtime(&server.url(), &prefix, StreamsConfig::default().max_len(10)).await;
+    let rx = stream_runtime_on(
+        quick_connection(&server.url()),
+        &prefix,
+        StreamsConfig::default().max_len(10),
+    )
+    .await;
     let mut raw = raw_connection(&server.url()).await;
     let streams = rx.streams();
 
@@ -285,7 +264,7 @@ async fn the_bincode_codec_writes_its_codec_field() {
     let server = RedisServer::start();
     let prefix = unique_prefix("stream_bincode");
     let cfg = StreamsConfig::default().codec(CodecKind::Bincode);
-    let rx = runtime(&server.url(), &prefix, cfg).await;
+    let rx = stream_runtime_on(quick_connection(&server.url()), &prefix, cfg).await;
     let mut raw = raw_connection(&server.url()).await;
     rx.streams().publish("orders", &order(9)).await.unwrap();
 
@@ -522,7 +501,7 @@ async fn a_publishing_runtime_trims_its_streams_in_the_background() {
     let server = RedisServer::start();
     let prefix = unique_prefix("stream_trim_task");
     let cfg = StreamsConfig::default().trim_every(Duration::from_millis(100));
-    let rx = runtime(&server.url(), &prefix, cfg).await;
+    let rx = stream_runtime_on(quick_connection(&server.url()), &prefix, cfg).await;
     let mut raw = raw_connection(&server.url()).await;
     let streams = rx.streams().clone();
     let key = format!("{prefix}stream:{{events}}");
