@@ -60,12 +60,7 @@ struct Job {
 pub(crate) async fn consume(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
     stage("consume: no-op handlers over pre-published messages");
     let settings = ctx.settings.with_max_ops(20_000);
-    let ours = {
-        let (rx, url) = (rx.clone(), ctx.url.clone());
-        Side::new("redisx consumer (concurrency 10, batch 10)", move |ops| {
-            ours_consume(rx.clone(), url.clone(), ops)
-        })
-    };
+    let ours = consumer_side(ctx, rx);
     let raw = {
         let (url, prefix) = (ctx.url.clone(), ctx.prefix.clone());
         Side::new("redis-rs XREADGROUP COUNT 10 + XACK loop", move |ops| {
@@ -99,6 +94,15 @@ pub(crate) async fn delivery(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
         vec![raw],
     )
     .await
+}
+
+/// Ours in `streams.consume` and `streams.apalis`: a consumer draining `ops` pre-published
+/// messages.
+fn consumer_side(ctx: &Context, rx: &RedisX) -> Side {
+    let (rx, url) = (rx.clone(), ctx.url.clone());
+    Side::new("redisx consumer (concurrency 10, batch 10)", move |ops| {
+        ours_consume(rx.clone(), url.clone(), ops)
+    })
 }
 
 /// One round of ours: `ops` pre-published messages consumed and acknowledged.
@@ -264,12 +268,7 @@ async fn ours_delivery(rx: RedisX, url: String, ops: u64) -> Duration {
 pub(crate) async fn apalis(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
     stage("apalis: the same no-op jobs through apalis-redis");
     let settings = ctx.settings.with_max_ops(5_000);
-    let ours = {
-        let (rx, url) = (rx.clone(), ctx.url.clone());
-        Side::new("redisx consumer (concurrency 10, batch 10)", move |ops| {
-            ours_consume(rx.clone(), url.clone(), ops)
-        })
-    };
+    let ours = consumer_side(ctx, rx);
     let theirs = {
         let (url, prefix) = (ctx.url.clone(), ctx.prefix.clone());
         Side::new(
