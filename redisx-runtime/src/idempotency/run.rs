@@ -253,7 +253,8 @@ impl super::Shared {
     }
 }
 
-/// Errors of Redis itself (not of the key or the record).
+/// Errors of Redis itself (not of the key or the record); `SCRIPT_ERROR` is an operation
+/// error.
 fn is_redis_failure(code: ErrorCode) -> bool {
-    matches!(code.family(), "connection" | "operation") || code == ErrorCode::ScriptError
+    matches!(code.family(), "connection" | "operation")
 }
