@@ -51,3 +51,28 @@ pub fn metric_sum(rx: &redisx::RedisX, name: &str, labels: &[&str]) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// Runs `cmd` on `deployment` with redis-rs alone, outside redisx: on the server, through a
+/// cluster client on a cluster, on the master the sentinels name on a sentinel set.
+///
+/// # Panics
+/// When the deployment cannot be reached or the command fails.
+pub async fn raw_query<T: redis::FromRedisValue>(
+    deployment: &redisx::testing::Deployment,
+    cmd: &redis::Cmd,
+) -> T {
+    if let Some(cluster) = deployment.cluster() {
+        let client = redis::cluster::ClusterClient::new(cluster.seed_urls()).expect("seed URLs");
+        let mut conn = client
+            .get_async_connection()
+            .await
+            .expect("a cluster connection");
+        return cmd.query_async(&mut conn).await.expect("the raw command");
+    }
+    let url = match deployment.sentinel() {
+        Some(set) => set.master_url(),
+        None => deployment.url(),
+    };
+    let mut conn = raw_connection(&url).await;
+    cmd.query_async(&mut conn).await.expect("the raw command")
+}

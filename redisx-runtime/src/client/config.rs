@@ -5,6 +5,7 @@ mod connect;
 mod deserialize;
 mod getters;
 mod policy;
+mod topology;
 mod url;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use policy::{DriverKind, ReconnectPolicy};
+pub(crate) use topology::{Nodes, SentinelSet};
 
 use crate::error::{Error, Result};
 
@@ -67,6 +69,8 @@ pub struct ConnectionConfig {
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) driver: DriverKind,
     pub(crate) lazy: bool,
+    /// One server, a cluster, or a master found through sentinels.
+    pub(crate) nodes: Nodes,
 }
 
 impl ConnectionConfig {
@@ -107,6 +111,7 @@ impl ConnectionConfig {
             reconnect: ReconnectPolicy::default(),
             driver: DriverKind::Multiplexed,
             lazy: false,
+            nodes: Nodes::Single,
         }
     }
 
@@ -512,6 +517,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("reconnect", &self.reconnect)
             .field("driver", &self.driver)
             .field("lazy", &self.lazy)
+            .field("nodes", &self.nodes)
             .finish()
     }
 }
@@ -538,13 +544,11 @@ impl fmt::Display for ConnectionConfig {
             }
             return Ok(());
         }
-        f.write_str(if self.tls { "rediss://" } else { "redis://" })?;
-        match (&self.username, &self.password) {
-            (Some(u), Some(_)) => write!(f, "{u}:***@")?,
-            (Some(u), None) => write!(f, "{u}@")?,
-            (None, Some(_)) => f.write_str(":***@")?,
-            (None, None) => {}
+        if self.fmt_nodes(f)? {
+            return Ok(());
         }
+        f.write_str(if self.tls { "rediss://" } else { "redis://" })?;
+        self.fmt_userinfo(f)?;
         if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)?;
         } else {
@@ -554,6 +558,18 @@ impl fmt::Display for ConnectionConfig {
             write!(f, "/{}", self.db)?;
         }
         Ok(())
+    }
+}
+
+impl ConnectionConfig {
+    /// Writes `user:***@` (or what of it is set).
+    fn fmt_userinfo(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.username, &self.password) {
+            (Some(u), Some(_)) => write!(f, "{u}:***@"),
+            (Some(u), None) => write!(f, "{u}@"),
+            (None, Some(_)) => f.write_str(":***@"),
+            (None, None) => Ok(()),
+        }
     }
 }
 

@@ -2,11 +2,11 @@
 //! connection-state commands ([`DedicatedConnection`]) and `MONITOR` ([`Client::monitor`]);
 //! subscriptions are in `pubsub.rs`.
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, Pipeline, Value};
 
 use super::driver::{connect_error, connection_config};
-use super::{Client, ConnectionConfig, command_name, guard};
+use super::{Client, Conn, ConnectionConfig, command_name, guard};
 use crate::error::{Error, ErrorCode, Result};
 use crate::runtime::RedisX;
 
@@ -64,7 +64,7 @@ const DEDICATED_ROLE: &str = "dedicated";
 /// ```
 pub struct DedicatedConnection {
     client: Client,
-    conn: MultiplexedConnection,
+    conn: Conn,
     /// Why the connection was lost, once it was: every later call fails with it.
     lost: Option<String>,
 }
@@ -207,17 +207,23 @@ impl Client {
     /// ```
     pub async fn dedicated_connection(&self) -> Result<DedicatedConnection> {
         let cfg = self.config();
-        let client = self.redis_client_for(cfg)?;
-        let config = connection_config(cfg, None);
-        let conn = self
-            .connecting(async {
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                cfg.init_connection(&mut conn, Some(DEDICATED_ROLE)).await?;
-                Ok::<_, redis::RedisError>(conn)
-            })
-            .await?;
+        let conn = if cfg.is_cluster() {
+            // A cluster connection of its own: each command still goes to its key's master.
+            Conn::Cluster(super::cluster::connect(self.name(), cfg, None, None).await?)
+        } else {
+            let client = self.redis_client_for(cfg).await?;
+            let config = connection_config(cfg, None);
+            let conn = self
+                .connecting(async {
+                    let mut conn = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    cfg.init_connection(&mut conn, Some(DEDICATED_ROLE)).await?;
+                    Ok::<_, redis::RedisError>(conn)
+                })
+                .await?;
+            Conn::Multiplexed(conn, 0)
+        };
         Ok(DedicatedConnection {
             client: self.clone(),
             conn,
@@ -242,14 +248,16 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn monitor(&self) -> Result<redis::aio::Monitor> {
-        let client = self.redis_client_for(self.config())?;
+        let client = self.redis_client_for(self.config()).await?;
         self.connecting(client.get_async_monitor()).await
     }
 
-    /// A redis-rs client for `cfg` (this client's config, or a variant of it).
-    pub(super) fn redis_client_for(&self, cfg: &ConnectionConfig) -> Result<redis::Client> {
-        redis::Client::open(cfg.to_connection_info())
-            .map_err(|e| connect_error(self.name(), self.config(), e))
+    /// A redis-rs client for one server of `cfg` (this client's config, or a variant of it):
+    /// the server, the master the sentinels name now, or a cluster's first seed node.
+    pub(super) async fn redis_client_for(&self, cfg: &ConnectionConfig) -> Result<redis::Client> {
+        let target = super::sentinel::node_config(self.name(), cfg).await?;
+        redis::Client::open(target.to_connection_info())
+            .map_err(|e| connect_error(self.name(), &target, e))
     }
 
     /// Awaits a connection attempt within the connect timeout, with the errors of the

@@ -18,6 +18,7 @@ use crate::life::{Life, watched};
 /// A connection handed out by a [`Driver`]; cheap to create, used for one operation.
 pub(crate) enum Conn {
     Multiplexed(MultiplexedConnection, u64),
+    Cluster(redis::cluster_async::ClusterConnection),
     #[cfg(feature = "pool")]
     Pooled(deadpool_redis::Connection),
 }
@@ -26,6 +27,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Multiplexed(c, _) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
             #[cfg(feature = "pool")]
             Self::Pooled(c) => c.req_packed_command(cmd),
         }
@@ -39,6 +41,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Multiplexed(c, _) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => super::cluster::pipeline(c, pipeline, offset, count),
             #[cfg(feature = "pool")]
             Self::Pooled(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -47,15 +50,18 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Self::Multiplexed(c, _) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
             #[cfg(feature = "pool")]
             Self::Pooled(c) => c.get_db(),
         }
     }
 }
 
-/// One of the two drivers.
+/// One of the drivers: one multiplexed connection (to one server, or to the master the
+/// sentinels name), a pool, or a cluster connection.
 pub(crate) enum Driver {
     Multiplexed(Arc<Multiplexed>),
+    Cluster(Box<super::cluster::Cluster>),
     #[cfg(feature = "pool")]
     Pool(deadpool_redis::Pool),
 }
@@ -66,6 +72,10 @@ impl Driver {
         cfg: &ConnectionConfig,
         life: &Arc<Life>,
     ) -> Result<Self> {
+        if cfg.is_cluster() {
+            let cluster = super::cluster::Cluster::start(name, cfg).await?;
+            return Ok(Self::Cluster(Box::new(cluster)));
+        }
         match cfg.driver {
             DriverKind::Multiplexed => Ok(Self::Multiplexed(
                 Multiplexed::start(name, cfg, life).await?,
@@ -114,6 +124,7 @@ impl Driver {
             Self::Multiplexed(m) => m
                 .get()
                 .map(|(c, generation)| Conn::Multiplexed(c, generation)),
+            Self::Cluster(c) => c.get().map(Conn::Cluster),
             // Boxed: the pool's checkout future is several kilobytes, and every command's
             // future would otherwise carry (and move) it, even on the multiplexed driver.
             #[cfg(feature = "pool")]
@@ -134,6 +145,9 @@ impl Driver {
         if let (Self::Multiplexed(m), Conn::Multiplexed(_, generation)) = (self, conn) {
             if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error() {
                 m.mark_down(*generation, &err.to_string());
+            } else if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                // The server was demoted to a replica (a failover): find the master again.
+                m.mark_down(*generation, "the server is now a read-only replica");
             } else if err.is_timeout() {
                 let n = m.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= TIMEOUTS_BEFORE_RECONNECT {
@@ -157,6 +171,8 @@ impl Driver {
     pub(crate) fn is_connected(&self) -> bool {
         match self {
             Self::Multiplexed(m) => m.is_connected(),
+            // The cluster connection reconnects each node by itself, per command.
+            Self::Cluster(_) => true,
             #[cfg(feature = "pool")]
             Self::Pool(_) => true,
         }
@@ -165,6 +181,7 @@ impl Driver {
     pub(crate) fn shutdown(&self) {
         match self {
             Self::Multiplexed(m) => m.shutdown(),
+            Self::Cluster(c) => c.shutdown(),
             #[cfg(feature = "pool")]
             Self::Pool(pool) => pool.close(),
         }
@@ -262,7 +279,6 @@ struct State {
 pub(crate) struct Multiplexed {
     name: String,
     cfg: ConnectionConfig,
-    client: redis::Client,
     state: RwLock<State>,
     down: Arc<Notify>,
     stopped: AtomicBool,
@@ -274,12 +290,9 @@ pub(crate) const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
 impl Multiplexed {
     async fn start(name: &str, cfg: &ConnectionConfig, life: &Arc<Life>) -> Result<Arc<Self>> {
-        let client = redis::Client::open(cfg.to_connection_info())
-            .map_err(|e| connect_error(name, cfg, e))?;
         let this = Arc::new(Self {
             name: name.to_owned(),
             cfg: cfg.clone(),
-            client,
             state: RwLock::new(State {
                 conn: None,
                 generation: 0,
@@ -297,14 +310,38 @@ impl Multiplexed {
             life.guard("the connection's reconnect loop"),
             Self::reconnect_loop(Arc::downgrade(&this), this.down.clone()),
         ));
+        if cfg.sentinel_master_value().is_some() {
+            let (alive, switched) = (Arc::downgrade(&this), Arc::downgrade(&this));
+            tokio::spawn(watched(
+                life.guard("the sentinel switch-master listener"),
+                super::sentinel::watch_switch_master(
+                    name.to_owned(),
+                    cfg.clone(),
+                    move || {
+                        alive
+                            .upgrade()
+                            .is_some_and(|m| !m.stopped.load(Ordering::SeqCst))
+                    },
+                    move |event| {
+                        if let Some(m) = switched.upgrade() {
+                            m.mark_down_current(&format!(
+                                "the sentinels switched the master ({event})"
+                            ));
+                        }
+                    },
+                ),
+            ));
+        }
         Ok(this)
     }
 
     async fn open(&self) -> Result<MultiplexedConnection> {
         let config = connection_config(&self.cfg, Some(self.cfg.command_timeout));
-        let fut = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config);
+        // A sentinel config asks the sentinels for the master on every (re)connect.
+        let target = super::sentinel::node_config(&self.name, &self.cfg).await?;
+        let client = redis::Client::open(target.to_connection_info())
+            .map_err(|e| connect_error(&self.name, &target, e))?;
+        let fut = client.get_multiplexed_async_connection_with_config(&config);
         match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
             Ok(Ok(mut conn)) => match self.cfg.init_connection(&mut conn, None).await {
                 Ok(()) => Ok(conn),
@@ -348,6 +385,16 @@ impl Multiplexed {
             .with_context("client", self.name.clone())
             .with_context("server", self.cfg.to_string()))
         }
+    }
+
+    /// Drops the current connection, whatever its generation, to connect afresh.
+    fn mark_down_current(&self, why: &str) {
+        let generation = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .generation;
+        self.mark_down(generation, why);
     }
 
     fn mark_down(&self, generation: u64, why: &str) {

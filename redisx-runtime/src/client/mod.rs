@@ -1,5 +1,6 @@
 //! Named clients and the one instrumented command path every Redis call takes.
 
+mod cluster;
 mod config;
 mod connection_like;
 mod dedicated;
@@ -7,6 +8,7 @@ mod driver;
 mod guard;
 pub(crate) mod listener;
 mod pubsub;
+mod sentinel;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -203,6 +205,37 @@ impl Client {
     ) -> Result<T> {
         self.run(name, async |conn| cmd.query_async(conn).await)
             .await
+    }
+
+    /// The nodes a keyspace `SCAN` must visit: `[None]` (the one server) for a single server
+    /// or sentinel config, every master for a cluster.
+    pub(crate) async fn scan_nodes(&self) -> Result<Vec<Option<(String, u16)>>> {
+        if !self.inner.cfg.is_cluster() {
+            return Ok(vec![None]);
+        }
+        let masters = self
+            .run("CLUSTER", async |conn| match conn {
+                Conn::Cluster(c) => cluster::masters(c).await,
+                _ => Ok(Vec::new()),
+            })
+            .await?;
+        Ok(masters.into_iter().map(Some).collect())
+    }
+
+    /// Runs `cmd` on `node` (from [`scan_nodes`](Self::scan_nodes)), or as usual for `None`.
+    pub(crate) async fn query_on<T: FromRedisValue>(
+        &self,
+        node: Option<&(String, u16)>,
+        name: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        self.run(name, async |conn| match (conn, node) {
+            (Conn::Cluster(c), Some(node)) => cluster::on_node(c, node, cmd)
+                .await
+                .and_then(|v| redis::from_redis_value(v).map_err(Into::into)),
+            (conn, _) => cmd.query_async(conn).await,
+        })
+        .await
     }
 
     /// Runs your own Lua script by `EVALSHA`, the way the plugins run theirs: when the server

@@ -43,8 +43,25 @@ const PUBSUB_ROLE: &str = "pubsub";
 /// ```
 pub struct PubSub {
     client: Client,
-    conn: MultiplexedConnection,
+    conn: PubSubConn,
     messages: Messages,
+}
+
+/// The connection under a [`PubSub`]: one server's, or a cluster connection (which sends the
+/// subscriptions to a node of its choice; a classic `PUBLISH` reaches every node).
+enum PubSubConn {
+    Single(MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// Calls the same method on either connection.
+macro_rules! on_conn {
+    ($conn:expr, $method:ident($arg:expr)) => {
+        match $conn {
+            PubSubConn::Single(c) => c.$method($arg).await,
+            PubSubConn::Cluster(c) => c.$method($arg).await,
+        }
+    };
 }
 
 impl std::fmt::Debug for PubSub {
@@ -71,7 +88,7 @@ impl PubSub {
     /// # Ok(()) }
     /// ```
     pub async fn subscribe(&mut self, channels: impl ToRedisArgs) -> Result<()> {
-        let r = self.conn.subscribe(channels).await;
+        let r = on_conn!(&mut self.conn, subscribe(channels));
         r.map_err(|e| self.client.command_error(e))
     }
 
@@ -86,7 +103,7 @@ impl PubSub {
     /// # Ok(()) }
     /// ```
     pub async fn unsubscribe(&mut self, channels: impl ToRedisArgs) -> Result<()> {
-        let r = self.conn.unsubscribe(channels).await;
+        let r = on_conn!(&mut self.conn, unsubscribe(channels));
         r.map_err(|e| self.client.command_error(e))
     }
 
@@ -100,7 +117,7 @@ impl PubSub {
     /// # Ok(()) }
     /// ```
     pub async fn psubscribe(&mut self, patterns: impl ToRedisArgs) -> Result<()> {
-        let r = self.conn.psubscribe(patterns).await;
+        let r = on_conn!(&mut self.conn, psubscribe(patterns));
         r.map_err(|e| self.client.command_error(e))
     }
 
@@ -115,7 +132,7 @@ impl PubSub {
     /// # Ok(()) }
     /// ```
     pub async fn punsubscribe(&mut self, patterns: impl ToRedisArgs) -> Result<()> {
-        let r = self.conn.punsubscribe(patterns).await;
+        let r = on_conn!(&mut self.conn, punsubscribe(patterns));
         r.map_err(|e| self.client.command_error(e))
     }
 
@@ -197,7 +214,7 @@ impl Stream for Messages {
 
 /// [`Messages`] with the connection they come from, kept open while the stream lives.
 struct OwnedMessages {
-    _conn: MultiplexedConnection,
+    _conn: PubSubConn,
     messages: Messages,
 }
 
@@ -228,18 +245,26 @@ impl Client {
     /// ```
     pub async fn pubsub(&self) -> Result<PubSub> {
         let cfg = self.config().clone().resp3(true);
-        let client = self.redis_client_for(&cfg)?;
         let (sender, receiver) = mpsc::unbounded_channel();
-        let config = connection_config(&cfg, Some(cfg.command_timeout)).set_push_sender(sender);
-        let conn = self
-            .connecting(async {
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                cfg.init_connection(&mut conn, Some(PUBSUB_ROLE)).await?;
-                Ok::<_, redis::RedisError>(conn)
-            })
-            .await?;
+        let conn = if cfg.is_cluster() {
+            PubSubConn::Cluster(
+                super::cluster::connect(self.name(), &cfg, Some(cfg.command_timeout), Some(sender))
+                    .await?,
+            )
+        } else {
+            let client = self.redis_client_for(&cfg).await?;
+            let config = connection_config(&cfg, Some(cfg.command_timeout)).set_push_sender(sender);
+            PubSubConn::Single(
+                self.connecting(async {
+                    let mut conn = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    cfg.init_connection(&mut conn, Some(PUBSUB_ROLE)).await?;
+                    Ok::<_, redis::RedisError>(conn)
+                })
+                .await?,
+            )
+        };
         Ok(PubSub {
             client: self.clone(),
             conn,

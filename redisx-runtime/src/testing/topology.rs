@@ -2,21 +2,29 @@
 //! parameter, so that a test written once runs on every topology the harness can start.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use super::cluster::RedisCluster;
+use super::sentinel::RedisSentinel;
 use super::server::RedisServer;
 use crate::{ConnectionConfig, RedisX, RedisXBuilder};
 
 /// A shape of Redis deployment the harness can start for a test.
 ///
-/// Standalone today; cluster and sentinel join this enum (and [`Topology::ALL`]) later, so a
-/// test that takes a `Topology` and loops over [`Topology::ALL`] runs on them without a change.
-/// The enum is `#[non_exhaustive]`: a `match` on it needs a `_` arm.
+/// A test that takes a `Topology` and loops over [`Topology::ALL`] runs on each without a
+/// change. The enum is `#[non_exhaustive]`: a `match` on it needs a `_` arm.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Topology {
     /// One `redis-server`: [`RedisServer::start`], so the `REDISX_TEST_URL` server when that is
     /// set, else one of its own.
     Standalone,
+    /// A Redis Cluster of three masters with one replica each ([`RedisCluster::start`]`(3,
+    /// 1)`), reached through its seed nodes ([`ConnectionConfig::cluster`]).
+    Cluster,
+    /// One master with two replicas watched by three sentinels ([`RedisSentinel::start`]),
+    /// reached through the sentinels ([`ConnectionConfig::sentinel`]).
+    Sentinel,
 }
 
 impl Topology {
@@ -26,13 +34,17 @@ impl Topology {
     /// use redisx_runtime::testing::Topology;
     ///
     /// assert!(Topology::ALL.contains(&Topology::Standalone));
+    /// assert!(Topology::ALL.contains(&Topology::Cluster));
     /// ```
-    pub const ALL: &'static [Topology] = &[Topology::Standalone];
+    pub const ALL: &'static [Topology] =
+        &[Topology::Standalone, Topology::Cluster, Topology::Sentinel];
 
     /// A short lowercase name, e.g. `"standalone"`, for test output and key prefixes.
     pub const fn name(self) -> &'static str {
         match self {
             Topology::Standalone => "standalone",
+            Topology::Cluster => "cluster",
+            Topology::Sentinel => "sentinel",
         }
     }
 
@@ -93,11 +105,33 @@ pub struct Deployment {
 #[derive(Debug)]
 enum Servers {
     Standalone(RedisServer),
+    Cluster(Arc<RedisCluster>),
+    Sentinel(Arc<RedisSentinel>),
+}
+
+/// The cluster and the sentinel set shared by the deployments of a test process: started by
+/// the first [`Deployment::start`] that needs one, stopped when the last deployment holding it
+/// is dropped.
+static SHARED_CLUSTER: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+static SHARED_SENTINEL: Mutex<Weak<RedisSentinel>> = Mutex::new(Weak::new());
+
+/// The live shared `T` of `slot`, or a new one from `start`.
+fn shared<T>(slot: &Mutex<Weak<T>>, start: impl FnOnce() -> T) -> Arc<T> {
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(live) = slot.upgrade() {
+        return live;
+    }
+    let fresh = Arc::new(start());
+    *slot = Arc::downgrade(&fresh);
+    fresh
 }
 
 impl Deployment {
     /// Starts the servers of `topology` and waits until they answer. A standalone deployment is
-    /// [`RedisServer::start`]: the `REDISX_TEST_URL` server when that is set.
+    /// [`RedisServer::start`]: the `REDISX_TEST_URL` server when that is set. A cluster or a
+    /// sentinel set is shared by the deployments of the test process that live at the same
+    /// time (tests keep apart through their key prefixes); a test that kills or fails over
+    /// nodes takes its own with [`Deployment::start_owned`].
     ///
     /// # Panics
     /// When the servers do not start (as [`RedisServer::start_owned`]: the message says how to
@@ -105,6 +139,10 @@ impl Deployment {
     pub fn start(topology: Topology) -> Self {
         let servers = match topology {
             Topology::Standalone => Servers::Standalone(RedisServer::start()),
+            Topology::Cluster => {
+                Servers::Cluster(shared(&SHARED_CLUSTER, || RedisCluster::start(3, 1)))
+            }
+            Topology::Sentinel => Servers::Sentinel(shared(&SHARED_SENTINEL, RedisSentinel::start)),
         };
         Deployment { topology, servers }
     }
@@ -117,6 +155,8 @@ impl Deployment {
     pub fn start_owned(topology: Topology) -> Self {
         let servers = match topology {
             Topology::Standalone => Servers::Standalone(RedisServer::start_owned()),
+            Topology::Cluster => Servers::Cluster(Arc::new(RedisCluster::start(3, 1))),
+            Topology::Sentinel => Servers::Sentinel(Arc::new(RedisSentinel::start())),
         };
         Deployment { topology, servers }
     }
@@ -127,10 +167,20 @@ impl Deployment {
     }
 
     /// The URL redisx connects to (with no credentials): for a standalone deployment, the
-    /// server's.
+    /// server's; `redis+cluster://` with the running nodes for a cluster;
+    /// `redis+sentinel://` with the sentinels and the master name for a sentinel set.
     pub fn url(&self) -> String {
         match &self.servers {
             Servers::Standalone(server) => server.url(),
+            Servers::Cluster(cluster) => format!(
+                "redis+cluster://{}",
+                addresses(cluster.nodes().iter().filter(|n| n.pid().is_some()))
+            ),
+            Servers::Sentinel(set) => format!(
+                "redis+sentinel://{}/{}",
+                addresses(set.sentinels().iter()),
+                set.master_name()
+            ),
         }
     }
 
@@ -143,6 +193,40 @@ impl Deployment {
         ConnectionConfig::from_url(&url).unwrap_or_else(|e| {
             panic!("Deployment: `{url}` (from REDISX_TEST_URL?) is not a valid Redis URL: {e}")
         })
+    }
+
+    /// The cluster of a cluster deployment, for process control (`None` for other topologies).
+    pub fn cluster(&self) -> Option<&RedisCluster> {
+        match &self.servers {
+            Servers::Cluster(cluster) => Some(cluster),
+            _ => None,
+        }
+    }
+
+    /// The cluster of a deployment from [`Deployment::start_owned`], to kill nodes or fail
+    /// them over (`None` for other topologies, or a cluster shared with other deployments).
+    pub fn cluster_mut(&mut self) -> Option<&mut RedisCluster> {
+        match &mut self.servers {
+            Servers::Cluster(cluster) => Arc::get_mut(cluster),
+            _ => None,
+        }
+    }
+
+    /// The sentinel set of a sentinel deployment (`None` for other topologies).
+    pub fn sentinel(&self) -> Option<&RedisSentinel> {
+        match &self.servers {
+            Servers::Sentinel(set) => Some(set),
+            _ => None,
+        }
+    }
+
+    /// The sentinel set of a deployment from [`Deployment::start_owned`], to fail it over
+    /// (`None` for other topologies, or a set shared with other deployments).
+    pub fn sentinel_mut(&mut self) -> Option<&mut RedisSentinel> {
+        match &mut self.servers {
+            Servers::Sentinel(set) => Arc::get_mut(set),
+            _ => None,
+        }
     }
 
     /// A runtime builder with one client, `"default"`, on this deployment: add the key prefix,
@@ -191,6 +275,7 @@ impl Deployment {
     pub fn standalone(&self) -> Option<&RedisServer> {
         match &self.servers {
             Servers::Standalone(server) => Some(server),
+            _ => None,
         }
     }
 
@@ -199,6 +284,15 @@ impl Deployment {
     pub fn standalone_mut(&mut self) -> Option<&mut RedisServer> {
         match &mut self.servers {
             Servers::Standalone(server) => Some(server),
+            _ => None,
         }
     }
+}
+
+/// `127.0.0.1:PORT,127.0.0.1:PORT,..` of `servers`.
+fn addresses<'a>(servers: impl Iterator<Item = &'a RedisServer>) -> String {
+    servers
+        .map(|s| format!("127.0.0.1:{}", s.port()))
+        .collect::<Vec<_>>()
+        .join(",")
 }

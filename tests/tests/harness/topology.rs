@@ -2,7 +2,7 @@
 //! deployment reaches it; a standalone deployment hands out its server.
 
 use redisx::redis;
-use redisx::testing::{Deployment, TEST_URL_ENV, Topology, raw_connection, unique_prefix};
+use redisx::testing::{Deployment, TEST_URL_ENV, Topology, unique_prefix};
 
 use crate::ping;
 
@@ -18,13 +18,9 @@ async fn round_trip(topology: Topology) {
         .query(redis::cmd("SET").arg(format!("{prefix}k")).arg("v"))
         .await
         .unwrap();
-    // Seen by a raw connection to the deployment's URL, outside redisx.
-    let mut raw = raw_connection(&deployment.url()).await;
-    let v: Option<String> = redis::cmd("GET")
-        .arg(format!("{prefix}k"))
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    // Seen by a raw connection to the deployment, outside redisx.
+    let v: Option<String> =
+        redisx_tests::raw_query(&deployment, redis::cmd("GET").arg(format!("{prefix}k"))).await;
     assert_eq!(v.as_deref(), Some("v"), "on {topology}");
     rx.shutdown().await;
 }
@@ -41,6 +37,8 @@ async fn every_topology_starts_and_serves_a_runtime() {
 fn topologies_have_names() {
     assert_eq!(Topology::Standalone.name(), "standalone");
     assert_eq!(Topology::Standalone.to_string(), "standalone");
+    assert_eq!(Topology::Cluster.to_string(), "cluster");
+    assert_eq!(Topology::Sentinel.name(), "sentinel");
 }
 
 #[tokio::test]

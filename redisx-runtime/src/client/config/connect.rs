@@ -125,6 +125,7 @@ impl ConnectionConfig {
                     .into(),
             );
         }
+        self.validate_nodes()?;
         let has_certs = self.tls_ca_cert.is_some() || self.tls_client_cert.is_some();
         if self.socket.is_some() && self.tls {
             return bad("TLS is not available over a Unix socket".into());

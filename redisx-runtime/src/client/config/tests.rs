@@ -80,3 +80,83 @@ fn debug_hides_the_password_and_the_client_key() {
         Some((&b"CERT"[..], &b"SECRET-KEY"[..]))
     );
 }
+
+#[test]
+fn cluster_and_sentinel_urls_round_trip() {
+    let cfg = ConnectionConfig::from_url("redis+cluster://app:s3cret@10.0.0.1:7000,[::1]:7001,h3")
+        .unwrap();
+    assert!(cfg.is_cluster());
+    assert_eq!(
+        cfg.cluster_seeds_value(),
+        &[
+            ("10.0.0.1".to_owned(), 7000),
+            ("::1".to_owned(), 7001),
+            ("h3".to_owned(), 6379)
+        ]
+    );
+    assert_eq!(cfg.username_value(), Some("app"));
+    assert_eq!(cfg.password_value(), Some("s3cret"));
+    assert_eq!(
+        cfg.to_string(),
+        "redis+cluster://app:***@10.0.0.1:7000,[::1]:7001,h3:6379"
+    );
+    assert!(
+        ConnectionConfig::from_url(&cfg.to_string().replace("***", "x"))
+            .unwrap()
+            .is_cluster()
+    );
+
+    let url = "rediss+sentinel://:m4ster@s1,s2:5000/orders/2?sentinel_user=w&sentinel_password=watch3r&client_name=api";
+    let cfg = ConnectionConfig::from_url(url).unwrap();
+    assert_eq!(cfg.sentinel_master_value(), Some("orders"));
+    assert_eq!(
+        cfg.sentinel_nodes_value(),
+        &[("s1".to_owned(), 26379), ("s2".to_owned(), 5000)]
+    );
+    assert_eq!(cfg.db_value(), 2);
+    assert!(cfg.tls_value() && cfg.sentinel_tls_value());
+    assert_eq!(cfg.sentinel_username_value(), Some("w"));
+    assert_eq!(cfg.client_name_value(), Some("api"));
+    assert_eq!(cfg.password_value(), Some("m4ster"));
+    let shown = format!("{cfg} {cfg:?}");
+    assert!(
+        !shown.contains("watch3r") && !shown.contains("m4ster"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn bad_cluster_and_sentinel_configs_are_refused() {
+    for url in [
+        "redis+cluster://h1:7000,h2:port",
+        "redis+cluster://h1:7000/2",
+        "redis+sentinel://s1:26379",
+        "redis+sentinel://s1:26379/m?sentinel_user=u&sentinel_password=hunter2&bogus=1",
+        "redis+sentinel://s1,,s2/m",
+        "redis+sentinel://s1/m?sentinel_user=u",
+    ] {
+        let err = ConnectionConfig::from_url(url).unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::ConfigInvalid, "{url}");
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    }
+    let empty = ConnectionConfig::cluster(Vec::<(String, u16)>::new());
+    assert!(empty.validate().is_err());
+    let with_db = ConnectionConfig::cluster([("h", 7000)]).db(1);
+    assert!(
+        with_db
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("database 0")
+    );
+    assert!(
+        ConnectionConfig::sentinel("", [("s", 26379)])
+            .validate()
+            .is_err()
+    );
+    assert!(
+        ConnectionConfig::sentinel("m", [("s", 26379)])
+            .validate()
+            .is_ok()
+    );
+}

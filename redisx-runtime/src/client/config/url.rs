@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorCode, Result};
 
 use super::ConnectionConfig;
 
-const EXPECTED: &str = "expected `redis://[user[:password]@]host[:port][/db]`, `rediss://...` or `redis+unix:///path/to/socket[?db=N]`";
+const EXPECTED: &str = "expected `redis://[user[:password]@]host[:port][/db]`, `rediss://...`, `redis+unix:///path/to/socket[?db=N]`, `redis+cluster://host:port,host:port` or `redis+sentinel://host:port,host:port/master_name[/db]`";
 
 pub(super) fn parse(url: &str) -> Result<ConnectionConfig> {
     let bad = |why: &str| {
@@ -19,6 +19,14 @@ pub(super) fn parse(url: &str) -> Result<ConnectionConfig> {
         )
         .with_context("url", redact(url))
     };
+    if url.contains("+cluster://") || url.contains("+sentinel://") {
+        return super::topology::parse_multi_host(url, &bad);
+    }
+    parse_single(url, &bad)
+}
+
+/// Parses a URL of one server; `bad` makes the error for a reason.
+pub(super) fn parse_single(url: &str, bad: &dyn Fn(&str) -> Error) -> Result<ConnectionConfig> {
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
     let mut cfg = match parsed.scheme() {
         "redis" | "rediss" => {
@@ -117,8 +125,8 @@ pub(super) fn redact(url: &str) -> String {
         let query: Vec<String> = out[q + 1..]
             .split('&')
             .map(|pair| {
-                if pair.starts_with("pass=") {
-                    "pass=***".to_owned()
+                if let Some((key @ ("pass" | "sentinel_password"), _)) = pair.split_once('=') {
+                    format!("{key}=***")
                 } else {
                     pair.to_owned()
                 }
@@ -129,7 +137,7 @@ pub(super) fn redact(url: &str) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
