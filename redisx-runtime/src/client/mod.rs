@@ -9,6 +9,7 @@ mod guard;
 pub(crate) mod listener;
 mod pubsub;
 mod sentinel;
+mod wait_pool;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +20,7 @@ pub use config::{ConnectionConfig, DriverKind, ReconnectPolicy};
 pub use dedicated::DedicatedConnection;
 pub(crate) use driver::{Conn, Driver};
 pub use pubsub::PubSub;
+pub(crate) use wait_pool::WaitPool;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::life::Life;

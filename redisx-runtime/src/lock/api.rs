@@ -319,25 +319,23 @@ impl Locks {
         let sent = Instant::now();
         let ttl = millis(plan.ttl).to_string();
         let counter_ttl = millis(plan.ttl + FENCE_COUNTER_GRACE).to_string();
-        let reply: Result<(i64, i64)> = match keys.kind {
-            Kind::Lock => {
-                client
-                    .eval(
-                        &scripts::ACQUIRE.script,
-                        &[&keys.lock, &keys.fence],
-                        &[token.as_str(), &ttl, &counter_ttl],
-                    )
-                    .await
-            }
-            Kind::Permit(permits) => {
-                client
-                    .eval(
-                        &scripts::SEM_ACQUIRE.script,
-                        &[&keys.lock, &keys.fence],
-                        &[token.as_str(), &ttl, &permits.to_string(), &counter_ttl],
-                    )
-                    .await
-            }
+        let (script, args) = match keys.kind {
+            Kind::Lock => (&scripts::ACQUIRE, vec![token.clone(), ttl, counter_ttl]),
+            Kind::Permit(permits) => (
+                &scripts::SEM_ACQUIRE,
+                vec![token.clone(), ttl, permits.to_string(), counter_ttl],
+            ),
+        };
+        let lock_keys = [keys.lock.as_str(), keys.fence.as_str()];
+        let (reply, acked): (Result<(i64, i64)>, Option<u64>) = match plan.wait_replicas {
+            None => (client.eval(&script.script, &lock_keys, &args).await, None),
+            Some(wait) => match shared
+                .acquire_replicated(client, script, &lock_keys, &args, wait)
+                .await
+            {
+                Ok((reply, acked)) => (Ok(reply), Some(acked)),
+                Err(e) => (Err(e), None),
+            },
         };
         // Without a reply in time the script may still have run: the lock is given up then.
         in_flight.armed = matches!(&reply, Err(e) if e.code() == ErrorCode::OperationTimeout);
@@ -345,6 +343,17 @@ impl Locks {
         let reply = reply?;
         if reply.0 != 1 {
             return Ok(None);
+        }
+        if let (Some(acked), Some(wait)) = (acked, plan.wait_replicas)
+            && acked < u64::from(wait.0)
+        {
+            if let Err(e) = shared
+                .release_by_token(keys, &token, "too few replicas")
+                .await
+            {
+                tracing::warn!(target: "redisx::lock", key, error = %format_args!("{e:#}"), "could not release a lock that reached too few replicas; it expires at its ttl");
+            }
+            return Err(super::replicas::too_few_replicas(key, acked, wait));
         }
         let fence = u64::try_from(reply.1).unwrap_or(0);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);

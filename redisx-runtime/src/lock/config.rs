@@ -295,6 +295,7 @@ impl LockConfig {
             retries: opts.retries.unwrap_or(self.retries),
             wait: opts.wait.or(self.wait),
             auto_renew: opts.auto_renew.unwrap_or(self.auto_renew),
+            wait_replicas: opts.wait_replicas.filter(|(n, _)| *n > 0),
         })
     }
 }
@@ -324,6 +325,7 @@ pub struct LockOptions {
     pub(crate) retry: Option<RetryStrategy>,
     pub(crate) jitter: Option<bool>,
     pub(crate) auto_renew: Option<bool>,
+    pub(crate) wait_replicas: Option<(u32, Duration)>,
 }
 
 impl LockOptions {
@@ -406,6 +408,24 @@ impl LockOptions {
         self.auto_renew = Some(on);
         self
     }
+
+    /// Waits, after a successful acquire, until `replicas` replicas of the lock's master have
+    /// the lock (`WAIT replicas timeout` on the connection that wrote it); when fewer
+    /// acknowledge within `timeout`, the lock is released and the acquire fails with
+    /// [`ErrorCode::LockAcquisitionFailed`](crate::ErrorCode::LockAcquisitionFailed) saying how many did. This narrows the window in
+    /// which a failover (asynchronous replication) loses a fresh lock to a promoted replica
+    /// that never saw it; it does not close it (`WAIT` does not make Redis a consensus
+    /// store): the fencing token stays the real protection.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use redisx_runtime::lock::LockOptions;
+    /// let _opts = LockOptions::new().wait_replicas(1, Duration::from_millis(100));
+    /// ```
+    pub fn wait_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait_replicas = Some((replicas, timeout));
+        self
+    }
 }
 
 /// One call's settings, resolved against the config.
@@ -417,6 +437,7 @@ pub(crate) struct Resolved {
     pub(crate) retries: u32,
     pub(crate) wait: Option<Duration>,
     pub(crate) auto_renew: bool,
+    pub(crate) wait_replicas: Option<(u32, Duration)>,
 }
 
 /// The safety margin taken off a lock's ttl for its local validity deadline: a tenth of the

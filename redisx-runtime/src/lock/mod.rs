@@ -67,6 +67,7 @@ pub(crate) mod call_site;
 mod config;
 mod guard;
 mod renew;
+mod replicas;
 mod retry;
 pub(crate) mod scripts;
 mod semaphore;
@@ -86,7 +87,7 @@ pub use semaphore::{Permit, Semaphore};
 pub use stats::LockStats;
 pub use with::{LockCall, OnLost, fencing_token};
 
-use crate::client::Client;
+use crate::client::{Client, WaitPool};
 use crate::error::{Error, ErrorCode, Result};
 use crate::key::{self, KeyBuilder};
 use crate::life::Life;
@@ -141,6 +142,8 @@ pub(crate) struct Shared {
     renewals: renew::Renewals,
     /// This runtime's random id, at the head of its release messages.
     instance: String,
+    /// Dedicated connections for acquires with `wait_replicas`.
+    wait_pool: WaitPool,
 }
 
 impl std::fmt::Debug for Locks {
@@ -194,6 +197,7 @@ impl Locks {
                 wakeups: Wakeups::default(),
                 renewals: renew::Renewals::default(),
                 instance: format!("{:016x}", rand::random::<u64>()),
+                wait_pool: WaitPool::default(),
             }),
         })
     }
@@ -363,6 +367,7 @@ impl Plugin for Locks {
                 tracing::warn!(target: "redisx::lock", key = h.key(), error = why, "the shutdown could not release a held lock; it expires at its ttl");
             });
             futures_util::future::join_all(releases).await;
+            self.inner.wait_pool.clear();
         })
     }
 }
