@@ -3,7 +3,8 @@
 //! `SENTINEL FAILOVER`) and a crash (the master killed).
 //!
 //! Throughout and after the switch:
-//! - the cache answers every call (fail-open) and serves from the new master afterwards;
+//! - the cache answers every call (fail-open) and serves from the new master afterwards, and
+//!   an update in one runtime still reaches another runtime's L1 (pub/sub invalidation);
 //! - a resource fenced by the locks' tokens never accepts a token at or below one it accepted;
 //! - the rate limiter counts exactly once the switch is over;
 //! - every message published with `require_replicas(1)` reaches the consumer, which resumes
@@ -39,6 +40,8 @@ fn switch(deployment: &mut Deployment, how: Switch) {
             Switch::Crash => {
                 cluster.kill(master);
                 cluster.wait_ok();
+                // Back as the new master's replica, so its shard takes durable writes again.
+                cluster.start_again(master);
             }
         }
     } else if let Some(set) = deployment.sentinel_mut() {
@@ -51,7 +54,7 @@ fn switch(deployment: &mut Deployment, how: Switch) {
     }
 }
 
-async fn runtime(deployment: &Deployment, test: &str) -> RedisX {
+async fn runtime(deployment: &Deployment, prefix: &str) -> RedisX {
     let cfg = deployment
         .connection_config()
         .command_timeout(Duration::from_millis(500))
@@ -63,7 +66,7 @@ async fn runtime(deployment: &Deployment, test: &str) -> RedisX {
         );
     RedisX::builder()
         .client("default", cfg)
-        .key_prefix(unique_prefix(test))
+        .key_prefix(prefix)
         .locks(LockConfig::default())
         .rate_limit(RateLimitConfig::default())
         .streams(StreamsConfig::default())
@@ -175,9 +178,32 @@ async fn counts_exactly(rx: &RedisX, key: &str) {
     assert_eq!(allowed, 5, "exactly the limit on {key}");
 }
 
+/// `b` answers `key` from its L1, then `a` updates it and `b` sees the new value (its L1 entry
+/// was invalidated by `a`'s message), within 2 s.
+async fn l1_invalidated(a: &RedisX, b: &RedisX, what: &str) {
+    let key = "shared";
+    a.cache().set(key, &1u64, None).await.unwrap();
+    let in_l1 = eventually(Duration::from_secs(2), Duration::from_millis(5), || async {
+        let before = b.cache().stats().l1_hits;
+        let v = b.cache().get::<u64>(key).await.unwrap();
+        v == Some(1) && b.cache().stats().l1_hits > before
+    })
+    .await;
+    assert!(in_l1, "{what}: the other runtime answers from its L1");
+    a.cache().set(key, &2u64, None).await.unwrap();
+    let seen = eventually(Duration::from_secs(2), Duration::from_millis(5), || async {
+        b.cache().get::<u64>(key).await.unwrap() == Some(2)
+    })
+    .await;
+    assert!(seen, "{what}: the update reached the other runtime's L1");
+}
+
 async fn under_load(topology: Topology, how: Switch) {
     let mut deployment = Deployment::start_owned(topology);
-    let rx = runtime(&deployment, &format!("failover_{topology}")).await;
+    let prefix = unique_prefix(&format!("failover_{topology}"));
+    let rx = runtime(&deployment, &prefix).await;
+    // Another instance of the service, for L1 invalidation across the switch.
+    let other = runtime(&deployment, &prefix).await;
     let seen = Arc::new(Seen::default());
     let consumer = {
         let seen = seen.clone();
@@ -206,7 +232,17 @@ async fn under_load(topology: Topology, how: Switch) {
         tokio::spawn(lock_loop(rx.clone(), seen.clone())),
         tokio::spawn(publish_loop(rx.clone(), seen.clone())),
     ];
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every load has done its work at least once before the switch.
+    let warm = eventually(Duration::from_secs(5), Duration::from_millis(5), || {
+        let seen = seen.clone();
+        async move {
+            seen.fenced_accepted.load(Ordering::Relaxed) > 0
+                && !seen.published.lock().unwrap().is_empty()
+                && seen.probes.load(Ordering::Relaxed) > 0
+        }
+    })
+    .await;
+    assert!(warm, "{topology}/{how:?}: the load runs before the switch");
     let accepted_before = seen.fenced_accepted.load(Ordering::Relaxed);
     let began = Instant::now();
     tokio::task::block_in_place(|| switch(&mut deployment, how));
@@ -223,7 +259,17 @@ async fn under_load(topology: Topology, how: Switch) {
         back,
         "{topology}/{how:?}: commands succeed again after the switch"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Durable publishes resume once the shard has a replica again.
+    let published_at_switch = seen.published.lock().unwrap().len();
+    let resumed = eventually(Duration::from_secs(10), Duration::from_millis(10), || {
+        let seen = seen.clone();
+        async move { seen.published.lock().unwrap().len() > published_at_switch + 3 }
+    })
+    .await;
+    assert!(
+        resumed,
+        "{topology}/{how:?}: durable publishes resume after the switch"
+    );
     let accepted_after = seen.fenced_accepted.load(Ordering::Relaxed);
     seen.stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -251,9 +297,12 @@ async fn under_load(topology: Topology, how: Switch) {
     );
     counts_exactly(&rx, "after").await;
 
+    l1_invalidated(&rx, &other, &format!("{topology}/{how:?}")).await;
+    other.shutdown().await;
+
     // The cache serves from the new master: a value written now is read back from Redis.
     rx.cache().set("after", &7u64, None).await.unwrap();
-    let fresh = deployment.runtime(&format!("{}", rx.key_prefix())).await;
+    let fresh = deployment.runtime(rx.key_prefix()).await;
     assert_eq!(
         fresh.cache().get::<u64>("after").await.unwrap(),
         Some(7),

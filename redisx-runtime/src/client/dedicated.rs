@@ -67,6 +67,9 @@ pub struct DedicatedConnection {
     conn: Conn,
     /// Why the connection was lost, once it was: every later call fails with it.
     lost: Option<String>,
+    /// On a sentinel config, the master switches: after one, the connection counts as lost
+    /// (it is on the old master).
+    switches: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl std::fmt::Debug for DedicatedConnection {
@@ -112,7 +115,9 @@ impl DedicatedConnection {
             guard::check_dedicated(cmd)?;
         }
         self.check_open()?;
-        let Self { client, conn, lost } = self;
+        let Self {
+            client, conn, lost, ..
+        } = self;
         client
             .instrumented("PIPELINE", async {
                 pipeline
@@ -126,7 +131,9 @@ impl DedicatedConnection {
     pub(super) async fn query_value(&mut self, cmd: &Cmd) -> Result<Value> {
         guard::check_dedicated(cmd)?;
         self.check_open()?;
-        let Self { client, conn, lost } = self;
+        let Self {
+            client, conn, lost, ..
+        } = self;
         client
             .instrumented(command_name(cmd), async {
                 conn.req_packed_command(cmd)
@@ -147,7 +154,9 @@ impl DedicatedConnection {
             guard::check_dedicated(cmd)?;
         }
         self.check_open()?;
-        let Self { client, conn, lost } = self;
+        let Self {
+            client, conn, lost, ..
+        } = self;
         client
             .instrumented("PIPELINE", async {
                 conn.req_packed_commands(pipeline, offset, count)
@@ -162,7 +171,13 @@ impl DedicatedConnection {
     }
 
     /// Fails once the connection was lost, without sending anything.
-    fn check_open(&self) -> Result<()> {
+    fn check_open(&mut self) -> Result<()> {
+        if self.lost.is_none()
+            && let Some(switches) = &self.switches
+            && switches.has_changed().unwrap_or(false)
+        {
+            self.lost = Some("the sentinels switched the master".to_owned());
+        }
         match &self.lost {
             Some(why) => Err(lost_error()
                 .with_context("client", self.client.name())
@@ -207,6 +222,7 @@ impl Client {
     /// ```
     pub async fn dedicated_connection(&self) -> Result<DedicatedConnection> {
         let cfg = self.config();
+        let switches = self.switches();
         let conn = if cfg.is_cluster() {
             // A cluster connection of its own: each command still goes to its key's master.
             Conn::Cluster(super::cluster::connect(self.name(), cfg, None, None).await?)
@@ -228,6 +244,7 @@ impl Client {
             client: self.clone(),
             conn,
             lost: None,
+            switches,
         })
     }
 

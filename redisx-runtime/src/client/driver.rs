@@ -168,6 +168,16 @@ impl Driver {
         }
     }
 
+    /// Master switches seen by the sentinels (a sentinel config only).
+    pub(crate) fn switches(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self {
+            Self::Multiplexed(m) if m.cfg.sentinel_master_value().is_some() => {
+                Some(m.switches.subscribe())
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_connected(&self) -> bool {
         match self {
             Self::Multiplexed(m) => m.is_connected(),
@@ -283,6 +293,9 @@ pub(crate) struct Multiplexed {
     down: Arc<Notify>,
     stopped: AtomicBool,
     timeouts: AtomicU32,
+    /// Bumped when the sentinels switch the master: connections of their own (pub/sub,
+    /// dedicated) opened before it end, so their users reconnect to the new master.
+    switches: tokio::sync::watch::Sender<u64>,
 }
 
 /// Consecutive command timeouts after which a multiplexed connection is re-established.
@@ -301,6 +314,7 @@ impl Multiplexed {
             down: Arc::new(Notify::new()),
             stopped: AtomicBool::new(false),
             timeouts: AtomicU32::new(0),
+            switches: tokio::sync::watch::Sender::new(0),
         });
         if !cfg.lazy {
             let conn = this.open().await?;
@@ -327,6 +341,7 @@ impl Multiplexed {
                             m.mark_down_current(&format!(
                                 "the sentinels switched the master ({event})"
                             ));
+                            m.switches.send_modify(|n| *n += 1);
                         }
                     },
                 ),

@@ -133,6 +133,11 @@ impl Client {
         &self.inner.cfg
     }
 
+    /// Master switches seen by the sentinels, for a sentinel config.
+    pub(crate) fn switches(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.driver.switches()
+    }
+
     /// Whether the client currently holds a live connection (always `true` for the pool driver,
     /// which connects per checkout).
     pub fn is_connected(&self) -> bool {

@@ -252,6 +252,9 @@ impl Client {
                     .await?,
             )
         } else {
+            if let Some(switches) = self.switches() {
+                end_on_switch(switches, sender.clone());
+            }
             let client = self.redis_client_for(&cfg).await?;
             let config = connection_config(&cfg, Some(cfg.command_timeout)).set_push_sender(sender);
             PubSubConn::Single(
@@ -274,6 +277,23 @@ impl Client {
             },
         })
     }
+}
+
+/// Ends the message stream (as a lost connection does) at the next master switch, so the
+/// subscriber reconnects to the new master; stops when the stream is dropped.
+fn end_on_switch(
+    mut switches: tokio::sync::watch::Receiver<u64>,
+    sender: mpsc::UnboundedSender<PushInfo>,
+) {
+    switches.mark_unchanged();
+    tokio::spawn(async move {
+        tokio::select! {
+            changed = switches.changed() => if changed.is_ok() {
+                let _ = sender.send(PushInfo { kind: PushKind::Disconnection, data: Vec::new() });
+            },
+            () = sender.closed() => {}
+        }
+    });
 }
 
 impl RedisX {
