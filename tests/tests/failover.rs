@@ -198,6 +198,47 @@ async fn l1_invalidated(a: &RedisX, b: &RedisX, what: &str) {
     assert!(seen, "{what}: the update reached the other runtime's L1");
 }
 
+/// A value written through `rx` now is read back by a fresh runtime (which finds the master
+/// anew): the cache's L2 is on the new master.
+async fn serves_from_the_new_master(deployment: &Deployment, rx: &RedisX, what: &str) {
+    rx.cache().set("after", &7u64, None).await.unwrap();
+    let fresh = deployment.runtime(rx.key_prefix()).await;
+    assert_eq!(
+        fresh.cache().get::<u64>("after").await.unwrap(),
+        Some(7),
+        "{what}: the cache's L2 is on the new master"
+    );
+    fresh.shutdown().await;
+}
+
+/// No acknowledged publish is lost: the consumer, which resumed by itself, handled each.
+async fn every_durable_publish_consumed(seen: &Arc<Seen>, what: &str) {
+    let published = seen.published.lock().unwrap().clone();
+    assert!(!published.is_empty(), "{what}: publishes succeeded");
+    let all = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
+        let seen = seen.clone();
+        let published = published.clone();
+        async move { published.is_subset(&seen.consumed.lock().unwrap()) }
+    })
+    .await;
+    let handled = seen.consumed.lock().unwrap().clone();
+    let missing: Vec<_> = published.difference(&handled).collect();
+    assert!(
+        all,
+        "{what}: every durable publish was consumed; missing {missing:?}"
+    );
+}
+
+/// The consumer's handler: records each message id.
+fn record(
+    seen: Arc<Seen>,
+) -> impl Fn(Message<u64>) -> std::future::Ready<Result<(), std::convert::Infallible>> {
+    move |m| {
+        seen.consumed.lock().unwrap().insert(m.id().to_owned());
+        std::future::ready(Ok(()))
+    }
+}
+
 async fn under_load(topology: Topology, how: Switch) {
     let mut deployment = Deployment::start_owned(topology);
     let prefix = unique_prefix(&format!("failover_{topology}"));
@@ -205,26 +246,18 @@ async fn under_load(topology: Topology, how: Switch) {
     // Another instance of the service, for L1 invalidation across the switch.
     let other = runtime(&deployment, &prefix).await;
     let seen = Arc::new(Seen::default());
-    let consumer = {
-        let seen = seen.clone();
-        rx.streams()
-            .consumer(
-                "orders",
-                ConsumerOptions::new("workers")
-                    .concurrency(4)
-                    .block(Duration::from_millis(100)),
-                move |m: Message<u64>| {
-                    let seen = seen.clone();
-                    async move {
-                        seen.consumed.lock().unwrap().insert(m.id().to_owned());
-                        Ok::<_, std::convert::Infallible>(())
-                    }
-                },
-            )
-            .start()
-            .await
-            .unwrap()
-    };
+    let consumer = rx
+        .streams()
+        .consumer(
+            "orders",
+            ConsumerOptions::new("workers")
+                .concurrency(4)
+                .block(Duration::from_millis(100)),
+            record(seen.clone()),
+        )
+        .start()
+        .await
+        .unwrap();
     counts_exactly(&rx, "before").await;
     let tasks = vec![
         tokio::spawn(probe_loop(rx.clone(), seen.clone())),
@@ -297,37 +330,12 @@ async fn under_load(topology: Topology, how: Switch) {
     );
     counts_exactly(&rx, "after").await;
 
-    l1_invalidated(&rx, &other, &format!("{topology}/{how:?}")).await;
+    let what = format!("{topology}/{how:?}");
+    l1_invalidated(&rx, &other, &what).await;
     other.shutdown().await;
 
-    // The cache serves from the new master: a value written now is read back from Redis.
-    rx.cache().set("after", &7u64, None).await.unwrap();
-    let fresh = deployment.runtime(rx.key_prefix()).await;
-    assert_eq!(
-        fresh.cache().get::<u64>("after").await.unwrap(),
-        Some(7),
-        "{topology}/{how:?}: the cache's L2 is on the new master"
-    );
-    fresh.shutdown().await;
-
-    // No acknowledged publish is lost, and the consumer resumed by itself.
-    let published = seen.published.lock().unwrap().clone();
-    assert!(
-        !published.is_empty(),
-        "{topology}/{how:?}: publishes succeeded"
-    );
-    let all = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
-        let seen = seen.clone();
-        let published = published.clone();
-        async move { published.is_subset(&seen.consumed.lock().unwrap()) }
-    })
-    .await;
-    let consumed = seen.consumed.lock().unwrap().clone();
-    let missing: Vec<_> = published.difference(&consumed).collect();
-    assert!(
-        all,
-        "{topology}/{how:?}: every durable publish was consumed; missing {missing:?}"
-    );
+    serves_from_the_new_master(&deployment, &rx, &what).await;
+    every_durable_publish_consumed(&seen, &what).await;
     consumer.stop().await;
     rx.shutdown().await;
 }

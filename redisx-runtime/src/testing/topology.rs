@@ -147,6 +147,16 @@ impl Deployment {
         Deployment { topology, servers }
     }
 
+    /// A deployment of every topology in [`Topology::ALL`], for a test to hold while it runs:
+    /// the shared cluster and sentinel set then stay up between the stages of the test instead
+    /// of being stopped and started again.
+    ///
+    /// # Panics
+    /// As [`Deployment::start`].
+    pub fn start_all() -> Vec<Self> {
+        Topology::ALL.iter().map(|&t| Self::start(t)).collect()
+    }
+
     /// Starts servers of its own for `topology`, whatever `REDISX_TEST_URL` says: for tests that
     /// kill or restart them.
     ///
@@ -193,6 +203,41 @@ impl Deployment {
         ConnectionConfig::from_url(&url).unwrap_or_else(|e| {
             panic!("Deployment: `{url}` (from REDISX_TEST_URL?) is not a valid Redis URL: {e}")
         })
+    }
+
+    /// The URL of every server that holds data (no sentinel): each node of a cluster (masters
+    /// and replicas), the master and replicas of a sentinel set, the one standalone server.
+    /// For what a client library does not show, e.g. `PUBSUB NUMSUB` summed over the servers.
+    pub fn server_urls(&self) -> Vec<String> {
+        match &self.servers {
+            Servers::Standalone(server) => vec![server.url()],
+            Servers::Cluster(cluster) => cluster
+                .nodes()
+                .iter()
+                .filter(|n| n.pid().is_some())
+                .map(RedisServer::url)
+                .collect(),
+            Servers::Sentinel(set) => {
+                let servers = set.servers();
+                std::iter::once(servers.primary_url())
+                    .chain(servers.replica_urls())
+                    .collect()
+            }
+        }
+    }
+
+    /// The URL of every server that takes writes now: each master of a cluster, the master the
+    /// sentinels name, the one standalone server. For reading where keys landed (`SCAN`).
+    pub fn master_urls(&self) -> Vec<String> {
+        match &self.servers {
+            Servers::Standalone(server) => vec![server.url()],
+            Servers::Cluster(cluster) => cluster
+                .masters()
+                .into_iter()
+                .map(|i| cluster.node(i).url())
+                .collect(),
+            Servers::Sentinel(set) => vec![set.master_url()],
+        }
     }
 
     /// The cluster of a cluster deployment, for process control (`None` for other topologies).
