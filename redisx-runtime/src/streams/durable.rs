@@ -1,18 +1,13 @@
 //! Durable publishes: `rx.streams().durable(replicas, timeout)`, an `XADD` followed by `WAIT` on a
 //! dedicated connection.
 
-use std::sync::PoisonError;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::producer::PublishOptions;
 use super::{Shared, Streams};
-use crate::client::DedicatedConnection;
 use crate::error::{Error, ErrorCode, Result};
-
-/// Idle dedicated connections kept for durable publishes.
-const IDLE_WAIT_CONNECTIONS: usize = 8;
 
 /// A durable publish's outcome: the entry id and how many replicas acknowledged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,10 +119,7 @@ impl Shared {
     /// idle connections of durable publishes are closed.
     pub(crate) fn stop_producer(&self) {
         self.trims.stop();
-        self.wait_connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.wait_pool.clear();
     }
 
     /// The `XADD` and `WAIT` of a durable publish, on a pooled dedicated connection; then the
@@ -144,7 +136,7 @@ impl Shared {
         let client = self.client()?;
         // A dedicated connection has no response timeout: bound the round trip here.
         let limit = timeout.saturating_add(client.config().command_timeout_value());
-        let mut conn = self.wait_connection().await?;
+        let mut conn = self.wait_pool.get(client).await?;
         let mut pipe = redis::pipe();
         pipe.add_command(xadd)
             .cmd("WAIT")
@@ -157,7 +149,7 @@ impl Shared {
         .await
         {
             Ok(Ok(reply)) => {
-                self.return_wait_connection(conn);
+                self.wait_pool.put(conn);
                 reply
             }
             // A connection that failed or did not answer is dropped, not reused.
@@ -184,29 +176,5 @@ impl Shared {
             .with_context("replicas", replicas.to_string()));
         }
         Ok(Some(Published { id, replicas }))
-    }
-
-    /// An idle dedicated connection of the pool, or a new one.
-    async fn wait_connection(&self) -> Result<DedicatedConnection> {
-        let idle = self
-            .wait_connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        match idle {
-            Some(conn) => Ok(conn),
-            None => self.client()?.dedicated_connection().await,
-        }
-    }
-
-    /// Keeps `conn` for the next durable publish (up to a few idle ones).
-    fn return_wait_connection(&self, conn: DedicatedConnection) {
-        let mut idle = self
-            .wait_connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE_WAIT_CONNECTIONS {
-            idle.push(conn);
-        }
     }
 }

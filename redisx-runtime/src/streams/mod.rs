@@ -93,7 +93,7 @@ pub(crate) struct Shared {
     /// The trim tasks of the streams this runtime published to.
     pub(crate) trims: trim::Trims,
     /// Idle dedicated connections of durable publishes (`WAIT` blocks its connection).
-    pub(crate) wait_connections: std::sync::Mutex<Vec<crate::client::DedicatedConnection>>,
+    pub(crate) wait_pool: crate::client::WaitPool,
     /// The consumers running in this process.
     pub(crate) consumers: consumer::Registry,
 }
@@ -119,7 +119,7 @@ impl Streams {
                 metrics: StreamMetrics::register(ctx.registry()),
                 life: ctx.life.clone(),
                 trims: trim::Trims::default(),
-                wait_connections: std::sync::Mutex::default(),
+                wait_pool: crate::client::WaitPool::default(),
                 consumers: consumer::Registry::default(),
             }),
         })
