@@ -135,17 +135,35 @@ impl PluginContext {
     /// its config names (an [`ErrorCode::ConfigUnknownClient`] error when there is none of
     /// that name), else the default one; `None` for a runtime without clients (the plugin's
     /// calls then fail).
+    ///
+    /// Such a plugin needs its reads on the master: a client that reads from replicas
+    /// ([`ConnectionConfig::read_from_replicas`](crate::ConnectionConfig::read_from_replicas))
+    /// is a `CFG_INVALID` error.
     pub(crate) fn plugin_client(&self, owner: &str, named: Option<&str>) -> Result<Option<Client>> {
-        match named {
+        let client = match named {
             Some(name) => self.named_client(name).map(Some).map_err(|e| {
                 Error::new(
                     ErrorCode::ConfigUnknownClient,
                     format!("the {owner} client `{name}` is not among the configured clients"),
                 )
                 .with_source(e)
-            }),
-            None => Ok(self.client().ok()),
+            })?,
+            None => self.client().ok(),
+        };
+        if let Some(c) = &client
+            && c.config().read_from_replicas_value()
+        {
+            return Err(Error::new(
+                ErrorCode::ConfigInvalid,
+                format!(
+                    "the {owner} client `{}` reads from replicas, which may lag the master; \
+                     this plugin needs its reads on the master: give it a client without \
+                     `read_from_replicas` (only a cache may read from replicas)",
+                    c.name()
+                ),
+            ));
         }
+        Ok(client)
     }
 
     /// The app key prefix (`""` when none was set).

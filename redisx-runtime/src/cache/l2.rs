@@ -213,13 +213,23 @@ impl Cache {
     }
 
     /// One L2 read. With `marker`, a miss atomically places it as the regeneration lock
-    /// (`SET key marker NX PX lock_ttl GET`): one round trip for read-or-lock.
+    /// (`SET key marker NX PX lock_ttl GET`): one round trip for read-or-lock. On a client that
+    /// reads from replicas, a plain `GET` (served by a replica) comes first and only a miss
+    /// goes on to the master's `SET .. GET`.
     pub(crate) async fn read<T: DeserializeOwned>(
         &self,
         client: &Client,
         full: &str,
         marker: Option<&Marker>,
     ) -> Result<Read<T>> {
+        if marker.is_some() && client.config().read_from_replicas_value() {
+            let bytes: Option<Vec<u8>> = client
+                .query_named("GET", redis::cmd("GET").arg(full))
+                .await?;
+            if bytes.is_some() {
+                return Ok(self.classify(bytes, envelope::now_ms()));
+            }
+        }
         let bytes: Option<Vec<u8>> = match marker {
             Some(m) => {
                 let px = millis(self.inner.cfg.stampede.lock_ttl).max(1);

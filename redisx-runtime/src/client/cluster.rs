@@ -82,6 +82,9 @@ pub(crate) async fn connect(
     if let Some(push) = push {
         builder = builder.push_sender(push);
     }
+    if cfg.read_from_replicas {
+        builder = builder.read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
+    }
     #[cfg(feature = "tls-rustls")]
     if cfg.tls && (cfg.tls_ca_cert.is_some() || cfg.tls_client_cert.is_some()) {
         builder = builder.certs(redis::TlsCertificates {

@@ -71,6 +71,8 @@ pub struct ConnectionConfig {
     pub(crate) lazy: bool,
     /// One server, a cluster, or a master found through sentinels.
     pub(crate) nodes: Nodes,
+    /// Read-only commands go to replicas (a cluster config only).
+    pub(crate) read_from_replicas: bool,
 }
 
 impl ConnectionConfig {
@@ -112,6 +114,7 @@ impl ConnectionConfig {
             driver: DriverKind::Multiplexed,
             lazy: false,
             nodes: Nodes::Single,
+            read_from_replicas: false,
         }
     }
 
@@ -518,6 +521,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("driver", &self.driver)
             .field("lazy", &self.lazy)
             .field("nodes", &self.nodes)
+            .field("read_from_replicas", &self.read_from_replicas)
             .finish()
     }
 }

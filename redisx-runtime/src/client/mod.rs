@@ -337,7 +337,16 @@ impl Client {
     /// every lock-taking read and every tagged write would fail). A server whose `INFO` is
     /// unavailable (renamed or denied) is given the benefit of the doubt.
     pub(crate) async fn check_server_version(&self) -> Result<()> {
-        let info: String = match self.query(redis::cmd("INFO").arg("server")).await {
+        // On a cluster, one master's (INFO without a key would ask every node).
+        let node = self
+            .scan_nodes()
+            .await
+            .ok()
+            .and_then(|n| n.into_iter().next().flatten());
+        let info: String = match self
+            .query_on(node.as_ref(), "INFO", redis::cmd("INFO").arg("server"))
+            .await
+        {
             Ok(info) => info,
             Err(e) => {
                 tracing::debug!(client = %self.name(), error = %format_args!("{e:#}"), "cannot read the server version (INFO); not checking it");

@@ -144,6 +144,32 @@ impl ConnectionConfig {
         self
     }
 
+    /// Sends the read-only commands (`GET`, `MGET`, `EXISTS`, ...) of a cluster config to the
+    /// replicas of their slot (redis-rs's `read_from_replicas`); scripts and writes still go to
+    /// the master. A replica lags its master, so a read may miss a write made a moment ago:
+    /// use it for a cache whose data may be stale (a client of its own for the cache,
+    /// `CacheConfig::client`). Locks, rate limits, idempotency and streams need their reads on
+    /// the master: building one of them on such a client is a `CFG_INVALID` error. Only a
+    /// cluster config takes it; the URL form is `?read_from_replicas=true`.
+    ///
+    /// ```
+    /// use redisx_runtime::ConnectionConfig;
+    ///
+    /// let cfg = ConnectionConfig::cluster([("10.0.0.1", 7000)]).read_from_replicas(true);
+    /// assert!(cfg.read_from_replicas_value());
+    /// assert_eq!(cfg.to_string(), "redis+cluster://10.0.0.1:7000?read_from_replicas=true");
+    /// ```
+    #[must_use]
+    pub fn read_from_replicas(mut self, on: bool) -> Self {
+        self.read_from_replicas = on;
+        self
+    }
+
+    /// Whether read-only commands go to replicas ([`read_from_replicas`](Self::read_from_replicas)).
+    pub fn read_from_replicas_value(&self) -> bool {
+        self.read_from_replicas
+    }
+
     /// Whether this config reaches a Redis Cluster ([`ConnectionConfig::cluster`]).
     pub fn is_cluster(&self) -> bool {
         matches!(self.nodes, Nodes::Cluster(_))
@@ -214,6 +240,12 @@ impl ConnectionConfig {
             Err(Error::new(ErrorCode::ConfigInvalid, msg.to_owned())
                 .with_context("server", self.to_string()))
         };
+        if self.read_from_replicas && !self.is_cluster() {
+            return bad(
+                "`read_from_replicas` is for a cluster config (`redis+cluster://`); a single \
+                 server or sentinel config reads from its master",
+            );
+        }
         match &self.nodes {
             Nodes::Single => Ok(()),
             Nodes::Cluster(seeds) if seeds.is_empty() => {
@@ -272,6 +304,9 @@ impl ConnectionConfig {
             }
         }
         f.write_str(&tail)?;
+        if self.read_from_replicas {
+            f.write_str("?read_from_replicas=true")?;
+        }
         Ok(true)
     }
 }
@@ -329,12 +364,24 @@ pub(super) fn parse_multi_host(url: &str, bad: &dyn Fn(&str) -> Error) -> Result
         single.push_str(db);
     }
     let (mut sentinel_user, mut sentinel_password) = (None, None);
+    let mut read_from_replicas = false;
     if let Some(query) = query {
         let mut kept = Vec::new();
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("sentinel_user", v)) if kind == "sentinel" => {
                     sentinel_user = Some(super::url::percent_decode(v));
+                }
+                Some(("read_from_replicas", v)) if kind == "cluster" => {
+                    read_from_replicas = match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(bad(&format!(
+                                "`read_from_replicas={v}`; expected `true` or `false`"
+                            )));
+                        }
+                    };
                 }
                 Some(("sentinel_password", v)) if kind == "sentinel" => {
                     sentinel_password = Some(super::url::percent_decode(v));
@@ -363,6 +410,7 @@ pub(super) fn parse_multi_host(url: &str, bad: &dyn Fn(&str) -> Error) -> Result
     let nodes = std::mem::take(&mut cfg.nodes);
     cfg = parsed;
     cfg.nodes = nodes;
+    cfg.read_from_replicas = read_from_replicas;
     if let Nodes::Sentinel(set) = &mut cfg.nodes {
         set.tls = tls;
     }

@@ -1,0 +1,190 @@
+//! `ConnectionConfig::read_from_replicas` on a real cluster with a replica per master: a cache
+//! on such a client reads its hits from the replicas (their `GET` counts grow, the masters'
+//! do not) and still writes to the masters; the plugins that need their reads on the master
+//! refuse such a client at build time, and a non-cluster config refuses the option.
+
+use std::time::Duration;
+
+use redisx::lock::LockConfig;
+use redisx::rate_limit::RateLimitConfig;
+use redisx::streams::StreamsConfig;
+use redisx::testing::{Deployment, Topology, raw_connection, unique_prefix};
+use redisx::{CacheConfig, ConnectionConfig, ErrorCode, RedisX, redis};
+use redisx_tests::eventually;
+
+/// `calls` of `cmdstat_get` in `INFO commandstats` of the server at `url`.
+async fn gets(url: &str) -> u64 {
+    let mut conn = raw_connection(url).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn total_gets(urls: &[String]) -> u64 {
+    let mut n = 0;
+    for url in urls {
+        n += gets(url).await;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_on_a_replica_reading_client_reads_from_the_replicas() {
+    let deployment = Deployment::start_owned(Topology::Cluster);
+    let cluster = deployment.cluster().expect("a cluster");
+    let masters = deployment.master_urls();
+    let replicas: Vec<String> = cluster
+        .replicas()
+        .into_iter()
+        .map(|i| cluster.node(i).url())
+        .collect();
+    // `CLUSTER SLOTS` lists a replica only once it has replicated something, and a client
+    // learns the replicas from it: write to every shard first.
+    for tag in ["a", "b", "c", "d", "e", "f"] {
+        let () = redisx_tests::raw_query(
+            &deployment,
+            redis::cmd("SET").arg(format!("warm:{{{tag}}}")).arg(1),
+        )
+        .await;
+    }
+    let listed = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || async {
+            for url in deployment.server_urls() {
+                let mut conn = raw_connection(&url).await;
+                let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if !ranges.iter().all(|r| r.len() > 3) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    assert!(listed, "every node lists a replica for every slot range");
+    let reads = deployment.connection_config().read_from_replicas(true);
+    let rx = RedisX::builder()
+        .client("default", deployment.connection_config())
+        .client("cache-reads", reads)
+        .key_prefix(unique_prefix("replica_reads"))
+        .cache(
+            CacheConfig::default()
+                .client("cache-reads")
+                .mode(redisx::CacheMode::L2Only),
+        )
+        .build()
+        .await
+        .unwrap();
+    // The server version was read on a master of each client (not refused as a multi-node INFO).
+    assert_eq!(
+        redisx_tests::metric_sum(
+            &rx,
+            "redisx_commands_total",
+            &["command=\"INFO\"", "status=\"ok\""]
+        ),
+        2
+    );
+    let keys: Vec<String> = (0..30).map(|i| format!("user:{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        rx.cache().set(key, &(i as u64), None).await.unwrap();
+    }
+    // The replicas have the writes (they came through the masters).
+    let synced = eventually(
+        Duration::from_secs(2),
+        Duration::from_millis(10),
+        || async {
+            let mut n = 0;
+            for url in &replicas {
+                let mut conn = raw_connection(url).await;
+                let size: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+                n += size;
+            }
+            n >= 36 // the 30 entries and the 6 warm-up keys
+        },
+    )
+    .await;
+    assert!(synced, "the replicas hold the cache's writes");
+    let (masters_before, replicas_before) =
+        (total_gets(&masters).await, total_gets(&replicas).await);
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            rx.cache().get::<u64>(key).await.unwrap(),
+            Some(i as u64),
+            "{key}"
+        );
+    }
+    let (masters_after, replicas_after) = (total_gets(&masters).await, total_gets(&replicas).await);
+    assert!(
+        replicas_after - replicas_before >= 30,
+        "the hits were read on the replicas: {replicas_before} -> {replicas_after}"
+    );
+    assert_eq!(masters_after, masters_before, "no GET reached a master");
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_that_need_the_master_refuse_a_replica_reading_client() {
+    let deployment = Deployment::start(Topology::Cluster);
+    let reads = deployment.connection_config().read_from_replicas(true);
+    let builders: Vec<(&str, redisx::RedisXBuilder)> = vec![
+        ("locks", RedisX::builder().locks(LockConfig::default())),
+        (
+            "rate limit",
+            RedisX::builder().rate_limit(RateLimitConfig::default()),
+        ),
+        (
+            "streams",
+            RedisX::builder().streams(StreamsConfig::default()),
+        ),
+        (
+            "idempotency",
+            RedisX::builder().idempotency(redisx::idempotency::IdempotencyConfig::default()),
+        ),
+    ];
+    for (plugin, builder) in builders {
+        let err = builder
+            .client("default", reads.clone())
+            .key_prefix(unique_prefix("replica_reads_refused"))
+            .build()
+            .await
+            .map(drop)
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{plugin}: {err:#}");
+        assert!(
+            err.message().contains("reads from replicas"),
+            "{plugin}: {err:#}"
+        );
+    }
+}
+
+#[test]
+fn only_a_cluster_config_reads_from_replicas() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(
+            RedisX::builder()
+                .client(
+                    "default",
+                    ConnectionConfig::new("127.0.0.1", 1).read_from_replicas(true),
+                )
+                .build(),
+        )
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err:#}");
+    assert!(err.message().contains("cluster"), "{err:#}");
+}
