@@ -1,4 +1,5 @@
-//! Fencing tokens: strictly increasing per key across holders (in one runtime and across two),
+//! Fencing tokens: strictly increasing per key across holders (in one runtime and across two,
+//! on every topology),
 //! larger for a new holder than for one that held past its ttl, and still increasing after a
 //! restart of the server that lost the counter.
 
@@ -6,15 +7,15 @@ use std::time::Duration;
 
 use redisx::ErrorCode;
 use redisx::lock::{LockConfig, LockOptions};
+use redisx::testing::{Deployment, Topology};
 use redisx_tests::lock::{exists, get, lock_runtime};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{RedisServer, eventually, raw_connection, raw_query, unique_prefix};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_strictly_increase_across_holders() {
-    let server = RedisServer::start();
-    let prefix = unique_prefix("lock_fence");
-    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+async fn tokens_increase(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let prefix = unique_prefix(&format!("lock_fence_{topology}"));
+    let a = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    let b = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
     let mut tokens = Vec::new();
     for i in 0..20 {
         let rx = if i % 2 == 0 { &a } else { &b };
@@ -28,7 +29,7 @@ async fn tokens_strictly_increase_across_holders() {
     }
     assert!(
         tokens.windows(2).all(|w| w[0] < w[1]),
-        "strictly increasing: {tokens:?}"
+        "on {topology}: strictly increasing: {tokens:?}"
     );
     // Another key has a sequence of its own, also past the server clock's microseconds.
     let other = a
@@ -38,36 +39,35 @@ async fn tokens_strictly_increase_across_holders() {
         .unwrap();
     assert!(
         other.fencing_token() > 1_000_000_000_000_000,
-        "{}",
+        "on {topology}: {}",
         other.fencing_token()
     );
 
     // The counter outlives the lock.
-    let mut raw = raw_connection(&server.url()).await;
     let lock_key = a.locks().full_key("account:2");
     let fence_key = format!("{lock_key}:fence");
-    let pttl = |key: String| {
-        let mut raw = raw.clone();
-        async move {
-            redis::cmd("PTTL")
-                .arg(key)
-                .query_async::<i64>(&mut raw)
-                .await
-                .unwrap()
-        }
-    };
-    let (lock_ttl, fence_ttl) = (pttl(lock_key.clone()).await, pttl(fence_key.clone()).await);
+    let lock_ttl: i64 = raw_query(&deployment, redis::cmd("PTTL").arg(&lock_key)).await;
+    let fence_ttl: i64 = raw_query(&deployment, redis::cmd("PTTL").arg(&fence_key)).await;
     assert!(
         fence_ttl > lock_ttl + 3_000_000,
-        "{fence_ttl} vs {lock_ttl}"
+        "on {topology}: {fence_ttl} vs {lock_ttl}"
     );
+    let counter: Option<String> = raw_query(&deployment, redis::cmd("GET").arg(&fence_key)).await;
     assert_eq!(
-        get(&mut raw, &fence_key).await,
-        Some(other.fencing_token().to_string())
+        counter,
+        Some(other.fencing_token().to_string()),
+        "on {topology}"
     );
     other.release().await.unwrap();
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_strictly_increase_across_holders() {
+    for &topology in Topology::ALL {
+        tokens_increase(topology).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

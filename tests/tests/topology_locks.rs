@@ -1,8 +1,8 @@
 //! The lock plugin's main paths on every topology (`Topology::ALL`: standalone, cluster,
 //! sentinel), each body written once: acquire and release; `try_acquire` contention between two
 //! runtimes; a waiter in another runtime woken by the release (the release message over
-//! pub/sub) long before its retry backoff; fencing tokens strictly increasing across
-//! acquisitions; `with_lock` and `#[with_lock]`; semaphores shared by two runtimes.
+//! pub/sub) long before its retry backoff; `with_lock` and `#[with_lock]`; semaphores shared by
+//! two runtimes. (Fencing tokens on every topology: `lock_fencing.rs`.)
 
 use std::time::Duration;
 
@@ -189,39 +189,6 @@ async fn release_wakes_a_remote_waiter(topology: Topology) {
 async fn a_release_wakes_a_waiter_in_another_runtime_on_every_topology() {
     for &topology in Topology::ALL {
         release_wakes_a_remote_waiter(topology).await;
-    }
-}
-
-async fn fencing_tokens_increase(topology: Topology) {
-    let deployment = Deployment::start(topology);
-    let (a, b) = pair(&deployment, "topo_lock_fence").await;
-    let mut tokens = Vec::new();
-    for i in 0..10 {
-        let rx = if i % 2 == 0 { &a } else { &b };
-        let guard = rx
-            .locks()
-            .acquire("account:1", &LockOptions::new())
-            .await
-            .unwrap();
-        tokens.push(guard.fencing_token());
-        guard.release().await.unwrap();
-    }
-    assert!(
-        tokens.windows(2).all(|w| w[0] < w[1]),
-        "on {topology}: strictly increasing: {tokens:?}"
-    );
-    // The counter sits next to the lock (same hash slot) and holds the last token.
-    let fence_key = format!("{}:fence", a.locks().full_key("account:1"));
-    let stored: Option<u64> = raw_query(&deployment, redis::cmd("GET").arg(&fence_key)).await;
-    assert_eq!(stored, tokens.last().copied(), "on {topology}");
-    a.shutdown().await;
-    b.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fencing_tokens_strictly_increase_on_every_topology() {
-    for &topology in Topology::ALL {
-        fencing_tokens_increase(topology).await;
     }
 }
 
