@@ -41,6 +41,24 @@ fn a_connection_config_loads_from_a_url_string() {
 }
 
 #[test]
+fn cluster_and_sentinel_configs_load_from_urls() {
+    let cfg: ConnectionConfig = from_json(
+        r#"{ "url": "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000?read_from_replicas=true", "command_timeout": "500ms" }"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.cluster_seeds_value().len(), 2);
+    assert!(cfg.read_from_replicas_value());
+    assert_eq!(
+        cfg.command_timeout_value(),
+        std::time::Duration::from_millis(500)
+    );
+    let cfg: ConnectionConfig =
+        from_json(r#""redis+sentinel://s1:26379,s2:26379/orders/1?sentinel_password=pw""#).unwrap();
+    assert_eq!(cfg.sentinel_master_value(), Some("orders"));
+    assert_eq!(cfg.db_value(), 1);
+}
+
+#[test]
 fn a_connection_config_loads_from_a_table() {
     let cfg: ConnectionConfig = from_json(
         r#"{
