@@ -174,3 +174,44 @@ async fn the_client_reconnects_after_the_server_restarts() {
         .unwrap();
     assert_eq!(raw_get(&server.url(), "after").await.as_deref(), Some("2"));
 }
+
+#[tokio::test]
+async fn a_lazy_cluster_config_builds_while_its_nodes_are_down() {
+    let mut server = RedisServer::start_owned();
+    let port = server.port();
+    server.kill();
+    let cfg = redisx::ConnectionConfig::cluster([("127.0.0.1", port)])
+        .lazy(true)
+        .connect_timeout(Duration::from_millis(300))
+        .command_timeout(Duration::from_millis(300));
+    let rx = build(cfg.clone(), "lazy_cluster")
+        .await
+        .unwrap_or_else(|e| panic!("a lazy cluster client builds while its nodes are down: {e}"));
+    let err = rx
+        .client()
+        .query::<String>(&redis::cmd("PING"))
+        .await
+        .expect_err("no node is up");
+    assert!(
+        matches!(
+            err.code(),
+            ErrorCode::ConnectionClosed
+                | ErrorCode::ConnectionFailed
+                | ErrorCode::ConnectionTimeout
+                | ErrorCode::OperationTimeout
+        ),
+        "{err:#}"
+    );
+    // Without `lazy`, building fails at once with the connect error.
+    let err = build(cfg.lazy(false), "eager_cluster")
+        .await
+        .map(drop)
+        .expect_err("no node is up");
+    assert!(
+        matches!(
+            err.code(),
+            ErrorCode::ConnectionFailed | ErrorCode::ConnectionTimeout
+        ),
+        "{err:#}"
+    );
+}

@@ -65,6 +65,8 @@ pub(crate) async fn connect(
     response_timeout: Option<std::time::Duration>,
     push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
 ) -> Result<ClusterConnection> {
+    // The shared connection of a lazy config (a response timeout, no push sender).
+    let pending = cfg.lazy && push.is_none() && response_timeout.is_some();
     let nodes = cfg
         .cluster_seeds_value()
         .iter()
@@ -99,6 +101,16 @@ pub(crate) async fn connect(
         });
     }
     let client = builder.build().map_err(|e| connect_error(name, cfg, e))?;
+    if pending {
+        // The shared connection of a lazy config: the nodes are reached in the background,
+        // and a command fails until they are.
+        let mut config =
+            redis::cluster::ClusterConfig::new().set_connection_timeout(cfg.connect_timeout);
+        if let Some(t) = response_timeout {
+            config = config.set_response_timeout(t);
+        }
+        return Ok(client.get_pending_async_connection_with_config(config));
+    }
     let opened = client.get_async_connection();
     match tokio::time::timeout(cfg.connect_timeout, opened).await {
         Ok(Ok(conn)) => Ok(conn),
