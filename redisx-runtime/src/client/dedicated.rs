@@ -27,6 +27,12 @@ const DEDICATED_ROLE: &str = "dedicated";
 /// [`Client::pubsub`] and [`Client::monitor`]. `CLIENT REPLY` is refused here too (the
 /// connection would wait for replies that never come).
 ///
+/// On a cluster config it is a cluster connection of its own: each command goes to the master
+/// of its key's slot (a pipeline to the slot of its keys), so state kept per server connection
+/// (`SELECT`, `WATCH`/`MULTI`/`EXEC` sent one by one) does not apply there; `WAIT` sent in a
+/// pipeline after a write goes with it. On a sentinel config it is opened on the current master
+/// and counts as lost once the sentinels switch the master.
+///
 /// It implements `redis::aio::ConnectionLike`, so `redis::AsyncCommands` work on it as well.
 ///
 /// ```no_run
@@ -249,7 +255,8 @@ impl Client {
     }
 
     /// Opens a connection of its own in `MONITOR` mode (`redis::aio::Monitor`) with this
-    /// client's configuration. Not instrumented, and without the client name: redis-rs's
+    /// client's configuration: to the server, the current master of a sentinel config, or the
+    /// first seed node of a cluster (a monitor sees one node's commands). Not instrumented, and without the client name: redis-rs's
     /// monitor sends no command of ours before `MONITOR`.
     ///
     /// ```no_run

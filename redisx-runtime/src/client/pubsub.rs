@@ -27,6 +27,12 @@ const PUBSUB_ROLE: &str = "pubsub";
 /// timeout; messages are not commands, so they are not instrumented. It does not reconnect:
 /// the message stream ends when the connection is lost (subscribe again on a new one).
 ///
+/// On a cluster config it is a cluster connection of its own speaking RESP3, which redis-rs's
+/// cluster pub/sub needs: a classic `PUBLISH` reaches every node of a cluster, so the node
+/// it subscribes on does not matter; the stream ends when that node's connection is lost. On a
+/// sentinel config it subscribes on the current master and ends when the sentinels switch
+/// the master.
+///
 /// ```no_run
 /// use futures_util::StreamExt;
 ///
