@@ -7,12 +7,16 @@
 //! | `cache.l1_hit_owned` | the same with owned values (a deep clone per hit) | the same | the same |
 //! | `cache.l1_hit_mt` | the same, one task per core on a multi-thread runtime | the same | `cached` |
 //! | `cache.l1_hit_scoped` | the same hit without `runtime = ...`, inside `rx.scope(..)` | the same with no scope (installed runtime) | the same with `runtime = rx` (see `cache_scope.rs`) |
-//! | `cache.l2_hit` | `#[redisx::cached(mode = "l2_only")]` hit | redis-rs `GET` + bincode decode | `cached` `AsyncRedisCache` hit |
+//! | `cache.l2_hit` | `#[redisx::cached(mode = "l2_only")]` hit | redis-rs `GET` + bincode decode | `cached` `AsyncRedisCache` hit (not with `--cluster`) |
 //! | `cache.miss` | `Cache::get_or_load` on fresh keys | `GET` miss + `SET PX` | `cached` `AsyncRedisCache` get + set; our own protocol sent raw through redis-rs |
 //! | `cache.stampede` | 1000 concurrent `get_or_load` callers over two runtimes | one loader call | — |
+//! | `cluster.invalidation` (`--cluster` only) | see [`invalidation`](crate::invalidation) | | |
 //!
 //! Every side uses the same value type ([`User`], about 100 bytes), the same key count and the
 //! same (seeded, random) access order; Redis sides use one multiplexed connection, like ours.
+//! With `--cluster`, `cache.l2_hit` runs on the cluster (reported as `cluster.cache.l2_hit`): ours
+//! through its cluster client, the floor through redis-rs's cluster connection, over the same
+//! untagged keys (spread over the three masters), without the `cached` peer.
 //!
 //! The suite's `run` and shared setup are here; the L1 benches are in `cache/l1.rs`, those that
 //! go to Redis (`cache.l2_hit`, `cache.miss`, `cache.stampede`) in `cache/l2.rs`.
@@ -23,11 +27,11 @@ use std::time::Duration;
 use cached::proc_macro::cached as peer_cached;
 use rand::SeedableRng as _;
 use rand::seq::SliceRandom as _;
-use redis::aio::MultiplexedConnection;
 use redisx::{CacheConfig, RedisX};
 use serde::{Deserialize, Serialize};
 
 use crate::Context;
+use crate::floor::FloorConnection;
 use crate::measure::{Comparison, emit};
 
 mod l1;
@@ -228,6 +232,9 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
     if ctx.selected("cache.stampede") {
         done(stampede(ctx).await);
     }
+    if ctx.selected("cluster.invalidation") {
+        done(crate::invalidation::invalidation(ctx).await);
+    }
     rx.shutdown().await;
     all
 }
@@ -244,12 +251,9 @@ async fn runtime(ctx: &Context) -> RedisX {
     .await
 }
 
-async fn connection(ctx: &Context) -> MultiplexedConnection {
-    redis::Client::open(ctx.url.as_str())
-        .expect("the Redis URL is valid")
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect redis-rs to {}: {e}", ctx.url))
+/// The floors' connection: one multiplexed connection, or a cluster connection with `--cluster`.
+async fn connection(ctx: &Context) -> FloorConnection {
+    ctx.floor_connection().await
 }
 
 async fn peer_redis_cache(ctx: &Context, name: &str) -> cached::AsyncRedisCache<String, User> {

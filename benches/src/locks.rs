@@ -2,12 +2,19 @@
 //!
 //! | bench | ours | floor | peers |
 //! |---|---|---|---|
-//! | `locks.acquire_release` | `rx.locks().acquire` + `LockGuard::release` with the default options (auto-renew on), one key, sequential | redis-rs `SET NX PX` + the compare-and-delete script (`EVALSHA`, loaded once) | `rslock` `lock` + `unlock`; ours' own two scripts sent raw by redis-rs (the server's share of the fencing token and the release message, without our client side); ours with auto-renew off |
+//! | `locks.acquire_release` | `rx.locks().acquire` + `LockGuard::release` with the default options (auto-renew on), one key, sequential | redis-rs `SET NX PX` + the compare-and-delete script (`EVALSHA`, loaded once) | `rslock` `lock` + `unlock` (not with `--cluster`); ours' own two scripts sent raw by redis-rs (the server's share of the fencing token and the release message, without our client side); ours with auto-renew off |
 //! | `locks.contended` | 64 tasks over 8 keys, each looping acquire → critical section → release, a fixed 1 ms retry without jitter | the same loop raw: `SET NX PX`, a 1 ms sleep after a failed attempt, the release script | `rslock` `acquire_no_guard` (its own retry: 3 attempts 0–200 ms apart, then again) + `unlock` |
 //!
 //! Every side talks to the same server over one multiplexed connection (ours through its
 //! client, the floor through redis-rs, `rslock` through its own), with the same lock ttl (ours'
 //! default) and a fresh random 128-bit owner token per acquisition.
+//!
+//! With `--cluster`, `locks.acquire_release` runs on the cluster (`cluster.locks.acquire_release`):
+//! ours through its cluster client, the raw sides through redis-rs's cluster connection, every
+//! lock key hash-tagged as ours tags it (`..lock:{bench:acquire_release}`, so ours and the floor
+//! lock on the same master); `rslock` is left out (it cannot talk to a cluster). Ours' release
+//! publishes its release message with a classic `PUBLISH`, which a cluster broadcasts to every
+//! node: the side with ours' scripts sent raw pays it too, the plain floor does not.
 //!
 //! `locks.contended` costs the wall time of a round over the critical sections it completed.
 //! A section yields to the runtime once while holding the lock, so that a second holder of the
@@ -23,11 +30,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use redisx::RedisX;
 use redisx::lock::{LockOptions, Locks, RetryStrategy};
 
 use crate::Context;
+use crate::floor::FloorConnection;
 use crate::measure::{Comparison, Side, Unit, compare, emit};
 
 /// Tasks of `locks.contended`.
@@ -80,10 +87,11 @@ fn ttl(rx: &RedisX) -> Duration {
     rx.locks().config().default_ttl_value()
 }
 
-/// The raw floor: redis-rs on one multiplexed connection.
+/// The raw floor: redis-rs on one multiplexed connection (a cluster connection with
+/// `--cluster`).
 #[derive(Clone)]
 struct Floor {
-    conn: MultiplexedConnection,
+    conn: FloorConnection,
     release_sha: Arc<str>,
     /// Ours' scripts, loaded for the fenced floor.
     fenced_acquire_sha: Arc<str>,
@@ -92,7 +100,7 @@ struct Floor {
 }
 
 /// `SCRIPT LOAD` of `body`: its sha.
-async fn load(conn: &mut MultiplexedConnection, body: &str) -> Arc<str> {
+async fn load(conn: &mut FloorConnection, body: &str) -> Arc<str> {
     let sha: String = redis::cmd("SCRIPT")
         .arg("LOAD")
         .arg(body)
@@ -104,11 +112,7 @@ async fn load(conn: &mut MultiplexedConnection, body: &str) -> Arc<str> {
 
 impl Floor {
     async fn new(ctx: &Context, ttl: Duration) -> Self {
-        let mut conn = redis::Client::open(ctx.url.as_str())
-            .expect("the Redis URL is valid")
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect redis-rs to {}: {e}", ctx.url));
+        let mut conn = ctx.floor_connection().await;
         Self {
             release_sha: load(&mut conn, FLOOR_RELEASE).await,
             fenced_acquire_sha: load(&mut conn, OURS_ACQUIRE).await,
@@ -251,29 +255,35 @@ async fn acquire_release(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
             }
         })
     };
-    let peer_side = {
-        let (peer, key) = (rslock(ctx), rslock_key(ctx, KEY));
-        Side::new("rslock lock + unlock", move |ops| {
-            let (peer, key) = (peer.clone(), key.clone());
-            async move {
-                let start = Instant::now();
-                for _ in 0..ops {
-                    let lock = peer
-                        .lock(key.as_bytes(), ttl)
-                        .await
-                        .unwrap_or_else(|e| panic!("rslock lock of a free key: {e}"));
-                    peer.unlock(&lock).await;
+    let peer_side = ctx
+        .peer_runs("locks.acquire_release", "the `rslock` peer")
+        .then(|| {
+            let (peer, key) = (rslock(ctx), rslock_key(ctx, KEY));
+            Side::new("rslock lock + unlock", move |ops| {
+                let (peer, key) = (peer.clone(), key.clone());
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..ops {
+                        let lock = peer
+                            .lock(key.as_bytes(), ttl)
+                            .await
+                            .unwrap_or_else(|e| panic!("rslock lock of a free key: {e}"));
+                        peer.unlock(&lock).await;
+                    }
+                    start.elapsed()
                 }
-                start.elapsed()
-            }
-        })
-    };
+            })
+        });
+    let baselines = std::iter::once(floor_side)
+        .chain(peer_side)
+        .chain([fenced_side, ours_no_renew])
+        .collect();
     compare(
-        "locks.acquire_release",
+        &ctx.bench_name("locks.acquire_release"),
         Unit::UsPerOp,
         &ctx.settings,
         ours,
-        vec![floor_side, peer_side, fenced_side, ours_no_renew],
+        baselines,
     )
     .await
 }

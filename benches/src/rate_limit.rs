@@ -10,6 +10,11 @@
 //! The algorithms: `fixed_window`, `sliding_window` (the log), `sliding_counter`,
 //! `token_bucket`, `gcra`. Every side talks to the same server over one multiplexed
 //! connection, on the same pinned CPU.
+//!
+//! With `--cluster`, `rate_limit.sliding_window` runs on the cluster
+//! (`cluster.rate_limit.sliding_window`): ours through its cluster client, the raw sides through
+//! redis-rs's cluster connection (the scripts loaded on every node), each key hash-tagged as
+//! ours tags its state keys (`..:{<key>}`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use redis::aio::MultiplexedConnection;
 use redisx::RedisX;
 use redisx::http::RateLimitLayer;
 use redisx::rate_limit::{Algorithm, Limit, RateLimitConfig};
 
 use crate::Context;
+use crate::floor::FloorConnection;
 use crate::measure::{Comparison, Side, Unit, compare, emit};
 
 /// The pieces of the rate-limit scripts, as the runtime assembles them.
@@ -103,10 +108,11 @@ fn stage(what: &str) {
     eprintln!("rate-limit: {what}");
 }
 
-/// The raw floor: redis-rs on one multiplexed connection, the script loaded once.
+/// The raw floor: redis-rs on one multiplexed connection (a cluster connection with
+/// `--cluster`), the script loaded once (on every node of a cluster).
 #[derive(Clone)]
 struct Floor {
-    conn: MultiplexedConnection,
+    conn: FloorConnection,
     /// The one-limit script of each algorithm, in `Algorithm::ALL` order.
     shas: Arc<[Arc<str>]>,
     trivial: Arc<str>,
@@ -114,11 +120,7 @@ struct Floor {
 
 impl Floor {
     async fn new(ctx: &Context) -> Self {
-        let conn = redis::Client::open(ctx.url.as_str())
-            .expect("the Redis URL is valid")
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect redis-rs to {}: {e}", ctx.url));
+        let conn = ctx.floor_connection().await;
         let load = |body: String| {
             let mut conn = conn.clone();
             async move {
@@ -238,7 +240,14 @@ async fn sequential(
             }
         })
     };
-    compare(name, Unit::UsPerOp, &ctx.settings, ours, vec![raw, trivial]).await
+    compare(
+        &ctx.bench_name(name),
+        Unit::UsPerOp,
+        &ctx.settings,
+        ours,
+        vec![raw, trivial],
+    )
+    .await
 }
 
 async fn concurrent(

@@ -6,16 +6,18 @@
 //! | `streams.publish_batch` | `publish_batch` of 100 messages (one pipeline) | a redis-rs pipeline of the same 100 `XADD`s |
 //! | `streams.consume`, `streams.delivery`, `streams.apalis` | see [`streams_consume`](crate::streams_consume) | |
 //!
-//! Every side talks to the same server on the same pinned CPU.
+//! Every side talks to the same server on the same pinned CPU. With `--cluster`, only
+//! `streams.consume` runs (on the cluster, as `cluster.streams.consume`); `streams.apalis` is
+//! left out: `apalis-redis` cannot talk to a cluster.
 
 use std::time::Instant;
 
-use redis::aio::MultiplexedConnection;
 use redisx::RedisX;
 use redisx::streams::StreamsConfig;
 use serde::Serialize;
 
 use crate::Context;
+use crate::floor::FloorConnection;
 use crate::measure::{Comparison, Side, Unit, compare, emit};
 
 /// The cap of both sides (the config's default).
@@ -47,7 +49,7 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
     let rx = ctx
         .runtime(|b| b.streams(StreamsConfig::default().max_len(MAX_LEN)))
         .await;
-    let floor = floor(ctx).await;
+    let floor = ctx.floor_connection().await;
     let mut all = Vec::new();
     let mut done = |part: Vec<Comparison>| {
         part.iter().for_each(emit);
@@ -67,6 +69,8 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
     }
     if ctx.selected("streams.apalis") {
         done(crate::streams_consume::apalis(ctx, &rx).await);
+    } else if ctx.is_cluster() {
+        ctx.peer_runs("streams.apalis", "the `apalis-redis` peer");
     }
     rx.shutdown().await;
     all
@@ -74,15 +78,6 @@ pub(crate) async fn run(ctx: &Context) -> Vec<Comparison> {
 
 fn stage(what: &str) {
     eprintln!("streams: {what}");
-}
-
-/// The raw floor: redis-rs on one multiplexed connection.
-async fn floor(ctx: &Context) -> MultiplexedConnection {
-    redis::Client::open(ctx.url.as_str())
-        .expect("the Redis URL is valid")
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect redis-rs to {}: {e}", ctx.url))
 }
 
 /// The floor's `XADD key MAXLEN ~ 100000 * data <json>`.
@@ -103,7 +98,7 @@ fn xadd(key: &str, msg: &Order) -> redis::Cmd {
 pub(crate) async fn publish(
     ctx: &Context,
     rx: &RedisX,
-    floor: &MultiplexedConnection,
+    floor: &FloorConnection,
 ) -> Vec<Comparison> {
     stage("publish: one XADD per message");
     let ours = {
@@ -152,7 +147,7 @@ pub(crate) async fn publish(
 pub(crate) async fn publish_batch(
     ctx: &Context,
     rx: &RedisX,
-    floor: &MultiplexedConnection,
+    floor: &FloorConnection,
 ) -> Vec<Comparison> {
     stage("publish_batch: 100 messages in one pipeline");
     let batch: Vec<Order> = (0..BATCH as u64).map(order).collect();

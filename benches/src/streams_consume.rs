@@ -2,20 +2,26 @@
 //!
 //! | bench | ours | floor |
 //! |---|---|---|
-//! | `streams.consume` | a consumer (`concurrency` = `batch` = 10) handling pre-published messages with a no-op handler (read, handle, acknowledge); cost per message | redis-rs: `XREADGROUP COUNT 10` then one `XACK` of the ids read, in a loop on a dedicated connection |
+//! | `streams.consume` | a consumer (`concurrency` = `batch` = 10) handling pre-published messages with a no-op handler (read, handle, acknowledge); cost per message | redis-rs: `XREADGROUP COUNT 10` then one `XACK` of the ids read, in a loop, the reads on a connection of their own without response timeout, opened in the round (as ours' consumer opens its dedicated one) |
 //! | `streams.delivery` | publish to handler start, one message at a time, the consumer blocked on its read | the same with a raw blocking `XREADGROUP` loop |
 //! | `streams.apalis` | the `streams.consume` side | `apalis-redis` 1.0 running the same no-op job (worker concurrency 10, fetches of 10) |
+//!
+//! With `--cluster`, `streams.consume` runs on the cluster (`cluster.streams.consume`): ours
+//! through its cluster client, the raw loop through redis-rs's cluster connections (the reads on
+//! a `ClusterConnection` of their own without response timeout); both streams are one
+//! hash-tagged key (`..{name}`), each on the master of its slot.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::RedisX;
 use redisx::streams::{ConsumerOptions, Message};
 use tokio::sync::Notify;
 
 use crate::Context;
+use crate::floor::Target;
 use crate::measure::{Comparison, Side, Unit, compare};
 
 /// Messages per read, and handler slots.
@@ -26,7 +32,7 @@ fn stage(what: &str) {
 }
 
 /// Appends `n` messages to `key` in one pipeline (outside the measured span).
-async fn fill(conn: &mut MultiplexedConnection, key: &str, n: u64) {
+async fn fill(conn: &mut impl ConnectionLike, key: &str, n: u64) {
     let mut p = redis::pipe();
     for i in 0..n {
         p.cmd("XADD")
@@ -39,7 +45,7 @@ async fn fill(conn: &mut MultiplexedConnection, key: &str, n: u64) {
     let () = p.query_async(conn).await.expect("the fill pipeline");
 }
 
-async fn create_group(conn: &mut MultiplexedConnection, key: &str, group: &str) {
+async fn create_group(conn: &mut impl ConnectionLike, key: &str, group: &str) {
     let () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(key)
@@ -62,12 +68,19 @@ pub(crate) async fn consume(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
     let settings = ctx.settings.with_max_ops(20_000);
     let ours = consumer_side(ctx, rx);
     let raw = {
-        let (url, prefix) = (ctx.url.clone(), ctx.prefix.clone());
+        let (target, prefix) = (ctx.target.clone(), ctx.prefix.clone());
         Side::new("redis-rs XREADGROUP COUNT 10 + XACK loop", move |ops| {
-            raw_consume(url.clone(), prefix.clone(), ops)
+            raw_consume(target.clone(), prefix.clone(), ops)
         })
     };
-    compare("streams.consume", Unit::UsPerOp, &settings, ours, vec![raw]).await
+    compare(
+        &ctx.bench_name("streams.consume"),
+        Unit::UsPerOp,
+        &settings,
+        ours,
+        vec![raw],
+    )
+    .await
 }
 
 pub(crate) async fn delivery(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
@@ -99,21 +112,17 @@ pub(crate) async fn delivery(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
 /// Ours in `streams.consume` and `streams.apalis`: a consumer draining `ops` pre-published
 /// messages.
 fn consumer_side(ctx: &Context, rx: &RedisX) -> Side {
-    let (rx, url) = (rx.clone(), ctx.url.clone());
+    let (rx, target) = (rx.clone(), ctx.target.clone());
     Side::new("redisx consumer (concurrency 10, batch 10)", move |ops| {
-        ours_consume(rx.clone(), url.clone(), ops)
+        ours_consume(rx.clone(), target.clone(), ops)
     })
 }
 
 /// One round of ours: `ops` pre-published messages consumed and acknowledged.
-async fn ours_consume(rx: RedisX, url: String, ops: u64) -> Duration {
+async fn ours_consume(rx: RedisX, target: Target, ops: u64) -> Duration {
     let name = format!("consume:{}", rand::random::<u64>());
     let keys = rx.streams().keys(&name, false).expect("a stream name");
-    let mut conn = redis::Client::open(url.as_str())
-        .expect("a URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a connection");
+    let mut conn = target.connect().await;
     create_group(&mut conn, &keys.stream, "g").await;
     fill(&mut conn, &keys.stream, ops).await;
     let done = Arc::new(AtomicU64::new(0));
@@ -164,20 +173,16 @@ async fn ours_consume(rx: RedisX, url: String, ops: u64) -> Duration {
 }
 
 /// One round of the raw `XREADGROUP` + `XACK` loop.
-async fn raw_consume(url: String, prefix: String, ops: u64) -> Duration {
-    let key = format!("{prefix}floor:stream:{}", rand::random::<u64>());
-    let client = redis::Client::open(url.as_str()).expect("a URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a connection");
+async fn raw_consume(target: Target, prefix: String, ops: u64) -> Duration {
+    // Hash-tagged as ours' stream key is.
+    let key = format!("{prefix}floor:stream:{{{}}}", rand::random::<u64>());
+    let mut conn = target.connect().await;
     create_group(&mut conn, &key, "g").await;
     fill(&mut conn, &key, ops).await;
-    let mut reader = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a connection");
     let start = Instant::now();
+    // Inside the round, as ours' consumer opens its dedicated connection after its start (a
+    // new cluster connection takes 1–4 ms: it connects to every master).
+    let mut reader = target.connect_blocking().await;
     let mut left = ops;
     while left > 0 {
         let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")

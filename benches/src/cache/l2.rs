@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use cached::ConcurrentCachedAsync as _;
-use redis::aio::MultiplexedConnection;
 use redisx::RedisX;
 
 use super::{
@@ -17,6 +16,7 @@ use super::{
     peer_redis_cache, random_order, runtime, stage, user,
 };
 use crate::Context;
+use crate::floor::FloorConnection;
 use crate::measure::{Comparison, Settings, Side, Unit, compare};
 
 // ---------------------------------------------------------------------------------------------
@@ -26,7 +26,11 @@ pub(super) async fn l2_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
     stage("l2_hit: writing 10k keys for every side");
     let order = random_order(L2_KEYS, 1, 3);
     let mut conn = connection(ctx).await;
-    let peer = peer_redis_cache(ctx, "l2").await;
+    let peer = if ctx.peer_runs("cache.l2_hit", "the `cached` AsyncRedisCache peer") {
+        Some(peer_redis_cache(ctx, "l2").await)
+    } else {
+        None
+    };
     let floor_prefix = format!("{}floor:l2:", ctx.prefix);
     for i in 0..L2_KEYS {
         black_box(ours_l2(rx, i).await); // a miss: loads and writes L2 only
@@ -39,10 +43,12 @@ pub(super) async fn l2_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
             .query_async(&mut conn)
             .await
             .expect("SET");
-        let _ = peer
-            .async_cache_set(format!("bench:l2:{i}"), user(i))
-            .await
-            .expect("cached set");
+        if let Some(peer) = &peer {
+            let _ = peer
+                .async_cache_set(format!("bench:l2:{i}"), user(i))
+                .await
+                .expect("cached set");
+        }
     }
     let before = rx.cache().stats();
 
@@ -82,31 +88,13 @@ pub(super) async fn l2_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
             }
         })
     };
-    let peer_side = {
-        let (peer, order) = (peer.clone(), Arc::clone(&order));
-        Side::new("cached AsyncRedisCache hit", move |ops| {
-            let (peer, order) = (peer.clone(), Arc::clone(&order));
-            async move {
-                let start = Instant::now();
-                for n in 0..ops {
-                    let key = format!("bench:l2:{}", at(&order, n));
-                    black_box(
-                        peer.async_cache_get(&key)
-                            .await
-                            .expect("cached get")
-                            .expect("hit"),
-                    );
-                }
-                start.elapsed()
-            }
-        })
-    };
+    let peer_side = peer.map(|peer| peer_hit_side(peer, &order));
     let result = compare(
-        "cache.l2_hit",
+        &ctx.bench_name("cache.l2_hit"),
         Unit::UsPerOp,
         &ctx.settings,
         ours,
-        vec![floor_side, peer_side],
+        std::iter::once(floor_side).chain(peer_side).collect(),
     )
     .await;
     let after = rx.cache().stats();
@@ -118,6 +106,27 @@ pub(super) async fn l2_hit(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
         );
     }
     result
+}
+
+/// The `cached` crate's Redis store reading the same entries in the same order.
+fn peer_hit_side(peer: cached::AsyncRedisCache<String, User>, order: &Arc<Vec<u64>>) -> Side {
+    let order = Arc::clone(order);
+    Side::new("cached AsyncRedisCache hit", move |ops| {
+        let (peer, order) = (peer.clone(), Arc::clone(&order));
+        async move {
+            let start = Instant::now();
+            for n in 0..ops {
+                let key = format!("bench:l2:{}", at(&order, n));
+                black_box(
+                    peer.async_cache_get(&key)
+                        .await
+                        .expect("cached get")
+                        .expect("hit"),
+                );
+            }
+            start.elapsed()
+        }
+    })
 }
 
 fn ttl_ms() -> u64 {
@@ -224,7 +233,7 @@ pub(super) async fn miss(ctx: &Context, rx: &RedisX) -> Vec<Comparison> {
 /// Our miss protocol sent raw: the same two commands (read-or-lock, then `write.lua`) with the
 /// same arguments, through redis-rs directly. Ours against it is the client's own cost; it
 /// against the floor is what the lock and the compare-and-write script cost Redis.
-fn protocol_miss(ctx: &Context, conn: &MultiplexedConnection, fresh: &Rc<Cell<u64>>) -> Side {
+fn protocol_miss(ctx: &Context, conn: &FloorConnection, fresh: &Rc<Cell<u64>>) -> Side {
     let (conn, fresh, prefix) = (conn.clone(), Rc::clone(fresh), ctx.prefix.clone());
     let write = Rc::new(redis::Script::new(include_str!(
         "../../../redisx-runtime/src/cache/lua/write.lua"
