@@ -2,7 +2,7 @@
 //!
 //! | bench | ours | floor | peers |
 //! |---|---|---|---|
-//! | `locks.acquire_release` | `rx.locks().acquire` + `LockGuard::release` with the default options (auto-renew on), one key, sequential | redis-rs `SET NX PX` + the compare-and-delete script (`EVALSHA`, loaded once) | `rslock` `lock` + `unlock` (not with `--cluster`); ours' own two scripts sent raw by redis-rs (the server's share of the fencing token and the release message, without our client side); ours with auto-renew off |
+//! | `locks.acquire_release` | `rx.locks().acquire` + `LockGuard::release` with the default options (auto-renew on), one key, sequential | redis-rs `SET NX PX` + the compare-and-delete script (`EVALSHA`, loaded once) | `rslock` `lock` + `unlock` (not with `--cluster`); ours' own two scripts sent raw by redis-rs (the server's share of the fencing token and the waiters flag, without our client side); ours with auto-renew off |
 //! | `locks.contended` | 64 tasks over 8 keys, each looping acquire → critical section → release, a fixed 1 ms retry without jitter | the same loop raw: `SET NX PX`, a 1 ms sleep after a failed attempt, the release script | `rslock` `acquire_no_guard` (its own retry: 3 attempts 0–200 ms apart, then again) + `unlock` |
 //!
 //! Every side talks to the same server over one multiplexed connection (ours through its
@@ -142,30 +142,34 @@ impl Floor {
         matches!(reply, redis::Value::Okay).then_some(token)
     }
 
-    /// One attempt with ours' acquire script (the lock and its fencing token): the owner
-    /// token and the fencing token when the lock was taken.
+    /// One attempt with ours' acquire script (the lock and its fencing token), as a caller
+    /// that will wait sends it: the owner token and the fencing token when the lock was taken.
     async fn try_acquire_fenced(&mut self, key: &str, fence: &str) -> Option<(String, u64)> {
         let token = token();
         let (won, value): (i64, u64) = redis::cmd("EVALSHA")
             .arg(&*self.fenced_acquire_sha)
-            .arg(2)
+            .arg(3)
             .arg(key)
             .arg(fence)
+            .arg(format!("{key}:waiters"))
             .arg(&token)
             .arg(self.ttl_ms)
             .arg(self.ttl_ms + 3_600_000)
+            .arg(1)
             .query_async(&mut self.conn)
             .await
             .expect("EVALSHA of ours' acquire script");
         (won == 1).then_some((token, value))
     }
 
-    /// Ours' release script (the compare, the `DEL` and the release message).
+    /// Ours' release script (the compare, the `DEL`, and the release message when a waiter
+    /// flagged itself).
     async fn release_fenced(&mut self, key: &str, channel: &str, token: &str, fence: u64) -> bool {
         let n: i64 = redis::cmd("EVALSHA")
             .arg(&*self.fenced_release_sha)
-            .arg(1)
+            .arg(2)
             .arg(key)
+            .arg(format!("{key}:waiters"))
             .arg(token)
             .arg(channel)
             .arg(fence)

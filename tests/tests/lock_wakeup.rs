@@ -144,3 +144,126 @@ async fn a_runtime_skips_its_own_release_messages() {
     last.release().await.unwrap();
     rx.shutdown().await;
 }
+
+/// Messages on the lock channels of `prefix`, in order, from a raw pattern subscription.
+async fn release_messages(
+    server: &RedisServer,
+    prefix: &str,
+) -> impl futures_util::Stream<Item = String> + Unpin + use<> {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.psubscribe(format!("{prefix}*")).await.unwrap();
+    Box::pin(futures_util::StreamExt::map(
+        pubsub.into_on_message(),
+        |m| m.get_payload::<String>().unwrap(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_release_someone_waited_for_is_published() {
+    use futures_util::StreamExt as _;
+
+    let server = RedisServer::start();
+    let prefix = unique_prefix("lock_quiet_release");
+    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let mut messages = release_messages(&server, &prefix).await;
+    let raw = redisx_tests::raw_connection(&server.url()).await;
+    // The marker, published after each step: whatever arrives before it came from the step.
+    let channel = format!("{prefix}marker");
+    let mut publisher = raw.clone();
+    let mut marker = async |n: u32| -> Vec<String> {
+        let () = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(format!("marker-{n}"))
+            .query_async(&mut publisher)
+            .await
+            .unwrap();
+        let mut before = Vec::new();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(2), messages.next())
+                .await
+                .expect("the marker arrives")
+                .expect("the subscription is open");
+            if m == format!("marker-{n}") {
+                return before;
+            }
+            before.push(m);
+        }
+    };
+
+    // Uncontended: acquire and release publish nothing.
+    let guard = a
+        .locks()
+        .acquire("quiet", &LockOptions::new())
+        .await
+        .unwrap();
+    guard.release().await.unwrap();
+    assert_eq!(
+        marker(1).await,
+        Vec::<String>::new(),
+        "an uncontended release"
+    );
+
+    // A single try that found the lock held does not wait: still nothing.
+    let guard = a
+        .locks()
+        .acquire("quiet", &LockOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        b.locks()
+            .try_acquire("quiet", &LockOptions::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    guard.release().await.unwrap();
+    assert_eq!(marker(2).await, Vec::<String>::new(), "after a single try");
+
+    // A caller that waits flags itself: the release tells it, once.
+    let guard = a
+        .locks()
+        .acquire("quiet", &LockOptions::new())
+        .await
+        .unwrap();
+    let fence = guard.fencing_token();
+    let waiter = {
+        let locks = b.locks().clone();
+        tokio::spawn(async move { locks.acquire("quiet", &patient()).await })
+    };
+    wait_for_release_listener(&server.url()).await;
+    let flagged =
+        redisx_tests::eventually(Duration::from_secs(2), Duration::from_millis(5), || {
+            let mut raw = raw.clone();
+            let key = format!("{}:waiters", a.locks().full_key("quiet"));
+            async move { redisx_tests::lock::exists(&mut raw, &key).await }
+        })
+        .await;
+    assert!(flagged, "the waiting caller flagged itself");
+    guard.release().await.unwrap();
+    let taken = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the release woke the waiter")
+        .unwrap()
+        .unwrap();
+    assert!(taken.fencing_token() > fence);
+    let published = marker(3).await;
+    assert_eq!(
+        published.len(),
+        1,
+        "one message for the waited-for release: {published:?}"
+    );
+    assert!(
+        published[0].ends_with(&format!(":{fence}")),
+        "{published:?}"
+    );
+    taken.release().await.unwrap();
+    assert_eq!(
+        marker(4).await,
+        Vec::<String>::new(),
+        "nobody waits any more"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

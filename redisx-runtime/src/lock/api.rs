@@ -244,7 +244,7 @@ impl Locks {
         loop {
             if try_now {
                 made = made.saturating_add(1);
-                match self.attempt(key, keys, plan).await {
+                match self.attempt(key, keys, plan, attempts).await {
                     Ok(Some(guard)) => return (Ok(Ok(guard)), made),
                     Ok(None) => {}
                     Err(e) => return (Err(e), made),
@@ -300,12 +300,14 @@ impl Locks {
         }
     }
 
-    /// One attempt: the acquire script. `Ok(None)` when another owner holds the lock.
+    /// One attempt: the acquire script. `Ok(None)` when another owner holds the lock (then,
+    /// when the caller will retry, it is flagged as a waiter for the release to tell).
     async fn attempt(
         &self,
         key: &str,
         keys: &LockKeys,
         plan: &Resolved,
+        attempts: Attempts,
     ) -> Result<Option<LockGuard>> {
         let shared = &self.inner;
         let client = shared.client()?;
@@ -319,14 +321,27 @@ impl Locks {
         let sent = Instant::now();
         let ttl = millis(plan.ttl).to_string();
         let counter_ttl = millis(plan.ttl + FENCE_COUNTER_GRACE).to_string();
+        let waits = if attempts == Attempts::Retry {
+            "1"
+        } else {
+            "0"
+        }
+        .to_owned();
         let (script, args) = match keys.kind {
-            Kind::Lock => (&scripts::ACQUIRE, vec![token.clone(), ttl, counter_ttl]),
+            Kind::Lock => (
+                &scripts::ACQUIRE,
+                vec![token.clone(), ttl, counter_ttl, waits],
+            ),
             Kind::Permit(permits) => (
                 &scripts::SEM_ACQUIRE,
-                vec![token.clone(), ttl, permits.to_string(), counter_ttl],
+                vec![token.clone(), ttl, permits.to_string(), counter_ttl, waits],
             ),
         };
-        let lock_keys = [keys.lock.as_str(), keys.fence.as_str()];
+        let lock_keys = [
+            keys.lock.as_str(),
+            keys.fence.as_str(),
+            keys.waiters.as_str(),
+        ];
         let (reply, acked): (Result<(i64, i64)>, Option<u64>) = match plan.wait_replicas {
             None => (client.eval(&script.script, &lock_keys, &args).await, None),
             Some(wait) => match shared

@@ -169,6 +169,8 @@ pub(crate) struct LockKeys {
     /// The lock key, or the semaphore's sorted set of leases.
     pub(crate) lock: String,
     pub(crate) fence: String,
+    /// The flag a waiting caller sets, so that the release publishes (see `acquire.lua`).
+    pub(crate) waiters: String,
     pub(crate) channel: String,
 }
 
@@ -178,6 +180,9 @@ const SEMAPHORE_INFIX: &str = "sem:";
 
 /// The fence counter's suffix after the lock key.
 const FENCE_SUFFIX: &str = ":fence";
+
+/// The waiters flag's suffix after the lock key.
+const WAITERS_SUFFIX: &str = ":waiters";
 
 impl Locks {
     /// The service with `cfg` (checked), on its configured client or the default one.
@@ -294,6 +299,7 @@ impl Shared {
         }
         Ok(LockKeys {
             kind,
+            waiters: build(WAITERS_SUFFIX),
             lock,
             fence,
             channel,
@@ -317,7 +323,7 @@ impl Shared {
             payload.push_str(part);
         }
         let (lock, args) = (
-            [&keys.lock],
+            [&keys.lock, &keys.waiters],
             [token, keys.channel.as_str(), payload.as_str()],
         );
         let n: i64 = client.eval(script, &lock, &args).await?;
