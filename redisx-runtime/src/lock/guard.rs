@@ -277,7 +277,7 @@ impl LockGuard {
     }
 
     /// Releases the lock: deletes its key if it is still this owner's, and publishes a
-    /// release message on the lock's channel. Fails with [`ErrorCode::LockNotOwned`] when the
+    /// release message on the lock's channel when a caller elsewhere waits for it. Fails with [`ErrorCode::LockNotOwned`] when the
     /// lock expired, another owner holds it (whose key is left untouched) or the runtime's
     /// shutdown released it; with the Redis error when Redis fails (the key then expires at
     /// its ttl).
