@@ -248,15 +248,15 @@ async fn only_a_release_someone_waited_for_is_published() {
         .unwrap()
         .unwrap();
     assert!(taken.fencing_token() > fence);
-    let published = marker(3).await;
+    let told = marker(3).await;
     assert_eq!(
-        published.len(),
+        told.len(),
         1,
-        "one message for the waited-for release: {published:?}"
+        "one message for the waited-for release: {told:?}"
     );
     assert!(
-        published[0].ends_with(&format!(":{fence}")),
-        "{published:?}"
+        told[0].ends_with(&format!(":{fence}")),
+        "{told:?}"
     );
     taken.release().await.unwrap();
     assert_eq!(
