@@ -6,7 +6,8 @@
 //! - the cache answers every call (fail-open) and serves from the new master afterwards, and
 //!   an update in one runtime still reaches another runtime's L1 (pub/sub invalidation);
 //! - a resource fenced by the locks' tokens never accepts a token at or below one it accepted;
-//! - the rate limiter counts exactly once the switch is over;
+//! - the rate limiter counts exactly before and after the switch, and inside it follows its
+//!   error policy (fail closed: a Redis error, never another kind of failure);
 //! - every message published with `require_replicas(1)` reaches the consumer, which resumes
 //!   by itself;
 //! - the longest stretch without a successful command is printed (not asserted).
@@ -88,6 +89,11 @@ struct Seen {
     fence: Mutex<u64>,
     fenced_accepted: AtomicU64,
     fenced_refused: AtomicU64,
+    limit_checks: AtomicU64,
+    /// Rate-limit checks that failed, and those that failed with something other than a Redis
+    /// error (connection or operation family), which the fail-closed policy never returns.
+    limit_errors: AtomicU64,
+    limit_wrong_errors: Mutex<Vec<String>>,
     published: Mutex<HashSet<String>>,
     consumed: Mutex<HashSet<String>>,
 }
@@ -146,6 +152,23 @@ async fn lock_loop(rx: RedisX, seen: Arc<Seen>) {
                 }
             }
             let _ = guard.release().await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn limit_loop(rx: RedisX, seen: Arc<Seen>) {
+    let limit = Limit::sliding_window(1_000_000, Duration::from_secs(60));
+    while !seen.stop.load(Ordering::Relaxed) {
+        seen.limit_checks.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = rx.rate_limiter().check("load", &limit).await {
+            seen.limit_errors.fetch_add(1, Ordering::Relaxed);
+            if !matches!(e.code().family(), "connection" | "operation") {
+                seen.limit_wrong_errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("{e:#}"));
+            }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -229,6 +252,17 @@ async fn every_durable_publish_consumed(seen: &Arc<Seen>, what: &str) {
     );
 }
 
+/// Every load, each a task of its own until `seen.stop`.
+fn start_load(rx: &RedisX, seen: &Arc<Seen>) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(probe_loop(rx.clone(), seen.clone())),
+        tokio::spawn(cache_loop(rx.clone(), seen.clone())),
+        tokio::spawn(lock_loop(rx.clone(), seen.clone())),
+        tokio::spawn(publish_loop(rx.clone(), seen.clone())),
+        tokio::spawn(limit_loop(rx.clone(), seen.clone())),
+    ]
+}
+
 /// The consumer's handler: records each message id.
 fn record(
     seen: Arc<Seen>,
@@ -259,12 +293,7 @@ async fn under_load(topology: Topology, how: Switch) {
         .await
         .unwrap();
     counts_exactly(&rx, "before").await;
-    let tasks = vec![
-        tokio::spawn(probe_loop(rx.clone(), seen.clone())),
-        tokio::spawn(cache_loop(rx.clone(), seen.clone())),
-        tokio::spawn(lock_loop(rx.clone(), seen.clone())),
-        tokio::spawn(publish_loop(rx.clone(), seen.clone())),
-    ];
+    let tasks = start_load(&rx, &seen);
     // Every load has done its work at least once before the switch.
     let warm = eventually(Duration::from_secs(5), Duration::from_millis(5), || {
         let seen = seen.clone();
@@ -312,12 +341,19 @@ async fn under_load(topology: Topology, how: Switch) {
         "{topology}/{how:?}: switch took {switched:?}; first command after it at {recovered:?}; \
          longest gap between successful commands {} ms; cache calls {} ({} answered Err); \
          fenced resource accepted {accepted_after} ({accepted_before} before the switch), \
-         refused {}; {} durable publishes",
+         refused {}; {} durable publishes; rate-limit checks {} ({} failed closed)",
         seen.longest_gap_ms.load(Ordering::Relaxed),
         seen.cache_calls.load(Ordering::Relaxed),
         seen.cache_errors.load(Ordering::Relaxed),
         seen.fenced_refused.load(Ordering::Relaxed),
         seen.published.lock().unwrap().len(),
+        seen.limit_checks.load(Ordering::Relaxed),
+        seen.limit_errors.load(Ordering::Relaxed),
+    );
+    assert_eq!(
+        *seen.limit_wrong_errors.lock().unwrap(),
+        Vec::<String>::new(),
+        "{topology}/{how:?}: a failed check is a Redis error (fail closed)"
     );
     assert_eq!(
         seen.cache_errors.load(Ordering::Relaxed),

@@ -271,6 +271,85 @@ impl RedisCluster {
         });
     }
 
+    /// Moves hash slot `slot` to the master at `to` in [`RedisCluster::masters`], with its keys,
+    /// the way `redis-cli --cluster reshard` does: `CLUSTER SETSLOT .. IMPORTING` on the
+    /// target, `.. MIGRATING` on the owner, `MIGRATE` of the slot's keys in batches, then
+    /// `CLUSTER SETSLOT .. NODE` on every master; waits until the cluster is whole. Clients
+    /// meet `ASK` while the keys move and `MOVED` afterwards. Nothing happens when the master
+    /// already owns the slot.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::testing::RedisCluster;
+    ///
+    /// let mut cluster = RedisCluster::start(3, 0);
+    /// let slot = redisx_runtime::key::slot("{user:7}");
+    /// cluster.move_slot(slot, 2);
+    /// ```
+    ///
+    /// # Panics
+    /// When `slot` is not below 16384, there is no master `to`, no master owns the slot, a
+    /// command is refused, or the cluster is not whole within 20 s after the move.
+    pub fn move_slot(&mut self, slot: u16, to: usize) {
+        let masters = self.masters();
+        let target = *masters.get(to).unwrap_or_else(|| {
+            panic!("RedisCluster::move_slot: no master {to}; the running masters are the nodes {masters:?}")
+        });
+        let owner = masters
+            .iter()
+            .copied()
+            .find(|&m| self.own_line(m).is_ok_and(|line| line.serves(slot)))
+            .unwrap_or_else(|| panic!("RedisCluster::move_slot: no master owns slot {slot}"));
+        if owner == target {
+            return;
+        }
+        let (slot_arg, port) = (slot.to_string(), self.nodes[target].port().to_string());
+        let run = |node: usize, words: &[&str]| {
+            if let Err(e) = query::<redis::Value>(&self.nodes[node], words) {
+                panic!("RedisCluster::move_slot: {e}");
+            }
+        };
+        run(
+            target,
+            &[
+                "CLUSTER",
+                "SETSLOT",
+                &slot_arg,
+                "IMPORTING",
+                &self.ids[owner],
+            ],
+        );
+        run(
+            owner,
+            &[
+                "CLUSTER",
+                "SETSLOT",
+                &slot_arg,
+                "MIGRATING",
+                &self.ids[target],
+            ],
+        );
+        loop {
+            let keys: Vec<String> = query(
+                &self.nodes[owner],
+                &["CLUSTER", "GETKEYSINSLOT", &slot_arg, "100"],
+            )
+            .unwrap_or_else(|e| panic!("RedisCluster::move_slot: {e}"));
+            if keys.is_empty() {
+                break;
+            }
+            let mut words = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            words.extend(keys.iter().map(String::as_str));
+            run(owner, &words);
+        }
+        for &m in &masters {
+            run(
+                m,
+                &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &self.ids[target]],
+            );
+        }
+        self.wait_until("move_slot", Self::health);
+    }
+
     /// Kills a node (`SIGKILL`), as a crash would, and returns at once. When it was a master, its
     /// replica is promoted once the other masters agree that it failed (about 2 s with the
     /// harness's 1 s node timeout); wait for that with [`RedisCluster::wait_ok`], or poll

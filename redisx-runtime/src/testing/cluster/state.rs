@@ -169,6 +169,14 @@ impl NodeLine {
         })
     }
 
+    /// Whether this master's listed ranges hold `slot`.
+    pub(super) fn serves(&self, slot: u16) -> bool {
+        self.slots.iter().any(|range| {
+            let (start, end) = range.split_once('-').unwrap_or((range, range));
+            matches!((start.parse::<u16>(), end.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+        })
+    }
+
     pub(super) fn has(&self, flag: &str) -> bool {
         self.flags.iter().any(|f| f == flag)
     }
