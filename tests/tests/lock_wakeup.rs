@@ -254,10 +254,7 @@ async fn only_a_release_someone_waited_for_is_published() {
         1,
         "one message for the waited-for release: {told:?}"
     );
-    assert!(
-        told[0].ends_with(&format!(":{fence}")),
-        "{told:?}"
-    );
+    assert!(told[0].ends_with(&format!(":{fence}")), "{told:?}");
     taken.release().await.unwrap();
     assert_eq!(
         marker(4).await,

@@ -2,22 +2,24 @@
 //! denials; the sliding log does not record denials, so they never push the unblock time back;
 //! the token bucket refills at one rate for `check`, `peek` and `state`; the sliding counter
 //! never admits more than `limit` in an aligned window; GCRA admits exactly its burst at once,
-//! then one per emission interval.
+//! then one per emission interval. Each runs on every topology (`Topology::ALL`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use redisx::RedisX;
 use redisx::rate_limit::{Limit, RateLimitConfig};
+use redisx::testing::{Deployment, Topology};
 use redisx_tests::rate_limit::{epoch_ms, fresh_window, rl_runtime};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx_tests::{raw_query, unique_prefix};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// A runtime on a prefix of its own, with local deny off (every check reaches Redis).
-async fn one(server: &RedisServer, test: &str) -> RedisX {
+async fn one(deployment: &Deployment, test: &str) -> RedisX {
     let config = RateLimitConfig::default().local_deny(false);
-    rl_runtime(&server.url(), &unique_prefix(test), config).await
+    let prefix = unique_prefix(&format!("{test}_{}", deployment.topology()));
+    rl_runtime(&deployment.url(), &prefix, config).await
 }
 
 /// When a decision says the next unit of quota is admitted.
@@ -25,11 +27,11 @@ fn admission(d: &redisx::rate_limit::Decision, at: SystemTime) -> SystemTime {
     at + d.retry_after
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fixed_window_is_epoch_aligned_and_does_not_count_denials() {
+async fn fixed_window_is_epoch_aligned_and_does_not_count_denials_on(topology: Topology) {
     const WINDOW: Duration = Duration::from_secs(1);
-    let server = RedisServer::start();
-    let rx = one(&server, "rl_fixed").await;
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = one(&deployment, "rl_fixed").await;
     let rl = rx.rate_limiter();
     let limit = Limit::fixed_window(3, WINDOW);
     // A whole window ahead: the run below takes a few milliseconds of it.
@@ -66,12 +68,8 @@ async fn fixed_window_is_epoch_aligned_and_does_not_count_denials() {
     let s = rl.state("k", &limit).await.unwrap();
     assert_eq!(s.current, 3, "{s:?}");
     // Decisions cap `current` at the limit; the stored count (`{window} {count}`) shows it too.
-    let mut raw = raw_connection(&server.url()).await;
-    let stored: String = redis::cmd("GET")
-        .arg(rl.full_key("k", &limit))
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let stored: String =
+        raw_query(&deployment, redis::cmd("GET").arg(rl.full_key("k", &limit))).await;
     let count = stored.split(' ').nth(1).map(str::to_owned);
     assert_eq!(
         count.as_deref(),
@@ -89,10 +87,10 @@ async fn fixed_window_is_epoch_aligned_and_does_not_count_denials() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sliding_log_denials_never_push_the_unblock_time_back() {
-    let server = RedisServer::start();
-    let rx = one(&server, "rl_sliding_log").await;
+async fn sliding_log_denials_never_push_the_unblock_time_back_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = one(&deployment, "rl_sliding_log").await;
     let rl = rx.rate_limiter();
     let limit = Limit::sliding_window(2, MS(1500));
     assert!(rl.check("k", &limit).await.unwrap().allowed);
@@ -128,10 +126,10 @@ async fn sliding_log_denials_never_push_the_unblock_time_back() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_bucket_check_peek_and_state_refill_at_one_rate() {
-    let server = RedisServer::start();
-    let rx = one(&server, "rl_token_bucket").await;
+async fn token_bucket_check_peek_and_state_refill_at_one_rate_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = one(&deployment, "rl_token_bucket").await;
     let rl = rx.rate_limiter();
     // Capacity 10, refilled at 10 per second (not the 1 per second that 10 per 10 s would be).
     let limit = Limit::token_bucket(10, Duration::from_secs(10)).refill(1, MS(100));
@@ -168,10 +166,12 @@ async fn token_bucket_check_peek_and_state_refill_at_one_rate() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sliding_counter_never_admits_more_than_its_limit_in_an_aligned_window() {
-    let server = RedisServer::start();
-    let rx = one(&server, "rl_sliding_counter").await;
+async fn sliding_counter_never_admits_more_than_its_limit_in_an_aligned_window_on(
+    topology: Topology,
+) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = one(&deployment, "rl_sliding_counter").await;
     let rl = rx.rate_limiter();
     let limit = Limit::sliding_counter(5, Duration::from_secs(1));
     // Admitted checks per aligned second, for the checks that ran within one second.
@@ -204,10 +204,10 @@ async fn sliding_counter_never_admits_more_than_its_limit_in_an_aligned_window()
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcra_admits_exactly_its_burst_at_once() {
-    let server = RedisServer::start();
-    let rx = one(&server, "rl_gcra_burst").await;
+async fn gcra_admits_exactly_its_burst_at_once_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = one(&deployment, "rl_gcra_burst").await;
     let rl = rx.rate_limiter();
     // One per 10 s, with a burst of 3.
     let limit = Limit::gcra(1, Duration::from_secs(10)).burst(3);
@@ -226,10 +226,10 @@ async fn gcra_admits_exactly_its_burst_at_once() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcra_admits_one_more_per_emission_interval_after_the_burst() {
-    let server = RedisServer::start();
-    let rx = one(&server, "rl_gcra_rate").await;
+async fn gcra_admits_one_more_per_emission_interval_after_the_burst_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = one(&deployment, "rl_gcra_rate").await;
     let rl = rx.rate_limiter();
     // 1 per second, a burst of 2.
     let limit = Limit::gcra(1, Duration::from_secs(1)).burst(2);
@@ -248,4 +248,52 @@ async fn gcra_admits_one_more_per_emission_interval_after_the_burst() {
     let again = rl.check("k", &limit).await.unwrap();
     assert!(!again.allowed, "one, not a new burst: {again:?}");
     rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_log_denials_never_push_the_unblock_time_back() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        sliding_log_denials_never_push_the_unblock_time_back_on(topology).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_bucket_check_peek_and_state_refill_at_one_rate() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        token_bucket_check_peek_and_state_refill_at_one_rate_on(topology).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_counter_never_admits_more_than_its_limit_in_an_aligned_window() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        sliding_counter_never_admits_more_than_its_limit_in_an_aligned_window_on(topology).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcra_admits_exactly_its_burst_at_once() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        gcra_admits_exactly_its_burst_at_once_on(topology).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcra_admits_one_more_per_emission_interval_after_the_burst() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        gcra_admits_one_more_per_emission_interval_after_the_burst_on(topology).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_window_is_epoch_aligned_and_does_not_count_denials() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        fixed_window_is_epoch_aligned_and_does_not_count_denials_on(topology).await;
+    }
 }
