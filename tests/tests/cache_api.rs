@@ -1,18 +1,21 @@
 //! The cache's service API against real Redis: get/set/delete and their `_many` forms, `has`,
-//! `ttl`, `clear`, `warmup`, `keys_by_tag`, pattern invalidation and input validation; a cache
+//! `ttl`, `clear`, `warmup`, `keys_by_tag`, pattern invalidation and input validation (on every
+//! topology: standalone, cluster, sentinel); a cache
 //! without Redis (L1 only); and what L1 reports and holds (the size gauge, the byte budget).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redisx::cache::EntryOptions;
+use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, CacheMode, Error, ErrorCode, RedisX};
 use redisx_tests::{RedisServer, runtime, unique_prefix};
 
-#[tokio::test]
-async fn service_api_round_trip() {
-    let server = RedisServer::start();
-    let rx = runtime(&server.url(), &unique_prefix("api"), CacheConfig::default()).await;
+async fn service_api_round_trip_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let url = deployment.url();
+    let rx = runtime(&url, &unique_prefix("api"), CacheConfig::default()).await;
     let cache = rx.cache();
     assert!(!cache.has("a").await);
     cache
@@ -55,12 +58,7 @@ async fn service_api_round_trip() {
     assert_eq!(cache.get::<i32>("w:49").await.unwrap(), Some(49));
 
     // clear() removes only this prefix.
-    let other = runtime(
-        &server.url(),
-        &unique_prefix("api_other"),
-        CacheConfig::default(),
-    )
-    .await;
+    let other = runtime(&url, &unique_prefix("api_other"), CacheConfig::default()).await;
     other.cache().set("x", &1u8, None).await.unwrap();
     assert!(cache.clear().await.unwrap() >= 51);
     assert_eq!(cache.get::<u64>("order:1").await.unwrap(), None);
@@ -82,6 +80,14 @@ async fn service_api_round_trip() {
     assert_eq!(err.code(), ErrorCode::CacheKeyInvalid);
     let err = cache.keys_by_tag("bad tag").await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::CacheKeyInvalid, "{err}");
+}
+
+#[tokio::test]
+async fn service_api_round_trip() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        service_api_round_trip_on(topology).await;
+    }
 }
 
 #[tokio::test]
