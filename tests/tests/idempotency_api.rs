@@ -2,12 +2,14 @@
 //! replays the same bytes without running; the record as `get` reads it and its key and ttl
 //! in Redis; fingerprint mismatches; `delete`; keys and durations refused before Redis; and
 //! records that redisx cannot read (an undecodable result, a hash without a state or with an
-//! unknown one) refused without running the body.
+//! unknown one) refused without running the body. The run/replay, claim/complete, mismatch and
+//! delete tests run on every topology (standalone, cluster, sentinel).
 
 use std::time::{Duration, SystemTime};
 
 use redisx::idempotency::{Check, Idempotency, IdempotencyConfig, IdempotencyOptions, Status};
 use redisx::testing::free_port;
+use redisx::testing::{Deployment, Topology};
 use redisx::{ConnectionConfig, Error, ErrorCode, RedisX};
 use redisx_tests::idempotency::{Runs, assert_code, idem_runtime, pttl, requests, write_record};
 use redisx_tests::{RedisServer, raw_connection, unique_prefix};
@@ -35,15 +37,15 @@ where
     idem.run(key, fp, opts, runs.body(NO_DELAY, value)).await
 }
 
-async fn start(server: &RedisServer, test: &str) -> RedisX {
+async fn start(url: &str, test: &str) -> RedisX {
     let cfg = IdempotencyConfig::default();
-    idem_runtime(&server.url(), &unique_prefix(test), cfg).await
+    idem_runtime(url, &unique_prefix(test), cfg).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_call_runs_and_duplicates_replay_its_value() {
-    let server = RedisServer::start();
-    let rx = start(&server, "idem_first_call").await;
+async fn the_first_call_runs_and_duplicates_replay_its_value_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment.url(), "idem_first_call").await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let runs = Runs::new();
@@ -78,10 +80,10 @@ async fn the_first_call_runs_and_duplicates_replay_its_value() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_and_lock_claims_and_complete_stores_the_bytes() {
-    let server = RedisServer::start();
-    let rx = start(&server, "idem_claim").await;
+async fn check_and_lock_claims_and_complete_stores_the_bytes_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment.url(), "idem_claim").await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new().lock_ttl(Duration::from_secs(20));
     let before = SystemTime::now() - Duration::from_secs(60);
@@ -138,10 +140,10 @@ async fn check_and_lock_claims_and_complete_stores_the_bytes() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_fingerprint_is_a_mismatch_and_does_not_run() {
-    let server = RedisServer::start();
-    let rx = start(&server, "idem_mismatch").await;
+async fn another_fingerprint_is_a_mismatch_and_does_not_run_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment.url(), "idem_mismatch").await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let runs = Runs::new();
@@ -158,10 +160,10 @@ async fn another_fingerprint_is_a_mismatch_and_does_not_run() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_lets_the_key_run_again() {
-    let server = RedisServer::start();
-    let rx = start(&server, "idem_delete").await;
+async fn delete_lets_the_key_run_again_on(topology: Topology) {
+    eprintln!("on {topology}");
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment.url(), "idem_delete").await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let runs = Runs::new();
@@ -241,7 +243,7 @@ async fn the_record_lives_at_its_full_key_for_the_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_keys_and_zero_durations_are_refused_before_redis() {
     let mut server = RedisServer::start_owned();
-    let rx = start(&server, "idem_bad_keys").await;
+    let rx = start(&server.url(), "idem_bad_keys").await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let runs = Runs::new();
@@ -311,7 +313,7 @@ async fn a_config_with_a_zero_duration_does_not_build() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_result_is_record_invalid_and_never_runs_again() {
     let server = RedisServer::start();
-    let rx = start(&server, "idem_undecodable").await;
+    let rx = start(&server.url(), "idem_undecodable").await;
     let mut raw = raw_connection(&server.url()).await;
     let idem = rx.idempotency();
     let full = idem.full_key("invoice:9");
@@ -351,7 +353,7 @@ async fn an_undecodable_result_is_record_invalid_and_never_runs_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hash_without_a_state_is_record_invalid() {
     let server = RedisServer::start();
-    let rx = start(&server, "idem_no_state").await;
+    let rx = start(&server.url(), "idem_no_state").await;
     let mut raw = raw_connection(&server.url()).await;
     let idem = rx.idempotency();
     let full = idem.full_key("odd");
@@ -378,7 +380,7 @@ async fn a_hash_without_a_state_is_record_invalid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_with_an_unknown_state_is_record_invalid() {
     let server = RedisServer::start();
-    let rx = start(&server, "idem_unknown_state").await;
+    let rx = start(&server.url(), "idem_unknown_state").await;
     let mut raw = raw_connection(&server.url()).await;
     let idem = rx.idempotency();
     let full = idem.full_key("odd");
@@ -390,4 +392,36 @@ async fn a_record_with_an_unknown_state_is_record_invalid() {
     assert_code(out.await, INVALID, "refused, not taken over");
     assert_eq!(runs.count(), 0);
     rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_call_runs_and_duplicates_replay_its_value() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        the_first_call_runs_and_duplicates_replay_its_value_on(topology).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_lock_claims_and_complete_stores_the_bytes() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        check_and_lock_claims_and_complete_stores_the_bytes_on(topology).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_fingerprint_is_a_mismatch_and_does_not_run() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        another_fingerprint_is_a_mismatch_and_does_not_run_on(topology).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_lets_the_key_run_again() {
+    let _shared = Deployment::start_all();
+    for &topology in Topology::ALL {
+        delete_lets_the_key_run_again_on(topology).await;
+    }
 }

@@ -158,13 +158,12 @@ pub(crate) fn pipeline<'a>(
     }
     groups[0].1.extend(keyless);
     let total = pipeline.len();
+    let cmds: Vec<&redis::Cmd> = pipeline.cmd_iter().collect();
     Box::pin(async move {
         let sends = groups.into_iter().map(|(route, members)| {
             let mut sub = redis::pipe();
             for &i in &members {
-                if let Some(cmd) = pipeline.cmd_iter().nth(i) {
-                    sub.add_command(cmd.clone());
-                }
+                sub.add_command(cmds[i].clone());
             }
             let mut conn = conn.clone();
             let n = members.len();
