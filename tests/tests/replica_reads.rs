@@ -1,7 +1,8 @@
-//! `ConnectionConfig::read_from_replicas` on a real cluster with a replica per master: a cache
-//! on such a client reads its hits from the replicas (their `GET` counts grow, the masters'
-//! do not) and still writes to the masters; the plugins that need their reads on the master
-//! refuse such a client at build time, and a non-cluster config refuses the option.
+//! `ConnectionConfig::read_from_replicas` on a real cluster with a replica per master and on a
+//! sentinel set: a cache on such a client reads its hits from the replicas (their `GET` counts
+//! grow, the masters' do not) and still writes to the masters; the plugins that need their
+//! reads on the master refuse such a client at build time, and a single server config refuses
+//! the option.
 
 use std::time::Duration;
 
@@ -169,7 +170,7 @@ async fn plugins_that_need_the_master_refuse_a_replica_reading_client() {
 }
 
 #[test]
-fn only_a_cluster_config_reads_from_replicas() {
+fn a_single_server_config_does_not_read_from_replicas() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -187,4 +188,67 @@ fn only_a_cluster_config_reads_from_replicas() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err:#}");
     assert!(err.message().contains("cluster"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_on_a_sentinel_replica_reading_client_reads_from_a_replica() {
+    let deployment = Deployment::start(Topology::Sentinel);
+    let set = deployment.sentinel().expect("a sentinel set");
+    let (master, replicas) = (set.master_url(), set.servers().replica_urls());
+    let reads = deployment.connection_config().read_from_replicas(true);
+    let rx = RedisX::builder()
+        .client("default", deployment.connection_config())
+        .client("cache-reads", reads)
+        .key_prefix(unique_prefix("sentinel_replica_reads"))
+        .cache(
+            CacheConfig::default()
+                .client("cache-reads")
+                .mode(redisx::CacheMode::L2Only),
+        )
+        .build()
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..30).map(|i| format!("user:{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        rx.cache().set(key, &(i as u64), None).await.unwrap();
+    }
+    // Every replica has the writes before they are read.
+    let last = rx.cache().full_key(&keys[29]);
+    let synced = eventually(
+        Duration::from_secs(2),
+        Duration::from_millis(10),
+        || async {
+            for url in &replicas {
+                let mut conn = raw_connection(url).await;
+                let n: u64 = redis::cmd("EXISTS")
+                    .arg(&last)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if n == 0 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    assert!(synced, "the replicas hold the cache's writes");
+    let (master_before, replicas_before) = (gets(&master).await, total_gets(&replicas).await);
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            rx.cache().get::<u64>(key).await.unwrap(),
+            Some(i as u64),
+            "{key}"
+        );
+    }
+    let many = rx.cache().get_many::<u64, _>(&keys[..5]).await.unwrap();
+    assert_eq!(many, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
+    let (master_after, replicas_after) = (gets(&master).await, total_gets(&replicas).await);
+    assert!(
+        replicas_after - replicas_before >= 30,
+        "the hits were read on a replica: {replicas_before} -> {replicas_after}"
+    );
+    assert_eq!(master_after, master_before, "no GET reached the master");
+    rx.shutdown().await;
 }

@@ -134,7 +134,7 @@ impl Cache {
             cmd.arg(call.full());
         }
         let since = self.inner.l1.epoch();
-        let values: Vec<Option<Vec<u8>>> = match client.query_named("MGET", &cmd).await {
+        let values: Vec<Option<Vec<u8>>> = match client.query_read("MGET", &cmd).await {
             Ok(values) => values,
             Err(e) => {
                 self.fail_open(Op::Read, "read", "get_many", &e);

@@ -224,7 +224,7 @@ impl Cache {
     ) -> Result<Read<T>> {
         if marker.is_some() && client.config().read_from_replicas_value() {
             let bytes: Option<Vec<u8>> = client
-                .query_named("GET", redis::cmd("GET").arg(full))
+                .query_read("GET", redis::cmd("GET").arg(full))
                 .await?;
             if bytes.is_some() {
                 return Ok(self.classify(bytes, envelope::now_ms()));
@@ -244,7 +244,7 @@ impl Cache {
             }
             None => {
                 client
-                    .query_named("GET", redis::cmd("GET").arg(full))
+                    .query_read("GET", redis::cmd("GET").arg(full))
                     .await?
             }
         };

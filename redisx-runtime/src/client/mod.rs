@@ -80,6 +80,9 @@ struct ClientInner {
     name: Arc<str>,
     cfg: ConnectionConfig,
     driver: Driver,
+    /// A sentinel config's connection to a replica, for [`Client::query_read`] when the config
+    /// reads from replicas (a cluster's driver routes reads itself).
+    reads: Option<Driver>,
     metrics: Arc<Metrics>,
     /// The runtime's state: a command on a gone runtime fails at once.
     life: Arc<Life>,
@@ -110,12 +113,20 @@ impl Client {
         metrics: Arc<Metrics>,
         life: Arc<Life>,
     ) -> Result<Self> {
-        let driver = Driver::connect(name, &cfg, &life).await?;
+        let (driver, reads) = if cfg.read_from_replicas && cfg.sentinel_master_value().is_some() {
+            // Writes and scripts on the master; reads on a replica the sentinels name.
+            let master = cfg.clone().read_from_replicas(false);
+            let driver = Driver::connect(name, &master, &life).await?;
+            (driver, Some(Driver::connect(name, &cfg, &life).await?))
+        } else {
+            (Driver::connect(name, &cfg, &life).await?, None)
+        };
         Ok(Self {
             inner: Arc::new(ClientInner {
                 name: Arc::from(name),
                 cfg,
                 driver,
+                reads,
                 metrics,
                 life,
                 cmd_metrics: std::sync::RwLock::new(Vec::new()),
@@ -376,8 +387,33 @@ impl Client {
         .await
     }
 
+    /// Runs a read-only command (`GET`, `MGET`) where stale data is acceptable: on a replica
+    /// when the config reads from replicas (a sentinel config's replica connection; a cluster
+    /// routes it to a replica itself), else as [`query_named`](Self::query_named).
+    pub(crate) async fn query_read<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        match &self.inner.reads {
+            Some(reads) => {
+                self.run_on(reads, name, async |conn| cmd.query_async(conn).await)
+                    .await
+            }
+            None => self.query_named(name, cmd).await,
+        }
+    }
+
     /// The one command path: connection, span, timeout, metrics, error classification.
     async fn run<T, F>(&self, command: &'static str, op: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    {
+        self.run_on(&self.inner.driver, command, op).await
+    }
+
+    /// [`run`](Self::run) on `driver` (the client's, or its replica reads').
+    async fn run_on<T, F>(&self, driver: &Driver, command: &'static str, op: F) -> Result<T>
     where
         F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
     {
@@ -386,12 +422,12 @@ impl Client {
         // the command timeout, for both drivers), so no second timer is armed here.
         self.instrumented(command, async {
             inner.life.check()?;
-            let mut conn = inner.driver.conn(&inner.name, &inner.cfg).await?;
+            let mut conn = driver.conn(&inner.name, &inner.cfg).await?;
             op(&mut conn)
                 .await
-                .inspect(|_| inner.driver.observe_ok())
+                .inspect(|_| driver.observe_ok())
                 .map_err(|e| {
-                    inner.driver.observe_error(&conn, &e);
+                    driver.observe_error(&conn, &e);
                     self.command_error(e)
                 })
         })
@@ -525,6 +561,9 @@ impl Client {
 
     pub(crate) fn shutdown(&self) {
         self.inner.driver.shutdown();
+        if let Some(reads) = &self.inner.reads {
+            reads.shutdown();
+        }
     }
 }
 

@@ -24,6 +24,14 @@ pub(crate) async fn node_config(name: &str, cfg: &ConnectionConfig) -> Result<Co
             let (host, port) = seeds.first().cloned().unwrap_or_default();
             Ok(cfg.single_node(&host, port))
         }
+        Nodes::Sentinel(set) if cfg.read_from_replicas => {
+            let (host, port) = match replica_addr(cfg, set).await {
+                Some(addr) => addr,
+                // No healthy replica: read from the master.
+                None => master_addr(name, cfg, set).await?,
+            };
+            Ok(cfg.single_node(&host, port))
+        }
         Nodes::Sentinel(set) => {
             let (host, port) = master_addr(name, cfg, set).await?;
             Ok(cfg.single_node(&host, port))
@@ -72,6 +80,42 @@ async fn master_addr(
     )
     .with_context("client", name.to_owned())
     .with_context("server", cfg.to_string()))
+}
+
+/// A healthy replica of the master (`SENTINEL REPLICAS`: not flagged down or disconnected,
+/// its link to the master up), from the first sentinel that answers; a random one of them.
+async fn replica_addr(cfg: &ConnectionConfig, set: &SentinelSet) -> Option<(String, u16)> {
+    for (host, port) in &set.nodes {
+        let sentinel = cfg.sentinel_node(set, host, *port);
+        let asked = async {
+            let client = redis::Client::open(sentinel.to_connection_info())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg(&set.master_name)
+                .query_async::<Vec<std::collections::HashMap<String, String>>>(&mut conn)
+                .await
+        };
+        let Ok(Ok(replicas)) = within(cfg.connect_timeout, asked).await else {
+            continue;
+        };
+        let healthy: Vec<(String, u16)> = replicas
+            .iter()
+            .filter(|r| {
+                let flags = r.get("flags").map_or("", String::as_str);
+                !["s_down", "o_down", "disconnected"]
+                    .iter()
+                    .any(|f| flags.contains(f))
+                    && r.get("master-link-status").is_none_or(|s| s == "ok")
+            })
+            .filter_map(|r| Some((r.get("ip")?.clone(), r.get("port")?.parse().ok()?)))
+            .collect();
+        if healthy.is_empty() {
+            return None;
+        }
+        return Some(healthy[rand::random_range(0..healthy.len())].clone());
+    }
+    None
 }
 
 async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> std::result::Result<T, ()> {

@@ -144,13 +144,16 @@ impl ConnectionConfig {
         self
     }
 
-    /// Sends the read-only commands (`GET`, `MGET`, `EXISTS`, ...) of a cluster config to the
-    /// replicas of their slot (redis-rs's `read_from_replicas`); scripts and writes still go to
-    /// the master. A replica lags its master, so a read may miss a write made a moment ago:
+    /// Sends read-only commands to replicas: on a cluster config every read-only command
+    /// (`GET`, `MGET`, `EXISTS`, ...) to a replica of its slot (redis-rs's read routing), on a
+    /// sentinel config the cache's reads (`GET`, `MGET`) to a replica the sentinels name (a
+    /// connection of its own, moved on a failover; the master when no replica is healthy).
+    /// Scripts and writes still go to the master. A replica lags its master, so a read may
+    /// miss a write made a moment ago:
     /// use it for a cache whose data may be stale (a client of its own for the cache,
     /// `CacheConfig::client`). Locks, rate limits, idempotency and streams need their reads on
-    /// the master: building one of them on such a client is a `CFG_INVALID` error. Only a
-    /// cluster config takes it; the URL form is `?read_from_replicas=true`.
+    /// the master: building one of them on such a client is a `CFG_INVALID` error. A single
+    /// server config refuses it; the URL form is `?read_from_replicas=true`.
     ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;
@@ -240,10 +243,10 @@ impl ConnectionConfig {
             Err(Error::new(ErrorCode::ConfigInvalid, msg.to_owned())
                 .with_context("server", self.to_string()))
         };
-        if self.read_from_replicas && !self.is_cluster() {
+        if self.read_from_replicas && matches!(self.nodes, Nodes::Single) {
             return bad(
-                "`read_from_replicas` is for a cluster config (`redis+cluster://`); a single \
-                 server or sentinel config reads from its master",
+                "`read_from_replicas` is for a cluster or sentinel config (`redis+cluster://`, \
+                 `redis+sentinel://`); a single server has no replicas to read from",
             );
         }
         match &self.nodes {
@@ -372,7 +375,7 @@ pub(super) fn parse_multi_host(url: &str, bad: &dyn Fn(&str) -> Error) -> Result
                 Some(("sentinel_user", v)) if kind == "sentinel" => {
                     sentinel_user = Some(super::url::percent_decode(v));
                 }
-                Some(("read_from_replicas", v)) if kind == "cluster" => {
+                Some(("read_from_replicas", v)) => {
                     read_from_replicas = match v {
                         "true" | "1" => true,
                         "false" | "0" => false,
