@@ -13,26 +13,71 @@ use redisx::testing::{Deployment, Topology, raw_connection, unique_prefix};
 use redisx::{CacheConfig, ConnectionConfig, ErrorCode, RedisX, redis};
 use redisx_tests::eventually;
 
-/// `calls` of `cmdstat_get` in `INFO commandstats` of the server at `url`.
-async fn gets(url: &str) -> u64 {
-    let mut conn = raw_connection(url).await;
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .expect("INFO commandstats");
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
-        .and_then(|rest| rest.split(',').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-async fn total_gets(urls: &[String]) -> u64 {
+/// The `calls` of `cmdstat_<command>` (lowercase) in `INFO commandstats`, summed over the
+/// servers at `urls`.
+async fn calls(urls: &[String], command: &str) -> u64 {
+    let head = format!("cmdstat_{command}:calls=");
     let mut n = 0;
     for url in urls {
-        n += gets(url).await;
+        let mut conn = raw_connection(url).await;
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO commandstats");
+        n += info
+            .lines()
+            .find_map(|l| l.strip_prefix(head.as_str()))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     n
+}
+
+/// A runtime with a client that reads from replicas, `"cache-reads"`, for an L2-only cache.
+async fn cache_on_replicas(deployment: &Deployment, test: &str) -> RedisX {
+    let reads = deployment.connection_config().read_from_replicas(true);
+    RedisX::builder()
+        .client("default", deployment.connection_config())
+        .client("cache-reads", reads)
+        .key_prefix(unique_prefix(test))
+        .cache(
+            CacheConfig::default()
+                .client("cache-reads")
+                .mode(redisx::CacheMode::L2Only),
+        )
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Reads back `keys` (holding their index) through `rx`'s cache, one by one and the first
+/// five with `get_many`, and asserts the reads were `GET`s and an `MGET` on the `replicas`,
+/// none on the `masters`.
+async fn read_on_replicas(rx: &RedisX, keys: &[String], masters: &[String], replicas: &[String]) {
+    let counts = async || {
+        (
+            calls(masters, "get").await + calls(masters, "mget").await,
+            calls(replicas, "get").await,
+            calls(replicas, "mget").await,
+        )
+    };
+    let before = counts().await;
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            rx.cache().get::<u64>(key).await.unwrap(),
+            Some(i as u64),
+            "{key}"
+        );
+    }
+    let many = rx.cache().get_many::<u64, _>(&keys[..5]).await.unwrap();
+    assert_eq!(many, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
+    let after = counts().await;
+    assert!(
+        after.1 - before.1 >= keys.len() as u64 && after.2 > before.2,
+        "the hits were read on the replicas: {before:?} -> {after:?}"
+    );
+    assert_eq!(after.0, before.0, "no read reached a master");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,19 +119,7 @@ async fn a_cache_on_a_replica_reading_client_reads_from_the_replicas() {
     )
     .await;
     assert!(listed, "every node lists a replica for every slot range");
-    let reads = deployment.connection_config().read_from_replicas(true);
-    let rx = RedisX::builder()
-        .client("default", deployment.connection_config())
-        .client("cache-reads", reads)
-        .key_prefix(unique_prefix("replica_reads"))
-        .cache(
-            CacheConfig::default()
-                .client("cache-reads")
-                .mode(redisx::CacheMode::L2Only),
-        )
-        .build()
-        .await
-        .unwrap();
+    let rx = cache_on_replicas(&deployment, "replica_reads").await;
     // The server version was read on a master of each client (not refused as a multi-node INFO).
     assert_eq!(
         redisx_tests::metric_sum(
@@ -116,21 +149,7 @@ async fn a_cache_on_a_replica_reading_client_reads_from_the_replicas() {
     )
     .await;
     assert!(synced, "the replicas hold the cache's writes");
-    let (masters_before, replicas_before) =
-        (total_gets(&masters).await, total_gets(&replicas).await);
-    for (i, key) in keys.iter().enumerate() {
-        assert_eq!(
-            rx.cache().get::<u64>(key).await.unwrap(),
-            Some(i as u64),
-            "{key}"
-        );
-    }
-    let (masters_after, replicas_after) = (total_gets(&masters).await, total_gets(&replicas).await);
-    assert!(
-        replicas_after - replicas_before >= 30,
-        "the hits were read on the replicas: {replicas_before} -> {replicas_after}"
-    );
-    assert_eq!(masters_after, masters_before, "no GET reached a master");
+    read_on_replicas(&rx, &keys, &masters, &replicas).await;
     rx.shutdown().await;
 }
 
@@ -195,19 +214,7 @@ async fn a_cache_on_a_sentinel_replica_reading_client_reads_from_a_replica() {
     let deployment = Deployment::start(Topology::Sentinel);
     let set = deployment.sentinel().expect("a sentinel set");
     let (master, replicas) = (set.master_url(), set.servers().replica_urls());
-    let reads = deployment.connection_config().read_from_replicas(true);
-    let rx = RedisX::builder()
-        .client("default", deployment.connection_config())
-        .client("cache-reads", reads)
-        .key_prefix(unique_prefix("sentinel_replica_reads"))
-        .cache(
-            CacheConfig::default()
-                .client("cache-reads")
-                .mode(redisx::CacheMode::L2Only),
-        )
-        .build()
-        .await
-        .unwrap();
+    let rx = cache_on_replicas(&deployment, "sentinel_replica_reads").await;
     let keys: Vec<String> = (0..30).map(|i| format!("user:{i}")).collect();
     for (i, key) in keys.iter().enumerate() {
         rx.cache().set(key, &(i as u64), None).await.unwrap();
@@ -234,21 +241,6 @@ async fn a_cache_on_a_sentinel_replica_reading_client_reads_from_a_replica() {
     )
     .await;
     assert!(synced, "the replicas hold the cache's writes");
-    let (master_before, replicas_before) = (gets(&master).await, total_gets(&replicas).await);
-    for (i, key) in keys.iter().enumerate() {
-        assert_eq!(
-            rx.cache().get::<u64>(key).await.unwrap(),
-            Some(i as u64),
-            "{key}"
-        );
-    }
-    let many = rx.cache().get_many::<u64, _>(&keys[..5]).await.unwrap();
-    assert_eq!(many, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
-    let (master_after, replicas_after) = (gets(&master).await, total_gets(&replicas).await);
-    assert!(
-        replicas_after - replicas_before >= 30,
-        "the hits were read on a replica: {replicas_before} -> {replicas_after}"
-    );
-    assert_eq!(master_after, master_before, "no GET reached the master");
+    read_on_replicas(&rx, &keys, std::slice::from_ref(&master), &replicas).await;
     rx.shutdown().await;
 }

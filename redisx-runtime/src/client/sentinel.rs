@@ -6,6 +6,7 @@
 //! (the old master was demoted; the driver treats it as a lost connection), and the
 //! `+switch-master` event, which also catches the reads a demoted master would still answer.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -48,15 +49,7 @@ async fn master_addr(
     let mut failures = Vec::new();
     for (host, port) in &set.nodes {
         let sentinel = cfg.sentinel_node(set, host, *port);
-        let asked = async {
-            let client = redis::Client::open(sentinel.to_connection_info())?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            redis::cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(&set.master_name)
-                .query_async::<Option<(String, u16)>>(&mut conn)
-                .await
-        };
+        let asked = ask::<Option<(String, u16)>>(&sentinel, set, "GET-MASTER-ADDR-BY-NAME");
         match within(cfg.connect_timeout, asked).await {
             Ok(Ok(Some(addr))) => return Ok(addr),
             Ok(Ok(None)) => failures.push(format!("{host}:{port} does not know the master")),
@@ -87,15 +80,7 @@ async fn master_addr(
 async fn replica_addr(cfg: &ConnectionConfig, set: &SentinelSet) -> Option<(String, u16)> {
     for (host, port) in &set.nodes {
         let sentinel = cfg.sentinel_node(set, host, *port);
-        let asked = async {
-            let client = redis::Client::open(sentinel.to_connection_info())?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            redis::cmd("SENTINEL")
-                .arg("REPLICAS")
-                .arg(&set.master_name)
-                .query_async::<Vec<std::collections::HashMap<String, String>>>(&mut conn)
-                .await
-        };
+        let asked = ask::<Vec<HashMap<String, String>>>(&sentinel, set, "REPLICAS");
         let Ok(Ok(replicas)) = within(cfg.connect_timeout, asked).await else {
             continue;
         };
@@ -116,6 +101,22 @@ async fn replica_addr(cfg: &ConnectionConfig, set: &SentinelSet) -> Option<(Stri
         return Some(healthy[rand::random_range(0..healthy.len())].clone());
     }
     None
+}
+
+/// `SENTINEL <what> <master name>` asked of the sentinel at `sentinel` (a config from
+/// [`ConnectionConfig::sentinel_node`]), on a connection of its own.
+async fn ask<T: redis::FromRedisValue>(
+    sentinel: &ConnectionConfig,
+    set: &SentinelSet,
+    what: &str,
+) -> redis::RedisResult<T> {
+    let client = redis::Client::open(sentinel.to_connection_info())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("SENTINEL")
+        .arg(what)
+        .arg(&set.master_name)
+        .query_async(&mut conn)
+        .await
 }
 
 async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> std::result::Result<T, ()> {
