@@ -112,3 +112,17 @@ impl ConnectionLike for FloorConnection {
         }
     }
 }
+
+/// `SCRIPT LOAD` of `body` (on every master of a cluster): its sha.
+pub(crate) async fn load_script<C: ConnectionLike + Send>(
+    conn: &mut C,
+    body: &str,
+) -> std::sync::Arc<str> {
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(body)
+        .query_async(conn)
+        .await
+        .expect("SCRIPT LOAD of a bench script");
+    sha.into()
+}

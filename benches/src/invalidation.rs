@@ -42,7 +42,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::Context;
-use crate::floor::{FloorConnection, Target};
+use crate::floor::{FloorConnection, Target, load_script};
 use crate::measure::{Comparison, Side, Unit, compare, median};
 
 /// Keys written in turn.
@@ -283,15 +283,7 @@ pub(crate) async fn invalidation(ctx: &Context) -> Vec<Comparison> {
     };
     let load = |body: &'static str| {
         let mut conn = conn.clone();
-        async move {
-            let sha: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(body)
-                .query_async(&mut conn)
-                .await
-                .expect("SCRIPT LOAD on every node");
-            Arc::<str>::from(sha)
-        }
+        async move { load_script(&mut conn, body).await }
     };
     let writer = Writer {
         set_publish: load(SET_PUBLISH).await,

@@ -34,7 +34,7 @@ use redisx::RedisX;
 use redisx::lock::{LockOptions, Locks, RetryStrategy};
 
 use crate::Context;
-use crate::floor::FloorConnection;
+use crate::floor::{FloorConnection, load_script};
 use crate::measure::{Comparison, Side, Unit, compare, emit};
 
 /// Tasks of `locks.contended`.
@@ -99,24 +99,13 @@ struct Floor {
     ttl_ms: u64,
 }
 
-/// `SCRIPT LOAD` of `body`: its sha.
-async fn load(conn: &mut FloorConnection, body: &str) -> Arc<str> {
-    let sha: String = redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(body)
-        .query_async(conn)
-        .await
-        .expect("SCRIPT LOAD of a bench script");
-    sha.into()
-}
-
 impl Floor {
     async fn new(ctx: &Context, ttl: Duration) -> Self {
         let mut conn = ctx.floor_connection().await;
         Self {
-            release_sha: load(&mut conn, FLOOR_RELEASE).await,
-            fenced_acquire_sha: load(&mut conn, OURS_ACQUIRE).await,
-            fenced_release_sha: load(&mut conn, OURS_RELEASE).await,
+            release_sha: load_script(&mut conn, FLOOR_RELEASE).await,
+            fenced_acquire_sha: load_script(&mut conn, OURS_ACQUIRE).await,
+            fenced_release_sha: load_script(&mut conn, OURS_RELEASE).await,
             conn,
             ttl_ms: u64::try_from(ttl.as_millis()).expect("the ttl fits in u64 milliseconds"),
         }

@@ -27,7 +27,7 @@ use redisx::http::RateLimitLayer;
 use redisx::rate_limit::{Algorithm, Limit, RateLimitConfig};
 
 use crate::Context;
-use crate::floor::FloorConnection;
+use crate::floor::{FloorConnection, load_script};
 use crate::measure::{Comparison, Side, Unit, compare, emit};
 
 /// The pieces of the rate-limit scripts, as the runtime assembles them.
@@ -123,15 +123,7 @@ impl Floor {
         let conn = ctx.floor_connection().await;
         let load = |body: String| {
             let mut conn = conn.clone();
-            async move {
-                let sha: String = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(body)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("SCRIPT LOAD");
-                Arc::<str>::from(sha)
-            }
+            async move { load_script(&mut conn, &body).await }
         };
         let mut shas = Vec::new();
         for a in Algorithm::ALL {
