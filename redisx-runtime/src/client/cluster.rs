@@ -16,7 +16,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{Pipeline, RedisFuture, Value};
 
 use super::config::ConnectionConfig;
-use super::driver::connect_error;
+use super::driver::{connect_error, connecting};
 use crate::error::{Error, ErrorCode, Result};
 
 /// The shared cluster connection of one client.
@@ -28,7 +28,16 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) async fn start(name: &str, cfg: &ConnectionConfig) -> Result<Self> {
-        let conn = connect(name, cfg, Some(cfg.command_timeout), None).await?;
+        let client = client(name, cfg, Some(cfg.command_timeout), None)?;
+        let conn = if cfg.lazy {
+            // The nodes are reached in the background; a command fails until they are.
+            let config = redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(cfg.connect_timeout)
+                .set_response_timeout(cfg.command_timeout);
+            client.get_pending_async_connection_with_config(config)
+        } else {
+            connecting(name, cfg, client.get_async_connection()).await?
+        };
         Ok(Self {
             name: name.to_owned(),
             cfg: cfg.clone(),
@@ -57,16 +66,26 @@ impl Cluster {
     }
 }
 
-/// Opens a cluster connection with `cfg`'s credentials, TLS and timeouts; `response_timeout`
-/// `None` for a dedicated connection (blocking reads), and a push sender for RESP3 pub/sub.
+/// Opens a cluster connection of its own with `cfg`'s credentials, TLS and timeouts;
+/// `response_timeout` `None` for a dedicated connection (blocking reads), and a push sender
+/// for RESP3 pub/sub.
 pub(crate) async fn connect(
     name: &str,
     cfg: &ConnectionConfig,
     response_timeout: Option<std::time::Duration>,
     push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
 ) -> Result<ClusterConnection> {
-    // The shared connection of a lazy config (a response timeout, no push sender).
-    let pending = cfg.lazy && push.is_none() && response_timeout.is_some();
+    let client = client(name, cfg, response_timeout, push)?;
+    connecting(name, cfg, client.get_async_connection()).await
+}
+
+/// The redis-rs cluster client of [`connect`]'s arguments.
+fn client(
+    name: &str,
+    cfg: &ConnectionConfig,
+    response_timeout: Option<std::time::Duration>,
+    push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+) -> Result<redis::cluster::ClusterClient> {
     let nodes = cfg
         .cluster_seeds_value()
         .iter()
@@ -100,28 +119,7 @@ pub(crate) async fn connect(
             root_cert: cfg.tls_ca_cert.clone(),
         });
     }
-    let client = builder.build().map_err(|e| connect_error(name, cfg, e))?;
-    if pending {
-        // The shared connection of a lazy config: the nodes are reached in the background,
-        // and a command fails until they are.
-        let mut config =
-            redis::cluster::ClusterConfig::new().set_connection_timeout(cfg.connect_timeout);
-        if let Some(t) = response_timeout {
-            config = config.set_response_timeout(t);
-        }
-        return Ok(client.get_pending_async_connection_with_config(config));
-    }
-    let opened = client.get_async_connection();
-    match tokio::time::timeout(cfg.connect_timeout, opened).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(connect_error(name, cfg, e)),
-        Err(_) => Err(Error::new(
-            ErrorCode::ConnectionTimeout,
-            format!("connecting timed out after {:?}", cfg.connect_timeout),
-        )
-        .with_context("client", name.to_owned())
-        .with_context("server", cfg.to_string())),
-    }
+    builder.build().map_err(|e| connect_error(name, cfg, e))
 }
 
 /// Sends `pipeline` on a cluster connection: as it is when its keys are in one slot (or it is

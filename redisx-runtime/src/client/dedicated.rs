@@ -5,7 +5,7 @@
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, Pipeline, Value};
 
-use super::driver::{connect_error, connection_config};
+use super::driver::{connect_error, connecting, connection_config};
 use super::{Client, Conn, ConnectionConfig, command_name, guard};
 use crate::error::{Error, ErrorCode, Result};
 use crate::runtime::RedisX;
@@ -285,22 +285,12 @@ impl Client {
     }
 
     /// Awaits a connection attempt within the connect timeout, with the errors of the
-    /// shared connection's.
+    /// shared connection's ([`connecting`]).
     pub(super) async fn connecting<C>(
         &self,
         opened: impl Future<Output = redis::RedisResult<C>>,
     ) -> Result<C> {
-        let cfg = self.config();
-        match tokio::time::timeout(cfg.connect_timeout, opened).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(connect_error(self.name(), cfg, e)),
-            Err(_) => Err(Error::new(
-                ErrorCode::ConnectionTimeout,
-                format!("connecting timed out after {:?}", cfg.connect_timeout),
-            )
-            .with_context("client", self.name())
-            .with_context("server", cfg.to_string())),
-        }
+        connecting(self.name(), self.config(), opened).await
     }
 }
 

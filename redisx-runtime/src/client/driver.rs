@@ -221,6 +221,25 @@ pub(crate) fn connection_config(
         .set_response_timeout(response_timeout)
 }
 
+/// Awaits a connection attempt within `cfg`'s connect timeout: a failure is a connect error
+/// ([`connect_error`]), running out of time [`ErrorCode::ConnectionTimeout`].
+pub(crate) async fn connecting<C>(
+    name: &str,
+    cfg: &ConnectionConfig,
+    opened: impl Future<Output = redis::RedisResult<C>>,
+) -> Result<C> {
+    match tokio::time::timeout(cfg.connect_timeout, opened).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(connect_error(name, cfg, e)),
+        Err(_) => Err(Error::new(
+            ErrorCode::ConnectionTimeout,
+            format!("connecting timed out after {:?}", cfg.connect_timeout),
+        )
+        .with_context("client", name.to_owned())
+        .with_context("server", cfg.to_string())),
+    }
+}
+
 pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::RedisError) -> Error {
     let code = if err.is_timeout() {
         ErrorCode::ConnectionTimeout
@@ -357,19 +376,12 @@ impl Multiplexed {
         let client = redis::Client::open(target.to_connection_info())
             .map_err(|e| connect_error(&self.name, &target, e))?;
         let fut = client.get_multiplexed_async_connection_with_config(&config);
-        match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
-            Ok(Ok(mut conn)) => match self.cfg.init_connection(&mut conn, None).await {
-                Ok(()) => Ok(conn),
-                Err(e) => Err(connect_error(&self.name, &self.cfg, e)),
-            },
-            Ok(Err(e)) => Err(connect_error(&self.name, &self.cfg, e)),
-            Err(_) => Err(Error::new(
-                ErrorCode::ConnectionTimeout,
-                format!("connecting timed out after {:?}", self.cfg.connect_timeout),
-            )
-            .with_context("client", self.name.clone())
-            .with_context("server", self.cfg.to_string())),
-        }
+        let mut conn = connecting(&self.name, &self.cfg, fut).await?;
+        self.cfg
+            .init_connection(&mut conn, None)
+            .await
+            .map_err(|e| connect_error(&self.name, &self.cfg, e))?;
+        Ok(conn)
     }
 
     fn install(&self, conn: MultiplexedConnection) {
