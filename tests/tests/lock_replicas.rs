@@ -34,6 +34,18 @@ async fn an_acquire_waits_for_the_replica_or_fails_and_releases() {
     let first_fence = guard.fencing_token();
     guard.release().await.unwrap();
 
+    // A server that lost its scripts (NOSCRIPT): they are loaded again and the acquire sent once more.
+    let mut primary = raw_connection(&set.primary_url()).await;
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut primary)
+        .await
+        .unwrap();
+    let guard = locks.acquire("payout", &opts).await.unwrap();
+    assert!(guard.fencing_token() > first_fence);
+    let first_fence = guard.fencing_token();
+    guard.release().await.unwrap();
+
     set.kill(Member::Replica(0));
     let short = LockOptions::new().wait_replicas(1, Duration::from_millis(200));
     let e = locks.acquire("payout", &short).await.unwrap_err();

@@ -131,37 +131,12 @@ impl Shared {
         d: &Durable,
     ) -> Result<Option<Published>> {
         let waited = d.replicas.max(d.required);
-        let timeout = d.timeout.max(Duration::from_millis(1));
-        let timeout_ms = crate::millis(timeout);
+        let timeout_ms = crate::millis(d.timeout.max(Duration::from_millis(1)));
         let client = self.client()?;
-        // A dedicated connection has no response timeout: bound the round trip here.
-        let limit = timeout.saturating_add(client.config().command_timeout_value());
-        let mut conn = self.wait_pool.get(client).await?;
-        let mut pipe = redis::pipe();
-        pipe.add_command(xadd)
-            .cmd("WAIT")
-            .arg(waited)
-            .arg(timeout_ms);
-        let (id, replicas): (Option<String>, u64) = match tokio::time::timeout(
-            limit,
-            conn.query_pipeline(&pipe),
-        )
-        .await
-        {
-            Ok(Ok(reply)) => {
-                self.wait_pool.put(conn);
-                reply
-            }
-            // A connection that failed or did not answer is dropped, not reused.
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                let msg = format!(
-                    "no reply to XADD + WAIT within {limit:?} (the WAIT timeout plus the command timeout)"
-                );
-                return Err(Error::new(ErrorCode::OperationTimeout, msg)
-                    .with_context("client", client.name()));
-            }
-        };
+        let (id, replicas): (Option<String>, u64) = self
+            .wait_pool
+            .write_and_wait(client, xadd, waited, d.timeout, "XADD")
+            .await?;
         let Some(id) = id else { return Ok(None) };
         if replicas < d.required {
             return Err(Error::new(
