@@ -5,8 +5,8 @@
 use redis::aio::ConnectionLike;
 use redis::{Cmd, FromRedisValue, Pipeline, Value};
 
-use super::driver::{connect_error, connecting, connection_config};
-use super::{Client, Conn, ConnectionConfig, command_name, guard};
+use super::driver::{connecting, connection_config};
+use super::{Client, Conn, command_name, guard};
 use crate::error::{Error, ErrorCode, Result};
 use crate::runtime::RedisX;
 
@@ -233,7 +233,7 @@ impl Client {
             // A cluster connection of its own: each command still goes to its key's master.
             Conn::Cluster(super::cluster::connect(self.name(), cfg, None, None).await?)
         } else {
-            let client = self.redis_client_for(cfg).await?;
+            let client = super::sentinel::node_client(self.name(), cfg).await?;
             let config = connection_config(cfg, None);
             let conn = self
                 .connecting(async {
@@ -272,16 +272,8 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn monitor(&self) -> Result<redis::aio::Monitor> {
-        let client = self.redis_client_for(self.config()).await?;
+        let client = super::sentinel::node_client(self.name(), self.config()).await?;
         self.connecting(client.get_async_monitor()).await
-    }
-
-    /// A redis-rs client for one server of `cfg` (this client's config, or a variant of it):
-    /// the server, the master the sentinels name now, or a cluster's first seed node.
-    pub(super) async fn redis_client_for(&self, cfg: &ConnectionConfig) -> Result<redis::Client> {
-        let target = super::sentinel::node_config(self.name(), cfg).await?;
-        redis::Client::open(target.to_connection_info())
-            .map_err(|e| connect_error(self.name(), &target, e))
     }
 
     /// Awaits a connection attempt within the connect timeout, with the errors of the

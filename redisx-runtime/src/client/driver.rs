@@ -372,9 +372,7 @@ impl Multiplexed {
     async fn open(&self) -> Result<MultiplexedConnection> {
         let config = connection_config(&self.cfg, Some(self.cfg.command_timeout));
         // A sentinel config asks the sentinels for the master on every (re)connect.
-        let target = super::sentinel::node_config(&self.name, &self.cfg).await?;
-        let client = redis::Client::open(target.to_connection_info())
-            .map_err(|e| connect_error(&self.name, &target, e))?;
+        let client = super::sentinel::node_client(&self.name, &self.cfg).await?;
         let fut = client.get_multiplexed_async_connection_with_config(&config);
         let mut conn = connecting(&self.name, &self.cfg, fut).await?;
         self.cfg

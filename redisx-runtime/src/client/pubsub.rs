@@ -261,7 +261,7 @@ impl Client {
             if let Some(switches) = self.switches() {
                 end_on_switch(switches, sender.clone());
             }
-            let client = self.redis_client_for(&cfg).await?;
+            let client = super::sentinel::node_client(self.name(), &cfg).await?;
             let config = connection_config(&cfg, Some(cfg.command_timeout)).set_push_sender(sender);
             PubSubConn::Single(
                 self.connecting(async {

@@ -40,6 +40,13 @@ pub(crate) async fn node_config(name: &str, cfg: &ConnectionConfig) -> Result<Co
     }
 }
 
+/// A redis-rs client for the server of [`node_config`] (for a sentinel config, the one the
+/// sentinels name now).
+pub(crate) async fn node_client(name: &str, cfg: &ConnectionConfig) -> Result<redis::Client> {
+    let target = node_config(name, cfg).await?;
+    redis::Client::open(target.to_connection_info()).map_err(|e| connect_error(name, &target, e))
+}
+
 /// Asks the sentinels in turn for the master's address; the first answer wins.
 async fn master_addr(
     name: &str,
