@@ -76,3 +76,16 @@ pub async fn raw_query<T: redis::FromRedisValue>(
     let mut conn = raw_connection(&url).await;
     cmd.query_async(&mut conn).await.expect("the raw command")
 }
+
+/// The tokio runtime a child process's scenario runs on: multi-thread with two workers, as the
+/// tests' own (`#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`).
+///
+/// # Panics
+/// When the runtime cannot be built.
+pub fn scenario_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

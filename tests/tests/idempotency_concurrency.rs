@@ -85,14 +85,6 @@ fn sum(stats: &[IdempotencyStats], field: fn(&IdempotencyStats) -> u64) -> u64 {
     stats.iter().map(field).sum()
 }
 
-fn tokio_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// The child's part of the thousand duplicates: warms up, says it is ready, waits for the
 /// parent's go (a key), runs `CHILD_CALLERS` duplicates and reports.
 #[test]
@@ -103,7 +95,7 @@ fn duplicates_worker() {
     }
     let url = std::env::var(URL_ENV).unwrap();
     let prefix = std::env::var(PREFIX_ENV).unwrap();
-    tokio_runtime().block_on(async {
+    redisx_tests::scenario_runtime().block_on(async {
         let rx = runtime(&url, &prefix, duplicates_config()).await;
         warm_up(&rx, "child").await;
         let mut raw = raw_connection(&url).await;
@@ -316,7 +308,7 @@ fn dying_owner() {
     }
     let url = std::env::var(URL_ENV).unwrap();
     let prefix = std::env::var(PREFIX_ENV).unwrap();
-    tokio_runtime().block_on(async {
+    redisx_tests::scenario_runtime().block_on(async {
         let cfg = IdempotencyConfig::default().lock_ttl(DEAD_LOCK_TTL);
         let rx = runtime(&url, &prefix, cfg).await;
         let opts = IdempotencyOptions::new();

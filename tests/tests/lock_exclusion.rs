@@ -92,11 +92,7 @@ fn exclusion_worker() {
     }
     let url = std::env::var(URL_ENV).unwrap();
     let prefix = std::env::var(PREFIX_ENV).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = redisx_tests::scenario_runtime();
     rt.block_on(async {
         let (a, b) = pair(&url, &prefix).await;
         signal_ready();

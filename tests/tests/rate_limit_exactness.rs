@@ -41,11 +41,7 @@ fn exactness_worker() {
     let url = std::env::var(URL_ENV).unwrap();
     let prefix = std::env::var(PREFIX_ENV).unwrap();
     let alg: Algorithm = std::env::var(ALG_ENV).unwrap().parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = redisx_tests::scenario_runtime();
     rt.block_on(async {
         let rx = rl_runtime(&url, &prefix, RateLimitConfig::default()).await;
         let limit = Limit::new(alg, LIMIT, WINDOW);

@@ -65,11 +65,7 @@ fn crash_worker() {
     }
     let url = std::env::var(URL_ENV).unwrap();
     let prefix = std::env::var(PREFIX_ENV).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = redisx_tests::scenario_runtime();
     // The runtime's warnings and reclaims, in the output the parent prints on failure.
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)

@@ -212,11 +212,7 @@ fn delayed_worker() {
     }
     let url = std::env::var(URL_ENV).unwrap();
     let prefix = std::env::var(PREFIX_ENV).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = redisx_tests::scenario_runtime();
     rt.block_on(async {
         let rx = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
         let _handle = recorder(&rx, &prefix, &format!("worker-{}", std::process::id())).await;
