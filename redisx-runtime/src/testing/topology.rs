@@ -211,12 +211,7 @@ impl Deployment {
     pub fn server_urls(&self) -> Vec<String> {
         match &self.servers {
             Servers::Standalone(server) => vec![server.url()],
-            Servers::Cluster(cluster) => cluster
-                .nodes()
-                .iter()
-                .filter(|n| n.pid().is_some())
-                .map(RedisServer::url)
-                .collect(),
+            Servers::Cluster(cluster) => cluster.seed_urls(),
             Servers::Sentinel(set) => {
                 let servers = set.servers();
                 std::iter::once(servers.primary_url())
