@@ -325,17 +325,20 @@ impl Locks {
             "1"
         } else {
             "0"
-        }
-        .to_owned();
-        let (script, args) = match keys.kind {
-            Kind::Lock => (
-                &scripts::ACQUIRE,
-                vec![token.clone(), ttl, counter_ttl, waits],
-            ),
-            Kind::Permit(permits) => (
-                &scripts::SEM_ACQUIRE,
-                vec![token.clone(), ttl, permits.to_string(), counter_ttl, waits],
-            ),
+        };
+        let lock_args;
+        let sem_args;
+        let permits;
+        let (script, args): (_, &[&str]) = match keys.kind {
+            Kind::Lock => {
+                lock_args = [token.as_str(), &ttl, &counter_ttl, waits];
+                (&scripts::ACQUIRE, &lock_args)
+            }
+            Kind::Permit(n) => {
+                permits = n.to_string();
+                sem_args = [token.as_str(), &ttl, &permits, &counter_ttl, waits];
+                (&scripts::SEM_ACQUIRE, &sem_args)
+            }
         };
         let lock_keys = [
             keys.lock.as_str(),
@@ -343,9 +346,9 @@ impl Locks {
             keys.waiters.as_str(),
         ];
         let (reply, acked): (Result<(i64, i64)>, Option<u64>) = match plan.wait_replicas {
-            None => (client.eval(&script.script, &lock_keys, &args).await, None),
+            None => (client.eval(&script.script, &lock_keys, args).await, None),
             Some(wait) => match shared
-                .acquire_replicated(client, script, &lock_keys, &args, wait)
+                .acquire_replicated(client, script, &lock_keys, args, wait)
                 .await
             {
                 Ok((reply, acked)) => (Ok(reply), Some(acked)),

@@ -18,7 +18,7 @@ impl Shared {
         client: &Client,
         script: &LuaScript,
         keys: &[&str],
-        args: &[String],
+        args: &[&str],
         (replicas, timeout): (u32, Duration),
     ) -> Result<((i64, i64), u64)> {
         let mut acquire = redis::cmd("EVALSHA");
