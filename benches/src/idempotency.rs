@@ -11,11 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use redisx::RedisX;
 use redisx::idempotency::{IdempotencyConfig, IdempotencyOptions};
 
 use crate::Context;
+use crate::floor::{FloorConnection, load_script};
 use crate::measure::{Comparison, Side, Unit, compare, emit};
 
 const CHECK: &str = include_str!("../../redisx-runtime/src/idempotency/lua/check.lua");
@@ -60,7 +60,7 @@ fn stage(what: &str) {
 /// The raw floor: redis-rs on one multiplexed connection, the scripts loaded once.
 #[derive(Clone)]
 struct Floor {
-    conn: MultiplexedConnection,
+    conn: FloorConnection,
     check: Arc<str>,
     finish: Arc<str>,
     channel: Arc<str>,
@@ -68,21 +68,9 @@ struct Floor {
 
 impl Floor {
     async fn new(ctx: &Context) -> Self {
-        let mut conn = redis::Client::open(ctx.url.as_str())
-            .expect("the Redis URL is valid")
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect redis-rs to {}: {e}", ctx.url));
-        let mut load = async |body: &str| -> Arc<str> {
-            let sha: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(body)
-                .query_async(&mut conn)
-                .await
-                .expect("SCRIPT LOAD");
-            sha.into()
-        };
-        let (check, finish) = (load(CHECK).await, load(FINISH).await);
+        let mut conn = ctx.floor_connection().await;
+        let check = load_script(&mut conn, CHECK).await;
+        let finish = load_script(&mut conn, FINISH).await;
         Self {
             conn,
             check,
