@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redisx::cache::Cache;
 use redisx::{CacheConfig, Error, ErrorCode, RedisX};
 use tokio::sync::oneshot;
@@ -41,7 +41,7 @@ pub async fn raw(server: &RedisServer) -> MultiplexedConnection {
 /// When `key` does not hold bytes that `done` accepts within 10 s (the message names `what`),
 /// or a read fails.
 pub async fn raw_until(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     key: &str,
     what: &str,
     done: impl Fn(&[u8]) -> bool,
@@ -62,7 +62,7 @@ pub async fn raw_until(
 ///
 /// # Panics
 /// When the read fails.
-pub async fn raw_get(conn: &mut MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
+pub async fn raw_get(conn: &mut impl ConnectionLike, key: &str) -> Option<Vec<u8>> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
 }
 
@@ -91,7 +91,7 @@ pub fn gated_load(
 ///
 /// # Panics
 /// When the read fails.
-pub async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+pub async fn pttl(conn: &mut impl ConnectionLike, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
 }
 

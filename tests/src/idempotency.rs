@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::idempotency::IdempotencyConfig;
 use redisx::{ConnectionConfig, Error, ErrorCode, RedisX};
 
@@ -83,7 +83,7 @@ pub fn done_channel(prefix: &str) -> String {
 ///
 /// # Panics
 /// When the read fails.
-pub async fn subscribers(conn: &mut MultiplexedConnection, channel: &str) -> u64 {
+pub async fn subscribers(conn: &mut impl ConnectionLike, channel: &str) -> u64 {
     let reply: (String, u64) = redis::cmd("PUBSUB")
         .arg("NUMSUB")
         .arg(channel)
@@ -113,7 +113,7 @@ pub async fn wait_for_listeners(url: &str, channel: &str, n: u64) {
 ///
 /// # Panics
 /// When the write fails.
-pub async fn write_record(conn: &mut MultiplexedConnection, key: &str, fields: &[(&str, &str)]) {
+pub async fn write_record(conn: &mut impl ConnectionLike, key: &str, fields: &[(&str, &str)]) {
     let mut cmd = redis::cmd("HSET");
     cmd.arg(key);
     for (name, value) in fields {
@@ -126,7 +126,7 @@ pub async fn write_record(conn: &mut MultiplexedConnection, key: &str, fields: &
 ///
 /// # Panics
 /// When the read fails.
-pub async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+pub async fn pttl(conn: &mut impl ConnectionLike, key: &str) -> i64 {
     redis::cmd("PTTL")
         .arg(key)
         .query_async(conn)

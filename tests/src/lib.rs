@@ -52,8 +52,8 @@ pub fn metric_sum(rx: &redisx::RedisX, name: &str, labels: &[&str]) -> u64 {
         .sum()
 }
 
-/// Runs `cmd` on `deployment` with redis-rs alone, outside redisx: on the server, through a
-/// cluster client on a cluster, on the master the sentinels name on a sentinel set.
+/// Runs `cmd` on `deployment` with redis-rs alone, outside redisx, on a fresh
+/// [`Deployment::raw_connection`](redisx::testing::Deployment::raw_connection).
 ///
 /// # Panics
 /// When the deployment cannot be reached or the command fails.
@@ -61,20 +61,44 @@ pub async fn raw_query<T: redis::FromRedisValue>(
     deployment: &redisx::testing::Deployment,
     cmd: &redis::Cmd,
 ) -> T {
-    if let Some(cluster) = deployment.cluster() {
-        let client = redis::cluster::ClusterClient::new(cluster.seed_urls()).expect("seed URLs");
-        let mut conn = client
-            .get_async_connection()
-            .await
-            .expect("a cluster connection");
-        return cmd.query_async(&mut conn).await.expect("the raw command");
-    }
-    let url = match deployment.sentinel() {
-        Some(set) => set.master_url(),
-        None => deployment.url(),
-    };
-    let mut conn = raw_connection(&url).await;
+    let mut conn = deployment.raw_connection().await;
     cmd.query_async(&mut conn).await.expect("the raw command")
+}
+
+/// Declares the tests of a plugin's suite: for each `body`, an `async fn(Topology)` written
+/// once, a module of the same name with one `#[tokio::test]` per topology the suites run on, a
+/// standalone server and the shared 3-master cluster (`body::standalone`, `body::cluster`).
+/// Sentinel runs the smoke suites (`topology_*`), which loop over every topology.
+///
+/// Attributes for `#[tokio::test]` go first, in brackets:
+///
+/// ```ignore
+/// async fn round_trip(topology: Topology) { /* Deployment::start(topology) .. */ }
+/// async fn races(topology: Topology) { /* .. */ }
+///
+/// redisx_tests::on_topologies!(round_trip);
+/// redisx_tests::on_topologies!([flavor = "multi_thread", worker_threads = 2] races);
+/// ```
+#[macro_export]
+macro_rules! on_topologies {
+    ([$($test:tt)*] $($body:ident),+ $(,)?) => {
+        $(
+            mod $body {
+                #[tokio::test($($test)*)]
+                async fn standalone() {
+                    super::$body($crate::Topology::Standalone).await
+                }
+
+                #[tokio::test($($test)*)]
+                async fn cluster() {
+                    super::$body($crate::Topology::Cluster).await
+                }
+            }
+        )+
+    };
+    ($($body:ident),+ $(,)?) => {
+        $crate::on_topologies!([] $($body),+);
+    };
 }
 
 /// The tokio runtime a child process's scenario runs on: multi-thread with two workers, as the

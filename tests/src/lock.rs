@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::RedisX;
 use redisx::lock::LockConfig;
 
@@ -27,7 +27,7 @@ pub async fn lock_runtime(url: &str, prefix: &str, locks: LockConfig) -> RedisX 
 ///
 /// # Panics
 /// When the read fails.
-pub async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+pub async fn get(conn: &mut impl ConnectionLike, key: &str) -> Option<String> {
     redis::cmd("GET")
         .arg(key)
         .query_async(conn)
@@ -39,7 +39,7 @@ pub async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> 
 ///
 /// # Panics
 /// When the read fails.
-pub async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
+pub async fn exists(conn: &mut impl ConnectionLike, key: &str) -> bool {
     let n: i64 = redis::cmd("EXISTS")
         .arg(key)
         .query_async(conn)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::RedisX;
 use redisx::rate_limit::{Algorithm, RateLimitConfig};
 
@@ -28,7 +28,7 @@ pub async fn rl_runtime(url: &str, prefix: &str, limits: RateLimitConfig) -> Red
 ///
 /// # Panics
 /// When the read fails.
-pub async fn keys_under(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<String> {
+pub async fn keys_under(conn: &mut impl ConnectionLike, prefix: &str) -> Vec<String> {
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(conn)
@@ -43,7 +43,7 @@ pub async fn keys_under(conn: &mut MultiplexedConnection, prefix: &str) -> Vec<S
 ///
 /// # Panics
 /// When the read fails.
-pub async fn server_calls(conn: &mut MultiplexedConnection, cmd: &str) -> u64 {
+pub async fn server_calls(conn: &mut impl ConnectionLike, cmd: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
@@ -61,7 +61,7 @@ pub async fn server_calls(conn: &mut MultiplexedConnection, cmd: &str) -> u64 {
 ///
 /// # Panics
 /// When the read fails.
-pub async fn script_calls(conn: &mut MultiplexedConnection) -> u64 {
+pub async fn script_calls(conn: &mut impl ConnectionLike) -> u64 {
     let mut n = 0;
     for cmd in ["evalsha", "eval", "fcall"] {
         n += server_calls(conn, cmd).await;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::streams::{Backoff, ConsumerOptions, StreamKeys, StreamsConfig};
 use redisx::{ConnectionConfig, RedisX};
 use serde::{Deserialize, Serialize};
@@ -95,7 +95,7 @@ pub fn keys(rx: &RedisX, name: &str) -> StreamKeys {
 ///
 /// # Panics
 /// When Redis refuses it.
-pub async fn add<T: Serialize>(conn: &mut MultiplexedConnection, key: &str, payload: &T) -> String {
+pub async fn add<T: Serialize>(conn: &mut impl ConnectionLike, key: &str, payload: &T) -> String {
     add_fields(conn, key, &[("data", &json(payload))]).await
 }
 
@@ -104,7 +104,7 @@ pub async fn add<T: Serialize>(conn: &mut MultiplexedConnection, key: &str, payl
 /// # Panics
 /// When Redis refuses it.
 pub async fn add_fields(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     key: &str,
     fields: &[(&str, &[u8])],
 ) -> String {
@@ -122,7 +122,7 @@ pub async fn add_fields(
 /// # Panics
 /// When Redis refuses them.
 pub async fn add_many<T: Serialize>(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     key: &str,
     payloads: &[T],
 ) -> Vec<String> {
@@ -167,7 +167,7 @@ pub fn delayed_member(fields: &[(&str, &[u8])]) -> Vec<u8> {
 /// # Panics
 /// When Redis refuses them.
 pub async fn schedule_many<T: Serialize>(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     key: &str,
     items: &[(T, u64)],
 ) {
@@ -189,7 +189,7 @@ pub async fn schedule_many<T: Serialize>(
 ///
 /// # Panics
 /// When Redis does not answer.
-pub async fn server_time_ms(conn: &mut MultiplexedConnection) -> u64 {
+pub async fn server_time_ms(conn: &mut impl ConnectionLike) -> u64 {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await.expect("TIME");
     secs * 1000 + micros / 1000
 }
@@ -206,7 +206,7 @@ pub fn now_ms() -> u64 {
 ///
 /// # Panics
 /// When Redis refuses it for another reason.
-pub async fn create_group(conn: &mut MultiplexedConnection, key: &str, group: &str, start: &str) {
+pub async fn create_group(conn: &mut impl ConnectionLike, key: &str, group: &str, start: &str) {
     let r: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(key)
@@ -224,7 +224,7 @@ pub async fn create_group(conn: &mut MultiplexedConnection, key: &str, group: &s
 ///
 /// # Panics
 /// When the group does not exist.
-pub async fn pending(conn: &mut MultiplexedConnection, key: &str, group: &str) -> u64 {
+pub async fn pending(conn: &mut impl ConnectionLike, key: &str, group: &str) -> u64 {
     let (n, ..): (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
         .arg(key)
         .arg(group)
@@ -236,7 +236,7 @@ pub async fn pending(conn: &mut MultiplexedConnection, key: &str, group: &str) -
 
 /// Waits until nothing of `group` is pending (false after `within`).
 pub async fn wait_settled(
-    conn: &MultiplexedConnection,
+    conn: &(impl ConnectionLike + Clone),
     key: &str,
     group: &str,
     within: Duration,
@@ -253,7 +253,7 @@ pub async fn wait_settled(
 /// # Panics
 /// When the group does not exist.
 pub async fn pending_entries(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     key: &str,
     group: &str,
 ) -> Vec<(String, String, u64)> {
@@ -273,7 +273,7 @@ pub async fn pending_entries(
 ///
 /// # Panics
 /// When `key` holds another type.
-pub async fn xlen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+pub async fn xlen(conn: &mut impl ConnectionLike, key: &str) -> u64 {
     redis::cmd("XLEN")
         .arg(key)
         .query_async(conn)
@@ -285,7 +285,7 @@ pub async fn xlen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
 ///
 /// # Panics
 /// When `key` holds another type.
-pub async fn zcard(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+pub async fn zcard(conn: &mut impl ConnectionLike, key: &str) -> u64 {
     redis::cmd("ZCARD")
         .arg(key)
         .query_async(conn)
@@ -298,7 +298,7 @@ pub async fn zcard(conn: &mut MultiplexedConnection, key: &str) -> u64 {
 /// # Panics
 /// When `key` holds another type or a field is not UTF-8.
 pub async fn entries(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     key: &str,
 ) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let rows: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
@@ -320,7 +320,7 @@ pub type Entry = (String, Vec<(String, Vec<u8>)>);
 ///
 /// # Panics
 /// When the read fails.
-pub async fn xrange(conn: &mut MultiplexedConnection, key: &str) -> Vec<Entry> {
+pub async fn xrange(conn: &mut impl ConnectionLike, key: &str) -> Vec<Entry> {
     redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
@@ -334,7 +334,7 @@ pub async fn xrange(conn: &mut MultiplexedConnection, key: &str) -> Vec<Entry> {
 ///
 /// # Panics
 /// When the read fails.
-pub async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
+pub async fn exists(conn: &mut impl ConnectionLike, key: &str) -> bool {
     let n: u64 = redis::cmd("EXISTS")
         .arg(key)
         .query_async(conn)
@@ -347,7 +347,7 @@ pub async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
 ///
 /// # Panics
 /// When `key` holds something else.
-pub async fn get_u64(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+pub async fn get_u64(conn: &mut impl ConnectionLike, key: &str) -> u64 {
     let n: Option<u64> = redis::cmd("GET")
         .arg(key)
         .query_async(conn)

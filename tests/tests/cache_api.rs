@@ -84,7 +84,6 @@ async fn service_api_round_trip_on(topology: Topology) {
 
 #[tokio::test]
 async fn service_api_round_trip() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         service_api_round_trip_on(topology).await;
     }

@@ -396,7 +396,6 @@ async fn a_record_with_an_unknown_state_is_record_invalid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_call_runs_and_duplicates_replay_its_value() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         the_first_call_runs_and_duplicates_replay_its_value_on(topology).await;
     }
@@ -404,7 +403,6 @@ async fn the_first_call_runs_and_duplicates_replay_its_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_and_lock_claims_and_complete_stores_the_bytes() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         check_and_lock_claims_and_complete_stores_the_bytes_on(topology).await;
     }
@@ -412,7 +410,6 @@ async fn check_and_lock_claims_and_complete_stores_the_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_fingerprint_is_a_mismatch_and_does_not_run() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         another_fingerprint_is_a_mismatch_and_does_not_run_on(topology).await;
     }
@@ -420,7 +417,6 @@ async fn another_fingerprint_is_a_mismatch_and_does_not_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_lets_the_key_run_again() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         delete_lets_the_key_run_again_on(topology).await;
     }

@@ -252,7 +252,6 @@ async fn gcra_admits_one_more_per_emission_interval_after_the_burst_on(topology:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sliding_log_denials_never_push_the_unblock_time_back() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         sliding_log_denials_never_push_the_unblock_time_back_on(topology).await;
     }
@@ -260,7 +259,6 @@ async fn sliding_log_denials_never_push_the_unblock_time_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_bucket_check_peek_and_state_refill_at_one_rate() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         token_bucket_check_peek_and_state_refill_at_one_rate_on(topology).await;
     }
@@ -268,7 +266,6 @@ async fn token_bucket_check_peek_and_state_refill_at_one_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sliding_counter_never_admits_more_than_its_limit_in_an_aligned_window() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         sliding_counter_never_admits_more_than_its_limit_in_an_aligned_window_on(topology).await;
     }
@@ -276,7 +273,6 @@ async fn sliding_counter_never_admits_more_than_its_limit_in_an_aligned_window()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcra_admits_exactly_its_burst_at_once() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         gcra_admits_exactly_its_burst_at_once_on(topology).await;
     }
@@ -284,7 +280,6 @@ async fn gcra_admits_exactly_its_burst_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcra_admits_one_more_per_emission_interval_after_the_burst() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         gcra_admits_one_more_per_emission_interval_after_the_burst_on(topology).await;
     }
@@ -292,7 +287,6 @@ async fn gcra_admits_one_more_per_emission_interval_after_the_burst() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_window_is_epoch_aligned_and_does_not_count_denials() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         fixed_window_is_epoch_aligned_and_does_not_count_denials_on(topology).await;
     }

@@ -161,7 +161,6 @@ async fn round_trip(topology: Topology) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_get_delete_round_trip_through_l2() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         round_trip(topology).await;
     }
@@ -239,7 +238,6 @@ async fn tags(topology: Topology) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_invalidation_removes_every_tagged_key_across_slots() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         tags(topology).await;
     }
@@ -303,7 +301,6 @@ async fn pattern_and_clear(topology: Topology) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pattern_invalidation_and_clear_reach_every_master() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         pattern_and_clear(topology).await;
     }
@@ -389,7 +386,6 @@ async fn cached_fn(topology: Topology) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_function_misses_hits_and_is_invalidated() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         cached_fn(topology).await;
     }
@@ -474,7 +470,6 @@ async fn l1_invalidation(topology: Topology) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_invalidation_crosses_runtimes_over_pubsub() {
-    let _shared = Deployment::start_all();
     for &topology in Topology::ALL {
         l1_invalidation(topology).await;
     }

@@ -137,7 +137,7 @@ pub use replicas::{Member, ReplicaSet, SYNC_CHANNEL};
 pub use run::{TestOptions, block_on, run, server_url};
 pub use sentinel::RedisSentinel;
 pub use server::{RedisServer, ServerBuilder};
-pub use topology::{Deployment, Topology};
+pub use topology::{Deployment, RawConnection, Topology};
 
 /// How long a starting server may take to answer `PING` before the harness gives up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);

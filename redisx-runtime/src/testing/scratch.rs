@@ -3,9 +3,13 @@
 //!
 //! The guard is dropped like the process handles are: at the end of the test, and also while a
 //! panicking test unwinds. A deployment keeps it after its processes, so that they are killed
-//! (and can write no more) before their directory goes.
+//! (and can write no more) before their directory goes. A guard that is never dropped (a
+//! deployment shared until the process exits) is removed by a watchdog like the servers': a
+//! `sh` that waits for the end of a pipe from the test process, lets the servers' watchdogs
+//! kill them, then removes the directory.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +17,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug)]
 pub(crate) struct ScratchDir {
     path: PathBuf,
+    /// The `sh` that removes the directory once its stdin (our pipe) ends: when this guard is
+    /// dropped, or when the test process exits without dropping it.
+    remover: Option<Child>,
 }
+
+/// The remover: wait for the pipe's end, give the servers' watchdogs a moment to kill the
+/// processes writing into the directory, remove it. `$1` is the directory.
+const REMOVER: &str = r#"read -r _; sleep 1; rm -rf -- "$1""#;
 
 impl ScratchDir {
     /// Creates `redisx-<kind>-<pid>-<counter>-<nanos>` in the temporary directory.
@@ -34,7 +45,16 @@ impl ScratchDir {
                 path.display()
             )
         });
-        ScratchDir { path }
+        // Without the remover (no `/bin/sh`), the directory is still removed on drop.
+        let remover = Command::new("/bin/sh")
+            .args(["-c", REMOVER, "sh"])
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        ScratchDir { path, remover }
     }
 
     /// The directory.
@@ -52,6 +72,11 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         // Nothing to report to: a directory left behind in the temporary directory is harmless.
         let _ = std::fs::remove_dir_all(&self.path);
+        if let Some(mut remover) = self.remover.take() {
+            // Its work is done: stop it rather than let it sleep, and reap it.
+            let _ = remover.kill();
+            let _ = remover.wait();
+        }
     }
 }
 

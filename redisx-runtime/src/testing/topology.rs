@@ -2,7 +2,7 @@
 //! parameter, so that a test written once runs on every topology the harness can start.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::cluster::RedisCluster;
 use super::sentinel::RedisSentinel;
@@ -95,7 +95,7 @@ impl fmt::Display for Topology {
 /// Keys are the test's own only through the key prefix (the standalone server may be the
 /// shared `REDISX_TEST_URL` one): build the runtime with [`unique_prefix`](super::unique_prefix).
 #[derive(Debug)]
-#[must_use = "the servers are stopped when the deployment is dropped"]
+#[must_use = "a deployment of its own is stopped when it is dropped"]
 pub struct Deployment {
     topology: Topology,
     servers: Servers,
@@ -110,28 +110,25 @@ enum Servers {
 }
 
 /// The cluster and the sentinel set shared by the deployments of a test process: started by
-/// the first [`Deployment::start`] that needs one, stopped when the last deployment holding it
-/// is dropped.
-static SHARED_CLUSTER: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
-static SHARED_SENTINEL: Mutex<Weak<RedisSentinel>> = Mutex::new(Weak::new());
+/// the first [`Deployment::start`] that needs one and kept until the process exits, so that the
+/// tests of a binary, in parallel or one after another, start each at most once.
+static SHARED_CLUSTER: Mutex<Option<Arc<RedisCluster>>> = Mutex::new(None);
+static SHARED_SENTINEL: Mutex<Option<Arc<RedisSentinel>>> = Mutex::new(None);
 
-/// The live shared `T` of `slot`, or a new one from `start`.
-fn shared<T>(slot: &Mutex<Weak<T>>, start: impl FnOnce() -> T) -> Arc<T> {
+/// The shared `T` of `slot`, or a new one from `start`. It is never dropped: when the process
+/// exits, the watchdogs kill its servers and remove its files.
+fn shared<T>(slot: &Mutex<Option<Arc<T>>>, start: impl FnOnce() -> T) -> Arc<T> {
     let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(live) = slot.upgrade() {
-        return live;
-    }
-    let fresh = Arc::new(start());
-    *slot = Arc::downgrade(&fresh);
-    fresh
+    Arc::clone(slot.get_or_insert_with(|| Arc::new(start())))
 }
 
 impl Deployment {
     /// Starts the servers of `topology` and waits until they answer. A standalone deployment is
     /// [`RedisServer::start`]: the `REDISX_TEST_URL` server when that is set. A cluster or a
     /// sentinel set is shared by the deployments of the test process that live at the same
-    /// time (tests keep apart through their key prefixes); a test that kills or fails over
-    /// nodes takes its own with [`Deployment::start_owned`].
+    /// time or one after another (tests keep apart through their key prefixes), and stopped when
+    /// the process exits; a test that kills or fails over nodes takes its own with
+    /// [`Deployment::start_owned`].
     ///
     /// # Panics
     /// When the servers do not start (as [`RedisServer::start_owned`]: the message says how to
@@ -145,16 +142,6 @@ impl Deployment {
             Topology::Sentinel => Servers::Sentinel(shared(&SHARED_SENTINEL, RedisSentinel::start)),
         };
         Deployment { topology, servers }
-    }
-
-    /// A deployment of every topology in [`Topology::ALL`], for a test to hold while it runs:
-    /// the shared cluster and sentinel set then stay up between the stages of the test instead
-    /// of being stopped and started again.
-    ///
-    /// # Panics
-    /// As [`Deployment::start`].
-    pub fn start_all() -> Vec<Self> {
-        Topology::ALL.iter().map(|&t| Self::start(t)).collect()
     }
 
     /// Starts servers of its own for `topology`, whatever `REDISX_TEST_URL` says: for tests that
@@ -232,6 +219,46 @@ impl Deployment {
                 .map(|i| cluster.node(i).url())
                 .collect(),
             Servers::Sentinel(set) => vec![set.master_url()],
+        }
+    }
+
+    /// A connection of redis-rs alone (outside redisx) to this deployment, for reading and
+    /// writing what a test checks: a cluster connection on a cluster (it routes each command by
+    /// its key, and sends `KEYS` to every master and merges the replies), a connection to the
+    /// master the sentinels name on a sentinel set, to the server otherwise.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::redis::AsyncCommands;
+    /// use redisx_runtime::testing::{Deployment, Topology};
+    ///
+    /// # #[allow(dead_code)]
+    /// # async fn demo() {
+    /// let deployment = Deployment::start(Topology::Cluster);
+    /// let mut conn = deployment.raw_connection().await;
+    /// let () = conn.set("k", "v").await.unwrap();
+    /// let keys: Vec<String> = conn.keys("*").await.unwrap(); // from every master
+    /// # let _ = keys;
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When the deployment does not accept a connection.
+    pub async fn raw_connection(&self) -> RawConnection {
+        match &self.servers {
+            Servers::Cluster(cluster) => {
+                let client = redis::cluster::ClusterClient::new(cluster.seed_urls())
+                    .unwrap_or_else(|e| panic!("Deployment::raw_connection: the seed URLs: {e}"));
+                let conn = client.get_async_connection().await.unwrap_or_else(|e| {
+                    panic!("Deployment::raw_connection: the cluster does not connect: {e}")
+                });
+                RawConnection(RawInner::Cluster(conn))
+            }
+            Servers::Sentinel(set) => RawConnection(RawInner::Server(
+                super::raw_connection(&set.master_url()).await,
+            )),
+            Servers::Standalone(server) => {
+                RawConnection(RawInner::Server(super::raw_connection(&server.url()).await))
+            }
         }
     }
 
@@ -325,6 +352,57 @@ impl Deployment {
         match &mut self.servers {
             Servers::Standalone(server) => Some(server),
             _ => None,
+        }
+    }
+}
+
+/// A connection from [`Deployment::raw_connection`]: use it as any redis-rs async connection
+/// (`query_async`, `AsyncCommands`); clones share the connection.
+#[derive(Clone)]
+pub struct RawConnection(RawInner);
+
+#[derive(Clone)]
+enum RawInner {
+    Server(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl fmt::Debug for RawConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            RawInner::Server(_) => "RawConnection(server)",
+            RawInner::Cluster(_) => "RawConnection(cluster)",
+        })
+    }
+}
+
+impl redis::aio::ConnectionLike for RawConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match &mut self.0 {
+            RawInner::Server(conn) => conn.req_packed_command(cmd),
+            RawInner::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match &mut self.0 {
+            RawInner::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
+            RawInner::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            RawInner::Server(conn) => conn.get_db(),
+            RawInner::Cluster(conn) => conn.get_db(),
         }
     }
 }
