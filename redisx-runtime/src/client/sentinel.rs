@@ -54,29 +54,37 @@ async fn master_addr(
     set: &SentinelSet,
 ) -> Result<(String, u16)> {
     let mut failures = Vec::new();
+    let mut refused = 0;
     for (host, port) in &set.nodes {
         let sentinel = cfg.sentinel_node(set, host, *port);
         let asked = ask::<Option<(String, u16)>>(&sentinel, set, "GET-MASTER-ADDR-BY-NAME");
         match within(cfg.connect_timeout, asked).await {
             Ok(Ok(Some(addr))) => return Ok(addr),
             Ok(Ok(None)) => failures.push(format!("{host}:{port} does not know the master")),
-            Ok(Err(e)) => failures.push(format!(
-                "{host}:{port}: {}",
-                connect_error(name, &sentinel, e)
-            )),
+            Ok(Err(e)) => {
+                let err = connect_error(name, &sentinel, e);
+                refused += usize::from(err.code() == ErrorCode::ConnectionAuthFailed);
+                failures.push(format!("{host}:{port}: {err}"));
+            }
             Err(()) => failures.push(format!(
                 "{host}:{port}: no answer within {:?}",
                 cfg.connect_timeout
             )),
         }
     }
+    // Every sentinel refusing the credentials is a configuration error, not an outage.
+    let (code, what) = if refused == set.nodes.len() {
+        (
+            ErrorCode::ConnectionAuthFailed,
+            "the sentinels refused the credentials: check sentinel_user and sentinel_password \
+             (`ConnectionConfig::sentinel_auth`)",
+        )
+    } else {
+        (ErrorCode::ConnectionFailed, "no sentinel named a master")
+    };
     Err(Error::new(
-        ErrorCode::ConnectionFailed,
-        format!(
-            "no sentinel named a master for `{}` ({})",
-            set.master_name,
-            failures.join("; ")
-        ),
+        code,
+        format!("{what} for `{}` ({})", set.master_name, failures.join("; ")),
     )
     .with_context("client", name.to_owned())
     .with_context("server", cfg.to_string()))

@@ -94,23 +94,22 @@ impl RedisSentinel {
     /// when the sentinels do not see the whole set within 30 s (the message names what was not
     /// reached).
     pub fn start() -> Self {
-        // Declared before the processes: if a step panics, they are dropped (killed) first.
-        let dir = ScratchDir::new("sentinel");
-        let servers = RedisServer::builder()
-            .arg("--dir")
-            .arg(dir.path())
-            .start_with_replicas(REPLICAS);
-        let master_port = servers.primary().port();
-        let sentinels = (0..SENTINELS)
-            .map(|i| start_sentinel(&dir, i, master_port))
-            .collect();
-        let sentinel = RedisSentinel {
-            sentinels,
-            servers,
-            dir,
-        };
-        sentinel.wait_until("start", Self::watching);
-        sentinel
+        Self::builder().start()
+    }
+
+    /// A builder for a set whose servers or sentinels require a password.
+    ///
+    /// ```no_run
+    /// use redisx_runtime::testing::RedisSentinel;
+    ///
+    /// let set = RedisSentinel::builder()
+    ///     .password("data-pw")
+    ///     .sentinel_password("sentinel-pw")
+    ///     .start();
+    /// # let _ = set;
+    /// ```
+    pub fn builder() -> SentinelBuilder {
+        SentinelBuilder::default()
     }
 
     /// The name the sentinels know the master by (`sentinel monitor <name> ...`), for a
@@ -415,27 +414,93 @@ impl RedisSentinel {
     }
 }
 
+/// How [`RedisSentinel::builder`] starts a set: passwords for the master and replicas and for
+/// the sentinels, none by default.
+#[derive(Clone, Debug, Default)]
+#[must_use = "the set starts with `start()`"]
+pub struct SentinelBuilder {
+    password: Option<String>,
+    sentinel_password: Option<String>,
+}
+
+impl SentinelBuilder {
+    /// The `default` user's password on the master and replicas (`requirepass`, and
+    /// `masterauth` on the replicas); the sentinels are told it (`sentinel auth-pass`). Clients
+    /// give it as the data password: `redis+sentinel://:PASSWORD@...`.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The sentinels' own password (`requirepass` on each sentinel, and `sentinel sentinel-pass`
+    /// so that they still talk to each other). Clients give it as `sentinel_password=` in the
+    /// URL, or with [`ConnectionConfig::sentinel_auth`](crate::ConnectionConfig::sentinel_auth).
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
+    /// Starts the set as [`RedisSentinel::start`] does.
+    ///
+    /// # Panics
+    /// As [`RedisSentinel::start`].
+    pub fn start(self) -> RedisSentinel {
+        // Declared before the processes: if a step panics, they are dropped (killed) first.
+        let dir = ScratchDir::new("sentinel");
+        let mut data = RedisServer::builder().arg("--dir").arg(dir.path());
+        if let Some(password) = &self.password {
+            data = data.password(password.clone());
+        }
+        let servers = data.start_with_replicas(REPLICAS);
+        let master_port = servers.primary().port();
+        let sentinels = (0..SENTINELS)
+            .map(|i| start_sentinel(&dir, i, master_port, &self))
+            .collect();
+        let sentinel = RedisSentinel {
+            sentinels,
+            servers,
+            dir,
+        };
+        sentinel.wait_until("start", RedisSentinel::watching);
+        sentinel
+    }
+}
+
 /// Writes the configuration of sentinel `index` into `dir` and starts it.
-fn start_sentinel(dir: &ScratchDir, index: usize, master_port: u16) -> RedisServer {
+fn start_sentinel(
+    dir: &ScratchDir,
+    index: usize,
+    master_port: u16,
+    auth: &SentinelBuilder,
+) -> RedisServer {
     let conf = dir.file(&format!("sentinel-{index}.conf"));
-    let text = format!(
+    let mut text = format!(
         "sentinel resolve-hostnames no\n\
          sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {QUORUM}\n\
          sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
          sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
     );
+    if let Some(password) = &auth.password {
+        let _ = writeln!(text, "sentinel auth-pass {MASTER_NAME} {password}");
+    }
+    if let Some(password) = &auth.sentinel_password {
+        let _ = writeln!(text, "sentinel sentinel-pass {password}");
+    }
     std::fs::write(&conf, text).unwrap_or_else(|e| {
         panic!(
             "RedisSentinel: cannot write the sentinel configuration {}: {e}",
             conf.display()
         )
     });
-    RedisServer::builder()
+    let mut sentinel = RedisServer::builder()
         .config_file(conf)
         .arg("--dir")
         .arg(dir.path())
-        .arg("--sentinel")
-        .start()
+        .arg("--sentinel");
+    if let Some(password) = &auth.sentinel_password {
+        sentinel = sentinel.password(password.clone());
+    }
+    sentinel.start()
 }
 
 /// `SENTINEL MASTER <name>` on `sentinel`, as field → value.
