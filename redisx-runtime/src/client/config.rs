@@ -305,7 +305,10 @@ impl ConnectionConfig {
     /// carry it with their role appended: `NAME:pubsub` for [`Client::pubsub`](crate::Client::pubsub)
     /// (and the cache's invalidation listener), `NAME:dedicated` for
     /// [`Client::dedicated_connection`](crate::Client::dedicated_connection). A `MONITOR`
-    /// connection has none.
+    /// connection has none. A sentinel config names its connections to the master (not those
+    /// to the sentinels). A cluster config sends no name: redis-rs opens and reopens the
+    /// connections to each node itself, with no hook to name them (building the client logs
+    /// a warning).
     ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;

@@ -262,7 +262,12 @@ impl ConnectionConfig {
                 "a cluster config runs on redis-rs's cluster connection, which multiplexes \
                  every node's connection: use `DriverKind::Multiplexed` (the default)",
             ),
-            Nodes::Cluster(_) => Ok(()),
+            Nodes::Cluster(_) => {
+                if let Some(name) = &self.client_name {
+                    tracing::warn!(target: "redisx", server = %self, client_name = %name, "a cluster's connections are opened by redis-rs, which cannot name them: CLIENT SETNAME is not sent");
+                }
+                Ok(())
+            }
             Nodes::Sentinel(set) if set.nodes.is_empty() => {
                 bad("a sentinel config needs at least one sentinel address")
             }
