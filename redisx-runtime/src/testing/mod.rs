@@ -51,7 +51,9 @@
 //!
 //! The files of a [`RedisCluster`] or [`RedisSentinel`] (node and sentinel configurations) live
 //! in a temporary directory of its own, removed after its processes when the handle is dropped,
-//! also while a panicking test unwinds; only a test process that is killed leaves one behind.
+//! also while a panicking test unwinds. A handle never dropped (the cluster a test binary's
+//! [`Deployment`]s share until it exits) or a killed test process leaves nothing either: a
+//! watchdog of the same kind removes the directory once the test process is gone.
 //!
 //! # `REDISX_TEST_URL`
 //! When `REDISX_TEST_URL` is set, [`RedisServer::start`] returns a handle that points at that
