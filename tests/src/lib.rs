@@ -81,24 +81,65 @@ pub async fn raw_query<T: redis::FromRedisValue>(
 /// ```
 #[macro_export]
 macro_rules! on_topologies {
-    ([$($test:tt)*] $($body:ident),+ $(,)?) => {
-        $(
-            mod $body {
-                #[tokio::test($($test)*)]
-                async fn standalone() {
-                    super::$body($crate::Topology::Standalone).await
-                }
-
-                #[tokio::test($($test)*)]
-                async fn cluster() {
-                    super::$body($crate::Topology::Cluster).await
-                }
+    (@one [$($test:tt)*] $body:ident) => {
+        mod $body {
+            #[tokio::test($($test)*)]
+            async fn standalone() {
+                super::$body($crate::Topology::Standalone).await
             }
-        )+
+
+            #[tokio::test($($test)*)]
+            async fn cluster() {
+                super::$body($crate::Topology::Cluster).await
+            }
+        }
+    };
+    // The attributes stay one token tree, so that they repeat with each body.
+    (@all $test:tt $($body:ident),+) => {
+        $( $crate::on_topologies!(@one $test $body); )+
+    };
+    ([$($test:tt)*] $($body:ident),+ $(,)?) => {
+        $crate::on_topologies!(@all [$($test)*] $($body),+);
     };
     ($($body:ident),+ $(,)?) => {
-        $crate::on_topologies!([] $($body),+);
+        $crate::on_topologies!(@all [] $($body),+);
     };
+}
+
+/// Turns for the `standalone` and `cluster` tests of one body (from [`on_topologies!`]) that
+/// share statics, e.g. the load counters of `#[cached]` functions: each waits for its turn and
+/// starts from counters at 0.
+///
+/// ```ignore
+/// static LOADS: AtomicUsize = AtomicUsize::new(0);
+/// static TURN: Turn = Turn::new();
+///
+/// async fn counts_loads(topology: Topology) {
+///     let _turn = TURN.take(&[&LOADS]).await;
+///     // ...
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Turn(tokio::sync::Mutex<()>);
+
+impl Turn {
+    /// A turn nobody holds.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self(tokio::sync::Mutex::const_new(()))
+    }
+
+    /// Waits for the turn, then sets `counters` to 0; the turn ends when the guard is dropped.
+    pub async fn take(
+        &'static self,
+        counters: &[&std::sync::atomic::AtomicUsize],
+    ) -> tokio::sync::MutexGuard<'static, ()> {
+        let turn = self.0.lock().await;
+        for counter in counters {
+            counter.store(0, std::sync::atomic::Ordering::SeqCst);
+        }
+        turn
+    }
 }
 
 /// The tokio runtime a child process's scenario runs on: multi-thread with two workers, as the

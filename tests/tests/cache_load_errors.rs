@@ -6,24 +6,28 @@
 //! `LoadOptions::share_errors()`. Other errors keep the take-over (the waiting callers load one
 //! at a time), and a caller that arrives after the failure starts a new load.
 //!
-//! Every test is a `#[redisx::test]` (a runtime of its own, in scope for the body, whose
-//! `#[cached]` functions use it), so its callers run on a current-thread tokio runtime; its
-//! loader waits until all of them have called (then 100 ms more), so the callers really wait
-//! on one load.
+//! Every test runs on a standalone server and on the 3-master cluster, with what
+//! `#[redisx::test]` gives (a runtime of its own, in scope for the body, whose `#[cached]`
+//! functions use it), so its callers run on a current-thread tokio runtime; its loader waits
+//! until all of them have called (then 100 ms more), so the callers really wait on one load.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redisx::cache::{EntryOptions, LoadOptions};
-use redisx::testing::eventually;
-use redisx::{Error, ErrorCode, RedisX, cached};
+use redisx::testing::{self, Deployment, TestOptions, Topology, eventually};
+use redisx::{Error, ErrorCode, cached};
+use tokio::sync::{Mutex, MutexGuard};
 
 /// How many callers ask for the key at once.
 const CALLERS: usize = 8;
 
 /// One test's callers and loads: the loaders wait at its gate until every caller has called.
+/// The test's standalone and cluster runs take turns at it ([`Gate::take`]).
 struct Gate {
+    /// Held by the run of the test that uses the gate.
+    turn: Mutex<()>,
     /// Callers that have made their call.
     arrived: AtomicUsize,
     /// Loader runs.
@@ -37,11 +41,27 @@ struct Gate {
 impl Gate {
     const fn new() -> Self {
         Self {
+            turn: Mutex::const_new(()),
             arrived: AtomicUsize::new(0),
             loads: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             most_at_once: AtomicUsize::new(0),
         }
+    }
+
+    /// Waits until no other run of the test uses the gate, then resets its counts; the turn
+    /// ends when the guard is dropped.
+    async fn take(&'static self) -> MutexGuard<'static, ()> {
+        let turn = self.turn.lock().await;
+        for count in [
+            &self.arrived,
+            &self.loads,
+            &self.running,
+            &self.most_at_once,
+        ] {
+            count.store(0, Ordering::SeqCst);
+        }
+        turn
     }
 
     /// A caller is about to call.
@@ -111,57 +131,75 @@ struct Unavailable(String);
 #[derive(Debug, PartialEq, Eq)]
 struct Down(String);
 
-#[redisx::test]
-async fn get_or_load_shares_a_redisx_error_with_its_waiting_callers(rx: RedisX) {
+async fn get_or_load_shares_a_redisx_error_with_its_waiting_callers(topology: Topology) {
     static GATE: Gate = Gate::new();
-    let call = || {
-        let cache = rx.cache().clone();
-        async move {
-            cache
-                .get_or_load("k", None, || async {
-                    GATE.load().await;
-                    Err::<u32, _>(backend_down())
-                })
-                .await
-        }
-    };
-    let outcomes = concurrently(&GATE, call).await;
-    assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
-    for outcome in outcomes {
-        let err = outcome.expect_err("every caller gets the error");
-        assert_eq!(err.code(), ErrorCode::Internal, "{err}");
-        assert_eq!(err.message(), "backend down", "{err}");
-    }
-    // A caller that arrives after the failure loads again.
-    assert!(call().await.is_err());
-    assert_eq!(GATE.loads(), 2, "the late caller loaded");
+    let _turn = GATE.take().await;
+    testing::run_on(
+        &Deployment::start(topology),
+        TestOptions::new("shared_redisx_error"),
+        |rx| async move {
+            let call = || {
+                let cache = rx.cache().clone();
+                async move {
+                    cache
+                        .get_or_load("k", None, || async {
+                            GATE.load().await;
+                            Err::<u32, _>(backend_down())
+                        })
+                        .await
+                }
+            };
+            let outcomes = concurrently(&GATE, call).await;
+            assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
+            for outcome in outcomes {
+                let err = outcome.expect_err("every caller gets the error");
+                assert_eq!(err.code(), ErrorCode::Internal, "{err}");
+                assert_eq!(err.message(), "backend down", "{err}");
+            }
+            // A caller that arrives after the failure loads again.
+            assert!(call().await.is_err());
+            assert_eq!(GATE.loads(), 2, "the late caller loaded");
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn a_string_error_is_shared_with_the_waiting_callers(rx: RedisX) {
+redisx_tests::on_topologies!(get_or_load_shares_a_redisx_error_with_its_waiting_callers);
+
+async fn a_string_error_is_shared_with_the_waiting_callers(topology: Topology) {
     static GATE: Gate = Gate::new();
-    // `get_or_load` needs `E: From<redisx::Error>`, which `String` is not: the same load with
-    // the default options (errors shared when redisx knows their type).
-    let call = || {
-        let cache = rx.cache().clone();
-        async move {
-            let entry = EntryOptions::new();
-            cache
-                .get_or_load_using("k", LoadOptions::new(&entry), || async {
-                    GATE.load().await;
-                    Err::<u32, _>("backend down".to_owned())
-                })
-                .await
-        }
-    };
-    let outcomes = concurrently(&GATE, call).await;
-    assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
-    for outcome in outcomes {
-        assert_eq!(outcome, Err("backend down".to_owned()));
-    }
-    assert_eq!(call().await, Err("backend down".to_owned()));
-    assert_eq!(GATE.loads(), 2, "the late caller loaded");
+    let _turn = GATE.take().await;
+    testing::run_on(
+        &Deployment::start(topology),
+        TestOptions::new("shared_string_error"),
+        |rx| async move {
+            // `get_or_load` needs `E: From<redisx::Error>`, which `String` is not: the same load with
+            // the default options (errors shared when redisx knows their type).
+            let call = || {
+                let cache = rx.cache().clone();
+                async move {
+                    let entry = EntryOptions::new();
+                    cache
+                        .get_or_load_using("k", LoadOptions::new(&entry), || async {
+                            GATE.load().await;
+                            Err::<u32, _>("backend down".to_owned())
+                        })
+                        .await
+                }
+            };
+            let outcomes = concurrently(&GATE, call).await;
+            assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
+            for outcome in outcomes {
+                assert_eq!(outcome, Err("backend down".to_owned()));
+            }
+            assert_eq!(call().await, Err("backend down".to_owned()));
+            assert_eq!(GATE.loads(), 2, "the late caller loaded");
+        },
+    )
+    .await;
 }
+
+redisx_tests::on_topologies!(a_string_error_is_shared_with_the_waiting_callers);
 
 mod cached_clone_error {
     use super::*;
@@ -174,16 +212,25 @@ mod cached_clone_error {
         Err(Unavailable(format!("quote {id}")))
     }
 
-    #[redisx::test]
-    async fn cached_shares_a_clone_error_with_its_waiting_callers() {
-        let outcomes = concurrently(&GATE, || quote(1)).await;
-        assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
-        for outcome in outcomes {
-            assert_eq!(outcome, Err(Unavailable("quote 1".to_owned())));
-        }
-        assert_eq!(quote(1).await, Err(Unavailable("quote 1".to_owned())));
-        assert_eq!(GATE.loads(), 2, "the late caller loaded");
+    async fn cached_shares_a_clone_error_with_its_waiting_callers(topology: Topology) {
+        let _turn = GATE.take().await;
+        testing::run_on(
+            &Deployment::start(topology),
+            TestOptions::new("cached_clone_error"),
+            |_| async {
+                let outcomes = concurrently(&GATE, || quote(1)).await;
+                assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
+                for outcome in outcomes {
+                    assert_eq!(outcome, Err(Unavailable("quote 1".to_owned())));
+                }
+                assert_eq!(quote(1).await, Err(Unavailable("quote 1".to_owned())));
+                assert_eq!(GATE.loads(), 2, "the late caller loaded");
+            },
+        )
+        .await;
     }
+
+    redisx_tests::on_topologies!(cached_shares_a_clone_error_with_its_waiting_callers);
 }
 
 mod cached_error_without_clone {
@@ -199,70 +246,97 @@ mod cached_error_without_clone {
 
     /// The control: an error that cannot be cloned is not shared; the waiting callers take
     /// over the load one at a time, each getting its own error.
-    #[redisx::test]
-    async fn cached_with_an_error_that_is_not_clone_takes_over_one_at_a_time() {
-        let outcomes = concurrently(&GATE, || stock(1)).await;
-        for outcome in outcomes {
-            assert_eq!(outcome, Err(Down("stock 1".to_owned())));
-        }
-        let loads = GATE.loads();
-        assert!(
-            loads > 1 && loads <= CALLERS,
-            "the waiting callers loaded after the failure: {loads} loads"
-        );
-        assert_eq!(GATE.most_at_once(), 1, "the take-over loads one at a time");
+    async fn cached_with_an_error_that_is_not_clone_takes_over_one_at_a_time(topology: Topology) {
+        let _turn = GATE.take().await;
+        testing::run_on(
+            &Deployment::start(topology),
+            TestOptions::new("cached_error_without_clone"),
+            |_| async {
+                let outcomes = concurrently(&GATE, || stock(1)).await;
+                for outcome in outcomes {
+                    assert_eq!(outcome, Err(Down("stock 1".to_owned())));
+                }
+                let loads = GATE.loads();
+                assert!(
+                    loads > 1 && loads <= CALLERS,
+                    "the waiting callers loaded after the failure: {loads} loads"
+                );
+                assert_eq!(GATE.most_at_once(), 1, "the take-over loads one at a time");
+            },
+        )
+        .await;
     }
+
+    redisx_tests::on_topologies!(cached_with_an_error_that_is_not_clone_takes_over_one_at_a_time);
 }
 
-#[redisx::test]
-async fn load_options_share_errors_shares_any_clone_error(rx: RedisX) {
+async fn load_options_share_errors_shares_any_clone_error(topology: Topology) {
     static GATE: Gate = Gate::new();
-    let call = || {
-        let cache = rx.cache().clone();
-        async move {
-            let entry = EntryOptions::new().ttl(Duration::from_secs(60));
-            cache
-                .get_or_load_using("k", LoadOptions::new(&entry).share_errors(), || async {
-                    GATE.load().await;
-                    Err::<u32, _>(Unavailable("search".to_owned()))
-                })
-                .await
-        }
-    };
-    let outcomes = concurrently(&GATE, call).await;
-    assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
-    for outcome in outcomes {
-        assert_eq!(outcome, Err(Unavailable("search".to_owned())));
-    }
-    assert_eq!(call().await, Err(Unavailable("search".to_owned())));
-    assert_eq!(GATE.loads(), 2, "the late caller loaded");
+    let _turn = GATE.take().await;
+    testing::run_on(
+        &Deployment::start(topology),
+        TestOptions::new("share_errors"),
+        |rx| async move {
+            let call = || {
+                let cache = rx.cache().clone();
+                async move {
+                    let entry = EntryOptions::new().ttl(Duration::from_secs(60));
+                    cache
+                        .get_or_load_using("k", LoadOptions::new(&entry).share_errors(), || async {
+                            GATE.load().await;
+                            Err::<u32, _>(Unavailable("search".to_owned()))
+                        })
+                        .await
+                }
+            };
+            let outcomes = concurrently(&GATE, call).await;
+            assert_eq!(GATE.loads(), 1, "one load for {CALLERS} callers");
+            for outcome in outcomes {
+                assert_eq!(outcome, Err(Unavailable("search".to_owned())));
+            }
+            assert_eq!(call().await, Err(Unavailable("search".to_owned())));
+            assert_eq!(GATE.loads(), 2, "the late caller loaded");
+        },
+    )
+    .await;
 }
+
+redisx_tests::on_topologies!(load_options_share_errors_shares_any_clone_error);
 
 /// The control of the test above: the same error type without `share_errors()` is not one
 /// redisx knows, so the waiting callers take over the load one at a time.
-#[redisx::test]
-async fn without_share_errors_an_unknown_error_type_is_taken_over(rx: RedisX) {
+async fn without_share_errors_an_unknown_error_type_is_taken_over(topology: Topology) {
     static GATE: Gate = Gate::new();
-    let call = || {
-        let cache = rx.cache().clone();
-        async move {
-            let entry = EntryOptions::new();
-            cache
-                .get_or_load_using("k", LoadOptions::new(&entry), || async {
-                    GATE.load().await;
-                    Err::<u32, _>(Unavailable("search".to_owned()))
-                })
-                .await
-        }
-    };
-    let outcomes = concurrently(&GATE, call).await;
-    for outcome in outcomes {
-        assert_eq!(outcome, Err(Unavailable("search".to_owned())));
-    }
-    let loads = GATE.loads();
-    assert!(
-        loads > 1 && loads <= CALLERS,
-        "the waiting callers loaded after the failure: {loads} loads"
-    );
-    assert_eq!(GATE.most_at_once(), 1, "the take-over loads one at a time");
+    let _turn = GATE.take().await;
+    testing::run_on(
+        &Deployment::start(topology),
+        TestOptions::new("without_share_errors"),
+        |rx| async move {
+            let call = || {
+                let cache = rx.cache().clone();
+                async move {
+                    let entry = EntryOptions::new();
+                    cache
+                        .get_or_load_using("k", LoadOptions::new(&entry), || async {
+                            GATE.load().await;
+                            Err::<u32, _>(Unavailable("search".to_owned()))
+                        })
+                        .await
+                }
+            };
+            let outcomes = concurrently(&GATE, call).await;
+            for outcome in outcomes {
+                assert_eq!(outcome, Err(Unavailable("search".to_owned())));
+            }
+            let loads = GATE.loads();
+            assert!(
+                loads > 1 && loads <= CALLERS,
+                "the waiting callers loaded after the failure: {loads} loads"
+            );
+            assert_eq!(GATE.most_at_once(), 1, "the take-over loads one at a time");
+        },
+    )
+    .await;
 }
+
+redisx_tests::on_topologies!(without_share_errors_an_unknown_error_type_is_taken_over);

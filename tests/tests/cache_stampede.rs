@@ -1,15 +1,17 @@
 //! Stampede protection against real Redis: one load per cold key across callers and
 //! instances, waiters woken by pub/sub, the lock held and renewed while its load runs, and what a
-//! waiter does when its `wait_timeout` passes (the `Error` and `Load` fallbacks).
+//! waiter does when its `wait_timeout` passes (the `Error` and `Load` fallbacks). Every test
+//! runs on a standalone server and on the 3-master cluster.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redisx::cache::{StampedeConfig, StampedeFallback};
+use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, CacheMode, Error, ErrorCode, RedisX};
-use redisx_tests::cache::{gated_load, is_marker, pair, pttl, raw, raw_get, raw_until};
-use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
+use redisx_tests::cache::{gated_load, is_marker, pttl, raw_get, raw_until};
+use redisx_tests::{eventually, runtime, unique_prefix};
 
 /// The number of `command` calls a runtime has sent, read from its Prometheus metrics.
 fn commands_sent(rx: &RedisX, command: &str) -> u64 {
@@ -19,6 +21,15 @@ fn commands_sent(rx: &RedisX, command: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(needle.as_str()))
         .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Two runtimes on `deployment` with one key prefix (made unique from `test`) and the same
+/// `cache` config: two instances of one service.
+async fn pair(deployment: &Deployment, test: &str, cache: CacheConfig) -> (RedisX, RedisX) {
+    let prefix = unique_prefix(test);
+    let a = runtime(&deployment.url(), &prefix, cache.clone()).await;
+    let b = runtime(&deployment.url(), &prefix, cache).await;
+    (a, b)
 }
 
 fn waiting_config(fallback: StampedeFallback) -> CacheConfig {
@@ -45,10 +56,9 @@ async fn load_now(cache: &redisx::cache::Cache, key: &str, value: &str) -> Resul
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn thousand_callers_over_two_runtimes_load_once() {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "stampede", CacheConfig::default()).await;
+async fn thousand_callers_over_two_runtimes_load_once(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "stampede", CacheConfig::default()).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..1000 {
@@ -76,17 +86,21 @@ async fn thousand_callers_over_two_runtimes_load_once() {
     );
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 4]
+    thousand_callers_over_two_runtimes_load_once
+);
+
 /// A caller in another instance that waits for a load is woken by the loader's write (the
 /// wake-up message), not by its fallback poll. Event-driven: B is known to sleep once its
 /// waiter flag is on the lock, and A's load ends only when the test releases it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiters_in_other_instances_are_woken_by_pubsub_not_polling() {
-    let server = RedisServer::start();
+async fn waiters_in_other_instances_are_woken_by_pubsub_not_polling(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("wake");
     let key = format!("{prefix}cache:slow");
-    let mut conn = raw(&server).await;
-    let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
-    let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = deployment.raw_connection().await;
+    let a = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let b = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
 
     let (release_a, loading) = gated_load(a.cache(), "slow", "from a");
     raw_until(&mut conn, &key, "A's marker", is_marker).await;
@@ -125,13 +139,17 @@ async fn waiters_in_other_instances_are_woken_by_pubsub_not_polling() {
     assert_eq!(b.cache().stats().stampedes_prevented, 1);
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    waiters_in_other_instances_are_woken_by_pubsub_not_polling
+);
+
 /// After a run of hits the first read is a plain `GET` (no lock); a cold key must still be
 /// loaded exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cold_key_after_many_hits_still_loads_once() {
-    let server = RedisServer::start();
+async fn a_cold_key_after_many_hits_still_loads_once(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let (a, b) = pair(
-        &server,
+        &deployment,
         "predicted_hit",
         CacheConfig::default().mode(CacheMode::L2Only),
     )
@@ -174,19 +192,23 @@ async fn a_cold_key_after_many_hits_still_loads_once() {
     );
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 4]
+    a_cold_key_after_many_hits_still_loads_once
+);
+
 /// Regression: a load slower than the lock ttl lost its lock half-way, so another instance
 /// loaded too and the first load's write never landed (a slow query was never cached). The
 /// holder now renews its lock while it loads.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_load_slower_than_the_lock_ttl_keeps_its_lock_and_is_cached() {
-    let server = RedisServer::start();
+async fn a_load_slower_than_the_lock_ttl_keeps_its_lock_and_is_cached(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("slow_load");
     let key = format!("{prefix}cache:slow");
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let cfg = CacheConfig::default()
         .stampede(StampedeConfig::default().lock_ttl(Duration::from_millis(150)));
-    let a = runtime(&server.url(), &prefix, cfg.clone()).await;
-    let b = runtime(&server.url(), &prefix, cfg).await;
+    let a = runtime(&deployment.url(), &prefix, cfg.clone()).await;
+    let b = runtime(&deployment.url(), &prefix, cfg).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let load = |rx: &RedisX, value: &'static str| {
         let (cache, calls) = (rx.cache().clone(), calls.clone());
@@ -220,29 +242,32 @@ async fn a_load_slower_than_the_lock_ttl_keeps_its_lock_and_is_cached() {
     );
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_load_slower_than_the_lock_ttl_keeps_its_lock_and_is_cached
+);
+
 /// A hung loader keeps its lock renewed only for the stampede `wait_timeout`: then the lock
 /// lapses (one lock ttl later), so the key is not blocked for ever; the next caller loads.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_load_holds_its_lock_for_wait_timeout_at_most() {
-    let server = RedisServer::start();
+async fn a_hung_load_holds_its_lock_for_wait_timeout_at_most(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("hung_load");
     let key = format!("{prefix}cache:k");
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let cfg = CacheConfig::default().stampede(
         StampedeConfig::default()
             .lock_ttl(Duration::from_millis(150))
             .wait_timeout(Duration::from_millis(400))
             .fallback(StampedeFallback::Error),
     );
-    let a = runtime(&server.url(), &prefix, cfg.clone()).await;
-    let b = runtime(&server.url(), &prefix, cfg).await;
+    let a = runtime(&deployment.url(), &prefix, cfg.clone()).await;
+    let b = runtime(&deployment.url(), &prefix, cfg).await;
     let (release, hung) = gated_load(a.cache(), "k", "from a");
     raw_until(&mut conn, &key, "A's marker", is_marker).await;
-    let lapsed = eventually(
-        Duration::from_secs(5),
-        Duration::from_millis(10),
-        || async { raw_get(&mut raw(&server).await, &key).await.is_none() },
-    )
+    let lapsed = eventually(Duration::from_secs(5), Duration::from_millis(10), || {
+        let (mut conn, key) = (conn.clone(), &key);
+        async move { raw_get(&mut conn, key).await.is_none() }
+    })
     .await;
     assert!(lapsed, "A's lock was renewed past wait_timeout + lock_ttl");
     assert_eq!(
@@ -259,16 +284,20 @@ async fn a_hung_load_holds_its_lock_for_wait_timeout_at_most() {
     );
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_hung_load_holds_its_lock_for_wait_timeout_at_most
+);
+
 /// Regression: callers waiting for a load of the same runtime waited without a deadline (a
 /// hung loader hung them all). They now wait at most `wait_timeout`, then apply the fallback:
 /// `Error` fails them with `CACHE_STAMPEDE_TIMEOUT`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_in_process_wait_times_out_into_the_error_fallback() {
-    let server = RedisServer::start();
+async fn an_in_process_wait_times_out_into_the_error_fallback(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("sf_timeout_error");
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &prefix,
         waiting_config(StampedeFallback::Error),
     )
@@ -289,16 +318,20 @@ async fn an_in_process_wait_times_out_into_the_error_fallback() {
     assert_eq!(leader.await.unwrap().unwrap(), "from the leader");
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    an_in_process_wait_times_out_into_the_error_fallback
+);
+
 /// With the `Load` fallback, a caller whose in-process wait timed out runs its own loader
 /// (and gets its value) while the leader still loads; the leader's write lands.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_in_process_wait_times_out_into_the_load_fallback() {
-    let server = RedisServer::start();
+async fn an_in_process_wait_times_out_into_the_load_fallback(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("sf_timeout_load");
     let key = format!("{prefix}cache:k");
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &prefix,
         waiting_config(StampedeFallback::Load),
     )
@@ -325,16 +358,20 @@ async fn an_in_process_wait_times_out_into_the_load_fallback() {
     );
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    an_in_process_wait_times_out_into_the_load_fallback
+);
+
 /// A caller of another instance waits at most `wait_timeout` for the lock holder's write,
 /// then fails with `CACHE_STAMPEDE_TIMEOUT` under the `Error` fallback.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cross_instance_wait_times_out_into_the_error_fallback() {
-    let server = RedisServer::start();
+async fn a_cross_instance_wait_times_out_into_the_error_fallback(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("xi_timeout_error");
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let cfg = waiting_config(StampedeFallback::Error);
-    let a = runtime(&server.url(), &prefix, cfg.clone()).await;
-    let b = runtime(&server.url(), &prefix, cfg).await;
+    let a = runtime(&deployment.url(), &prefix, cfg.clone()).await;
+    let b = runtime(&deployment.url(), &prefix, cfg).await;
     let (release, leader) = gated_load(a.cache(), "k", "from a");
     raw_until(
         &mut conn,
@@ -352,13 +389,17 @@ async fn a_cross_instance_wait_times_out_into_the_error_fallback() {
     assert_eq!(leader.await.unwrap().unwrap(), "from a");
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_cross_instance_wait_times_out_into_the_error_fallback
+);
+
 /// Regression: with stampede protection off, a miss read the entry twice (a plain `GET`, then
 /// the same `GET` again where a lock would have been taken). It is one `GET` and one write.
-#[tokio::test]
-async fn without_stampede_protection_a_miss_is_one_read_and_one_write() {
-    let server = RedisServer::start();
+async fn without_stampede_protection_a_miss_is_one_read_and_one_write(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("no_stampede"),
         CacheConfig::default().stampede(StampedeConfig::default().enabled(false)),
     )
@@ -376,15 +417,16 @@ async fn without_stampede_protection_a_miss_is_one_read_and_one_write() {
     assert_eq!(load_now(rx.cache(), "k", "other").await.unwrap(), "v");
 }
 
+redisx_tests::on_topologies!(without_stampede_protection_a_miss_is_one_read_and_one_write);
+
 /// Regression: any value starting with byte 0xFE read as another caller's lock, so a call
 /// waited the whole `wait_timeout` for a load that nobody was doing. Only a real marker (17
 /// bytes, or 18 with a waiter's flag) is a lock; other bytes are a corrupt entry: a miss.
-#[tokio::test]
-async fn a_foreign_value_starting_like_a_marker_is_not_waited_for() {
-    let server = RedisServer::start();
+async fn a_foreign_value_starting_like_a_marker_is_not_waited_for(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("fake_marker");
-    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
-    let mut conn = raw(&server).await;
+    let rx = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = deployment.raw_connection().await;
     for (i, bytes) in [&b"\xFEnot a lock"[..], &[0xFE; 30][..], &[0xFE; 18][..]]
         .into_iter()
         .enumerate()
@@ -406,3 +448,5 @@ async fn a_foreign_value_starting_like_a_marker_is_not_waited_for() {
     assert_eq!(rx.cache().stats().loads, 3);
     assert_eq!(rx.cache().stats().stampedes_prevented, 0);
 }
+
+redisx_tests::on_topologies!(a_foreign_value_starting_like_a_marker_is_not_waited_for);

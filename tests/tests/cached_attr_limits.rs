@@ -4,14 +4,16 @@
 //! an `l1_ttl` longer than the config's compiles, and the config's `l1_ttl` bounds the L1 copy.
 //!
 //! Each function is a method whose `runtime = &self.rx`, so one function is called through
-//! runtimes of different configs; each receiver counts the runs of the function's body.
+//! runtimes of different configs; each receiver counts the runs of the function's body. Every
+//! test runs on a standalone server and on the 3-master cluster.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, RedisX, cached};
-use redisx_tests::cache::{pttl, raw};
-use redisx_tests::{RedisServer, runtime, unique_prefix};
+use redisx_tests::cache::pttl;
+use redisx_tests::{runtime, unique_prefix};
 
 /// A service on one runtime, counting the runs of its functions' bodies.
 struct Service {
@@ -20,9 +22,9 @@ struct Service {
 }
 
 impl Service {
-    async fn new(server: &RedisServer, test: &str, cache: CacheConfig) -> Self {
+    async fn new(deployment: &Deployment, test: &str, cache: CacheConfig) -> Self {
         Self {
-            rx: runtime(&server.url(), &unique_prefix(test), cache).await,
+            rx: runtime(&deployment.url(), &unique_prefix(test), cache).await,
             runs: AtomicUsize::new(0),
         }
     }
@@ -59,27 +61,32 @@ impl Service {
 }
 
 /// The remaining Redis ttl of the cache entry of `key` in ms (-2: no such entry).
-async fn entry_pttl(server: &RedisServer, rx: &RedisX, key: &str) -> i64 {
-    pttl(&mut raw(server).await, &rx.cache().full_key(key)).await
+async fn entry_pttl(deployment: &Deployment, rx: &RedisX, key: &str) -> i64 {
+    pttl(
+        &mut deployment.raw_connection().await,
+        &rx.cache().full_key(key),
+    )
+    .await
 }
 
-#[tokio::test]
-async fn a_ttl_over_the_default_max_ttl_runs_uncached_and_a_larger_max_ttl_caches_it() {
-    let server = RedisServer::start();
-    let default = Service::new(&server, "limits_ttl_default", CacheConfig::default()).await;
+async fn a_ttl_over_the_default_max_ttl_runs_uncached_and_a_larger_max_ttl_caches_it(
+    topology: Topology,
+) {
+    let deployment = Deployment::start(topology);
+    let default = Service::new(&deployment, "limits_ttl_default", CacheConfig::default()).await;
     for _ in 0..3 {
         assert_eq!(default.archive(4).await, 8);
     }
     assert_eq!(default.runs(), 3, "every call ran the function");
     assert_eq!(
-        entry_pttl(&server, &default.rx, "archive:4").await,
+        entry_pttl(&deployment, &default.rx, "archive:4").await,
         -2,
         "nothing was written"
     );
 
     let three_days = Duration::from_secs(3 * 86_400);
     let allowed = Service::new(
-        &server,
+        &deployment,
         "limits_ttl_allowed",
         CacheConfig::default().max_ttl(three_days),
     )
@@ -88,29 +95,34 @@ async fn a_ttl_over_the_default_max_ttl_runs_uncached_and_a_larger_max_ttl_cache
         assert_eq!(allowed.archive(4).await, 8);
     }
     assert_eq!(allowed.runs(), 1, "the calls after the first were hits");
-    let left = entry_pttl(&server, &allowed.rx, "archive:4").await;
+    let left = entry_pttl(&deployment, &allowed.rx, "archive:4").await;
     assert!(
         left > 86_400_000 && left <= 2 * 86_400_000,
         "the entry lives its two days in Redis: {left} ms"
     );
 }
 
-#[tokio::test]
-async fn more_tags_than_max_tags_per_key_run_uncached_and_a_larger_limit_caches_them() {
-    let server = RedisServer::start();
-    let default = Service::new(&server, "limits_tags_default", CacheConfig::default()).await;
+redisx_tests::on_topologies!(
+    a_ttl_over_the_default_max_ttl_runs_uncached_and_a_larger_max_ttl_caches_it
+);
+
+async fn more_tags_than_max_tags_per_key_run_uncached_and_a_larger_limit_caches_them(
+    topology: Topology,
+) {
+    let deployment = Deployment::start(topology);
+    let default = Service::new(&deployment, "limits_tags_default", CacheConfig::default()).await;
     for _ in 0..3 {
         assert_eq!(default.report(1).await, "report-1");
     }
     assert_eq!(default.runs(), 3, "every call ran the function");
     assert_eq!(
-        entry_pttl(&server, &default.rx, "report:1").await,
+        entry_pttl(&deployment, &default.rx, "report:1").await,
         -2,
         "nothing was written"
     );
 
     let allowed = Service::new(
-        &server,
+        &deployment,
         "limits_tags_allowed",
         CacheConfig::default().max_tags_per_key(20),
     )
@@ -132,11 +144,14 @@ async fn more_tags_than_max_tags_per_key_run_uncached_and_a_larger_limit_caches_
     );
 }
 
-#[tokio::test]
-async fn the_configs_l1_ttl_bounds_a_longer_l1_ttl_of_the_attribute() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    more_tags_than_max_tags_per_key_run_uncached_and_a_larger_limit_caches_them
+);
+
+async fn the_configs_l1_ttl_bounds_a_longer_l1_ttl_of_the_attribute(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let svc = Service::new(
-        &server,
+        &deployment,
         "limits_l1_ttl",
         CacheConfig::default().l1_ttl(Duration::from_millis(200)),
     )
@@ -164,3 +179,5 @@ async fn the_configs_l1_ttl_bounds_a_longer_l1_ttl_of_the_attribute() {
         "the call was not answered by L1: {before:?} -> {after:?}"
     );
 }
+
+redisx_tests::on_topologies!(the_configs_l1_ttl_bounds_a_longer_l1_ttl_of_the_attribute);

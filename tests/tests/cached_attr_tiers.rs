@@ -2,20 +2,24 @@
 //! the L1 options (`l1_ttl`, `mode = "l1_only"`), L1 invalidation between runtimes, and calls
 //! while Redis is down.
 //!
-//! The functions name no runtime: each test runs them in its own runtime's scope, given by
-//! `#[redisx::test]`, by `testing::run` where the test needs a multi-thread tokio runtime, or
-//! by `rx.scope(..)` where it needs a server of its own (to kill it). What landed in Redis is
-//! read with a raw connection. Loader calls are counted with an `AtomicUsize` per function.
+//! The tests run on a standalone server and on the 3-master cluster, but for the one that kills
+//! its server (standalone only: the cluster's failover tests cover a node going away). The
+//! functions name no runtime: each test runs them in its own runtime's scope, what
+//! `#[redisx::test]` gives (on the test's topology), or `rx.scope(..)` where it needs a server
+//! of its own. What landed in Redis is read with a raw connection. Loader calls are counted
+//! with an `AtomicUsize` per function; the standalone and cluster tests of a body take turns
+//! with them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use redisx::testing::{self, RedisServer, TestOptions, eventually, raw_connection};
-use redisx::{CacheConfig, RedisX, cached};
+use redisx::testing::{self, Deployment, RedisServer, TestOptions, Topology, eventually};
+use redisx::{CacheConfig, RedisX, cached, redis};
+use redisx_tests::Turn;
 
 /// Whether the cache entry of `key` in `rx` exists in Redis (read with a raw connection).
-async fn in_redis(rx: &RedisX, key: &str) -> bool {
-    let mut conn = raw_connection(&testing::server_url()).await;
+async fn in_redis(deployment: &Deployment, rx: &RedisX, key: &str) -> bool {
+    let mut conn = deployment.raw_connection().await;
     redis::cmd("EXISTS")
         .arg(rx.cache().full_key(key))
         .query_async(&mut conn)
@@ -34,6 +38,7 @@ mod swr_attr {
     static LOADS: AtomicUsize = AtomicUsize::new(0);
     /// What the function returns; the test bumps it to see the refresh land.
     static VALUE: AtomicU32 = AtomicU32::new(1);
+    static TURN: Turn = Turn::new();
 
     /// How long every run after the first (a refresh) takes.
     const REFRESH_DELAY: Duration = Duration::from_secs(1);
@@ -49,9 +54,13 @@ mod swr_attr {
         Ok(VALUE.load(Ordering::SeqCst))
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stale_value_is_served_at_once_and_refreshed_once_in_the_background() {
-        testing::run(TestOptions::new("attr_swr"), |rx| async move {
+    async fn a_stale_value_is_served_at_once_and_refreshed_once_in_the_background(
+        topology: Topology,
+    ) {
+        let _turn = TURN.take(&[&LOADS]).await;
+        VALUE.store(1, Ordering::SeqCst);
+        let deployment = &Deployment::start(topology);
+        testing::run_on(deployment, TestOptions::new("swr_attr"), |rx| async move {
             assert_eq!(setting(1).await, Ok(1));
             assert_eq!(loads(&LOADS), 1, "a miss runs the function");
 
@@ -112,6 +121,11 @@ mod swr_attr {
         })
         .await;
     }
+
+    redisx_tests::on_topologies!(
+        [flavor = "multi_thread", worker_threads = 2]
+        a_stale_value_is_served_at_once_and_refreshed_once_in_the_background
+    );
 }
 
 mod stale_if_error_attr {
@@ -121,6 +135,7 @@ mod stale_if_error_attr {
     static LOADS: AtomicUsize = AtomicUsize::new(0);
     /// When set, the function fails.
     static FAILING: AtomicBool = AtomicBool::new(false);
+    static TURN: Turn = Turn::new();
 
     #[cached(key = "quote:{id}", ttl = "200ms", stale_if_error = "2s")]
     async fn quote(id: u64) -> Result<u32, String> {
@@ -131,47 +146,63 @@ mod stale_if_error_attr {
         Ok(42)
     }
 
-    #[redisx::test]
-    async fn a_failure_after_the_ttl_serves_the_stale_value_until_the_window_ends(rx: RedisX) {
-        assert_eq!(quote(1).await, Ok(42));
-        // The entry was written before this instant: it is stale 200 ms after it at the
-        // latest, and gone from Redis 200 ms + 2 s after it at the latest.
-        let written = Instant::now();
-        assert_eq!(loads(&LOADS), 1);
+    async fn a_failure_after_the_ttl_serves_the_stale_value_until_the_window_ends(
+        topology: Topology,
+    ) {
+        let _turn = TURN.take(&[&LOADS]).await;
+        FAILING.store(false, Ordering::SeqCst);
+        let deployment = &Deployment::start(topology);
+        testing::run_on(
+            deployment,
+            TestOptions::new("stale_if_error_attr"),
+            |rx| async move {
+                assert_eq!(quote(1).await, Ok(42));
+                // The entry was written before this instant: it is stale 200 ms after it at the
+                // latest, and gone from Redis 200 ms + 2 s after it at the latest.
+                let written = Instant::now();
+                assert_eq!(loads(&LOADS), 1);
 
-        FAILING.store(true, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(400)).await; // past the ttl, inside the window
-        // Ignoring `stale_if_error`: the entry would have left Redis with the 200 ms ttl, so
-        // the call would be a miss and return the function's Err.
-        assert_eq!(
-            quote(1).await,
-            Ok(42),
-            "the stale value is served while the function fails"
-        );
-        // Holds with or without the option: stale-if-error serves the old value only after
-        // the function really ran and failed (it is not a plain cache hit).
-        assert_eq!(loads(&LOADS), 2, "the function ran (and failed)");
-        // Ignoring `stale_if_error`: nothing stale would be served (stale_served 0).
-        assert_eq!(rx.cache().stats().stale_served, 1);
+                FAILING.store(true, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(400)).await; // past the ttl, inside the window
+                // Ignoring `stale_if_error`: the entry would have left Redis with the 200 ms ttl, so
+                // the call would be a miss and return the function's Err.
+                assert_eq!(
+                    quote(1).await,
+                    Ok(42),
+                    "the stale value is served while the function fails"
+                );
+                // Holds with or without the option: stale-if-error serves the old value only after
+                // the function really ran and failed (it is not a plain cache hit).
+                assert_eq!(loads(&LOADS), 2, "the function ran (and failed)");
+                // Ignoring `stale_if_error`: nothing stale would be served (stale_served 0).
+                assert_eq!(rx.cache().stats().stale_served, 1);
 
-        // Past ttl + 2 s, with a margin.
-        let past = written + Duration::from_millis(200 + 2000 + 600);
-        tokio::time::sleep(past.saturating_duration_since(Instant::now())).await;
-        // A window taken as unbounded (or much longer than 2 s) would still answer Ok(42).
-        assert_eq!(
-            quote(1).await,
-            Err("quote 1: backend down".to_owned()),
-            "past the window the error passes through"
-        );
-        // The failing function ran again (the stale value was not kept as a fresh entry).
-        assert_eq!(loads(&LOADS), 3);
+                // Past ttl + 2 s, with a margin.
+                let past = written + Duration::from_millis(200 + 2000 + 600);
+                tokio::time::sleep(past.saturating_duration_since(Instant::now())).await;
+                // A window taken as unbounded (or much longer than 2 s) would still answer Ok(42).
+                assert_eq!(
+                    quote(1).await,
+                    Err("quote 1: backend down".to_owned()),
+                    "past the window the error passes through"
+                );
+                // The failing function ran again (the stale value was not kept as a fresh entry).
+                assert_eq!(loads(&LOADS), 3);
+            },
+        )
+        .await;
     }
+
+    redisx_tests::on_topologies!(
+        a_failure_after_the_ttl_serves_the_stale_value_until_the_window_ends
+    );
 }
 
 mod l1_ttl_attr {
     use super::*;
 
     static LOADS: AtomicUsize = AtomicUsize::new(0);
+    static TURN: Turn = Turn::new();
 
     #[cached(key = "profile:{id}", ttl = "1m", l1_ttl = "200ms")]
     async fn profile(id: u64) -> String {
@@ -179,41 +210,56 @@ mod l1_ttl_attr {
         format!("profile-{id}")
     }
 
-    #[redisx::test]
-    async fn after_the_l1_ttl_the_value_comes_from_redis_without_running_the_function(rx: RedisX) {
-        assert_eq!(profile(1).await, "profile-1");
-        assert_eq!(loads(&LOADS), 1);
-        assert_eq!(
-            rx.cache().l1_len(),
-            1,
-            "the value sits in L1 after the call"
-        );
+    async fn after_the_l1_ttl_the_value_comes_from_redis_without_running_the_function(
+        topology: Topology,
+    ) {
+        let _turn = TURN.take(&[&LOADS]).await;
+        let deployment = &Deployment::start(topology);
+        testing::run_on(
+            deployment,
+            TestOptions::new("l1_ttl_attr"),
+            |rx| async move {
+                assert_eq!(profile(1).await, "profile-1");
+                assert_eq!(loads(&LOADS), 1);
+                assert_eq!(
+                    rx.cache().l1_len(),
+                    1,
+                    "the value sits in L1 after the call"
+                );
 
-        tokio::time::sleep(Duration::from_millis(500)).await; // past the 200 ms L1 ttl
-        let before = rx.cache().stats();
-        assert_eq!(profile(1).await, "profile-1");
-        let after = rx.cache().stats();
-        // The 1 m ttl holds in Redis: whatever L1 does, the function does not run again.
-        assert_eq!(loads(&LOADS), 1, "answered from the cache");
-        // Ignoring `l1_ttl`: L1 would keep the entry for CacheConfig's 60 s, so this call would
-        // be an L1 hit (l1_hits + 1) and Redis would not be read (l2_hits + 0).
-        assert_eq!(
-            after.l2_hits,
-            before.l2_hits + 1,
-            "the call was answered by L2: {before:?} -> {after:?}"
-        );
-        assert_eq!(
-            after.l1_hits, before.l1_hits,
-            "the call was not answered by L1: {before:?} -> {after:?}"
-        );
-        assert!(in_redis(&rx, "profile:1").await);
+                tokio::time::sleep(Duration::from_millis(500)).await; // past the 200 ms L1 ttl
+                let before = rx.cache().stats();
+                assert_eq!(profile(1).await, "profile-1");
+                let after = rx.cache().stats();
+                // The 1 m ttl holds in Redis: whatever L1 does, the function does not run again.
+                assert_eq!(loads(&LOADS), 1, "answered from the cache");
+                // Ignoring `l1_ttl`: L1 would keep the entry for CacheConfig's 60 s, so this call would
+                // be an L1 hit (l1_hits + 1) and Redis would not be read (l2_hits + 0).
+                assert_eq!(
+                    after.l2_hits,
+                    before.l2_hits + 1,
+                    "the call was answered by L2: {before:?} -> {after:?}"
+                );
+                assert_eq!(
+                    after.l1_hits, before.l1_hits,
+                    "the call was not answered by L1: {before:?} -> {after:?}"
+                );
+                assert!(in_redis(deployment, &rx, "profile:1").await);
+            },
+        )
+        .await;
     }
+
+    redisx_tests::on_topologies!(
+        after_the_l1_ttl_the_value_comes_from_redis_without_running_the_function
+    );
 }
 
 mod l1_only_attr {
     use super::*;
 
     static LOADS: AtomicUsize = AtomicUsize::new(0);
+    static TURN: Turn = Turn::new();
 
     #[cached(key = "local:{id}", ttl = "1m", mode = "l1_only")]
     async fn local_only(id: u64) -> u64 {
@@ -222,25 +268,39 @@ mod l1_only_attr {
     }
 
     /// The test's runtime has Redis: only the call site's `mode` keeps the entry out of it.
-    #[redisx::test]
-    async fn an_l1_only_call_site_caches_in_process_and_writes_nothing_to_redis(rx: RedisX) {
-        assert_eq!(local_only(3).await, 30);
-        assert_eq!(local_only(3).await, 30);
-        assert_eq!(loads(&LOADS), 1, "the second call was a hit");
-        assert_eq!(rx.cache().l1_len(), 1, "the entry lives in L1");
-        // Ignoring `mode`: the default L1 + L2 would write the entry to Redis.
-        assert!(
-            !in_redis(&rx, "local:3").await,
-            "nothing was written to Redis"
-        );
-        // Ignoring `mode`: the first call's miss would have read Redis (l2_misses 1).
-        let stats = rx.cache().stats();
-        assert_eq!(
-            stats.l2_hits + stats.l2_misses,
-            0,
-            "Redis was not consulted: {stats:?}"
-        );
+    async fn an_l1_only_call_site_caches_in_process_and_writes_nothing_to_redis(
+        topology: Topology,
+    ) {
+        let _turn = TURN.take(&[&LOADS]).await;
+        let deployment = &Deployment::start(topology);
+        testing::run_on(
+            deployment,
+            TestOptions::new("l1_only_attr"),
+            |rx| async move {
+                assert_eq!(local_only(3).await, 30);
+                assert_eq!(local_only(3).await, 30);
+                assert_eq!(loads(&LOADS), 1, "the second call was a hit");
+                assert_eq!(rx.cache().l1_len(), 1, "the entry lives in L1");
+                // Ignoring `mode`: the default L1 + L2 would write the entry to Redis.
+                assert!(
+                    !in_redis(deployment, &rx, "local:3").await,
+                    "nothing was written to Redis"
+                );
+                // Ignoring `mode`: the first call's miss would have read Redis (l2_misses 1).
+                let stats = rx.cache().stats();
+                assert_eq!(
+                    stats.l2_hits + stats.l2_misses,
+                    0,
+                    "Redis was not consulted: {stats:?}"
+                );
+            },
+        )
+        .await;
     }
+
+    redisx_tests::on_topologies!(
+        an_l1_only_call_site_caches_in_process_and_writes_nothing_to_redis
+    );
 }
 
 mod invalidation_off {
@@ -259,15 +319,16 @@ mod invalidation_off {
 
     /// Two runtimes A and B on one prefix (not a test runtime: `#[redisx::test]` gives one
     /// runtime on a prefix of its own).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn without_invalidation_b_keeps_its_l1_copy_and_with_it_b_sees_the_update() {
-        let server = RedisServer::start();
+    async fn without_invalidation_b_keeps_its_l1_copy_and_with_it_b_sees_the_update(
+        topology: Topology,
+    ) {
+        let deployment = Deployment::start(topology);
 
         // Invalidation off.
         let prefix = unique_prefix("attr_invalidation_off");
         let cfg = CacheConfig::default().invalidation(false);
-        let a = runtime(&server.url(), &prefix, cfg.clone()).await;
-        let b = runtime(&server.url(), &prefix, cfg).await;
+        let a = runtime(&deployment.url(), &prefix, cfg.clone()).await;
+        let b = runtime(&deployment.url(), &prefix, cfg).await;
         a.cache()
             .set("cfg:1", &"v1".to_owned(), None)
             .await
@@ -303,8 +364,8 @@ mod invalidation_off {
         // Control: the same with invalidation on.
         let prefix = unique_prefix("attr_invalidation_on");
         let cfg = CacheConfig::default().invalidation(true);
-        let a = runtime(&server.url(), &prefix, cfg.clone()).await;
-        let b = runtime(&server.url(), &prefix, cfg).await;
+        let a = runtime(&deployment.url(), &prefix, cfg.clone()).await;
+        let b = runtime(&deployment.url(), &prefix, cfg).await;
         a.cache()
             .set("cfg:1", &"v1".to_owned(), None)
             .await
@@ -329,6 +390,11 @@ mod invalidation_off {
         .await;
         assert!(seen, "with invalidation on, B still serves v1 after 100 ms");
     }
+
+    redisx_tests::on_topologies!(
+        [flavor = "multi_thread", worker_threads = 2]
+        without_invalidation_b_keeps_its_l1_copy_and_with_it_b_sees_the_update
+    );
 }
 
 mod redis_killed {

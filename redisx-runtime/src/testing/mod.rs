@@ -136,7 +136,7 @@ pub use child::{
 pub use cluster::RedisCluster;
 pub use process::process_alive;
 pub use replicas::{Member, ReplicaSet, SYNC_CHANNEL};
-pub use run::{TestOptions, block_on, run, server_url};
+pub use run::{TestOptions, block_on, run, run_on, server_url};
 pub use sentinel::{RedisSentinel, SentinelBuilder};
 pub use server::{RedisServer, ServerBuilder};
 pub use topology::{Deployment, RawConnection, Topology};

@@ -119,8 +119,45 @@ where
     F: FnOnce(RedisX) -> Fut,
     Fut: Future,
 {
-    let url = server_url();
-    let config = ConnectionConfig::from_url(&url)
+    run_at(&server_url(), options, body).await
+}
+
+/// [`run`] on `deployment` instead of the test server: a test body written once for every
+/// [`Topology`](super::Topology). The keys under the prefix are deleted on every master.
+///
+/// ```no_run
+/// use redisx_runtime::testing::{self, Deployment, TestOptions, Topology};
+///
+/// # #[allow(dead_code)]
+/// async fn stores_a_user(topology: Topology) {
+///     let deployment = Deployment::start(topology);
+///     testing::run_on(&deployment, TestOptions::new("stores_a_user"), |rx| async move {
+///         rx.cache().set("user:1", &"Ada".to_owned(), None).await.unwrap();
+///     })
+///     .await;
+/// }
+/// ```
+///
+/// # Panics
+/// As [`run`].
+pub async fn run_on<F, Fut>(
+    deployment: &super::Deployment,
+    options: TestOptions,
+    body: F,
+) -> Fut::Output
+where
+    F: FnOnce(RedisX) -> Fut,
+    Fut: Future,
+{
+    run_at(&deployment.url(), options, body).await
+}
+
+async fn run_at<F, Fut>(url: &str, options: TestOptions, body: F) -> Fut::Output
+where
+    F: FnOnce(RedisX) -> Fut,
+    Fut: Future,
+{
+    let config = ConnectionConfig::from_url(url)
         .unwrap_or_else(|e| panic!("redisx::testing: `{url}` is not a Redis URL: {e:#}"));
     let mut builder = RedisX::builder()
         .client("default", config)
