@@ -10,20 +10,21 @@ use redisx::{CacheConfig, Error, ErrorCode, RedisX};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use redisx::testing::{RedisServer, raw_connection, runtime, unique_prefix};
+use redisx::testing::{Deployment, RedisServer, raw_connection, runtime, unique_prefix};
 
 /// How often the cache tests' `eventually` checks.
 pub const POLL: Duration = Duration::from_millis(2);
 
-/// Two runtimes on `server` with one key prefix (made unique from `test`) and the same `cache`
-/// config: two instances of one service.
+/// Two runtimes on `deployment` (any topology) with one key prefix (made unique from `test`)
+/// and the same `cache` config: two instances of one service.
 ///
 /// # Panics
 /// When a runtime does not build.
-pub async fn pair(server: &RedisServer, test: &str, cache: CacheConfig) -> (RedisX, RedisX) {
+pub async fn pair(deployment: &Deployment, test: &str, cache: CacheConfig) -> (RedisX, RedisX) {
     let prefix = unique_prefix(test);
-    let a = runtime(&server.url(), &prefix, cache.clone()).await;
-    let b = runtime(&server.url(), &prefix, cache).await;
+    let url = deployment.url();
+    let a = runtime(&url, &prefix, cache.clone()).await;
+    let b = runtime(&url, &prefix, cache).await;
     (a, b)
 }
 

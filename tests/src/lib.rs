@@ -106,6 +106,24 @@ macro_rules! on_topologies {
     };
 }
 
+/// Runs `body` as `#[redisx::test]` does, on a deployment of `topology`
+/// ([`run_on`](redisx::testing::run_on)): a runtime of default settings on a key prefix of its
+/// own (from `test`), set as the scope of the body's task, so the attributes inside use it
+/// without `runtime = ...`; the keys under the prefix are deleted afterwards, also after a
+/// panic.
+///
+/// # Panics
+/// When the deployment does not start or the runtime does not build, and with the body's own
+/// panic.
+pub async fn scoped<F, Fut>(topology: Topology, test: &'static str, body: F) -> Fut::Output
+where
+    F: FnOnce(redisx::RedisX) -> Fut,
+    Fut: std::future::Future,
+{
+    let deployment = Deployment::start(topology);
+    redisx::testing::run_on(&deployment, TestOptions::new(test), body).await
+}
+
 /// Turns for the `standalone` and `cluster` tests of one body (from [`on_topologies!`]) that
 /// share statics, e.g. the load counters of `#[cached]` functions: each waits for its turn and
 /// starts from counters at 0.

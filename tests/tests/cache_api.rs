@@ -1,7 +1,8 @@
 //! The cache's service API against real Redis: get/set/delete and their `_many` forms, `has`,
 //! `ttl`, `clear`, `warmup`, `keys_by_tag`, pattern invalidation and input validation (on every
-//! topology: standalone, cluster, sentinel); a cache
-//! without Redis (L1 only); and what L1 reports and holds (the size gauge, the byte budget).
+//! topology: standalone, cluster, sentinel); a cache without Redis (L1 only); and what L1
+//! reports and holds (the size gauge; the byte budget, with L2 on a standalone server and on
+//! the cluster).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use redisx::cache::EntryOptions;
 use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, CacheMode, Error, ErrorCode, RedisX};
-use redisx_tests::{RedisServer, runtime, unique_prefix};
+use redisx_tests::{runtime, unique_prefix};
 
 async fn service_api_round_trip_on(topology: Topology) {
     eprintln!("on {topology}");
@@ -159,9 +160,8 @@ async fn the_l1_size_gauge_is_read_at_scrape_time() {
 /// Regression: under `l1_max_bytes`, entries filled from an L2 hit, by `set_many` or in an
 /// L1-only cache weighed only their key (their size was passed as 0), so the byte budget
 /// did not bound memory. Every fill path now weighs the value.
-#[tokio::test]
-async fn the_l1_byte_budget_bounds_every_fill_path() {
-    let server = RedisServer::start();
+async fn the_l1_byte_budget_bounds_every_fill_path(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("l1_bytes");
     let budget = CacheConfig::default().l1_max_bytes(100_000);
     let big = |i: u32| vec![u8::try_from(i % 251).unwrap(); 2_000];
@@ -208,8 +208,8 @@ async fn the_l1_byte_budget_bounds_every_fill_path() {
     );
 
     // With Redis: entries written by one instance fill the other's L1 from L2 hits.
-    let writer = runtime(&server.url(), &prefix, CacheConfig::default()).await;
-    let reader = runtime(&server.url(), &prefix, budget).await;
+    let writer = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let reader = runtime(&deployment.url(), &prefix, budget).await;
     writer
         .cache()
         .set_many(many.clone(), &EntryOptions::new())
@@ -246,3 +246,5 @@ async fn the_l1_byte_budget_bounds_every_fill_path() {
         reader.cache().l1_len()
     );
 }
+
+redisx_tests::on_topologies!(the_l1_byte_budget_bounds_every_fill_path);

@@ -1,14 +1,15 @@
 //! The cache when things go wrong, against real Redis: Redis killed (calls answer from the function
-//! and caching resumes), corrupt entries and foreign keys under the prefix, and a panicking
-//! loader.
+//! and caching resumes; a standalone server of the test's own), and, on a standalone server and
+//! on the cluster, corrupt entries and foreign keys under the prefix, and a panicking loader.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redisx::cache::StampedeConfig;
+use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, CacheMode, ConnectionConfig, Error, RedisX};
-use redisx_tests::cache::{POLL, pair, raw};
+use redisx_tests::cache::{POLL, pair};
 use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,17 +108,16 @@ async fn redis_killed_calls_answer_from_the_function_and_caching_resumes() {
     assert!(resumed, "caching did not resume after the restart");
 }
 
-#[tokio::test]
-async fn corrupt_bytes_are_a_miss_and_are_replaced() {
-    let server = RedisServer::start();
+async fn corrupt_bytes_are_a_miss_and_are_replaced(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("corrupt"),
         CacheConfig::default(),
     )
     .await;
     let cache = rx.cache();
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     for garbage in [
         &b"\x01garbage"[..],
         b"",
@@ -157,20 +157,21 @@ async fn corrupt_bytes_are_a_miss_and_are_replaced() {
     assert_eq!(cache.get::<Vec<String>>("typed").await.unwrap(), None);
 }
 
+redisx_tests::on_topologies!(corrupt_bytes_are_a_miss_and_are_replaced);
+
 /// Regression: on the miss and stampede path (`get_or_load`), a corrupt entry counted two L2
 /// misses: one when read, one when read again after its removal. Reading a corrupt entry is
 /// one L2 miss, through `get_or_load` and `get` alike.
-#[tokio::test]
-async fn a_corrupt_entry_counts_one_l2_miss() {
-    let server = RedisServer::start();
+async fn a_corrupt_entry_counts_one_l2_miss(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("corrupt_stats"),
         CacheConfig::default(),
     )
     .await;
     let cache = rx.cache();
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let mut corrupt = async |key: &str| {
         let () = redis::cmd("SET")
             .arg(cache.full_key(key))
@@ -207,14 +208,15 @@ async fn a_corrupt_entry_counts_one_l2_miss() {
     assert_eq!(delta(before), (1, 0, 1, 0), "{:?}", cache.stats());
 }
 
+redisx_tests::on_topologies!(a_corrupt_entry_counts_one_l2_miss);
+
 /// Regression: one key under the cache's prefix that is not UTF-8 (another program's) made
 /// `SCAN` fail to decode, so `clear` and `invalidate_pattern` failed altogether.
-#[tokio::test]
-async fn clear_and_pattern_invalidation_handle_keys_that_are_not_utf8() {
-    let server = RedisServer::start();
+async fn clear_and_pattern_invalidation_handle_keys_that_are_not_utf8(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("binary_keys");
-    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
-    let mut conn = raw(&server).await;
+    let rx = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = deployment.raw_connection().await;
     let mut binary = rx.cache().full_key("user:").into_bytes();
     binary.extend_from_slice(&[0xFF, 0xFE]);
     let set_binary = || redis::cmd("SET").arg(&binary).arg("x").clone();
@@ -233,11 +235,12 @@ async fn clear_and_pattern_invalidation_handle_keys_that_are_not_utf8() {
     assert!(left.is_empty(), "left under the prefix: {left:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_loader_does_not_poison_its_waiters() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(clear_and_pattern_invalidation_handle_keys_that_are_not_utf8);
+
+async fn a_panicking_loader_does_not_poison_its_waiters(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let (a, b) = pair(
-        &server,
+        &deployment,
         "panic",
         CacheConfig::default()
             .stampede(StampedeConfig::default().lock_ttl(Duration::from_secs(30))),
@@ -284,3 +287,8 @@ async fn a_panicking_loader_does_not_poison_its_waiters() {
         "the other instance waited {took:?}"
     );
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_panicking_loader_does_not_poison_its_waiters
+);

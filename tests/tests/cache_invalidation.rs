@@ -1,11 +1,13 @@
-//! Cross-instance L1 invalidation against real Redis. Two `RedisX` runtimes on one server stand for
-//! two instances of a service: a write, delete, tag or pattern invalidation in one reaches the
-//! other's L1 within 100 ms (entries that live only in L1 too), and an instance that lost its
-//! subscription resubscribes and empties its L1.
+//! Cross-instance L1 invalidation against real Redis. Two `RedisX` runtimes on one deployment
+//! stand for two instances of a service: a write, delete, tag or pattern invalidation in one
+//! reaches the other's L1 within 100 ms (entries that live only in L1 too), on a standalone
+//! server and on the cluster; and an instance that lost its subscription resubscribes and
+//! empties its L1 (a server restart: standalone only).
 
 use std::time::Duration;
 
 use redisx::cache::EntryOptions;
+use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, CacheMode, ConnectionConfig, Error, RedisX};
 use redisx_tests::cache::{POLL, pair, raw, raw_get};
 use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
@@ -21,10 +23,9 @@ where
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_through_a_reaches_b_l1_within_100ms() {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "l1_update", CacheConfig::default()).await;
+async fn an_update_through_a_reaches_b_l1_within_100ms(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "l1_update", CacheConfig::default()).await;
     a.cache()
         .set("user:1", &"v1".to_owned(), None)
         .await
@@ -56,10 +57,9 @@ async fn an_update_through_a_reaches_b_l1_within_100ms() {
     assert!(gone, "B still serves a deleted value after 100 ms");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tag_invalidation_through_a_reaches_b_l1_within_100ms() {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "l1_tags", CacheConfig::default()).await;
+async fn tag_invalidation_through_a_reaches_b_l1_within_100ms(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "l1_tags", CacheConfig::default()).await;
     let opts = EntryOptions::new().tags(["users"]);
     for i in 0..5 {
         a.cache()
@@ -95,16 +95,21 @@ async fn tag_invalidation_through_a_reaches_b_l1_within_100ms() {
     }
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    an_update_through_a_reaches_b_l1_within_100ms,
+    tag_invalidation_through_a_reaches_b_l1_within_100ms,
+);
+
 /// Entries written with `mode = L1Only` in a cache with Redis live only in each instance's
 /// L1, where Redis's tag index never sees them: a tag invalidation still reaches them, in the
 /// invalidating instance (counted) and, by its message, in the others, and leaves entries of
 /// other tags alone.
-#[tokio::test]
-async fn a_tag_invalidation_reaches_l1_only_entries_in_every_instance() {
-    let server = RedisServer::start();
+async fn a_tag_invalidation_reaches_l1_only_entries_in_every_instance(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("l1only_tags");
-    let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
-    let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let a = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let b = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
     let local = |t: &str| {
         EntryOptions::new()
             .mode(CacheMode::L1Only)
@@ -165,12 +170,11 @@ async fn a_tag_invalidation_reaches_l1_only_entries_in_every_instance() {
 /// A pattern invalidation in a cache with Redis reaches the entries that live only in L1
 /// (`mode = L1Only`) too, in this instance (counted) and in the others, and nothing outside
 /// the pattern.
-#[tokio::test]
-async fn a_pattern_invalidation_reaches_l1_only_entries_in_every_instance() {
-    let server = RedisServer::start();
+async fn a_pattern_invalidation_reaches_l1_only_entries_in_every_instance(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("l1only_pattern");
-    let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
-    let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let a = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let b = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
     let local = EntryOptions::new().mode(CacheMode::L1Only);
     for (k, v) in [("user:1", 1u32), ("user:2", 2), ("team:1", 3)] {
         a.cache().set_with(k, &v, &local).await.unwrap();
@@ -183,7 +187,7 @@ async fn a_pattern_invalidation_reaches_l1_only_entries_in_every_instance() {
     a.cache().set("user:5", &7u32, None).await.unwrap();
     assert_eq!(a.cache().get::<u32>("user:5").await.unwrap(), Some(7));
     a.cache().set("user:6", &8u32, None).await.unwrap();
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let _: u64 = redis::cmd("DEL")
         .arg(format!("{prefix}cache:user:6"))
         .query_async(&mut conn)
@@ -216,6 +220,11 @@ async fn a_pattern_invalidation_reaches_l1_only_entries_in_every_instance() {
     );
     assert_eq!(b.cache().get::<u32>("team:2").await.unwrap(), Some(5));
 }
+
+redisx_tests::on_topologies!(
+    a_tag_invalidation_reaches_l1_only_entries_in_every_instance,
+    a_pattern_invalidation_reaches_l1_only_entries_in_every_instance,
+);
 
 /// After its invalidation connection drops, an instance resubscribes and empties its L1 (it
 /// may have missed messages meanwhile): a value B held in L1 before a Redis restart is not

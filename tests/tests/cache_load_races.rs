@@ -1,20 +1,20 @@
-//! Writes that meet a load in flight, against real Redis: an invalidation or an explicit `set`
-//! during a load wins over the load's write, and a load that outlived an invalidation leaves the
-//! next loader's lock alone.
+//! Writes that meet a load in flight, against real Redis (a standalone server and the cluster):
+//! an invalidation or an explicit `set` during a load wins over the load's write, and a load
+//! that outlived an invalidation leaves the next loader's lock alone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, Error};
-use redisx_tests::cache::{gated_load, is_marker, pttl, raw, raw_get, raw_until};
-use redisx_tests::{RedisServer, runtime, unique_prefix};
+use redisx_tests::cache::{gated_load, is_marker, pttl, raw_get, raw_until};
+use redisx_tests::{runtime, unique_prefix};
 
-#[tokio::test]
-async fn invalidation_during_a_load_wins() {
-    let server = RedisServer::start();
+async fn invalidation_during_a_load_wins(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("inval_load"),
         CacheConfig::default(),
     )
@@ -43,18 +43,19 @@ async fn invalidation_during_a_load_wins() {
     );
 }
 
+redisx_tests::on_topologies!(invalidation_during_a_load_wins);
+
 /// A load that outlives an invalidation must not touch the lock of the caller that loads
 /// after it: that caller's marker (with its waiter flag, and its ttl) stays exactly as it
 /// was, its write lands, and its waiter is woken by it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_stale_load_leaves_the_next_loaders_lock_intact() {
-    let server = RedisServer::start();
+async fn a_stale_load_leaves_the_next_loaders_lock_intact(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("relock");
     let key = format!("{prefix}cache:k");
-    let mut conn = raw(&server).await;
-    let a = runtime(&server.url(), &prefix, CacheConfig::default()).await;
-    let b = runtime(&server.url(), &prefix, CacheConfig::default()).await;
-    let c = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = deployment.raw_connection().await;
+    let a = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let b = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let c = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
 
     // A locks and loads until released.
     let (release_a, first) = gated_load(a.cache(), "k", "old");
@@ -111,15 +112,19 @@ async fn a_stale_load_leaves_the_next_loaders_lock_intact() {
     );
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 4]
+    a_stale_load_leaves_the_next_loaders_lock_intact
+);
+
 /// An explicit `set` while a load runs wins over the load: the loaded value is never stored,
 /// and the set's entry keeps its value and its Redis expiry.
-#[tokio::test]
-async fn an_explicit_set_during_a_load_is_not_overwritten_by_it() {
-    let server = RedisServer::start();
+async fn an_explicit_set_during_a_load_is_not_overwritten_by_it(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("set_load");
     let key = format!("{prefix}cache:k");
-    let mut conn = raw(&server).await;
-    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let mut conn = deployment.raw_connection().await;
+    let rx = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
     let cache = rx.cache().clone();
     let (release, load) = gated_load(&cache, "k", "loaded");
     raw_until(&mut conn, &key, "the loader's marker", is_marker).await;
@@ -150,3 +155,5 @@ async fn an_explicit_set_during_a_load_is_not_overwritten_by_it() {
         Some("explicit")
     );
 }
+
+redisx_tests::on_topologies!(an_explicit_set_during_a_load_is_not_overwritten_by_it);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redisx::cache::{StampedeConfig, StampedeFallback};
 use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, CacheMode, Error, ErrorCode, RedisX};
-use redisx_tests::cache::{gated_load, is_marker, pttl, raw_get, raw_until};
+use redisx_tests::cache::{gated_load, is_marker, pair, pttl, raw_get, raw_until};
 use redisx_tests::{eventually, runtime, unique_prefix};
 
 /// The number of `command` calls a runtime has sent, read from its Prometheus metrics.
@@ -21,15 +21,6 @@ fn commands_sent(rx: &RedisX, command: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(needle.as_str()))
         .map_or(0, |v| v.trim().parse().unwrap())
-}
-
-/// Two runtimes on `deployment` with one key prefix (made unique from `test`) and the same
-/// `cache` config: two instances of one service.
-async fn pair(deployment: &Deployment, test: &str, cache: CacheConfig) -> (RedisX, RedisX) {
-    let prefix = unique_prefix(test);
-    let a = runtime(&deployment.url(), &prefix, cache.clone()).await;
-    let b = runtime(&deployment.url(), &prefix, cache).await;
-    (a, b)
 }
 
 fn waiting_config(fallback: StampedeFallback) -> CacheConfig {

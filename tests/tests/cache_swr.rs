@@ -1,20 +1,21 @@
-//! Stale-while-revalidate and stale-if-error against real Redis: a stale value served at once with
-//! one background refresh across instances, a refresh that must not resurrect a deleted entry,
-//! and a stale value served while the loader fails, within its window only.
+//! Stale-while-revalidate and stale-if-error against real Redis, on a standalone server and on
+//! the cluster: a stale value served at once with one background refresh across instances, a
+//! refresh that must not resurrect a deleted entry, and a stale value served while the loader
+//! fails, within its window only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redisx::cache::EntryOptions;
+use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, Error};
-use redisx_tests::cache::{POLL, pair, raw};
-use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
+use redisx_tests::cache::{POLL, pair};
+use redisx_tests::{eventually, runtime, unique_prefix};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swr_serves_stale_at_once_and_refreshes_once_across_instances() {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "swr", CacheConfig::default()).await;
+async fn swr_serves_stale_at_once_and_refreshes_once_across_instances(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "swr", CacheConfig::default()).await;
     let opts = EntryOptions::new()
         .ttl(Duration::from_millis(300))
         .swr(Duration::from_secs(30));
@@ -75,13 +76,17 @@ async fn swr_serves_stale_at_once_and_refreshes_once_across_instances() {
     assert!(stats.stale_served >= 1);
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    swr_serves_stale_at_once_and_refreshes_once_across_instances
+);
+
 /// Regression: a stale-while-revalidate refresh that was loading while the entry was deleted
 /// must not write its value back (it compares the entry header it read).
-#[tokio::test]
-async fn a_refresh_does_not_resurrect_a_deleted_entry() {
-    let server = RedisServer::start();
+async fn a_refresh_does_not_resurrect_a_deleted_entry(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("swr_delete"),
         CacheConfig::default(),
     )
@@ -109,7 +114,7 @@ async fn a_refresh_does_not_resurrect_a_deleted_entry() {
         "deleted while the refresh loads"
     );
     tokio::time::sleep(Duration::from_millis(500)).await; // the refresh has finished
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let exists: bool = redis::cmd("EXISTS")
         .arg(cache.full_key("doc"))
         .query_async(&mut conn)
@@ -118,6 +123,8 @@ async fn a_refresh_does_not_resurrect_a_deleted_entry() {
     assert!(!exists, "the refresh wrote its value back after the delete");
     assert_eq!(cache.get::<u32>("doc").await.unwrap(), None);
 }
+
+redisx_tests::on_topologies!(a_refresh_does_not_resurrect_a_deleted_entry);
 
 #[derive(Debug)]
 struct Flaky;
@@ -128,10 +135,14 @@ impl From<Error> for Flaky {
     }
 }
 
-#[tokio::test]
-async fn stale_if_error_serves_within_the_window_and_errors_after_it() {
-    let server = RedisServer::start();
-    let rx = runtime(&server.url(), &unique_prefix("sie"), CacheConfig::default()).await;
+async fn stale_if_error_serves_within_the_window_and_errors_after_it(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = runtime(
+        &deployment.url(),
+        &unique_prefix("sie"),
+        CacheConfig::default(),
+    )
+    .await;
     let opts = EntryOptions::new()
         .ttl(Duration::from_millis(200))
         .stale_if_error(Duration::from_millis(800));
@@ -162,7 +173,7 @@ async fn stale_if_error_serves_within_the_window_and_errors_after_it() {
     );
     // A predicate can refuse to serve stale values.
     let picky = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("sie_pred"),
         CacheConfig::default().stale_if_error_when(|e| e.downcast_ref::<Flaky>().is_none()),
     )
@@ -179,3 +190,5 @@ async fn stale_if_error_serves_within_the_window_and_errors_after_it() {
         .await;
     assert!(r.is_err(), "the predicate refused this error");
 }
+
+redisx_tests::on_topologies!(stale_if_error_serves_within_the_window_and_errors_after_it);

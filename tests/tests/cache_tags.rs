@@ -1,19 +1,20 @@
 //! Tags against real Redis: invalidation deletes exactly the tagged entries, `keys_by_tag`,
-//! rewrites that drop a tag, pruning of the sorted-set tag indexes, and invalidations that fail
-//! half-way (made real with ACL users) keeping what a retry needs.
+//! rewrites that drop a tag and pruning of the sorted-set tag indexes, on a standalone server
+//! and on the cluster; rewrites in an L1-only cache; and invalidations that fail half-way
+//! (made real with ACL users on a standalone server) keeping what a retry needs.
 
 use std::time::Duration;
 
 use redisx::cache::EntryOptions;
+use redisx::testing::{Deployment, Topology};
 use redisx::{CacheConfig, CacheMode, Error, ErrorCode, RedisX};
 use redisx_tests::cache::{POLL, pair, raw, raw_get};
 use redisx_tests::{RedisServer, eventually, runtime, unique_prefix};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tag_invalidation_removes_every_tagged_key_and_nothing_else() {
-    let server = RedisServer::start();
+async fn tag_invalidation_removes_every_tagged_key_and_nothing_else(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("tags10k");
-    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let rx = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
     let cache = rx.cache();
     let tagged: Vec<(String, u32)> = (0..10_000).map(|i| (format!("item:{i}"), i)).collect();
     cache
@@ -30,7 +31,7 @@ async fn tag_invalidation_removes_every_tagged_key_and_nothing_else() {
     let deleted = cache.invalidate_tags(&["bulk"]).await.unwrap();
     assert_eq!(deleted, 10_000);
 
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let keys: Vec<String> = tagged.iter().map(|(k, _)| cache.full_key(k)).collect();
     for chunk in keys.chunks(1000) {
         let n: u64 = redis::cmd("EXISTS")
@@ -63,11 +64,15 @@ async fn tag_invalidation_removes_every_tagged_key_and_nothing_else() {
     assert_eq!(cache.invalidate_tags(&["keep"]).await.unwrap(), 200);
 }
 
-#[tokio::test]
-async fn keys_by_tag_lists_the_indexed_keys() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    tag_invalidation_removes_every_tagged_key_and_nothing_else
+);
+
+async fn keys_by_tag_lists_the_indexed_keys(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("keys_by_tag"),
         CacheConfig::default(),
     )
@@ -96,12 +101,13 @@ async fn keys_by_tag_lists_the_indexed_keys() {
     assert!(cache.keys_by_tag("users").await.unwrap().is_empty());
 }
 
+redisx_tests::on_topologies!(keys_by_tag_lists_the_indexed_keys);
+
 /// An entry rewritten without a tag it had is not deleted by that tag's invalidation, in
 /// Redis or in another instance's L1; an entry that still carries the tag is.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retagged_entry_survives_the_invalidation_of_its_old_tag() {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "retag", CacheConfig::default()).await;
+async fn a_retagged_entry_survives_the_invalidation_of_its_old_tag(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "retag", CacheConfig::default()).await;
     let tagged = |t: &str| EntryOptions::new().tags([t.to_owned()]);
     a.cache()
         .set_with("moved", &1u32, &tagged("old"))
@@ -158,6 +164,11 @@ async fn a_retagged_entry_survives_the_invalidation_of_its_old_tag() {
     assert_eq!(a.cache().get::<u32>("moved").await.unwrap(), None);
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_retagged_entry_survives_the_invalidation_of_its_old_tag
+);
+
 /// The same without Redis: the in-process tag index follows rewrites.
 #[tokio::test]
 async fn a_retagged_entry_survives_in_an_l1_only_cache() {
@@ -198,7 +209,7 @@ async fn a_retagged_entry_survives_in_an_l1_only_cache() {
 
 /// The members (user keys) of a tag index, sorted, and its Redis type.
 async fn index_members(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut impl redis::aio::ConnectionLike,
     index: &str,
 ) -> (String, Vec<String>) {
     let kind: String = redis::cmd("TYPE")
@@ -229,13 +240,12 @@ async fn index_members(
 /// written under a busy tag stayed in it (the index's ttl is renewed by each write), and its
 /// invalidation read them all. Indexes are sorted sets scored by when each entry ends; every
 /// write prunes the members whose entries ended (with a margin for clock skew).
-#[tokio::test]
-async fn tag_indexes_drop_the_keys_of_ended_entries() {
-    let server = RedisServer::start();
+async fn tag_indexes_drop_the_keys_of_ended_entries(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("tag_prune");
-    let rx = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let rx = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
     let cache = rx.cache();
-    let mut conn = raw(&server).await;
+    let mut conn = deployment.raw_connection().await;
     let index = format!("{prefix}cache:_tag:busy");
     let tagged = EntryOptions::new().tags(["busy"]);
     cache.set_with("live", &1u8, &tagged).await.unwrap();
@@ -278,6 +288,8 @@ async fn tag_indexes_drop_the_keys_of_ended_entries() {
     );
     assert_eq!(cache.invalidate_tags(&["busy"]).await.unwrap(), 2);
 }
+
+redisx_tests::on_topologies!(tag_indexes_drop_the_keys_of_ended_entries);
 
 /// Regression: a tag invalidation claims (deletes) its tag indexes, then deletes the tagged
 /// entries in a second round trip. When that second step failed, the indexes were gone, so

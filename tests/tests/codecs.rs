@@ -1,14 +1,16 @@
 //! Codecs against real Redis: bincode (default) and JSON, chosen in `CacheConfig::codec` or per
 //! entry with `EntryOptions::codec`; the stored form (a 17-byte header, then the codec's bytes;
 //! JSON readable by anyone); and entries that cannot be read (unknown header, truncated, another
-//! codec than the reader's, another type) being misses that the loader's value replaces.
+//! codec than the reader's, another type) being misses that the loader's value replaces. Each
+//! test runs on a standalone server and on the cluster.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redisx::cache::EntryOptions;
+use redisx::testing::{Deployment, Topology};
 use redisx::{Bincode, CacheConfig, Codec as _, CodecKind, Error, RedisX};
-use redisx_tests::cache::raw;
-use redisx_tests::{RedisServer, runtime, unique_prefix};
+
+use redisx_tests::{runtime, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 /// The envelope header: format byte, `stale_at` and `expires_at` (unix ms, little endian).
@@ -44,35 +46,36 @@ fn grace() -> Profile {
     }
 }
 
-async fn stored(server: &RedisServer, full_key: &str) -> Option<Vec<u8>> {
+async fn stored(deployment: &Deployment, full_key: &str) -> Option<Vec<u8>> {
     redis::cmd("GET")
         .arg(full_key)
-        .query_async(&mut raw(server).await)
+        .query_async(&mut deployment.raw_connection().await)
         .await
         .unwrap()
 }
 
-async fn store(server: &RedisServer, full_key: &str, bytes: &[u8]) {
+async fn store(deployment: &Deployment, full_key: &str, bytes: &[u8]) {
     let () = redis::cmd("SET")
         .arg(full_key)
         .arg(bytes)
-        .query_async(&mut raw(server).await)
+        .query_async(&mut deployment.raw_connection().await)
         .await
         .unwrap();
 }
 
-#[tokio::test]
-async fn json_config_stores_json_that_anyone_can_read() {
-    let server = RedisServer::start();
+async fn json_config_stores_json_that_anyone_can_read(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("json_cfg"),
         CacheConfig::default().codec(CodecKind::Json),
     )
     .await;
     let cache = rx.cache();
     cache.set("p", &ada(), None).await.unwrap();
-    let bytes = stored(&server, &cache.full_key("p")).await.expect("stored");
+    let bytes = stored(&deployment, &cache.full_key("p"))
+        .await
+        .expect("stored");
     assert_eq!(
         bytes[0],
         CodecKind::Json.format() | TAGGED,
@@ -86,18 +89,21 @@ async fn json_config_stores_json_that_anyone_can_read() {
     assert_eq!(cache.get::<Profile>("p").await.unwrap(), Some(ada()));
 }
 
-#[tokio::test]
-async fn bincode_is_the_default_and_stores_bincode() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(json_config_stores_json_that_anyone_can_read);
+
+async fn bincode_is_the_default_and_stores_bincode(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("bincode_cfg"),
         CacheConfig::default(),
     )
     .await;
     let cache = rx.cache();
     cache.set("p", &ada(), None).await.unwrap();
-    let bytes = stored(&server, &cache.full_key("p")).await.expect("stored");
+    let bytes = stored(&deployment, &cache.full_key("p"))
+        .await
+        .expect("stored");
     assert_eq!(
         bytes[0],
         CodecKind::Bincode.format() | TAGGED,
@@ -109,11 +115,12 @@ async fn bincode_is_the_default_and_stores_bincode() {
     assert_eq!(cache.get::<Profile>("p").await.unwrap(), Some(ada()));
 }
 
-#[tokio::test]
-async fn a_per_entry_codec_overrides_the_config() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(bincode_is_the_default_and_stores_bincode);
+
+async fn a_per_entry_codec_overrides_the_config(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("entry_codec"),
         CacheConfig::default(),
     )
@@ -122,8 +129,8 @@ async fn a_per_entry_codec_overrides_the_config() {
     let json = EntryOptions::new().codec(CodecKind::Json);
     cache.set_with("j", &ada(), &json).await.unwrap();
     cache.set("b", &grace(), None).await.unwrap();
-    let j = stored(&server, &cache.full_key("j")).await.unwrap();
-    let b = stored(&server, &cache.full_key("b")).await.unwrap();
+    let j = stored(&deployment, &cache.full_key("j")).await.unwrap();
+    let b = stored(&deployment, &cache.full_key("b")).await.unwrap();
     assert_eq!(j[0], CodecKind::Json.format() | TAGGED);
     assert_eq!(b[0], CodecKind::Bincode.format() | TAGGED);
     assert_eq!(
@@ -149,7 +156,9 @@ async fn a_per_entry_codec_overrides_the_config() {
         .await
         .unwrap();
     assert_eq!(loaded, grace());
-    let bytes = stored(&server, &cache.full_key("loaded")).await.unwrap();
+    let bytes = stored(&deployment, &cache.full_key("loaded"))
+        .await
+        .unwrap();
     assert_eq!(bytes[0], CodecKind::Json.format() | TAGGED);
     assert_eq!(
         serde_json::from_slice::<Profile>(&bytes[BODY..]).unwrap(),
@@ -157,19 +166,21 @@ async fn a_per_entry_codec_overrides_the_config() {
     );
 }
 
+redisx_tests::on_topologies!(a_per_entry_codec_overrides_the_config);
+
 /// Writes `bytes` under `key`, then checks that a read is a miss, that `get_or_load` runs its
 /// loader (once) and that the loader's value replaced the bad entry in Redis.
-async fn assert_miss_and_replaced(server: &RedisServer, rx: &RedisX, key: &str, bytes: &[u8]) {
+async fn assert_miss_and_replaced(deployment: &Deployment, rx: &RedisX, key: &str, bytes: &[u8]) {
     let cache = rx.cache();
     let full = cache.full_key(key);
-    store(server, &full, bytes).await;
+    store(deployment, &full, bytes).await;
     cache.clear_l1();
     assert_eq!(
         cache.get::<Profile>(key).await.unwrap(),
         None,
         "{key}: an unreadable entry is a miss"
     );
-    store(server, &full, bytes).await; // a miss may have removed it
+    store(deployment, &full, bytes).await; // a miss may have removed it
     cache.clear_l1();
     let calls = AtomicUsize::new(0);
     let v = cache
@@ -185,7 +196,7 @@ async fn assert_miss_and_replaced(server: &RedisServer, rx: &RedisX, key: &str, 
         1,
         "{key}: the loader runs once"
     );
-    let now = stored(server, &full)
+    let now = stored(deployment, &full)
         .await
         .expect("the loader's value is stored");
     assert_ne!(now, bytes, "{key}: the bad entry is still there");
@@ -197,80 +208,88 @@ async fn assert_miss_and_replaced(server: &RedisServer, rx: &RedisX, key: &str, 
     );
 }
 
-#[tokio::test]
-async fn an_unknown_header_byte_is_a_miss_and_is_replaced() {
-    let server = RedisServer::start();
+async fn an_unknown_header_byte_is_a_miss_and_is_replaced(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("bad_header"),
         CacheConfig::default(),
     )
     .await;
     // A well-formed bincode entry whose header byte names no codec.
     rx.cache().set("src", &ada(), None).await.unwrap();
-    let mut bytes = stored(&server, &rx.cache().full_key("src")).await.unwrap();
+    let mut bytes = stored(&deployment, &rx.cache().full_key("src"))
+        .await
+        .unwrap();
     for header in [0x00, 0x03, 0x7f, 0xff] {
         bytes[0] = header;
-        assert_miss_and_replaced(&server, &rx, &format!("h{header:02x}"), &bytes).await;
+        assert_miss_and_replaced(&deployment, &rx, &format!("h{header:02x}"), &bytes).await;
     }
     assert!(rx.cache().stats().corrupt_entries >= 4);
 }
 
-#[tokio::test]
-async fn a_truncated_entry_is_a_miss_and_is_replaced() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(an_unknown_header_byte_is_a_miss_and_is_replaced);
+
+async fn a_truncated_entry_is_a_miss_and_is_replaced(topology: Topology) {
+    let deployment = Deployment::start(topology);
     for codec in [CodecKind::Bincode, CodecKind::Json] {
         let rx = runtime(
-            &server.url(),
+            &deployment.url(),
             &unique_prefix("truncated"),
             CacheConfig::default().codec(codec),
         )
         .await;
         rx.cache().set("src", &ada(), None).await.unwrap();
-        let bytes = stored(&server, &rx.cache().full_key("src")).await.unwrap();
+        let bytes = stored(&deployment, &rx.cache().full_key("src"))
+            .await
+            .unwrap();
         // Inside the header, right after it, and one byte short of the value.
         for len in [1, HEADER_LEN - 1, HEADER_LEN, bytes.len() - 1] {
             let key = format!("{}-{len}", codec.name());
-            assert_miss_and_replaced(&server, &rx, &key, &bytes[..len]).await;
+            assert_miss_and_replaced(&deployment, &rx, &key, &bytes[..len]).await;
         }
     }
 }
 
-#[tokio::test]
-async fn an_entry_of_another_type_is_a_miss_and_is_replaced() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(a_truncated_entry_is_a_miss_and_is_replaced);
+
+async fn an_entry_of_another_type_is_a_miss_and_is_replaced(topology: Topology) {
+    let deployment = Deployment::start(topology);
     for codec in [CodecKind::Bincode, CodecKind::Json] {
         let rx = runtime(
-            &server.url(),
+            &deployment.url(),
             &unique_prefix("other_type"),
             CacheConfig::default().codec(codec),
         )
         .await;
         // A list of numbers where a Profile is expected.
         rx.cache().set("src", &vec![1u8, 2, 3], None).await.unwrap();
-        let bytes = stored(&server, &rx.cache().full_key("src")).await.unwrap();
-        assert_miss_and_replaced(&server, &rx, &format!("t-{}", codec.name()), &bytes).await;
+        let bytes = stored(&deployment, &rx.cache().full_key("src"))
+            .await
+            .unwrap();
+        assert_miss_and_replaced(&deployment, &rx, &format!("t-{}", codec.name()), &bytes).await;
     }
 }
+
+redisx_tests::on_topologies!(an_entry_of_another_type_is_a_miss_and_is_replaced);
 
 /// Every entry names its codec in its header, so a reader configured for another codec still
 /// reads it: switching a service from JSON to bincode (or back) needs no flush, and entries
 /// written with a per-entry codec are readable through every API. New writes use the reader's
 /// codec.
-#[tokio::test]
-async fn a_json_entry_is_read_by_its_header_under_a_bincode_config() {
-    let server = RedisServer::start();
+async fn a_json_entry_is_read_by_its_header_under_a_bincode_config(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("cross_codec");
     let writer = runtime(
-        &server.url(),
+        &deployment.url(),
         &prefix,
         CacheConfig::default().codec(CodecKind::Json),
     )
     .await;
-    let reader = runtime(&server.url(), &prefix, CacheConfig::default()).await;
+    let reader = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
     writer.cache().set("p", &ada(), None).await.unwrap();
     let full = reader.cache().full_key("p");
-    let json_entry = stored(&server, &full).await.unwrap();
+    let json_entry = stored(&deployment, &full).await.unwrap();
     assert_eq!(json_entry[0], CodecKind::Json.format() | TAGGED);
 
     let calls = AtomicUsize::new(0);
@@ -288,7 +307,7 @@ async fn a_json_entry_is_read_by_its_header_under_a_bincode_config() {
         "the JSON entry is a hit for a bincode-configured reader"
     );
     reader.cache().set("p", &grace(), None).await.unwrap();
-    let now = stored(&server, &full).await.unwrap();
+    let now = stored(&deployment, &full).await.unwrap();
     assert_eq!(
         now[0],
         CodecKind::Bincode.format() | TAGGED,
@@ -297,3 +316,5 @@ async fn a_json_entry_is_read_by_its_header_under_a_bincode_config() {
     writer.cache().clear_l1();
     assert_eq!(writer.cache().get("p").await.unwrap(), Some(grace()));
 }
+
+redisx_tests::on_topologies!(a_json_entry_is_read_by_its_header_under_a_bincode_config);

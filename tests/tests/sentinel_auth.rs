@@ -83,9 +83,8 @@ async fn a_wrong_or_missing_password_is_an_authentication_error() {
         (DATA_PASSWORD, None, "sentinel_password"),
         ("wrong", Some(SENTINEL_PASSWORD), "authentication failed"),
     ] {
-        let err = match build(&url(&set, data, sentinel), "sentinel_auth_refused").await {
-            Ok(_) => panic!("built with data={data} sentinel={sentinel:?}"),
-            Err(err) => err,
+        let Err(err) = build(&url(&set, data, sentinel), "sentinel_auth_refused").await else {
+            panic!("built with data={data} sentinel={sentinel:?}")
         };
         assert_eq!(
             err.code(),
