@@ -1,15 +1,19 @@
-//! Fixtures of the idempotency tests (`tests/tests/idempotency_*.rs`): runtimes with an
-//! idempotency config, a body that counts its runs, raw writes and reads of the records, and
-//! the completion listeners as the server sees them.
+//! Fixtures of the idempotency tests (`tests/tests/idempotency_*.rs`, `http_idempotency.rs`):
+//! runtimes with an idempotency config, a `#[redisx::test]`-like runtime in scope on any
+//! topology, a body that counts its runs, raw writes and reads of the records, and the
+//! completion listeners and command counts as the servers see them (summed over a cluster's
+//! nodes).
 
 use std::fmt::Debug;
-use std::future::Future;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redisx::idempotency::IdempotencyConfig;
+use redisx::testing::Deployment;
 use redisx::{ConnectionConfig, Error, ErrorCode, RedisX};
 
 /// A runtime on `url` with the key prefix `prefix` and `idempotency`, a short command timeout
@@ -79,7 +83,8 @@ pub fn done_channel(prefix: &str) -> String {
     format!("{prefix}idem:@done")
 }
 
-/// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`).
+/// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`) on the one server `conn`
+/// reaches; [`Nodes::subscribers`] sums over a cluster's nodes.
 ///
 /// # Panics
 /// When the read fails.
@@ -93,20 +98,80 @@ pub async fn subscribers(conn: &mut impl ConnectionLike, channel: &str) -> u64 {
     reply.1
 }
 
-/// Waits (up to 5 s) until at least `n` completion listeners are subscribed to `channel`: a
-/// runtime subscribes when one of its callers first waits for a key.
+/// Waits (up to 5 s) until at least `n` completion listeners are subscribed to `channel`,
+/// summed over the data nodes of `deployment` (on a cluster a subscription lives on one node):
+/// a runtime subscribes when one of its callers first waits for a key.
 ///
 /// # Panics
-/// When fewer than `n` are subscribed in time, or the server cannot be asked.
-pub async fn wait_for_listeners(url: &str, channel: &str, n: u64) {
-    let conn = crate::raw_connection(url).await;
+/// When fewer than `n` are subscribed in time, or a node cannot be asked.
+pub async fn wait_for_listeners(deployment: &Deployment, channel: &str, n: u64) {
+    let nodes = Nodes::of(deployment).await;
     let ready = crate::eventually(Duration::from_secs(5), Duration::from_millis(5), || {
-        let mut conn = conn.clone();
-        let channel = channel.to_owned();
-        async move { subscribers(&mut conn, &channel).await >= n }
+        let mut nodes = nodes.clone();
+        async move { nodes.subscribers(channel).await >= n }
     })
     .await;
-    assert!(ready, "{n} completion listeners subscribed to {channel}");
+    assert!(
+        ready,
+        "{n} completion listeners subscribed to {channel} on {}",
+        deployment.topology()
+    );
+}
+
+/// A connection to every data node of a deployment (the one server of a standalone one), for
+/// what a server counts for itself and a cluster per node: each reading is the sum over the
+/// nodes.
+#[derive(Clone, Debug)]
+pub struct Nodes(Vec<MultiplexedConnection>);
+
+impl Nodes {
+    /// Connects to each of `deployment.server_urls()`.
+    ///
+    /// # Panics
+    /// When a node does not accept a connection.
+    pub async fn of(deployment: &Deployment) -> Self {
+        let mut conns = Vec::new();
+        for url in deployment.server_urls() {
+            conns.push(crate::raw_connection(&url).await);
+        }
+        Self(conns)
+    }
+
+    /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`), over the nodes.
+    ///
+    /// # Panics
+    /// When a read fails.
+    pub async fn subscribers(&mut self, channel: &str) -> u64 {
+        let mut n = 0;
+        for conn in &mut self.0 {
+            n += subscribers(conn, channel).await;
+        }
+        n
+    }
+
+    /// How many times the nodes ran `cmd` (lowercase, e.g. `"publish"`; `INFO commandstats`).
+    ///
+    /// # Panics
+    /// When a read fails.
+    pub async fn calls(&mut self, cmd: &str) -> u64 {
+        let mut n = 0;
+        for conn in &mut self.0 {
+            n += crate::rate_limit::server_calls(conn, cmd).await;
+        }
+        n
+    }
+
+    /// Every script call the nodes ran (`EVALSHA`, `EVAL` and `FCALL`).
+    ///
+    /// # Panics
+    /// When a read fails.
+    pub async fn script_calls(&mut self) -> u64 {
+        let mut n = 0;
+        for conn in &mut self.0 {
+            n += crate::rate_limit::script_calls(conn).await;
+        }
+        n
+    }
 }
 
 /// Writes the hash `key` with `fields` (`HSET`), without redisx: a record made by hand.

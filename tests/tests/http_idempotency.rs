@@ -4,6 +4,10 @@
 //! request, a 5xx then a retry after the lock ttl, tenants, the request and response body
 //! limits, methods not covered, Redis stopped (fail closed and fail open), and an
 //! `Idempotency::run` on the same key inside the handler.
+//!
+//! The tests run on a standalone server and on the cluster (what `#[redisx::test]` gives a test,
+//! on either: `scoped`), but for the one that stops Redis (a server of its own, killed), which
+//! runs on a standalone server.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,9 +19,11 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use redisx::http::{IdempotencyKey, IdempotencyLayer, KeyExtractor};
 use redisx::idempotency::{ErrorPolicy, IdempotencyConfig, IdempotencyOptions, Status};
+use redisx::testing::Topology;
 use redisx::{Error, RedisX};
 use redisx_tests::http::{client, serve};
 use redisx_tests::idempotency::idem_runtime;
+use redisx_tests::scoped;
 use redisx_tests::{RedisServer, unique_prefix};
 use serde_json::Value;
 
@@ -151,340 +157,406 @@ fn app(runs: &Runs, rx: &RedisX, layer: IdempotencyLayer) -> Router {
         .layer(layer)
 }
 
-#[redisx::test]
-async fn a_required_key_must_be_sent_once_and_well_formed(rx: RedisX) {
-    let runs = Runs::default();
-    let layer = IdempotencyLayer::new().runtime(rx.clone()).required(true);
-    let url = format!("{}/orders", serve(app(&runs, &rx, layer)).await);
-    let c = client();
-    let missing = c.post(&url).body("{}").send().await.unwrap();
-    assert_eq!(missing.status(), 400);
-    let body = problem(missing).await;
-    assert_eq!(body["code"], "IDEMPOTENCY_KEY_MISSING");
-    assert_eq!(body["status"], 400);
-    let twice = c
-        .post(&url)
-        .header(KEY, "a")
-        .header(KEY, "b")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(twice.status(), 400);
-    assert_eq!(problem(twice).await["code"], "IDEMPOTENCY_KEY_INVALID");
-    let too_long = "k".repeat(256);
-    for bad in ["has space", "tab\there", too_long.as_str()] {
-        let res = post_key(&c, &url, bad, "{}").await;
-        assert_eq!(res.status(), 400, "{bad:?}");
-        assert_eq!(problem(res).await["code"], "IDEMPOTENCY_KEY_INVALID");
-    }
-    assert_eq!(runs.get(), 0, "no refused request ran");
-    let longest = "k".repeat(255);
-    assert_eq!(post_key(&c, &url, &longest, "{}").await.status(), 201);
-    assert_eq!(runs.get(), 1);
+async fn a_required_key_must_be_sent_once_and_well_formed(topology: Topology) {
+    scoped(
+        topology,
+        "a_required_key_must_be_sent_once_and_well_formed",
+        |rx| async move {
+            let runs = Runs::default();
+            let layer = IdempotencyLayer::new().runtime(rx.clone()).required(true);
+            let url = format!("{}/orders", serve(app(&runs, &rx, layer)).await);
+            let c = client();
+            let missing = c.post(&url).body("{}").send().await.unwrap();
+            assert_eq!(missing.status(), 400);
+            let body = problem(missing).await;
+            assert_eq!(body["code"], "IDEMPOTENCY_KEY_MISSING");
+            assert_eq!(body["status"], 400);
+            let twice = c
+                .post(&url)
+                .header(KEY, "a")
+                .header(KEY, "b")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(twice.status(), 400);
+            assert_eq!(problem(twice).await["code"], "IDEMPOTENCY_KEY_INVALID");
+            let too_long = "k".repeat(256);
+            for bad in ["has space", "tab\there", too_long.as_str()] {
+                let res = post_key(&c, &url, bad, "{}").await;
+                assert_eq!(res.status(), 400, "{bad:?}");
+                assert_eq!(problem(res).await["code"], "IDEMPOTENCY_KEY_INVALID");
+            }
+            assert_eq!(runs.get(), 0, "no refused request ran");
+            let longest = "k".repeat(255);
+            assert_eq!(post_key(&c, &url, &longest, "{}").await.status(), 201);
+            assert_eq!(runs.get(), 1);
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn without_a_key_an_optional_layer_lets_the_request_through(rx: RedisX) {
-    let runs = Runs::default();
-    let url = format!(
-        "{}/orders",
-        serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
-    );
-    let c = client();
-    for _ in 0..2 {
-        let res = c.post(&url).body("{}").send().await.unwrap();
-        assert_eq!(res.status(), 201);
-        assert!(!replayed(&res));
-    }
-    assert_eq!(
-        runs.get(),
-        2,
-        "the original's default: no key, no protection"
-    );
+async fn without_a_key_an_optional_layer_lets_the_request_through(topology: Topology) {
+    scoped(
+        topology,
+        "without_a_key_an_optional_layer_lets_the_request_through",
+        |rx| async move {
+            let runs = Runs::default();
+            let url = format!(
+                "{}/orders",
+                serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
+            );
+            let c = client();
+            for _ in 0..2 {
+                let res = c.post(&url).body("{}").send().await.unwrap();
+                assert_eq!(res.status(), 201);
+                assert!(!replayed(&res));
+            }
+            assert_eq!(
+                runs.get(),
+                2,
+                "the original's default: no key, no protection"
+            );
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn a_duplicate_gets_the_recorded_status_headers_and_body(rx: RedisX) {
-    let runs = Runs::default();
-    let url = format!(
-        "{}/orders",
-        serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
-    );
-    let c = client();
-    let first = post_key(&c, &url, "order-1", r#"{"amount":42}"#).await;
-    assert_eq!(first.status(), 201);
-    assert!(header(&first, "idempotency-replayed").is_none());
-    assert_eq!(header(&first, "x-request-secret").as_deref(), Some("s1"));
-    let first_headers = ["content-type", "location", "etag"].map(|h| header(&first, h));
-    let first_body = first.text().await.unwrap();
-    let second = post_key(&c, &url, "order-1", r#"{"amount":42}"#).await;
-    assert_eq!(second.status(), 201);
-    assert!(replayed(&second));
-    assert_eq!(
-        ["content-type", "location", "etag"].map(|h| header(&second, h)),
-        first_headers
-    );
-    assert_eq!(first_headers[1].as_deref(), Some("/orders/1"));
-    assert!(
-        header(&second, "x-request-secret").is_none(),
-        "only allow-listed headers are recorded"
-    );
-    assert_eq!(second.text().await.unwrap(), first_body);
-    assert_eq!(runs.get(), 1);
-    let record = rx.idempotency().get("order-1").await.unwrap().unwrap();
-    assert_eq!(record.status(), Status::Completed);
-    // PATCH is covered too; another key runs.
-    let patch = c
-        .patch(&url)
-        .header(KEY, "order-2")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patch.status(), 201);
-    let again = c
-        .patch(&url)
-        .header(KEY, "order-2")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert!(replayed(&again));
-    assert_eq!(runs.get(), 2);
+async fn a_duplicate_gets_the_recorded_status_headers_and_body(topology: Topology) {
+    scoped(
+        topology,
+        "a_duplicate_gets_the_recorded_status_headers_and_body",
+        |rx| async move {
+            let runs = Runs::default();
+            let url = format!(
+                "{}/orders",
+                serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
+            );
+            let c = client();
+            let first = post_key(&c, &url, "order-1", r#"{"amount":42}"#).await;
+            assert_eq!(first.status(), 201);
+            assert!(header(&first, "idempotency-replayed").is_none());
+            assert_eq!(header(&first, "x-request-secret").as_deref(), Some("s1"));
+            let first_headers = ["content-type", "location", "etag"].map(|h| header(&first, h));
+            let first_body = first.text().await.unwrap();
+            let second = post_key(&c, &url, "order-1", r#"{"amount":42}"#).await;
+            assert_eq!(second.status(), 201);
+            assert!(replayed(&second));
+            assert_eq!(
+                ["content-type", "location", "etag"].map(|h| header(&second, h)),
+                first_headers
+            );
+            assert_eq!(first_headers[1].as_deref(), Some("/orders/1"));
+            assert!(
+                header(&second, "x-request-secret").is_none(),
+                "only allow-listed headers are recorded"
+            );
+            assert_eq!(second.text().await.unwrap(), first_body);
+            assert_eq!(runs.get(), 1);
+            let record = rx.idempotency().get("order-1").await.unwrap().unwrap();
+            assert_eq!(record.status(), Status::Completed);
+            // PATCH is covered too; another key runs.
+            let patch = c
+                .patch(&url)
+                .header(KEY, "order-2")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(patch.status(), 201);
+            let again = c
+                .patch(&url)
+                .header(KEY, "order-2")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert!(replayed(&again));
+            assert_eq!(runs.get(), 2);
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn another_body_with_the_same_key_is_422(rx: RedisX) {
-    let runs = Runs::default();
-    let url = format!(
-        "{}/orders",
-        serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
-    );
-    let c = client();
-    assert_eq!(
-        post_key(&c, &url, "pay-1", r#"{"amount":1}"#)
-            .await
-            .status(),
-        201
-    );
-    let other = post_key(&c, &url, "pay-1", r#"{"amount":2}"#).await;
-    assert_eq!(other.status(), 422);
-    let body = problem(other).await;
-    assert_eq!(body["code"], "IDEMPOTENCY_FINGERPRINT_MISMATCH");
-    assert!(body["detail"].as_str().is_some());
-    // The query is not part of the default fingerprint.
-    let query = post_key(&c, &format!("{url}?page=2"), "pay-1", r#"{"amount":1}"#).await;
-    assert!(replayed(&query));
-    assert_eq!(runs.get(), 1);
+async fn another_body_with_the_same_key_is_422(topology: Topology) {
+    scoped(
+        topology,
+        "another_body_with_the_same_key_is_422",
+        |rx| async move {
+            let runs = Runs::default();
+            let url = format!(
+                "{}/orders",
+                serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
+            );
+            let c = client();
+            assert_eq!(
+                post_key(&c, &url, "pay-1", r#"{"amount":1}"#)
+                    .await
+                    .status(),
+                201
+            );
+            let other = post_key(&c, &url, "pay-1", r#"{"amount":2}"#).await;
+            assert_eq!(other.status(), 422);
+            let body = problem(other).await;
+            assert_eq!(body["code"], "IDEMPOTENCY_FINGERPRINT_MISMATCH");
+            assert!(body["detail"].as_str().is_some());
+            // The query is not part of the default fingerprint.
+            let query = post_key(&c, &format!("{url}?page=2"), "pay-1", r#"{"amount":1}"#).await;
+            assert!(replayed(&query));
+            assert_eq!(runs.get(), 1);
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn fingerprints_can_be_turned_off_chosen_or_include_the_query(rx: RedisX) {
-    let runs = Runs::default();
-    let c = client();
-    let off = IdempotencyLayer::new()
-        .runtime(rx.clone())
-        .validate_fingerprint(false)
-        .key_prefix("off:");
-    let url = format!("{}/orders", serve(app(&runs, &rx, off)).await);
-    assert_eq!(post_key(&c, &url, "k", "one").await.status(), 201);
-    assert!(replayed(&post_key(&c, &url, "k", "two").await));
-    assert_eq!(runs.get(), 1);
+async fn fingerprints_can_be_turned_off_chosen_or_include_the_query(topology: Topology) {
+    scoped(
+        topology,
+        "fingerprints_can_be_turned_off_chosen_or_include_the_query",
+        |rx| async move {
+            let runs = Runs::default();
+            let c = client();
+            let off = IdempotencyLayer::new()
+                .runtime(rx.clone())
+                .validate_fingerprint(false)
+                .key_prefix("off:");
+            let url = format!("{}/orders", serve(app(&runs, &rx, off)).await);
+            assert_eq!(post_key(&c, &url, "k", "one").await.status(), 201);
+            assert!(replayed(&post_key(&c, &url, "k", "two").await));
+            assert_eq!(runs.get(), 1);
 
-    let custom = IdempotencyLayer::new()
-        .runtime(rx.clone())
-        .fingerprint_with(|req, _body| req.uri.path().to_owned())
-        .key_prefix("custom:");
-    let url = format!("{}/orders", serve(app(&runs, &rx, custom)).await);
-    assert_eq!(post_key(&c, &url, "k", "one").await.status(), 201);
-    assert!(replayed(&post_key(&c, &url, "k", "two").await));
-    assert_eq!(runs.get(), 2);
+            let custom = IdempotencyLayer::new()
+                .runtime(rx.clone())
+                .fingerprint_with(|req, _body| req.uri.path().to_owned())
+                .key_prefix("custom:");
+            let url = format!("{}/orders", serve(app(&runs, &rx, custom)).await);
+            assert_eq!(post_key(&c, &url, "k", "one").await.status(), 201);
+            assert!(replayed(&post_key(&c, &url, "k", "two").await));
+            assert_eq!(runs.get(), 2);
 
-    let query = IdempotencyLayer::new()
-        .runtime(rx.clone())
-        .fingerprint_query(true)
-        .key_prefix("query:");
-    let url = format!("{}/orders", serve(app(&runs, &rx, query)).await);
-    let first = post_key(&c, &format!("{url}?page=1"), "k", "{}").await;
-    assert_eq!(first.status(), 201);
-    let other = post_key(&c, &format!("{url}?page=2"), "k", "{}").await;
-    assert_eq!(other.status(), 422);
-    assert_eq!(runs.get(), 3);
-    let record = rx.idempotency().get("query:k").await.unwrap();
-    assert!(record.is_some(), "the layer's prefix is part of the key");
+            let query = IdempotencyLayer::new()
+                .runtime(rx.clone())
+                .fingerprint_query(true)
+                .key_prefix("query:");
+            let url = format!("{}/orders", serve(app(&runs, &rx, query)).await);
+            let first = post_key(&c, &format!("{url}?page=1"), "k", "{}").await;
+            assert_eq!(first.status(), 201);
+            let other = post_key(&c, &format!("{url}?page=2"), "k", "{}").await;
+            assert_eq!(other.status(), 422);
+            assert_eq!(runs.get(), 3);
+            let record = rx.idempotency().get("query:k").await.unwrap();
+            assert!(record.is_some(), "the layer's prefix is part of the key");
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn a_duplicate_of_a_running_request_gets_409_past_the_wait(rx: RedisX) {
-    let runs = Runs::default();
-    let layer = IdempotencyLayer::new()
-        .runtime(rx.clone())
-        .options(IdempotencyOptions::new().wait(Duration::from_millis(200)));
-    let url = format!("{}/slow", serve(app(&runs, &rx, layer)).await);
-    let c = client();
-    let first = tokio::spawn({
-        let (c, url) = (c.clone(), url.clone());
-        async move { post_key(&c, &url, "slow-1", "{}").await }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let dup = post_key(&c, &url, "slow-1", "{}").await;
-    assert_eq!(dup.status(), 409);
-    let body = problem(dup).await;
-    assert_eq!(body["code"], "IDEMPOTENCY_IN_PROGRESS");
-    assert_eq!(body["state"], "processing");
-    let first = first.await.unwrap();
-    assert_eq!(first.status(), 201);
-    assert_eq!(first.text().await.unwrap(), "slow 1");
-    let after = post_key(&c, &url, "slow-1", "{}").await;
-    assert!(replayed(&after));
-    assert_eq!(after.text().await.unwrap(), "slow 1");
-    assert_eq!(runs.get(), 1);
+async fn a_duplicate_of_a_running_request_gets_409_past_the_wait(topology: Topology) {
+    scoped(
+        topology,
+        "a_duplicate_of_a_running_request_gets_409_past_the_wait",
+        |rx| async move {
+            let runs = Runs::default();
+            let layer = IdempotencyLayer::new()
+                .runtime(rx.clone())
+                .options(IdempotencyOptions::new().wait(Duration::from_millis(200)));
+            let url = format!("{}/slow", serve(app(&runs, &rx, layer)).await);
+            let c = client();
+            let first = tokio::spawn({
+                let (c, url) = (c.clone(), url.clone());
+                async move { post_key(&c, &url, "slow-1", "{}").await }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let dup = post_key(&c, &url, "slow-1", "{}").await;
+            assert_eq!(dup.status(), 409);
+            let body = problem(dup).await;
+            assert_eq!(body["code"], "IDEMPOTENCY_IN_PROGRESS");
+            assert_eq!(body["state"], "processing");
+            let first = first.await.unwrap();
+            assert_eq!(first.status(), 201);
+            assert_eq!(first.text().await.unwrap(), "slow 1");
+            let after = post_key(&c, &url, "slow-1", "{}").await;
+            assert!(replayed(&after));
+            assert_eq!(after.text().await.unwrap(), "slow 1");
+            assert_eq!(runs.get(), 1);
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn a_5xx_marks_the_key_failed_then_a_retry_runs_after_the_lock_ttl(rx: RedisX) {
-    let runs = Runs::default();
-    let layer = IdempotencyLayer::new()
-        .runtime(rx.clone())
-        .options(IdempotencyOptions::new().lock_ttl(Duration::from_millis(500)));
-    let url = format!("{}/flaky", serve(app(&runs, &rx, layer)).await);
-    let c = client();
-    let first = post_key(&c, &url, "flaky-1", "{}").await;
-    assert_eq!(first.status(), 500);
-    assert_eq!(first.text().await.unwrap(), "try again");
-    let dup = post_key(&c, &url, "flaky-1", "{}").await;
-    assert_eq!(dup.status(), 409);
-    let body = problem(dup).await;
-    assert_eq!(body["code"], "IDEMPOTENCY_PREVIOUS_FAILED");
-    assert_eq!(body["state"], "failed");
-    assert_eq!(runs.get(), 1);
-    let record = rx.idempotency().get("flaky-1").await.unwrap().unwrap();
-    assert_eq!(
-        (record.status(), record.reason()),
-        (Status::Failed, "server_error")
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let retry = post_key(&c, &url, "flaky-1", "{}").await;
-    assert_eq!(retry.status(), 201);
-    assert!(!replayed(&retry));
-    assert_eq!(retry.text().await.unwrap(), "flaky 2");
-    let dup = post_key(&c, &url, "flaky-1", "{}").await;
-    assert!(replayed(&dup));
-    assert_eq!(runs.get(), 2);
+async fn a_5xx_marks_the_key_failed_then_a_retry_runs_after_the_lock_ttl(topology: Topology) {
+    scoped(
+        topology,
+        "a_5xx_marks_the_key_failed_then_a_retry_runs_after_the_lock_ttl",
+        |rx| async move {
+            let runs = Runs::default();
+            let layer = IdempotencyLayer::new()
+                .runtime(rx.clone())
+                .options(IdempotencyOptions::new().lock_ttl(Duration::from_millis(500)));
+            let url = format!("{}/flaky", serve(app(&runs, &rx, layer)).await);
+            let c = client();
+            let first = post_key(&c, &url, "flaky-1", "{}").await;
+            assert_eq!(first.status(), 500);
+            assert_eq!(first.text().await.unwrap(), "try again");
+            let dup = post_key(&c, &url, "flaky-1", "{}").await;
+            assert_eq!(dup.status(), 409);
+            let body = problem(dup).await;
+            assert_eq!(body["code"], "IDEMPOTENCY_PREVIOUS_FAILED");
+            assert_eq!(body["state"], "failed");
+            assert_eq!(runs.get(), 1);
+            let record = rx.idempotency().get("flaky-1").await.unwrap().unwrap();
+            assert_eq!(
+                (record.status(), record.reason()),
+                (Status::Failed, "server_error")
+            );
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let retry = post_key(&c, &url, "flaky-1", "{}").await;
+            assert_eq!(retry.status(), 201);
+            assert!(!replayed(&retry));
+            assert_eq!(retry.text().await.unwrap(), "flaky 2");
+            let dup = post_key(&c, &url, "flaky-1", "{}").await;
+            assert!(replayed(&dup));
+            assert_eq!(runs.get(), 2);
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn tenants_with_the_same_key_run_separately_and_cannot_forge_each_other(rx: RedisX) {
-    let runs = Runs::default();
-    let tenant = KeyExtractor::custom(|r| {
-        r.headers
-            .get("x-tenant")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    let layer = IdempotencyLayer::new().runtime(rx.clone()).tenant(tenant);
-    let url = format!("{}/orders", serve(app(&runs, &rx, layer)).await);
-    let c = client();
-    let send = |tenant: &str, key: &str| {
-        c.post(&url)
-            .header("x-tenant", tenant)
-            .header(KEY, key)
-            .body("{}")
-            .send()
-    };
-    let a = send("a", "k").await.unwrap();
-    assert_eq!(a.status(), 201);
-    let b = send("b", "k").await.unwrap();
-    assert_eq!(b.status(), 201);
-    assert!(!replayed(&b), "another tenant's key is its own");
-    assert_eq!(runs.get(), 2);
-    assert!(replayed(&send("a", "k").await.unwrap()));
-    // Both would be `a:b:c` without the escape.
-    assert!(!replayed(&send("a:b", "c").await.unwrap()));
-    assert!(!replayed(&send("a", "b:c").await.unwrap()));
-    assert_eq!(runs.get(), 4);
-    let idem = rx.idempotency();
-    assert!(idem.get("a%3Ab:c").await.unwrap().is_some());
-    assert!(idem.get("a:b:c").await.unwrap().is_some());
-    let anonymous = c
-        .post(&url)
-        .header(KEY, "k")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 401);
-    assert_eq!(
-        problem(anonymous).await["code"],
-        "IDEMPOTENCY_TENANT_MISSING"
-    );
+async fn tenants_with_the_same_key_run_separately_and_cannot_forge_each_other(topology: Topology) {
+    scoped(
+        topology,
+        "tenants_with_the_same_key_run_separately_and_cannot_forge_each_other",
+        |rx| async move {
+            let runs = Runs::default();
+            let tenant = KeyExtractor::custom(|r| {
+                r.headers
+                    .get("x-tenant")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            });
+            let layer = IdempotencyLayer::new().runtime(rx.clone()).tenant(tenant);
+            let url = format!("{}/orders", serve(app(&runs, &rx, layer)).await);
+            let c = client();
+            let send = |tenant: &str, key: &str| {
+                c.post(&url)
+                    .header("x-tenant", tenant)
+                    .header(KEY, key)
+                    .body("{}")
+                    .send()
+            };
+            let a = send("a", "k").await.unwrap();
+            assert_eq!(a.status(), 201);
+            let b = send("b", "k").await.unwrap();
+            assert_eq!(b.status(), 201);
+            assert!(!replayed(&b), "another tenant's key is its own");
+            assert_eq!(runs.get(), 2);
+            assert!(replayed(&send("a", "k").await.unwrap()));
+            // Both would be `a:b:c` without the escape.
+            assert!(!replayed(&send("a:b", "c").await.unwrap()));
+            assert!(!replayed(&send("a", "b:c").await.unwrap()));
+            assert_eq!(runs.get(), 4);
+            let idem = rx.idempotency();
+            assert!(idem.get("a%3Ab:c").await.unwrap().is_some());
+            assert!(idem.get("a:b:c").await.unwrap().is_some());
+            let anonymous = c
+                .post(&url)
+                .header(KEY, "k")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(anonymous.status(), 401);
+            assert_eq!(
+                problem(anonymous).await["code"],
+                "IDEMPOTENCY_TENANT_MISSING"
+            );
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn a_request_body_above_the_limit_is_413(rx: RedisX) {
-    let runs = Runs::default();
-    let layer = IdempotencyLayer::new()
-        .runtime(rx.clone())
-        .max_request_body(16);
-    let url = format!("{}/orders", serve(app(&runs, &rx, layer)).await);
-    let c = client();
-    let res = post_key(&c, &url, "big-1", &"x".repeat(100)).await;
-    assert_eq!(res.status(), 413);
-    assert_eq!(problem(res).await["code"], "IDEMPOTENCY_BODY_TOO_LARGE");
-    assert_eq!(runs.get(), 0);
-    assert!(rx.idempotency().get("big-1").await.unwrap().is_none());
-    let res = post_key(&c, &url, "big-1", &"x".repeat(16)).await;
-    assert_eq!(res.status(), 201);
-    assert_eq!(runs.get(), 1);
+async fn a_request_body_above_the_limit_is_413(topology: Topology) {
+    scoped(
+        topology,
+        "a_request_body_above_the_limit_is_413",
+        |rx| async move {
+            let runs = Runs::default();
+            let layer = IdempotencyLayer::new()
+                .runtime(rx.clone())
+                .max_request_body(16);
+            let url = format!("{}/orders", serve(app(&runs, &rx, layer)).await);
+            let c = client();
+            let res = post_key(&c, &url, "big-1", &"x".repeat(100)).await;
+            assert_eq!(res.status(), 413);
+            assert_eq!(problem(res).await["code"], "IDEMPOTENCY_BODY_TOO_LARGE");
+            assert_eq!(runs.get(), 0);
+            assert!(rx.idempotency().get("big-1").await.unwrap().is_none());
+            let res = post_key(&c, &url, "big-1", &"x".repeat(16)).await;
+            assert_eq!(res.status(), 201);
+            assert_eq!(runs.get(), 1);
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn a_response_too_large_or_streamed_is_served_whole_but_not_recorded(rx: RedisX) {
-    let runs = Runs::default();
-    let layer = IdempotencyLayer::new()
-        .runtime(rx.clone())
-        .max_response_body(1024);
-    let base = serve(app(&runs, &rx, layer)).await;
-    let c = client();
-    for (route, key, body) in [
-        ("big", "big-1", "x".repeat(4096)),
-        ("stream", "stream-1", "abcdef".to_owned()),
-    ] {
-        let url = format!("{base}/{route}");
-        let first = post_key(&c, &url, key, "{}").await;
-        assert_eq!(first.status(), 200);
-        assert_eq!(first.text().await.unwrap(), body, "never cut");
-        let dup = post_key(&c, &url, key, "{}").await;
-        assert_eq!(dup.status(), 409, "{route}");
-        let problem = problem(dup).await;
-        assert_eq!(problem["code"], "IDEMPOTENCY_RESPONSE_NOT_RECORDED");
-        assert_eq!(problem["state"], "completed");
-    }
-    assert_eq!(runs.get(), 2, "the duplicates did not run");
+async fn a_response_too_large_or_streamed_is_served_whole_but_not_recorded(topology: Topology) {
+    scoped(
+        topology,
+        "a_response_too_large_or_streamed_is_served_whole_but_not_recorded",
+        |rx| async move {
+            let runs = Runs::default();
+            let layer = IdempotencyLayer::new()
+                .runtime(rx.clone())
+                .max_response_body(1024);
+            let base = serve(app(&runs, &rx, layer)).await;
+            let c = client();
+            for (route, key, body) in [
+                ("big", "big-1", "x".repeat(4096)),
+                ("stream", "stream-1", "abcdef".to_owned()),
+            ] {
+                let url = format!("{base}/{route}");
+                let first = post_key(&c, &url, key, "{}").await;
+                assert_eq!(first.status(), 200);
+                assert_eq!(first.text().await.unwrap(), body, "never cut");
+                let dup = post_key(&c, &url, key, "{}").await;
+                assert_eq!(dup.status(), 409, "{route}");
+                let problem = problem(dup).await;
+                assert_eq!(problem["code"], "IDEMPOTENCY_RESPONSE_NOT_RECORDED");
+                assert_eq!(problem["state"], "completed");
+            }
+            assert_eq!(runs.get(), 2, "the duplicates did not run");
+        },
+    )
+    .await;
 }
 
-#[redisx::test]
-async fn methods_not_covered_pass_through(rx: RedisX) {
-    let runs = Runs::default();
-    let url = format!(
-        "{}/orders",
-        serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
-    );
-    let c = client();
-    for method in [Method::GET, Method::PUT, Method::GET, Method::PUT] {
-        let res = c
-            .request(method, &url)
-            .header(KEY, "same")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        assert!(!replayed(&res));
-    }
-    assert_eq!(runs.get(), 4);
-    assert!(rx.idempotency().get("same").await.unwrap().is_none());
+async fn methods_not_covered_pass_through(topology: Topology) {
+    scoped(
+        topology,
+        "methods_not_covered_pass_through",
+        |rx| async move {
+            let runs = Runs::default();
+            let url = format!(
+                "{}/orders",
+                serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
+            );
+            let c = client();
+            for method in [Method::GET, Method::PUT, Method::GET, Method::PUT] {
+                let res = c
+                    .request(method, &url)
+                    .header(KEY, "same")
+                    .body("{}")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+                assert!(!replayed(&res));
+            }
+            assert_eq!(runs.get(), 4);
+            assert!(rx.idempotency().get("same").await.unwrap().is_none());
+        },
+    )
+    .await;
 }
 
 /// A runtime on `server` whose idempotency fails as `policy` says (the fixture for tests that stop
@@ -539,31 +611,54 @@ async fn redis_stopped_fails_closed_without_internal_text_or_open_by_choice() {
     open.shutdown().await;
 }
 
-#[redisx::test]
-async fn a_run_on_the_same_key_inside_the_handler_runs_once_under_the_layers_claim(rx: RedisX) {
-    let runs = Runs::default();
-    let url = format!(
-        "{}/nested",
-        serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
-    );
-    let c = client();
-    let first = tokio::time::timeout(
-        Duration::from_secs(10),
-        post_key(&c, &url, "nested-1", "{}"),
+async fn a_run_on_the_same_key_inside_the_handler_runs_once_under_the_layers_claim(
+    topology: Topology,
+) {
+    scoped(
+        topology,
+        "a_run_on_the_same_key_inside_the_handler_runs_once_under_the_layers_claim",
+        |rx| async move {
+            let runs = Runs::default();
+            let url = format!(
+                "{}/nested",
+                serve(app(&runs, &rx, IdempotencyLayer::new().runtime(rx.clone()))).await
+            );
+            let c = client();
+            let first = tokio::time::timeout(
+                Duration::from_secs(10),
+                post_key(&c, &url, "nested-1", "{}"),
+            )
+            .await
+            .expect("no self-deadlock: the run underneath uses the layer's claim");
+            assert_eq!(first.status(), 200);
+            assert_eq!(first.text().await.unwrap(), "nested-1 1");
+            let dup = tokio::time::timeout(
+                Duration::from_secs(10),
+                post_key(&c, &url, "nested-1", "{}"),
+            )
+            .await
+            .unwrap();
+            assert!(replayed(&dup));
+            assert_eq!(dup.text().await.unwrap(), "nested-1 1");
+            assert_eq!(runs.get(), 1);
+            let record = rx.idempotency().get("nested-1").await.unwrap().unwrap();
+            assert_eq!(record.status(), Status::Completed);
+        },
     )
-    .await
-    .expect("no self-deadlock: the run underneath uses the layer's claim");
-    assert_eq!(first.status(), 200);
-    assert_eq!(first.text().await.unwrap(), "nested-1 1");
-    let dup = tokio::time::timeout(
-        Duration::from_secs(10),
-        post_key(&c, &url, "nested-1", "{}"),
-    )
-    .await
-    .unwrap();
-    assert!(replayed(&dup));
-    assert_eq!(dup.text().await.unwrap(), "nested-1 1");
-    assert_eq!(runs.get(), 1);
-    let record = rx.idempotency().get("nested-1").await.unwrap().unwrap();
-    assert_eq!(record.status(), Status::Completed);
+    .await;
 }
+
+redisx_tests::on_topologies!(
+    a_required_key_must_be_sent_once_and_well_formed,
+    without_a_key_an_optional_layer_lets_the_request_through,
+    a_duplicate_gets_the_recorded_status_headers_and_body,
+    another_body_with_the_same_key_is_422,
+    fingerprints_can_be_turned_off_chosen_or_include_the_query,
+    a_duplicate_of_a_running_request_gets_409_past_the_wait,
+    a_5xx_marks_the_key_failed_then_a_retry_runs_after_the_lock_ttl,
+    tenants_with_the_same_key_run_separately_and_cannot_forge_each_other,
+    a_request_body_above_the_limit_is_413,
+    a_response_too_large_or_streamed_is_served_whole_but_not_recorded,
+    methods_not_covered_pass_through,
+    a_run_on_the_same_key_inside_the_handler_runs_once_under_the_layers_claim,
+);

@@ -2,8 +2,10 @@
 //! replays the same bytes without running; the record as `get` reads it and its key and ttl
 //! in Redis; fingerprint mismatches; `delete`; keys and durations refused before Redis; and
 //! records that redisx cannot read (an undecodable result, a hash without a state or with an
-//! unknown one) refused without running the body. The run/replay, claim/complete, mismatch and
-//! delete tests run on every topology (standalone, cluster, sentinel).
+//! unknown one) refused without running the body. Each test that needs a server runs on a
+//! standalone server and on the cluster; the run/replay, claim/complete, mismatch and delete
+//! tests run on the sentinel set too. Refusals before Redis that kill the server to prove it
+//! stay on a standalone server.
 
 use std::time::{Duration, SystemTime};
 
@@ -12,7 +14,7 @@ use redisx::testing::free_port;
 use redisx::testing::{Deployment, Topology};
 use redisx::{ConnectionConfig, Error, ErrorCode, RedisX};
 use redisx_tests::idempotency::{Runs, assert_code, idem_runtime, pttl, requests, write_record};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx_tests::{RedisServer, unique_prefix};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -193,12 +195,11 @@ async fn delete_lets_the_key_run_again_on(topology: Topology) {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_record_lives_at_its_full_key_for_the_ttl() {
-    let server = RedisServer::start();
+async fn the_record_lives_at_its_full_key_for_the_ttl(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("idem_full_key");
-    let rx = idem_runtime(&server.url(), &prefix, IdempotencyConfig::default()).await;
-    let mut raw = raw_connection(&server.url()).await;
+    let rx = idem_runtime(&deployment.url(), &prefix, IdempotencyConfig::default()).await;
+    let mut raw = deployment.raw_connection().await;
     let idem = rx.idempotency();
     let full = idem.full_key("payment:abc");
     assert_eq!(full, format!("{prefix}idem:payment:abc"));
@@ -231,7 +232,7 @@ async fn the_record_lives_at_its_full_key_for_the_ttl() {
 
     // Another idempotency prefix.
     let cfg = IdempotencyConfig::default().key_prefix("pay:");
-    let rx = idem_runtime(&server.url(), &prefix, cfg).await;
+    let rx = idem_runtime(&deployment.url(), &prefix, cfg).await;
     assert_eq!(rx.idempotency().full_key("k"), format!("{prefix}pay:k"));
     let _: u8 = call(rx.idempotency(), &runs, "k", FP, &opts, 1)
         .await
@@ -239,6 +240,11 @@ async fn the_record_lives_at_its_full_key_for_the_ttl() {
     assert!(pttl(&mut raw, &format!("{prefix}pay:k")).await > 0);
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    the_record_lives_at_its_full_key_for_the_ttl,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_keys_and_zero_durations_are_refused_before_redis() {
@@ -310,11 +316,10 @@ async fn a_config_with_a_zero_duration_does_not_build() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecodable_result_is_record_invalid_and_never_runs_again() {
-    let server = RedisServer::start();
-    let rx = start(&server.url(), "idem_undecodable").await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn an_undecodable_result_is_record_invalid_and_never_runs_again(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment.url(), "idem_undecodable").await;
+    let mut raw = deployment.raw_connection().await;
     let idem = rx.idempotency();
     let full = idem.full_key("invoice:9");
     // A completed record whose value is a string, where the call now expects a number (its
@@ -350,11 +355,10 @@ async fn an_undecodable_result_is_record_invalid_and_never_runs_again() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hash_without_a_state_is_record_invalid() {
-    let server = RedisServer::start();
-    let rx = start(&server.url(), "idem_no_state").await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn a_hash_without_a_state_is_record_invalid(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment.url(), "idem_no_state").await;
+    let mut raw = deployment.raw_connection().await;
     let idem = rx.idempotency();
     let full = idem.full_key("odd");
     write_record(&mut raw, &full, &[("fingerprint", FP), ("result", "1")]).await;
@@ -377,11 +381,10 @@ async fn a_hash_without_a_state_is_record_invalid() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_with_an_unknown_state_is_record_invalid() {
-    let server = RedisServer::start();
-    let rx = start(&server.url(), "idem_unknown_state").await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn a_record_with_an_unknown_state_is_record_invalid(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment.url(), "idem_unknown_state").await;
+    let mut raw = deployment.raw_connection().await;
     let idem = rx.idempotency();
     let full = idem.full_key("odd");
     write_record(&mut raw, &full, &[("state", "paused"), ("fingerprint", FP)]).await;
@@ -393,6 +396,13 @@ async fn a_record_with_an_unknown_state_is_record_invalid() {
     assert_eq!(runs.count(), 0);
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    an_undecodable_result_is_record_invalid_and_never_runs_again,
+    a_hash_without_a_state_is_record_invalid,
+    a_record_with_an_unknown_state_is_record_invalid,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_call_runs_and_duplicates_replay_its_value() {

@@ -5,18 +5,20 @@
 //! completion nobody waits for is not published); a body slower than the lock
 //! ttl keeps its claim (renewed) and is not run again; and when the owner's process is killed
 //! mid-body, exactly one waiting duplicate takes over and the others get its value.
+//!
+//! Every test runs on a standalone server and on the cluster; the command counts are read on
+//! every node and summed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use redisx::idempotency::{IdempotencyConfig, IdempotencyOptions, IdempotencyStats, Status};
-use redisx::testing::{ChildProcess, in_scenario, signal_ready};
+use redisx::testing::{ChildProcess, Deployment, Topology, in_scenario, signal_ready};
 use redisx::{ConnectionConfig, Error, RedisX};
-use redisx_tests::idempotency::{Runs, done_channel, idem_runtime_on, wait_for_listeners};
-use redisx_tests::rate_limit::{script_calls, server_calls};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::idempotency::{Nodes, Runs, done_channel, idem_runtime_on, wait_for_listeners};
+use redisx_tests::{eventually, unique_prefix};
 
-/// What the parent tells its child: the server and the app prefix.
+/// What the parent tells its child: the deployment's URL and the app prefix.
 const URL_ENV: &str = "REDISX_IDEM_TEST_URL";
 const PREFIX_ENV: &str = "REDISX_IDEM_TEST_PREFIX";
 
@@ -98,13 +100,12 @@ fn duplicates_worker() {
     redisx_tests::scenario_runtime().block_on(async {
         let rx = runtime(&url, &prefix, duplicates_config()).await;
         warm_up(&rx, "child").await;
-        let mut raw = raw_connection(&url).await;
         signal_ready();
         let go = format!("{prefix}go");
         loop {
-            let set: bool = redis::cmd("EXISTS")
-                .arg(&go)
-                .query_async(&mut raw)
+            let set: bool = rx
+                .client()
+                .query(redis::cmd("EXISTS").arg(&go))
                 .await
                 .unwrap();
             if set {
@@ -146,28 +147,31 @@ fn number(report: &HashMap<String, String>, field: &str) -> u64 {
     report[field].parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_completion_nobody_waits_for_is_not_published() {
-    // A server of its own: the test reads its command counts.
-    let server = RedisServer::start_owned();
-    let (url, prefix) = (server.url(), unique_prefix("idem_quiet"));
+async fn a_completion_nobody_waits_for_is_not_published(topology: Topology) {
+    // Servers of its own: the test reads their command counts.
+    let deployment = Deployment::start_owned(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("idem_quiet"));
     let rx = runtime(&url, &prefix, duplicates_config()).await;
-    let mut raw = raw_connection(&url).await;
-    let before = server_calls(&mut raw, "publish").await;
+    let mut nodes = Nodes::of(&deployment).await;
+    let before = nodes.calls("publish").await;
     warm_up(&rx, "quiet").await;
     assert_eq!(
-        server_calls(&mut raw, "publish").await - before,
+        nodes.calls("publish").await - before,
         0,
         "no duplicate waited, so the completion is not published"
     );
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_thousand_duplicates_in_two_processes_run_once() {
-    // A server of its own: the test reads its command counts.
-    let server = RedisServer::start_owned();
-    let (url, prefix) = (server.url(), unique_prefix("idem_duplicates"));
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_completion_nobody_waits_for_is_not_published,
+);
+
+async fn a_thousand_duplicates_in_two_processes_run_once(topology: Topology) {
+    // Servers of its own: the test reads their command counts.
+    let deployment = Deployment::start_owned(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("idem_duplicates"));
     let a = runtime(&url, &prefix, duplicates_config()).await;
     let b = runtime(&url, &prefix, duplicates_config()).await;
     warm_up(&a, "a").await;
@@ -179,10 +183,11 @@ async fn a_thousand_duplicates_in_two_processes_run_once() {
         .await
         .unwrap();
 
-    let mut raw = raw_connection(&url).await;
-    let scripts_before = script_calls(&mut raw).await;
-    let reads_before = server_calls(&mut raw, "hgetall").await;
-    let publishes_before = server_calls(&mut raw, "publish").await;
+    let mut raw = deployment.raw_connection().await;
+    let mut nodes = Nodes::of(&deployment).await;
+    let scripts_before = nodes.script_calls().await;
+    let reads_before = nodes.calls("hgetall").await;
+    let publishes_before = nodes.calls("publish").await;
     let () = redis::cmd("SET")
         .arg(format!("{prefix}go"))
         .arg(1)
@@ -202,9 +207,9 @@ async fn a_thousand_duplicates_in_two_processes_run_once() {
         exit.unwrap().success(),
         "the child's part failed:\n{output}"
     );
-    let scripts = script_calls(&mut raw).await - scripts_before;
-    let reads = server_calls(&mut raw, "hgetall").await - reads_before;
-    let publishes = server_calls(&mut raw, "publish").await - publishes_before;
+    let scripts = nodes.script_calls().await - scripts_before;
+    let reads = nodes.calls("hgetall").await - reads_before;
+    let publishes = nodes.calls("publish").await - publishes_before;
     let child = report(&output);
 
     let ran = runs.count() + usize::try_from(number(&child, "runs")).unwrap();
@@ -242,10 +247,14 @@ async fn a_thousand_duplicates_in_two_processes_run_once() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_body_slower_than_the_lock_ttl_is_not_taken_over() {
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("idem_slow_body"));
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 4]
+    a_thousand_duplicates_in_two_processes_run_once,
+);
+
+async fn a_body_slower_than_the_lock_ttl_is_not_taken_over(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("idem_slow_body"));
     let cfg = || IdempotencyConfig::default().lock_ttl(Duration::from_millis(300));
     let a = runtime(&url, &prefix, cfg()).await;
     let b = runtime(&url, &prefix, cfg()).await;
@@ -295,6 +304,11 @@ async fn a_body_slower_than_the_lock_ttl_is_not_taken_over() {
     b.shutdown().await;
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 4]
+    a_body_slower_than_the_lock_ttl_is_not_taken_over,
+);
+
 /// The lease of the owner that is killed, and of the duplicates that wait for it.
 const DEAD_LOCK_TTL: Duration = Duration::from_millis(500);
 
@@ -324,11 +338,10 @@ fn dying_owner() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_duplicate_takes_over_from_a_killed_owner() {
+async fn one_duplicate_takes_over_from_a_killed_owner(topology: Topology) {
     const DUPLICATES: usize = 40;
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("idem_dead_owner"));
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("idem_dead_owner"));
     let child = ChildProcess::scenario("dying_owner")
         .env(URL_ENV, &url)
         .env(PREFIX_ENV, &prefix);
@@ -356,7 +369,7 @@ async fn one_duplicate_takes_over_from_a_killed_owner() {
         )
     };
     // Both runtimes wait for the key (each subscribes when a caller first waits).
-    wait_for_listeners(&url, &done_channel(&prefix), 2).await;
+    wait_for_listeners(&deployment, &done_channel(&prefix), 2).await;
     tokio::task::block_in_place(|| child.kill());
 
     let got = tokio::time::timeout(Duration::from_secs(20), waiting)
@@ -383,3 +396,8 @@ async fn one_duplicate_takes_over_from_a_killed_owner() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 4]
+    one_duplicate_takes_over_from_a_killed_owner,
+);

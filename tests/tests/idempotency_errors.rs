@@ -4,17 +4,20 @@
 //! once, and a waiting duplicate is told so instead of waiting out the lease; a duplicate gives
 //! up after its `wait`; and Redis down fails closed by default, or runs the body unprotected
 //! with `ErrorPolicy::FailOpen`.
+//!
+//! The tests run on a standalone server and on the cluster, but for those that stop Redis (a
+//! server of their own, killed), which run on a standalone server.
 
 use std::future::Future;
 use std::time::Duration;
 
 use redisx::idempotency::{Check, ErrorPolicy, IdempotencyConfig, IdempotencyOptions, Status};
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode, RedisX};
 use redisx_tests::idempotency::{
-    Runs, done_channel, idem_runtime, pttl, requests, wait_for_listeners,
+    Nodes, Runs, done_channel, idem_runtime, pttl, requests, wait_for_listeners,
 };
-use redisx_tests::rate_limit::script_calls;
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{RedisServer, eventually, unique_prefix};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -54,15 +57,19 @@ impl From<Error> for PayError {
     }
 }
 
-async fn start(server: &RedisServer, test: &str, cfg: IdempotencyConfig) -> RedisX {
-    idem_runtime(&server.url(), &unique_prefix(test), cfg).await
+async fn start(url: &str, test: &str, cfg: IdempotencyConfig) -> RedisX {
+    idem_runtime(url, &unique_prefix(test), cfg).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_error_marks_the_key_failed_and_duplicates_get_previous_failed() {
-    let server = RedisServer::start();
-    let rx = start(&server, "idem_failed", IdempotencyConfig::default()).await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn an_error_marks_the_key_failed_and_duplicates_get_previous_failed(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(
+        &deployment.url(),
+        "idem_failed",
+        IdempotencyConfig::default(),
+    )
+    .await;
+    let mut raw = deployment.raw_connection().await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let runs = Runs::new();
@@ -118,10 +125,19 @@ async fn an_error_marks_the_key_failed_and_duplicates_get_previous_failed() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_lock_ttl_a_failed_key_runs_again() {
-    let server = RedisServer::start();
-    let rx = start(&server, "idem_retry", IdempotencyConfig::default()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    an_error_marks_the_key_failed_and_duplicates_get_previous_failed,
+);
+
+async fn after_the_lock_ttl_a_failed_key_runs_again(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(
+        &deployment.url(),
+        "idem_retry",
+        IdempotencyConfig::default(),
+    )
+    .await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new().lock_ttl(Duration::from_millis(300));
     let runs = Runs::new();
@@ -151,10 +167,14 @@ async fn after_the_lock_ttl_a_failed_key_runs_again() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recorded_errors_are_replayed_without_running() {
-    let server = RedisServer::start();
-    let rx = start(&server, "idem_recorded", IdempotencyConfig::default()).await;
+async fn recorded_errors_are_replayed_without_running(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(
+        &deployment.url(),
+        "idem_recorded",
+        IdempotencyConfig::default(),
+    )
+    .await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let runs = Runs::new();
@@ -192,15 +212,21 @@ async fn recorded_errors_are_replayed_without_running() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_call_marks_its_key_failed_and_wakes_the_waiting_duplicate() {
-    // A server of its own: the test counts the script calls on it.
-    let server = RedisServer::start_owned();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    after_the_lock_ttl_a_failed_key_runs_again,
+    recorded_errors_are_replayed_without_running,
+);
+
+async fn a_cancelled_call_marks_its_key_failed_and_wakes_the_waiting_duplicate(topology: Topology) {
+    // Servers of its own: the test counts the script calls on them.
+    let deployment = Deployment::start_owned(topology);
     let prefix = unique_prefix("idem_cancelled");
     let cfg = IdempotencyConfig::default;
-    let a = idem_runtime(&server.url(), &prefix, cfg()).await;
-    let b = idem_runtime(&server.url(), &prefix, cfg()).await;
-    let mut raw = raw_connection(&server.url()).await;
+    let a = idem_runtime(&deployment.url(), &prefix, cfg()).await;
+    let b = idem_runtime(&deployment.url(), &prefix, cfg()).await;
+    let mut raw = deployment.raw_connection().await;
+    let nodes = Nodes::of(&deployment).await;
     let opts = IdempotencyOptions::new();
 
     let (started_tx, started_rx) = oneshot::channel();
@@ -218,7 +244,7 @@ async fn a_cancelled_call_marks_its_key_failed_and_wakes_the_waiting_duplicate()
     }
 
     // A duplicate in another instance, waiting (its check ran) for the first call.
-    let checks = script_calls(&mut raw).await;
+    let checks = nodes.clone().script_calls().await;
     let runs = Runs::new();
     let waiting = {
         let (idem, body) = (b.idempotency().clone(), runs.body(NO_DELAY, 2));
@@ -228,10 +254,10 @@ async fn a_cancelled_call_marks_its_key_failed_and_wakes_the_waiting_duplicate()
         })
     };
     // Its runtime subscribes when the duplicate first waits.
-    wait_for_listeners(&server.url(), &done_channel(&prefix), 1).await;
+    wait_for_listeners(&deployment, &done_channel(&prefix), 1).await;
     let checked = eventually(Duration::from_secs(2), Duration::from_millis(5), || {
-        let mut raw = raw.clone();
-        async move { script_calls(&mut raw).await > checks }
+        let mut nodes = nodes.clone();
+        async move { nodes.script_calls().await > checks }
     })
     .await;
     assert!(checked, "the duplicate checked the key");
@@ -273,10 +299,19 @@ async fn a_cancelled_call_marks_its_key_failed_and_wakes_the_waiting_duplicate()
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_gives_up_after_its_wait() {
-    let server = RedisServer::start();
-    let rx = start(&server, "idem_in_progress", IdempotencyConfig::default()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_cancelled_call_marks_its_key_failed_and_wakes_the_waiting_duplicate,
+);
+
+async fn a_duplicate_gives_up_after_its_wait(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(
+        &deployment.url(),
+        "idem_in_progress",
+        IdempotencyConfig::default(),
+    )
+    .await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let Check::New(claim) = idem.check_and_lock("job:1", FP, &opts).await.unwrap() else {
@@ -303,6 +338,8 @@ async fn a_duplicate_gives_up_after_its_wait() {
     rx.shutdown().await;
 }
 
+redisx_tests::on_topologies!([flavor = "multi_thread", worker_threads = 2] a_duplicate_gives_up_after_its_wait);
+
 /// Asserts that `err` is Redis's own failure, not an idempotency refusal.
 fn assert_redis_error(err: &Error, what: &str) {
     assert!(
@@ -314,7 +351,12 @@ fn assert_redis_error(err: &Error, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_closed_and_the_body_does_not_run() {
     let mut server = RedisServer::start_owned();
-    let rx = start(&server, "idem_down_closed", IdempotencyConfig::default()).await;
+    let rx = start(
+        &server.url(),
+        "idem_down_closed",
+        IdempotencyConfig::default(),
+    )
+    .await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let runs = Runs::new();
@@ -344,7 +386,7 @@ async fn redis_down_fails_closed_and_the_body_does_not_run() {
 async fn redis_down_runs_the_body_unprotected_when_failing_open() {
     let mut server = RedisServer::start_owned();
     let cfg = IdempotencyConfig::default().error_policy(ErrorPolicy::FailOpen);
-    let rx = start(&server, "idem_down_open", cfg).await;
+    let rx = start(&server.url(), "idem_down_open", cfg).await;
     let idem = rx.idempotency();
     let opts = IdempotencyOptions::new();
     let runs = Runs::new();
@@ -391,7 +433,12 @@ async fn redis_down_runs_the_body_unprotected_when_failing_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_that_cannot_be_stored_still_reaches_its_caller() {
     let mut server = RedisServer::start_owned();
-    let rx = start(&server, "idem_store_lost", IdempotencyConfig::default()).await;
+    let rx = start(
+        &server.url(),
+        "idem_store_lost",
+        IdempotencyConfig::default(),
+    )
+    .await;
     let idem = rx.idempotency();
     let (started_tx, started_rx) = oneshot::channel();
     let (go_tx, go_rx) = oneshot::channel::<()>();
