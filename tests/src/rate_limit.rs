@@ -1,12 +1,13 @@
 //! Fixtures of the rate-limit tests (`tests/tests/rate_limit_*.rs`): runtimes with a rate-limit
-//! config, raw reads of what the limiter wrote (keys, the server's script calls), the
+//! config, raw reads of what the limiter wrote (keys, the servers' script calls), the
 //! limiter's request counters, and epoch-aligned window arithmetic.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionLike;
-use redisx::RedisX;
 use redisx::rate_limit::{Algorithm, RateLimitConfig};
+use redisx::testing::{Deployment, unique_prefix};
+use redisx::{RedisX, RedisXBuilder};
 
 /// A runtime on `url` with the key prefix `prefix` and `limits`, a short command timeout and a
 /// quick reconnect (for the tests that stop or restart the server).
@@ -19,6 +20,25 @@ pub async fn rl_runtime(url: &str, prefix: &str, limits: RateLimitConfig) -> Red
         .client("default", config)
         .key_prefix(prefix)
         .rate_limit(limits)
+        .build()
+        .await
+        .expect("the runtime builds")
+}
+
+/// The runtime `#[redisx::test]` gives a body, on `deployment`: the `"default"` client with
+/// its default settings, customised by `config` (plugins, policies), on the key prefix
+/// `unique_prefix(test)`. A body that calls `#[rate_limit]` functions runs in its
+/// [`scope`](RedisX::scope).
+///
+/// # Panics
+/// When the runtime does not build.
+pub async fn test_runtime(
+    deployment: &Deployment,
+    test: &str,
+    config: impl FnOnce(RedisXBuilder) -> RedisXBuilder,
+) -> RedisX {
+    config(deployment.redisx_builder())
+        .key_prefix(unique_prefix(test))
         .build()
         .await
         .expect("the runtime builds")
@@ -65,6 +85,32 @@ pub async fn script_calls(conn: &mut impl ConnectionLike) -> u64 {
     let mut n = 0;
     for cmd in ["evalsha", "eval", "fcall"] {
         n += server_calls(conn, cmd).await;
+    }
+    n
+}
+
+/// How many times the servers of `deployment` ran `cmd` (lowercase), summed over every node
+/// that holds data ([`Deployment::server_urls`]): [`server_calls`] of the whole deployment.
+///
+/// # Panics
+/// When a node cannot be read.
+pub async fn deployment_calls(deployment: &Deployment, cmd: &str) -> u64 {
+    let mut n = 0;
+    for url in deployment.server_urls() {
+        n += server_calls(&mut redisx::testing::raw_connection(&url).await, cmd).await;
+    }
+    n
+}
+
+/// Every script call the servers of `deployment` ran, summed over every node that holds data:
+/// [`script_calls`] of the whole deployment.
+///
+/// # Panics
+/// When a node cannot be read.
+pub async fn deployment_script_calls(deployment: &Deployment) -> u64 {
+    let mut n = 0;
+    for url in deployment.server_urls() {
+        n += script_calls(&mut redisx::testing::raw_connection(&url).await).await;
     }
     n
 }

@@ -3,6 +3,9 @@
 //! addresses behind trusted and untrusted proxies, one charge per request when layered twice,
 //! missing keys, skipped routes, `#[rate_limit]` underneath the layer, Redis stopped (fail
 //! closed and fail open), and `IntoResponse` for `redisx::Error`.
+//!
+//! The suite runs on a standalone server and on the cluster; stopping Redis runs on a
+//! standalone server.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,9 +14,10 @@ use axum::Router;
 use axum::routing::get;
 use redisx::http::{HeaderStyle, KeyExtractor, RateLimitLayer};
 use redisx::rate_limit::{ErrorPolicy, Limit, RateLimitConfig};
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode, RedisX};
 use redisx_tests::http::{client, serve};
-use redisx_tests::rate_limit::rl_runtime;
+use redisx_tests::rate_limit::{rl_runtime, test_runtime};
 use redisx_tests::{RedisServer, unique_prefix};
 use serde_json::Value;
 
@@ -37,8 +41,9 @@ fn app(layer: RateLimitLayer) -> Router {
         .layer(layer)
 }
 
-#[redisx::test]
-async fn checked_responses_carry_the_limit_headers_and_a_denial_is_a_problem(rx: RedisX) {
+async fn checked_responses_carry_the_limit_headers_and_a_denial_is_a_problem(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "http_rl", |b| b).await;
     let limit = Limit::fixed_window(2, Duration::from_secs(60));
     let url = serve(app(RateLimitLayer::new(limit).runtime(rx))).await;
     let c = client();
@@ -79,8 +84,9 @@ async fn checked_responses_carry_the_limit_headers_and_a_denial_is_a_problem(rx:
     );
 }
 
-#[redisx::test]
-async fn draft_headers_replace_the_legacy_ones_on_request(rx: RedisX) {
+async fn draft_headers_replace_the_legacy_ones_on_request(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "http_rl", |b| b).await;
     let limit = Limit::sliding_window(5, Duration::from_secs(60));
     let layer = RateLimitLayer::new(limit)
         .runtime(rx)
@@ -97,8 +103,9 @@ async fn draft_headers_replace_the_legacy_ones_on_request(rx: RedisX) {
     assert!(header(&res, "x-ratelimit-limit").is_none());
 }
 
-#[redisx::test]
-async fn a_forwarded_for_from_an_untrusted_peer_is_ignored(rx: RedisX) {
+async fn a_forwarded_for_from_an_untrusted_peer_is_ignored(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "http_rl", |b| b).await;
     let limit = Limit::fixed_window(1, Duration::from_secs(60));
     let layer = RateLimitLayer::new(limit)
         .runtime(rx)
@@ -120,8 +127,9 @@ async fn a_forwarded_for_from_an_untrusted_peer_is_ignored(rx: RedisX) {
     assert_eq!(second.unwrap().status(), 429);
 }
 
-#[redisx::test]
-async fn a_trusted_proxy_is_honoured_and_read_from_the_right(rx: RedisX) {
+async fn a_trusted_proxy_is_honoured_and_read_from_the_right(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "http_rl", |b| b).await;
     let limit = Limit::fixed_window(1, Duration::from_secs(60));
     let layer = RateLimitLayer::new(limit.clone())
         .runtime(rx.clone())
@@ -148,8 +156,9 @@ async fn a_trusted_proxy_is_honoured_and_read_from_the_right(rx: RedisX) {
     );
 }
 
-#[redisx::test]
-async fn two_layers_with_the_same_limit_charge_a_request_once(rx: RedisX) {
+async fn two_layers_with_the_same_limit_charge_a_request_once(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "http_rl", |b| b).await;
     let limit = Limit::fixed_window(4, Duration::from_secs(60));
     let layer = || RateLimitLayer::new(limit.clone()).runtime(rx.clone());
     let app = Router::new()
@@ -170,8 +179,9 @@ async fn two_layers_with_the_same_limit_charge_a_request_once(rx: RedisX) {
     assert_eq!(state.current, 2);
 }
 
-#[redisx::test]
-async fn a_missing_key_is_refused_and_a_skipped_route_is_not_checked(rx: RedisX) {
+async fn a_missing_key_is_refused_and_a_skipped_route_is_not_checked(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "http_rl", |b| b).await;
     let layer = RateLimitLayer::new(Limit::fixed_window(1, Duration::from_secs(60)))
         .runtime(rx)
         .key(KeyExtractor::api_key())
@@ -234,8 +244,9 @@ async fn redis_stopped_fails_closed_without_internal_text_or_open_by_choice() {
     open.shutdown().await;
 }
 
-#[redisx::test]
-async fn errors_answer_with_their_status_and_no_internal_details(rx: RedisX) {
+async fn errors_answer_with_their_status_and_no_internal_details(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "http_rl", |b| b).await;
     let limit = Limit::fixed_window(1, Duration::from_secs(60));
     let rx2 = rx.clone();
     let app = Router::new()
@@ -295,8 +306,9 @@ async fn other_limit(ip: String) -> Result<String, Error> {
     Ok(ip)
 }
 
-#[redisx::test]
-async fn the_attribute_under_the_layer_does_not_charge_the_same_limit_again(rx: RedisX) {
+async fn the_attribute_under_the_layer_does_not_charge_the_same_limit_again(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "http_rl", |b| b).await;
     let limit = Limit::fixed_window(4, Duration::from_secs(60));
     let handler_rx = rx.clone();
     let app = Router::new()
@@ -334,3 +346,14 @@ async fn the_attribute_under_the_layer_does_not_charge_the_same_limit_again(rx: 
     let other = rl.state("ip:127.0.0.1", &other).await.unwrap();
     assert_eq!(other.current, 2, "a different limit is still checked");
 }
+
+redisx_tests::on_topologies!(
+    checked_responses_carry_the_limit_headers_and_a_denial_is_a_problem,
+    draft_headers_replace_the_legacy_ones_on_request,
+    a_forwarded_for_from_an_untrusted_peer_is_ignored,
+    a_trusted_proxy_is_honoured_and_read_from_the_right,
+    two_layers_with_the_same_limit_charge_a_request_once,
+    a_missing_key_is_refused_and_a_skipped_route_is_not_checked,
+    errors_answer_with_their_status_and_no_internal_details,
+    the_attribute_under_the_layer_does_not_charge_the_same_limit_again,
+);

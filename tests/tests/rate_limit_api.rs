@@ -7,18 +7,19 @@
 use std::time::{Duration, SystemTime};
 
 use redisx::rate_limit::{Algorithm, Decision, Limit, RateLimitConfig};
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode, RedisX};
 use redisx_tests::cache::pttl;
 use redisx_tests::rate_limit::{keys_under, rl_runtime};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx_tests::unique_prefix;
 
 /// Long enough that nothing refills, slides or expires during a test.
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A runtime on a prefix of its own, with local deny off (every check reaches Redis).
-async fn one(server: &RedisServer, test: &str, config: RateLimitConfig) -> (RedisX, String) {
+async fn one(deployment: &Deployment, test: &str, config: RateLimitConfig) -> (RedisX, String) {
     let prefix = unique_prefix(test);
-    let rx = rl_runtime(&server.url(), &prefix, config.local_deny(false)).await;
+    let rx = rl_runtime(&deployment.url(), &prefix, config.local_deny(false)).await;
     (rx, prefix)
 }
 
@@ -38,10 +39,9 @@ fn error_of<T: std::fmt::Debug>(r: redisx::Result<T>) -> Error {
     r.expect_err("expected an error")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_algorithm_admits_exactly_its_limit_then_denies() {
-    let server = RedisServer::start();
-    let (rx, _) = one(&server, "rl_exact_limit", RateLimitConfig::default()).await;
+async fn every_algorithm_admits_exactly_its_limit_then_denies(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = one(&deployment, "rl_exact_limit", RateLimitConfig::default()).await;
     let rl = rx.rate_limiter();
     // One key for all algorithms: each has its own state (the algorithm is in the key).
     for alg in Algorithm::ALL {
@@ -72,10 +72,9 @@ async fn every_algorithm_admits_exactly_its_limit_then_denies() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_check_can_cost_more_than_one_and_a_denial_consumes_nothing() {
-    let server = RedisServer::start();
-    let (rx, _) = one(&server, "rl_cost", RateLimitConfig::default()).await;
+async fn a_check_can_cost_more_than_one_and_a_denial_consumes_nothing(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = one(&deployment, "rl_cost", RateLimitConfig::default()).await;
     let rl = rx.rate_limiter();
     for alg in Algorithm::ALL {
         let limit = five(alg);
@@ -101,11 +100,10 @@ async fn a_check_can_cost_more_than_one_and_a_denial_consumes_nothing() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peeks_and_state_consume_nothing_and_agree_with_the_next_check() {
-    let server = RedisServer::start();
-    let (rx, prefix) = one(&server, "rl_peek", RateLimitConfig::default()).await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn peeks_and_state_consume_nothing_and_agree_with_the_next_check(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = one(&deployment, "rl_peek", RateLimitConfig::default()).await;
+    let mut raw = deployment.raw_connection().await;
     let rl = rx.rate_limiter();
     for alg in Algorithm::ALL {
         let limit = five(alg);
@@ -149,11 +147,10 @@ async fn peeks_and_state_consume_nothing_and_agree_with_the_next_check() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_makes_the_quota_whole_and_deletes_every_key_the_check_wrote() {
-    let server = RedisServer::start();
-    let (rx, prefix) = one(&server, "rl_reset", RateLimitConfig::default()).await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn reset_makes_the_quota_whole_and_deletes_every_key_the_check_wrote(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = one(&deployment, "rl_reset", RateLimitConfig::default()).await;
+    let mut raw = deployment.raw_connection().await;
     let rl = rx.rate_limiter();
     for alg in Algorithm::ALL {
         let limit = five(alg);
@@ -185,11 +182,10 @@ async fn reset_makes_the_quota_whole_and_deletes_every_key_the_check_wrote() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_key_a_check_writes_has_a_ttl() {
-    let server = RedisServer::start();
-    let (rx, prefix) = one(&server, "rl_ttl", RateLimitConfig::default()).await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn every_key_a_check_writes_has_a_ttl(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = one(&deployment, "rl_ttl", RateLimitConfig::default()).await;
+    let mut raw = deployment.raw_connection().await;
     let rl = rx.rate_limiter();
     for alg in Algorithm::ALL {
         // Allowed and denied checks alike.
@@ -209,10 +205,9 @@ async fn every_key_a_check_writes_has_a_ttl() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_name_the_algorithm_limit_and_window_so_limits_are_independent() {
-    let server = RedisServer::start();
-    let (rx, prefix) = one(&server, "rl_layout", RateLimitConfig::default()).await;
+async fn keys_name_the_algorithm_limit_and_window_so_limits_are_independent(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = one(&deployment, "rl_layout", RateLimitConfig::default()).await;
     let rl = rx.rate_limiter();
     let limit = Limit::fixed_window(5, Duration::from_secs(60));
     assert_eq!(
@@ -270,10 +265,9 @@ where
     assert!(third.retry_after > Duration::ZERO, "{third:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_limits_are_all_or_nothing_in_either_order() {
-    let server = RedisServer::start();
-    let (rx, _) = one(&server, "rl_multi", RateLimitConfig::default()).await;
+async fn several_limits_are_all_or_nothing_in_either_order(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = one(&deployment, "rl_multi", RateLimitConfig::default()).await;
     let rl = rx.rate_limiter();
     let (tight, loose) = (Limit::fixed_window(2, HOUR), Limit::sliding_window(5, HOUR));
     // The tight limit first, then last: the loose one must not be charged by the denial.
@@ -295,13 +289,12 @@ async fn several_limits_are_all_or_nothing_in_either_order() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_named_policy_checks_its_limits_all_or_nothing() {
-    let server = RedisServer::start();
+async fn a_named_policy_checks_its_limits_all_or_nothing(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let (tight, loose) = (Limit::fixed_window(2, HOUR), Limit::sliding_window(5, HOUR));
     let config = RateLimitConfig::default().policy("login", [loose.clone(), tight.clone()]);
-    let (rx, prefix) = one(&server, "rl_policy", config).await;
-    let mut raw = raw_connection(&server.url()).await;
+    let (rx, prefix) = one(&deployment, "rl_policy", config).await;
+    let mut raw = deployment.raw_connection().await;
     let rl = rx.rate_limiter();
     two_then_denied(|| rl.check_policy("login", "ip:1", 1), false).await;
     // A policy's limits have keys of their own (`rl:{policy}#{n}:{<key>}`); the loose one, a
@@ -321,11 +314,10 @@ async fn a_named_policy_checks_its_limits_all_or_nothing() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_is_refused_before_redis() {
-    let server = RedisServer::start();
-    let (rx, prefix) = one(&server, "rl_bad_input", RateLimitConfig::default()).await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn bad_input_is_refused_before_redis(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = one(&deployment, "rl_bad_input", RateLimitConfig::default()).await;
+    let mut raw = deployment.raw_connection().await;
     let rl = rx.rate_limiter();
     let ok = five(Algorithm::FixedWindow);
     let long = "k".repeat(1025); // the default maximum is 1,024 bytes
@@ -378,10 +370,9 @@ fn algorithms_round_trip_their_names_and_unknown_names_are_config_errors() {
     assert_eq!(err.code(), ErrorCode::ConfigInvalid, "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_error_carries_its_decision() {
-    let server = RedisServer::start();
-    let (rx, _) = one(&server, "rl_error", RateLimitConfig::default()).await;
+async fn a_rate_limited_error_carries_its_decision(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = one(&deployment, "rl_error", RateLimitConfig::default()).await;
     let limit = Limit::fixed_window(1, HOUR);
     rx.rate_limiter().check("k", &limit).await.unwrap();
     let decision = rx.rate_limiter().check("k", &limit).await.unwrap();
@@ -394,3 +385,17 @@ async fn a_rate_limited_error_carries_its_decision() {
     assert_eq!(other.rate_limit_decision(), None);
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    every_algorithm_admits_exactly_its_limit_then_denies,
+    a_check_can_cost_more_than_one_and_a_denial_consumes_nothing,
+    peeks_and_state_consume_nothing_and_agree_with_the_next_check,
+    reset_makes_the_quota_whole_and_deletes_every_key_the_check_wrote,
+    every_key_a_check_writes_has_a_ttl,
+    keys_name_the_algorithm_limit_and_window_so_limits_are_independent,
+    several_limits_are_all_or_nothing_in_either_order,
+    a_named_policy_checks_its_limits_all_or_nothing,
+    bad_input_is_refused_before_redis,
+    a_rate_limited_error_carries_its_decision,
+);

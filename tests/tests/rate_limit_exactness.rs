@@ -4,14 +4,16 @@
 //!
 //! The fixed window is epoch-aligned: a run that crossed a window boundary (seen in the
 //! admissions' `reset`) could rightly admit more, so it is run again on a fresh key.
+//!
+//! The suite runs on a standalone server and on the cluster.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use redisx::rate_limit::{Algorithm, Limit, RateLimitConfig};
-use redisx::testing::{ChildProcess, in_scenario, signal_ready};
+use redisx::testing::{ChildProcess, Deployment, Topology, in_scenario, signal_ready};
 use redisx_tests::rate_limit::{epoch_ms, rl_runtime, window_left};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx_tests::unique_prefix;
 
 /// Child processes, tasks per process, the limit and its window.
 const PROCESSES: usize = 4;
@@ -19,7 +21,7 @@ const TASKS: usize = 64;
 const LIMIT: u64 = 1000;
 const WINDOW: Duration = Duration::from_secs(10);
 
-/// What the parent tells its children: server, prefix, algorithm.
+/// What the parent tells its children: the deployment's URL, prefix, algorithm.
 const URL_ENV: &str = "REDISX_RL_TEST_URL";
 const PREFIX_ENV: &str = "REDISX_RL_TEST_PREFIX";
 const ALG_ENV: &str = "REDISX_RL_TEST_ALGORITHM";
@@ -48,13 +50,12 @@ fn exactness_worker() {
         // Connected, with the script loaded, before the race starts (on a key of its own).
         let warm = format!("warm:{}", std::process::id());
         rx.rate_limiter().check(&warm, &limit).await.unwrap();
-        let mut raw = raw_connection(&url).await;
         signal_ready();
         let go = format!("{prefix}go");
         loop {
-            let set: bool = redis::cmd("EXISTS")
-                .arg(&go)
-                .query_async(&mut raw)
+            let set: bool = rx
+                .client()
+                .query(redis::cmd("EXISTS").arg(&go))
                 .await
                 .unwrap();
             if set {
@@ -112,12 +113,12 @@ fn report(output: &str) -> (u64, BTreeSet<u128>) {
 }
 
 /// One run on a fresh prefix: starts the children, gives the go, collects their reports.
-async fn run(server: &RedisServer, alg: Algorithm) -> Run {
+async fn run(deployment: &Deployment, alg: Algorithm) -> Run {
     let prefix = unique_prefix("rl_exactness");
     let starts: Vec<_> = (0..PROCESSES)
         .map(|_| {
             let builder = ChildProcess::scenario("exactness_worker")
-                .env(URL_ENV, server.url())
+                .env(URL_ENV, deployment.url())
                 .env(PREFIX_ENV, &prefix)
                 .env(ALG_ENV, alg.as_str());
             tokio::task::spawn_blocking(move || builder.start())
@@ -131,7 +132,7 @@ async fn run(server: &RedisServer, alg: Algorithm) -> Run {
     if alg == Algorithm::FixedWindow && window_left(WINDOW) < Duration::from_secs(3) {
         tokio::time::sleep(window_left(WINDOW) + Duration::from_millis(20)).await;
     }
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let () = redis::cmd("SET")
         .arg(format!("{prefix}go"))
         .arg(1)
@@ -161,11 +162,10 @@ async fn run(server: &RedisServer, alg: Algorithm) -> Run {
     run
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fixed_window_admits_exactly_its_limit_across_processes() {
-    let server = RedisServer::start();
+async fn fixed_window_admits_exactly_its_limit_across_processes(topology: Topology) {
+    let deployment = Deployment::start(topology);
     for attempt in 1..=3 {
-        let run = run(&server, Algorithm::FixedWindow).await;
+        let run = run(&deployment, Algorithm::FixedWindow).await;
         if run.resets.len() > 1 {
             // The run crossed a window boundary: both windows rightly admit.
             eprintln!("attempt {attempt} straddled two windows: {:?}", run.resets);
@@ -178,10 +178,15 @@ async fn fixed_window_admits_exactly_its_limit_across_processes() {
     panic!("three runs straddled a window boundary");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sliding_log_admits_exactly_its_limit_across_processes() {
-    let server = RedisServer::start();
-    let run = run(&server, Algorithm::SlidingWindow).await;
+async fn sliding_log_admits_exactly_its_limit_across_processes(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let run = run(&deployment, Algorithm::SlidingWindow).await;
     let total: u64 = run.allowed.iter().sum();
     assert_eq!(total, LIMIT, "exactly the limit, split {:?}", run.allowed);
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 4]
+    fixed_window_admits_exactly_its_limit_across_processes,
+    sliding_log_admits_exactly_its_limit_across_processes,
+);

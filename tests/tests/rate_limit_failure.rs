@@ -2,10 +2,14 @@
 //! connection or operation error, never a denial) and, with `ErrorPolicy::FailOpen`, admits
 //! with a whole quota; it works again once the server is back; and a flushed script cache
 //! (`NOSCRIPT`) is reloaded without the caller noticing.
+//!
+//! The tests that stop the server run on a standalone server of their own; the flushed script
+//! cache runs on a standalone server and on the cluster.
 
 use std::time::Duration;
 
 use redisx::rate_limit::{Algorithm, Decision, ErrorPolicy, Limit, RateLimitConfig};
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode};
 use redisx_tests::rate_limit::{requests, rl_runtime};
 use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
@@ -141,41 +145,47 @@ async fn checks_work_again_once_the_server_is_back() {
     rx.shutdown().await;
 }
 
-/// `SCRIPT FLUSH` on the server: every loaded script is gone, the next `EVALSHA` is `NOSCRIPT`.
-async fn flush_scripts(raw: &mut redis::aio::MultiplexedConnection) {
-    let () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(raw)
-        .await
-        .expect("SCRIPT FLUSH");
+/// `SCRIPT FLUSH` on every server of `deployment`: every loaded script is gone, the next
+/// `EVALSHA` is `NOSCRIPT`.
+async fn flush_scripts(deployment: &Deployment) {
+    for url in deployment.server_urls() {
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut raw_connection(&url).await)
+            .await
+            .expect("SCRIPT FLUSH");
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flushed_script_cache_is_reloaded_transparently() {
-    // A server of its own: the flush would hit other tests' scripts too.
-    let server = RedisServer::start_owned();
+async fn a_flushed_script_cache_is_reloaded_transparently(topology: Topology) {
+    // A server of its own: the flush would hit other tests' scripts too. The cluster is this
+    // binary's, and no other test here runs on it.
+    let deployment = if topology == Topology::Standalone {
+        Deployment::start_owned(topology)
+    } else {
+        Deployment::start(topology)
+    };
     let rx = rl_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("rl_noscript"),
         RateLimitConfig::default(),
     )
     .await;
-    let mut raw = raw_connection(&server.url()).await;
     let rl = rx.rate_limiter();
     for alg in Algorithm::ALL {
         let limit = Limit::new(alg, 5, HOUR);
         assert!(rl.check("user:1", &limit).await.unwrap().allowed, "{alg:?}");
         // Each call after a flush: the check, the peek and state scripts, the multi-limit one.
-        flush_scripts(&mut raw).await;
+        flush_scripts(&deployment).await;
         let d = rl.check("user:1", &limit).await.unwrap();
         assert_eq!((d.allowed, d.remaining), (true, 3), "{alg:?}: {d:?}");
-        flush_scripts(&mut raw).await;
+        flush_scripts(&deployment).await;
         let p = rl.peek("user:1", &limit, 1).await.unwrap();
         assert_eq!((p.allowed, p.remaining), (true, 3), "{alg:?}: {p:?}");
-        flush_scripts(&mut raw).await;
+        flush_scripts(&deployment).await;
         let s = rl.state("user:1", &limit).await.unwrap();
         assert_eq!(s.current, 2, "{alg:?}: {s:?}");
-        flush_scripts(&mut raw).await;
+        flush_scripts(&deployment).await;
         let both = [limit.clone(), Limit::fixed_window(10, HOUR)];
         let d = rl.check_all("user:1", &both, 1).await.unwrap();
         assert_eq!((d.allowed, d.remaining), (true, 2), "{alg:?}: {d:?}");
@@ -187,3 +197,8 @@ async fn a_flushed_script_cache_is_reloaded_transparently() {
     }
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_flushed_script_cache_is_reloaded_transparently
+);

@@ -5,15 +5,18 @@
 //! denial of several limits is counted under the limit that decided, and with
 //! `.local_deny(false)` every check reaches Redis.
 //!
-//! Each test has a server of its own: the script calls are counted server-wide.
+//! The suite runs on a standalone server and on the cluster. The script calls are counted over
+//! the whole deployment, so no other test may send any meanwhile: each standalone test has a
+//! server of its own, and the cluster tests, which share the binary's cluster, take turns.
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redisx::RedisX;
 use redisx::rate_limit::{Algorithm, Decision, Limit, RateLimitConfig};
-use redisx_tests::rate_limit::{fresh_window, requests, rl_runtime, script_calls};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx::testing::{Deployment, Topology};
+use redisx_tests::rate_limit::{deployment_script_calls, fresh_window, requests, rl_runtime};
+use redisx_tests::unique_prefix;
+use tokio::sync::{Mutex, MutexGuard};
 
 /// The fixed window of the tests: long enough for 50 checks, short enough to wait out.
 const WINDOW: Duration = Duration::from_secs(2);
@@ -21,16 +24,37 @@ const WINDOW: Duration = Duration::from_secs(2);
 /// How many repeat checks the tests send after the first denial.
 const REPEATS: u64 = 50;
 
-/// A dedicated server, a runtime on it with `config`, and a raw connection to count the
-/// server's script calls.
-async fn setup(
-    test: &str,
-    config: RateLimitConfig,
-) -> (RedisServer, RedisX, MultiplexedConnection) {
-    let server = RedisServer::start_owned();
-    let rx = rl_runtime(&server.url(), &unique_prefix(test), config).await;
-    let raw = raw_connection(&server.url()).await;
-    (server, rx, raw)
+/// The turn of a cluster test: held for the whole test.
+static CLUSTER_TURN: Mutex<()> = Mutex::const_new(());
+
+/// A deployment whose script calls are the test's own while it lives: a server of its own,
+/// or the shared cluster once the cluster tests before it are done.
+struct Quiet {
+    deployment: Deployment,
+    _turn: Option<MutexGuard<'static, ()>>,
+}
+
+impl Quiet {
+    /// Every script call the deployment ran.
+    async fn script_calls(&self) -> u64 {
+        deployment_script_calls(&self.deployment).await
+    }
+}
+
+/// A quiet deployment of `topology`, and a runtime on it with `config`.
+async fn setup(topology: Topology, test: &str, config: RateLimitConfig) -> (Quiet, RedisX) {
+    let (deployment, turn) = if topology == Topology::Standalone {
+        (Deployment::start_owned(topology), None)
+    } else {
+        let turn = CLUSTER_TURN.lock().await;
+        (Deployment::start(topology), Some(turn))
+    };
+    let rx = rl_runtime(&deployment.url(), &unique_prefix(test), config).await;
+    let quiet = Quiet {
+        deployment,
+        _turn: turn,
+    };
+    (quiet, rx)
 }
 
 /// Checks `key` until Redis denies it: `limit.limit()` admitted, then the denial, returned.
@@ -61,13 +85,12 @@ async fn repeats(rx: &RedisX, key: &str, limit: &Limit) -> u64 {
     local
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeat_denials_are_answered_locally_until_retry_after() {
-    let (_server, rx, mut raw) = setup("rl_local_deny", RateLimitConfig::default()).await;
+async fn repeat_denials_are_answered_locally_until_retry_after(topology: Topology) {
+    let (quiet, rx) = setup(topology, "rl_local_deny", RateLimitConfig::default()).await;
     let limit = Limit::fixed_window(3, WINDOW);
     fresh_window(WINDOW).await;
     let denial = exhaust(&rx, "user:1", &limit).await;
-    let sent = script_calls(&mut raw).await;
+    let sent = quiet.script_calls().await;
     assert!(
         sent >= 4,
         "the checks so far show in the server's count ({sent})"
@@ -79,7 +102,7 @@ async fn repeat_denials_are_answered_locally_until_retry_after() {
         "all answered locally"
     );
     assert_eq!(
-        script_calls(&mut raw).await,
+        quiet.script_calls().await,
         sent,
         "none of them reached Redis"
     );
@@ -96,22 +119,21 @@ async fn repeat_denials_are_answered_locally_until_retry_after() {
 
     // Past retry_after (the window's end), the next check asks Redis again: a new window.
     tokio::time::sleep(denial.retry_after + Duration::from_millis(50)).await;
-    let sent = script_calls(&mut raw).await;
+    let sent = quiet.script_calls().await;
     let d = rx.rate_limiter().check("user:1", &limit).await.unwrap();
     assert!(d.allowed && !d.local, "{d:?}");
     assert_eq!(d.remaining, 2, "{d:?}");
-    assert_eq!(script_calls(&mut raw).await, sent + 1, "it went to Redis");
+    assert_eq!(quiet.script_calls().await, sent + 1, "it went to Redis");
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_local_deny_every_check_reaches_redis() {
+async fn without_local_deny_every_check_reaches_redis(topology: Topology) {
     let config = RateLimitConfig::default().local_deny(false);
-    let (_server, rx, mut raw) = setup("rl_no_local_deny", config).await;
+    let (quiet, rx) = setup(topology, "rl_no_local_deny", config).await;
     let limit = Limit::fixed_window(3, WINDOW);
     fresh_window(WINDOW).await;
     exhaust(&rx, "user:1", &limit).await;
-    let sent = script_calls(&mut raw).await;
+    let sent = quiet.script_calls().await;
 
     assert_eq!(
         repeats(&rx, "user:1", &limit).await,
@@ -119,7 +141,7 @@ async fn without_local_deny_every_check_reaches_redis() {
         "none answered locally"
     );
     assert_eq!(
-        script_calls(&mut raw).await,
+        quiet.script_calls().await,
         sent + REPEATS,
         "every one reached Redis"
     );
@@ -129,9 +151,8 @@ async fn without_local_deny_every_check_reaches_redis() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_clears_the_local_deny_entry() {
-    let (_server, rx, _raw) = setup("rl_local_reset", RateLimitConfig::default()).await;
+async fn reset_clears_the_local_deny_entry(topology: Topology) {
+    let (_quiet, rx) = setup(topology, "rl_local_reset", RateLimitConfig::default()).await;
     let rl = rx.rate_limiter();
     let limit = Limit::fixed_window(3, Duration::from_secs(3600));
     exhaust(&rx, "user:1", &limit).await;
@@ -145,25 +166,23 @@ async fn reset_clears_the_local_deny_entry() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_algorithm_denies_locally_after_a_denial() {
-    let (_server, rx, mut raw) = setup("rl_local_all", RateLimitConfig::default()).await;
+async fn every_algorithm_denies_locally_after_a_denial(topology: Topology) {
+    let (quiet, rx) = setup(topology, "rl_local_all", RateLimitConfig::default()).await;
     let rl = rx.rate_limiter();
     for alg in Algorithm::ALL {
         let limit = Limit::new(alg, 2, Duration::from_secs(3600));
         exhaust(&rx, "user:1", &limit).await;
-        let sent = script_calls(&mut raw).await;
+        let sent = quiet.script_calls().await;
         let d = rl.check("user:1", &limit).await.unwrap();
         assert!(!d.allowed && d.local, "{alg:?}: {d:?}");
-        assert_eq!(script_calls(&mut raw).await, sent, "{alg:?}: no round trip");
+        assert_eq!(quiet.script_calls().await, sent, "{alg:?}: no round trip");
         assert_eq!(requests(&rx, alg, "local_deny"), 1, "{alg:?}");
     }
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_smaller_cost_that_still_fits_is_not_denied_locally() {
-    let (_server, rx, _raw) = setup("rl_local_cost", RateLimitConfig::default()).await;
+async fn a_smaller_cost_that_still_fits_is_not_denied_locally(topology: Topology) {
+    let (_quiet, rx) = setup(topology, "rl_local_cost", RateLimitConfig::default()).await;
     let rl = rx.rate_limiter();
     let limit = Limit::fixed_window(5, Duration::from_secs(3600));
     assert!(rl.check_cost("user:1", &limit, 4).await.unwrap().allowed);
@@ -177,9 +196,8 @@ async fn a_smaller_cost_that_still_fits_is_not_denied_locally() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_multi_limit_denial_is_counted_under_the_deciding_limit_locally_too() {
-    let (_server, rx, _raw) = setup("rl_local_multi", RateLimitConfig::default()).await;
+async fn a_multi_limit_denial_is_counted_under_the_deciding_limit_locally_too(topology: Topology) {
+    let (_quiet, rx) = setup(topology, "rl_local_multi", RateLimitConfig::default()).await;
     let rl = rx.rate_limiter();
     let hour = Duration::from_secs(3600);
     // The second limit (a sliding log) is the one that denies.
@@ -203,3 +221,13 @@ async fn a_multi_limit_denial_is_counted_under_the_deciding_limit_locally_too() 
     assert_eq!(requests(&rx, fixed, "local_deny"), 0);
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    repeat_denials_are_answered_locally_until_retry_after,
+    without_local_deny_every_check_reaches_redis,
+    reset_clears_the_local_deny_entry,
+    every_algorithm_denies_locally_after_a_denial,
+    a_smaller_cost_that_still_fits_is_not_denied_locally,
+    a_multi_limit_denial_is_counted_under_the_deciding_limit_locally_too,
+);

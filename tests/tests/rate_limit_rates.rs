@@ -6,11 +6,15 @@
 //! The interval is measured on the client from the reply that emptied the quota to the first
 //! check that drains it again; the server's interval differs by less than a round trip, far
 //! below one point at the rates used (10 per second: one point per 100 ms).
+//!
+//! The suite runs on a standalone server and on the cluster.
 
 use std::time::{Duration, Instant};
 
 use redisx::RedisX;
 use redisx::rate_limit::Limit;
+use redisx::testing::{Deployment, Topology};
+use redisx_tests::rate_limit::test_runtime;
 
 /// Points admitted by back-to-back checks of `limit` on `key` until the first denial.
 async fn drain(rx: &RedisX, key: &str, limit: &Limit) -> u64 {
@@ -42,8 +46,9 @@ fn within_one_point(admitted: u64, per_second: f64, elapsed: Duration, what: &st
     );
 }
 
-#[redisx::test]
-async fn a_token_bucket_refills_at_its_rate(rx: RedisX) {
+async fn a_token_bucket_refills_at_its_rate(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "rl_token_bucket_rate", |b| b).await;
     let limit = Limit::token_bucket(10, Duration::from_secs(1));
     for pause in [Duration::from_millis(350), Duration::from_millis(620)] {
         let (n, elapsed) = refilled(&rx, "tb", &limit, pause).await;
@@ -53,10 +58,12 @@ async fn a_token_bucket_refills_at_its_rate(rx: RedisX) {
     let slow = Limit::token_bucket(10, Duration::from_secs(1)).refill(5, Duration::from_secs(1));
     let (n, elapsed) = refilled(&rx, "tb-slow", &slow, Duration::from_millis(800)).await;
     within_one_point(n, 5.0, elapsed, "token bucket, refill 5/s");
+    rx.shutdown().await;
 }
 
-#[redisx::test]
-async fn gcra_emits_at_its_rate_after_its_burst(rx: RedisX) {
+async fn gcra_emits_at_its_rate_after_its_burst(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "rl_gcra_rate", |b| b).await;
     let limit = Limit::gcra(10, Duration::from_secs(1));
     assert_eq!(drain(&rx, "g", &limit).await, 10, "a burst of the limit");
     for pause in [Duration::from_millis(450), Duration::from_millis(730)] {
@@ -65,11 +72,13 @@ async fn gcra_emits_at_its_rate_after_its_burst(rx: RedisX) {
     }
     let small_burst = Limit::gcra(10, Duration::from_secs(1)).burst(2);
     assert_eq!(drain(&rx, "g2", &small_burst).await, 2);
+    rx.shutdown().await;
 }
 
-#[redisx::test]
-async fn the_sliding_counter_stays_within_its_bound_under_steady_traffic(rx: RedisX) {
+async fn the_sliding_counter_stays_within_its_bound_under_steady_traffic(topology: Topology) {
     const LIMIT: u64 = 10;
+    let deployment = Deployment::start(topology);
+    let rx = test_runtime(&deployment, "rl_sliding_counter_bound", |b| b).await;
     let window = Duration::from_secs(1);
     let limit = Limit::sliding_counter(LIMIT, window);
     let start = Instant::now();
@@ -103,4 +112,11 @@ async fn the_sliding_counter_stays_within_its_bound_under_steady_traffic(rx: Red
         (2 * LIMIT..=4 * LIMIT + 2).contains(&total),
         "{total} admitted in 3.2 s at a limit of {LIMIT}/s"
     );
+    rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    a_token_bucket_refills_at_its_rate,
+    gcra_emits_at_its_rate_after_its_burst,
+    the_sliding_counter_stays_within_its_bound_under_steady_traffic,
+);
