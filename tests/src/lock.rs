@@ -1,11 +1,13 @@
 //! Fixtures of the lock tests (`tests/tests/lock_*.rs`): runtimes with a lock config, raw reads
-//! of the lock keys, and the count of scripts a runtime ran.
+//! of the lock keys, the count of scripts a runtime ran, and a wait for a runtime's release
+//! listener on any topology.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use redisx::RedisX;
 use redisx::lock::LockConfig;
+use redisx::testing::Deployment;
 
 /// A runtime on `url` with the key prefix `prefix` and `locks`, a short command timeout and a
 /// quick reconnect (for the tests that stop or restart the server).
@@ -54,24 +56,52 @@ pub fn scripts_sent(rx: &RedisX) -> u64 {
     crate::metric_sum(rx, "redisx_commands_total", &["command=\"EVALSHA\""])
 }
 
-/// Waits (up to 2 s) until some runtime on the server at `url` has a pattern subscription: the
-/// locks' release listener, opened when a caller first waits.
+/// The payload of the probes [`wait_for_release_listener_of`] publishes. A release message is
+/// `{runtime id}:{fencing token}`, never this, so a test reading the lock channels can tell
+/// the probes from the releases.
+pub const LISTENER_PROBE: &str = "redisx-tests:release-listener-probe";
+
+/// Waits (up to 2 s) until a runtime on `rx`'s key prefix (`rx` or another instance) has its
+/// locks' release listener, opened when a caller first waits, subscribed on `deployment`.
+///
+/// It publishes [`LISTENER_PROBE`] on a lock channel of the prefix (of a lock nobody waits
+/// on, so a listener ignores it) on each server of [`Deployment::server_urls`] and sums the
+/// receivers: a `PUBLISH` counts the subscribers of its own node only, and the listener's
+/// subscription lives on one node of a cluster. `PUBSUB NUMPAT` would also count the patterns
+/// of the other tests sharing the cluster.
 ///
 /// # Panics
-/// When no pattern subscription appears in time, or the server cannot be asked.
-pub async fn wait_for_release_listener(url: &str) {
-    let conn = crate::raw_connection(url).await;
+/// When no listener receives the probe in time, or a server cannot be asked.
+pub async fn wait_for_release_listener_of(deployment: &Deployment, rx: &RedisX) {
+    // The documented channel layout: `{lock key}:released`.
+    let channel = format!(
+        "{}:released",
+        rx.locks().full_key("redisx-tests:release-listener-probe")
+    );
+    let mut conns = Vec::new();
+    for url in deployment.server_urls() {
+        conns.push(crate::raw_connection(&url).await);
+    }
     let subscribed = crate::eventually(Duration::from_secs(2), Duration::from_millis(10), || {
-        let mut conn = conn.clone();
+        let (mut conns, channel) = (conns.clone(), channel.clone());
         async move {
-            let n: i64 = redis::cmd("PUBSUB")
-                .arg("NUMPAT")
-                .query_async(&mut conn)
-                .await
-                .expect("PUBSUB NUMPAT");
-            n >= 1
+            let mut receivers = 0;
+            for conn in &mut conns {
+                let n: i64 = redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(LISTENER_PROBE)
+                    .query_async(conn)
+                    .await
+                    .expect("PUBLISH");
+                receivers += n;
+            }
+            receivers >= 1
         }
     })
     .await;
-    assert!(subscribed, "a runtime subscribed to lock release messages");
+    assert!(
+        subscribed,
+        "a runtime on {} subscribed to lock release messages",
+        deployment.topology()
+    );
 }

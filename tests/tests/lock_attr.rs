@@ -1,11 +1,15 @@
 //! `#[with_lock]` end to end against real Redis: exclusion, `on_busy`, `on_lost`, the
-//! fencing token in the body, errors passing through, methods, and failing closed.
+//! fencing token in the body, errors passing through, methods, and failing closed. Each test
+//! with Redis runs on a standalone server and on the shared 3-master cluster, its body in the
+//! scope of a runtime of its own ([`redisx_tests::scoped`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redisx::lock::fencing_token;
+use redisx::testing::Topology;
 use redisx::{Error, ErrorCode, RedisX, redis, with_lock};
+use redisx_tests::{Turn, scoped};
 
 /// A non-atomic read-then-write of `key`: concurrent calls lose updates unless serialised.
 async fn increment(rx: &RedisX, key: &str) -> Result<(), Error> {
@@ -27,8 +31,11 @@ async fn locked_increment(rx: RedisX, name: String) -> Result<(), Error> {
     increment(&rx, &rx.cache().full_key(&name)).await
 }
 
-#[redisx::test]
-async fn concurrent_calls_are_serialised(rx: RedisX) {
+async fn concurrent_calls_are_serialised(topology: Topology) {
+    scoped(topology, "concurrent_calls_are_serialised", serialised).await;
+}
+
+async fn serialised(rx: RedisX) {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let rx = rx.clone();
@@ -51,6 +58,8 @@ async fn concurrent_calls_are_serialised(rx: RedisX) {
 }
 
 static SKIPPED_RAN: AtomicUsize = AtomicUsize::new(0);
+/// The topologies' tests take turns with `SKIPPED_RAN`.
+static SKIPPED_TURN: Turn = Turn::new();
 
 #[with_lock(key = "job", on_busy = "skip")]
 async fn job() -> Result<(), Error> {
@@ -70,8 +79,12 @@ async fn job_waiting() -> Result<u8, Error> {
     Ok(1)
 }
 
-#[redisx::test]
-async fn a_held_lock_skips_or_fails_without_running_the_body(rx: RedisX) {
+async fn a_held_lock_skips_or_fails_without_running_the_body(topology: Topology) {
+    let _turn = SKIPPED_TURN.take(&[&SKIPPED_RAN]).await;
+    scoped(topology, "a_held_lock_skips", held_lock_skips).await;
+}
+
+async fn held_lock_skips(rx: RedisX) {
     let held = rx
         .locks()
         .acquire("job", &redisx::lock::LockOptions::default())
@@ -90,6 +103,8 @@ async fn a_held_lock_skips_or_fails_without_running_the_body(rx: RedisX) {
 }
 
 static PAST_THE_SLEEP: AtomicUsize = AtomicUsize::new(0);
+/// The topologies' tests take turns with `PAST_THE_SLEEP`.
+static SLEEP_TURN: Turn = Turn::new();
 
 /// Without renewal a 300 ms lock is lost while the body sleeps.
 #[with_lock(key = "slow", ttl = "300ms", auto_renew = false)]
@@ -106,8 +121,12 @@ async fn continued() -> Result<u8, Error> {
     Ok(5)
 }
 
-#[redisx::test]
-async fn a_lost_lock_cancels_the_body_unless_told_to_continue() {
+async fn a_lost_lock_cancels_the_body_unless_told_to_continue(topology: Topology) {
+    let _turn = SLEEP_TURN.take(&[&PAST_THE_SLEEP]).await;
+    scoped(topology, "a_lost_lock_cancels", lost_lock_cancels).await;
+}
+
+async fn lost_lock_cancels(_: RedisX) {
     let e = cancelled().await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::LockExpired, "{e:#}");
     assert_eq!(
@@ -124,8 +143,16 @@ async fn fenced() -> Result<u64, Error> {
     Ok(fencing_token().expect("inside the lock"))
 }
 
-#[redisx::test]
-async fn the_body_reads_the_fencing_token(rx: RedisX) {
+async fn the_body_reads_the_fencing_token(topology: Topology) {
+    scoped(
+        topology,
+        "the_body_reads_the_fencing_token",
+        reads_the_token,
+    )
+    .await;
+}
+
+async fn reads_the_token(rx: RedisX) {
     assert_eq!(fencing_token(), None, "outside any lock");
     let first = fenced().await.unwrap();
     let second = fenced().await.unwrap();
@@ -153,8 +180,16 @@ async fn charge(card: u64) -> Result<(), AppError> {
     Err(AppError::Declined(card))
 }
 
-#[redisx::test]
-async fn the_body_error_passes_through_and_the_lock_is_released(rx: RedisX) {
+async fn the_body_error_passes_through_and_the_lock_is_released(topology: Topology) {
+    scoped(
+        topology,
+        "the_body_error_passes_through",
+        error_passes_through,
+    )
+    .await;
+}
+
+async fn error_passes_through(rx: RedisX) {
     assert!(matches!(charge(4).await, Err(AppError::Declined(4))));
     assert!(!rx.locks().is_locked("card:4").await.unwrap());
 }
@@ -170,12 +205,24 @@ impl Ledger {
     }
 }
 
-#[redisx::test]
-async fn methods_lock_with_their_own_runtime(rx: RedisX) {
+async fn methods_lock_with_their_own_runtime(topology: Topology) {
+    scoped(topology, "methods_lock_with_their_own_runtime", own_runtime).await;
+}
+
+async fn own_runtime(rx: RedisX) {
     let ledger = Ledger { rx: rx.clone() };
     assert!(ledger.post(9).await.unwrap(), "held while the body runs");
     assert!(!rx.locks().is_locked("ledger:9").await.unwrap());
 }
+
+redisx_tests::on_topologies!(
+    concurrent_calls_are_serialised,
+    a_held_lock_skips_or_fails_without_running_the_body,
+    a_lost_lock_cancels_the_body_unless_told_to_continue,
+    the_body_reads_the_fencing_token,
+    the_body_error_passes_through_and_the_lock_is_released,
+    methods_lock_with_their_own_runtime,
+);
 
 #[tokio::test]
 async fn without_a_runtime_the_call_fails_closed() {

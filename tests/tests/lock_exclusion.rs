@@ -1,7 +1,7 @@
 //! Mutual exclusion: critical sections doing a non-atomic GET-then-SET increment, from tasks
 //! spread over two OS processes with two runtimes each (instances of one service), give the
 //! exact total under the lock; the same workload without the lock loses updates, so the check
-//! can fail.
+//! can fail. Both run on a standalone server and on the shared 3-master cluster.
 //!
 //! `REDISX_LOCK_SECTIONS` sets the sections per task (default 125: 2,000 sections in all; 8
 //! tasks per process).
@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use redisx::RedisX;
 use redisx::lock::{LockConfig, LockOptions, RetryStrategy};
-use redisx::testing::{ChildProcess, in_scenario, signal_ready};
+use redisx::testing::{ChildProcess, Deployment, Topology, in_scenario, signal_ready};
 use redisx_tests::lock::lock_runtime;
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::unique_prefix;
 
 /// Tasks per process, spread over its two runtimes.
 const TASKS: u64 = 8;
 
-/// The environment variables that give the child process its server, prefix and counter.
+/// The environment variables that give the child process its deployment's URL and prefix.
 const URL_ENV: &str = "REDISX_LOCK_TEST_URL";
 const PREFIX_ENV: &str = "REDISX_LOCK_TEST_PREFIX";
 
@@ -75,7 +75,7 @@ async fn read(rx: &RedisX, key: &str) -> u64 {
     n.unwrap_or(0)
 }
 
-/// Two runtimes on `url` under `prefix`: two instances of one service.
+/// Two runtimes on `url` (any topology's) under `prefix`: two instances of one service.
 async fn pair(url: &str, prefix: &str) -> (RedisX, RedisX) {
     let a = lock_runtime(url, prefix, LockConfig::default()).await;
     let b = lock_runtime(url, prefix, LockConfig::default()).await;
@@ -107,13 +107,12 @@ fn exclusion_worker() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn locked_increments_from_two_processes_give_the_exact_total() {
-    let server = RedisServer::start();
+async fn locked_increments_from_two_processes_give_the_exact_total(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("lock_exclusion");
-    let (a, b) = pair(&server.url(), &prefix).await;
+    let (a, b) = pair(&deployment.url(), &prefix).await;
     let child = ChildProcess::scenario("exclusion_worker")
-        .env(URL_ENV, server.url())
+        .env(URL_ENV, deployment.url())
         .env(PREFIX_ENV, &prefix)
         .start();
     let () = a
@@ -139,7 +138,7 @@ async fn locked_increments_from_two_processes_give_the_exact_total() {
     assert_eq!(
         read(&a, &counter).await,
         expected,
-        "no update lost under the lock"
+        "no update lost under the lock on {topology}"
     );
     let stats = (a.locks().stats(), b.locks().stats());
     assert_eq!(stats.0.acquired + stats.1.acquired, TASKS * sections());
@@ -149,19 +148,24 @@ async fn locked_increments_from_two_processes_give_the_exact_total() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_same_increments_without_the_lock_lose_updates() {
-    let server = RedisServer::start();
+async fn the_same_increments_without_the_lock_lose_updates(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("lock_no_exclusion");
-    let (a, b) = pair(&server.url(), &prefix).await;
+    let (a, b) = pair(&deployment.url(), &prefix).await;
     let counter = format!("{prefix}counter");
     workload(&a, &b, &counter, false).await;
     let total = read(&a, &counter).await;
     let expected = TASKS * sections();
     assert!(
         total < expected,
-        "without the lock, updates are lost ({total} of {expected}), so the locked check can fail"
+        "without the lock on {topology}, updates are lost ({total} of {expected}), so the locked check can fail"
     );
     a.shutdown().await;
     b.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 4]
+    locked_increments_from_two_processes_give_the_exact_total,
+    the_same_increments_without_the_lock_lose_updates,
+);

@@ -1,10 +1,13 @@
 //! Locks when things stop: Redis down fails closed (an error, never a guard), and the runtime's
 //! shutdown releases every lock still held, one failed release not stopping the others.
+//! The shutdown test runs on a standalone server and on the shared 3-master cluster; the
+//! others stop or pause a server of their own.
 
 use std::time::Duration;
 
 use redisx::ErrorCode;
 use redisx::lock::{LockConfig, LockOptions};
+use redisx::testing::{Deployment, Topology};
 use redisx_tests::lock::{exists, lock_runtime};
 use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
 
@@ -47,16 +50,15 @@ async fn redis_down_fails_closed_within_the_command_timeout() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_releases_every_held_lock_even_when_one_release_fails() {
-    let server = RedisServer::start();
+async fn shutdown_releases_every_held_lock_even_when_one_release_fails(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("lock_shutdown"),
         LockConfig::default(),
     )
     .await;
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let locks = rx.locks();
     let a = locks.acquire("a", &LockOptions::new()).await.unwrap();
     let broken = locks.acquire("broken", &LockOptions::new()).await.unwrap();
@@ -98,6 +100,11 @@ async fn shutdown_releases_every_held_lock_even_when_one_release_fails() {
     rx.shutdown().await; // harmless
     assert!(rx.is_shut_down());
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    shutdown_releases_every_held_lock_even_when_one_release_fails
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_acquisition_leaves_no_lock_behind() {

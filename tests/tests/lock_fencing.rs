@@ -1,7 +1,7 @@
 //! Fencing tokens: strictly increasing per key across holders (in one runtime and across two,
-//! on every topology),
-//! larger for a new holder than for one that held past its ttl, and still increasing after a
-//! restart of the server that lost the counter.
+//! on every topology), larger for a new holder than for one that held past its ttl (on a
+//! standalone server and on the shared 3-master cluster), and still increasing after a restart
+//! of the server that lost the counter (a standalone server of its own).
 
 use std::time::Duration;
 
@@ -70,16 +70,17 @@ async fn tokens_strictly_increase_across_holders() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_past_its_ttl_carries_a_smaller_token_and_cannot_release_the_new_owners_lock() {
-    let server = RedisServer::start();
+async fn a_holder_past_its_ttl_carries_a_smaller_token_and_cannot_release_the_new_owners_lock(
+    topology: Topology,
+) {
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("lock_paused"),
         LockConfig::default(),
     )
     .await;
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let key = rx.locks().full_key("invoice:9");
     // A holder that stops renewing (as if paused) and outlives its ttl.
     let old = rx
@@ -117,6 +118,11 @@ async fn a_holder_past_its_ttl_carries_a_smaller_token_and_cannot_release_the_ne
     new.release().await.unwrap();
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_holder_past_its_ttl_carries_a_smaller_token_and_cannot_release_the_new_owners_lock
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_still_increase_after_a_restart_that_lost_the_counter() {

@@ -1,18 +1,17 @@
 //! What the locks show: the `lock.acquire` and `lock.release` spans (target `redisx::lock`,
-//! the key only with `record_keys(true)`) and the `redisx_lock_*` metrics.
+//! the key only with `record_keys(true)`) and the `redisx_lock_*` metrics, on a standalone
+//! server and on the shared 3-master cluster.
 
+use redisx::RedisX;
 use redisx::lock::{LockConfig, LockOptions};
-use redisx::{ConnectionConfig, RedisX};
+use redisx::testing::{Deployment, Topology};
 use redisx_tests::spans::Capture;
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::unique_prefix;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-async fn start(server: &RedisServer, record_keys: bool) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&server.url()).unwrap(),
-        )
+async fn start(deployment: &Deployment, record_keys: bool) -> RedisX {
+    deployment
+        .redisx_builder()
         .key_prefix(unique_prefix("lock_spans"))
         .locks(LockConfig::default().retries(1))
         .record_keys(record_keys)
@@ -21,16 +20,26 @@ async fn start(server: &RedisServer, record_keys: bool) -> RedisX {
         .unwrap()
 }
 
-// One test in this binary: tests on other threads would race the callsites' interest cache.
-// Current-thread runtime: the subscriber is the thread's default, and every task runs here.
+// One test in this binary, looping over the topologies: tests on other threads would race the
+// callsites' interest cache. Current-thread runtime: the subscriber is the thread's default,
+// and every task runs here.
 #[tokio::test(flavor = "current_thread")]
 async fn spans_carry_ttl_attempts_and_outcome_and_metrics_follow_the_locks() {
-    let server = RedisServer::start();
+    for topology in [Topology::Standalone, Topology::Cluster] {
+        // Which topology a failure comes from, in the test's output.
+        eprintln!("on {topology}");
+        spans_and_metrics(topology).await;
+    }
+}
+
+/// The checks on `topology`, with a capture of their own.
+async fn spans_and_metrics(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let capture = Capture::default();
     let _default =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
 
-    let rx = start(&server, false).await;
+    let rx = start(&deployment, false).await;
     let opts = LockOptions::new().ttl(std::time::Duration::from_secs(5));
     let guard = rx.locks().acquire("order:1", &opts).await.unwrap();
     let busy = rx.locks().acquire("order:1", &opts).await.unwrap_err();
@@ -55,7 +64,7 @@ async fn spans_carry_ttl_attempts_and_outcome_and_metrics_follow_the_locks() {
     assert_eq!(releases[0].field("lock.released"), Some("true"));
     rx.shutdown().await;
 
-    let rx = start(&server, true).await;
+    let rx = start(&deployment, true).await;
     rx.locks()
         .acquire("order:2", &opts)
         .await
@@ -67,12 +76,12 @@ async fn spans_carry_ttl_attempts_and_outcome_and_metrics_follow_the_locks() {
     assert_eq!(last.field("lock.key"), Some("order:2"));
     rx.shutdown().await;
 
-    check_metrics(&server).await;
+    check_metrics(&deployment).await;
 }
 
 /// The `redisx_lock_*` metrics follow acquisitions, holds and drops.
-async fn check_metrics(server: &RedisServer) {
-    let rx = start(server, false).await;
+async fn check_metrics(deployment: &Deployment) {
+    let rx = start(deployment, false).await;
     let opts = LockOptions::new();
     let guard = rx.locks().acquire("report", &opts).await.unwrap();
     let dropped = rx.locks().acquire("other", &opts).await.unwrap();

@@ -3,15 +3,17 @@
 //! runtime sent); a queued caller still gives up by its own retry settings.
 //!
 //! Time is only used to order events (waiters started 100 ms apart queue in that order) and
-//! for generous bounds, never asserted as a latency.
+//! for generous bounds, never asserted as a latency. Each test runs on a standalone server
+//! and on the shared 3-master cluster.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redisx::lock::{LockConfig, LockGuard, LockOptions, Permit, RetryStrategy};
+use redisx::testing::{Deployment, Topology};
 use redisx::{ErrorCode, RedisX};
 use redisx_tests::lock::{lock_runtime, scripts_sent};
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::unique_prefix;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -48,20 +50,20 @@ async fn take(rx: &RedisX, target: Target, key: &str, opts: &LockOptions) -> red
     }
 }
 
-/// Two runtimes on one server and prefix: `a` holds, `b` waits.
-async fn pair(server: &RedisServer, test: &str) -> (RedisX, RedisX) {
+/// Two runtimes on one deployment and prefix: `a` holds, `b` waits.
+async fn pair(deployment: &Deployment, test: &str) -> (RedisX, RedisX) {
     let prefix = unique_prefix(test);
-    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let a = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    let b = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
     (a, b)
 }
 
 /// Eight waiters in one runtime retrying every 10 ms for the second another runtime holds the
 /// key: only the head polls, about 100 attempts, where eight pollers would make about 800.
-async fn only_the_head_polls(target: Target) {
+async fn only_the_head_polls(topology: Topology, target: Target) {
     const WAITERS: usize = 8;
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "queue_head").await;
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "queue_head").await;
     let holder = take(&a, target, "job", &LockOptions::new()).await.unwrap();
     let opts = LockOptions::new()
         .retry(RetryStrategy::Fixed(MS(10)))
@@ -88,7 +90,7 @@ async fn only_the_head_polls(target: Target) {
     holder.release().await.unwrap();
     assert!(
         polled > 0 && polled < 300,
-        "{polled} attempts in 1 s from {WAITERS} waiters on a 10 ms retry ({target:?})"
+        "{polled} attempts in 1 s from {WAITERS} waiters on a 10 ms retry ({target:?} on {topology})"
     );
     for w in waiters {
         tokio::time::timeout(Duration::from_secs(10), w)
@@ -101,23 +103,27 @@ async fn only_the_head_polls(target: Target) {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_head_of_a_lock_queue_polls_redis() {
-    only_the_head_polls(Target::Lock).await;
+async fn only_the_head_of_a_lock_queue_polls_redis(topology: Topology) {
+    only_the_head_polls(topology, Target::Lock).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_head_of_a_semaphore_queue_polls_redis() {
-    only_the_head_polls(Target::Semaphore).await;
+async fn only_the_head_of_a_semaphore_queue_polls_redis(topology: Topology) {
+    only_the_head_polls(topology, Target::Semaphore).await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    only_the_head_of_a_lock_queue_polls_redis,
+    only_the_head_of_a_semaphore_queue_polls_redis,
+);
 
 /// Six waiters in one runtime, started 100 ms apart while another runtime holds the key, get
 /// it in the order they arrived (each retrying every 5 ms, so without the queue whichever
 /// polls first after a release would win).
-async fn waiters_are_served_in_arrival_order(target: Target) {
+async fn waiters_are_served_in_arrival_order(topology: Topology, target: Target) {
     const WAITERS: usize = 6;
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "queue_fifo").await;
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "queue_fifo").await;
     let holder = take(&a, target, "job", &LockOptions::new()).await.unwrap();
     let opts = LockOptions::new()
         .retry(RetryStrategy::Fixed(MS(5)))
@@ -149,27 +155,31 @@ async fn waiters_are_served_in_arrival_order(target: Target) {
     assert_eq!(
         order,
         (0..WAITERS).collect::<Vec<_>>(),
-        "served in arrival order ({target:?})"
+        "served in arrival order ({target:?} on {topology})"
     );
     a.shutdown().await;
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lock_waiters_are_served_in_arrival_order() {
-    waiters_are_served_in_arrival_order(Target::Lock).await;
+async fn lock_waiters_are_served_in_arrival_order(topology: Topology) {
+    waiters_are_served_in_arrival_order(topology, Target::Lock).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn semaphore_waiters_are_served_in_arrival_order() {
-    waiters_are_served_in_arrival_order(Target::Semaphore).await;
+async fn semaphore_waiters_are_served_in_arrival_order(topology: Topology) {
+    waiters_are_served_in_arrival_order(topology, Target::Semaphore).await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    lock_waiters_are_served_in_arrival_order,
+    semaphore_waiters_are_served_in_arrival_order,
+);
 
 /// Behind a head that waits up to 10 s, a caller with 3 retries of 50 ms gives up by its own
 /// settings, while the head still waits, having made at most its first attempt itself.
-async fn a_queued_caller_gives_up_by_its_own_retries(target: Target) {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "queue_timeout").await;
+async fn a_queued_caller_gives_up_by_its_own_retries(topology: Topology, target: Target) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "queue_timeout").await;
     let holder = take(&a, target, "job", &LockOptions::new()).await.unwrap();
     let retry = RetryStrategy::Fixed(MS(50));
     let head_opts = LockOptions::new()
@@ -203,7 +213,7 @@ async fn a_queued_caller_gives_up_by_its_own_retries(target: Target) {
         .unwrap();
     assert!(
         attempts <= 1,
-        "{attempts} attempts: behind the head it sends at most its first one ({target:?})"
+        "{attempts} attempts: behind the head it sends at most its first one ({target:?} on {topology})"
     );
     head.abort();
     holder.release().await.unwrap();
@@ -211,26 +221,29 @@ async fn a_queued_caller_gives_up_by_its_own_retries(target: Target) {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queued_lock_caller_gives_up_by_its_own_retries() {
-    a_queued_caller_gives_up_by_its_own_retries(Target::Lock).await;
+async fn a_queued_lock_caller_gives_up_by_its_own_retries(topology: Topology) {
+    a_queued_caller_gives_up_by_its_own_retries(topology, Target::Lock).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queued_semaphore_caller_gives_up_by_its_own_retries() {
-    a_queued_caller_gives_up_by_its_own_retries(Target::Semaphore).await;
+async fn a_queued_semaphore_caller_gives_up_by_its_own_retries(topology: Topology) {
+    a_queued_caller_gives_up_by_its_own_retries(topology, Target::Semaphore).await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_queued_lock_caller_gives_up_by_its_own_retries,
+    a_queued_semaphore_caller_gives_up_by_its_own_retries,
+);
 
 /// Three permits freed at once in the runtime where three callers wait in line, each on a
 /// 20 s retry, reach all three: each new head of a semaphore's queue tries at once (the three
 /// wake-ups arrive together and count once, so waiting for one each would leave the last
 /// caller to its retry).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permits_freed_together_reach_every_caller_in_line() {
+async fn permits_freed_together_reach_every_caller_in_line(topology: Topology) {
     const PERMITS: u32 = 3;
-    let server = RedisServer::start();
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("queue_permits"),
         LockConfig::default(),
     )
@@ -269,3 +282,8 @@ async fn permits_freed_together_reach_every_caller_in_line() {
     }
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    permits_freed_together_reach_every_caller_in_line
+);

@@ -1,25 +1,31 @@
 //! Releasing: a dropped guard's lock is released in the background, `with_lock` releases
 //! after its body (whatever the body returned) and never runs the body without the lock,
-//! `is_locked` and `force_release`.
+//! `is_locked` and `force_release`. Each test runs on a standalone server and on the shared
+//! 3-master cluster.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redisx::lock::{LockConfig, LockOptions};
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode, RedisX};
 use redisx_tests::lock::{exists, lock_runtime};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{eventually, unique_prefix};
 
-async fn start(server: &RedisServer, test: &str) -> RedisX {
-    lock_runtime(&server.url(), &unique_prefix(test), LockConfig::default()).await
+async fn start(deployment: &Deployment, test: &str) -> RedisX {
+    lock_runtime(
+        &deployment.url(),
+        &unique_prefix(test),
+        LockConfig::default(),
+    )
+    .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_guard_releases_its_lock_soon_after() {
-    let server = RedisServer::start();
-    let rx = start(&server, "lock_dropped").await;
-    let raw = raw_connection(&server.url()).await;
+async fn a_dropped_guard_releases_its_lock_soon_after(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment, "lock_dropped").await;
+    let raw = deployment.raw_connection().await;
     let key = rx.locks().full_key("export");
     let guard = rx
         .locks()
@@ -60,10 +66,9 @@ impl From<Error> for AppError {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_lock_releases_after_the_body_whatever_it_returned() {
-    let server = RedisServer::start();
-    let rx = start(&server, "lock_with").await;
+async fn with_lock_releases_after_the_body_whatever_it_returned(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment, "lock_with").await;
     let locks = rx.locks();
 
     let ok: Result<u32, AppError> = locks
@@ -112,10 +117,9 @@ async fn with_lock_releases_after_the_body_whatever_it_returned() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_lock_never_runs_the_body_without_the_lock() {
-    let server = RedisServer::start();
-    let rx = start(&server, "lock_with_busy").await;
+async fn with_lock_never_runs_the_body_without_the_lock(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment, "lock_with_busy").await;
     let held = rx
         .locks()
         .acquire("order:2", &LockOptions::new())
@@ -142,10 +146,9 @@ async fn with_lock_never_runs_the_body_without_the_lock() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn force_release_removes_whoever_holds_the_lock() {
-    let server = RedisServer::start();
-    let rx = start(&server, "lock_force").await;
+async fn force_release_removes_whoever_holds_the_lock(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment, "lock_force").await;
     let locks = rx.locks();
     assert!(!locks.is_locked("job").await.unwrap());
     assert!(
@@ -167,10 +170,9 @@ async fn force_release_removes_whoever_holds_the_lock() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_keys_and_ttls_are_refused_before_redis() {
-    let server = RedisServer::start();
-    let rx = start(&server, "lock_bad_args").await;
+async fn bad_keys_and_ttls_are_refused_before_redis(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = start(&deployment, "lock_bad_args").await;
     let err = rx
         .locks()
         .acquire("k", &LockOptions::new().ttl(Duration::from_secs(301)))
@@ -209,7 +211,7 @@ async fn bad_keys_and_ttls_are_refused_before_redis() {
     );
     guard.release().await.unwrap();
     let err = RedisX::builder()
-        .client("default", server.url().parse().unwrap())
+        .client("default", deployment.url().parse().unwrap())
         .locks(LockConfig::default().default_ttl(Duration::from_secs(900)))
         .build()
         .await
@@ -217,3 +219,12 @@ async fn bad_keys_and_ttls_are_refused_before_redis() {
     assert_eq!(err.code(), ErrorCode::ConfigInvalid);
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_dropped_guard_releases_its_lock_soon_after,
+    with_lock_releases_after_the_body_whatever_it_returned,
+    with_lock_never_runs_the_body_without_the_lock,
+    force_release_removes_whoever_holds_the_lock,
+    bad_keys_and_ttls_are_refused_before_redis,
+);

@@ -1,29 +1,31 @@
 //! Auto-renewal and the loss signal: a 300 ms lock kept through a 2 s body; a key deleted from
-//! outside, and a Redis that stops answering (SIGSTOP), both fire `lost()`.
+//! outside, and a Redis that stops answering (SIGSTOP), both fire `lost()`. Each test runs on
+//! a standalone server and on the shared 3-master cluster, except the SIGSTOP one, which
+//! pauses a server of its own.
 
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use redisx::ErrorCode;
 use redisx::lock::{LockConfig, LockOptions};
+use redisx::testing::{Deployment, Topology};
 use redisx_tests::lock::{get, lock_runtime};
-use redisx_tests::{RedisServer, raw_connection, unique_prefix};
+use redisx_tests::{RedisServer, unique_prefix};
 
 const TTL: Duration = Duration::from_millis(300);
 
 /// `lost()` must resolve within this (a generous bound, not a timing assertion).
 const WITHIN: Duration = Duration::from_secs(2);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_renew_keeps_a_short_lock_through_a_long_body() {
-    let server = RedisServer::start();
+async fn auto_renew_keeps_a_short_lock_through_a_long_body(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("lock_renew"),
         LockConfig::default(),
     )
     .await;
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let guard = rx
         .locks()
         .acquire("report", &LockOptions::new().ttl(TTL))
@@ -44,11 +46,10 @@ async fn auto_renew_keeps_a_short_lock_through_a_long_body() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_auto_renew_the_lock_is_lost_at_its_deadline() {
-    let server = RedisServer::start();
+async fn without_auto_renew_the_lock_is_lost_at_its_deadline(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("lock_no_renew"),
         LockConfig::default(),
     )
@@ -67,16 +68,15 @@ async fn without_auto_renew_the_lock_is_lost_at_its_deadline() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_deleted_from_outside_fires_lost() {
-    let server = RedisServer::start();
+async fn a_key_deleted_from_outside_fires_lost(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("lock_deleted"),
         LockConfig::default(),
     )
     .await;
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let guard = rx
         .locks()
         .acquire("job", &LockOptions::new().ttl(TTL))
@@ -104,6 +104,13 @@ async fn a_key_deleted_from_outside_fires_lost() {
     assert_eq!(rx.locks().stats().lost, 1, "the loss is counted once");
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    auto_renew_keeps_a_short_lock_through_a_long_body,
+    without_auto_renew_the_lock_is_lost_at_its_deadline,
+    a_key_deleted_from_outside_fires_lost,
+);
 
 /// Resumes the paused server when dropped, also when the test fails.
 struct Resume<'a>(&'a RedisServer);

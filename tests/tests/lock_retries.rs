@@ -1,13 +1,14 @@
 //! Retries against a held lock: the retry count and the `wait` budget per strategy (attempts
 //! counted from the error and from the scripts sent, no timing asserted), and `try_acquire`'s
-//! single attempt.
+//! single attempt. Each test runs on a standalone server and on the shared 3-master cluster.
 
 use std::time::Duration;
 
 use redisx::lock::{LockConfig, LockOptions, RetryStrategy};
+use redisx::testing::{Deployment, Topology};
 use redisx::{ErrorCode, RedisX};
 use redisx_tests::lock::{lock_runtime, scripts_sent};
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx_tests::unique_prefix;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -22,14 +23,15 @@ async fn attempts(rx: &RedisX, key: &str, opts: &LockOptions) -> u64 {
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_count_makes_one_attempt_more_than_the_retries_with_every_strategy() {
-    let server = RedisServer::start();
+async fn a_retry_count_makes_one_attempt_more_than_the_retries_with_every_strategy(
+    topology: Topology,
+) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("lock_retries");
-    let holder = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let holder = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
     // Short delays so the test stays quick; the defaults' count is 3 retries.
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &prefix,
         LockConfig::default().retry(RetryStrategy::Exponential(MS(1), MS(8))),
     )
@@ -72,12 +74,16 @@ async fn a_retry_count_makes_one_attempt_more_than_the_retries_with_every_strate
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wait_budget_stops_before_a_sleep_would_pass_it() {
-    let server = RedisServer::start();
+async fn a_wait_budget_stops_before_a_sleep_would_pass_it(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("lock_wait");
-    let holder = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let rx = lock_runtime(&server.url(), &prefix, LockConfig::default().jitter(false)).await;
+    let holder = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    let rx = lock_runtime(
+        &deployment.url(),
+        &prefix,
+        LockConfig::default().jitter(false),
+    )
+    .await;
     let _held = holder
         .locks()
         .acquire("busy", &LockOptions::new())
@@ -105,7 +111,7 @@ async fn a_wait_budget_stops_before_a_sleep_would_pass_it() {
     assert_eq!(attempts(&rx, "busy", &short).await, 1);
     // A linear strategy, from the config's budget.
     let cfg = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &prefix,
         LockConfig::default()
             .jitter(false)
@@ -123,12 +129,11 @@ async fn a_wait_budget_stops_before_a_sleep_would_pass_it() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn try_acquire_makes_exactly_one_attempt() {
-    let server = RedisServer::start();
+async fn try_acquire_makes_exactly_one_attempt(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("lock_try");
-    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let a = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    let b = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
     let held = a
         .locks()
         .try_acquire("cron", &LockOptions::new())
@@ -163,3 +168,10 @@ async fn try_acquire_makes_exactly_one_attempt() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_retry_count_makes_one_attempt_more_than_the_retries_with_every_strategy,
+    a_wait_budget_stops_before_a_sleep_would_pass_it,
+    try_acquire_makes_exactly_one_attempt,
+);

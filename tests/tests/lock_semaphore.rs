@@ -3,6 +3,7 @@
 //! for `try_acquire` and the retry count for `acquire`, fencing tokens increasing across
 //! holders, waiters woken by a release (here and from another runtime), the loss of a lease
 //! removed from outside, bad arguments refused before Redis, and a dropped permit's slot freed.
+//! Each test runs on a standalone server and on the shared 3-master cluster.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,9 +12,10 @@ use std::time::Duration;
 use redisx::lock::{
     LockCall, LockConfig, LockOptions, MIN_TTL, Permit, RetryStrategy, fencing_token,
 };
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode, RedisX};
-use redisx_tests::lock::{lock_runtime, scripts_sent, wait_for_release_listener};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::lock::{lock_runtime, scripts_sent, wait_for_release_listener_of};
+use redisx_tests::{eventually, unique_prefix};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -31,25 +33,24 @@ fn error_of<T>(r: redisx::Result<T>) -> Error {
 }
 
 /// A runtime on a prefix of its own, and the prefix.
-async fn one(server: &RedisServer, test: &str) -> (RedisX, String) {
+async fn one(deployment: &Deployment, test: &str) -> (RedisX, String) {
     let prefix = unique_prefix(test);
-    let rx = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+    let rx = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
     (rx, prefix)
 }
 
-/// Two runtimes on one server and prefix: two instances of one service.
-async fn pair(server: &RedisServer, test: &str) -> (RedisX, RedisX) {
-    let (a, prefix) = one(server, test).await;
-    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
+/// Two runtimes on one deployment and prefix: two instances of one service.
+async fn pair(deployment: &Deployment, test: &str) -> (RedisX, RedisX) {
+    let (a, prefix) = one(deployment, test).await;
+    let b = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
     (a, b)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn never_more_than_n_holders_and_n_are_reached() {
+async fn never_more_than_n_holders_and_n_are_reached(topology: Topology) {
     const PERMITS: u32 = 3;
     const ROUNDS: u32 = 10;
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "sem_bound").await;
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "sem_bound").await;
     // Holders inside their section now, and the most seen at once.
     let inside = Arc::new(AtomicU32::new(0));
     let most = Arc::new(AtomicU32::new(0));
@@ -98,10 +99,9 @@ async fn never_more_than_n_holders_and_n_are_reached() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_leases_are_reclaimed() {
-    let server = RedisServer::start();
-    let (rx, _) = one(&server, "sem_expiry").await;
+async fn expired_leases_are_reclaimed(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = one(&deployment, "sem_expiry").await;
     let sem = rx.locks().semaphore("pool", 2);
     // Both permits, unrenewed: their leases run out after 300 ms, and nobody releases them.
     let short = LockOptions::new().ttl(MS(300)).auto_renew(false);
@@ -149,10 +149,9 @@ async fn expired_leases_are_reclaimed() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn try_acquire_makes_one_attempt_and_acquire_counts_its_retries() {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "sem_attempts").await;
+async fn try_acquire_makes_one_attempt_and_acquire_counts_its_retries(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "sem_attempts").await;
     let theirs = a.locks().semaphore("pool", 2);
     let held = [
         theirs.acquire(&LockOptions::new()).await.unwrap(),
@@ -189,10 +188,9 @@ async fn try_acquire_makes_one_attempt_and_acquire_counts_its_retries() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fencing_tokens_strictly_increase_across_holders() {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "sem_fence").await;
+async fn fencing_tokens_strictly_increase_across_holders(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "sem_fence").await;
     let mut tokens = Vec::new();
     // Rounds of filling all three permits from both runtimes, then emptying them.
     for _ in 0..5 {
@@ -222,7 +220,12 @@ async fn fencing_tokens_strictly_increase_across_holders() {
 
 /// `holder` takes both permits of `key`; a waiter on `waiter` whose only retry is 20 s away
 /// gets one within a few seconds of `holder` releasing one (so the release woke it).
-async fn woken_by_a_release(server: &RedisServer, holder: &RedisX, waiter: &RedisX, remote: bool) {
+async fn woken_by_a_release(
+    deployment: &Deployment,
+    holder: &RedisX,
+    waiter: &RedisX,
+    remote: bool,
+) {
     let sem = holder.locks().semaphore("pool", 2);
     let held = [
         sem.acquire(&LockOptions::new()).await.unwrap(),
@@ -244,7 +247,7 @@ async fn woken_by_a_release(server: &RedisServer, holder: &RedisX, waiter: &Redi
     assert!(tried, "the waiter made its first attempt");
     // ... and, for a release elsewhere, its runtime listens for release messages.
     if remote {
-        wait_for_release_listener(&server.url()).await;
+        wait_for_release_listener_of(deployment, waiter).await;
     }
     // Lets the waiter settle into its wait.
     tokio::time::sleep(MS(100)).await;
@@ -261,28 +264,25 @@ async fn woken_by_a_release(server: &RedisServer, holder: &RedisX, waiter: &Redi
     second.release().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_in_the_same_runtime_wakes_a_waiter() {
-    let server = RedisServer::start();
-    let (rx, _) = one(&server, "sem_wake_local").await;
-    woken_by_a_release(&server, &rx, &rx, false).await;
+async fn a_release_in_the_same_runtime_wakes_a_waiter(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = one(&deployment, "sem_wake_local").await;
+    woken_by_a_release(&deployment, &rx, &rx, false).await;
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_by_another_runtime_wakes_a_waiter() {
-    let server = RedisServer::start();
-    let (a, b) = pair(&server, "sem_wake_remote").await;
-    woken_by_a_release(&server, &b, &a, true).await;
+async fn a_release_by_another_runtime_wakes_a_waiter(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (a, b) = pair(&deployment, "sem_wake_remote").await;
+    woken_by_a_release(&deployment, &b, &a, true).await;
     a.shutdown().await;
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_removed_from_outside_is_lost() {
-    let server = RedisServer::start();
-    let (rx, prefix) = one(&server, "sem_lost").await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn a_lease_removed_from_outside_is_lost(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = one(&deployment, "sem_lost").await;
+    let mut raw = deployment.raw_connection().await;
     let set = sem_set(&prefix, "pool");
     let sem = rx.locks().semaphore("pool", 2);
     // Short leases, renewed every 200 ms: a renewal soon finds the removal.
@@ -344,10 +344,9 @@ async fn a_lease_removed_from_outside_is_lost() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_arguments_are_refused_before_redis() {
-    let server = RedisServer::start();
-    let (rx, _) = one(&server, "sem_bad_args").await;
+async fn bad_arguments_are_refused_before_redis(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = one(&deployment, "sem_bad_args").await;
     let locks = rx.locks();
     let opts = LockOptions::new();
     let sent = scripts_sent(&rx);
@@ -377,10 +376,9 @@ async fn bad_arguments_are_refused_before_redis() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_permit_frees_its_slot() {
-    let server = RedisServer::start();
-    let (rx, _) = one(&server, "sem_drop").await;
+async fn a_dropped_permit_frees_its_slot(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = one(&deployment, "sem_drop").await;
     let sem = rx.locks().semaphore("pool", 2);
     // The default 30 s ttl: only the release of the drop can free a slot soon.
     let first = sem.acquire(&LockOptions::new()).await.unwrap();
@@ -399,3 +397,16 @@ async fn a_dropped_permit_frees_its_slot() {
     drop((second, third));
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    never_more_than_n_holders_and_n_are_reached,
+    expired_leases_are_reclaimed,
+    try_acquire_makes_one_attempt_and_acquire_counts_its_retries,
+    fencing_tokens_strictly_increase_across_holders,
+    a_release_in_the_same_runtime_wakes_a_waiter,
+    a_release_by_another_runtime_wakes_a_waiter,
+    a_lease_removed_from_outside_is_lost,
+    bad_arguments_are_refused_before_redis,
+    a_dropped_permit_frees_its_slot,
+);

@@ -1,14 +1,18 @@
 //! Waiters are woken by a release instead of sleeping through their backoff: released in the
 //! same runtime (the local queue) or by another runtime (the release message over pub/sub).
 //! Each waiter's next scheduled retry is 20 s away; acquiring within a few seconds shows the
-//! release woke it (the bound is generous, not a latency).
+//! release woke it (the bound is generous, not a latency). Each test runs on a standalone
+//! server and on the shared 3-master cluster.
 
 use std::time::Duration;
 
 use redisx::RedisX;
 use redisx::lock::{LockConfig, LockOptions, RetryStrategy};
-use redisx_tests::lock::{lock_runtime, scripts_sent, wait_for_release_listener};
-use redisx_tests::{RedisServer, unique_prefix};
+use redisx::testing::{Deployment, Topology};
+use redisx_tests::lock::{
+    LISTENER_PROBE, lock_runtime, scripts_sent, wait_for_release_listener_of,
+};
+use redisx_tests::unique_prefix;
 
 /// A waiter whose only retry comes 20 s after its first attempt.
 fn patient() -> LockOptions {
@@ -20,7 +24,7 @@ fn patient() -> LockOptions {
 
 /// Waits (generously) for `waiter` to get the lock `key` that `holder` holds now, after
 /// `holder` releases it. Returns the waiter's fencing token.
-async fn handed_over(server: &RedisServer, holder: &RedisX, waiter: &RedisX, key: &str) -> u64 {
+async fn handed_over(deployment: &Deployment, holder: &RedisX, waiter: &RedisX, key: &str) -> u64 {
     let held = holder
         .locks()
         .acquire(key, &LockOptions::new())
@@ -30,7 +34,7 @@ async fn handed_over(server: &RedisServer, holder: &RedisX, waiter: &RedisX, key
     let owned = key.to_owned();
     let waiting = tokio::spawn(async move { locks.acquire(&owned, &patient()).await });
     // The waiter's first attempt failed and its release listener is subscribed.
-    wait_for_release_listener(&server.url()).await;
+    wait_for_release_listener_of(deployment, waiter).await;
     let fence = held.fencing_token();
     held.release().await.unwrap();
     let guard = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -44,35 +48,32 @@ async fn handed_over(server: &RedisServer, holder: &RedisX, waiter: &RedisX, key
     token
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_in_the_same_runtime_wakes_a_waiter() {
-    let server = RedisServer::start();
+async fn a_release_in_the_same_runtime_wakes_a_waiter(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("wake_local"),
         LockConfig::default(),
     )
     .await;
-    handed_over(&server, &rx, &rx, "job").await;
+    handed_over(&deployment, &rx, &rx, "job").await;
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_by_another_instance_wakes_a_waiter_through_pub_sub() {
-    let server = RedisServer::start();
+async fn a_release_by_another_instance_wakes_a_waiter_through_pub_sub(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("wake_remote");
-    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    handed_over(&server, &b, &a, "job").await;
+    let a = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    let b = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    handed_over(&deployment, &b, &a, "job").await;
     a.shutdown().await;
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_that_expires_without_a_release_is_taken_on_the_backoff() {
-    let server = RedisServer::start();
+async fn a_lock_that_expires_without_a_release_is_taken_on_the_backoff(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("wake_expiry"),
         LockConfig::default(),
     )
@@ -99,11 +100,10 @@ async fn a_lock_that_expires_without_a_release_is_taken_on_the_backoff() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runtime_skips_its_own_release_messages() {
-    let server = RedisServer::start();
+async fn a_runtime_skips_its_own_release_messages(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = lock_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("wake_own"),
         LockConfig::default(),
     )
@@ -119,7 +119,7 @@ async fn a_runtime_skips_its_own_release_messages() {
         tokio::spawn(async move { locks.acquire("job", &patient()).await })
     };
     let first = spawn_waiter();
-    wait_for_release_listener(&server.url()).await;
+    wait_for_release_listener_of(&deployment, &rx).await;
     let second = spawn_waiter();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = scripts_sent(&rx);
@@ -145,12 +145,29 @@ async fn a_runtime_skips_its_own_release_messages() {
     rx.shutdown().await;
 }
 
-/// Messages on the lock channels of `prefix`, in order, from a raw pattern subscription.
+/// The URL of the master that holds `key`: the one master that answers a read of it (the
+/// others of a cluster redirect it).
+async fn owner_of(deployment: &Deployment, key: &str) -> String {
+    let mut owners = Vec::new();
+    for url in deployment.master_urls() {
+        let mut conn = redisx_tests::raw_connection(&url).await;
+        let read: redis::RedisResult<String> =
+            redis::cmd("TYPE").arg(key).query_async(&mut conn).await;
+        if read.is_ok() {
+            owners.push(url);
+        }
+    }
+    assert_eq!(owners.len(), 1, "one master holds {key}: {owners:?}");
+    owners.pop().unwrap()
+}
+
+/// Messages on the lock channels of `prefix`, in order, from a raw pattern subscription on the
+/// server at `url`.
 async fn release_messages(
-    server: &RedisServer,
+    url: &str,
     prefix: &str,
 ) -> impl futures_util::Stream<Item = String> + Unpin + use<> {
-    let client = redis::Client::open(server.url()).unwrap();
+    let client = redis::Client::open(url).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.psubscribe(format!("{prefix}*")).await.unwrap();
     Box::pin(futures_util::StreamExt::map(
@@ -159,19 +176,22 @@ async fn release_messages(
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_a_release_someone_waited_for_is_published() {
+async fn only_a_release_someone_waited_for_is_published(topology: Topology) {
     use futures_util::StreamExt as _;
 
-    let server = RedisServer::start();
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("lock_quiet_release");
-    let a = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let b = lock_runtime(&server.url(), &prefix, LockConfig::default()).await;
-    let mut messages = release_messages(&server, &prefix).await;
-    let raw = redisx_tests::raw_connection(&server.url()).await;
-    // The marker, published after each step: whatever arrives before it came from the step.
+    let a = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    let b = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    // Subscribed and marked on the master of the lock (where its scripts publish): a cluster
+    // node forwards the messages of each other node in order, but not in order with its own.
+    let owner = owner_of(&deployment, &a.locks().full_key("quiet")).await;
+    let mut messages = release_messages(&owner, &prefix).await;
+    let raw = deployment.raw_connection().await;
+    // The marker, published after each step: whatever arrives before it came from the step
+    // (except the probes of the wait for the release listener, the test's own messages).
     let channel = format!("{prefix}marker");
-    let mut publisher = raw.clone();
+    let mut publisher = redisx_tests::raw_connection(&owner).await;
     let mut marker = async |n: u32| -> Vec<String> {
         let () = redis::cmd("PUBLISH")
             .arg(&channel)
@@ -188,7 +208,9 @@ async fn only_a_release_someone_waited_for_is_published() {
             if m == format!("marker-{n}") {
                 return before;
             }
-            before.push(m);
+            if m != LISTENER_PROBE {
+                before.push(m);
+            }
         }
     };
 
@@ -232,7 +254,7 @@ async fn only_a_release_someone_waited_for_is_published() {
         let locks = b.locks().clone();
         tokio::spawn(async move { locks.acquire("quiet", &patient()).await })
     };
-    wait_for_release_listener(&server.url()).await;
+    wait_for_release_listener_of(&deployment, &b).await;
     let flagged =
         redisx_tests::eventually(Duration::from_secs(2), Duration::from_millis(5), || {
             let mut raw = raw.clone();
@@ -264,3 +286,12 @@ async fn only_a_release_someone_waited_for_is_published() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_release_in_the_same_runtime_wakes_a_waiter,
+    a_release_by_another_instance_wakes_a_waiter_through_pub_sub,
+    a_lock_that_expires_without_a_release_is_taken_on_the_backoff,
+    a_runtime_skips_its_own_release_messages,
+    only_a_release_someone_waited_for_is_published,
+);
