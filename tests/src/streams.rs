@@ -367,12 +367,13 @@ if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
 end
 return 0";
 
-/// The keys of one idempotent sink under `prefix`: `(done set, effects, deliveries)`.
+/// The keys of one idempotent sink under `prefix`: `(done set, effects, deliveries)`, with one
+/// hash tag (`{sink}`) so that [`SINK_LUA`] runs on a cluster too.
 pub fn sink_keys(prefix: &str) -> (String, String, String) {
     (
-        format!("{prefix}sink:done"),
-        format!("{prefix}sink:effects"),
-        format!("{prefix}sink:deliveries"),
+        format!("{prefix}{{sink}}:done"),
+        format!("{prefix}{{sink}}:effects"),
+        format!("{prefix}{{sink}}:deliveries"),
     )
 }
 

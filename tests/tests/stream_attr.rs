@@ -2,25 +2,39 @@
 //! `rx.start_consumers()` (both handler forms) and one by one by name; a consumer that outlives
 //! a Redis restart resumes by itself; entries a stream's cap removed while pending are recorded
 //! in the DLQ as lost and counted; the runtime's shutdown drains the handlers in flight.
+//!
+//! Each test runs on a standalone server and on the 3-master cluster, except the restart, which
+//! restarts a server of its own.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use redisx::streams::{ConsumerOptions, Message, PublishOptions, StreamsConfig};
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, stream_consumer};
 use redisx_tests::streams::{Job, keys, stream_runtime};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{RedisServer, eventually, unique_prefix};
 
 /// What the registered consumers saw, by stream.
 static SEEN: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
 
-fn seen(stream: &str) -> Vec<u64> {
+/// Where the job numbers a test on `topology` sends start: the registered consumers of the
+/// standalone and the cluster test share [`SEEN`], each test reads its own numbers.
+fn base(topology: Topology) -> u64 {
+    match topology {
+        Topology::Standalone => 0,
+        _ => 1_000,
+    }
+}
+
+/// The job numbers of `stream` from `base` on (below `base + 1000`), less `base`, sorted.
+fn seen(stream: &str, base: u64) -> Vec<u64> {
     let mut v: Vec<u64> = SEEN
         .lock()
         .unwrap()
         .iter()
-        .filter(|(s, _)| s == stream)
-        .map(|(_, n)| *n)
+        .filter(|(s, n)| s == stream && (base..base + 1_000).contains(n))
+        .map(|(_, n)| n - base)
         .collect();
     v.sort_unstable();
     v
@@ -68,15 +82,15 @@ fn poll() -> Duration {
     Duration::from_millis(10)
 }
 
-async fn wait_seen(stream: &str, want: &[u64]) -> bool {
-    eventually(within(), poll(), || async { seen(stream) == want }).await
+async fn wait_seen(stream: &str, base: u64, want: &[u64]) -> bool {
+    eventually(within(), poll(), || async { seen(stream, base) == want }).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registered_consumers_start_together_or_by_name() {
-    let server = RedisServer::start();
+async fn registered_consumers_start_together_or_by_name(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let base = base(topology);
     let rx = stream_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("stream_attr"),
         StreamsConfig::default(),
     )
@@ -85,23 +99,23 @@ async fn registered_consumers_start_together_or_by_name() {
     assert_eq!(started.len(), 3, "every registered consumer of this binary");
     for n in 0..5 {
         rx.streams()
-            .publish("attr_messages", &Job { n })
+            .publish("attr_messages", &Job { n: base + n })
             .await
             .unwrap();
         rx.streams()
-            .publish("attr_payloads", &Job { n: n + 100 })
+            .publish("attr_payloads", &Job { n: base + n + 100 })
             .await
             .unwrap();
     }
     assert!(
-        wait_seen("attr_messages", &[0, 1, 2, 3, 4]).await,
+        wait_seen("attr_messages", base, &[0, 1, 2, 3, 4]).await,
         "{:?}",
-        seen("attr_messages")
+        seen("attr_messages", base)
     );
     assert!(
-        wait_seen("attr_payloads", &[100, 101, 102, 103, 104]).await,
+        wait_seen("attr_payloads", base, &[100, 101, 102, 103, 104]).await,
         "{:?}",
-        seen("attr_payloads")
+        seen("attr_payloads", base)
     );
     // Already running: starting it again by name is refused (same stream, group and name).
     let e = rx.streams().start_registered("on_named").await.unwrap_err();
@@ -116,15 +130,20 @@ async fn registered_consumers_start_together_or_by_name() {
     // By name, after the others stopped.
     let named = rx.streams().start_registered("on_named").await.unwrap();
     rx.streams()
-        .publish("attr_by_name", &Job { n: 7 })
+        .publish("attr_by_name", &Job { n: base + 7 })
         .await
         .unwrap();
-    assert!(wait_seen("attr_by_name", &[7]).await);
+    assert!(wait_seen("attr_by_name", base, &[7]).await);
     let e = rx.streams().start_registered("nope").await.unwrap_err();
     assert!(e.message().contains("`nope`"), "{e:#}");
     named.stop().await;
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    registered_consumers_start_together_or_by_name
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_resumes_after_redis_restarts() {
@@ -178,17 +197,16 @@ async fn a_consumer_resumes_after_redis_restarts() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_trimmed_while_pending_are_recorded_as_lost() {
-    let server = RedisServer::start();
+async fn entries_trimmed_while_pending_are_recorded_as_lost(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = stream_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("stream_lost"),
         StreamsConfig::default(),
     )
     .await;
     let k = keys(&rx, "lost");
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     assert!(streams.create_group("lost", "g", "0").await.unwrap());
     // A consumer that died after reading 300 entries, then a publish that caps the stream to
@@ -250,11 +268,15 @@ async fn entries_trimmed_while_pending_are_recorded_as_lost() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drains_the_handlers_in_flight() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    entries_trimmed_while_pending_are_recorded_as_lost
+);
+
+async fn shutdown_drains_the_handlers_in_flight(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = stream_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("stream_shutdown"),
         StreamsConfig::default(),
     )
@@ -297,7 +319,7 @@ async fn shutdown_drains_the_handlers_in_flight() {
         finished.load(std::sync::atomic::Ordering::SeqCst),
         "the in-flight handler finished before shutdown returned"
     );
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let (pending, ..): (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
         .arg(&k.stream)
         .arg("g")
@@ -306,3 +328,8 @@ async fn shutdown_drains_the_handlers_in_flight() {
         .unwrap();
     assert_eq!(pending, 0, "its message was acknowledged");
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    shutdown_drains_the_handlers_in_flight
+);

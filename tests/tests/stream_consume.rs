@@ -1,16 +1,18 @@
 //! Consuming a stream end to end against real Redis: a handler's `Ok` acknowledges, an `Err`
 //! retries through the delayed set after the backoff and dead-letters after `max_retries`
 //! retries (with its metadata), an undecodable message goes to the DLQ at once, manual `ack` /
-//! `reject`, and the concurrency bound.
+//! `reject`, and the concurrency bound. Each test runs on a standalone server and on the
+//! 3-master cluster.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::streams::{Backoff, ConsumerOptions, Message, StreamsConfig};
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode, RedisX};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{eventually, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,11 +29,11 @@ fn quick() -> StreamsConfig {
     })
 }
 
-async fn runtime(server: &RedisServer, test: &str, cfg: StreamsConfig) -> RedisX {
+async fn runtime(deployment: &Deployment, test: &str, cfg: StreamsConfig) -> RedisX {
     RedisX::builder()
         .client(
             "default",
-            redisx::ConnectionConfig::from_url(&server.url()).unwrap(),
+            redisx::ConnectionConfig::from_url(&deployment.url()).unwrap(),
         )
         .key_prefix(unique_prefix(test))
         .streams(cfg)
@@ -41,7 +43,7 @@ async fn runtime(server: &RedisServer, test: &str, cfg: StreamsConfig) -> RedisX
 }
 
 /// Appends `job` to the stream `key` with raw `XADD`, in the documented layout.
-async fn add(conn: &mut MultiplexedConnection, key: &str, job: &Job) -> String {
+async fn add(conn: &mut impl ConnectionLike, key: &str, job: &Job) -> String {
     redis::cmd("XADD")
         .arg(key)
         .arg("*")
@@ -52,7 +54,7 @@ async fn add(conn: &mut MultiplexedConnection, key: &str, job: &Job) -> String {
         .unwrap()
 }
 
-async fn pending(conn: &mut MultiplexedConnection, key: &str, group: &str) -> u64 {
+async fn pending(conn: &mut impl ConnectionLike, key: &str, group: &str) -> u64 {
     let (n, ..): (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
         .arg(key)
         .arg(group)
@@ -62,7 +64,7 @@ async fn pending(conn: &mut MultiplexedConnection, key: &str, group: &str) -> u6
     n
 }
 
-async fn xlen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+async fn xlen(conn: &mut impl ConnectionLike, key: &str) -> u64 {
     redis::cmd("XLEN").arg(key).query_async(conn).await.unwrap()
 }
 
@@ -74,12 +76,11 @@ fn poll() -> Duration {
     Duration::from_millis(10)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ok_acknowledges_and_err_retries_then_dead_letters() {
-    let server = RedisServer::start();
-    let rx = runtime(&server, "stream_retry", quick()).await;
+async fn ok_acknowledges_and_err_retries_then_dead_letters(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = runtime(&deployment, "stream_retry", quick()).await;
     let keys = rx.streams().keys("jobs", false).unwrap();
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::<(u64, u32)>::new()));
     let handle = {
         let seen = seen.clone();
@@ -161,12 +162,16 @@ async fn ok_acknowledges_and_err_retries_then_dead_letters() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecodable_message_goes_to_the_dlq_at_once() {
-    let server = RedisServer::start();
-    let rx = runtime(&server, "stream_poison", quick()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    ok_acknowledges_and_err_retries_then_dead_letters
+);
+
+async fn an_undecodable_message_goes_to_the_dlq_at_once(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = runtime(&deployment, "stream_poison", quick()).await;
     let keys = rx.streams().keys("jobs", false).unwrap();
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let runs = Arc::new(AtomicUsize::new(0));
     let handle = {
         let runs = runs.clone();
@@ -203,12 +208,16 @@ async fn an_undecodable_message_goes_to_the_dlq_at_once() {
     handle.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrency_is_never_exceeded() {
-    let server = RedisServer::start();
-    let rx = runtime(&server, "stream_concurrency", quick()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    an_undecodable_message_goes_to_the_dlq_at_once
+);
+
+async fn concurrency_is_never_exceeded(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = runtime(&deployment, "stream_concurrency", quick()).await;
     let keys = rx.streams().keys("jobs", false).unwrap();
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let (now, max, done) = (
         Arc::new(AtomicUsize::new(0)),
         Arc::new(AtomicUsize::new(0)),
@@ -255,3 +264,8 @@ async fn concurrency_is_never_exceeded() {
     );
     handle.stop().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    concurrency_is_never_exceeded
+);

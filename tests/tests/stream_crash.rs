@@ -3,7 +3,8 @@
 //! with its effect, and counts every delivery) while the parent kills a random child with
 //! `SIGKILL` at random points of the run, K times, restarting it each time. Every message is
 //! handled at least once (the done set holds every published id), every effect happens exactly
-//! once (the effects counter is M), and nothing is left pending.
+//! once (the effects counter is M), and nothing is left pending. It runs on a standalone server
+//! and on the 3-master cluster (the children get the deployment's URL).
 //!
 //! CI size: M = 2,000 messages, K = 5 kills. `REDISX_STREAM_CRASH_FULL=1`: 10,000 and 20.
 //! `REDISX_STREAM_CRASH_SEED=<n>` replays a run (the seed is printed).
@@ -11,16 +12,18 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::streams::{ConsumerOptions, Message, StreamsConfig};
-use redisx::testing::{ChildProcess, in_scenario, signal_ready};
+use redisx::testing::{
+    ChildProcess, Deployment, RawConnection, Topology, in_scenario, signal_ready,
+};
 use redisx_tests::streams::{
     Job, Rng, add_many, create_group, get_u64, keys, pending, pending_entries, sink, sink_keys,
     stream_runtime, wait_settled,
 };
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{eventually, unique_prefix};
 
-/// What the parent tells its children: the server and the app prefix.
+/// What the parent tells its children: the deployment's URL and the app prefix.
 const URL_ENV: &str = "REDISX_STREAM_CRASH_URL";
 const PREFIX_ENV: &str = "REDISX_STREAM_CRASH_PREFIX";
 
@@ -102,7 +105,7 @@ fn crash_worker() {
 }
 
 /// How many entries `consumer` holds pending.
-async fn held_by(conn: &mut MultiplexedConnection, stream: &str, consumer: &str) -> usize {
+async fn held_by(conn: &mut impl ConnectionLike, stream: &str, consumer: &str) -> usize {
     let rows: Vec<redis::Value> = redis::cmd("XPENDING")
         .arg(stream)
         .arg(GROUP)
@@ -116,7 +119,7 @@ async fn held_by(conn: &mut MultiplexedConnection, stream: &str, consumer: &str)
     rows.len()
 }
 
-async fn handled(conn: &mut MultiplexedConnection, done: &str) -> u64 {
+async fn handled(conn: &mut impl ConnectionLike, done: &str) -> u64 {
     redis::cmd("SCARD")
         .arg(done)
         .query_async(conn)
@@ -125,7 +128,7 @@ async fn handled(conn: &mut MultiplexedConnection, done: &str) -> u64 {
 }
 
 /// Waits until `done` holds at least `n` ids (false after `ALL_DONE`).
-async fn wait_handled(raw: &MultiplexedConnection, done: &str, n: u64) -> bool {
+async fn wait_handled(raw: &RawConnection, done: &str, n: u64) -> bool {
     eventually(ALL_DONE, Duration::from_millis(2), || {
         let (mut raw, done) = (raw.clone(), done.to_owned());
         async move { handled(&mut raw, &done).await >= n }
@@ -133,16 +136,15 @@ async fn wait_handled(raw: &MultiplexedConnection, done: &str, n: u64) -> bool {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_consumers_lose_nothing_and_apply_each_effect_once() {
+async fn killed_consumers_lose_nothing_and_apply_each_effect_once(topology: Topology) {
     let started = Instant::now();
     let (m, k) = size();
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("stream_crash"));
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("stream_crash"));
     let rx = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
     let keys = keys(&rx, STREAM);
     let (done, effects, deliveries) = sink_keys(&prefix);
-    let mut raw = raw_connection(&url).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &keys.stream, GROUP, "0").await;
     let mut rng = Rng::from_env("REDISX_STREAM_CRASH_SEED");
 
@@ -215,7 +217,7 @@ async fn killed_consumers_lose_nothing_and_apply_each_effect_once() {
         get_u64(&mut raw, &deliveries).await,
     );
     println!(
-        "stream crash: {m} messages, {k} kills ({mid_batch} while the victim held messages), \
+        "stream crash on {topology}: {m} messages, {k} kills ({mid_batch} while the victim held messages), \
          {deliveries} deliveries ({} repeated), all handled {:.2?} after publishing, {:.2?} in all",
         deliveries.saturating_sub(m),
         all_handled,
@@ -235,3 +237,8 @@ async fn killed_consumers_lose_nothing_and_apply_each_effect_once() {
     drop(children);
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    killed_consumers_lose_nothing_and_apply_each_effect_once
+);

@@ -3,17 +3,18 @@
 //! consumer, across a graceful restart (stop, then a new runtime) and across a crash of the
 //! consumer process (`SIGKILL`, then a new process). Arrivals are stamped with Redis's clock
 //! (`TIME`, the clock due times are scored by) in the script that records them. The lateness is
-//! printed, not asserted.
+//! printed, not asserted. Each test runs on a standalone server and on the 3-master cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redisx::streams::{ConsumerHandle, ConsumerOptions, Message, StreamsConfig};
-use redisx::testing::{ChildProcess, in_scenario, signal_ready};
+use redisx::testing::{
+    ChildProcess, Deployment, RawConnection, Topology, in_scenario, signal_ready,
+};
 use redisx::{Error, RedisX};
 use redisx_tests::streams::{create_group, keys, schedule_many, server_time_ms, stream_runtime};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{eventually, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 const URL_ENV: &str = "REDISX_STREAM_DELAYED_URL";
@@ -68,7 +69,7 @@ async fn recorder(rx: &RedisX, prefix: &str, name: &str) -> ConsumerHandle {
 
 /// Creates the group and schedules `MESSAGES` messages, due from 300 ms from now on, over
 /// `WINDOW_MS`.
-async fn schedule(raw: &mut MultiplexedConnection, rx: &RedisX) {
+async fn schedule(raw: &mut RawConnection, rx: &RedisX) {
     let k = keys(rx, STREAM);
     create_group(raw, &k.stream, GROUP, "0").await;
     let start = server_time_ms(raw).await + 300;
@@ -82,7 +83,7 @@ async fn schedule(raw: &mut MultiplexedConnection, rx: &RedisX) {
 }
 
 /// Every arrival so far: `(n, due, arrived)`.
-async fn arrivals(raw: &mut MultiplexedConnection, prefix: &str) -> Vec<(u64, u64, u64)> {
+async fn arrivals(raw: &mut RawConnection, prefix: &str) -> Vec<(u64, u64, u64)> {
     let rows: Vec<String> = redis::cmd("LRANGE")
         .arg(arrivals_key(prefix))
         .arg(0)
@@ -99,7 +100,7 @@ async fn arrivals(raw: &mut MultiplexedConnection, prefix: &str) -> Vec<(u64, u6
 }
 
 /// Waits until `n` distinct messages arrived (the window plus 15 s at most).
-async fn wait_distinct(raw: &MultiplexedConnection, prefix: &str, n: u64) -> bool {
+async fn wait_distinct(raw: &RawConnection, prefix: &str, n: u64) -> bool {
     let within = Duration::from_millis(WINDOW_MS) + Duration::from_secs(15);
     eventually(within, Duration::from_millis(20), || {
         let (mut raw, prefix) = (raw.clone(), prefix.to_owned());
@@ -116,7 +117,7 @@ async fn wait_distinct(raw: &MultiplexedConnection, prefix: &str, n: u64) -> boo
 }
 
 /// Checks that every message arrived, none before its due time; prints the lateness.
-async fn check(raw: &mut MultiplexedConnection, prefix: &str, what: &str) {
+async fn check(raw: &mut RawConnection, prefix: &str, what: &str) {
     let all = arrivals(raw, prefix).await;
     let mut first: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     let early: Vec<&(u64, u64, u64)> = all.iter().filter(|(_, due, at)| at < due).collect();
@@ -155,12 +156,11 @@ async fn check(raw: &mut MultiplexedConnection, prefix: &str, what: &str) {
     assert!(missing.is_empty(), "never arrived: {missing:?}...");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_messages_all_arrive_none_early() {
-    let server = RedisServer::start();
+async fn delayed_messages_all_arrive_none_early(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("stream_delayed");
-    let rx = stream_runtime(&server.url(), &prefix, StreamsConfig::default()).await;
-    let mut raw = raw_connection(&server.url()).await;
+    let rx = stream_runtime(&deployment.url(), &prefix, StreamsConfig::default()).await;
+    let mut raw = deployment.raw_connection().await;
     let handle = recorder(&rx, &prefix, "one").await;
     schedule(&mut raw, &rx).await;
     assert!(
@@ -177,12 +177,16 @@ async fn delayed_messages_all_arrive_none_early() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_messages_survive_a_consumer_restart() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    delayed_messages_all_arrive_none_early
+);
+
+async fn delayed_messages_survive_a_consumer_restart(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("stream_delayed_restart");
-    let first = stream_runtime(&server.url(), &prefix, StreamsConfig::default()).await;
-    let mut raw = raw_connection(&server.url()).await;
+    let first = stream_runtime(&deployment.url(), &prefix, StreamsConfig::default()).await;
+    let mut raw = deployment.raw_connection().await;
     let handle = recorder(&first, &prefix, "first").await;
     schedule(&mut raw, &first).await;
     assert!(wait_distinct(&raw, &prefix, MESSAGES * 2 / 5).await);
@@ -191,7 +195,7 @@ async fn delayed_messages_survive_a_consumer_restart() {
     let stopped_at = arrivals(&mut raw, &prefix).await.len();
     // Messages come due with no consumer running: they wait in the delayed set.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = stream_runtime(&server.url(), &prefix, StreamsConfig::default()).await;
+    let second = stream_runtime(&deployment.url(), &prefix, StreamsConfig::default()).await;
     let handle = recorder(&second, &prefix, "second").await;
     assert!(
         wait_distinct(&raw, &prefix, MESSAGES).await,
@@ -202,6 +206,11 @@ async fn delayed_messages_survive_a_consumer_restart() {
     handle.stop().await;
     second.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    delayed_messages_survive_a_consumer_restart
+);
 
 /// A consumer process recording arrivals until killed.
 #[test]
@@ -221,12 +230,11 @@ fn delayed_worker() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_messages_survive_a_killed_consumer_process() {
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("stream_delayed_kill"));
+async fn delayed_messages_survive_a_killed_consumer_process(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("stream_delayed_kill"));
     let rx = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
-    let mut raw = raw_connection(&url).await;
+    let mut raw = deployment.raw_connection().await;
     let builder = ChildProcess::scenario("delayed_worker")
         .env(URL_ENV, &url)
         .env(PREFIX_ENV, &prefix);
@@ -249,3 +257,8 @@ async fn delayed_messages_survive_a_killed_consumer_process() {
     drop(child);
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    delayed_messages_survive_a_killed_consumer_process
+);

@@ -1,14 +1,16 @@
 //! Durable publishes against a real primary and replica (`redisx::testing::ReplicaSet`): the
 //! replica's acknowledgement is reported; with the replica down the publish reports 0 within its
-//! timeout (or fails with `require_replicas`), without holding up the shared connection.
+//! timeout (or fails with `require_replicas`), without holding up the shared connection. These
+//! kill a replica, so they run on a primary and replica of their own; on the 3-master cluster,
+//! a durable publish is acknowledged by the replica of the master of its stream's slot.
 
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redisx::streams::{PublishOptions, StreamsConfig};
-use redisx::testing::{Member, RedisServer};
+use redisx::testing::{Deployment, Member, RedisServer, Topology};
 use redisx::{ErrorCode, RedisX};
-use redisx_tests::streams::{stream_runtime_on, xrange};
+use redisx_tests::streams::{Entry, stream_runtime_on, xrange};
 use redisx_tests::{quick_connection, raw_connection, unique_prefix};
 
 async fn start(url: &str, test: &str) -> RedisX {
@@ -115,5 +117,59 @@ async fn a_waiting_publish_does_not_hold_up_the_shared_connection() {
     );
     let p = waiting.await.unwrap().unwrap();
     assert_eq!(p.replicas, 0);
+    rx.shutdown().await;
+}
+
+/// On a cluster the `XADD` and its `WAIT` go to the master of the stream's slot: streams spread
+/// over the masters are each acknowledged by their master's replica, which holds the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_publish_on_the_cluster_is_acknowledged_by_its_masters_replica() {
+    /// Streams of as many hash tags, so that every master serves some (none lands on a given
+    /// master with a chance of (2/3)^30, about 5e-6).
+    const STREAMS: u64 = 30;
+    let deployment = Deployment::start(Topology::Cluster);
+    let cluster = deployment.cluster().expect("a cluster deployment");
+    let replicas: Vec<String> = cluster
+        .replicas()
+        .into_iter()
+        .map(|i| cluster.node(i).url())
+        .collect();
+    assert_eq!(replicas.len(), 3, "a replica per master");
+    let rx = start(&deployment.url(), "stream_durable_cluster").await;
+    let streams = rx.streams();
+    let durable = streams
+        .durable(1, Duration::from_secs(5))
+        .require_replicas(1);
+    for n in 0..STREAMS {
+        let name = format!("payments-{n}");
+        let p = durable.publish(&name, &n).await.unwrap();
+        assert_eq!(p.replicas, 1, "{name}: {p:?}");
+        // Read on every replica (`READONLY`): the one of the slot's master has the entry, the
+        // others redirect.
+        let key = streams.keys(&name, false).unwrap().stream;
+        let mut holders = Vec::new();
+        for url in &replicas {
+            let mut conn = raw_connection(url).await;
+            let () = redis::cmd("READONLY").query_async(&mut conn).await.unwrap();
+            let read: redis::RedisResult<Vec<Entry>> = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await;
+            if let Ok(entries) = read {
+                let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+                holders.push((url.clone(), ids.join(",")));
+            }
+        }
+        assert_eq!(
+            holders
+                .iter()
+                .map(|(_, ids)| ids.as_str())
+                .collect::<Vec<_>>(),
+            [p.id.as_str()],
+            "{name}: on the replica of its slot's master only: {holders:?}"
+        );
+    }
     rx.shutdown().await;
 }

@@ -1,15 +1,17 @@
 //! Looking into streams against a real Redis: `len`, `info`, `groups` and `delayed_len` of a
 //! missing stream and of a live one, `create_group` (twice is fine), the dead-letter calls on
 //! entries written by raw `XADD` (`dlq_list`, `requeue`, `requeue_all`, `purge_dlq`), and a
-//! group's `pending` summary and `lag`.
+//! group's `pending` summary and `lag`. Each test runs on a standalone server and on the
+//! 3-master cluster.
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::streams::StreamsConfig;
+use redisx::testing::{Deployment, Topology};
 use redisx::{ErrorCode, RedisX};
 use redisx_tests::streams::{exists, stream_runtime_on, xrange};
-use redisx_tests::{RedisServer, quick_connection, raw_connection, unique_prefix};
+use redisx_tests::{quick_connection, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,10 +19,10 @@ struct Job {
     n: u64,
 }
 
-async fn start(server: &RedisServer, test: &str) -> (RedisX, String) {
+async fn start(deployment: &Deployment, test: &str) -> (RedisX, String) {
     let prefix = unique_prefix(test);
     let rx = stream_runtime_on(
-        quick_connection(&server.url()),
+        quick_connection(&deployment.url()),
         &prefix,
         StreamsConfig::default(),
     )
@@ -28,11 +30,10 @@ async fn start(server: &RedisServer, test: &str) -> (RedisX, String) {
     (rx, prefix)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_stream_answers_empty_and_stays_missing() {
-    let server = RedisServer::start();
-    let (rx, prefix) = start(&server, "stream_ops_missing").await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn a_missing_stream_answers_empty_and_stays_missing(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = start(&deployment, "stream_ops_missing").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
 
     assert_eq!(streams.len("nothing").await.unwrap(), 0);
@@ -54,10 +55,14 @@ async fn a_missing_stream_answers_empty_and_stays_missing() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn info_reports_the_stream_its_groups_dlq_and_delayed_set() {
-    let server = RedisServer::start();
-    let (rx, _) = start(&server, "stream_ops_info").await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_missing_stream_answers_empty_and_stays_missing
+);
+
+async fn info_reports_the_stream_its_groups_dlq_and_delayed_set(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = start(&deployment, "stream_ops_info").await;
     let streams = rx.streams();
     let ids = streams
         .publish_batch("orders", &[Job { n: 1 }, Job { n: 2 }, Job { n: 3 }])
@@ -100,11 +105,15 @@ async fn info_reports_the_stream_its_groups_dlq_and_delayed_set() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_group_twice_is_fine_and_creates_the_stream() {
-    let server = RedisServer::start();
-    let (rx, prefix) = start(&server, "stream_ops_group").await;
-    let mut raw = raw_connection(&server.url()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    info_reports_the_stream_its_groups_dlq_and_delayed_set
+);
+
+async fn create_group_twice_is_fine_and_creates_the_stream(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = start(&deployment, "stream_ops_group").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
 
     assert!(
@@ -139,9 +148,14 @@ async fn create_group_twice_is_fine_and_creates_the_stream() {
     rx.shutdown().await;
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    create_group_twice_is_fine_and_creates_the_stream
+);
+
 /// Writes a dead-letter entry for `job` with raw `XADD`, as the consumer does.
 async fn dead_letter(
-    raw: &mut MultiplexedConnection,
+    raw: &mut impl ConnectionLike,
     dlq: &str,
     stream_key: &str,
     job: &Job,
@@ -169,11 +183,10 @@ async fn dead_letter(
         .expect("XADD to the DLQ")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_are_listed_requeued_and_purged() {
-    let server = RedisServer::start();
-    let (rx, prefix) = start(&server, "stream_ops_dlq").await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn dead_letters_are_listed_requeued_and_purged(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = start(&deployment, "stream_ops_dlq").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     let keys = streams.keys("orders", false).unwrap();
     assert_eq!(keys.dlq, format!("{prefix}stream:{{orders}}:dlq"));
@@ -250,11 +263,15 @@ async fn dead_letters_are_listed_requeued_and_purged() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requeue_all_pages_through_a_long_dlq() {
-    let server = RedisServer::start();
-    let (rx, _) = start(&server, "stream_ops_requeue_all").await;
-    let mut raw = raw_connection(&server.url()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    dead_letters_are_listed_requeued_and_purged
+);
+
+async fn requeue_all_pages_through_a_long_dlq(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = start(&deployment, "stream_ops_requeue_all").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     let keys = streams.keys("long", false).unwrap();
     for n in 0..250 {
@@ -266,11 +283,15 @@ async fn requeue_all_pages_through_a_long_dlq() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_and_lag_of_a_group() {
-    let server = RedisServer::start();
-    let (rx, _) = start(&server, "stream_ops_pending").await;
-    let mut raw = raw_connection(&server.url()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    requeue_all_pages_through_a_long_dlq
+);
+
+async fn pending_and_lag_of_a_group(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, _) = start(&deployment, "stream_ops_pending").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     let key = streams.keys("tasks", false).unwrap().stream;
     assert!(streams.create_group("tasks", "workers", "0").await.unwrap());
@@ -324,3 +345,8 @@ async fn pending_and_lag_of_a_group() {
     }
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    pending_and_lag_of_a_group
+);

@@ -2,19 +2,19 @@
 //! layout, read back with raw `XRANGE`), `NOMKSTREAM`, explicit ids, raw names and the
 //! `MAXLEN ~` cap, `publish_batch` in one round trip, the bincode codec, errors that name their
 //! stream, delayed publishes in the delayed set with a due score, and the trim that keeps every
-//! entry a group still needs.
+//! entry a group still needs. Each test runs on a standalone server and on the 3-master
+//! cluster.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redisx::codec::{Bincode, Codec, CodecKind};
 use redisx::streams::{PublishOptions, StreamsConfig};
+use redisx::testing::{Deployment, Topology};
 use redisx::{ErrorCode, RedisX};
 use redisx_tests::streams::{Entry, exists, stream_runtime_on, xrange};
-use redisx_tests::{
-    RedisServer, eventually, metric_sum, quick_connection, raw_connection, unique_prefix,
-};
+use redisx_tests::{eventually, metric_sum, quick_connection, raw_connection, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,11 +30,11 @@ fn order(id: u64) -> Order {
     }
 }
 
-async fn start(server: &RedisServer, test: &str) -> (RedisX, String) {
+async fn start(deployment: &Deployment, test: &str) -> (RedisX, String) {
     let prefix = unique_prefix(test);
     (
         stream_runtime_on(
-            quick_connection(&server.url()),
+            quick_connection(&deployment.url()),
             &prefix,
             StreamsConfig::default(),
         )
@@ -44,7 +44,7 @@ async fn start(server: &RedisServer, test: &str) -> (RedisX, String) {
 }
 
 /// The server's clock, ms since the epoch.
-async fn server_ms(raw: &mut MultiplexedConnection) -> u64 {
+async fn server_ms(raw: &mut impl ConnectionLike) -> u64 {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(raw).await.expect("TIME");
     secs * 1000 + micros / 1000
 }
@@ -53,33 +53,37 @@ fn names(fields: &[(String, Vec<u8>)]) -> Vec<&str> {
     fields.iter().map(|(n, _)| n.as_str()).collect()
 }
 
-/// The calls of every command the server ran so far, by command, from `INFO commandstats`.
-async fn command_calls(raw: &mut MultiplexedConnection) -> HashMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(raw)
-        .await
-        .expect("INFO commandstats");
-    info.lines()
-        .filter_map(|l| {
+/// The calls of every command the servers at `urls` ran so far, by command, summed over their
+/// `INFO commandstats`.
+async fn command_calls(urls: &[String]) -> HashMap<String, u64> {
+    let mut calls = HashMap::new();
+    for url in urls {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut raw_connection(url).await)
+            .await
+            .expect("INFO commandstats");
+        for (name, n) in info.lines().filter_map(|l| {
             let rest = l.strip_prefix("cmdstat_")?;
             let (name, stats) = rest.split_once(':')?;
-            let calls = stats
+            let n: u64 = stats
                 .strip_prefix("calls=")?
                 .split(',')
                 .next()?
                 .parse()
                 .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
+            Some((name.to_owned(), n))
+        }) {
+            *calls.entry(name).or_default() += n;
+        }
+    }
+    calls
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_returns_ids_and_writes_the_documented_field_layout() {
-    let server = RedisServer::start();
-    let (rx, prefix) = start(&server, "stream_publish_layout").await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn publish_returns_ids_and_writes_the_documented_field_layout(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = start(&deployment, "stream_publish_layout").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     let key = format!("{prefix}stream:{{orders}}");
     assert_eq!(streams.keys("orders", false).unwrap().stream, key);
@@ -114,11 +118,15 @@ async fn publish_returns_ids_and_writes_the_documented_field_layout() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nomkstream_on_a_missing_stream_answers_none_and_creates_nothing() {
-    let server = RedisServer::start();
-    let (rx, prefix) = start(&server, "stream_nomkstream").await;
-    let mut raw = raw_connection(&server.url()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    publish_returns_ids_and_writes_the_documented_field_layout
+);
+
+async fn nomkstream_on_a_missing_stream_answers_none_and_creates_nothing(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = start(&deployment, "stream_nomkstream").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     let key = format!("{prefix}stream:{{audit}}");
     let opts = PublishOptions::new().nomkstream(true);
@@ -143,17 +151,21 @@ async fn nomkstream_on_a_missing_stream_answers_none_and_creates_nothing() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explicit_ids_raw_names_and_the_maxlen_cap() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    nomkstream_on_a_missing_stream_answers_none_and_creates_nothing
+);
+
+async fn explicit_ids_raw_names_and_the_maxlen_cap(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("stream_ids_caps");
     let rx = stream_runtime_on(
-        quick_connection(&server.url()),
+        quick_connection(&deployment.url()),
         &prefix,
         StreamsConfig::default().max_len(10),
     )
     .await;
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
 
     let opts = PublishOptions::new().id("5-1");
@@ -199,12 +211,16 @@ async fn explicit_ids_raw_names_and_the_maxlen_cap() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_batch_is_one_round_trip() {
-    // A server of its own: its command counts are this test's alone.
-    let server = RedisServer::start_owned();
-    let (rx, prefix) = start(&server, "stream_batch").await;
-    let mut raw = raw_connection(&server.url()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    explicit_ids_raw_names_and_the_maxlen_cap
+);
+
+async fn publish_batch_is_one_round_trip(topology: Topology) {
+    // Servers of its own: their command counts are this test's alone.
+    let deployment = Deployment::start_owned(topology);
+    let (rx, prefix) = start(&deployment, "stream_batch").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     let key = format!("{prefix}stream:{{batch}}");
     let msgs: Vec<Order> = (0..100).map(order).collect();
@@ -212,9 +228,12 @@ async fn publish_batch_is_one_round_trip() {
     let pipelines = || metric_sum(&rx, "redisx_commands_total", &["command=\"PIPELINE\""]);
     let xadds = || metric_sum(&rx, "redisx_commands_total", &["command=\"XADD\""]);
     let (pipelines_before, xadds_before) = (pipelines(), xadds());
-    let calls_before = command_calls(&mut raw).await;
+    // The masters (a replica's copies of the writes are not counted), asked for before the
+    // count: on a cluster, that asks each node for `CLUSTER NODES`.
+    let masters = deployment.master_urls();
+    let calls_before = command_calls(&masters).await;
     let ids = streams.publish_batch("batch", &msgs).await.unwrap();
-    let calls_after = command_calls(&mut raw).await;
+    let calls_after = command_calls(&masters).await;
 
     assert_eq!(pipelines() - pipelines_before, 1, "one round trip");
     assert_eq!(xadds() - xadds_before, 0, "no XADD of its own");
@@ -226,7 +245,7 @@ async fn publish_batch_is_one_round_trip() {
     assert_eq!(
         ran,
         HashMap::from([("xadd", 100)]),
-        "the server ran 100 XADDs and nothing else"
+        "the servers ran 100 XADDs and nothing else on {topology}"
     );
 
     assert_eq!(ids.len(), 100);
@@ -259,13 +278,17 @@ async fn publish_batch_is_one_round_trip() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bincode_codec_writes_its_codec_field() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    publish_batch_is_one_round_trip
+);
+
+async fn the_bincode_codec_writes_its_codec_field(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("stream_bincode");
     let cfg = StreamsConfig::default().codec(CodecKind::Bincode);
-    let rx = stream_runtime_on(quick_connection(&server.url()), &prefix, cfg).await;
-    let mut raw = raw_connection(&server.url()).await;
+    let rx = stream_runtime_on(quick_connection(&deployment.url()), &prefix, cfg).await;
+    let mut raw = deployment.raw_connection().await;
     rx.streams().publish("orders", &order(9)).await.unwrap();
 
     let entries = xrange(&mut raw, &format!("{prefix}stream:{{orders}}")).await;
@@ -277,11 +300,15 @@ async fn the_bincode_codec_writes_its_codec_field() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_error_names_its_stream() {
-    let server = RedisServer::start();
-    let (rx, prefix) = start(&server, "stream_errors").await;
-    let mut raw = raw_connection(&server.url()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    the_bincode_codec_writes_its_codec_field
+);
+
+async fn every_error_names_its_stream(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = start(&deployment, "stream_errors").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     // Names refused before Redis.
     for bad in ["", "a{b}", "line\nbreak"] {
@@ -330,11 +357,15 @@ async fn every_error_names_its_stream() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_publishes_wait_in_the_delayed_set_scored_by_due_time() {
-    let server = RedisServer::start();
-    let (rx, prefix) = start(&server, "stream_delayed").await;
-    let mut raw = raw_connection(&server.url()).await;
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    every_error_names_its_stream
+);
+
+async fn delayed_publishes_wait_in_the_delayed_set_scored_by_due_time(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = start(&deployment, "stream_delayed").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     let delayed = format!("{prefix}stream:{{reminders}}:delayed");
 
@@ -388,10 +419,15 @@ async fn delayed_publishes_wait_in_the_delayed_set_scored_by_due_time() {
     rx.shutdown().await;
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    delayed_publishes_wait_in_the_delayed_set_scored_by_due_time
+);
+
 /// Delivers up to `count` new entries of `key` to `consumer` of `group` with raw `XREADGROUP`,
 /// without acknowledging them; their ids.
 async fn deliver(
-    raw: &mut MultiplexedConnection,
+    raw: &mut impl ConnectionLike,
     key: &str,
     group: &str,
     consumer: &str,
@@ -415,7 +451,7 @@ async fn deliver(
         .collect()
 }
 
-async fn ack(raw: &mut MultiplexedConnection, key: &str, group: &str, ids: &[String]) {
+async fn ack(raw: &mut impl ConnectionLike, key: &str, group: &str, ids: &[String]) {
     let n: usize = redis::cmd("XACK")
         .arg(key)
         .arg(group)
@@ -426,11 +462,10 @@ async fn ack(raw: &mut MultiplexedConnection, key: &str, group: &str, ids: &[Str
     assert_eq!(n, ids.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_trim_keeps_every_entry_a_group_still_needs() {
-    let server = RedisServer::start();
-    let (rx, prefix) = start(&server, "stream_trim").await;
-    let mut raw = raw_connection(&server.url()).await;
+async fn the_trim_keeps_every_entry_a_group_still_needs(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, prefix) = start(&deployment, "stream_trim").await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
     let key = format!("{prefix}stream:{{jobs}}");
 
@@ -496,13 +531,17 @@ async fn the_trim_keeps_every_entry_a_group_still_needs() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publishing_runtime_trims_its_streams_in_the_background() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    the_trim_keeps_every_entry_a_group_still_needs
+);
+
+async fn a_publishing_runtime_trims_its_streams_in_the_background(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("stream_trim_task");
     let cfg = StreamsConfig::default().trim_every(Duration::from_millis(100));
-    let rx = stream_runtime_on(quick_connection(&server.url()), &prefix, cfg).await;
-    let mut raw = raw_connection(&server.url()).await;
+    let rx = stream_runtime_on(quick_connection(&deployment.url()), &prefix, cfg).await;
+    let mut raw = deployment.raw_connection().await;
     let streams = rx.streams().clone();
     let key = format!("{prefix}stream:{{events}}");
 
@@ -525,3 +564,8 @@ async fn a_publishing_runtime_trims_its_streams_in_the_background() {
     assert!(kept.ends_with(&ids[550..]), "the pending entries stay");
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_publishing_runtime_trims_its_streams_in_the_background
+);

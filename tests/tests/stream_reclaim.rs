@@ -3,20 +3,21 @@
 //! counting Redis's deliveries; a live consumer's long handler is never reclaimed; `stop()`
 //! lets in-flight handlers finish, reads nothing after, and leaves the rest to another
 //! consumer; a drain out of time leaves its message pending for another; stopping twice is
-//! harmless; two consumers of one name in one process are refused.
+//! harmless; two consumers of one name in one process are refused. Each test runs on a
+//! standalone server and on the 3-master cluster.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redisx::streams::{ConsumerOptions, Message, StreamsConfig};
-use redisx::testing::{ChildProcess, in_scenario};
+use redisx::testing::{ChildProcess, Deployment, Topology, in_scenario};
 use redisx::{Error, ErrorCode, RedisX};
 use redisx_tests::streams::{
     Job, Log, add, create_group, keys, pending, pending_entries, poll, quick_options,
     stream_runtime, wait_settled, within,
 };
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{eventually, unique_prefix};
 
 const URL_ENV: &str = "REDISX_STREAM_RECLAIM_URL";
 const PREFIX_ENV: &str = "REDISX_STREAM_RECLAIM_PREFIX";
@@ -75,13 +76,12 @@ fn holder() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_consumers_messages_are_reclaimed_with_their_deliveries() {
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("stream_reclaim_kill"));
+async fn a_killed_consumers_messages_are_reclaimed_with_their_deliveries(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("stream_reclaim_kill"));
     let rx = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
     let k = keys(&rx, STREAM);
-    let mut raw = raw_connection(&url).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     for n in 0..3 {
         add(&mut raw, &k.stream, &Job { n }).await;
@@ -127,13 +127,19 @@ async fn a_killed_consumers_messages_are_reclaimed_with_their_deliveries() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_a_reader_never_acknowledged_are_reclaimed_counting_deliveries() {
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("stream_reclaim_ghost"));
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_killed_consumers_messages_are_reclaimed_with_their_deliveries
+);
+
+async fn messages_a_reader_never_acknowledged_are_reclaimed_counting_deliveries(
+    topology: Topology,
+) {
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("stream_reclaim_ghost"));
     let rx = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
     let k = keys(&rx, STREAM);
-    let mut raw = raw_connection(&url).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     let first = add(&mut raw, &k.stream, &Job { n: 1 }).await;
     add(&mut raw, &k.stream, &Job { n: 2 }).await;
@@ -184,15 +190,19 @@ async fn messages_a_reader_never_acknowledged_are_reclaimed_counting_deliveries(
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_consumers_long_handler_is_never_reclaimed() {
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("stream_reclaim_live"));
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    messages_a_reader_never_acknowledged_are_reclaimed_counting_deliveries
+);
+
+async fn a_live_consumers_long_handler_is_never_reclaimed(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("stream_reclaim_live"));
     // Two instances of one service.
-    let a = stream_runtime(&server.url(), &prefix, StreamsConfig::default()).await;
-    let b = stream_runtime(&server.url(), &prefix, StreamsConfig::default()).await;
+    let a = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
+    let b = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
     let k = keys(&a, STREAM);
-    let mut raw = raw_connection(&url).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     let claim_idle = Duration::from_millis(400);
     let (started, finished) = (Log::new(), Log::new());
@@ -250,13 +260,17 @@ async fn a_live_consumers_long_handler_is_never_reclaimed() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_lets_in_flight_handlers_finish_and_reads_nothing_after() {
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("stream_reclaim_drain"));
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_live_consumers_long_handler_is_never_reclaimed
+);
+
+async fn stop_lets_in_flight_handlers_finish_and_reads_nothing_after(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("stream_reclaim_drain"));
     let rx = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
     let k = keys(&rx, STREAM);
-    let mut raw = raw_connection(&url).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     for n in 0..5 {
         add(&mut raw, &k.stream, &Job { n }).await;
@@ -344,14 +358,20 @@ async fn stop_lets_in_flight_handlers_finish_and_reads_nothing_after() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drain_out_of_time_leaves_its_message_to_another_and_stopping_twice_is_harmless() {
-    let server = RedisServer::start();
-    let (url, prefix) = (server.url(), unique_prefix("stream_reclaim_abort"));
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    stop_lets_in_flight_handlers_finish_and_reads_nothing_after
+);
+
+async fn a_drain_out_of_time_leaves_its_message_to_another_and_stopping_twice_is_harmless(
+    topology: Topology,
+) {
+    let deployment = Deployment::start(topology);
+    let (url, prefix) = (deployment.url(), unique_prefix("stream_reclaim_abort"));
     let rx = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
     let other = stream_runtime(&url, &prefix, StreamsConfig::default()).await;
     let k = keys(&rx, STREAM);
-    let mut raw = raw_connection(&url).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     add(&mut raw, &k.stream, &Job { n: 1 }).await;
     let stuck = Log::new();
@@ -406,11 +426,15 @@ async fn a_drain_out_of_time_leaves_its_message_to_another_and_stopping_twice_is
     assert_eq!(stuck.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_consumer_of_one_name_in_one_process_is_refused() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_drain_out_of_time_leaves_its_message_to_another_and_stopping_twice_is_harmless
+);
+
+async fn a_second_consumer_of_one_name_in_one_process_is_refused(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = stream_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("stream_reclaim_name"),
         StreamsConfig::default(),
     )
@@ -437,3 +461,8 @@ async fn a_second_consumer_of_one_name_in_one_process_is_refused() {
     }
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_second_consumer_of_one_name_in_one_process_is_refused
+);

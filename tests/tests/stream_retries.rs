@@ -1,7 +1,8 @@
 //! Retries and settlement: a message in backoff is never handled early, by any consumer, and
 //! holds up no healthy message; `ordering_key` keeps each key's messages in publish order, one
 //! at a time; `reject` dead-letters at once; `ack` then `Err` does not retry; with the DLQ off
-//! the last failure is acknowledged, dropped and counted.
+//! the last failure is acknowledged, dropped and counted. Each test runs on a standalone
+//! server and on the 3-master cluster.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redisx::streams::{ConsumerHandle, ConsumerOptions, Message};
+use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode, RedisX};
 use redisx_tests::streams::{
     Job, Log, add, add_many, consumed, create_group, entries, fixed_backoff, keys, pending, poll,
     quick_options, stream_runtime, within, xlen, zcard,
 };
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{eventually, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 const STREAM: &str = "jobs";
@@ -28,15 +30,14 @@ fn failure() -> Error {
     Error::new(ErrorCode::Internal, "not yet")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_in_backoff_is_never_handled_early_by_another_consumer() {
-    let server = RedisServer::start();
+async fn a_message_in_backoff_is_never_handled_early_by_another_consumer(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let prefix = unique_prefix("stream_backoff_early");
     let backoff = Duration::from_secs(1);
-    let rx_a = stream_runtime(&server.url(), &prefix, fixed_backoff(1_000)).await;
-    let rx_b = stream_runtime(&server.url(), &prefix, fixed_backoff(1_000)).await;
+    let rx_a = stream_runtime(&deployment.url(), &prefix, fixed_backoff(1_000)).await;
+    let rx_b = stream_runtime(&deployment.url(), &prefix, fixed_backoff(1_000)).await;
     let k = keys(&rx_a, STREAM);
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     // (n, attempt, consumer, when the handler started, when it returned)
     let log: Log<(u64, u32, &str, Instant, Instant)> = Log::new();
@@ -112,17 +113,21 @@ async fn a_message_in_backoff_is_never_handled_early_by_another_consumer() {
     rx_b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_in_backoff_holds_up_no_healthy_message() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_message_in_backoff_is_never_handled_early_by_another_consumer
+);
+
+async fn a_message_in_backoff_holds_up_no_healthy_message(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let rx = stream_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("stream_backoff_flow"),
         fixed_backoff(3_000),
     )
     .await;
     let k = keys(&rx, STREAM);
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     let log: Log<(u64, u32)> = Log::new();
     let handle = {
@@ -169,6 +174,11 @@ async fn a_message_in_backoff_holds_up_no_healthy_message() {
     rx.shutdown().await;
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_message_in_backoff_holds_up_no_healthy_message
+);
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Keyed {
     key: String,
@@ -184,12 +194,18 @@ struct Ordered {
 }
 
 /// One round: `keys_n` × `per_key` messages, interleaved (message `i` is number `i / keys_n`
-/// of key `i % keys_n`), published on `url` to `stream` before its consumer starts so that its
+/// of key `i % keys_n`), published on `deployment` to `stream` before its consumer starts so that its
 /// reads are full batches holding several messages of each key; handled with concurrency 8 and
 /// `ordering_key`.
-async fn ordered_round(rx: &RedisX, url: &str, stream: &str, keys_n: u64, per_key: u64) -> Ordered {
+async fn ordered_round(
+    rx: &RedisX,
+    deployment: &Deployment,
+    stream: &str,
+    keys_n: u64,
+    per_key: u64,
+) -> Ordered {
     let k = keys(rx, stream);
-    let mut raw = raw_connection(url).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     let msgs: Vec<Keyed> = (0..keys_n * per_key)
         .map(|i| Keyed {
@@ -259,15 +275,14 @@ async fn ordered_round(rx: &RedisX, url: &str, stream: &str, keys_n: u64, per_ke
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordering_key_keeps_each_keys_publish_order_one_at_a_time() {
+async fn ordering_key_keeps_each_keys_publish_order_one_at_a_time(topology: Topology) {
     const KEYS: u64 = 4;
     const PER_KEY: u64 = 50;
     /// Rounds: a misordering is a race between handler tasks, so give it several chances.
     const ROUNDS: usize = 5;
-    let server = RedisServer::start();
+    let deployment = Deployment::start(topology);
     let rx = stream_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix("stream_ordering"),
         fixed_backoff(50),
     )
@@ -275,14 +290,8 @@ async fn ordering_key_keeps_each_keys_publish_order_one_at_a_time() {
     let want: Vec<u64> = (0..PER_KEY).collect();
     let mut peak = 0;
     for round in 0..ROUNDS {
-        let seen = ordered_round(
-            &rx,
-            &server.url(),
-            &format!("ordered-{round}"),
-            KEYS,
-            PER_KEY,
-        )
-        .await;
+        let seen =
+            ordered_round(&rx, &deployment, &format!("ordered-{round}"), KEYS, PER_KEY).await;
         assert!(
             seen.overlaps.is_empty(),
             "round {round}: two of one key at once: {:?}",
@@ -301,10 +310,15 @@ async fn ordering_key_keeps_each_keys_publish_order_one_at_a_time() {
     rx.shutdown().await;
 }
 
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    ordering_key_keeps_each_keys_publish_order_one_at_a_time
+);
+
 /// A consumer on a runtime with a 50 ms backoff running `settle` on every message, counting
 /// runs; returns the runtime, the stream's keys, the run count and the handle.
 async fn settling<F, Fut>(
-    server: &RedisServer,
+    deployment: &Deployment,
     test: &str,
     dlq: bool,
     settle: F,
@@ -319,7 +333,7 @@ where
     Fut: Future<Output = Result<(), Error>> + Send + 'static,
 {
     let rx = stream_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix(test),
         fixed_backoff(50).dlq(dlq),
     )
@@ -344,16 +358,15 @@ where
     (rx, k, runs, handle)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reject_dead_letters_at_once_without_retries() {
-    let server = RedisServer::start();
-    let (rx, k, runs, handle) = settling(&server, "stream_reject", true, |m| async move {
+async fn reject_dead_letters_at_once_without_retries(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, k, runs, handle) = settling(&deployment, "stream_reject", true, |m| async move {
         m.reject("bad input").await?;
         // What the handler returns after settling changes nothing.
         Err(failure())
     })
     .await;
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     let id = add(&mut raw, &k.stream, &Job { n: 9 }).await;
     let dead = eventually(within(), poll(), || {
         let (mut raw, dlq) = (raw.clone(), k.dlq.clone());
@@ -386,15 +399,19 @@ async fn reject_dead_letters_at_once_without_retries() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ack_then_err_does_not_retry() {
-    let server = RedisServer::start();
-    let (rx, k, runs, handle) = settling(&server, "stream_ack_err", true, |m| async move {
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    reject_dead_letters_at_once_without_retries
+);
+
+async fn ack_then_err_does_not_retry(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let (rx, k, runs, handle) = settling(&deployment, "stream_ack_err", true, |m| async move {
         m.ack().await?;
         Err(failure())
     })
     .await;
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     add(&mut raw, &k.stream, &Job { n: 1 }).await;
     let acked = eventually(within(), poll(), || {
         let rx = rx.clone();
@@ -415,19 +432,23 @@ async fn ack_then_err_does_not_retry() {
     rx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_dlq_the_last_failure_is_acknowledged_dropped_and_counted() {
-    let server = RedisServer::start();
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    ack_then_err_does_not_retry
+);
+
+async fn without_the_dlq_the_last_failure_is_acknowledged_dropped_and_counted(topology: Topology) {
+    let deployment = Deployment::start(topology);
     let attempts: Log<u32> = Log::new();
     let (rx, k, runs, handle) = {
         let attempts = attempts.clone();
-        settling(&server, "stream_no_dlq", false, move |m| {
+        settling(&deployment, "stream_no_dlq", false, move |m| {
             attempts.push(m.attempt());
             async { Err(failure()) }
         })
         .await
     };
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     add(&mut raw, &k.stream, &Job { n: 1 }).await;
     let dropped = eventually(within(), poll(), || {
         let rx = rx.clone();
@@ -445,3 +466,8 @@ async fn without_the_dlq_the_last_failure_is_acknowledged_dropped_and_counted() 
     handle.stop().await;
     rx.shutdown().await;
 }
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    without_the_dlq_the_last_failure_is_acknowledged_dropped_and_counted
+);

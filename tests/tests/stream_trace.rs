@@ -5,7 +5,8 @@
 //!
 //! The spans go through `tracing-opentelemetry` into an OpenTelemetry SDK provider whose span
 //! processor records every finished span. Current-thread runtimes, so that the thread's
-//! subscriber sees every span the consumer makes.
+//! subscriber sees every span the consumer makes. Each test runs on a standalone server and on
+//! the 3-master cluster.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,8 +22,9 @@ use redisx::telemetry::opentelemetry_sdk::trace::{
     SdkTracerProvider, Span, SpanData, SpanProcessor,
 };
 use redisx::telemetry::tracing_opentelemetry::{self, OpenTelemetrySpanExt as _};
+use redisx::testing::{Deployment, Topology};
 use redisx_tests::streams::{Job, Log, add_fields, create_group, json, keys, stream_runtime};
-use redisx_tests::{RedisServer, eventually, raw_connection, unique_prefix};
+use redisx_tests::{eventually, unique_prefix};
 use tracing::Instrument as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -85,21 +87,22 @@ enum Publish<'a> {
 
 /// Publishes one message, runs a consumer until it handled it, and returns the entry's id, the
 /// trace id the handler ran under (its closure and its future alike), and the recorded
-/// `stream.process` span.
+/// `stream.process` span. On a deployment of `topology`.
 async fn consume_one(
+    topology: Topology,
     test: &str,
     recorder: &Recorder,
     publish: Publish<'_>,
 ) -> (String, TraceId, SpanData) {
-    let server = RedisServer::start();
+    let deployment = Deployment::start(topology);
     let rx = stream_runtime(
-        &server.url(),
+        &deployment.url(),
         &unique_prefix(test),
         StreamsConfig::default(),
     )
     .await;
     let k = keys(&rx, STREAM);
-    let mut raw = raw_connection(&server.url()).await;
+    let mut raw = deployment.raw_connection().await;
     create_group(&mut raw, &k.stream, GROUP, "0").await;
     let id = match publish {
         Publish::Raw(fields) => {
@@ -170,8 +173,7 @@ fn attribute(span: &SpanData, key: &str) -> Option<Value> {
         .map(|kv| kv.value.clone())
 }
 
-#[tokio::test]
-async fn the_process_span_continues_the_publishing_trace() {
+async fn the_process_span_continues_the_publishing_trace(topology: Topology) {
     let recorder = Recorder::default();
     let (_guard, _provider) = tracing_to(&recorder);
     let publish = tracing::info_span!("publish_order");
@@ -179,6 +181,7 @@ async fn the_process_span_continues_the_publishing_trace() {
     assert!(parent.is_valid(), "the publishing span has a trace context");
     let traceparent = format!("00-{}-{}-01", parent.trace_id(), parent.span_id());
     let (id, in_handler, process) = consume_one(
+        topology,
         "stream_trace",
         &recorder,
         Publish::Raw(&[
@@ -216,8 +219,9 @@ async fn the_process_span_continues_the_publishing_trace() {
     assert_eq!(published[0].span_context.trace_id(), parent.trace_id());
 }
 
-#[tokio::test]
-async fn without_a_valid_trace_context_the_process_span_starts_a_trace() {
+redisx_tests::on_topologies!(the_process_span_continues_the_publishing_trace);
+
+async fn without_a_valid_trace_context_the_process_span_starts_a_trace(topology: Topology) {
     for (test, fields) in [
         ("stream_trace_none", Vec::new()),
         (
@@ -234,7 +238,8 @@ async fn without_a_valid_trace_context_the_process_span_starts_a_trace() {
     ] {
         let recorder = Recorder::default();
         let (_guard, _provider) = tracing_to(&recorder);
-        let (_, in_handler, process) = consume_one(test, &recorder, Publish::Raw(&fields)).await;
+        let (_, in_handler, process) =
+            consume_one(topology, test, &recorder, Publish::Raw(&fields)).await;
         assert!(process.span_context.is_valid(), "{test}");
         assert_eq!(in_handler, process.span_context.trace_id(), "{test}");
         assert_eq!(
@@ -245,13 +250,15 @@ async fn without_a_valid_trace_context_the_process_span_starts_a_trace() {
     }
 }
 
-#[tokio::test]
-async fn publishing_inside_a_span_carries_its_trace_to_the_consumer() {
+redisx_tests::on_topologies!(without_a_valid_trace_context_the_process_span_starts_a_trace);
+
+async fn publishing_inside_a_span_carries_its_trace_to_the_consumer(topology: Topology) {
     let recorder = Recorder::default();
     let (_guard, _provider) = tracing_to(&recorder);
     let request = tracing::info_span!("handle_request");
     let trace = request.context().span().span_context().trace_id();
     let (_, in_handler, process) = consume_one(
+        topology,
         "stream_trace_producer",
         &recorder,
         Publish::Producer(request),
@@ -273,3 +280,5 @@ async fn publishing_inside_a_span_carries_its_trace_to_the_consumer() {
     );
     assert_eq!(process.span_kind, SpanKind::Consumer);
 }
+
+redisx_tests::on_topologies!(publishing_inside_a_span_carries_its_trace_to_the_consumer);
