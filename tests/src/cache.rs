@@ -36,6 +36,30 @@ pub async fn raw(server: &RedisServer) -> MultiplexedConnection {
     raw_connection(&server.url()).await
 }
 
+/// Whether the cache entry of `key` in `rx` exists in Redis, read with a raw connection to
+/// `deployment`.
+///
+/// # Panics
+/// When the read fails.
+pub async fn in_redis(deployment: &Deployment, rx: &RedisX, key: &str) -> bool {
+    let mut conn = deployment.raw_connection().await;
+    redis::cmd("EXISTS")
+        .arg(rx.cache().full_key(key))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// A second runtime on `deployment`, under the test's prefix (so the test's clean-up deletes
+/// its keys too), for functions that name their runtime with `runtime = ...`.
+///
+/// # Panics
+/// When the runtime does not build.
+pub async fn runtime_under(deployment: &Deployment, rx: &RedisX, name: &str) -> RedisX {
+    let prefix = format!("{}{name}:", rx.key_prefix());
+    runtime(&deployment.url(), &prefix, CacheConfig::default()).await
+}
+
 /// Reads the raw bytes under `key` until `done` accepts them (or 10 s pass: then panics).
 ///
 /// # Panics

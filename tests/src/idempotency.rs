@@ -1,17 +1,13 @@
-//! Fixtures of the idempotency tests (`tests/tests/idempotency_*.rs`, `http_idempotency.rs`):
-//! runtimes with an idempotency config, a `#[redisx::test]`-like runtime in scope on any
-//! topology, a body that counts its runs, raw writes and reads of the records, and the
-//! completion listeners and command counts as the servers see them (summed over a cluster's
-//! nodes).
+//! Fixtures of the idempotency tests (`tests/tests/idempotency_*.rs`): runtimes with an
+//! idempotency config, a body that counts its runs, raw writes and reads of the records, and
+//! the completion listeners as the servers see them (summed over a cluster's nodes).
 
 use std::fmt::Debug;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redisx::idempotency::IdempotencyConfig;
 use redisx::testing::Deployment;
 use redisx::{ConnectionConfig, Error, ErrorCode, RedisX};
@@ -84,7 +80,7 @@ pub fn done_channel(prefix: &str) -> String {
 }
 
 /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`) on the one server `conn`
-/// reaches; [`Nodes::subscribers`] sums over a cluster's nodes.
+/// reaches; [`Nodes::subscribers`](crate::Nodes::subscribers) sums over a cluster's nodes.
 ///
 /// # Panics
 /// When the read fails.
@@ -105,7 +101,7 @@ pub async fn subscribers(conn: &mut impl ConnectionLike, channel: &str) -> u64 {
 /// # Panics
 /// When fewer than `n` are subscribed in time, or a node cannot be asked.
 pub async fn wait_for_listeners(deployment: &Deployment, channel: &str, n: u64) {
-    let nodes = Nodes::of(deployment).await;
+    let nodes = crate::Nodes::of(deployment).await;
     let ready = crate::eventually(Duration::from_secs(5), Duration::from_millis(5), || {
         let mut nodes = nodes.clone();
         async move { nodes.subscribers(channel).await >= n }
@@ -116,62 +112,6 @@ pub async fn wait_for_listeners(deployment: &Deployment, channel: &str, n: u64) 
         "{n} completion listeners subscribed to {channel} on {}",
         deployment.topology()
     );
-}
-
-/// A connection to every data node of a deployment (the one server of a standalone one), for
-/// what a server counts for itself and a cluster per node: each reading is the sum over the
-/// nodes.
-#[derive(Clone, Debug)]
-pub struct Nodes(Vec<MultiplexedConnection>);
-
-impl Nodes {
-    /// Connects to each of `deployment.server_urls()`.
-    ///
-    /// # Panics
-    /// When a node does not accept a connection.
-    pub async fn of(deployment: &Deployment) -> Self {
-        let mut conns = Vec::new();
-        for url in deployment.server_urls() {
-            conns.push(crate::raw_connection(&url).await);
-        }
-        Self(conns)
-    }
-
-    /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`), over the nodes.
-    ///
-    /// # Panics
-    /// When a read fails.
-    pub async fn subscribers(&mut self, channel: &str) -> u64 {
-        let mut n = 0;
-        for conn in &mut self.0 {
-            n += subscribers(conn, channel).await;
-        }
-        n
-    }
-
-    /// How many times the nodes ran `cmd` (lowercase, e.g. `"publish"`; `INFO commandstats`).
-    ///
-    /// # Panics
-    /// When a read fails.
-    pub async fn calls(&mut self, cmd: &str) -> u64 {
-        let mut n = 0;
-        for conn in &mut self.0 {
-            n += crate::rate_limit::server_calls(conn, cmd).await;
-        }
-        n
-    }
-
-    /// Every script call the nodes ran (`EVALSHA`, `EVAL` and `FCALL`).
-    ///
-    /// # Panics
-    /// When a read fails.
-    pub async fn script_calls(&mut self) -> u64 {
-        let mut n = 0;
-        for conn in &mut self.0 {
-            n += crate::rate_limit::script_calls(conn).await;
-        }
-        n
-    }
 }
 
 /// Writes the hash `key` with `fields` (`HSET`), without redisx: a record made by hand.

@@ -1,8 +1,9 @@
-//! The redisx integration test suite: its own fixtures ([`cache`], [`idempotency`], [`lock`]) on
-//! top of the public harness, [`redisx::testing`].
-//!
-//! The harness is re-exported here, so `use redisx_tests::RedisServer` and the like keep working;
-//! new tests import from `redisx::testing`, as a user's tests do.
+//! The redisx integration test suite: fixtures per plugin ([`cache`], [`lock`], [`rate_limit`],
+//! [`idempotency`], [`streams`], ...) on top of the public harness, [`redisx::testing`], which
+//! is re-exported here. A suite's bodies take a [`Topology`] and [`on_topologies!`] declares
+//! their standalone and cluster tests; [`scoped`] gives a body what `#[redisx::test]` gives,
+//! on either; [`Nodes`] reads what the servers count, summed over a cluster's nodes; [`Turn`]
+//! lets a body's two tests take turns with shared statics.
 //!
 //! ```no_run
 //! use redisx::testing::{RedisServer, unique_prefix};
@@ -16,6 +17,7 @@ pub mod cache;
 pub mod connections;
 pub mod http;
 pub mod idempotency;
+pub mod idempotency_http;
 pub mod lock;
 pub mod otlp;
 pub mod rate_limit;
@@ -106,8 +108,105 @@ macro_rules! on_topologies {
     };
 }
 
+/// A connection to each data node of a deployment (the one server of a standalone one), for
+/// what a server counts for itself and a cluster per node: each reading is the sum over the
+/// nodes. Open it before the reading that starts a count: connecting runs commands too.
+#[derive(Clone, Debug)]
+pub struct Nodes(Vec<redis::aio::MultiplexedConnection>);
+
+impl Nodes {
+    /// Connects to every data node (`deployment.server_urls()`: masters and replicas).
+    ///
+    /// # Panics
+    /// When a node does not accept a connection.
+    pub async fn of(deployment: &Deployment) -> Self {
+        Self::connect(deployment.server_urls()).await
+    }
+
+    /// Connects to the masters (`deployment.master_urls()`): for counts a replica would
+    /// repeat, such as the writes it copies.
+    ///
+    /// # Panics
+    /// When a node does not accept a connection.
+    pub async fn masters(deployment: &Deployment) -> Self {
+        Self::connect(deployment.master_urls()).await
+    }
+
+    async fn connect(urls: Vec<String>) -> Self {
+        let mut conns = Vec::new();
+        for url in urls {
+            conns.push(raw_connection(&url).await);
+        }
+        Self(conns)
+    }
+
+    /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`), over the nodes.
+    ///
+    /// # Panics
+    /// When a read fails.
+    pub async fn subscribers(&mut self, channel: &str) -> u64 {
+        let mut n = 0;
+        for conn in &mut self.0 {
+            n += idempotency::subscribers(conn, channel).await;
+        }
+        n
+    }
+
+    /// How many times the nodes ran `cmd` (lowercase, e.g. `"publish"`; `INFO commandstats`).
+    ///
+    /// # Panics
+    /// When a read fails.
+    pub async fn calls(&mut self, cmd: &str) -> u64 {
+        self.command_calls().await.get(cmd).copied().unwrap_or(0)
+    }
+
+    /// Every script call the nodes ran (`EVALSHA`, `EVAL` and `FCALL`).
+    ///
+    /// # Panics
+    /// When a read fails.
+    pub async fn script_calls(&mut self) -> u64 {
+        let calls = self.command_calls().await;
+        ["evalsha", "eval", "fcall"]
+            .iter()
+            .filter_map(|c| calls.get(*c))
+            .sum()
+    }
+
+    /// The calls of every command the nodes ran so far, by lowercase name (`xadd`,
+    /// `client|setname`), from their `INFO commandstats`.
+    ///
+    /// # Panics
+    /// When a read fails.
+    pub async fn command_calls(&mut self) -> std::collections::HashMap<String, u64> {
+        let mut calls = std::collections::HashMap::new();
+        for conn in &mut self.0 {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(conn)
+                .await
+                .expect("INFO commandstats");
+            for (name, n) in info.lines().filter_map(command_stat) {
+                *calls.entry(name.to_owned()).or_default() += n;
+            }
+        }
+        calls
+    }
+}
+
+/// `("xadd", 100)` from the `INFO commandstats` line `cmdstat_xadd:calls=100,usec=..`.
+fn command_stat(line: &str) -> Option<(&str, u64)> {
+    let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+    let calls = stats
+        .strip_prefix("calls=")?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((name, calls))
+}
+
 /// Runs `body` as `#[redisx::test]` does, on a deployment of `topology`
-/// ([`run_on`](redisx::testing::run_on)): a runtime of default settings on a key prefix of its
+/// ([`run_on`]): a runtime of default settings on a key prefix of its
 /// own (from `test`), set as the scope of the body's task, so the attributes inside use it
 /// without `runtime = ...`; the keys under the prefix are deleted afterwards, also after a
 /// panic.

@@ -25,10 +25,11 @@ pub async fn rl_runtime(url: &str, prefix: &str, limits: RateLimitConfig) -> Red
         .expect("the runtime builds")
 }
 
-/// The runtime `#[redisx::test]` gives a body, on `deployment`: the `"default"` client with
-/// its default settings, customised by `config` (plugins, policies), on the key prefix
-/// `unique_prefix(test)`. A body that calls `#[rate_limit]` functions runs in its
-/// [`scope`](RedisX::scope).
+/// A runtime on `deployment`: the `"default"` client with its default settings, customised by
+/// `config` (plugins, policies), on the key prefix `unique_prefix(test)`. Unlike
+/// `#[redisx::test]`, it is not set as the scope (a body that calls `#[rate_limit]` functions
+/// enters [`scope`](RedisX::scope) itself, or hands the runtime to a layer) and its keys stay
+/// (they expire within their windows).
 ///
 /// # Panics
 /// When the runtime does not build.
@@ -85,32 +86,6 @@ pub async fn script_calls(conn: &mut impl ConnectionLike) -> u64 {
     let mut n = 0;
     for cmd in ["evalsha", "eval", "fcall"] {
         n += server_calls(conn, cmd).await;
-    }
-    n
-}
-
-/// How many times the servers of `deployment` ran `cmd` (lowercase), summed over every node
-/// that holds data ([`Deployment::server_urls`]): [`server_calls`] of the whole deployment.
-///
-/// # Panics
-/// When a node cannot be read.
-pub async fn deployment_calls(deployment: &Deployment, cmd: &str) -> u64 {
-    let mut n = 0;
-    for url in deployment.server_urls() {
-        n += server_calls(&mut redisx::testing::raw_connection(&url).await, cmd).await;
-    }
-    n
-}
-
-/// Every script call the servers of `deployment` ran, summed over every node that holds data:
-/// [`script_calls`] of the whole deployment.
-///
-/// # Panics
-/// When a node cannot be read.
-pub async fn deployment_script_calls(deployment: &Deployment) -> u64 {
-    let mut n = 0;
-    for url in deployment.server_urls() {
-        n += script_calls(&mut redisx::testing::raw_connection(&url).await).await;
     }
     n
 }

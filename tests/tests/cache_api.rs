@@ -157,9 +157,8 @@ async fn the_l1_size_gauge_is_read_at_scrape_time() {
     assert!(rx.metrics_text().contains("redisx_cache_l1_entries 6"));
 }
 
-/// Regression: under `l1_max_bytes`, entries filled from an L2 hit, by `set_many` or in an
-/// L1-only cache weighed only their key (their size was passed as 0), so the byte budget
-/// did not bound memory. Every fill path now weighs the value.
+/// Under `l1_max_bytes`, every fill path (an L2 hit, `set_many`, an L1-only cache) weighs the
+/// value, not only its key, so the byte budget bounds memory.
 async fn the_l1_byte_budget_bounds_every_fill_path(topology: Topology) {
     let deployment = Deployment::start(topology);
     let prefix = unique_prefix("l1_bytes");

@@ -188,9 +188,8 @@ redisx_tests::on_topologies!(
     a_cold_key_after_many_hits_still_loads_once
 );
 
-/// Regression: a load slower than the lock ttl lost its lock half-way, so another instance
-/// loaded too and the first load's write never landed (a slow query was never cached). The
-/// holder now renews its lock while it loads.
+/// A load slower than the lock ttl keeps its lock (the holder renews it while it loads), so no
+/// other instance loads too and the slow load's write lands.
 async fn a_load_slower_than_the_lock_ttl_keeps_its_lock_and_is_cached(topology: Topology) {
     let deployment = Deployment::start(topology);
     let prefix = unique_prefix("slow_load");
@@ -280,9 +279,9 @@ redisx_tests::on_topologies!(
     a_hung_load_holds_its_lock_for_wait_timeout_at_most
 );
 
-/// Regression: callers waiting for a load of the same runtime waited without a deadline (a
-/// hung loader hung them all). They now wait at most `wait_timeout`, then apply the fallback:
-/// `Error` fails them with `CACHE_STAMPEDE_TIMEOUT`.
+/// Callers waiting for a load of the same runtime wait at most `wait_timeout` (a hung loader
+/// does not hang them all), then apply the fallback: `Error` fails them with
+/// `CACHE_STAMPEDE_TIMEOUT`.
 async fn an_in_process_wait_times_out_into_the_error_fallback(topology: Topology) {
     let deployment = Deployment::start(topology);
     let prefix = unique_prefix("sf_timeout_error");

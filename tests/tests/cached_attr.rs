@@ -1,40 +1,22 @@
 //! `#[cached]` end to end against real Redis: hits and misses, keys, errors, `condition` and
-//! `unless`, codecs, and which runtime a call uses. `#[cache_put]` and `#[cache_evict]` are in
-//! `cache_put_evict_attr.rs`; SWR, `stale_if_error`, the L1 options and a Redis that goes away
-//! in `cached_attr_tiers.rs`.
+//! `unless`, codecs. `#[cache_put]` and `#[cache_evict]` are in `cache_put_evict_attr.rs`; SWR,
+//! `stale_if_error`, the L1 options and a Redis that goes away in `cached_attr_tiers.rs`; which
+//! runtime a call uses in `cached_attr_runtime.rs`.
 //!
 //! Each test runs on a standalone server and on the 3-master cluster, with what
 //! `#[redisx::test]` gives (on the test's topology): a fresh runtime on a key prefix of its own
 //! set as its task's scope, so the functions below without `runtime = ...` use it; the tests
-//! run in parallel, and their keys are deleted afterwards. Outside a scope (nothing is
-//! installed in this binary) a function runs uncached, which the last test, a plain
-//! `#[tokio::test]` that needs no Redis, checks. What landed in Redis is read with a raw
-//! connection. Loader calls are counted with an `AtomicUsize` per function; the standalone and
+//! run in parallel, and their keys are deleted afterwards. What landed in Redis is read with a
+//! raw connection. Loader calls are counted with an `AtomicUsize` per function; the standalone and
 //! cluster tests of a body take turns with them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redisx::testing::{self, Deployment, TestOptions, Topology};
-use redisx::{CacheConfig, RedisX, RedisXBuilder, cached, redis};
+use redisx::{RedisX, cached, redis};
 use redisx_tests::Turn;
-
-/// Whether the cache entry of `key` in `rx` exists in Redis (read with a raw connection).
-async fn in_redis(deployment: &Deployment, rx: &RedisX, key: &str) -> bool {
-    let mut conn = deployment.raw_connection().await;
-    redis::cmd("EXISTS")
-        .arg(rx.cache().full_key(key))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
-
-/// A second runtime on `deployment`, under the test's prefix (so the test's clean-up deletes
-/// its keys too), for functions that name their runtime with `runtime = ...`.
-async fn runtime_under(deployment: &Deployment, rx: &RedisX, name: &str) -> RedisX {
-    let prefix = format!("{}{name}:", rx.key_prefix());
-    testing::runtime(&deployment.url(), &prefix, CacheConfig::default()).await
-}
+use redisx_tests::cache::{in_redis, runtime_under};
 
 fn loads(counter: &AtomicUsize) -> usize {
     counter.load(Ordering::SeqCst)
@@ -252,59 +234,6 @@ mod method_in_impl {
     }
 
     redisx_tests::on_topologies!(a_method_with_self_in_its_key_caches_per_receiver);
-}
-
-mod explicit_runtime {
-    use super::*;
-
-    static PINNED_LOADS: AtomicUsize = AtomicUsize::new(0);
-    static SCOPED_LOADS: AtomicUsize = AtomicUsize::new(0);
-    static TURN: Turn = Turn::new();
-
-    /// Names its runtime.
-    #[cached(key = "pinned:{id}", ttl = "1m", runtime = rx)]
-    async fn pinned(rx: &RedisX, id: u64) -> u64 {
-        let _ = rx;
-        PINNED_LOADS.fetch_add(1, Ordering::SeqCst);
-        id
-    }
-
-    /// Uses the runtime of its scope.
-    #[cached(key = "scoped:{id}", ttl = "1m")]
-    async fn scoped(id: u64) -> u64 {
-        SCOPED_LOADS.fetch_add(1, Ordering::SeqCst);
-        id
-    }
-
-    async fn runtime_expr_wins_over_the_scope(topology: Topology) {
-        let _turn = TURN.take(&[&PINNED_LOADS, &SCOPED_LOADS]).await;
-        let deployment = &Deployment::start(topology);
-        testing::run_on(
-            deployment,
-            TestOptions::new("explicit_runtime"),
-            |scope| async move {
-                let named = runtime_under(deployment, &scope, "named").await;
-                assert_eq!(pinned(&named, 1).await, 1);
-                assert_eq!(pinned(&named, 1).await, 1);
-                assert_eq!(loads(&PINNED_LOADS), 1, "the second call is a hit");
-                assert_eq!(named.cache().stats().l1_hits, 1, "in the named runtime");
-                assert!(in_redis(deployment, &named, "pinned:1").await);
-                // Were the scope to win, the entry would be here and the hit in its stats.
-                assert!(!in_redis(deployment, &scope, "pinned:1").await);
-                assert_eq!(scope.cache().stats().l1_hits, 0);
-
-                // Control: the scope is in force for a function that names no runtime.
-                assert_eq!(scoped(1).await, 1);
-                assert_eq!(scoped(1).await, 1);
-                assert_eq!(loads(&SCOPED_LOADS), 1);
-                assert!(in_redis(deployment, &scope, "scoped:1").await);
-                assert!(!in_redis(deployment, &named, "scoped:1").await);
-            },
-        )
-        .await;
-    }
-
-    redisx_tests::on_topologies!(runtime_expr_wins_over_the_scope);
 }
 
 mod param_named_key {
@@ -567,72 +496,4 @@ mod arc_values {
     }
 
     redisx_tests::on_topologies!(an_l1_hit_hands_out_the_same_arc);
-}
-
-mod ttl_over_configured_max {
-    use super::*;
-
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-    static TURN: Turn = Turn::new();
-
-    #[cached(key = "long:{id}", ttl = "1h")]
-    async fn long_lived(id: u64) -> u64 {
-        LOADS.fetch_add(1, Ordering::SeqCst);
-        id
-    }
-
-    /// A cache whose ttls may not exceed a minute.
-    fn max_ttl_one_minute(builder: RedisXBuilder) -> RedisXBuilder {
-        builder.cache(
-            CacheConfig::default()
-                .default_ttl(Duration::from_secs(60))
-                .max_ttl(Duration::from_secs(60)),
-        )
-    }
-
-    /// The macro accepts up to 24 h; a cache configured with a smaller `max_ttl` rejects the
-    /// call site at run time: it runs uncached (never with a clamped ttl), warning once.
-    async fn a_ttl_above_the_configured_max_runs_uncached(topology: Topology) {
-        let _turn = TURN.take(&[&LOADS]).await;
-        let deployment = &Deployment::start(topology);
-        testing::run_on(
-            deployment,
-            TestOptions::new("ttl_over_configured_max").config(max_ttl_one_minute),
-            |rx| async move {
-                for _ in 0..3 {
-                    assert_eq!(long_lived(5).await, 5);
-                }
-                assert_eq!(loads(&LOADS), 3, "every call ran the function");
-                assert!(
-                    !in_redis(deployment, &rx, "long:5").await,
-                    "nothing was cached"
-                );
-            },
-        )
-        .await;
-    }
-
-    redisx_tests::on_topologies!(a_ttl_above_the_configured_max_runs_uncached);
-}
-
-mod no_runtime {
-    use super::*;
-
-    static LOADS: AtomicUsize = AtomicUsize::new(0);
-
-    /// No `runtime`; this test sets no scope, and this test binary installs no runtime.
-    #[cached(key = "none:{id}", ttl = "1m")]
-    async fn uncached(id: u64) -> u64 {
-        LOADS.fetch_add(1, Ordering::SeqCst);
-        id
-    }
-
-    #[tokio::test]
-    async fn without_a_scope_or_an_installed_runtime_the_function_runs_uncached() {
-        assert!(RedisX::global().is_none());
-        assert!(RedisX::current().is_none());
-        assert_eq!(uncached(1).await, 1);
-        assert_eq!(uncached(1).await, 1);
-        assert_eq!(loads(&LOADS), 2);
-    }
 }

@@ -14,18 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redisx::testing::{self, Deployment, RedisServer, TestOptions, Topology, eventually};
-use redisx::{CacheConfig, RedisX, cached, redis};
+use redisx::{CacheConfig, RedisX, cached};
 use redisx_tests::Turn;
-
-/// Whether the cache entry of `key` in `rx` exists in Redis (read with a raw connection).
-async fn in_redis(deployment: &Deployment, rx: &RedisX, key: &str) -> bool {
-    let mut conn = deployment.raw_connection().await;
-    redis::cmd("EXISTS")
-        .arg(rx.cache().full_key(key))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
+use redisx_tests::cache::in_redis;
 
 fn loads(counter: &AtomicUsize) -> usize {
     counter.load(Ordering::SeqCst)

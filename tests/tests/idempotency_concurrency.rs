@@ -1,4 +1,4 @@
-//! Exactly once under concurrency, against one Redis from several runtimes and processes: a
+//! Exactly once under concurrency, against one deployment (a standalone server, then the cluster) from several runtimes and processes: a
 //! thousand concurrent duplicates (two runtimes here, one in a child process) run the body once
 //! and all get its value, with one check-script call per caller, one completion message and at
 //! most two record reads per runtime (the waiters are woken through pub/sub, not polling; a
@@ -15,7 +15,8 @@ use std::time::Duration;
 use redisx::idempotency::{IdempotencyConfig, IdempotencyOptions, IdempotencyStats, Status};
 use redisx::testing::{ChildProcess, Deployment, Topology, in_scenario, signal_ready};
 use redisx::{ConnectionConfig, Error, RedisX};
-use redisx_tests::idempotency::{Nodes, Runs, done_channel, idem_runtime_on, wait_for_listeners};
+use redisx_tests::Nodes;
+use redisx_tests::idempotency::{Runs, done_channel, idem_runtime_on, wait_for_listeners};
 use redisx_tests::{eventually, unique_prefix};
 
 /// What the parent tells its child: the deployment's URL and the app prefix.

@@ -14,8 +14,9 @@ use std::time::Duration;
 use redisx::idempotency::{Check, ErrorPolicy, IdempotencyConfig, IdempotencyOptions, Status};
 use redisx::testing::{Deployment, Topology};
 use redisx::{Error, ErrorCode, RedisX};
+use redisx_tests::Nodes;
 use redisx_tests::idempotency::{
-    Nodes, Runs, done_channel, idem_runtime, pttl, requests, wait_for_listeners,
+    Runs, done_channel, idem_runtime, pttl, requests, wait_for_listeners,
 };
 use redisx_tests::{RedisServer, eventually, unique_prefix};
 use serde::{Deserialize, Serialize};
@@ -338,7 +339,10 @@ async fn a_duplicate_gives_up_after_its_wait(topology: Topology) {
     rx.shutdown().await;
 }
 
-redisx_tests::on_topologies!([flavor = "multi_thread", worker_threads = 2] a_duplicate_gives_up_after_its_wait);
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_duplicate_gives_up_after_its_wait
+);
 
 /// Asserts that `err` is Redis's own failure, not an idempotency refusal.
 fn assert_redis_error(err: &Error, what: &str) {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use redisx::RedisX;
 use redisx::rate_limit::{Algorithm, Decision, Limit, RateLimitConfig};
 use redisx::testing::{Deployment, Topology};
-use redisx_tests::rate_limit::{deployment_script_calls, fresh_window, requests, rl_runtime};
+use redisx_tests::Nodes;
+use redisx_tests::rate_limit::{fresh_window, requests, rl_runtime};
 use redisx_tests::unique_prefix;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -37,7 +38,7 @@ struct Quiet {
 impl Quiet {
     /// Every script call the deployment ran.
     async fn script_calls(&self) -> u64 {
-        deployment_script_calls(&self.deployment).await
+        Nodes::of(&self.deployment).await.script_calls().await
     }
 }
 

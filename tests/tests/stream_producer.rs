@@ -14,7 +14,7 @@ use redisx::streams::{PublishOptions, StreamsConfig};
 use redisx::testing::{Deployment, Topology};
 use redisx::{ErrorCode, RedisX};
 use redisx_tests::streams::{Entry, exists, stream_runtime_on, xrange};
-use redisx_tests::{eventually, metric_sum, quick_connection, raw_connection, unique_prefix};
+use redisx_tests::{Nodes, eventually, metric_sum, quick_connection, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,33 +51,6 @@ async fn server_ms(raw: &mut impl ConnectionLike) -> u64 {
 
 fn names(fields: &[(String, Vec<u8>)]) -> Vec<&str> {
     fields.iter().map(|(n, _)| n.as_str()).collect()
-}
-
-/// The calls of every command the servers at `urls` ran so far, by command, summed over their
-/// `INFO commandstats`.
-async fn command_calls(urls: &[String]) -> HashMap<String, u64> {
-    let mut calls = HashMap::new();
-    for url in urls {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut raw_connection(url).await)
-            .await
-            .expect("INFO commandstats");
-        for (name, n) in info.lines().filter_map(|l| {
-            let rest = l.strip_prefix("cmdstat_")?;
-            let (name, stats) = rest.split_once(':')?;
-            let n: u64 = stats
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), n))
-        }) {
-            *calls.entry(name).or_default() += n;
-        }
-    }
-    calls
 }
 
 async fn publish_returns_ids_and_writes_the_documented_field_layout(topology: Topology) {
@@ -228,12 +201,12 @@ async fn publish_batch_is_one_round_trip(topology: Topology) {
     let pipelines = || metric_sum(&rx, "redisx_commands_total", &["command=\"PIPELINE\""]);
     let xadds = || metric_sum(&rx, "redisx_commands_total", &["command=\"XADD\""]);
     let (pipelines_before, xadds_before) = (pipelines(), xadds());
-    // The masters (a replica's copies of the writes are not counted), asked for before the
-    // count: on a cluster, that asks each node for `CLUSTER NODES`.
-    let masters = deployment.master_urls();
-    let calls_before = command_calls(&masters).await;
+    // The masters (a replica's copies of the writes are not counted), connected to before the
+    // count: finding them and connecting run commands of their own.
+    let mut masters = Nodes::masters(&deployment).await;
+    let calls_before = masters.command_calls().await;
     let ids = streams.publish_batch("batch", &msgs).await.unwrap();
-    let calls_after = command_calls(&masters).await;
+    let calls_after = masters.command_calls().await;
 
     assert_eq!(pipelines() - pipelines_before, 1, "one round trip");
     assert_eq!(xadds() - xadds_before, 0, "no XADD of its own");

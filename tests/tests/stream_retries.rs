@@ -194,9 +194,9 @@ struct Ordered {
 }
 
 /// One round: `keys_n` × `per_key` messages, interleaved (message `i` is number `i / keys_n`
-/// of key `i % keys_n`), published on `deployment` to `stream` before its consumer starts so that its
-/// reads are full batches holding several messages of each key; handled with concurrency 8 and
-/// `ordering_key`.
+/// of key `i % keys_n`), published on `deployment` to `stream` before its consumer starts so
+/// that its reads are full batches holding several messages of each key; handled with
+/// concurrency 8 and `ordering_key`.
 async fn ordered_round(
     rx: &RedisX,
     deployment: &Deployment,
