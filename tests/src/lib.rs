@@ -152,6 +152,26 @@ impl Nodes {
         n
     }
 
+    /// Publishes `payload` on `channel` on every node; returns the receivers summed. A node
+    /// counts only its own subscribers (a cluster forwards the message to the others), so the
+    /// sum is every subscription (plain or pattern) that receives on `channel`.
+    ///
+    /// # Panics
+    /// When a `PUBLISH` fails.
+    pub async fn publish(&mut self, channel: &str, payload: &str) -> u64 {
+        let mut n = 0;
+        for conn in &mut self.0 {
+            let got: u64 = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async(conn)
+                .await
+                .expect("PUBLISH");
+            n += got;
+        }
+        n
+    }
+
     /// How many times the nodes ran `cmd` (lowercase, e.g. `"publish"`; `INFO commandstats`).
     ///
     /// # Panics

@@ -78,25 +78,10 @@ pub async fn wait_for_release_listener_of(deployment: &Deployment, rx: &RedisX) 
         "{}:released",
         rx.locks().full_key("redisx-tests:release-listener-probe")
     );
-    let mut conns = Vec::new();
-    for url in deployment.server_urls() {
-        conns.push(crate::raw_connection(&url).await);
-    }
+    let nodes = crate::Nodes::of(deployment).await;
     let subscribed = crate::eventually(Duration::from_secs(2), Duration::from_millis(10), || {
-        let (mut conns, channel) = (conns.clone(), channel.clone());
-        async move {
-            let mut receivers = 0;
-            for conn in &mut conns {
-                let n: i64 = redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(LISTENER_PROBE)
-                    .query_async(conn)
-                    .await
-                    .expect("PUBLISH");
-                receivers += n;
-            }
-            receivers >= 1
-        }
+        let (mut nodes, channel) = (nodes.clone(), channel.clone());
+        async move { nodes.publish(&channel, LISTENER_PROBE).await >= 1 }
     })
     .await;
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redisx::lock::{LockCall, LockConfig, LockOptions, RetryStrategy, fencing_token};
 use redisx::testing::{Deployment, Topology, unique_prefix};
 use redisx::{Error, ErrorCode, RedisX, redis, with_lock};
-use redisx_tests::{eventually, raw_connection, raw_query};
+use redisx_tests::{Nodes, eventually, raw_query};
 
 /// The only retry a woken waiter could otherwise make comes this long after its first attempt.
 const BACKOFF: Duration = Duration::from_secs(20);
@@ -40,18 +40,7 @@ async fn pair(deployment: &Deployment, test: &str) -> (RedisX, RedisX) {
 /// published on every server, and the receiver counts add up (a cluster node counts only its
 /// own clients, though it forwards the message to the others).
 async fn receivers(deployment: &Deployment, channel: &str) -> u64 {
-    let mut n = 0;
-    for url in deployment.server_urls() {
-        let mut conn = raw_connection(&url).await;
-        let got: u64 = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg("probe")
-            .query_async(&mut conn)
-            .await
-            .expect("PUBLISH");
-        n += got;
-    }
-    n
+    Nodes::of(deployment).await.publish(channel, "probe").await
 }
 
 /// `eventually` takes a `bool` check: any receiver counts.
