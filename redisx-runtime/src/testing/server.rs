@@ -230,7 +230,7 @@ enum Inner {
 ///
 /// let mut server = RedisServer::start_owned();
 /// let url = server.url(); // "redis://127.0.0.1:PORT"
-/// server.restart(); // same port, empty again
+/// server.restart(); // same port, empty again (it keeps nothing on disk)
 /// # let _ = url;
 /// // the server is killed when `server` goes out of scope
 /// ```
@@ -364,8 +364,9 @@ impl RedisServer {
     }
 
     /// Kills the server abruptly (`SIGKILL`) without restarting it, as a crash would; the same as
-    /// [`RedisServer::stop`] (there is no data to save). Use [`RedisServer::start_again`] to bring
-    /// it back on the same port.
+    /// [`RedisServer::stop`]: a server keeps nothing on disk, unless the builder's arguments make
+    /// it persist (`--appendonly yes`, `--dir`). Use [`RedisServer::start_again`] to bring it back
+    /// on the same port.
     ///
     /// # Panics
     /// On a `REDISX_TEST_URL` handle.
@@ -376,8 +377,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts a stopped server again on the same port (empty, with the same configuration) and
-    /// waits until it answers. Retries for a while when the port is still busy.
+    /// Starts a stopped server again on the same port with the same configuration (empty, unless
+    /// that configuration persists its data) and waits until it answers. Retries for a while when the port is still busy.
     ///
     /// # Panics
     /// On a `REDISX_TEST_URL` handle, when the server is running, or when it does not come back.
@@ -408,8 +409,8 @@ impl RedisServer {
         }
     }
 
-    /// Stops the server and starts it again on the same port (empty), waiting until it answers:
-    /// what reconnect tests need.
+    /// Stops the server and starts it again on the same port (empty, unless its configuration
+    /// persists its data), waiting until it answers: what reconnect tests need.
     ///
     /// # Panics
     /// As [`RedisServer::stop`] and [`RedisServer::start_again`].
