@@ -13,6 +13,7 @@
 //! # let _ = (server.url(), prefix);
 //! ```
 
+pub mod acl;
 pub mod cache;
 pub mod connections;
 pub mod http;
@@ -21,6 +22,7 @@ pub mod idempotency_http;
 pub mod lock;
 pub mod otlp;
 pub mod rate_limit;
+pub mod soak;
 pub mod spans;
 pub mod streams;
 pub mod tls;

@@ -254,15 +254,9 @@ impl Streams {
             )
         };
         let client = self.inner.client().map_err(fail)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("XLEN")
-            .arg(&keys.dlq)
-            .cmd("DEL")
-            .arg(&keys.dlq)
-            .ignore();
-        let (n,): (u64,) = client.query_pipeline(&pipe).await.map_err(fail)?;
-        Ok(n)
+        let mut inv = scripts::PURGE_DLQ.script.prepare_invoke();
+        inv.key(&keys.dlq);
+        client.invoke(&inv).await.map_err(fail)
     }
 }
 

@@ -9,6 +9,7 @@ lua!(PROMOTE, "lua/promote.lua");
 lua!(REQUEUE, "lua/requeue.lua");
 lua!(DELCONSUMER, "lua/delconsumer.lua");
 lua!(SCHEDULE, "lua/schedule.lua");
+lua!(PURGE_DLQ, "lua/purge_dlq.lua");
 
 /// Every streams script.
 pub(crate) static ALL: &[&LuaScript] = &[
@@ -18,4 +19,5 @@ pub(crate) static ALL: &[&LuaScript] = &[
     &REQUEUE,
     &SCHEDULE,
     &DELCONSUMER,
+    &PURGE_DLQ,
 ];
