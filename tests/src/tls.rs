@@ -1,9 +1,10 @@
 //! Certificates for the TLS tests (Redis over `rediss://`, OTLP over `https://`): a private CA
-//! and the certificates it signs, made at test time with the `openssl` CLI in a [`TempDir`].
+//! and the certificates it signs, made at test time with the `openssl` CLI in a [`TempDir`];
+//! and redis-servers with a TLS port that present them ([`tls_server`]).
 
 use std::path::PathBuf;
 
-use crate::unique_prefix;
+use crate::{RedisServer, ServerBuilder, free_port, unique_prefix};
 
 /// A fresh directory under the system temp dir, removed when dropped.
 #[derive(Debug)]
@@ -103,43 +104,83 @@ fn make_ca(dir: &TempDir, name: &str) {
 pub fn make_certificates(dir: &TempDir) {
     make_ca(dir, "ca");
     make_ca(dir, "other-ca");
-    for (who, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.path(&format!("{who}.ext")), ext).unwrap();
-        let (key, csr, crt, extfile) = (
-            format!("{who}.key"),
-            format!("{who}.csr"),
-            format!("{who}.crt"),
-            format!("{who}.ext"),
-        );
-        let subj = format!("/CN=redisx test {who}");
-        let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
-        req.extend(EC_KEY);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "2",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-extfile",
-                &extfile,
-                "-out",
-                &crt,
-            ],
-        );
-    }
+    sign_certificate(
+        dir,
+        "server",
+        "ca",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    sign_certificate(dir, "client", "ca", "extendedKeyUsage=clientAuth\n");
+}
+
+/// A new key and a certificate for it signed by the CA `ca` of [`make_certificates`] (`"ca"`
+/// or `"other-ca"`, which must exist): `{who}.key` and `{who}.crt`, with the X.509 v3
+/// extensions `ext` (lines of an `openssl x509 -extfile`, such as
+/// `subjectAltName=DNS:other.example`).
+///
+/// # Panics
+/// When `openssl` is missing or fails.
+pub fn sign_certificate(dir: &TempDir, who: &str, ca: &str, ext: &str) {
+    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+    std::fs::write(dir.path(&format!("{who}.ext")), ext).unwrap();
+    let (key, csr, crt, extfile) = (
+        format!("{who}.key"),
+        format!("{who}.csr"),
+        format!("{who}.crt"),
+        format!("{who}.ext"),
+    );
+    let subj = format!("/CN=redisx test {who}");
+    let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
+    req.extend(EC_KEY);
+    openssl(dir, &req);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            &extfile,
+            "-out",
+            &crt,
+        ],
+    );
+}
+
+/// A redis-server with a TLS port besides its plain one, presenting `{cert}.crt` and
+/// `{cert}.key` from `dir` and trusting `ca.crt` for client certificates; `auth_clients` is
+/// its `tls-auth-clients` (`yes`, `no`, `optional`). Returns the server and its TLS port.
+pub fn tls_server(dir: &TempDir, cert: &str, auth_clients: &str) -> (RedisServer, u16) {
+    tls_server_from(RedisServer::builder(), dir, cert, auth_clients)
+}
+
+/// [`tls_server`] from a `builder` of the caller's (a password, ACL users).
+pub fn tls_server_from(
+    builder: ServerBuilder,
+    dir: &TempDir,
+    cert: &str,
+    auth_clients: &str,
+) -> (RedisServer, u16) {
+    let tls_port = free_port();
+    let server = builder
+        .arg("--tls-port")
+        .arg(tls_port.to_string())
+        .arg("--tls-cert-file")
+        .arg(dir.path(&format!("{cert}.crt")))
+        .arg("--tls-key-file")
+        .arg(dir.path(&format!("{cert}.key")))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.path("ca.crt"))
+        .arg("--tls-auth-clients")
+        .arg(auth_clients)
+        .start();
+    (server, tls_port)
 }

@@ -146,6 +146,31 @@ async fn a_wrong_password_fails_build_with_auth_failed_and_hides_the_password() 
     }
 }
 
+/// A user who logs in but may not run a command connecting needs (here `SELECT`, for a
+/// database other than 0) is told so, not that the password is wrong.
+#[tokio::test]
+async fn a_permission_missing_while_connecting_is_named_as_such() {
+    let server = RedisServer::builder()
+        .acl_user("app", "right-app-pw", ["~*", "&*", "+@all", "-select"])
+        .start();
+    for driver in DRIVERS {
+        let url = format!("{}/1", server.url_with_auth("app", "right-app-pw"));
+        let err = build(config(&url).driver(driver), "noperm")
+            .await
+            .expect_err("SELECT is not allowed");
+        assert_eq!(
+            err.code(),
+            ErrorCode::ConnectionAuthFailed,
+            "{driver:?}: {err:#}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("NOPERM") && !text.contains("check the user name and password"),
+            "{driver:?}: the error names the missing permission: {text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_port_fails_fast_with_a_clear_message() {
     let port = free_port(); // nothing listens there

@@ -229,7 +229,12 @@ impl ConnectionConfig {
         self
     }
 
-    /// With TLS, accept any certificate and host name. For tests only.
+    /// **Insecure: for tests only.** With TLS, accept any server certificate for any host name:
+    /// the connection is encrypted but not authenticated, so anyone on the network path can
+    /// impersonate the server, read the password and every key and value, and change replies.
+    /// Never enable it in production, nor to get past a certificate error: trust the server's CA
+    /// with [`tls_ca_cert`](Self::tls_ca_cert) instead. Also set by `?insecure=true` in a
+    /// `rediss://` URL. Default `false`.
     ///
     /// ```
     /// use redisx_runtime::ConnectionConfig;

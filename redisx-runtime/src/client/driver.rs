@@ -14,6 +14,11 @@ use tokio::sync::Notify;
 use super::config::{ConnectionConfig, DriverKind};
 use crate::error::{Error, ErrorCode, Result};
 use crate::life::{Life, watched};
+use tls::{
+    TlsFailure, chain_text, closed_by_peer, closed_during_tls_setup, tls_failure, tls_timeout_hint,
+};
+
+mod tls;
 
 /// A connection handed out by a [`Driver`]; cheap to create, used for one operation.
 pub(crate) enum Conn {
@@ -233,33 +238,59 @@ pub(crate) async fn connecting<C>(
         Ok(Err(e)) => Err(connect_error(name, cfg, e)),
         Err(_) => Err(Error::new(
             ErrorCode::ConnectionTimeout,
-            format!("connecting timed out after {:?}", cfg.connect_timeout),
+            format!(
+                "connecting timed out after {:?}{}",
+                cfg.connect_timeout,
+                tls_timeout_hint(cfg)
+            ),
         )
         .with_context("client", name.to_owned())
         .with_context("server", cfg.to_string())),
     }
 }
 
+/// The error of a failed connection attempt to `cfg`: its code (`CONN_TIMEOUT`,
+/// `CONN_AUTH_FAILED`, `CONN_TLS_ERROR`, `CONN_FAILED`) and a message that says what to check.
 pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::RedisError) -> Error {
+    // Over TLS, the causes' text says which TLS failure it is (without TLS: none).
+    let text = if cfg.tls {
+        chain_text(&err)
+    } else {
+        String::new()
+    };
+    let tls = tls_failure(&text);
+    // redis-rs wraps a refused `SELECT` without the `NOPERM` code; Redis's text says it.
+    let noperm = err.code() == Some("NOPERM") || err.to_string().contains("no permissions to run");
     let code = if err.is_timeout() {
         ErrorCode::ConnectionTimeout
+    } else if noperm {
+        ErrorCode::ConnectionAuthFailed
     } else {
         match Error::from_redis(err.clone()).code() {
             // `NOPERM` while connecting: the user may not even authenticate or select.
             ErrorCode::ConnectionAuthFailed | ErrorCode::OperationNoPermission => {
                 ErrorCode::ConnectionAuthFailed
             }
-            _ if cfg.tls && is_tls_failure(&err) => ErrorCode::ConnectionTls,
+            _ if tls.is_some() => ErrorCode::ConnectionTls,
             _ => ErrorCode::ConnectionFailed,
         }
     };
-    let what = match code {
-        ErrorCode::ConnectionAuthFailed => {
-            "authentication failed: check the user name and password"
+    let what: std::borrow::Cow<'static, str> = match code {
+        // The user logged in but may not run a command connecting needs.
+        ErrorCode::ConnectionAuthFailed if noperm => {
+            "the user may not run a command the connection needs (NOPERM): see the ACL rules \
+             redisx documents per plugin"
+                .into()
         }
-        ErrorCode::ConnectionTimeout => "connecting timed out",
-        ErrorCode::ConnectionTls => "the TLS handshake failed",
-        _ => "cannot connect",
+        ErrorCode::ConnectionAuthFailed => {
+            "authentication failed: check the user name and password".into()
+        }
+        ErrorCode::ConnectionTimeout => {
+            format!("connecting timed out{}", tls_timeout_hint(cfg)).into()
+        }
+        ErrorCode::ConnectionTls => tls.unwrap_or(TlsFailure::Other).message(cfg).into(),
+        _ if closed_by_peer(&text) => closed_during_tls_setup(cfg).into(),
+        _ => "cannot connect".into(),
     };
     // The cause's own text stays with the source (`{:#}` shows it).
     Error::new(code, what)
@@ -268,29 +299,20 @@ pub(crate) fn connect_error(name: &str, cfg: &ConnectionConfig, err: redis::Redi
         .with_redis_source(err)
 }
 
-/// Whether a connect error on a `rediss://` connection comes from TLS: the handshake, a
-/// certificate check (rustls says "invalid peer certificate", OpenSSL "certificate verify
-/// failed", a server that wants a client certificate sends an alert), or the TLS setup.
-fn is_tls_failure(err: &redis::RedisError) -> bool {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    let text = text.to_ascii_lowercase();
-    ["tls", "ssl", "certificate", "handshake"]
-        .iter()
-        .any(|word| text.contains(word))
-}
-
 #[cfg(feature = "pool")]
 fn pool_error(name: &str, cfg: &ConnectionConfig, err: deadpool_redis::PoolError) -> Error {
     match err {
         deadpool_redis::PoolError::Backend(e) => connect_error(name, cfg, e),
         deadpool_redis::PoolError::Timeout(kind) => Error::new(
             ErrorCode::ConnectionTimeout,
-            format!("no pooled connection available in time ({kind:?})"),
+            format!(
+                "no pooled connection available in time ({kind:?}){}",
+                if matches!(kind, deadpool_redis::TimeoutType::Create) {
+                    tls_timeout_hint(cfg)
+                } else {
+                    ""
+                }
+            ),
         )
         .with_context("client", name),
         other => Error::new(ErrorCode::ConnectionFailed, format!("pool error: {other}"))

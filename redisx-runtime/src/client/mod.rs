@@ -114,6 +114,9 @@ impl Client {
         metrics: Arc<Metrics>,
         life: Arc<Life>,
     ) -> Result<Self> {
+        if cfg.tls && cfg.tls_insecure {
+            tracing::warn!(target: "redisx", client = %name, server = %cfg, "tls_insecure is on: the server's certificate and host name are not checked; for tests only");
+        }
         let (driver, reads) = if cfg.read_from_replicas && cfg.sentinel_master_value().is_some() {
             // Writes and scripts on the master; reads on a replica the sentinels name.
             let master = cfg.clone().read_from_replicas(false);
