@@ -47,6 +47,11 @@ mod call_site;
 mod client;
 pub mod codec;
 mod error;
+// The fuzz targets' and property tests' entry points (feature `fuzzing`): not an API.
+#[cfg(all(feature = "fuzzing", not(test)))]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 #[cfg(feature = "axum")]
 pub mod http;
 pub mod idempotency;

@@ -41,7 +41,7 @@ mod api;
 pub(crate) mod call_site;
 mod config;
 mod entry;
-mod envelope;
+pub(crate) mod envelope;
 mod flight;
 mod get_or_load;
 pub(crate) mod glob;
