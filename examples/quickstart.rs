@@ -13,8 +13,9 @@
 //! as it closes: `cache.get` for each call, with a `redis.command` span per Redis command
 //! inside it. At the end the `redisx_` metrics of `rx.metrics_text()` are printed.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+#[path = "support/server.rs"]
+mod server;
+
 use std::time::{Duration, Instant};
 
 use redisx::{ConnectionConfig, RedisX, cached};
@@ -67,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let (url, _server) = find_or_start_redis()?; // `_server` stops a throwaway server at exit
+    let (url, _server) = server::find_or_start_redis()?; // `_server` stops a throwaway server at exit
     let rx = RedisX::builder()
         .client("default", ConnectionConfig::from_url(&url)?)
         .key_prefix("quickstart:")
@@ -102,56 +103,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     rx.shutdown().await;
     Ok(())
-}
-
-/// The URL to use, and the throwaway server when one had to be started.
-fn find_or_start_redis() -> Result<(String, Option<Throwaway>), Box<dyn std::error::Error>> {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        println!("--> using REDIS_URL ({url})");
-        return Ok((url, None));
-    }
-    if listening(6379) {
-        println!("--> using the Redis server on 127.0.0.1:6379");
-        return Ok(("redis://127.0.0.1:6379".to_owned(), None));
-    }
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "nothing on 127.0.0.1:6379 and redis-server could not be started ({e}); install \
-                 it (`apt-get install redis-server`, `brew install redis`) or set REDIS_URL"
-            )
-        })?;
-    let server = Throwaway(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !listening(port) {
-        if Instant::now() > deadline {
-            return Err("the throwaway redis-server did not listen within 10 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    println!("--> nothing on 127.0.0.1:6379: started a throwaway redis-server on port {port}");
-    Ok((format!("redis://127.0.0.1:{port}"), Some(server)))
-}
-
-/// Whether something accepts connections on a loopback port.
-fn listening(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
-}
-
-/// A `redis-server` started by this example, killed when dropped.
-struct Throwaway(Child);
-
-impl Drop for Throwaway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
