@@ -20,10 +20,6 @@
 //! [`Ledger`], which accepts a write only with a larger token than the last one it accepted
 //! for that account.
 
-// `#[with_lock]` and `#[idempotent]` stacked on one function nest their futures a little deeper
-// than the compiler's default layout depth (128) allows in some builds.
-#![recursion_limit = "256"]
-
 #[path = "support/server.rs"]
 mod server;
 

@@ -5,14 +5,9 @@
 //! which refuses a holder whose lock expired and was taken over; a charge the ledger refuses
 //! is not recorded.
 
-// The example's `charge` stacks `#[with_lock]` and `#[idempotent]`; compiled as a module of
-// this test crate, its future's layout goes past the default query depth (128) by a few.
-#![recursion_limit = "256"]
-
 // The example's `main` (and what only it uses) is not called here, and its `pub` items are
-// public to the example's readers, not from this crate; its own `recursion_limit` line is
-// this file's, above.
-#[allow(dead_code, unreachable_pub, unused_attributes)]
+// public to the example's readers, not from this crate.
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../examples/payment.rs"]
 mod payment;
 

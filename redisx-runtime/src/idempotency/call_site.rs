@@ -168,25 +168,35 @@ pub fn idempotent(
 impl IdempotentCall {
     /// Runs the body once per key; duplicates get its recorded value. An `Err` marks the key
     /// failed for the lock ttl.
-    pub async fn run<T, E, F>(self, body: F) -> Result<T, E>
+    pub fn run<T, E, F>(self, body: F) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         T: IdempotentValue,
         E: IdempotentError,
     {
-        let (idem, key, fp) = self.target?;
-        idem.run(&key, &fp, &self.spec.options(), body).await
+        // Boxed before the call's own state: the body may be another attribute's future, and
+        // the two nested unboxed go past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        async move {
+            let (idem, key, fp) = self.target?;
+            idem.run(&key, &fp, &self.spec.options(), body).await
+        }
     }
 
     /// Runs the body once per key; duplicates get its recorded value or error.
-    pub async fn run_recording_errors<T, E, F>(self, body: F) -> Result<T, E>
+    pub fn run_recording_errors<T, E, F>(self, body: F) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         T: IdempotentValue,
         E: IdempotentRecordedError,
     {
-        let (idem, key, fp) = self.target?;
-        idem.run_recording_errors(&key, &fp, &self.spec.options(), body)
-            .await
+        // Boxed before the call's own state: the body may be another attribute's future, and
+        // the two nested unboxed go past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        async move {
+            let (idem, key, fp) = self.target?;
+            idem.run_recording_errors(&key, &fp, &self.spec.options(), body)
+                .await
+        }
     }
 }

@@ -202,40 +202,55 @@ pub fn with_lock(
 
 impl WithLockCall {
     /// `on_busy = "error"`: waits for the lock as configured, then runs the body.
-    pub async fn run<T, E, F>(self, body: F) -> Result<T, E>
+    pub fn run<T, E, F>(self, body: F) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         E: LockError,
     {
-        let (locks, key) = self.target?;
-        locks.with_lock_using(&key, &self.call, body).await
+        // Boxed before the call's own state: the body may be another attribute's future, and
+        // the two nested unboxed go past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        async move {
+            let (locks, key) = self.target?;
+            locks.with_lock_using(&key, &self.call, body).await
+        }
     }
 
     /// `on_busy = "skip"` on `Result<(), E>`: one attempt; `Ok(())` without running the body
     /// when the lock is held elsewhere.
-    pub async fn run_skip<E, F>(self, body: F) -> Result<(), E>
+    pub fn run_skip<E, F>(self, body: F) -> impl Future<Output = Result<(), E>>
     where
         F: Future<Output = Result<(), E>>,
         E: LockError,
     {
-        let (locks, key) = self.target?;
-        locks
-            .try_with_lock_using(&key, &self.call, body)
-            .await
-            .map(|_| ())
+        // Boxed before the call's own state: the body may be another attribute's future, and
+        // the two nested unboxed go past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        async move {
+            let (locks, key) = self.target?;
+            locks
+                .try_with_lock_using(&key, &self.call, body)
+                .await
+                .map(|_| ())
+        }
     }
 
     /// `on_busy = "skip"` on `Result<Option<T>, E>`: one attempt; `Ok(None)` without running
     /// the body when the lock is held elsewhere.
-    pub async fn run_skip_option<T, E, F>(self, body: F) -> Result<Option<T>, E>
+    pub fn run_skip_option<T, E, F>(self, body: F) -> impl Future<Output = Result<Option<T>, E>>
     where
         F: Future<Output = Result<Option<T>, E>>,
         E: LockError,
     {
-        let (locks, key) = self.target?;
-        locks
-            .try_with_lock_using(&key, &self.call, body)
-            .await
-            .map(Option::flatten)
+        // Boxed before the call's own state: the body may be another attribute's future, and
+        // the two nested unboxed go past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        async move {
+            let (locks, key) = self.target?;
+            locks
+                .try_with_lock_using(&key, &self.call, body)
+                .await
+                .map(Option::flatten)
+        }
     }
 }
