@@ -211,23 +211,7 @@ impl AclServer {
     /// # Panics
     /// When the read fails.
     pub async fn keys(&self) -> Vec<String> {
-        let mut admin = self.admin().await;
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut admin)
-                .await
-                .expect("SCAN");
-            keys.extend(page);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let mut keys = scan_keys(&mut self.admin().await).await;
         keys.sort();
         keys
     }
@@ -241,5 +225,28 @@ impl AclServer {
         assert!(!keys.is_empty(), "no key was written");
         let outside: Vec<&String> = keys.iter().filter(|k| !k.starts_with(prefix)).collect();
         assert!(outside.is_empty(), "keys outside `{prefix}`: {outside:?}");
+    }
+}
+
+/// Every key of the one server `conn` talks to (`SCAN`, pages of 1000), in server order.
+///
+/// # Panics
+/// When a read fails.
+pub async fn scan_keys(conn: &mut impl redis::aio::ConnectionLike) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .expect("SCAN");
+        keys.extend(page);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
     }
 }

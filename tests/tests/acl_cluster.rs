@@ -16,7 +16,7 @@ use redisx::rate_limit::Limit;
 use redisx::streams::{ConsumerOptions, Message};
 use redisx::testing::{Deployment, Topology, raw_connection};
 use redisx::{CacheConfig, Error, ErrorCode, RedisX};
-use redisx_tests::acl::{DOC_PREFIX, PASSWORD, bullet_rules, documented_line};
+use redisx_tests::acl::{DOC_PREFIX, PASSWORD, bullet_rules, documented_line, scan_keys};
 use redisx_tests::eventually;
 use redisx_tests::streams::{Job, fixed_backoff};
 
@@ -69,22 +69,7 @@ async fn denials(urls: &[String]) -> Vec<String> {
 async fn keys(urls: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for url in urls {
-        let mut conn = raw_connection(url).await;
-        let mut cursor = 0u64;
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .expect("SCAN");
-            out.extend(page);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        out.extend(scan_keys(&mut raw_connection(url).await).await);
     }
     out
 }
