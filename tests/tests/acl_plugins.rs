@@ -46,8 +46,8 @@ async fn wait_for_patterns(server: &AclServer, n: u64) {
     assert!(subscribed, "no release listener subscribed its pattern");
 }
 
-/// get/set, L1 invalidation between two runtimes, `get_or_load`, tags, `invalidate_pattern`,
-/// `delete`, `clear`.
+/// get/set, L1 invalidation between two runtimes, `get_or_load`, tags, `touch`,
+/// `invalidate_pattern`, `delete`, `clear`.
 async fn cache_paths(server: &AclServer, user: &str) {
     // L1 entries live a minute: only an invalidation message evicts them within the bound.
     let cfg = CacheConfig::default().l1_ttl(Duration::from_secs(60));
@@ -92,6 +92,10 @@ async fn cache_paths(server: &AclServer, user: &str) {
         .await
         .unwrap();
     assert_eq!(ca.keys_by_tag("users").await.unwrap(), ["user:2"]);
+    // Sliding expiry: the script's `PTTL` and the tag re-index.
+    assert!(ca.touch("user:2", None).await.unwrap());
+    let touched: Option<String> = cb.get_and_touch("user:2", None).await.unwrap();
+    assert_eq!(touched.as_deref(), Some("t"));
     assert_eq!(
         cb.get::<String>("user:2").await.unwrap().as_deref(),
         Some("t")

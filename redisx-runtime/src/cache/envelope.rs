@@ -140,8 +140,7 @@ fn skip_tags(body: &[u8]) -> Result<&[u8]> {
 }
 
 /// The tags an entry carries (empty for an untagged one or one without a tag section);
-/// `None` if it is not an entry.
-#[cfg(test)]
+/// `None` if it is not an entry. `bytes` may end after the tag section.
 pub(crate) fn tags_of(bytes: &[u8]) -> Option<Vec<String>> {
     if bytes.len() < HEADER_LEN || bytes[0] & TAGGED == 0 {
         return (bytes.len() >= HEADER_LEN).then(Vec::new);

@@ -251,6 +251,34 @@ impl L1 {
         true
     }
 
+    /// Sets how long the entry under `key` stays (a touch that moved its Redis entry's expiry),
+    /// unless `key` was invalidated after `since`: then the copy may be older than the entry
+    /// that was touched, and is dropped. Returns whether an entry was kept.
+    pub(crate) fn extend(&self, key: &str, ttl: Duration, since: u64) -> bool {
+        let Some(entry) = self.cache.get(&Probe(key)) else {
+            return false;
+        };
+        if ttl.is_zero() || self.invalidated_since(key, since) {
+            self.cache.remove(&Probe(key));
+            return false;
+        }
+        let value = Arc::clone(&entry.value);
+        self.cache.insert(
+            L1Key::new(key),
+            L1Entry {
+                expires_at: Instant::now() + ttl,
+                ..entry
+            },
+        );
+        // An invalidation between the check and the insert: take this copy out again.
+        if self.invalidated_since(key, since) {
+            self.cache
+                .remove_if(&Probe(key), |e| Arc::ptr_eq(&e.value, &value));
+            return false;
+        }
+        true
+    }
+
     /// Keeps only the entries for which `keep(key, local)` holds (`local`: the entry lives
     /// only in L1).
     pub(crate) fn retain_keys(&self, keep: impl Fn(&str, bool) -> bool) {

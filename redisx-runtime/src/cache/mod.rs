@@ -13,9 +13,9 @@
 //! `{app prefix}{cache prefix}_tag:{tag}`, refresh locks as `..._lock:{key}` (user keys may not
 //! start with `_tag:` or `_lock:`).
 //!
-//! The files read downward, each knowing only those below it: `api`, `get_or_load` and `tags`
-//! (the public calls) → `swr` → `load` (the miss path) → `stampede` (the regeneration lock) →
-//! `l2` (reads, writes, scans) → `invalidation` (the channel) → `local` (L1 fills, the
+//! The files read downward, each knowing only those below it: `api`, `get_or_load`, `tags` and
+//! `touch` (the public calls) → `swr` → `load` (the miss path) → `stampede` (the regeneration
+//! lock) → `l2` (reads, writes, scans) → `invalidation` (the channel) → `local` (L1 fills, the
 //! in-process tag index) → `l1`, `envelope`, `glob`, `flight`, `stats`, `config`.
 //!
 //! ```no_run
@@ -57,6 +57,7 @@ mod stampede;
 pub(crate) mod stats;
 mod swr;
 mod tags;
+mod touch;
 
 use std::sync::Arc;
 

@@ -10,6 +10,7 @@ lua!(TAG_CLAIM, "lua/tag_claim.lua");
 lua!(FLAG_WAITER, "lua/flag_waiter.lua");
 lua!(TAG_DELETE, "lua/tag_delete.lua");
 lua!(EXTEND, "lua/extend.lua");
+lua!(TOUCH, "lua/touch.lua");
 
 /// Every cache script.
 pub(crate) static ALL: &[&LuaScript] = &[
@@ -20,4 +21,5 @@ pub(crate) static ALL: &[&LuaScript] = &[
     &FLAG_WAITER,
     &TAG_DELETE,
     &EXTEND,
+    &TOUCH,
 ];
