@@ -457,7 +457,7 @@ impl RedisXBuilder {
                 return Err(e.with_context("plugin", p.plugin.name()));
             }
         }
-        Ok(RedisX {
+        let rx = RedisX {
             inner: Arc::new(Inner {
                 ctx,
                 metrics,
@@ -470,7 +470,15 @@ impl RedisXBuilder {
                 shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
                 life,
             }),
-        })
+        };
+        // Stream handlers run in the scope of the runtime that consumes.
+        let _ = rx
+            .inner
+            .streams
+            .inner
+            .runtime
+            .set(Arc::downgrade(&rx.inner));
+        Ok(rx)
     }
 }
 

@@ -269,3 +269,52 @@ redisx_tests::on_topologies!(
     [flavor = "multi_thread", worker_threads = 2]
     concurrency_is_never_exceeded
 );
+
+/// A handler runs in the scope of the runtime that consumes: `RedisX::current()` (and so every
+/// attribute inside it) finds that runtime, with no runtime installed or scoped by the caller.
+async fn a_handler_runs_in_the_consuming_runtime_s_scope(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let rx = runtime(&deployment, "stream_scope", quick()).await;
+    let keys = rx.streams().keys("jobs", false).unwrap();
+    let mut raw = deployment.raw_connection().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
+    let handle = {
+        let seen = seen.clone();
+        rx.streams()
+            .consumer(
+                "jobs",
+                ConsumerOptions::new("workers").block(Duration::from_millis(200)),
+                move |_: Message<Job>| {
+                    let seen = seen.clone();
+                    async move {
+                        let current = RedisX::current().map(|rx| rx.key_prefix().to_owned());
+                        seen.lock().unwrap().push(current);
+                        Ok::<_, Error>(())
+                    }
+                },
+            )
+            .start()
+            .await
+            .unwrap()
+    };
+    add(&mut raw, &keys.stream, &Job { n: 1 }).await;
+    let handled = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || async { !seen.lock().unwrap().is_empty() },
+    )
+    .await;
+    assert!(handled, "the message was not handled");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some(rx.key_prefix().to_owned())],
+        "the handler saw the consuming runtime"
+    );
+    handle.stop().await;
+    rx.shutdown().await;
+}
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    a_handler_runs_in_the_consuming_runtime_s_scope
+);

@@ -250,9 +250,15 @@ impl Engine {
         let started = Instant::now();
         let outcome = {
             // In the span: the handler's synchronous part (before its future) as well.
+            // In the consuming runtime's scope: the handler's attributes and
+            // `RedisX::current()` find the runtime that delivered the message.
             let run = span
                 .in_scope(|| (self.run)(delivery))
                 .instrument(span.clone());
+            let run = match self.shared.owner() {
+                Some(rx) => futures_util::future::Either::Left(rx.scope(run)),
+                None => futures_util::future::Either::Right(run),
+            };
             let keep = self.keep_claimed(&id);
             tokio::pin!(run, keep);
             tokio::select! {

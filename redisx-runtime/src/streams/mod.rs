@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     pub(crate) wait_pool: crate::client::WaitPool,
     /// The consumers running in this process.
     pub(crate) consumers: consumer::Registry,
+    /// The runtime this service belongs to (set once it is built): handlers run in its
+    /// scope. Weak: the runtime owns this service.
+    pub(crate) runtime: std::sync::OnceLock<std::sync::Weak<crate::runtime::Inner>>,
 }
 
 impl std::fmt::Debug for Streams {
@@ -121,6 +124,7 @@ impl Streams {
                 trims: trim::Trims::default(),
                 wait_pool: crate::client::WaitPool::default(),
                 consumers: consumer::Registry::default(),
+                runtime: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -155,6 +159,12 @@ impl Streams {
 }
 
 impl Shared {
+    /// The runtime this service belongs to, while it is alive.
+    pub(crate) fn owner(&self) -> Option<crate::RedisX> {
+        let inner = self.runtime.get()?.upgrade()?;
+        Some(crate::RedisX { inner })
+    }
+
     /// The client, or the error of a runtime without one.
     pub(crate) fn client(&self) -> Result<&Client> {
         self.client.as_ref().ok_or_else(|| {
