@@ -471,13 +471,7 @@ impl RedisXBuilder {
                 life,
             }),
         };
-        // Stream handlers run in the scope of the runtime that consumes.
-        let _ = rx
-            .inner
-            .streams
-            .inner
-            .runtime
-            .set(Arc::downgrade(&rx.inner));
+        rx.inner.streams.bind(&rx.inner);
         Ok(rx)
     }
 }

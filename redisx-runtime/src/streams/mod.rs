@@ -129,6 +129,11 @@ impl Streams {
         })
     }
 
+    /// Binds the service to the runtime that owns it, once built: handlers run in its scope.
+    pub(crate) fn bind(&self, runtime: &Arc<crate::runtime::Inner>) {
+        let _ = self.inner.runtime.set(Arc::downgrade(runtime));
+    }
+
     /// The configuration the plugin runs with.
     ///
     /// ```no_run
