@@ -391,6 +391,9 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   zero duration is an error, as everywhere).
 /// - `consumer = "billing-1"`: this process's consumer name in the group (default
 ///   `{hostname}-{pid}`).
+/// - `start_id = "0"`: where the group starts when this consumer creates it: `"$"` (default,
+///   messages published from then on), `"0"` (the whole stream, e.g. events accepted before
+///   any consumer ran) or a stream id.
 ///
 /// The defaults are those of the runtime's `ConsumerOptions`; an option left out is not set.
 /// - `crate = "path"`: see the crate docs. There is no `runtime = expr`: a consumer runs on the

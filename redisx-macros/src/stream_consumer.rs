@@ -25,6 +25,7 @@ const BLOCK: Keyword<Duration> = Keyword::new("block", r#"block = "5s""#, read::
 const CLAIM_IDLE: Keyword<u64> = Keyword::new("claim_idle", r#"claim_idle = "30s""#, claim_idle);
 const CONSUMER: Keyword<LitStr> =
     Keyword::new("consumer", r#"consumer = "billing-1""#, read::non_empty_str);
+const START_ID: Keyword<LitStr> = Keyword::new("start_id", r#"start_id = "0""#, start_id);
 
 /// The wrapper type a handler may take its payload in (`msg: Message<Order>`).
 const MESSAGE: &str = "Message";
@@ -56,6 +57,27 @@ fn claim_idle(kw: Kw, expr: &Expr) -> syn::Result<u64> {
     }
 }
 
+/// `start_id = "0"`: where a group the consumer creates starts: `$` (new messages), `0` (the
+/// whole stream) or a stream id (`1700000000000-0`, or its milliseconds alone).
+fn start_id(kw: Kw, expr: &Expr) -> syn::Result<LitStr> {
+    let lit = read::lit_str(kw, expr)?;
+    let text = lit.value();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let valid = text == "$"
+        || match text.split_once('-') {
+            Some((ms, seq)) => digits(ms) && digits(seq),
+            None => digits(&text),
+        };
+    if valid {
+        Ok(lit)
+    } else {
+        Err(syn::Error::new(
+            lit.span(),
+            r#"`start_id` must be `"$"` (new messages only), `"0"` (the whole stream) or a stream id such as `"1700000000000-0"`"#,
+        ))
+    }
+}
+
 pub(crate) struct StreamConsumer;
 
 pub(crate) struct Args {
@@ -67,6 +89,7 @@ pub(crate) struct Args {
     block: Arg<Duration>,
     claim_idle: Arg<u64>,
     consumer: Arg<LitStr>,
+    start_id: Arg<LitStr>,
 }
 
 pub(crate) struct Model {
@@ -91,6 +114,7 @@ impl Attribute for StreamConsumer {
             block: args.take(&BLOCK),
             claim_idle: args.take(&CLAIM_IDLE),
             consumer: args.take(&CONSUMER),
+            start_id: args.take(&START_ID),
         };
         args.refuse(
             "runtime",
@@ -131,6 +155,7 @@ impl Attribute for StreamConsumer {
         spec.set_ms("block_ms", args.block.get().map(|d| d.ms));
         spec.set_ms("claim_idle_ms", args.claim_idle.into_value());
         spec.set_some("consumer", args.consumer.into_value());
+        spec.set_some("start_id", args.start_id.into_value());
         Some(Model { spec })
     }
 
@@ -356,7 +381,7 @@ mod tests {
             ),
             [
                 r#"`claim_idle` must be a duration or `"off"`, e.g. `claim_idle = "30s"` or `claim_idle = "off"`"#,
-                "unknown argument `queue`; expected one of `stream`, `group`, `concurrency`, `max_retries`, `batch`, `block`, `claim_idle`, `consumer`, `crate`",
+                "unknown argument `queue`; expected one of `stream`, `group`, `concurrency`, `max_retries`, `batch`, `block`, `claim_idle`, `consumer`, `start_id`, `crate`",
             ]
         );
         let out = run(

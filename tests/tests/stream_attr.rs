@@ -1,5 +1,6 @@
 //! `#[stream_consumer]` end to end and a consumer's resilience: registered functions started by
-//! `rx.start_consumers()` (both handler forms) and one by one by name; a consumer that outlives
+//! `rx.start_consumers()` (both handler forms) and one by one by name, a group created at
+//! `start_id = "0"`; a consumer that outlives
 //! a Redis restart resumes by itself; entries a stream's cap removed while pending are recorded
 //! in the DLQ as lost and counted; the runtime's shutdown drains the handlers in flight.
 //!
@@ -66,7 +67,7 @@ async fn on_payload(job: Job) -> Result<(), String> {
     Ok(())
 }
 
-#[stream_consumer(stream = "attr_by_name", group = "g", block = "200ms")]
+#[stream_consumer(stream = "attr_by_name", group = "g", block = "200ms", start_id = "0")]
 async fn on_named(job: Job) -> Result<(), Error> {
     SEEN.lock()
         .unwrap()
@@ -95,6 +96,11 @@ async fn registered_consumers_start_together_or_by_name(topology: Topology) {
         StreamsConfig::default(),
     )
     .await;
+    // Published before any group exists: `on_named` creates its group at `start_id = "0"`.
+    rx.streams()
+        .publish("attr_by_name", &Job { n: base + 6 })
+        .await
+        .unwrap();
     let started = rx.start_consumers().await.unwrap();
     assert_eq!(started.len(), 3, "every registered consumer of this binary");
     for n in 0..5 {
@@ -133,7 +139,11 @@ async fn registered_consumers_start_together_or_by_name(topology: Topology) {
         .publish("attr_by_name", &Job { n: base + 7 })
         .await
         .unwrap();
-    assert!(wait_seen("attr_by_name", base, &[7]).await);
+    assert!(
+        wait_seen("attr_by_name", base, &[6, 7]).await,
+        "{:?}",
+        seen("attr_by_name", base)
+    );
     let e = rx.streams().start_registered("nope").await.unwrap_err();
     assert!(e.message().contains("`nope`"), "{e:#}");
     named.stop().await;

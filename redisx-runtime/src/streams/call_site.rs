@@ -60,6 +60,7 @@ pub struct ConsumerSpec {
     batch: usize,
     block_ms: u64,
     claim_idle_ms: Option<u64>,
+    start_id: Option<&'static str>,
     start: StartFn,
 }
 
@@ -83,6 +84,7 @@ impl ConsumerSpec {
             batch: 0,
             block_ms: 0,
             claim_idle_ms: None,
+            start_id: None,
             start,
         }
     }
@@ -129,6 +131,13 @@ impl ConsumerSpec {
         self
     }
 
+    /// `start_id`: where a group the consumer creates starts.
+    #[must_use]
+    pub const fn start_id(mut self, id: &'static str) -> Self {
+        self.start_id = Some(id);
+        self
+    }
+
     /// The options the spec gives.
     pub fn options(&self) -> ConsumerOptions {
         let mut o = ConsumerOptions::new(self.group);
@@ -149,6 +158,9 @@ impl ConsumerSpec {
         }
         if let Some(ms) = self.claim_idle_ms {
             o = o.claim_idle(Duration::from_millis(ms));
+        }
+        if let Some(id) = self.start_id {
+            o = o.start_id(id);
         }
         o
     }
