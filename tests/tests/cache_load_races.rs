@@ -1,13 +1,15 @@
 //! Writes that meet a load in flight, against real Redis (a standalone server and the cluster):
-//! an invalidation or an explicit `set` during a load wins over the load's write, and a load
-//! that outlived an invalidation leaves the next loader's lock alone.
+//! an invalidation (by key, or by a tag of the loading call whose index did not name the key
+//! yet) or an explicit `set` during a load wins over the load's write, and a load that outlived
+//! an invalidation leaves the next loader's lock alone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use redisx::cache::EntryOptions;
 use redisx::testing::{Deployment, Topology};
-use redisx::{CacheConfig, Error};
+use redisx::{CacheConfig, Error, ErrorCode};
 use redisx_tests::cache::{gated_load, is_marker, pttl, raw_get, raw_until};
 use redisx_tests::{runtime, unique_prefix};
 
@@ -157,3 +159,43 @@ async fn an_explicit_set_during_a_load_is_not_overwritten_by_it(topology: Topolo
 }
 
 redisx_tests::on_topologies!(an_explicit_set_during_a_load_is_not_overwritten_by_it);
+
+/// The first load of a tagged key: its tags' indexes do not name it until its write, yet a tag
+/// invalidation while it loads wins (the key is indexed when the load takes its lock): the
+/// value read before the invalidation is never stored.
+async fn a_tag_invalidation_during_a_first_load_wins(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let prefix = unique_prefix("tag_load");
+    let key = format!("{prefix}cache:product:1");
+    let mut conn = deployment.raw_connection().await;
+    let rx = runtime(&deployment.url(), &prefix, CacheConfig::default()).await;
+    let cache = rx.cache().clone();
+    let (release, go) = tokio::sync::oneshot::channel::<()>();
+    let loading = cache.clone();
+    let load = tokio::spawn(async move {
+        let opts = EntryOptions::new().tags(["product:1"]);
+        loading
+            .get_or_load_with("product:1", &opts, || async move {
+                go.await
+                    .map_err(|_| Error::new(ErrorCode::Internal, "the test dropped the gate"))?;
+                Ok::<_, Error>("read before the change".to_owned())
+            })
+            .await
+    });
+    raw_until(&mut conn, &key, "the loader's marker", is_marker).await;
+    cache.invalidate_tags(&["product:1"]).await.unwrap();
+    release.send(()).unwrap();
+    assert_eq!(
+        load.await.unwrap().unwrap(),
+        "read before the change",
+        "the caller still gets its value"
+    );
+    cache.clear_l1();
+    assert_eq!(
+        cache.get::<String>("product:1").await.unwrap(),
+        None,
+        "a value loaded before a tag invalidation must not be written back"
+    );
+}
+
+redisx_tests::on_topologies!(a_tag_invalidation_during_a_first_load_wins);

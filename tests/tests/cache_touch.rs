@@ -69,8 +69,11 @@ async fn a_touch_moves_the_expiry_and_keeps_the_tags(topology: Topology) {
         .await
         .unwrap();
     assert_eq!(read.as_deref(), Some("user-7"));
+    // The Redis ttl moves by as much as the freshness: it keeps the few milliseconds it was
+    // ahead of `stale_at` when the entry was written (the SET reached Redis after its writer
+    // read its clock).
     let px = pttl(&mut conn, &full).await;
-    assert!(px > 28_000 && px <= 30_000, "redis ttl {px} ms");
+    assert!(px > 28_000 && px <= 30_050, "redis ttl {px} ms");
     let none: Option<String> = b.cache().get_and_touch("session:none", None).await.unwrap();
     assert_eq!(none, None);
 

@@ -56,7 +56,7 @@ impl Cache {
             return Ok(None);
         };
         let since = self.inner.l1.epoch();
-        let read = match traced!(self.read::<T>(client, full, None), span) {
+        let read = match traced!(self.read::<T>(client, full, None, (key, &[])), span) {
             Ok(read) => read,
             Err(e) => {
                 self.fail_open(Op::Read, "read", key, &e);

@@ -216,11 +216,18 @@ impl Cache {
     /// (`SET key marker NX PX lock_ttl GET`): one round trip for read-or-lock. On a client that
     /// reads from replicas, a plain `GET` (served by a replica) comes first and only a miss
     /// goes on to the master's `SET .. GET`.
+    ///
+    /// With a marker, `tagged` (the user key and the call's tags) indexes the key under its
+    /// tags in the same round trip, before the lock is placed: a tag invalidation from then on
+    /// finds the key and deletes the marker, so the load's write (which needs its marker) does
+    /// not store a value read before the invalidation. The index would otherwise name the key
+    /// only once its value is written.
     pub(crate) async fn read<T: DeserializeOwned>(
         &self,
         client: &Client,
         full: &str,
         marker: Option<&Marker>,
+        tagged: (&str, &[String]),
     ) -> Result<Read<T>> {
         if marker.is_some() && client.config().read_from_replicas_value() {
             let bytes: Option<Vec<u8>> = client
@@ -240,7 +247,16 @@ impl Cache {
                     .arg("PX")
                     .arg(px)
                     .arg("GET");
-                client.query_named("SET", &set).await?
+                let (key, tags) = tagged;
+                if tags.is_empty() {
+                    client.query_named("SET", &set).await?
+                } else {
+                    let mut pipe = redis::pipe();
+                    self.index_tags(&mut pipe, &[key], tags, px, envelope::now_ms());
+                    pipe.add_command(set);
+                    let (bytes,): (Option<Vec<u8>>,) = client.query_pipeline(&pipe).await?;
+                    bytes
+                }
             }
             None => {
                 client

@@ -271,7 +271,10 @@ impl Cache {
             let marker = (self.inner.cfg.stampede.enabled && !self.inner.reads.expect_hit())
                 .then(envelope::new_marker);
             let since = self.inner.l1.epoch();
-            let read = traced!(self.read::<T>(client, full, marker.as_ref()), span);
+            let read = traced!(
+                self.read::<T>(client, full, marker.as_ref(), (call.key, call.tags)),
+                span
+            );
             self.inner
                 .reads
                 .record(matches!(read, Ok(Read::Fresh(_) | Read::Stale(_))));

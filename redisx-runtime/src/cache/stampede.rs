@@ -173,7 +173,11 @@ impl Cache {
                 done
             } else {
                 let marker = stampede.enabled.then(envelope::new_marker);
-                (marker, self.read::<T>(client, full, marker.as_ref()).await)
+                (
+                    marker,
+                    self.read::<T>(client, full, marker.as_ref(), (call.key, call.tags))
+                        .await,
+                )
             };
             let read = match read {
                 Ok(read) => read,
