@@ -105,20 +105,21 @@ impl Idempotency {
     /// # let _ = receipt;
     /// # Ok(()) }
     /// ```
-    pub async fn run<T, E, F>(
+    pub fn run<T, E, F>(
         &self,
         key: &str,
         fingerprint: &str,
         opts: &IdempotencyOptions,
         body: F,
-    ) -> std::result::Result<T, E>
+    ) -> impl Future<Output = std::result::Result<T, E>>
     where
         T: Serialize + DeserializeOwned,
         E: From<Error>,
         F: Future<Output = std::result::Result<T, E>>,
     {
-        self.run_with::<T, E, F, NotRecorded>(key, fingerprint, opts, body)
-            .await
+        // Boxed before the call's own state: a body that is itself a lock or idempotency call
+        // nested unboxed goes past rustc's default layout depth (128).
+        self.run_with::<T, E, _, NotRecorded>(key, fingerprint, opts, Box::pin(body))
     }
 
     /// [`run`](Self::run), recording an `Err` like a value: duplicates get the same error
@@ -144,20 +145,20 @@ impl Idempotency {
     /// # let _ = out;
     /// # }
     /// ```
-    pub async fn run_recording_errors<T, E, F>(
+    pub fn run_recording_errors<T, E, F>(
         &self,
         key: &str,
         fingerprint: &str,
         opts: &IdempotencyOptions,
         body: F,
-    ) -> std::result::Result<T, E>
+    ) -> impl Future<Output = std::result::Result<T, E>>
     where
         T: Serialize + DeserializeOwned,
         E: From<Error> + Serialize + DeserializeOwned,
         F: Future<Output = std::result::Result<T, E>>,
     {
-        self.run_with::<T, E, F, Recorded<E>>(key, fingerprint, opts, body)
-            .await
+        // Boxed for the reason given in `run`.
+        self.run_with::<T, E, _, Recorded<E>>(key, fingerprint, opts, Box::pin(body))
     }
 
     async fn run_with<T, E, F, R>(

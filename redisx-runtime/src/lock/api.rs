@@ -113,13 +113,20 @@ impl Locks {
     /// assert!(settled);
     /// # Ok(()) }
     /// ```
-    pub async fn with_lock<T, E, F>(&self, key: &str, opts: &LockOptions, body: F) -> Result<T, E>
+    pub fn with_lock<T, E, F>(
+        &self,
+        key: &str,
+        opts: &LockOptions,
+        body: F,
+    ) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        self.with_lock_using(key, &LockCall::from(opts.clone()), body)
-            .await
+        let call = LockCall::from(opts.clone());
+        // Boxed now, for the reason given in `with_lock_using`.
+        let body = Box::pin(body);
+        async move { self.with_lock_using(key, &call, body).await }
     }
 
     /// Whether any owner holds the lock on `key` right now.

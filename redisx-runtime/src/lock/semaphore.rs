@@ -177,15 +177,24 @@ impl Semaphore {
     /// assert_eq!(rows, 1200);
     /// # Ok(()) }
     /// ```
-    pub async fn with_permit<T, E, F>(&self, call: &LockCall, body: F) -> Result<T, E>
+    pub fn with_permit<T, E, F>(
+        &self,
+        call: &LockCall,
+        body: F,
+    ) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        let permit = self.acquire(call.options_value()).await?;
-        self.locks
-            .guarded(permit.guard, call.on_lost_value(), body)
-            .await
+        // Boxed before the call's own state: a body that is itself a lock or idempotency call
+        // nested unboxed goes past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        async move {
+            let permit = self.acquire(call.options_value()).await?;
+            self.locks
+                .guarded(permit.guard, call.on_lost_value(), body)
+                .await
+        }
     }
 
     /// How many permits are held right now (leases not yet expired, by the server's clock).

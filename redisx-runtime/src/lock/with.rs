@@ -123,18 +123,23 @@ impl Locks {
     /// assert!(charged);
     /// # Ok(()) }
     /// ```
-    pub async fn with_lock_using<T, E, F>(
+    pub fn with_lock_using<T, E, F>(
         &self,
         key: &str,
         call: &LockCall,
         body: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        let guard = self.acquire(key, &call.opts).await?;
-        self.guarded(guard, call.on_lost, body).await
+        // Boxed before the call's own state: a body that is itself a lock or idempotency call
+        // nested unboxed goes past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        async move {
+            let guard = self.acquire(key, &call.opts).await?;
+            self.guarded(guard, call.on_lost, body).await
+        }
     }
 
     /// [`with_lock_using`](Self::with_lock_using) with exactly one attempt: `Ok(None)`
@@ -153,19 +158,23 @@ impl Locks {
     /// println!("ran here: {}", ran.is_some());
     /// # Ok(()) }
     /// ```
-    pub async fn try_with_lock_using<T, E, F>(
+    pub fn try_with_lock_using<T, E, F>(
         &self,
         key: &str,
         call: &LockCall,
         body: F,
-    ) -> Result<Option<T>, E>
+    ) -> impl Future<Output = Result<Option<T>, E>>
     where
         F: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        match self.try_acquire(key, &call.opts).await? {
-            Some(guard) => self.guarded(guard, call.on_lost, body).await.map(Some),
-            None => Ok(None),
+        // Boxed for the reason given in `with_lock_using`.
+        let body = Box::pin(body);
+        async move {
+            match self.try_acquire(key, &call.opts).await? {
+                Some(guard) => self.guarded(guard, call.on_lost, body).await.map(Some),
+                None => Ok(None),
+            }
         }
     }
 

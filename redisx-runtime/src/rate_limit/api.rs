@@ -266,35 +266,44 @@ impl RateLimiter {
     /// # let _ = session;
     /// # Ok(()) }
     /// ```
-    pub async fn with_limit<T, E, F>(
+    pub fn with_limit<T, E, F>(
         &self,
         key: &str,
         limit: &Limit,
         cost: u64,
         body: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        let d = self.check_cost(key, limit, cost).await?;
-        admit(d, body).await
+        // Boxed before the call's own state: a body that is itself a lock, idempotency or
+        // rate-limit call nested unboxed goes past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        async move {
+            let d = self.check_cost(key, limit, cost).await?;
+            admit(d, body).await
+        }
     }
 
     /// [`with_limit`](Self::with_limit) for the named policy's limits, all or nothing.
-    pub async fn with_policy<T, E, F>(
+    pub fn with_policy<T, E, F>(
         &self,
         policy: &str,
         key: &str,
         cost: u64,
         body: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        let d = self.check_policy(policy, key, cost).await?;
-        admit(d, body).await
+        // Boxed for the reason given in `with_limit`.
+        let body = Box::pin(body);
+        async move {
+            let d = self.check_policy(policy, key, cost).await?;
+            admit(d, body).await
+        }
     }
 
     /// The state keys of a call of `limits` on `key` (`policy`: the policy's keys).

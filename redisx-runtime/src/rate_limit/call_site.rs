@@ -137,7 +137,18 @@ pub fn rate_limit(
 
 impl RateLimitCall {
     /// Checks the limit, then runs the body if admitted.
-    pub async fn run<T, E, F>(self, body: F) -> Result<T, E>
+    pub fn run<T, E, F>(self, body: F) -> impl Future<Output = Result<T, E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: RateLimitError,
+    {
+        // Boxed before the call's own state: the body may be another attribute's future, and
+        // the two nested unboxed go past rustc's default layout depth (128).
+        let body = Box::pin(body);
+        self.run_boxed(body)
+    }
+
+    async fn run_boxed<T, E, F>(self, body: std::pin::Pin<Box<F>>) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
         E: RateLimitError,
