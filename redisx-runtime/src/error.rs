@@ -69,7 +69,8 @@ pub enum ErrorCode {
     CacheSerialization,
     /// A stored value could not be deserialized (or had an unknown header).
     CacheDeserialization,
-    /// The loader of a cache entry failed.
+    /// The loader of a cache entry failed. Reserved: this version returns a loader's own
+    /// error as it is, never this code.
     CacheLoaderFailed,
     /// Waiting for another instance to fill a cache entry timed out.
     CacheStampedeTimeout,
@@ -85,7 +86,9 @@ pub enum ErrorCode {
     LockAcquisitionTimeout,
     /// A lock is held by another owner.
     LockNotOwned,
-    /// Extending a lock failed.
+    /// Extending a lock failed. Reserved: this version reports an extension that found the
+    /// lock gone as `LOCK_NOT_OWNED` (a body whose lock was lost ends with `LOCK_EXPIRED`)
+    /// and a Redis failure with the connection's code.
     LockExtensionFailed,
     /// A lock expired while it was held.
     LockExpired,

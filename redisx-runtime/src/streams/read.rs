@@ -17,9 +17,10 @@ use crate::error::{ErrorCode, Result};
 /// How much longer than its `BLOCK` a read may take before its connection is presumed dead.
 const READ_MARGIN: Duration = Duration::from_secs(5);
 
-/// The pause after the `n`th failure in a row: 100 ms doubling to 5 s.
+/// The pause after the `n`th failure in a row (from 1): 100 ms doubling to 5 s.
 fn backoff(n: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << n.min(6))).min(Duration::from_secs(5))
+    let doublings = n.saturating_sub(1).min(6);
+    Duration::from_millis(100u64.saturating_mul(1 << doublings)).min(Duration::from_secs(5))
 }
 
 impl Engine {
