@@ -106,3 +106,30 @@ pub mod __private {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// Every Rust block of the guides in `docs/`, compiled the same way. Their items are
+/// declared and not called (a guide shows a function, not a program), hence the allowance.
+#[cfg(doctest)]
+#[doc(test(attr(allow(dead_code))))]
+mod guides {
+    #[doc = include_str!("../../docs/caching.md")]
+    struct Caching;
+    #[doc = include_str!("../../docs/rate-limit-algorithms.md")]
+    struct RateLimitAlgorithms;
+    #[doc = include_str!("../../docs/locks-vs-idempotency.md")]
+    struct LocksVsIdempotency;
+    #[doc = include_str!("../../docs/streams-vs-pubsub.md")]
+    struct StreamsVsPubsub;
+    #[doc = include_str!("../../docs/failure-modes.md")]
+    struct FailureModes;
+    #[doc = include_str!("../../docs/tuning.md")]
+    struct Tuning;
+    #[doc = include_str!("../../docs/troubleshooting.md")]
+    struct Troubleshooting;
+    #[doc = include_str!("../../docs/migrate-from-cached.md")]
+    struct MigrateFromCached;
+    #[doc = include_str!("../../docs/migrate-from-redis.md")]
+    struct MigrateFromRedis;
+    #[doc = include_str!("../../docs/migrate-from-nestjs-redisx.md")]
+    struct MigrateFromNestjsRedisx;
+}
