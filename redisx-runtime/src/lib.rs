@@ -59,6 +59,7 @@ pub mod key;
 mod life;
 pub mod lock;
 pub mod metrics;
+pub mod ops;
 pub mod plugin;
 #[doc(hidden)]
 pub mod private;
