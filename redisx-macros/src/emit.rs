@@ -47,6 +47,13 @@ impl SpecStatic {
         }
     }
 
+    /// Appends `.vary_by(&["tenant", ..])` when context names were given.
+    pub(crate) fn set_vary_by(&mut self, names: Option<Vec<syn::LitStr>>) {
+        if let Some(names) = names.filter(|n| !n.is_empty()) {
+            self.set("vary_by", quote!(&[#(#names),*]));
+        }
+    }
+
     /// Appends `.setter(ms)` (an unsuffixed literal) when there is a number of milliseconds.
     pub(crate) fn set_ms(&mut self, setter: &str, ms: Option<u64>) {
         self.set_some(setter, ms.map(Literal::u64_unsuffixed));

@@ -3,7 +3,7 @@
 //! call, given the key and the call's fingerprint, around the original body.
 
 use crate::args::read::{self, Duration};
-use crate::args::{Arg, ArgParser, KEY, Keyword, TTL};
+use crate::args::{Arg, ArgParser, KEY, Keyword, TTL, VARY_BY};
 use crate::diag::Diag;
 use crate::driver::{Attribute, Site};
 use crate::emit::{self, SpecStatic};
@@ -27,6 +27,7 @@ pub(crate) struct Idempotent;
 
 pub(crate) struct Args {
     key: Arg<LitStr>,
+    vary_by: Arg<Vec<LitStr>>,
     ttl: Arg<Duration>,
     lock_ttl: Arg<Duration>,
     wait: Arg<Duration>,
@@ -56,6 +57,7 @@ impl Attribute for Idempotent {
             wait: args.take(&WAIT),
             fingerprint: args.take(&FINGERPRINT),
             record_errors: args.take(&RECORD_ERRORS),
+            vary_by: args.take(&VARY_BY),
         }
     }
 
@@ -68,6 +70,7 @@ impl Attribute for Idempotent {
         let krate = &site.paths.krate;
         let mut spec = SpecStatic::new(quote!(#krate::__private::IdempotentSpec), &quote!());
         spec.set_ms("ttl_ms", args.ttl.get().map(|d| d.ms));
+        spec.set_vary_by(args.vary_by.into_value());
         spec.set_ms("lock_ttl_ms", args.lock_ttl.get().map(|d| d.ms));
         spec.set_ms("wait_ms", args.wait.get().map(|d| d.ms));
         Some(Model {
@@ -345,7 +348,7 @@ mod tests {
                 "`wait` must be greater than zero",
                 "invalid duration `soon`; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `\"30s\"`",
                 "`record_errors` must be `true` or `false`, e.g. `record_errors = true`",
-                "unknown argument `replay`; expected one of `key`, `ttl`, `lock_ttl`, `wait`, `fingerprint`, `record_errors`, `crate`, `runtime`",
+                "unknown argument `replay`; expected one of `key`, `ttl`, `lock_ttl`, `wait`, `fingerprint`, `record_errors`, `vary_by`, `crate`, `runtime`",
                 "unknown parameter `nope` in key template; the function's parameters are `req`, `n`",
             ]
         );

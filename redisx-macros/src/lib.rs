@@ -103,6 +103,9 @@ use proc_macro::TokenStream;
 ///   receiver) before anything else; `false` bypasses the cache for this call.
 /// - `codec = Json`: the codec of stored values: `Bincode` (default) or `Json` (also
 ///   `"bincode"` / `"json"`).
+/// - `vary_by = ["tenant"]`: the key and every tag vary by these values of the task's context
+///   (`redisx::context`): `_ctx:tenant=acme:` goes in front of each; without them the function
+///   runs uncached.
 /// - `crate = "path"`, `runtime = expr`: see the crate docs.
 ///
 /// # Example
@@ -138,6 +141,9 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `keys = ["user:{id}"]`: key templates (see the crate docs) of entries to delete.
 /// - `tags = ["users", "user:{id}"]`: tag templates; every entry carrying one is deleted.
 /// - `when = "after"`: `"after"` (default) or `"before"`.
+/// - `vary_by = ["tenant"]`: every key and tag to evict varies by these values of the task's
+///   context (`redisx::context`): it evicts in the current context only; without them nothing
+///   is evicted.
 /// - `crate = "path"`, `runtime = expr`: see the crate docs.
 ///
 /// # Example
@@ -169,6 +175,8 @@ pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `tags = ["users"]`: tag templates (bounded by the runtime's
 ///   `CacheConfig::max_tags_per_key`).
 /// - `codec = Json`: `Bincode` (default) or `Json`; use the codec the readers use.
+/// - `vary_by = ["tenant"]`: the key and every tag vary by these values of the task's context
+///   (`redisx::context`); without them the value is not written.
 /// - `crate = "path"`, `runtime = expr`: see the crate docs.
 ///
 /// # Example
@@ -251,6 +259,9 @@ pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `on_busy = "error"` (default): wait, then `Err(LOCK_ACQUISITION_TIMEOUT)`; `"skip"`: one
 ///   attempt, and `Ok(())` / `Ok(None)` without running the body when the lock is held
 ///   elsewhere (for `Result<(), E>` and `Result<Option<T>, E>` only).
+/// - `vary_by = ["tenant"]`: the key varies by these values of the task's context
+///   (`redisx::context`); without them the call fails with `CFG_CONTEXT_INVALID` and the body
+///   does not run.
 /// - `crate = "path"`, `runtime = expr`: see the crate docs.
 ///
 /// # Example
@@ -290,6 +301,9 @@ pub fn with_lock(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `policy = "login"`: a named policy of the runtime's `RateLimitConfig` instead (its limits
 ///   are all or nothing; not with `limit`, `window` or `algorithm`).
 /// - `cost = 1`: the points one call costs.
+/// - `vary_by = ["tenant"]`: the key varies by these values of the task's context
+///   (`redisx::context`); without them the call fails with `CFG_CONTEXT_INVALID` and the body
+///   does not run.
 /// - `crate = "path"`, `runtime = expr`: see the crate docs.
 ///
 /// # Example
@@ -341,6 +355,9 @@ pub fn rate_limit(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   the same request.
 /// - `record_errors = true`: record and replay an `Err` too; `E` must then also be
 ///   `Serialize + DeserializeOwned`.
+/// - `vary_by = ["tenant"]`: the key varies by these values of the task's context
+///   (`redisx::context`); without them the call fails with `CFG_CONTEXT_INVALID` and the body
+///   does not run.
 /// - `crate = "path"`, `runtime = expr`: see the crate docs.
 ///
 /// # Example

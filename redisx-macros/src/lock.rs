@@ -2,7 +2,7 @@
 //! one `__private::with_lock(..)` call around the original body.
 
 use crate::args::read::{self, Duration};
-use crate::args::{Arg, ArgParser, KEY, Keyword, Kw, TTL};
+use crate::args::{Arg, ArgParser, KEY, Keyword, Kw, TTL, VARY_BY};
 use crate::diag::Diag;
 use crate::driver::{Attribute, Site};
 use crate::emit::{self, SpecStatic};
@@ -84,6 +84,7 @@ pub(crate) struct WithLock;
 
 pub(crate) struct Args {
     key: Arg<LitStr>,
+    vary_by: Arg<Vec<LitStr>>,
     ttl: Arg<Duration>,
     wait: Arg<Duration>,
     retries: Arg<u64>,
@@ -126,6 +127,7 @@ impl Attribute for WithLock {
             auto_renew: args.take(&AUTO_RENEW),
             on_lost: args.take(&ON_LOST),
             on_busy: args.take(&ON_BUSY),
+            vary_by: args.take(&VARY_BY),
         }
     }
 
@@ -157,6 +159,7 @@ impl Attribute for WithLock {
         let krate = &site.paths.krate;
         let mut spec = SpecStatic::new(quote!(#krate::__private::LockSpec), &quote!());
         spec.set_ms("ttl_ms", args.ttl.get().map(|d| d.ms));
+        spec.set_vary_by(args.vary_by.into_value());
         spec.set_ms("wait_ms", args.wait.get().map(|d| d.ms));
         spec.set_some(
             "retries",

@@ -2,7 +2,7 @@
 //! `RateLimitSpec` static and one `__private::rate_limit(..)` call around the original body.
 
 use crate::args::read::{self, Duration};
-use crate::args::{Arg, ArgParser, KEY, Keyword, Kw};
+use crate::args::{Arg, ArgParser, KEY, Keyword, Kw, VARY_BY};
 use crate::diag::Diag;
 use crate::driver::{Attribute, Site};
 use crate::emit::{self, SpecStatic};
@@ -52,6 +52,7 @@ pub(crate) struct RateLimit;
 
 pub(crate) struct Args {
     key: Arg<LitStr>,
+    vary_by: Arg<Vec<LitStr>>,
     limit: Arg<u64>,
     window: Arg<Duration>,
     algorithm: Arg<Algorithm>,
@@ -77,6 +78,7 @@ impl Attribute for RateLimit {
             algorithm: args.take(&ALGORITHM),
             cost: args.take(&COST),
             policy: args.take(&POLICY),
+            vary_by: args.take(&VARY_BY),
         }
     }
 
@@ -107,6 +109,7 @@ impl Attribute for RateLimit {
         let krate = &site.paths.krate;
         let mut spec = SpecStatic::new(quote!(#krate::__private::RateLimitSpec), &quote!());
         spec.set_some("policy", args.policy.get().cloned());
+        spec.set_vary_by(args.vary_by.into_value());
         spec.set_some(
             "algorithm",
             args.algorithm.get().map(|a| {

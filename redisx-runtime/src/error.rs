@@ -63,6 +63,10 @@ pub enum ErrorCode {
     /// runtime that has shut down, so it can no longer serve: build and use a `RedisX` within
     /// one tokio runtime (in tests, one per test, selected with `RedisX::scope`).
     ConfigRuntimeGone,
+    /// A call varies by a context value its task does not set, a context name or value is
+    /// malformed, or a key that does not vary names a context's keys (see
+    /// [`context`](crate::context)).
+    ConfigContextInvalid,
     /// A key is empty, too long or contains control characters.
     CacheKeyInvalid,
     /// A value could not be serialized.
@@ -150,6 +154,7 @@ impl ErrorCode {
             Self::ConfigNotInstalled => "CFG_NOT_INSTALLED",
             Self::ConfigUnknownClient => "CFG_UNKNOWN_CLIENT",
             Self::ConfigRuntimeGone => "CFG_RUNTIME_GONE",
+            Self::ConfigContextInvalid => "CFG_CONTEXT_INVALID",
             Self::CacheKeyInvalid => "CACHE_KEY_INVALID",
             Self::CacheSerialization => "CACHE_SERIALIZATION_FAILED",
             Self::CacheDeserialization => "CACHE_DESERIALIZATION_FAILED",
@@ -203,7 +208,8 @@ impl ErrorCode {
             | Self::ConfigAlreadyInstalled
             | Self::ConfigNotInstalled
             | Self::ConfigUnknownClient
-            | Self::ConfigRuntimeGone => "config",
+            | Self::ConfigRuntimeGone
+            | Self::ConfigContextInvalid => "config",
             Self::CacheKeyInvalid
             | Self::CacheSerialization
             | Self::CacheDeserialization

@@ -46,6 +46,7 @@ pub mod cache;
 mod call_site;
 mod client;
 pub mod codec;
+pub mod context;
 mod error;
 // The fuzz targets' and property tests' entry points (feature `fuzzing`): not an API.
 #[cfg(all(feature = "fuzzing", not(test)))]

@@ -106,8 +106,9 @@ impl RedisX {
     }
 }
 
-/// [`tokio::spawn`] that carries the caller's runtime scope ([`RedisX::scope`]) into the new
-/// task, so the attributes there use the same runtime. Outside any scope it is
+/// [`tokio::spawn`] that carries the caller's runtime scope ([`RedisX::scope`]) and context
+/// ([`Context::scope`](crate::context::Context::scope)) into the new task, so the attributes
+/// there use the same runtime and vary their keys by the same context. Outside any scope it is
 /// `tokio::spawn`. Must be called within a tokio runtime, like `tokio::spawn`.
 ///
 /// ```no_run
@@ -127,7 +128,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::spawn(carry(fut))
+    tokio::spawn(crate::context::carry(carry(fut)))
 }
 
 impl Entered {

@@ -52,6 +52,9 @@ pub(crate) const TTL: Keyword<Duration> = Keyword::new("ttl", r#"ttl = "5m""#, r
 /// `crate = "path"`: the facade's path; every attribute takes it.
 pub(crate) const CRATE: Keyword<Path> =
     Keyword::new("crate", r#"crate = "my_app::redisx""#, read::crate_path);
+/// `vary_by = ["tenant"]`: the context values the call's keys (and tags) vary by.
+pub(crate) const VARY_BY: Keyword<Vec<LitStr>> =
+    Keyword::new("vary_by", r#"vary_by = ["tenant"]"#, read::context_names);
 /// `runtime = expr`: the `RedisX` to use; every attribute takes it.
 pub(crate) const RUNTIME: Keyword<Expr> =
     Keyword::new("runtime", "runtime = &self.redisx", read::expr);

@@ -112,6 +112,50 @@ pub(crate) fn template_list(kw: Kw, expr: &Expr) -> syn::Result<Vec<LitStr>> {
     Ok(items)
 }
 
+/// `["tenant", "locale"]`: context names (see the runtime's `context` module): each 1 to 32
+/// characters of `a-z`, `0-9` and `_`, starting with a letter, each at most once.
+pub(crate) fn context_names(kw: Kw, expr: &Expr) -> syn::Result<Vec<LitStr>> {
+    let mut diag = Diag::default();
+    let mut names: Vec<LitStr> = Vec::new();
+    for elem in array(kw, expr, "string literals")? {
+        let Some(lit) = as_lit_str(elem) else {
+            diag.error(
+                elem.span(),
+                format!(
+                    "an entry of `{}` must be a string literal, e.g. `{}`",
+                    kw.name, kw.example
+                ),
+            );
+            continue;
+        };
+        let name = lit.value();
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name.as_bytes()[0].is_ascii_lowercase()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            diag.error(
+                lit.span(),
+                format!(
+                    "`{name}` is not a context name: 1 to 32 characters of a-z, 0-9 and `_`, starting with a letter, e.g. `{}`",
+                    kw.example
+                ),
+            );
+        } else if names.iter().any(|n| n.value() == name) {
+            diag.error(
+                lit.span(),
+                format!("`{name}` is named twice in `{}`", kw.name),
+            );
+        } else {
+            names.push(lit.clone());
+        }
+    }
+    diag.finish()?;
+    Ok(names)
+}
+
 /// `[req, id]`: a list of parameter names, checked against the signature later
 /// (`Params::check_names`).
 pub(crate) fn param_list(kw: Kw, expr: &Expr) -> syn::Result<Vec<Ident>> {

@@ -3,7 +3,7 @@
 
 use super::{TAGS, run_call};
 use crate::args::read;
-use crate::args::{Arg, ArgParser, Keyword, Kw, Paths};
+use crate::args::{Arg, ArgParser, Keyword, Kw, Paths, VARY_BY};
 use crate::diag::Diag;
 use crate::driver::{Attribute, Site};
 use crate::func::Func;
@@ -41,10 +41,12 @@ pub(crate) struct Args {
     keys: Arg<Vec<LitStr>>,
     tags: Arg<Vec<LitStr>>,
     when: Arg<When>,
+    vary_by: Arg<Vec<LitStr>>,
 }
 
 pub(crate) struct Model {
     when: When,
+    vary_by: Vec<LitStr>,
     keys: Vec<Template>,
     tags: Vec<Template>,
 }
@@ -59,6 +61,7 @@ impl Attribute for CacheEvict {
             keys: args.take(&KEYS),
             tags: args.take(&TAGS),
             when: args.take(&WHEN),
+            vary_by: args.take(&VARY_BY),
         }
     }
 
@@ -78,6 +81,7 @@ impl Attribute for CacheEvict {
         let tags = key_template::resolve_all(args.tags.into_value(), &params, diag);
         Some(Model {
             when: args.when.get().copied().unwrap_or(When::After),
+            vary_by: args.vary_by.into_value().unwrap_or_default(),
             keys,
             tags,
         })
@@ -89,11 +93,16 @@ impl Attribute for CacheEvict {
             When::Before => quote!(#krate::__private::EvictWhen::Before),
             When::After => quote!(#krate::__private::EvictWhen::After),
         };
-        let Model { keys, tags, .. } = model;
+        let Model {
+            keys,
+            tags,
+            vary_by,
+            ..
+        } = model;
         let run = run_call(func, false, &func.body_future());
         func.with_body(&quote! {
             let #CALL = #krate::__private::cache_evict(
-                #runtime, #when, &[#(#keys),*], &[#(#tags),*]);
+                #runtime, #when, &[#(#keys),*], &[#(#tags),*], &[#(#vary_by),*]);
             #run
         })
     }
@@ -122,7 +131,7 @@ mod tests {
         let call = quote! {
             let __redisx_call = ::redisx::__private::cache_evict(
                 ::core::option::Option::None, ::redisx::__private::EvictWhen::Before,
-                &[::core::format_args!("user:{}", id)], &[::core::format_args!("users")]);
+                &[::core::format_args!("user:{}", id)], &[::core::format_args!("users")], &[]);
         };
         assert!(out.contains(&call.to_string()), "{out}");
         assert!(
@@ -151,7 +160,9 @@ mod tests {
         );
         assert_eq!(
             run(quote!(key = "user:{id}"), item.clone()).unwrap_err(),
-            ["unknown argument `key`; expected one of `keys`, `tags`, `when`, `crate`, `runtime`"]
+            [
+                "unknown argument `key`; expected one of `keys`, `tags`, `when`, `vary_by`, `crate`, `runtime`"
+            ]
         );
         let missing = [
             r#"`#[cache_evict]` needs `keys` or `tags` to evict, e.g. `#[cache_evict(keys = ["user:{id}"])]`"#,

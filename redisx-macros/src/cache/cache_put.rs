@@ -3,7 +3,7 @@
 
 use super::{CODEC, Codec, TAGS, cached_spec, run_call};
 use crate::args::read::Duration;
-use crate::args::{Arg, ArgParser, KEY, Paths, TTL};
+use crate::args::{Arg, ArgParser, KEY, Paths, TTL, VARY_BY};
 use crate::diag::Diag;
 use crate::driver::{Attribute, Site};
 use crate::emit::SpecStatic;
@@ -19,6 +19,7 @@ pub(crate) struct CachePut;
 
 pub(crate) struct Args {
     key: Arg<LitStr>,
+    vary_by: Arg<Vec<LitStr>>,
     ttl: Arg<Duration>,
     tags: Arg<Vec<LitStr>>,
     codec: Arg<Codec>,
@@ -41,6 +42,7 @@ impl Attribute for CachePut {
             ttl: args.take(&TTL),
             tags: args.take(&TAGS),
             codec: args.take(&CODEC),
+            vary_by: args.take(&VARY_BY),
         }
     }
 
@@ -49,7 +51,8 @@ impl Attribute for CachePut {
         let key = site.required(diag, args.key, "the `key` to write");
         let key = key_template::resolve_arg(key, &params, diag);
         let tags = key_template::resolve_all(args.tags.into_value(), &params, diag);
-        let spec = cached_spec(&site.paths.krate, func, &args.ttl, &args.codec);
+        let mut spec = cached_spec(&site.paths.krate, func, &args.ttl, &args.codec);
+        spec.set_vary_by(args.vary_by.into_value());
         Some(Model {
             spec,
             key: key?,
@@ -131,7 +134,7 @@ mod tests {
         assert_eq!(
             run(quote!(kye = "a"), item.clone()).unwrap_err(),
             [
-                "unknown argument `kye`; expected one of `key`, `ttl`, `tags`, `codec`, `crate`, `runtime`"
+                "unknown argument `kye`; expected one of `key`, `ttl`, `tags`, `codec`, `vary_by`, `crate`, `runtime`"
             ]
         );
         assert_eq!(
@@ -141,7 +144,7 @@ mod tests {
             )
             .unwrap_err(),
             [
-                "unknown argument `mode`; expected one of `key`, `ttl`, `tags`, `codec`, `crate`, `runtime`"
+                "unknown argument `mode`; expected one of `key`, `ttl`, `tags`, `codec`, `vary_by`, `crate`, `runtime`"
             ]
         );
         assert_eq!(

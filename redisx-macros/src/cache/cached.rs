@@ -4,7 +4,7 @@
 
 use super::{CODEC, Codec, TAGS, cached_spec, run_call};
 use crate::args::read::{self, Duration};
-use crate::args::{Arg, ArgParser, KEY, Keyword, Kw, Paths, TTL};
+use crate::args::{Arg, ArgParser, KEY, Keyword, Kw, Paths, TTL, VARY_BY};
 use crate::diag::Diag;
 use crate::driver::{Attribute, Site};
 use crate::emit::SpecStatic;
@@ -108,6 +108,7 @@ impl ToTokens for Callable {
 /// The arguments as written: each given at most once, each value of the right shape.
 pub(crate) struct Args {
     key: Arg<LitStr>,
+    vary_by: Arg<Vec<LitStr>>,
     ttl: Arg<Duration>,
     l1_ttl: Arg<Duration>,
     tags: Arg<Vec<LitStr>>,
@@ -148,6 +149,7 @@ impl Attribute for Cached {
             unless: args.take(&UNLESS),
             condition: args.take(&CONDITION),
             codec: args.take(&CODEC),
+            vary_by: args.take(&VARY_BY),
         }
     }
 
@@ -173,6 +175,7 @@ impl Attribute for Cached {
         let ms = |arg: &Arg<Duration>| arg.get().map(|d| d.ms);
         let mut spec = cached_spec(krate, func, &args.ttl, &args.codec);
         spec.set_ms("l1_ttl_ms", ms(&args.l1_ttl));
+        spec.set_vary_by(args.vary_by.into_value());
         spec.set_ms("swr_ms", ms(&args.swr));
         spec.set_ms("stale_if_error_ms", ms(&args.stale_if_error));
         spec.set_some("mode", args.mode.get().map(|mode| mode.tokens(krate)));

@@ -16,10 +16,14 @@ use super::stats::trace_l1_hit;
 use super::{Cache, CacheMode, Cacheable, EntryOptions, Erasure, ErrorSharing, LoadOptions};
 use crate::call_site::{self, NoRuntime};
 use crate::codec::CodecKind;
+use crate::context;
 use crate::key::KeyBuf;
 use crate::runtime::RedisX;
 
 static NO_RUNTIME: NoRuntime = NoRuntime::new("cached functions run uncached");
+
+/// What a `#[cached]` call does when its key cannot vary by the context.
+const CONTEXT_UNCACHED: &str = "this #[cached] function's key cannot vary by the task's context: it runs uncached (enter the context with Context::scope)";
 
 /// The compile-time options of one `#[cached]` / `#[cache_put]` call site.
 #[derive(Debug)]
@@ -32,8 +36,12 @@ pub struct CachedSpec {
     stale_if_error_ms: u64,
     mode: Option<CacheMode>,
     codec: Option<CodecKind>,
+    /// The context values the key and tags vary by (see [`crate::context`]).
+    vary_by: &'static [&'static str],
     /// Set once this call site has said that its ttl exceeds the cache's `max_ttl`.
     warned: AtomicBool,
+    /// Set once this call site has said that it cannot vary its key by the context.
+    context_warned: AtomicBool,
 }
 
 impl CachedSpec {
@@ -49,7 +57,45 @@ impl CachedSpec {
             stale_if_error_ms: 0,
             mode: None,
             codec: None,
+            vary_by: &[],
             warned: AtomicBool::new(false),
+            context_warned: AtomicBool::new(false),
+        }
+    }
+
+    /// `vary_by`: the context values the key and tags vary by (see [`crate::context`]).
+    #[must_use]
+    pub const fn vary_by(mut self, names: &'static [&'static str]) -> Self {
+        self.vary_by = names;
+        self
+    }
+
+    /// The call's key and tags varied by the context (see [`crate::context`]); `None` (said
+    /// once per call site) when they cannot be: the call then leaves the cache alone.
+    fn vary(
+        &self,
+        key: &str,
+        tags: &[String],
+        what: &str,
+    ) -> Option<(Option<String>, Vec<String>)> {
+        let varied = if self.vary_by.is_empty() && !key.starts_with(context::SEGMENT_PREFIX) {
+            context::keys(tags, &[]).map(|tags| (None, tags))
+        } else {
+            context::key(key, self.vary_by)
+                .and_then(|k| Ok((Some(k), context::keys(tags, self.vary_by)?)))
+        };
+        match varied {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if !self.context_warned.swap(true, Ordering::Relaxed) {
+                    tracing::error!(target: "redisx::cache",
+                        function = self.name,
+                        error = %format_args!("{e:#}"),
+                        "{what}"
+                    );
+                }
+                None
+            }
         }
     }
 
@@ -383,18 +429,30 @@ fn probe<T>(
             hash: Some(hash),
         } => KeyBuf::render(format_args!("{}::{}:{hash:016x}", spec.module, spec.name)),
     };
-    let key = buf.as_str();
+    let (varied, tags) = if spec.vary_by.is_empty() && tags.is_empty() {
+        if buf.as_str().starts_with(context::SEGMENT_PREFIX) {
+            spec.vary(buf.as_str(), &[], CONTEXT_UNCACHED)?;
+        }
+        (None, Vec::new())
+    } else {
+        spec.vary(buf.as_str(), &call_site::render(tags), CONTEXT_UNCACHED)?
+    };
+    let key = varied.as_deref().unwrap_or(buf.as_str());
     if let Some(v) = cache.l1_peek::<T>(key, spec.mode, erasure) {
         trace_l1_hit(cache.span_key(key));
         return Some(CachedCall {
             state: State::Hit(v),
         });
     }
+    let key = match varied {
+        Some(key) => key,
+        None => buf.into_string(),
+    };
     Some(CachedCall {
         state: State::Miss(Miss {
             cache: cache.clone(),
-            key: buf.into_string(),
-            opts: spec.options(call_site::render(tags)),
+            key,
+            opts: spec.options(tags),
             erasure,
         }),
     })
@@ -510,12 +568,27 @@ pub fn cache_evict(
     when: EvictWhen,
     keys: &[fmt::Arguments<'_>],
     tags: &[fmt::Arguments<'_>],
+    vary_by: &'static [&'static str],
 ) -> EvictCall {
-    EvictCall {
-        cache: call_site::with_runtime(runtime, &NO_RUNTIME, |rt| rt.map(|rt| rt.cache().clone())),
-        when,
-        keys: call_site::render(keys),
-        tags: call_site::render(tags),
+    let cache = call_site::with_runtime(runtime, &NO_RUNTIME, |rt| rt.map(|rt| rt.cache().clone()));
+    let varied = context::keys(&call_site::render(keys), vary_by)
+        .and_then(|keys| Ok((keys, context::keys(&call_site::render(tags), vary_by)?)));
+    match varied {
+        Ok((keys, tags)) => EvictCall {
+            cache,
+            when,
+            keys,
+            tags,
+        },
+        Err(e) => {
+            tracing::error!(target: "redisx::cache", error = %format_args!("{e:#}"), "#[cache_evict] cannot vary its keys by the task's context: nothing is evicted (enter the context with Context::scope)");
+            EvictCall {
+                cache: None,
+                when,
+                keys: Vec::new(),
+                tags: Vec::new(),
+            }
+        }
     }
 }
 
@@ -579,13 +652,18 @@ pub fn cache_put<T>(
 ) -> PutCall<T> {
     PutCall {
         target: call_site::with_runtime(runtime, &NO_RUNTIME, |rt| {
-            rt.map(|rt| {
-                (
-                    rt.cache().clone(),
-                    fmt::format(key),
-                    spec.options(call_site::render(tags)),
-                )
-            })
+            let rt = rt?;
+            let key = fmt::format(key);
+            let (varied, tags) = spec.vary(
+                &key,
+                &call_site::render(tags),
+                "this #[cache_put] function's key cannot vary by the task's context: its value is not written (enter the context with Context::scope)",
+            )?;
+            Some((
+                rt.cache().clone(),
+                varied.unwrap_or(key),
+                spec.options(tags),
+            ))
         }),
         _value: PhantomData,
     }

@@ -61,6 +61,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::ConfigAlreadyInstalled
         | C::ConfigNotInstalled
         | C::ConfigUnknownClient
+        | C::ConfigContextInvalid
         | C::CacheSerialization
         | C::CacheDeserialization
         | C::CacheLoaderFailed

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Fingerprint, Idempotency, IdempotencyOptions};
 use crate::call_site::{self, NoRuntime};
+use crate::context;
 use crate::error::{Error, ErrorCode};
 use crate::runtime::RedisX;
 
@@ -77,11 +78,11 @@ pub fn fingerprint_arg<T: IdempotentArg + ?Sized>(
 /// The compile-time options of one `#[idempotent]` call site, in milliseconds; zero means
 /// "the config's".
 #[derive(Debug)]
-#[expect(clippy::struct_field_names, reason = "the unit is the attribute's")]
 pub struct IdempotentSpec {
     ttl_ms: u64,
     lock_ttl_ms: u64,
     wait_ms: u64,
+    vary_by: &'static [&'static str],
 }
 
 impl IdempotentSpec {
@@ -91,7 +92,15 @@ impl IdempotentSpec {
             ttl_ms: 0,
             lock_ttl_ms: 0,
             wait_ms: 0,
+            vary_by: &[],
         }
+    }
+
+    /// `vary_by`: the context values the key varies by (see [`crate::context`]).
+    #[must_use]
+    pub const fn vary_by(mut self, names: &'static [&'static str]) -> Self {
+        self.vary_by = names;
+        self
     }
 
     /// `ttl`, in milliseconds.
@@ -154,7 +163,7 @@ pub fn idempotent(
     let target = call_site::with_runtime(runtime, &NO_RUNTIME, |rt| match rt {
         Some(rt) => Ok((
             rt.idempotency().clone(),
-            fmt::format(key),
+            context::key(&fmt::format(key), spec.vary_by)?,
             fingerprint.finish()?,
         )),
         None => Err(Error::new(

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::{LockCall, LockOptions, Locks, OnLost, RetryStrategy};
 use crate::call_site::{self, NoRuntime};
+use crate::context;
 use crate::error::{Error, ErrorCode};
 use crate::runtime::RedisX;
 
@@ -50,6 +51,7 @@ pub struct LockSpec {
     retry_max_ms: u64,
     auto_renew: Option<bool>,
     on_lost: OnLost,
+    vary_by: &'static [&'static str],
 }
 
 impl LockSpec {
@@ -64,7 +66,15 @@ impl LockSpec {
             retry_max_ms: 0,
             auto_renew: None,
             on_lost: OnLost::Cancel,
+            vary_by: &[],
         }
+    }
+
+    /// `vary_by`: the context values the key varies by (see [`crate::context`]).
+    #[must_use]
+    pub const fn vary_by(mut self, names: &'static [&'static str]) -> Self {
+        self.vary_by = names;
+        self
     }
 
     /// `ttl`, in milliseconds.
@@ -188,7 +198,10 @@ pub fn with_lock(
     key: fmt::Arguments<'_>,
 ) -> WithLockCall {
     let target = call_site::with_runtime(runtime, &NO_RUNTIME, |rt| match rt {
-        Some(rt) => Ok((rt.locks().clone(), fmt::format(key))),
+        Some(rt) => Ok((
+            rt.locks().clone(),
+            context::key(&fmt::format(key), spec.vary_by)?,
+        )),
         None => Err(Error::new(
             ErrorCode::ConfigNotInstalled,
             "#[with_lock] found no redisx runtime (install one with `rx.install()`, run the call in `rx.scope(..)`, or pass `runtime = ...`); the body did not run",

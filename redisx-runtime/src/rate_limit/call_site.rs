@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::{Algorithm, Limit, RateLimiter};
 use crate::call_site::{self, NoRuntime};
+use crate::context;
 use crate::error::{Error, ErrorCode};
 use crate::runtime::RedisX;
 
@@ -39,6 +40,7 @@ pub struct RateLimitSpec {
     limit: u64,
     window_ms: u64,
     cost: u64,
+    vary_by: &'static [&'static str],
 }
 
 impl RateLimitSpec {
@@ -50,7 +52,15 @@ impl RateLimitSpec {
             limit: 0,
             window_ms: 0,
             cost: 1,
+            vary_by: &[],
         }
+    }
+
+    /// `vary_by`: the context values the key varies by (see [`crate::context`]).
+    #[must_use]
+    pub const fn vary_by(mut self, names: &'static [&'static str]) -> Self {
+        self.vary_by = names;
+        self
     }
 
     /// `policy`.
@@ -126,7 +136,10 @@ pub fn rate_limit(
     key: fmt::Arguments<'_>,
 ) -> RateLimitCall {
     let target = call_site::with_runtime(runtime, &NO_RUNTIME, |rt| match rt {
-        Some(rt) => Ok((rt.rate_limiter().clone(), fmt::format(key))),
+        Some(rt) => Ok((
+            rt.rate_limiter().clone(),
+            context::key(&fmt::format(key), spec.vary_by)?,
+        )),
         None => Err(Error::new(
             ErrorCode::ConfigNotInstalled,
             "#[rate_limit] found no redisx runtime (install one with `rx.install()`, run the call in `rx.scope(..)`, or pass `runtime = ...`); the body did not run",

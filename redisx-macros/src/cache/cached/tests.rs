@@ -249,7 +249,7 @@ fn unknown_and_duplicate_arguments() {
     assert_eq!(
         errors(quote!(tll = "5m"), item.clone()),
         [
-            "unknown argument `tll`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `crate`, `runtime`"
+            "unknown argument `tll`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `vary_by`, `crate`, `runtime`"
         ]
     );
     assert_eq!(
@@ -284,7 +284,7 @@ fn every_error_is_reported_together() {
         ),
         [
             "invalid duration `5 minutes`; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `\"30s\"`",
-            "unknown argument `bogus`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `crate`, `runtime`",
+            "unknown argument `bogus`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `vary_by`, `crate`, `runtime`",
             r#"unknown mode `l3`; expected one of `"l1_l2"`, `"l1_only"` or `"l2_only"`"#,
             r#"an entry of `tags` must be a string literal, e.g. `tags = ["users", "user:{id}"]`"#,
             "`#[cached]` requires an `async fn`",
@@ -418,7 +418,7 @@ fn not_a_function() {
             )
         ),
         [
-            "unknown argument `tll`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `crate`, `runtime`",
+            "unknown argument `tll`; expected one of `key`, `ttl`, `l1_ttl`, `tags`, `swr`, `stale_if_error`, `mode`, `unless`, `condition`, `codec`, `vary_by`, `crate`, `runtime`",
             "`#[cached]` can only be applied to an `async fn` with a body",
         ]
     );
