@@ -18,10 +18,12 @@
 //! The pieces: [`redisx::http::IdempotencyLayer`] keyed on the `X-Event-Id` header (required)
 //! records the 202 and replays it to every redelivery of the event, so the stream gets one
 //! message per event; the handler only publishes (`rx.streams().publish`), so the provider's
-//! timeout never depends on the downstream; [`deliver_webhook`] (`#[stream_consumer]`, started
-//! by [`start_delivery`]) applies the event to the [`Downstream`]; an `Err` is retried after
-//! the backoff of [`streams_config`], and after [`MAX_RETRIES`] retries the message goes to the
-//! DLQ with the error; `rx.streams().dlq_list` shows it and `requeue` sends it again.
+//! timeout never depends on the downstream; [`deliver_webhook`] (`#[stream_consumer]` with
+//! `start_id = "0"`, so the events accepted before any consumer ran are delivered too; started
+//! by [`start_delivery`]) applies the event to the [`Downstream`], which applies each event id
+//! once; an `Err` is retried after the backoff of [`streams_config`], and after
+//! [`MAX_RETRIES`] retries the message goes to the DLQ with the error; `rx.streams().dlq_list`
+//! shows it and `requeue` sends it again.
 
 #[path = "support/server.rs"]
 mod server;
@@ -114,8 +116,9 @@ impl std::error::Error for Refused {}
 struct Books {
     /// Every call, by event id.
     calls: BTreeMap<String, Vec<Call>>,
-    /// The events applied, by id (applied once: a repeat is acknowledged and ignored).
-    applied: BTreeMap<String, WebhookEvent>,
+    /// The events applied, in order: the downstream's effect (each id once: a repeat is
+    /// acknowledged and ignored).
+    applied: Vec<WebhookEvent>,
     /// The events it refuses for now, with the reason.
     refused: BTreeMap<String, String>,
 }
@@ -133,7 +136,7 @@ pub struct Downstream {
 static DOWNSTREAM: Downstream = Downstream {
     books: Mutex::new(Books {
         calls: BTreeMap::new(),
-        applied: BTreeMap::new(),
+        applied: Vec::new(),
         refused: BTreeMap::new(),
     }),
 };
@@ -149,8 +152,10 @@ impl Downstream {
     }
 
     /// Applies `event` (delivery attempt `attempt`): refused while the event is marked
-    /// refused; a repeat of an applied event succeeds without applying it again (it is what
-    /// makes a redelivery after a crash harmless).
+    /// refused; a repeat of an applied event succeeds without applying it again. The check sits
+    /// with the effect, as in a real downstream that takes the event id as its idempotency key
+    /// (or a unique constraint): a repeat is caught whenever it comes, also after a crash
+    /// between the effect and the acknowledgement of its message.
     pub fn apply(&self, event: &WebhookEvent, attempt: u32) -> Result<(), Refused> {
         let mut books = self.books();
         let refused = books.refused.get(&event.id).map(|reason| Refused {
@@ -164,10 +169,9 @@ impl Downstream {
         if let Some(refused) = refused {
             return Err(refused);
         }
-        books
-            .applied
-            .entry(event.id.clone())
-            .or_insert_with(|| event.clone());
+        if !books.applied.iter().any(|e| e.id == event.id) {
+            books.applied.push(event.clone());
+        }
         Ok(())
     }
 
@@ -190,17 +194,33 @@ impl Downstream {
 
     /// The event `id` as applied, if it was.
     pub fn applied(&self, id: &str) -> Option<WebhookEvent> {
-        self.books().applied.get(id).cloned()
+        self.books().applied.iter().find(|e| e.id == id).cloned()
+    }
+
+    /// How many times the event `id` was applied (its effect ran).
+    pub fn times_applied(&self, id: &str) -> usize {
+        self.books().applied.iter().filter(|e| e.id == id).count()
     }
 }
 
 /// Delivers one event downstream. `Ok` acknowledges the message; an `Err` is retried after the
 /// backoff, and after [`MAX_RETRIES`] retries the message goes to the DLQ with the error's text.
+/// The first consumer to start creates the group at `0`, the start of the stream, so the
+/// events accepted before any consumer ran (a first deploy) are delivered too.
+///
+/// Delivery is at least once: a message whose consumer died before acknowledging it is
+/// delivered again, and the endpoint publishes an event twice if it died between its publish
+/// and the record of its 202. The downstream's own check by event id makes that harmless.
+/// Wrapping the call in `#[idempotent]` (or `rx.idempotency().run`) here would not: an `Err`
+/// marks its key failed for the lock ttl (30 s), so the retries 100 ms later would get
+/// `IDEMPOTENCY_PREVIOUS_FAILED` instead of reaching the downstream, and an effect followed by
+/// a crash before its record is stored would run again.
 #[stream_consumer(
     stream = "webhooks",
     group = "delivery",
     concurrency = 4,
-    max_retries = 3
+    max_retries = 3,
+    start_id = "0"
 )]
 pub async fn deliver_webhook(msg: Message<WebhookEvent>) -> Result<(), Refused> {
     downstream().apply(msg.payload(), msg.attempt())
@@ -216,11 +236,9 @@ pub fn streams_config() -> StreamsConfig {
     })
 }
 
-/// Starts [`deliver_webhook`] on `rx`. Its group is created first at the start of the stream
-/// (`0`), so the events accepted before any consumer ever ran (a first deploy) are delivered
-/// too; `#[stream_consumer]` alone creates a missing group at `$`, new messages only.
+/// Starts [`deliver_webhook`] on `rx` (creating its group at the start of the stream if
+/// missing); `rx.shutdown()` (or the handle's `stop()`) drains it.
 pub async fn start_delivery(rx: &RedisX) -> redisx::Result<ConsumerHandle> {
-    rx.streams().create_group(STREAM, GROUP, "0").await?;
     rx.streams().start_registered("deliver_webhook").await
 }
 

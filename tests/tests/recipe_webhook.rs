@@ -3,8 +3,10 @@
 //! server of its own per test: a redelivered event (same event id) is replayed and published
 //! and delivered once; an event the downstream refuses is retried and lands in the DLQ after
 //! the last retry, with its payload and error; requeued once the fault is fixed it is delivered
-//! exactly once and the DLQ is empty; events accepted while no consumer runs are delivered when
-//! one starts; a body that is not an event, or no event id, is a 4xx and publishes nothing.
+//! exactly once and the DLQ is empty; an event published twice (the endpoint died before
+//! recording its 202) is delivered twice and applied once; events accepted before any consumer
+//! ran are delivered when one starts; a body that is not an event, or no event id, is a 4xx
+//! and publishes nothing.
 //!
 //! The downstream is the example's one static instance, shared by the tests of this binary:
 //! each test uses event ids of its own.
@@ -137,6 +139,7 @@ async fn a_redelivered_event_is_replayed_and_delivered_once() {
     assert_eq!(rx.streams().len(STREAM).await.unwrap(), 1, "published once");
     assert!(drained(&rx).await, "the group read and acknowledged it all");
     assert_eq!(downstream().calls(id), [ok(1)], "delivered once");
+    assert_eq!(downstream().times_applied(id), 1);
     assert_eq!(
         downstream().applied(id),
         Some(WebhookEvent {
@@ -282,12 +285,49 @@ async fn a_requeued_event_is_delivered_once_after_the_fix() {
     assert!(replayed(&again));
     assert!(drained(&rx).await);
     assert_eq!(downstream().calls(id).len(), failed + 1);
+    assert_eq!(downstream().times_applied(id), 1);
     delivery.stop().await;
     rx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_accepted_while_no_consumer_runs_are_delivered_when_one_starts() {
+async fn an_event_published_twice_is_delivered_twice_and_applied_once() {
+    let server = RedisServer::start();
+    let rx = runtime(&server, "recipe_webhook_twice").await;
+    let delivery = start_delivery(&rx).await.unwrap();
+    let url = format!("{}/webhooks", serve(app(rx.clone())).await);
+    let c = client();
+    let id = "evt_twice_1";
+
+    let (first, _) = accepted(post_event(&c, &url, id, &body("invoice.paid", 3)).await).await;
+    assert!(drained(&rx).await);
+    assert_eq!(downstream().calls(id), [ok(1)]);
+
+    // The instance died after publishing, before the record of its 202 was stored: no record,
+    // so the provider's redelivery runs the endpoint again, which publishes the event again.
+    assert!(
+        rx.idempotency()
+            .delete(&format!("webhook:{id}"))
+            .await
+            .unwrap()
+    );
+    let again = post_event(&c, &url, id, &body("invoice.paid", 3)).await;
+    assert!(!replayed(&again), "nothing recorded to replay");
+    let (second, _) = accepted(again).await;
+    assert_ne!(second.message, first.message, "a second message");
+    assert_eq!(rx.streams().len(STREAM).await.unwrap(), 2);
+
+    // Both messages are delivered and acknowledged; the event is applied once.
+    assert!(drained(&rx).await);
+    assert_eq!(downstream().calls(id), [ok(1), ok(1)], "delivered twice");
+    assert_eq!(downstream().times_applied(id), 1, "applied once");
+    assert_eq!(rx.streams().dlq_len(STREAM).await.unwrap(), 0);
+    delivery.stop().await;
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_accepted_before_any_consumer_ran_are_delivered_when_one_starts() {
     let server = RedisServer::start();
     let rx = runtime(&server, "recipe_webhook_backlog").await;
     let url = format!("{}/webhooks", serve(app(rx.clone())).await);
@@ -299,8 +339,10 @@ async fn events_accepted_while_no_consumer_runs_are_delivered_when_one_starts() 
         accepted(post_event(&c, &url, id, &body("customer.created", n)).await).await;
     }
     assert_eq!(rx.streams().len(STREAM).await.unwrap(), 3);
+    assert!(rx.streams().groups(STREAM).await.unwrap().is_empty());
     assert!(ids.iter().all(|id| downstream().calls(id).is_empty()));
 
+    // The consumer creates its group at the start of the stream (`start_id = "0"`).
     let delivery = start_delivery(&rx).await.unwrap();
     assert!(drained(&rx).await, "the group starts at the beginning");
     for id in ids {
