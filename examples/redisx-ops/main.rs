@@ -208,39 +208,14 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Parsed, String> {
     Ok(Parsed::Run(command))
 }
 
-/// A window: whole numbers with units (`500ms`, `60s`, `5m`, `1h`, `1d`, `1m30s`), or plain
-/// seconds (`60`).
+/// A window: whole numbers with units (`500ms`, `60s`, `5m`, `1h`, `1d`, `1m30s`, as the
+/// attributes write them), or plain seconds (`60`).
 pub fn parse_window(text: &str) -> Result<Duration, String> {
-    let bad = || format!("the window `{text}` is not a duration such as 500ms, 60s, 5m or 1h");
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    match text.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => redisx::parse_duration(text)
+            .map_err(|e| format!("the window `{text}` is not a duration: {e}")),
     }
-    let mut rest = text;
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let n: u32 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = unit
-            .checked_mul(n)
-            .and_then(|part| total.checked_add(part))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
 }
 
 /// Runs `command` through `ops`; returns what to print.

@@ -47,6 +47,7 @@ mod call_site;
 mod client;
 pub mod codec;
 pub mod context;
+mod duration;
 mod error;
 // The fuzz targets' and property tests' entry points (feature `fuzzing`): not an API.
 #[cfg(all(feature = "fuzzing", not(test)))]
@@ -109,6 +110,7 @@ pub use client::{
     Client, ConnectionConfig, DedicatedConnection, DriverKind, PubSub, ReconnectPolicy,
 };
 pub use codec::{Bincode, Codec, CodecKind, Json};
+pub use duration::parse_duration;
 pub use error::{Error, ErrorCode, Result};
 pub use idempotency::{Idempotency, IdempotencyConfig};
 pub use lock::{LockConfig, LockGuard, LockOptions, Locks};

@@ -17,22 +17,14 @@ use std::time::{Duration, Instant};
 
 use login::{Credentials, Throttle, Users, Welcome, account_key, app, ip_key};
 use redisx::rate_limit::Limit;
-use redisx::{ConnectionConfig, RedisX};
+use redisx::{CacheConfig, RedisX};
 use redisx_tests::http::{client, serve};
 use redisx_tests::idempotency_http::{header, problem};
 use redisx_tests::{RedisServer, eventually, unique_prefix};
 
 /// A runtime on `server` under a prefix of the test's own.
 async fn runtime(server: &RedisServer, test: &str) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&server.url()).unwrap(),
-        )
-        .key_prefix(unique_prefix(test))
-        .build()
-        .await
-        .unwrap()
+    redisx_tests::runtime(&server.url(), &unique_prefix(test), CacheConfig::default()).await
 }
 
 /// The rules under test; the test client on loopback is the trusted proxy.

@@ -16,22 +16,14 @@ use std::time::Duration;
 use payment::{ChargeRequest, Ledger, Receipt, StaleWriter, app};
 use redisx::idempotency::Status;
 use redisx::lock::LockOptions;
-use redisx::{ConnectionConfig, RedisX};
+use redisx::{CacheConfig, RedisX};
 use redisx_tests::http::{client, serve};
 use redisx_tests::idempotency_http::{header, post_key, problem, replayed};
 use redisx_tests::{RedisServer, eventually, unique_prefix};
 
 /// A runtime on `server` under a prefix of the test's own.
 async fn runtime(server: &RedisServer, test: &str) -> RedisX {
-    RedisX::builder()
-        .client(
-            "default",
-            ConnectionConfig::from_url(&server.url()).unwrap(),
-        )
-        .key_prefix(unique_prefix(test))
-        .build()
-        .await
-        .unwrap()
+    redisx_tests::runtime(&server.url(), &unique_prefix(test), CacheConfig::default()).await
 }
 
 /// The JSON body of a charge.
