@@ -22,8 +22,8 @@ macro_rules! lua {
 }
 pub(crate) use lua;
 
-/// Every built-in plugin's scripts, for preloading (and reloading after `NOSCRIPT` in a
-/// pipeline).
+/// Every built-in plugin's scripts and the ops scripts, for preloading (and reloading after
+/// `NOSCRIPT` in a pipeline).
 pub(crate) fn builtin() -> impl Iterator<Item = &'static LuaScript> {
     crate::cache::scripts::ALL
         .iter()
@@ -31,5 +31,6 @@ pub(crate) fn builtin() -> impl Iterator<Item = &'static LuaScript> {
         .chain(crate::rate_limit::scripts::ALL)
         .chain(crate::idempotency::scripts::ALL)
         .chain(crate::streams::scripts::ALL)
+        .chain(crate::ops::SCRIPTS)
         .copied()
 }

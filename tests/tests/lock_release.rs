@@ -1,6 +1,6 @@
 //! Releasing: a dropped guard's lock is released in the background, `with_lock` releases
 //! after its body (whatever the body returned) and never runs the body without the lock,
-//! `is_locked` and `force_release`. Each test runs on a standalone server and on the shared
+//! `is_locked` and `force_release`, and a release that finds the lock taken counts one loss. Each test runs on a standalone server and on the shared
 //! 3-master cluster.
 
 use std::sync::Arc;
@@ -170,6 +170,83 @@ async fn force_release_removes_whoever_holds_the_lock(topology: Topology) {
     rx.shutdown().await;
 }
 
+/// The value of `redisx_lock_lost_total` in `rx`'s metrics.
+fn lost_metric(rx: &RedisX) -> u64 {
+    rx.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("redisx_lock_lost_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("redisx_lock_lost_total in the metrics")
+}
+
+async fn a_release_that_finds_the_lock_taken_counts_one_loss(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let prefix = unique_prefix("lock_release_lost");
+    let rx = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    let other = lock_runtime(&deployment.url(), &prefix, LockConfig::default()).await;
+    let raw = deployment.raw_connection().await;
+    let no_renewal = |ms| {
+        LockOptions::new()
+            .ttl(Duration::from_millis(ms))
+            .auto_renew(false)
+    };
+
+    // Taken over before its validity deadline: only the release can find out.
+    let guard = rx
+        .locks()
+        .acquire("report", &no_renewal(3000))
+        .await
+        .unwrap();
+    assert!(other.locks().force_release("report").await.unwrap());
+    let theirs = other
+        .locks()
+        .try_acquire("report", &LockOptions::new())
+        .await
+        .unwrap()
+        .expect("the other owner takes the free lock");
+    assert_eq!(rx.locks().stats().lost, 0, "nothing noticed it yet");
+    let err = guard.release().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LockNotOwned, "{err:#}");
+    let stats = rx.locks().stats();
+    assert_eq!((stats.lost, stats.active), (1, 0), "{stats:?}");
+    assert_eq!(lost_metric(&rx), 1);
+    assert!(theirs.is_held(), "the other owner's lock is untouched");
+    assert!(rx.locks().is_locked("report").await.unwrap());
+    theirs.release().await.unwrap();
+
+    // Past its deadline the loss is counted then; the release that follows counts nothing.
+    let guard = rx
+        .locks()
+        .acquire("digest", &no_renewal(300))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("the deadline passes");
+    assert_eq!(rx.locks().stats().lost, 2);
+    let key = rx.locks().full_key("digest");
+    let expired = eventually(Duration::from_secs(2), Duration::from_millis(5), || {
+        let (mut raw, key) = (raw.clone(), key.clone());
+        async move { !exists(&mut raw, &key).await }
+    })
+    .await;
+    assert!(expired, "the key expires at its ttl");
+    let theirs = other
+        .locks()
+        .try_acquire("digest", &LockOptions::new())
+        .await
+        .unwrap()
+        .expect("the other owner takes the expired lock");
+    let err = guard.release().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LockNotOwned, "{err:#}");
+    assert_eq!(rx.locks().stats().lost, 2, "one loss, counted once");
+    assert_eq!(lost_metric(&rx), 2);
+    assert_eq!(other.locks().stats().lost, 0);
+    theirs.release().await.unwrap();
+    other.shutdown().await;
+    rx.shutdown().await;
+}
+
 async fn bad_keys_and_ttls_are_refused_before_redis(topology: Topology) {
     let deployment = Deployment::start(topology);
     let rx = start(&deployment, "lock_bad_args").await;
@@ -226,5 +303,6 @@ redisx_tests::on_topologies!(
     with_lock_releases_after_the_body_whatever_it_returned,
     with_lock_never_runs_the_body_without_the_lock,
     force_release_removes_whoever_holds_the_lock,
+    a_release_that_finds_the_lock_taken_counts_one_loss,
     bad_keys_and_ttls_are_refused_before_redis,
 );

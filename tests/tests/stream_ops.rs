@@ -1,7 +1,7 @@
 //! Looking into streams against a real Redis: `len`, `info`, `groups` and `delayed_len` of a
-//! missing stream and of a live one, `create_group` (twice is fine), the dead-letter calls on
-//! entries written by raw `XADD` (`dlq_list`, `requeue`, `requeue_all`, `purge_dlq`), and a
-//! group's `pending` summary and `lag`. Each test runs on a standalone server and on the
+//! missing stream and of a live one, `create_group` (twice is fine, and counts no failed
+//! command), the dead-letter calls on entries written by raw `XADD` (`dlq_list`, `requeue`,
+//! `requeue_all`, `purge_dlq`), and a group's `pending` summary and `lag`. Each test runs on a standalone server and on the
 //! 3-master cluster.
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -11,7 +11,7 @@ use redisx::streams::StreamsConfig;
 use redisx::testing::{Deployment, Topology};
 use redisx::{ErrorCode, RedisX};
 use redisx_tests::streams::{exists, stream_runtime_on, xrange};
-use redisx_tests::{quick_connection, unique_prefix};
+use redisx_tests::{metric_sum, quick_connection, unique_prefix};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +116,7 @@ async fn create_group_twice_is_fine_and_creates_the_stream(topology: Topology) {
     let mut raw = deployment.raw_connection().await;
     let streams = rx.streams();
 
+    let errors_before = metric_sum(&rx, "redisx_errors_total", &[]);
     assert!(
         streams.create_group("fresh", "g", "$").await.unwrap(),
         "created"
@@ -123,6 +124,24 @@ async fn create_group_twice_is_fine_and_creates_the_stream(topology: Topology) {
     assert!(
         !streams.create_group("fresh", "g", "0").await.unwrap(),
         "already there"
+    );
+    // `BUSYGROUP` is an answer, not a failed command.
+    let xgroup = |status| {
+        metric_sum(
+            &rx,
+            "redisx_commands_total",
+            &["command=\"XGROUP\"", status],
+        )
+    };
+    assert_eq!(
+        (xgroup("status=\"ok\""), xgroup("status=\"error\"")),
+        (2, 0)
+    );
+    assert_eq!(
+        metric_sum(&rx, "redisx_errors_total", &[]),
+        errors_before,
+        "{}",
+        rx.metrics_text()
     );
     assert!(
         exists(&mut raw, &format!("{prefix}stream:{{fresh}}")).await,

@@ -229,6 +229,23 @@ impl Client {
             .await
     }
 
+    /// [`query_named`](Self::query_named) for a command whose error reply `code` (e.g.
+    /// `BUSYGROUP`) is an expected answer, not a failure: `Ok(None)` then, counted as an ok
+    /// command (`status="ok"`, no `redisx_errors_total`, a span without error).
+    pub(crate) async fn query_named_or_code<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        cmd: &Cmd,
+        code: &str,
+    ) -> Result<Option<T>> {
+        self.run(name, async |conn| match cmd.query_async(conn).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code() == Some(code) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
     /// Runs your own Lua script by `EVALSHA`, the way the plugins run theirs: when the server
     /// does not know the script (`NOSCRIPT`: first use, a restart, `SCRIPT FLUSH`), it is
     /// loaded and run once more. Instrumented like [`query`](Self::query) (command

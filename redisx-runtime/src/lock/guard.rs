@@ -159,6 +159,24 @@ impl Held {
         }
     }
 
+    /// A release that ended the lock (`Released`) found it expired or held by another owner:
+    /// the lock was lost before its release, so the loss is counted and logged once. A loss
+    /// seen earlier (renewal, deadline, extend) already ended it as `Lost` and is not counted
+    /// again.
+    fn lost_at_release(&self, why: &str) {
+        let lost = self.status.send_if_modified(|s| {
+            if *s != Status::Released {
+                return false;
+            }
+            *s = Status::Lost;
+            self.shared.metrics.lost.inc();
+            true
+        });
+        if lost {
+            tracing::warn!(target: "redisx::lock", key = self.key, fencing_token = self.fence, "a held lock was lost: {why}");
+        }
+    }
+
     /// Marks the lock released by the shutdown.
     pub(crate) fn stop_for_shutdown(&self) {
         self.end(Status::Stopped);
@@ -280,7 +298,8 @@ impl LockGuard {
     /// release message on the lock's channel when a caller elsewhere waits for it. Fails with [`ErrorCode::LockNotOwned`] when the
     /// lock expired, another owner holds it (whose key is left untouched) or the runtime's
     /// shutdown released it; with the Redis error when Redis fails (the key then expires at
-    /// its ttl).
+    /// its ttl). A lock found expired or taken is a loss, logged and counted
+    /// (`redisx_lock_lost_total`) once, here unless its renewal found it first.
     ///
     /// ```no_run
     /// # #[allow(dead_code)]
@@ -302,6 +321,7 @@ impl LockGuard {
             self.done = true;
             return Err(self.not_owned("the runtime's shutdown released it"));
         }
+        // Ended before the script runs, so that no renewal races the release.
         held.end(Status::Released);
         let out = held.release_in_redis().await;
         held.unregister();
@@ -309,7 +329,7 @@ impl LockGuard {
         match out {
             Ok(true) => Ok(()),
             Ok(false) => {
-                held.lose("it expired or another owner took it before its release");
+                held.lost_at_release("it expired or another owner took it before its release");
                 Err(self.not_owned(
                     "the lock expired or another owner holds it; that owner's key was left untouched",
                 ))

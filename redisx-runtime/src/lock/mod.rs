@@ -176,10 +176,10 @@ pub(crate) struct LockKeys {
 
 /// Where a semaphore's keys sit after the lock prefix: `{lock prefix}sem:{<key>}`, apart from
 /// every lock key (`{lock prefix}{<key>}`).
-const SEMAPHORE_INFIX: &str = "sem:";
+pub(crate) const SEMAPHORE_INFIX: &str = "sem:";
 
 /// The fence counter's suffix after the lock key.
-const FENCE_SUFFIX: &str = ":fence";
+pub(crate) const FENCE_SUFFIX: &str = ":fence";
 
 /// The waiters flag's suffix after the lock key.
 const WAITERS_SUFFIX: &str = ":waiters";
@@ -230,6 +230,17 @@ impl Locks {
     /// ```
     pub fn full_key(&self, key: &str) -> String {
         self.inner.keys.full(&key::tagged(key))
+    }
+
+    /// `{app prefix}{lock prefix}`: where every lock and semaphore key starts.
+    pub(crate) fn key_prefix(&self) -> &str {
+        self.inner.keys.prefix()
+    }
+
+    /// Checks `key` as an acquisition does and builds the keys of its lock (`Kind::Lock`) or
+    /// semaphore (`Kind::Permit`, whatever the count).
+    pub(crate) fn keys_of(&self, key: &str, kind: Kind) -> Result<LockKeys> {
+        self.inner.keys_of(key, kind)
     }
 
     /// Counters of the locks since the runtime started.

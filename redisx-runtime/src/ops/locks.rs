@@ -16,23 +16,20 @@ use super::Ops;
 use crate::cache::glob::glob_escape;
 use crate::client::Client;
 use crate::error::{Error, ErrorCode, Result};
-use crate::key;
-use crate::script::lua;
+use crate::lock::{FENCE_SUFFIX, Kind, SEMAPHORE_INFIX};
+use crate::script::{LuaScript, lua};
 
 lua!(INSPECT_LOCK, "lua/inspect_lock.lua");
 lua!(INSPECT_SEMAPHORE, "lua/inspect_semaphore.lua");
+
+/// Every ops script (preloaded with the plugins' scripts).
+pub(crate) static ALL: &[&LuaScript] = &[&INSPECT_LOCK, &INSPECT_SEMAPHORE];
 
 /// Keys read per `SCAN` page (a hint to the server).
 const SCAN_COUNT: u64 = 1000;
 
 /// Keys inspected at once (one script each) while listing.
 const INSPECT_BATCH: usize = 64;
-
-/// Where a semaphore's keys sit after the lock prefix (see `lock/mod.rs`).
-const SEMAPHORE_INFIX: &str = "sem:";
-
-/// The fence counter's suffix after a lock or semaphore key.
-const FENCE_SUFFIX: &str = ":fence";
 
 /// A lock held right now, as [`Ops::held_locks`] and [`Ops::lock`] read it.
 ///
@@ -126,7 +123,7 @@ impl Ops {
         check_pattern(pattern).map_err(fail)?;
         let keys = scan(
             &client,
-            &format!("{}{{{pattern}}}", glob_escape(&prefix)),
+            &format!("{}{{{pattern}}}", glob_escape(prefix)),
             "string",
         )
         .await
@@ -134,7 +131,7 @@ impl Ops {
         let mut held = Vec::new();
         for batch in keys.chunks(INSPECT_BATCH) {
             let reads = batch.iter().filter_map(|full| {
-                let key = user_key(full, &prefix)?;
+                let key = user_key(full, prefix)?;
                 Some(inspect_lock(&client, key, full))
             });
             let found = futures_util::future::try_join_all(reads)
@@ -159,9 +156,9 @@ impl Ops {
     /// # Ok(()) }
     /// ```
     pub async fn lock(&self, key: &str) -> Result<Option<HeldLock>> {
-        let full = self.checked_key(key, "")?;
+        let keys = self.rx.locks().keys_of(key, Kind::Lock)?;
         let client = self.lock_client()?;
-        inspect_lock(&client, key, &full).await
+        inspect_lock(&client, key, &keys.lock).await
     }
 
     /// Every semaphore with at least one live lease whose key matches the glob `pattern`,
@@ -217,9 +214,10 @@ impl Ops {
     /// # Ok(()) }
     /// ```
     pub async fn semaphore(&self, key: &str) -> Result<Option<HeldSemaphore>> {
-        let full = self.checked_key(key, SEMAPHORE_INFIX)?;
+        // The permit count plays no part in the keys.
+        let keys = self.rx.locks().keys_of(key, Kind::Permit(1))?;
         let client = self.lock_client()?;
-        inspect_semaphore(&client, key, &full).await
+        inspect_semaphore(&client, key, &keys.lock).await
     }
 
     /// Removes the lock on `key` whoever holds it, for a holder known to be dead:
@@ -240,10 +238,8 @@ impl Ops {
     }
 
     /// `{app prefix}{lock prefix}`: where every lock key starts.
-    fn lock_prefix(&self) -> String {
-        let mut s = self.rx.key_prefix().to_owned();
-        s.push_str(self.rx.locks().config().key_prefix_value());
-        s
+    fn lock_prefix(&self) -> &str {
+        self.rx.locks().key_prefix()
     }
 
     /// The client the locks use: their configured one, else the default.
@@ -252,21 +248,6 @@ impl Ops {
             Some(name) => self.rx.named_client(name),
             None => self.rx.try_client(),
         }
-    }
-
-    /// Checks `key` as the locks do and builds its Redis key `{lock prefix}{infix}{<key>}`.
-    fn checked_key(&self, key: &str, infix: &str) -> Result<String> {
-        let cfg = self.rx.locks().config();
-        key::check(key, cfg.max_key_len_value(), ErrorCode::LockKeyInvalid)?;
-        let full = format!("{}{infix}{{{key}}}", self.lock_prefix());
-        if key::slot(&full) != key::slot(&format!("{full}{FENCE_SUFFIX}")) {
-            return Err(Error::new(
-                ErrorCode::LockKeyInvalid,
-                "the lock key's braces break its hash tag (no lock can be taken on it)",
-            )
-            .with_context("key", key.escape_debug().to_string()));
-        }
-        Ok(full)
     }
 }
 

@@ -44,6 +44,7 @@
 
 mod locks;
 
+pub(crate) use locks::ALL as SCRIPTS;
 pub use locks::{HeldLock, HeldSemaphore, Lease};
 
 pub use crate::rate_limit::{Algorithm, Decision, Limit};

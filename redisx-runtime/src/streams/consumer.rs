@@ -197,6 +197,7 @@ impl<T: DeserializeOwned + 'static> Consumer<T> {
             order_gen: std::sync::atomic::AtomicU64::new(0),
             aborting: AtomicBool::new(false),
             abort: Notify::new(),
+            gauges_due: Notify::new(),
         });
         {
             let mut running = self.shared.registry();
@@ -230,6 +231,10 @@ impl<T: DeserializeOwned + 'static> Consumer<T> {
         tokio::spawn(watched(
             life.guard("a stream consumer's reclaimer"),
             engine.clone().reclaim_loop(),
+        ));
+        tokio::spawn(watched(
+            life.guard("a stream consumer's gauge refresh"),
+            engine.clone().gauge_loop(),
         ));
         Ok(ConsumerHandle { engine, id })
     }

@@ -74,6 +74,8 @@ pub(crate) struct Engine {
     pub(crate) acker: super::acker::Acker,
     /// The consumer's metric handles.
     pub(crate) metrics: super::stats::GroupMetrics,
+    /// Wakes the gauge refresh early (a message went to the DLQ).
+    pub(crate) gauges_due: Notify,
 }
 
 impl Engine {
@@ -415,6 +417,7 @@ impl Engine {
             inv.arg(*name).arg(value.as_slice());
         }
         let _: Option<String> = self.shared.client()?.invoke(&inv).await?;
+        self.gauges_due.notify_one();
         Ok(())
     }
 

@@ -356,24 +356,23 @@ impl Shared {
             )
             .with_context("group", group)
         };
+        // An existing group (every restart of a consumer) is an expected answer, not counted
+        // as a failed command.
         let created = self
             .client()
             .map_err(fail)?
-            .query::<()>(
+            .query_named_or_code::<()>(
+                "XGROUP",
                 redis::cmd("XGROUP")
                     .arg("CREATE")
                     .arg(key)
                     .arg(group)
                     .arg(start_id)
                     .arg("MKSTREAM"),
+                "BUSYGROUP",
             )
-            .await;
-        match created {
-            Ok(()) => Ok(true),
-            Err(e) if e.redis_error().and_then(redis::RedisError::code) == Some("BUSYGROUP") => {
-                Ok(false)
-            }
-            Err(e) => Err(fail(e)),
-        }
+            .await
+            .map_err(fail)?;
+        Ok(created.is_some())
     }
 }

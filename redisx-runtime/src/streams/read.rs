@@ -1,6 +1,7 @@
 //! A consumer's background loops: reading new messages (`XREADGROUP` on a connection of its
-//! own), moving due delayed messages into the stream, and reclaiming the messages of consumers
-//! that stopped. Each backs off when Redis fails and resumes by itself.
+//! own), moving due delayed messages into the stream, reclaiming the messages of consumers
+//! that stopped (`reclaim.rs`), and refreshing the lag and DLQ length gauges. Each backs off
+//! when Redis fails and resumes by itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -158,10 +159,67 @@ impl Engine {
         let (moved, next, malformed): (u64, i64, u64) = self.shared.client()?.invoke(&inv).await?;
         if malformed > 0 {
             tracing::error!(target: "redisx::streams", stream = %self.name, malformed, "delayed messages that do not parse were moved to the DLQ");
+            self.gauges_due.notify_one();
         }
         Ok((moved, u64::try_from(next).ok().map(Duration::from_millis)))
     }
+
+    /// Refreshes the group's lag and the DLQ length gauges until the consumer stops: at the
+    /// start, every [`GAUGES_EVERY`], and [`GAUGES_AFTER_DEAD_LETTER`] after a message went to
+    /// the DLQ (dead letters in a burst share one refresh). Off the read path: a task of its
+    /// own, two commands per refresh.
+    pub(crate) async fn gauge_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = self.stopped() => return,
+                () = self.refresh_gauges() => {}
+            }
+            let early = tokio::select! {
+                () = self.stopped() => return,
+                () = tokio::time::sleep(GAUGES_EVERY) => false,
+                () = self.gauges_due.notified() => true,
+            };
+            if early && !self.pause(GAUGES_AFTER_DEAD_LETTER).await {
+                return;
+            }
+        }
+    }
+
+    /// One refresh: `XINFO GROUPS` of the stream (the lag of each of its groups, this one's
+    /// included) and `XLEN` of its DLQ (when the DLQ is on). A failure leaves the last values.
+    async fn refresh_gauges(&self) {
+        if let Err(e) = self.shared.groups(&self.name, &self.keys.stream).await {
+            tracing::debug!(target: "redisx::streams", stream = %self.name, group = %self.opts.group, error = %format_args!("{e:#}"), "reading the group's lag failed");
+        }
+        if !self.shared.cfg.dlq {
+            return;
+        }
+        let len: Result<u64> = match self.shared.client() {
+            Ok(client) => client.query(redis::cmd("XLEN").arg(&self.keys.dlq)).await,
+            Err(e) => Err(e),
+        };
+        match len {
+            Ok(n) => {
+                self.shared
+                    .metrics
+                    .dlq_length
+                    .get_or_create(&super::stats::StreamLabels {
+                        stream: self.name.to_string(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            Err(e) => {
+                tracing::debug!(target: "redisx::streams", stream = %self.name, error = %format_args!("{e:#}"), "reading the DLQ length failed");
+            }
+        }
+    }
 }
+
+/// How often a consumer refreshes its lag and DLQ length gauges.
+const GAUGES_EVERY: Duration = Duration::from_secs(10);
+
+/// How long after a dead letter the gauges are refreshed (the wait gathers a burst).
+const GAUGES_AFTER_DEAD_LETTER: Duration = Duration::from_secs(1);
 
 /// What a reader knows of its group.
 #[derive(Clone, Copy, PartialEq, Eq)]

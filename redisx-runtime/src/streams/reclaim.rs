@@ -160,8 +160,11 @@ impl Engine {
             }
             Err(e) => Err(e),
         };
-        if let Err(e) = r {
-            tracing::error!(target: "redisx::streams", stream = %self.name, id, error = %format_args!("{e:#}"), "recording a lost message in the DLQ failed");
+        match r {
+            Ok(_) => self.gauges_due.notify_one(),
+            Err(e) => {
+                tracing::error!(target: "redisx::streams", stream = %self.name, id, error = %format_args!("{e:#}"), "recording a lost message in the DLQ failed");
+            }
         }
     }
 

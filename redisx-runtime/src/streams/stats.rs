@@ -9,10 +9,13 @@
 //! | `redisx_stream_processing_duration_seconds` | histogram | `stream`, `group` |
 //! | `redisx_stream_publish_duration_seconds` | histogram | `stream` |
 //! | `redisx_stream_lag` | gauge | `stream`, `group` |
+//! | `redisx_stream_dlq_length` | gauge | `stream` |
 //! | `redisx_stream_in_flight` | gauge | |
 //! | `redisx_stream_trimmed_pending_total` | counter | `stream`, `group` |
 //!
-//! `stream` is the stream's name as given (not its key).
+//! `stream` is the stream's name as given (not its key). Each running consumer refreshes its
+//! group's lag and its stream's DLQ length every 10 s (and soon after it dead-letters a
+//! message); reading the lag (`lag`, `groups`, `info`) sets it too.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -89,6 +92,7 @@ pub(crate) struct StreamMetrics {
     pub(crate) processing: Family<GroupLabels, Histogram, fn() -> Histogram>,
     pub(crate) publish_duration: Family<StreamLabels, Histogram, fn() -> Histogram>,
     pub(crate) lag: Family<GroupLabels, Gauge>,
+    pub(crate) dlq_length: Family<StreamLabels, Gauge>,
     pub(crate) in_flight: Gauge,
     pub(crate) trimmed_pending: Family<GroupLabels, Counter>,
 }
@@ -102,6 +106,7 @@ impl StreamMetrics {
             processing: Family::new_with_constructor(histogram),
             publish_duration: Family::new_with_constructor(histogram),
             lag: Family::default(),
+            dlq_length: Family::default(),
             in_flight: Gauge::default(),
             trimmed_pending: Family::default(),
         };
@@ -131,8 +136,13 @@ impl StreamMetrics {
         );
         r.register(
             "stream_lag",
-            "Entries not yet delivered to the group (XINFO GROUPS lag), by stream and group, as last read",
+            "Entries not yet delivered to the group (XINFO GROUPS lag), by stream and group, as last read (by its consumers every 10 s)",
             m.lag.clone(),
+        );
+        r.register(
+            "stream_dlq_length",
+            "Entries in the stream's dead-letter stream (XLEN), as last read (by its consumers every 10 s and after a dead letter)",
+            m.dlq_length.clone(),
         );
         r.register(
             "stream_in_flight",
@@ -192,12 +202,18 @@ mod tests {
             })
             .inc();
         m.in_flight.inc();
+        m.dlq_length
+            .get_or_create(&StreamLabels {
+                stream: "orders".to_owned(),
+            })
+            .set(3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry.lock().unwrap()).unwrap();
         for line in [
             "redisx_stream_messages_consumed_total{stream=\"orders\",group=\"billing\",status=\"retry\"} 1",
             "redisx_stream_messages_published_total{stream=\"orders\"} 1",
             "redisx_stream_in_flight 1",
+            "redisx_stream_dlq_length{stream=\"orders\"} 3",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
