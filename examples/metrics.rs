@@ -20,8 +20,8 @@
 //! order once per `Idempotency-Key` (`rx.idempotency().run`), under the customer's lock, with
 //! the price from the cache, and publishes it to the `orders` stream; [`start_fulfilment`]
 //! consumes it (one retry, then the DLQ). `GET /metrics` reads the group's lag first:
-//! `redisx_stream_lag` holds the lag as last read (by the publishing runtime's trim every
-//! 10 s, or by `lag`, `groups`, `info`), and a consumer alone never reads it.
+//! `redisx_stream_lag` holds the lag as last read (by each running consumer every 10 s, or by
+//! `lag`, `groups`, `info`), and a scrape wants it current.
 
 #[path = "support/server.rs"]
 mod server;
@@ -196,10 +196,9 @@ pub fn app(rx: RedisX, metrics: ShopMetrics, payment_latency: Duration) -> Route
 
 /// `GET /metrics`.
 async fn scrape(State(app): State<AppState>) -> Response {
-    // `redisx_stream_lag` is set when something reads the group's lag (the publishing
-    // runtime's trim, every 10 s; `lag`, `groups`, `info`): read it now, so the scrape is
-    // current even in a process that only consumes. A failure (Redis down, no group yet)
-    // leaves the last value: a scrape must not fail for it.
+    // `redisx_stream_lag` is set when something reads the group's lag (each running consumer,
+    // every 10 s; `lag`, `groups`, `info`): read it now, so the scrape is current. A failure
+    // (Redis down, no group yet) leaves the last value: a scrape must not fail for it.
     let _ = app.rx.streams().lag(STREAM, GROUP).await;
     ([(CONTENT_TYPE, OPENMETRICS)], app.rx.metrics_text()).into_response()
 }
