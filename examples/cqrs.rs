@@ -27,12 +27,11 @@
 //! so is an event for a product the read side never saw (its tags are invalidated like any
 //! other's, which also drops a cached 404).
 //!
-//! The consumer is started with `rx.streams().consumer(..)`, not `#[stream_consumer]`: the two
-//! instances of this process must be two consumers of [`GROUP`], but the attribute's `consumer`
-//! is a literal fixed at compile time, and its default, `{hostname}-{pid}`, is shared by both
-//! runtimes, which would join the group as one consumer (a name is refused twice only within
-//! one runtime). With one instance per process the attribute would do: its handler runs in the
-//! consuming runtime's scope, so `RedisX::current()` there reaches that instance's cache.
+//! The consumer is started with `rx.streams().consumer(..)`, not `#[stream_consumer]`, to name
+//! each instance's consumer after the instance (the attribute's `consumer` is a literal fixed
+//! at compile time; its default, `{hostname}-{pid}` with `-2` for the second runtime of a
+//! process, would keep the two apart as well, under less telling names). The handler runs in
+//! the consuming runtime's scope, so `RedisX::current()` there reaches that instance's cache.
 
 #[path = "support/server.rs"]
 mod server;

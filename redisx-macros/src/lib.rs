@@ -407,7 +407,7 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   another claims it (default 30 s); `claim_idle = "off"` turns automatic reclaim off (a
 ///   zero duration is an error, as everywhere).
 /// - `consumer = "billing-1"`: this process's consumer name in the group (default
-///   `{hostname}-{pid}`).
+///   `{hostname}-{pid}`, with `-2`, `-3`, .. in the second, third, .. runtime of the process).
 /// - `start_id = "0"`: where the group starts when this consumer creates it: `"$"` (default,
 ///   messages published from then on), `"0"` (the whole stream, e.g. events accepted before
 ///   any consumer ran) or a stream id.

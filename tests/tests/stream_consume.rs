@@ -318,3 +318,84 @@ redisx_tests::on_topologies!(
     [flavor = "multi_thread", worker_threads = 2]
     a_handler_runs_in_the_consuming_runtime_s_scope
 );
+
+/// Two runtimes of one process consuming one group without naming their consumers are two
+/// consumers to Redis (their default names differ), each handling its own deliveries.
+async fn two_runtimes_are_two_consumers_by_default(topology: Topology) {
+    let deployment = Deployment::start(topology);
+    let prefix = unique_prefix("stream_names");
+    let build = || async {
+        RedisX::builder()
+            .client(
+                "default",
+                redisx::ConnectionConfig::from_url(&deployment.url()).unwrap(),
+            )
+            .key_prefix(prefix.clone())
+            .streams(quick())
+            .build()
+            .await
+            .unwrap()
+    };
+    let (a, b) = (build().await, build().await);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let mut consumers = Vec::new();
+    for rx in [&a, &b] {
+        let handled = handled.clone();
+        let handle = rx
+            .streams()
+            .consumer(
+                "jobs",
+                ConsumerOptions::new("workers").block(Duration::from_millis(200)),
+                move |_: Message<Job>| {
+                    let handled = handled.clone();
+                    async move {
+                        handled.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, Error>(())
+                    }
+                },
+            )
+            .start()
+            .await
+            .unwrap();
+        consumers.push(handle);
+    }
+    let keys = a.streams().keys("jobs", false).unwrap();
+    let mut raw = deployment.raw_connection().await;
+    for n in 0..4 {
+        add(&mut raw, &keys.stream, &Job { n }).await;
+    }
+    let all = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || async { handled.load(Ordering::SeqCst) == 4 },
+    )
+    .await;
+    assert!(all, "handled {}", handled.load(Ordering::SeqCst));
+    // A consumer joins the group with its first read: wait for both (a loaded machine may
+    // have let one runtime handle all four before the other's first read).
+    let two = eventually(Duration::from_secs(5), Duration::from_millis(20), || {
+        let (stream, mut raw) = (keys.stream.clone(), raw.clone());
+        async move {
+            let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&stream)
+                .arg("workers")
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            consumers.len() == 2
+        }
+    })
+    .await;
+    assert!(two, "two consumers in the group");
+    for h in &consumers {
+        h.stop().await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+redisx_tests::on_topologies!(
+    [flavor = "multi_thread", worker_threads = 2]
+    two_runtimes_are_two_consumers_by_default
+);

@@ -250,8 +250,10 @@ impl ConsumerOptions {
         }
     }
 
-    /// The consumer's name in its group (default `{hostname}-{pid}`); two consumers of one
-    /// process may not share a name in one group.
+    /// The consumer's name in its group (default `{hostname}-{pid}`, and `{hostname}-{pid}-2`,
+    /// `-3`, .. in the second, third, .. runtime built in the process, so that two runtimes
+    /// never share one). Two consumers of one runtime may not share a name in one group; give
+    /// those of two runtimes different names too, or they are one consumer to Redis.
     pub fn consumer(mut self, name: &str) -> Self {
         self.consumer = Some(name.to_owned());
         self
@@ -332,13 +334,20 @@ impl ConsumerOptions {
     }
 }
 
-/// The default consumer name: `{hostname}-{pid}`.
+/// The default consumer name of a new runtime's streams: `{hostname}-{pid}` for the first
+/// runtime of the process, `{hostname}-{pid}-{n}` for the `n`th.
 pub(crate) fn default_consumer_name() -> String {
+    // The runtimes built in this process, so that two of them never share a consumer name.
+    static RUNTIMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nth = RUNTIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
-    format!("{host}-{}", std::process::id())
+    match nth {
+        1 => format!("{host}-{}", std::process::id()),
+        n => format!("{host}-{}-{n}", std::process::id()),
+    }
 }

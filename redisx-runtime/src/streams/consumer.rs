@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::engine::{Delivery, Engine, OrderingKey, Outcome, Run};
 use super::message::{self, Message};
-use super::{ConsumerOptions, Shared, Streams, config};
+use super::{ConsumerOptions, Shared, Streams};
 use crate::error::{Error, ErrorCode, Result};
 use crate::life::watched;
 
@@ -166,7 +166,7 @@ impl<T: DeserializeOwned + 'static> Consumer<T> {
             .opts
             .consumer
             .clone()
-            .unwrap_or_else(config::default_consumer_name);
+            .unwrap_or_else(|| self.shared.default_consumer.clone());
         let id = (
             keys.stream.clone(),
             self.opts.group.clone(),

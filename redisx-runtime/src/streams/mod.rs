@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) wait_pool: crate::client::WaitPool,
     /// The consumers running in this process.
     pub(crate) consumers: consumer::Registry,
+    /// The name of this runtime's consumers when their options give none.
+    pub(crate) default_consumer: String,
     /// The runtime this service belongs to (set once it is built): handlers run in its
     /// scope. Weak: the runtime owns this service.
     pub(crate) runtime: std::sync::OnceLock<std::sync::Weak<crate::runtime::Inner>>,
@@ -124,6 +126,7 @@ impl Streams {
                 trims: trim::Trims::default(),
                 wait_pool: crate::client::WaitPool::default(),
                 consumers: consumer::Registry::default(),
+                default_consumer: config::default_consumer_name(),
                 runtime: std::sync::OnceLock::new(),
             }),
         })
