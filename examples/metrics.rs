@@ -23,6 +23,8 @@
 //! `redisx_stream_lag` holds the lag as last read (by each running consumer every 10 s, or by
 //! `lag`, `groups`, `info`), and a scrape wants it current.
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "support/server.rs"]
 mod server;
 
@@ -414,22 +416,6 @@ async fn post_order(
     Ok((res.status().as_u16(), res.text().await?))
 }
 
-/// Waits up to 5 s for `done`.
-async fn wait_for<F, Fut>(what: &str, mut done: F) -> Result<(), DemoError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = redisx::Result<bool>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done().await? {
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 /// Plays the demo's traffic against the app at `base` (served with `rx`, whose fulfilment
 /// consumer runs), drives what traffic alone does not show, and waits for the warehouse to
 /// finish; returns one line per thing observed. Afterwards every redisx metric family has
@@ -445,7 +431,7 @@ pub async fn exercise(
 
     // The stream: every order shipped or dead-lettered (the lamp after its retry, the
     // crashed consumer's order as lost), nothing pending or delayed.
-    wait_for("the warehouse to finish", || async {
+    client::wait_for("the warehouse to finish", || async {
         let info = rx.streams().info(STREAM).await?.unwrap_or_default();
         let idle = info
             .groups
@@ -482,7 +468,7 @@ async fn play_orders(
         let (http, base) = (http.clone(), base.to_owned());
         async move { post_order(&http, &base, "a-2", "alice", "mug").await }
     });
-    wait_for("order a-2 to run", || async {
+    client::wait_for("order a-2 to run", || async {
         let record = rx.idempotency().get("order:a-2").await?;
         Ok(record.is_some_and(|r| r.status() == Status::Processing))
     })

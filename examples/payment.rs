@@ -20,6 +20,8 @@
 //! [`Ledger`], which accepts a write only with a larger token than the last one it accepted
 //! for that account.
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "support/server.rs"]
 mod server;
 
@@ -245,17 +247,8 @@ async fn send(
     key: &str,
     req: &ChargeRequest,
 ) -> Result<(u16, bool, String), Box<dyn std::error::Error>> {
-    let res = c
-        .post(url)
-        .header("idempotency-key", key)
-        .body(serde_json::to_string(req)?)
-        .send()
-        .await?;
-    let replayed = res
-        .headers()
-        .get("idempotency-replayed")
-        .is_some_and(|v| v == "true");
-    Ok((res.status().as_u16(), replayed, res.text().await?))
+    let body = serde_json::to_string(req)?;
+    Ok(client::post(c, url, ("idempotency-key", key), body).await?)
 }
 
 #[tokio::main]

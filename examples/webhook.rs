@@ -25,6 +25,8 @@
 //! [`MAX_RETRIES`] retries the message goes to the DLQ with the error; `rx.streams().dlq_list`
 //! shows it and `requeue` sends it again.
 
+#[path = "support/client.rs"]
+mod client;
 #[path = "support/server.rs"]
 mod server;
 
@@ -298,43 +300,6 @@ async fn receive(
     }
 }
 
-/// POSTs `body` to `url` as the event `id`; returns the status, whether it was a replay, and
-/// the body.
-async fn send(
-    c: &reqwest::Client,
-    url: &str,
-    id: &str,
-    body: &str,
-) -> Result<(u16, bool, String), Box<dyn std::error::Error>> {
-    let res = c
-        .post(url)
-        .header(EVENT_ID, id)
-        .body(body.to_owned())
-        .send()
-        .await?;
-    let replayed = res
-        .headers()
-        .get("idempotency-replayed")
-        .is_some_and(|v| v == "true");
-    Ok((res.status().as_u16(), replayed, res.text().await?))
-}
-
-/// Checks `done` every 20 ms until it holds; an error after 5 s.
-async fn wait_for<F, Fut>(what: &str, mut done: F) -> Result<(), Box<dyn std::error::Error>>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = redisx::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !done().await? {
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 /// An event body as JSON text.
 fn event_body(kind: &str, data: serde_json::Value) -> Result<String, serde_json::Error> {
     serde_json::to_string(&WebhookBody {
@@ -375,11 +340,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "invoice.paid",
         serde_json::json!({"invoice": "in_1", "amount": 4200}),
     )?;
-    let (status, replayed, body) = send(&c, &base, "evt_1001", &paid).await?;
+    let (status, replayed, body) =
+        client::post(&c, &base, (EVENT_ID, "evt_1001"), paid.clone()).await?;
     println!("--> event evt_1001:        {status} replayed={replayed} {body}");
-    let (status, replayed, body) = send(&c, &base, "evt_1001", &paid).await?;
+    let (status, replayed, body) =
+        client::post(&c, &base, (EVENT_ID, "evt_1001"), paid.clone()).await?;
     println!("--> redelivered evt_1001:  {status} replayed={replayed} {body}");
-    wait_for("evt_1001 to be delivered", || async {
+    client::wait_for("evt_1001 to be delivered", || async {
         Ok(sink.applied("evt_1001").is_some())
     })
     .await?;
@@ -394,9 +361,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "charge.refunded",
         serde_json::json!({"charge": "ch_7", "customer": "cus_42"}),
     )?;
-    let (status, replayed, body) = send(&c, &base, "evt_1002", &refunded).await?;
+    let (status, replayed, body) =
+        client::post(&c, &base, (EVENT_ID, "evt_1002"), refunded.clone()).await?;
     println!("--> event evt_1002:        {status} replayed={replayed} {body}");
-    wait_for("evt_1002 to reach the DLQ", || async {
+    client::wait_for("evt_1002 to reach the DLQ", || async {
         Ok(rx.streams().dlq_len(STREAM).await? == 1)
     })
     .await?;
@@ -418,7 +386,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sink.repair("evt_1002");
     let requeued = rx.streams().requeue(STREAM, &dead.id).await?;
     println!("--> fixed downstream, requeued as {requeued:?}");
-    wait_for("evt_1002 to be delivered", || async {
+    client::wait_for("evt_1002 to be delivered", || async {
         Ok(sink.applied("evt_1002").is_some())
     })
     .await?;
@@ -430,7 +398,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Not an event: refused before anything is published.
     let before = rx.streams().len(STREAM).await?;
-    let (status, _, body) = send(&c, &base, "evt_1003", "{\"kind\":").await?;
+    let (status, _, body) =
+        client::post(&c, &base, (EVENT_ID, "evt_1003"), "{\"kind\":".to_owned()).await?;
     println!(
         "--> malformed evt_1003:    {status} {body} (stream entries {before} -> {})",
         rx.streams().len(STREAM).await?

@@ -30,6 +30,8 @@
 //! With `--serve` it serves until SIGTERM or ctrl-c ([`app::shutdown_signal`]), or a line on
 //! stdin, then shuts down gracefully as [`app::run`] says.
 
+#[path = "../support/client.rs"]
+mod client;
 #[path = "../support/server.rs"]
 mod server;
 
@@ -40,7 +42,6 @@ pub mod otlp;
 pub mod shop;
 
 use std::error::Error;
-use std::time::Duration;
 
 use redisx::RedisX;
 use redisx::lock::LockOptions;
@@ -174,7 +175,7 @@ async fn demo(base: &str, service: &Service) -> Result<(), Box<dyn Error>> {
     let (status, _, body) = post_order(&c, base, DEMO_ORDERS[1], &too_much).await?;
     println!("--> POST /api/orders (3 more kettles): {status} {body}");
 
-    wait_for("the warehouse to ship demo-order-1", || {
+    client::wait_for("the warehouse to ship demo-order-1", || {
         std::future::ready(Ok(!service.warehouse().shipped().is_empty()))
     })
     .await?;
@@ -236,7 +237,7 @@ async fn shutdown_demo(
     // The carrier is slow today: the next order stays in the warehouse until it resumes.
     service.warehouse().pause();
     let (status, _, _) = post_order(&c, base, DEMO_ORDERS[2], &order("acct-2", 1, 1)).await?;
-    wait_for("the warehouse to start on demo-order-3", || {
+    client::wait_for("the warehouse to start on demo-order-3", || {
         std::future::ready(Ok(service.warehouse().working() == 1))
     })
     .await?;
@@ -244,7 +245,7 @@ async fn shutdown_demo(
         "--> POST /api/orders: {status}; shutting down while demo-order-3 ships and `report:nightly` is held"
     );
     let _ = stop.send(());
-    wait_for("the shutdown to begin", || {
+    client::wait_for("the shutdown to begin", || {
         std::future::ready(Ok(rx.is_shut_down()))
     })
     .await?;
@@ -320,22 +321,6 @@ fn header(res: &reqwest::Response, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
-}
-
-/// Checks `done` every 20 ms until it holds; an error after 5 s.
-async fn wait_for<F, Fut>(what: &str, mut done: F) -> Result<(), Box<dyn Error>>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = redisx::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !done().await? {
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }
 
 /// Trace export, when the `otlp` feature is on and `--otlp` or the environment asks for it.
