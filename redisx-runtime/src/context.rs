@@ -196,6 +196,22 @@ pub fn keys<S: AsRef<str>>(keys: &[S], names: &[&str]) -> Result<Vec<String>> {
         .collect())
 }
 
+/// [`keys`] in place, for keys and tags an attribute rendered: unvaried ones are checked and
+/// kept as they are, varied ones get the segment in front.
+pub(crate) fn vary_rendered(mut rendered: Vec<String>, names: &[&str]) -> Result<Vec<String>> {
+    if names.is_empty() {
+        for k in &rendered {
+            unvaried(k)?;
+        }
+        return Ok(rendered);
+    }
+    let seg = segment(names)?;
+    for k in &mut rendered {
+        k.insert_str(0, &seg);
+    }
+    Ok(rendered)
+}
+
 /// `key`, refused when it starts with [`SEGMENT_PREFIX`] (only a varied call may name a
 /// context's keys).
 pub(crate) fn unvaried(key: &str) -> Result<&str> {

@@ -73,22 +73,12 @@ impl CachedSpec {
         self
     }
 
-    /// The call's key and tags varied by the context (see [`crate::context`]); `None` (said
-    /// once per call site) when they cannot be: the call then leaves the cache alone.
-    fn vary(
-        &self,
-        key: &str,
-        tags: &[String],
-        what: &str,
-    ) -> Option<(Option<String>, Vec<String>)> {
-        let varied = if self.vary_by.is_empty() && !key.starts_with(context::SEGMENT_PREFIX) {
-            context::keys(tags, &[]).map(|tags| (None, tags))
-        } else {
-            context::key(key, self.vary_by)
-                .and_then(|k| Ok((Some(k), context::keys(tags, self.vary_by)?)))
-        };
-        match varied {
-            Ok(v) => Some(v),
+    /// Keys or tags this call site rendered, varied by the context (see [`crate::context`]);
+    /// `None` (said once per call site, with `what` the call does then) when they cannot be:
+    /// the call leaves the cache alone.
+    fn vary(&self, rendered: Vec<String>, what: &str) -> Option<Vec<String>> {
+        match context::vary_rendered(rendered, self.vary_by) {
+            Ok(varied) => Some(varied),
             Err(e) => {
                 if !self.context_warned.swap(true, Ordering::Relaxed) {
                     tracing::error!(target: "redisx::cache",
@@ -432,13 +422,13 @@ fn probe<T>(
             hash: Some(hash),
         } => KeyBuf::render(format_args!("{}::{}:{hash:016x}", spec.module, spec.name)),
     };
-    let (varied, tags) = if spec.vary_by.is_empty() && tags.is_empty() {
-        if buf.as_str().starts_with(context::SEGMENT_PREFIX) {
-            spec.vary(buf.as_str(), &[], CONTEXT_UNCACHED)?;
-        }
-        (None, Vec::new())
+    // A key that varies is built before the L1 probe (L1 holds varied keys); an unvaried one
+    // is only checked, so a hit stays allocation-free.
+    let varied = if spec.vary_by.is_empty() && !buf.as_str().starts_with(context::SEGMENT_PREFIX) {
+        None
     } else {
-        spec.vary(buf.as_str(), &call_site::render(tags), CONTEXT_UNCACHED)?
+        let key = spec.vary(vec![buf.as_str().to_owned()], CONTEXT_UNCACHED)?;
+        key.into_iter().next()
     };
     let key = varied.as_deref().unwrap_or(buf.as_str());
     if let Some(v) = cache.l1_peek::<T>(key, spec.mode, erasure) {
@@ -451,6 +441,7 @@ fn probe<T>(
         Some(key) => key,
         None => buf.into_string(),
     };
+    let tags = spec.vary(call_site::render(tags), CONTEXT_UNCACHED)?;
     Some(CachedCall {
         state: State::Miss(Miss {
             cache: cache.clone(),

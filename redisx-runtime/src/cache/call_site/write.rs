@@ -44,8 +44,12 @@ pub fn cache_evict(
     vary_by: &'static [&'static str],
 ) -> EvictCall {
     let cache = call_site::with_runtime(runtime, &NO_RUNTIME, |rt| rt.map(|rt| rt.cache().clone()));
-    let varied = context::keys(&call_site::render(keys), vary_by)
-        .and_then(|keys| Ok((keys, context::keys(&call_site::render(tags), vary_by)?)));
+    let varied = context::vary_rendered(call_site::render(keys), vary_by).and_then(|keys| {
+        Ok((
+            keys,
+            context::vary_rendered(call_site::render(tags), vary_by)?,
+        ))
+    });
     match varied {
         Ok((keys, tags)) => EvictCall {
             cache,
@@ -126,17 +130,13 @@ pub fn cache_put<T>(
     PutCall {
         target: call_site::with_runtime(runtime, &NO_RUNTIME, |rt| {
             let rt = rt?;
-            let key = fmt::format(key);
-            let (varied, tags) = spec.vary(
-                &key,
-                &call_site::render(tags),
-                "this #[cache_put] function's key cannot vary by the task's context: its value is not written (enter the context with Context::scope)",
-            )?;
-            Some((
-                rt.cache().clone(),
-                varied.unwrap_or(key),
-                spec.options(tags),
-            ))
+            let what = "this #[cache_put] function's key cannot vary by the task's context: its value is not written (enter the context with Context::scope)";
+            let key = spec
+                .vary(vec![fmt::format(key)], what)?
+                .into_iter()
+                .next()?;
+            let tags = spec.vary(call_site::render(tags), what)?;
+            Some((rt.cache().clone(), key, spec.options(tags)))
         }),
         _value: PhantomData,
     }
