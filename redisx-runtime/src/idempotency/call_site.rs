@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::run::{NotRecorded, Recorded};
 use super::{Fingerprint, Idempotency, IdempotencyOptions};
 use crate::call_site::{self, NoRuntime};
 use crate::context;
@@ -188,7 +189,8 @@ impl IdempotentCall {
         let body = Box::pin(body);
         async move {
             let (idem, key, fp) = self.target?;
-            idem.run(&key, &fp, &self.spec.options(), body).await
+            idem.run_with::<T, E, F, NotRecorded>(&key, &fp, &self.spec.options(), body)
+                .await
         }
     }
 
@@ -204,7 +206,7 @@ impl IdempotentCall {
         let body = Box::pin(body);
         async move {
             let (idem, key, fp) = self.target?;
-            idem.run_recording_errors(&key, &fp, &self.spec.options(), body)
+            idem.run_with::<T, E, F, Recorded<E>>(&key, &fp, &self.spec.options(), body)
                 .await
         }
     }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,14 +15,14 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::rate_limit::ErrorPolicy;
 
 /// How a call's `Err` is kept: not at all (the record fails), or recorded and replayed.
-trait Errors<E> {
+pub(crate) trait Errors<E> {
     /// The encoding of an `Err` to record, or `None` (the claim fails instead).
     fn encode(e: &E) -> Option<Result<Vec<u8>>>;
     /// A recorded `Err`, decoded for a replay.
     fn decode(key: &str, bytes: &[u8]) -> Result<E>;
 }
 
-struct NotRecorded;
+pub(crate) struct NotRecorded;
 
 impl<E> Errors<E> for NotRecorded {
     fn encode(_: &E) -> Option<Result<Vec<u8>>> {
@@ -36,7 +37,7 @@ impl<E> Errors<E> for NotRecorded {
     }
 }
 
-struct Recorded<E>(PhantomData<E>);
+pub(crate) struct Recorded<E>(PhantomData<E>);
 
 impl<E: Serialize + DeserializeOwned> Errors<E> for Recorded<E> {
     fn encode(e: &E) -> Option<Result<Vec<u8>>> {
@@ -161,12 +162,15 @@ impl Idempotency {
         self.run_with::<T, E, _, Recorded<E>>(key, fingerprint, opts, Box::pin(body))
     }
 
-    async fn run_with<T, E, F, R>(
+    /// [`run`](Self::run) (`R` = [`NotRecorded`]) or
+    /// [`run_recording_errors`](Self::run_recording_errors) (`R` = [`Recorded`]) on a body
+    /// boxed already (those two box it; so does the attribute's call site).
+    pub(crate) async fn run_with<T, E, F, R>(
         &self,
         key: &str,
         fingerprint: &str,
         opts: &IdempotencyOptions,
-        body: F,
+        body: Pin<Box<F>>,
     ) -> std::result::Result<T, E>
     where
         T: Serialize + DeserializeOwned,

@@ -225,7 +225,7 @@ impl WithLockCall {
         let body = Box::pin(body);
         async move {
             let (locks, key) = self.target?;
-            locks.with_lock_using(&key, &self.call, body).await
+            locks.with_lock_boxed(&key, &self.call, body).await
         }
     }
 
@@ -242,7 +242,7 @@ impl WithLockCall {
         async move {
             let (locks, key) = self.target?;
             locks
-                .try_with_lock_using(&key, &self.call, body)
+                .try_with_lock_boxed(&key, &self.call, body)
                 .await
                 .map(|_| ())
         }
@@ -261,7 +261,7 @@ impl WithLockCall {
         async move {
             let (locks, key) = self.target?;
             locks
-                .try_with_lock_using(&key, &self.call, body)
+                .try_with_lock_boxed(&key, &self.call, body)
                 .await
                 .map(Option::flatten)
         }

@@ -3,6 +3,7 @@
 //! of the lock the current task runs under ([`fencing_token`]).
 
 use std::future::Future;
+use std::pin::Pin;
 
 use super::{LockGuard, LockOptions, Locks};
 use crate::error::{Error, ErrorCode};
@@ -135,11 +136,23 @@ impl Locks {
     {
         // Boxed before the call's own state: a body that is itself a lock or idempotency call
         // nested unboxed goes past rustc's default layout depth (128).
-        let body = Box::pin(body);
-        async move {
-            let guard = self.acquire(key, &call.opts).await?;
-            self.guarded(guard, call.on_lost, body).await
-        }
+        self.with_lock_boxed(key, call, Box::pin(body))
+    }
+
+    /// [`with_lock_using`](Self::with_lock_using) with the body boxed already (the
+    /// attribute's call site boxes it before its own state).
+    pub(crate) async fn with_lock_boxed<T, E, F>(
+        &self,
+        key: &str,
+        call: &LockCall,
+        body: Pin<Box<F>>,
+    ) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<Error>,
+    {
+        let guard = self.acquire(key, &call.opts).await?;
+        self.guarded(guard, call.on_lost, body).await
     }
 
     /// [`with_lock_using`](Self::with_lock_using) with exactly one attempt: `Ok(None)`
@@ -169,12 +182,23 @@ impl Locks {
         E: From<Error>,
     {
         // Boxed for the reason given in `with_lock_using`.
-        let body = Box::pin(body);
-        async move {
-            match self.try_acquire(key, &call.opts).await? {
-                Some(guard) => self.guarded(guard, call.on_lost, body).await.map(Some),
-                None => Ok(None),
-            }
+        self.try_with_lock_boxed(key, call, Box::pin(body))
+    }
+
+    /// [`try_with_lock_using`](Self::try_with_lock_using) with the body boxed already.
+    pub(crate) async fn try_with_lock_boxed<T, E, F>(
+        &self,
+        key: &str,
+        call: &LockCall,
+        body: Pin<Box<F>>,
+    ) -> Result<Option<T>, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<Error>,
+    {
+        match self.try_acquire(key, &call.opts).await? {
+            Some(guard) => self.guarded(guard, call.on_lost, body).await.map(Some),
+            None => Ok(None),
         }
     }
 

@@ -509,7 +509,7 @@ impl RateLimiter {
 }
 
 /// Runs `body` when `d` admitted the call, else returns the denial as an error.
-async fn admit<T, E, F>(d: Decision, body: F) -> Result<T, E>
+pub(super) async fn admit<T, E, F>(d: Decision, body: F) -> Result<T, E>
 where
     F: Future<Output = Result<T, E>>,
     E: From<Error>,

@@ -172,13 +172,15 @@ impl RateLimitCall {
             if super::already_checked(&super::mark(None, Some(policy), &key)) {
                 return body.await;
             }
-            limiter.with_policy(policy, &key, spec.cost, body).await
+            let d = limiter.check_policy(policy, &key, spec.cost).await?;
+            super::api::admit(d, body).await
         } else {
             let limit = spec.limit_with(&limiter.config().default_limit);
             if super::already_checked(&super::mark(Some(&limit), None, &key)) {
                 return body.await;
             }
-            limiter.with_limit(&key, &limit, spec.cost, body).await
+            let d = limiter.check_cost(&key, &limit, spec.cost).await?;
+            super::api::admit(d, body).await
         }
     }
 }
