@@ -126,7 +126,7 @@ impl Locks {
         let call = LockCall::from(opts.clone());
         // Boxed now, for the reason given in `with_lock_using`.
         let body = Box::pin(body);
-        async move { self.with_lock_using(key, &call, body).await }
+        async move { self.with_lock_boxed(key, &call, body).await }
     }
 
     /// Whether any owner holds the lock on `key` right now.
