@@ -196,6 +196,17 @@ pub fn keys<S: AsRef<str>>(keys: &[S], names: &[&str]) -> Result<Vec<String>> {
         .collect())
 }
 
+/// [`key`] in place, for a key an attribute rendered: an unvaried one is checked and kept as
+/// it is, a varied one gets the segment in front.
+pub(crate) fn vary_rendered_key(mut key: String, names: &[&str]) -> Result<String> {
+    if names.is_empty() {
+        unvaried(&key)?;
+    } else {
+        key.insert_str(0, &segment(names)?);
+    }
+    Ok(key)
+}
+
 /// [`keys`] in place, for keys and tags an attribute rendered: unvaried ones are checked and
 /// kept as they are, varied ones get the segment in front.
 pub(crate) fn vary_rendered(mut rendered: Vec<String>, names: &[&str]) -> Result<Vec<String>> {

@@ -79,17 +79,28 @@ impl CachedSpec {
     fn vary(&self, rendered: Vec<String>, what: &str) -> Option<Vec<String>> {
         match context::vary_rendered(rendered, self.vary_by) {
             Ok(varied) => Some(varied),
-            Err(e) => {
-                if !self.context_warned.swap(true, Ordering::Relaxed) {
-                    tracing::error!(target: "redisx::cache",
-                        function = self.name,
-                        error = %format_args!("{e:#}"),
-                        "{what}"
-                    );
-                }
-                None
-            }
+            Err(e) => self.refuse(&e, what),
         }
+    }
+
+    /// A key this call site rendered, varied by the context, as [`vary`](Self::vary).
+    fn vary_key(&self, rendered: String, what: &str) -> Option<String> {
+        match context::vary_rendered_key(rendered, self.vary_by) {
+            Ok(varied) => Some(varied),
+            Err(e) => self.refuse(&e, what),
+        }
+    }
+
+    /// Says once per call site why its key cannot vary (`what` the call does then); `None`.
+    fn refuse<T>(&self, e: &crate::Error, what: &str) -> Option<T> {
+        if !self.context_warned.swap(true, Ordering::Relaxed) {
+            tracing::error!(target: "redisx::cache",
+                function = self.name,
+                error = %format_args!("{e:#}"),
+                "{what}"
+            );
+        }
+        None
     }
 
     /// The ttl in milliseconds.
@@ -427,8 +438,7 @@ fn probe<T>(
     let varied = if spec.vary_by.is_empty() && !buf.as_str().starts_with(context::SEGMENT_PREFIX) {
         None
     } else {
-        let key = spec.vary(vec![buf.as_str().to_owned()], CONTEXT_UNCACHED)?;
-        key.into_iter().next()
+        Some(spec.vary_key(buf.as_str().to_owned(), CONTEXT_UNCACHED)?)
     };
     let key = varied.as_deref().unwrap_or(buf.as_str());
     if let Some(v) = cache.l1_peek::<T>(key, spec.mode, erasure) {

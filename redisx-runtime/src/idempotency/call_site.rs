@@ -164,7 +164,7 @@ pub fn idempotent(
     let target = call_site::with_runtime(runtime, &NO_RUNTIME, |rt| match rt {
         Some(rt) => Ok((
             rt.idempotency().clone(),
-            context::key(&fmt::format(key), spec.vary_by)?,
+            context::vary_rendered_key(fmt::format(key), spec.vary_by)?,
             fingerprint.finish()?,
         )),
         None => Err(Error::new(

@@ -200,7 +200,7 @@ pub fn with_lock(
     let target = call_site::with_runtime(runtime, &NO_RUNTIME, |rt| match rt {
         Some(rt) => Ok((
             rt.locks().clone(),
-            context::key(&fmt::format(key), spec.vary_by)?,
+            context::vary_rendered_key(fmt::format(key), spec.vary_by)?,
         )),
         None => Err(Error::new(
             ErrorCode::ConfigNotInstalled,

@@ -138,7 +138,7 @@ pub fn rate_limit(
     let target = call_site::with_runtime(runtime, &NO_RUNTIME, |rt| match rt {
         Some(rt) => Ok((
             rt.rate_limiter().clone(),
-            context::key(&fmt::format(key), spec.vary_by)?,
+            context::vary_rendered_key(fmt::format(key), spec.vary_by)?,
         )),
         None => Err(Error::new(
             ErrorCode::ConfigNotInstalled,

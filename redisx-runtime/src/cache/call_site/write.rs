@@ -131,10 +131,7 @@ pub fn cache_put<T>(
         target: call_site::with_runtime(runtime, &NO_RUNTIME, |rt| {
             let rt = rt?;
             let what = "this #[cache_put] function's key cannot vary by the task's context: its value is not written (enter the context with Context::scope)";
-            let key = spec
-                .vary(vec![fmt::format(key)], what)?
-                .into_iter()
-                .next()?;
+            let key = spec.vary_key(fmt::format(key), what)?;
             let tags = spec.vary(call_site::render(tags), what)?;
             Some((rt.cache().clone(), key, spec.options(tags)))
         }),
