@@ -122,33 +122,10 @@ pub(crate) async fn scan_pages<T: redis::FromRedisValue>(
     }
 }
 
-/// Every key matching the glob `pattern` (`SCAN MATCH`, never `KEYS`), as bytes (a key another
-/// program wrote need not be UTF-8, and must not make the scan fail), sorted, without
-/// duplicates.
-///
-/// On a cluster every master is scanned (a cursor belongs to one node).
+/// Every key matching the glob `pattern`, on every master of a cluster
+/// ([`Client::scan_keys`]).
 pub(crate) async fn scan_match(client: &Client, pattern: &str) -> Result<Vec<Vec<u8>>> {
-    let mut keys = Vec::new();
-    for node in client.scan_nodes().await? {
-        let mut cursor = 0u64;
-        loop {
-            let page = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .clone();
-            let (next, items): (u64, Vec<Vec<u8>>) =
-                client.query_on(node.as_ref(), "SCAN", &page).await?;
-            keys.extend(items);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    Ok(sorted(keys))
+    client.scan_keys(pattern, None).await
 }
 
 /// `items` sorted, without duplicates.

@@ -7,6 +7,9 @@ use redis::{Cmd, FromRedisValue};
 use super::{Client, Conn, cluster};
 use crate::error::{Error, ErrorCode, Result};
 
+/// Keys asked for per `SCAN` page (a hint to the server).
+const SCAN_COUNT: u64 = 1000;
+
 impl Client {
     /// The nodes a keyspace `SCAN` must visit: `[None]` (the one server) for a single server
     /// or sentinel config, every master for a cluster.
@@ -21,6 +24,42 @@ impl Client {
             })
             .await?;
         Ok(masters.into_iter().map(Some).collect())
+    }
+
+    /// Every key matching the glob `pattern` (of type `kind` too, when given: `SCAN .. TYPE`),
+    /// from `SCAN MATCH` (never `KEYS`) on every node that holds keys (every master of a
+    /// cluster: a cursor belongs to one node); as bytes (a key another program wrote need not
+    /// be UTF-8, and must not make the scan fail), sorted, without duplicates.
+    pub(crate) async fn scan_keys(
+        &self,
+        pattern: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        for node in self.scan_nodes().await? {
+            let mut cursor = 0u64;
+            loop {
+                let mut page = redis::cmd("SCAN");
+                page.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT);
+                if let Some(kind) = kind {
+                    page.arg("TYPE").arg(kind);
+                }
+                let (next, items): (u64, Vec<Vec<u8>>) =
+                    self.query_on(node.as_ref(), "SCAN", &page).await?;
+                keys.extend(items);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// Runs `cmd` on `node` (from [`scan_nodes`](Self::scan_nodes)), or as usual for `None`.

@@ -25,9 +25,6 @@ lua!(INSPECT_SEMAPHORE, "lua/inspect_semaphore.lua");
 /// Every ops script (preloaded with the plugins' scripts).
 pub(crate) static ALL: &[&LuaScript] = &[&INSPECT_LOCK, &INSPECT_SEMAPHORE];
 
-/// Keys read per `SCAN` page (a hint to the server).
-const SCAN_COUNT: u64 = 1000;
-
 /// Keys inspected at once (one script each) while listing.
 const INSPECT_BATCH: usize = 64;
 
@@ -270,35 +267,14 @@ fn user_key<'a>(full: &'a str, prefix: &str) -> Option<&'a str> {
         .filter(|k| !k.is_empty())
 }
 
-/// Every key of `kind` (`string`, `zset`) matching the glob `pattern`, sorted, without
-/// duplicates, from `SCAN .. MATCH .. TYPE` on every node that holds keys (every master of a
-/// cluster: a cursor belongs to one node). Keys that are not UTF-8 are skipped (no redisx
-/// lock key is).
+/// Every key of `kind` (`string`, `zset`) matching the glob `pattern`, sorted
+/// ([`Client::scan_keys`]). Keys that are not UTF-8 are skipped (no redisx lock key is).
 async fn scan(client: &Client, pattern: &str, kind: &str) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
-    for node in client.scan_nodes().await? {
-        let mut cursor = 0u64;
-        loop {
-            let mut page = redis::cmd("SCAN");
-            page.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .arg("TYPE")
-                .arg(kind);
-            let (next, items): (u64, Vec<Vec<u8>>) =
-                client.query_on(node.as_ref(), "SCAN", &page).await?;
-            keys.extend(items.into_iter().filter_map(|k| String::from_utf8(k).ok()));
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    keys.sort_unstable();
-    keys.dedup();
-    Ok(keys)
+    let keys = client.scan_keys(pattern, Some(kind)).await?;
+    Ok(keys
+        .into_iter()
+        .filter_map(|k| String::from_utf8(k).ok())
+        .collect())
 }
 
 /// Reads the lock `full` (named `key`); `None` when nobody holds it.
