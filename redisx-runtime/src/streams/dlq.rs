@@ -138,11 +138,7 @@ impl Streams {
                 stream,
             )
         };
-        let client = self.inner.client().map_err(read)?;
-        client
-            .query(redis::cmd("XLEN").arg(&keys.dlq))
-            .await
-            .map_err(read)
+        self.inner.dlq_len(stream, &keys.dlq).await.map_err(read)
     }
 
     /// Moves the dead-letter entry `dlq_id` back into the stream as a first attempt (its
@@ -261,6 +257,20 @@ impl Streams {
 }
 
 impl Shared {
+    /// The length of the stream `stream`'s dead-letter stream `dlq` (`XLEN`), recorded in
+    /// `redisx_stream_dlq_length` as a read of the lag records it in `redisx_stream_lag`.
+    pub(crate) async fn dlq_len(&self, stream: &str, dlq: &str) -> Result<u64> {
+        let n: u64 = self.client()?.query(redis::cmd("XLEN").arg(dlq)).await?;
+        let labels = super::stats::StreamLabels {
+            stream: stream.to_owned(),
+        };
+        self.metrics
+            .dlq_length
+            .get_or_create(&labels)
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        Ok(n)
+    }
+
     /// Dead-letter entries from `start` to `end`, at most `count`.
     async fn dlq_range(
         &self,

@@ -194,23 +194,8 @@ impl Engine {
         if !self.shared.cfg.dlq {
             return;
         }
-        let len: Result<u64> = match self.shared.client() {
-            Ok(client) => client.query(redis::cmd("XLEN").arg(&self.keys.dlq)).await,
-            Err(e) => Err(e),
-        };
-        match len {
-            Ok(n) => {
-                self.shared
-                    .metrics
-                    .dlq_length
-                    .get_or_create(&super::stats::StreamLabels {
-                        stream: self.name.to_string(),
-                    })
-                    .set(i64::try_from(n).unwrap_or(i64::MAX));
-            }
-            Err(e) => {
-                tracing::debug!(target: "redisx::streams", stream = %self.name, error = %format_args!("{e:#}"), "reading the DLQ length failed");
-            }
+        if let Err(e) = self.shared.dlq_len(&self.name, &self.keys.dlq).await {
+            tracing::debug!(target: "redisx::streams", stream = %self.name, error = %format_args!("{e:#}"), "reading the DLQ length failed");
         }
     }
 }

@@ -141,7 +141,7 @@ impl StreamMetrics {
         );
         r.register(
             "stream_dlq_length",
-            "Entries in the stream's dead-letter stream (XLEN), as last read (by its consumers every 10 s and after a dead letter)",
+            "Entries in the stream's dead-letter stream (XLEN), as last read (by `dlq_len`, and by its consumers every 10 s and after a dead letter)",
             m.dlq_length.clone(),
         );
         r.register(
