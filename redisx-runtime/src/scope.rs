@@ -144,7 +144,15 @@ impl Entered {
 /// temporaries the size of its future, which in unoptimised builds would put several copies
 /// of a large future on the stack of every poll.
 fn scoped_future<F: Future>(rx: RedisX, fut: F) -> TaskLocalFuture<Entered, Pin<Box<F>>> {
-    SCOPED.scope(Entered::new(rx), Box::pin(fut))
+    scoped_boxed(rx, Box::pin(fut))
+}
+
+/// [`scoped_future`] for a future boxed already (not boxed again).
+pub(crate) fn scoped_boxed<F: Future>(
+    rx: RedisX,
+    fut: Pin<Box<F>>,
+) -> TaskLocalFuture<Entered, Pin<Box<F>>> {
+    SCOPED.scope(Entered::new(rx), fut)
 }
 
 /// `fut` in the caller's scope, if there is one (for work spawned on a caller's behalf).

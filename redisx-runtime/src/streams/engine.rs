@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::Either;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -168,6 +169,12 @@ impl Engine {
                     engine.end_turn(t);
                 }
             });
+            // In the consuming runtime's scope: the handler's attributes and
+            // `RedisX::current()` find the runtime that delivered the message.
+            let work = match self.shared.owner() {
+                Some(rx) => Either::Left(crate::scope::scoped_boxed(rx, work)),
+                None => Either::Right(work),
+            };
             let engine = self.clone();
             tokio::spawn(async move {
                 let _running = running;
@@ -252,15 +259,9 @@ impl Engine {
         let started = Instant::now();
         let outcome = {
             // In the span: the handler's synchronous part (before its future) as well.
-            // In the consuming runtime's scope: the handler's attributes and
-            // `RedisX::current()` find the runtime that delivered the message.
             let run = span
                 .in_scope(|| (self.run)(delivery))
                 .instrument(span.clone());
-            let run = match self.shared.owner() {
-                Some(rx) => futures_util::future::Either::Left(rx.scope(run)),
-                None => futures_util::future::Either::Right(run),
-            };
             let keep = self.keep_claimed(&id);
             tokio::pin!(run, keep);
             tokio::select! {
