@@ -1,7 +1,8 @@
 //! Fencing tokens: strictly increasing per key across holders (in one runtime and across two,
 //! on every topology), larger for a new holder than for one that held past its ttl (on a
 //! standalone server and on the shared 3-master cluster), and still increasing after a restart
-//! of the server that lost the counter (a standalone server of its own).
+//! of the server that lost the counter (a standalone server of its own); a counter ahead of the
+//! server clock moves on by one.
 
 use std::time::Duration;
 
@@ -166,5 +167,65 @@ async fn tokens_still_increase_after_a_restart_that_lost_the_counter() {
     let after = after.expect("the runtime reconnects to the restarted server");
     let last = *before.last().unwrap();
     assert!(after > last, "{after} after the restart, {last} before");
+    rx.shutdown().await;
+}
+
+/// A counter ahead of the server clock (a clock stepped back, or a counter restored from a
+/// server whose clock ran ahead) moves on by one per acquire instead of following the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_ahead_of_the_clock_moves_on_by_one() {
+    let deployment = Deployment::start(Topology::Standalone);
+    let rx = lock_runtime(
+        &deployment.url(),
+        &unique_prefix("lock_ahead"),
+        LockConfig::default(),
+    )
+    .await;
+    let lock_fence = format!("{}:fence", rx.locks().full_key("ledger"));
+    let sem_fence = format!(
+        "{}:fence",
+        rx.locks()
+            .full_key("exports")
+            .replacen("lock:{", "lock:sem:{", 1)
+    );
+    // About 11.6 days of microseconds ahead of now.
+    let ahead: u64 = 4_000_000_000_000_000;
+    for fence_key in [&lock_fence, &sem_fence] {
+        let _: () = raw_query(
+            &deployment,
+            redis::cmd("SET")
+                .arg(fence_key)
+                .arg(ahead)
+                .arg("PX")
+                .arg(600_000),
+        )
+        .await;
+    }
+
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let guard = rx
+            .locks()
+            .acquire("ledger", &LockOptions::new())
+            .await
+            .unwrap();
+        tokens.push(guard.fencing_token());
+        guard.release().await.unwrap();
+    }
+    assert_eq!(tokens, [ahead + 1, ahead + 2, ahead + 3]);
+    let stored: Option<String> = raw_query(&deployment, redis::cmd("GET").arg(&lock_fence)).await;
+    assert_eq!(stored, Some((ahead + 3).to_string()));
+
+    let sem = rx.locks().semaphore("exports", 2);
+    let first = sem.acquire(&LockOptions::new()).await.unwrap();
+    let second = sem.acquire(&LockOptions::new()).await.unwrap();
+    assert_eq!(
+        (first.fencing_token(), second.fencing_token()),
+        (ahead + 1, ahead + 2)
+    );
+    let stored: Option<String> = raw_query(&deployment, redis::cmd("GET").arg(&sem_fence)).await;
+    assert_eq!(stored, Some((ahead + 2).to_string()));
+    first.release().await.unwrap();
+    second.release().await.unwrap();
     rx.shutdown().await;
 }

@@ -29,10 +29,11 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local counter = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-local fence = counter + 1
-if now > fence then
-  fence = now
+-- The clock is ahead of the counter on almost every acquire: store it and read the old value
+-- in one command, and write counter + 1 over it only when the counter was not behind.
+local counter = tonumber(redis.call('SET', KEYS[2], string.format('%d', now), 'PX', ARGV[3], 'GET') or '0') or 0
+if counter < now then
+  return {1, now}
 end
-redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[3])
-return {1, fence}
+redis.call('SET', KEYS[2], string.format('%d', counter + 1), 'PX', ARGV[3])
+return {1, counter + 1}

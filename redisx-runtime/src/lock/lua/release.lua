@@ -14,8 +14,8 @@
 -- Atomicity: two keys in one slot; the compare, the DEL and the PUBLISH run as one script, so
 -- another owner's lock is never deleted and a flagged waiter is always told.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if redis.call('DEL', KEYS[2]) == 1 then
+  -- The lock key exists (it was just read), so 2 deleted means the waiters flag was set.
+  if redis.call('DEL', KEYS[1], KEYS[2]) == 2 then
     redis.call('PUBLISH', ARGV[2], ARGV[3])
   end
   return 1

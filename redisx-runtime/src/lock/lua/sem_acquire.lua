@@ -36,10 +36,10 @@ redis.call('ZADD', KEYS[1], expiry, ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], last[2])
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local counter = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-local fence = counter + 1
-if now > fence then
-  fence = now
+-- As in acquire.lua: store the clock and read the old counter in one command.
+local counter = tonumber(redis.call('SET', KEYS[2], string.format('%d', now), 'PX', ARGV[4], 'GET') or '0') or 0
+if counter < now then
+  return {1, now}
 end
-redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[4])
-return {1, fence}
+redis.call('SET', KEYS[2], string.format('%d', counter + 1), 'PX', ARGV[4])
+return {1, counter + 1}
