@@ -18,7 +18,7 @@
 -- owner died and that nobody retries goes away by itself.
 -- Atomicity: one key, one script: of concurrent callers exactly one claims (or takes over).
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local lease = tonumber(ARGV[3])
 local r = redis.call('HMGET', KEYS[1], 'state', 'fingerprint', 'owner', 'lease_until',
   'outcome', 'result', 'reason')

@@ -19,7 +19,7 @@ if r[1] ~= 'processing' or r[2] ~= ARGV[1] then
   return 0
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'completed_at', now, 'outcome', ARGV[4],
   'result', ARGV[5], 'reason', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])

@@ -11,7 +11,7 @@ if r[1] ~= 'processing' or r[2] ~= ARGV[1] then
   return 0
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local lease = tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'lease_until', now + lease)
 redis.call('PEXPIRE', KEYS[1], lease * 2)

@@ -28,7 +28,7 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0, redis.call('PTTL', KEYS[1])}
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = t[1] * 1000000 + t[2]
 -- The clock is ahead of the counter on almost every acquire: store it and read the old value
 -- in one command, and write counter + 1 over it only when the counter was not behind.
 local counter = tonumber(redis.call('SET', KEYS[2], string.format('%d', now), 'PX', ARGV[3], 'GET') or '0') or 0

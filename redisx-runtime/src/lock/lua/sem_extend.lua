@@ -10,7 +10,7 @@
 --          expired or was removed: the holder has lost its permit, which may be another's now).
 -- Atomicity: two keys in one slot, one script: an expired lease is never revived.
 local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) <= now_ms then
   if score then

@@ -4,5 +4,5 @@
 -- Returns  the number of leases that have not expired (by the server's clock).
 -- Atomicity: one key, read only; the server's TIME and the count are read together.
 local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 return redis.call('ZCOUNT', KEYS[1], '(' .. now_ms, '+inf')

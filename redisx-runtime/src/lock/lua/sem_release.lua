@@ -16,7 +16,7 @@ if not score then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 if tonumber(score) <= now_ms then
   return 0
 end

@@ -11,7 +11,7 @@
 -- Read only (`no-writes`). Atomicity: one script: the server's TIME, the leases and the
 -- counter are read together.
 local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local leases = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_ms, '+inf', 'WITHSCORES')
 local out = {redis.call('GET', KEYS[2]) or ''}
 for i = 1, #leases, 2 do

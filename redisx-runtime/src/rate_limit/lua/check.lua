@@ -14,9 +14,9 @@
 -- slot: every limit is decided on the same state, and either all of them consume or none
 -- does (a limit that admits is not consumed when another denies). A single limit is decided
 -- and consumed in one pass; several are decided first, then consumed in a second pass.
-local cost = tonumber(ARGV[2])
+local cost = ARGV[2] + 0
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = t[1] * 1000000 + t[2]
 local n = #KEYS
 local algorithms = {}
 for i = 1, n do
@@ -43,7 +43,7 @@ local function decide(write)
   for i = 1, n do
     local b = (i - 1) * 4 + 3
     local allowed, limit, remaining, reset, retry = algorithms[i](KEYS[i], now,
-      tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]) * 1000, cost, tonumber(ARGV[b + 3]), write)
+      ARGV[b + 1] + 0, ARGV[b + 2] * 1000, cost, ARGV[b + 3] + 0, write)
     local o = (i - 1) * 5
     out[o + 1] = allowed and 1 or 0
     out[o + 2] = limit

@@ -12,8 +12,8 @@ local function fixed_window(key, now, limit, window, cost, _, write)
   local v = redis.call('GET', key)
   if v then
     local sw, sc = string.match(v, '^(%d+) (%d+)$')
-    if tonumber(sw) == w then
-      used = tonumber(sc)
+    if sw and sw + 0 == w then
+      used = sc + 0
     end
   end
   if used + cost <= limit then

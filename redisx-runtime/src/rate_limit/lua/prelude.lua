@@ -8,6 +8,8 @@
 -- whole again (µs) and the wait before `cost` points can be admitted (µs, 0 when allowed).
 -- The state is kept in as few commands as possible: a check is one script, and its time is
 -- mostly the round trip.
+-- Numeric strings (arguments, TIME, parsed state) are converted by arithmetic (`+ 0`): one
+-- conversion, where `tonumber` makes two.
 
 -- An integer as Redis reads it (Lua's default number format turns 16 digits into exponents).
 local function int(x)

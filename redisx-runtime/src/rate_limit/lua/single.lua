@@ -9,10 +9,10 @@
 -- Returns  the 5 integers of `check.lua` for one limit, as one string separated by spaces
 --          (one bulk reply is cheaper to send and read than an array).
 -- Time is the server's (TIME). Atomicity: one key, one script: decided and consumed together.
-local cost = tonumber(ARGV[2])
+local cost = ARGV[2] + 0
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local allowed, limit, remaining, reset, retry = algorithm(KEYS[1], now, tonumber(ARGV[4]),
-  tonumber(ARGV[5]) * 1000, cost, tonumber(ARGV[6]), ARGV[1] == 'check' and cost > 0)
+local now = t[1] * 1000000 + t[2]
+local allowed, limit, remaining, reset, retry = algorithm(KEYS[1], now, ARGV[4] + 0,
+  ARGV[5] * 1000, cost, ARGV[6] + 0, ARGV[1] == 'check' and cost > 0)
 return string.format('%d %d %d %d %d', allowed and 1 or 0, limit, math.max(remaining, 0),
   math.ceil(reset / 1000), math.ceil(retry / 1000))

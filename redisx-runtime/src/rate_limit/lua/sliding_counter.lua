@@ -14,11 +14,11 @@ local function sliding_counter(key, now, limit, window, cost, _, write)
   local v = redis.call('GET', key)
   if v then
     local sw, sc, sp = string.match(v, '^(%d+) (%d+) (%d+)$')
-    sw = tonumber(sw)
+    sw = sw and sw + 0
     if sw == w then
-      c, p = tonumber(sc), tonumber(sp)
+      c, p = sc + 0, sp + 0
     elseif sw == w - 1 then
-      p = tonumber(sc)
+      p = sc + 0
     end
   end
   local est = p * (1 - (now - start) / window) + c

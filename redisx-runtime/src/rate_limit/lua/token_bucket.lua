@@ -13,7 +13,7 @@ local function token_bucket(key, now, limit, window, cost, param, write)
   local v = redis.call('GET', key)
   if v then
     local t, ts = string.match(v, '^(%S+) (%d+)$')
-    tokens = math.min(limit, tonumber(t) + math.max(now - tonumber(ts), 0) * rate)
+    tokens = math.min(limit, t + math.max(now - ts, 0) * rate)
   end
   if tokens >= cost then
     if write then

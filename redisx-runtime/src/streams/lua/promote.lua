@@ -13,7 +13,7 @@
 -- Atomicity: three keys in one slot, one script: a member leaves the set exactly when its
 -- entry is added, so concurrent movers never add it twice.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local moved, malformed = 0, 0
 for _, m in ipairs(due) do

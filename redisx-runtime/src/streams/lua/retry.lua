@@ -18,6 +18,6 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
 return 1

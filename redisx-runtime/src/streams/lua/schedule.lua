@@ -8,6 +8,6 @@
 -- Atomicity: one key; the clock is read where the member is added, so the due time is the
 --          server's whatever the publisher's clock says.
 local t = redis.call('TIME')
-local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local due = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
 redis.call('ZADD', KEYS[1], due, ARGV[2])
 return due
