@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p redisx-bench -- <suite> [--redis URL | --cluster] [--quick] [--only BENCH,..]
+//!     [--callgrind FILE]
 //! ```
 //!
 //! Suites: `cache`, `locks`, `rate-limit`, `idempotency`, `streams`, `all`. Without `--redis` the
@@ -22,9 +23,14 @@
 //! to a cluster (`cached`'s Redis store, `rslock`, `apalis-redis`) are left out, saying so on
 //! stderr; the benches are reported as `cluster.<bench>`, e.g. `cluster.cache.l2_hit`, beside
 //! the cluster-only `cluster.invalidation` (see [`invalidation`]).
+//!
+//! `--callgrind FILE`, under `valgrind --tool=callgrind --callgrind-out-file=FILE`, adds the
+//! client-side instructions per operation of ours and of each baseline to every line (see
+//! [`callgrind`]).
 
 mod cache;
 mod cache_scope;
+mod callgrind;
 mod floor;
 mod idempotency;
 mod invalidation;
@@ -160,14 +166,17 @@ struct Args {
 }
 
 const USAGE: &str = "usage: redisx-bench <cache|locks|rate-limit|idempotency|streams|all> \
-                     [--redis URL | --cluster] [--quick] [--only BENCH[,BENCH..]]
+                     [--redis URL | --cluster] [--quick] [--only BENCH[,BENCH..]] [--callgrind FILE]
   --redis URL   measure against this server (default: start a pinned redis-server)
   --cluster     start a pinned local Redis Cluster (3 masters, no replicas) and run the
                 cluster benches of the suite: cache.l2_hit, locks.acquire_release,
                 rate_limit.sliding_window, streams.consume (reported as cluster.<bench>)
                 and cluster.invalidation (cache suite)
   --quick       short rounds (the whole suite in about a minute)
-  --only LIST   run only these benches (standalone or cluster.<bench> names)";
+  --only LIST   run only these benches (standalone or cluster.<bench> names)
+  --callgrind FILE
+                under `valgrind --tool=callgrind --callgrind-out-file=FILE`: add each side's
+                client-side instructions per op to every line (wall times are then valgrind's)";
 
 fn parse_args() -> Result<Args, String> {
     let mut suite = None;
@@ -182,6 +191,12 @@ fn parse_args() -> Result<Args, String> {
             "--cluster" => cluster = true,
             "--redis" => {
                 redis = Some(args.next().ok_or("`--redis` needs a URL")?);
+            }
+            "--callgrind" => {
+                let file = args
+                    .next()
+                    .ok_or("`--callgrind` needs callgrind's output file")?;
+                callgrind::enable(file.into());
             }
             "--only" => {
                 let list = args.next().ok_or("`--only` needs bench names")?;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::callgrind;
+
 /// A boxed future returned by a side: the time taken by the requested number of operations.
 pub(crate) type RoundFuture = Pin<Box<dyn Future<Output = Duration>>>;
 
@@ -154,6 +156,23 @@ impl Comparison {
         self.extra.insert(key.to_owned(), value.into());
         self
     }
+
+    /// Adds the client-side instructions per operation of ours and of the baseline, and their
+    /// ratio, from `(instructions, operations)` counted under `--callgrind`.
+    pub(crate) fn with_instructions(self, ours: (u64, u64), baseline: (u64, u64)) -> Self {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "instruction counts per op are far below 2^52"
+        )]
+        let per_op = |(ir, ops): (u64, u64)| ir as f64 / ops.max(1) as f64;
+        let (ours, baseline) = (per_op(ours), per_op(baseline));
+        self.with("ours_instructions_per_op", round_to(ours, 1.0))
+            .with("baseline_instructions_per_op", round_to(baseline, 1.0))
+            .with(
+                "instructions_ratio",
+                round_to(ours / baseline.max(f64::MIN_POSITIVE), 100.0),
+            )
+    }
 }
 
 /// One JSON line, in the field order of BENCHMARKS.md; extra fields follow.
@@ -227,6 +246,8 @@ pub(crate) async fn compare(
         ops.push(calibrate(side, settings).await);
     }
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); sides.len()];
+    // Under `--callgrind`: instructions and operations of each side over its rounds.
+    let mut counted = vec![(0u64, 0u64); sides.len()];
     for round in 0..rounds {
         let order: Vec<usize> = if round % 2 == 0 {
             (0..sides.len()).collect()
@@ -234,7 +255,14 @@ pub(crate) async fn compare(
             (0..sides.len()).rev().collect()
         };
         for i in order {
+            if callgrind::enabled() {
+                callgrind::interval();
+            }
             let elapsed = (sides[i].run)(ops[i]).await;
+            if callgrind::enabled() {
+                counted[i].0 += callgrind::interval();
+                counted[i].1 += ops[i];
+            }
             samples[i].push(unit.per_op(elapsed, ops[i]));
         }
     }
@@ -243,14 +271,22 @@ pub(crate) async fn compare(
     let comparisons: Vec<Comparison> = sides
         .iter()
         .zip(&samples)
+        .zip(&counted)
         .skip(1)
-        .map(|(side, s)| Comparison {
-            bench: bench.to_owned(),
-            unit,
-            ours: ours_median,
-            baseline: side.label.clone(),
-            baseline_value: median(s),
-            extra: Map::new(),
+        .map(|((side, s), baseline_counted)| {
+            let c = Comparison {
+                bench: bench.to_owned(),
+                unit,
+                ours: ours_median,
+                baseline: side.label.clone(),
+                baseline_value: median(s),
+                extra: Map::new(),
+            };
+            if callgrind::enabled() {
+                c.with_instructions(counted[0], *baseline_counted)
+            } else {
+                c
+            }
         })
         .collect();
     eprintln!(
