@@ -5,6 +5,7 @@ mod config;
 mod connection_like;
 mod dedicated;
 mod driver;
+mod eval;
 mod guard;
 pub(crate) mod listener;
 mod nodes;
@@ -20,6 +21,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, Script, ScriptInvocation, ToRedisArgs
 pub use config::{ConnectionConfig, DriverKind, ReconnectPolicy};
 pub use dedicated::DedicatedConnection;
 pub(crate) use driver::{Conn, Driver};
+pub(crate) use eval::script_cmd;
 pub use pubsub::PubSub;
 pub(crate) use wait_pool::WaitPool;
 
@@ -302,43 +304,6 @@ impl Client {
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T> {
         self.invoke(invocation).await
-    }
-
-    /// Runs a Lua script by `EVALSHA`, loading it on `NOSCRIPT` and retrying once.
-    pub(crate) async fn eval<T, K, A>(&self, script: &Script, keys: &[K], args: &[A]) -> Result<T>
-    where
-        T: FromRedisValue,
-        K: ToRedisArgs,
-        A: ToRedisArgs,
-    {
-        self.run("EVALSHA", async |conn| {
-            let mut inv = script.prepare_invoke();
-            for k in keys {
-                inv.key(k);
-            }
-            for a in args {
-                inv.arg(a);
-            }
-            inv.invoke_async(conn).await
-        })
-        .await
-    }
-
-    /// Runs a prepared script invocation by `EVALSHA`, loading it on `NOSCRIPT`.
-    pub(crate) async fn invoke<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T> {
-        self.run("EVALSHA", async |conn| invocation.invoke_async(conn).await)
-            .await
-    }
-
-    /// Loads a script into the server's script cache (`SCRIPT LOAD`).
-    pub(crate) async fn load_script(&self, script: &Script) -> Result<()> {
-        self.run("SCRIPT", async |conn| {
-            script.prepare_invoke().load_async(conn).await.map(drop)
-        })
-        .await
     }
 
     /// The one command path: connection, span, timeout, metrics, error classification.

@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::config::invalid;
 use super::stats::Status;
 use super::{Decision, ErrorPolicy, Limit, RateLimiter, scripts};
+use crate::client::script_cmd;
 use crate::error::{Error, ErrorCode, Result};
 use crate::key;
 
@@ -436,24 +437,24 @@ impl RateLimiter {
             [one] => scripts::single(one.algorithm),
             _ => &scripts::CHECK,
         };
-        let mut inv = script.script.prepare_invoke();
+        let mut cmd = script_cmd(&script.script, call.keys.len(), 2 + 4 * call.limits.len());
         for k in &call.keys {
-            inv.key(k);
+            cmd.arg(k);
         }
-        inv.arg(mode.as_str()).arg(cost);
+        cmd.arg(mode.as_str()).arg(cost);
         for l in call.limits {
-            inv.arg(l.algorithm.as_str())
+            cmd.arg(l.algorithm.as_str())
                 .arg(l.points)
                 .arg(l.window_ms());
             match (l.refill, l.burst) {
-                (Some(r), _) => inv.arg(r),
-                (_, Some(b)) => inv.arg(b),
-                _ => inv.arg(0),
+                (Some(r), _) => cmd.arg(r),
+                (_, Some(b)) => cmd.arg(b),
+                _ => cmd.arg(0),
             };
         }
         if let [_] = call.limits {
             // One limit: a single decision from the one-string reply, without collecting.
-            let text: Vec<u8> = client.invoke(&inv).await?;
+            let text: Vec<u8> = client.eval_cmd(&script.script, cmd).await?;
             let d = parse_single(&text).ok_or_else(|| {
                 Error::new(
                     ErrorCode::RateLimitScriptError,
@@ -465,7 +466,7 @@ impl RateLimiter {
             })?;
             return Ok((0, decision(&d)));
         }
-        let reply: Vec<i64> = client.invoke(&inv).await?;
+        let reply: Vec<i64> = client.eval_cmd(&script.script, cmd).await?;
         if reply.len() != 5 * call.limits.len() {
             return Err(Error::new(
                 ErrorCode::RateLimitScriptError,
