@@ -49,8 +49,12 @@ const WAIT: Duration = Duration::from_secs(60);
 const KEY: &str = "bench:acquire_release";
 /// The floor's release script.
 const FLOOR_RELEASE: &str = include_str!("lua/floor_release.lua");
-/// Ours' acquire and release scripts, sent raw by the fenced floor.
-const OURS_ACQUIRE: &str = include_str!("../../redisx-runtime/src/lock/lua/acquire.lua");
+/// Ours' acquire and release scripts, sent raw by the fenced floor (the acquire after
+/// `fence.lua`, as the runtime assembles it).
+const OURS_ACQUIRE: &str = concat!(
+    include_str!("../../redisx-runtime/src/lock/lua/fence.lua"),
+    include_str!("../../redisx-runtime/src/lock/lua/acquire.lua")
+);
 const OURS_RELEASE: &str = include_str!("../../redisx-runtime/src/lock/lua/release.lua");
 
 /// Runs the suite; returns every comparison, each already printed as a JSON line when its

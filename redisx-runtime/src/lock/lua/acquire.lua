@@ -15,9 +15,8 @@
 -- Returns  {1, fencing token} when the lock was taken; {0, remaining ttl of the holder in
 --          milliseconds} when another owner holds it.
 -- The fencing token is max(counter + 1, server TIME in microseconds), stored back in the
--- counter: tokens strictly increase per key across holders, and, as long as the server clock
--- moves forward, across a restart without persistence or a failover to a replica whose
--- counter is stale (where the counter is gone or behind, the clock carries on).
+-- counter by `next_fence` (`fence.lua`, concatenated before this file, says what it
+-- guarantees).
 -- Atomicity: three keys in one slot, one script: the lock is taken and its token handed out
 -- together, so no two holders ever carry the same token; a caller found the lock held and
 -- flagged itself before any release could miss it.
@@ -27,13 +26,4 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   end
   return {0, redis.call('PTTL', KEYS[1])}
 end
-local t = redis.call('TIME')
-local now = t[1] * 1000000 + t[2]
--- The clock is ahead of the counter on almost every acquire: store it and read the old value
--- in one command, and write counter + 1 over it only when the counter was not behind.
-local counter = tonumber(redis.call('SET', KEYS[2], string.format('%d', now), 'PX', ARGV[3], 'GET') or '0') or 0
-if counter < now then
-  return {1, now}
-end
-redis.call('SET', KEYS[2], string.format('%d', counter + 1), 'PX', ARGV[3])
-return {1, counter + 1}
+return {1, next_fence(KEYS[2], redis.call('TIME'), ARGV[3])}

@@ -17,7 +17,8 @@
 --          lease expires} when every permit is held.
 -- Expired leases (holders that died or stopped renewing) are removed first, so their permits
 -- are free again. The set expires with its longest lease, so an idle semaphore leaves nothing.
--- The fencing token is max(counter + 1, server TIME in microseconds), as for a lock.
+-- The fencing token is max(counter + 1, server TIME in microseconds), as for a lock
+-- (`next_fence`, from `fence.lua`, concatenated before this file).
 -- Atomicity: three keys in one slot, one script: the count, the lease and the token are
 -- decided together, so no more than ARGV[3] leases are ever live and no two carry the same
 -- token.
@@ -35,11 +36,4 @@ local expiry = now_ms + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], last[2])
-local now = t[1] * 1000000 + t[2]
--- As in acquire.lua: store the clock and read the old counter in one command.
-local counter = tonumber(redis.call('SET', KEYS[2], string.format('%d', now), 'PX', ARGV[4], 'GET') or '0') or 0
-if counter < now then
-  return {1, now}
-end
-redis.call('SET', KEYS[2], string.format('%d', counter + 1), 'PX', ARGV[4])
-return {1, counter + 1}
+return {1, next_fence(KEYS[2], t, ARGV[4])}
